@@ -1,0 +1,7 @@
+//! # banyan-gateways
+//!
+//! The `std` half of banyan-rs: the backplane, the component API (single and
+//! multi-backplane), the monitor, the Raspberry Pi GPIO gateway and the serial
+//! gateway. Built on [`banyan_core`].
+#![deny(unsafe_code)]
+#![deny(missing_docs)]

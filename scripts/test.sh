@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The one test command of banyan-rs. Installs what it needs on a fresh
+# Debian 12 machine (rustup targets and components, apt packages, a Python
+# venv with python-banyan 3.17), then runs every check:
+#   fmt, clippy -D warnings, host tests, docs -D warnings, the no_std core
+#   for thumbv6m/thumbv7em with and without defmt, and every step in
+#   scripts/ci.d/*.sh (firmware link + QEMU, cross builds, interop, ...).
+# Usage: bash scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "setup"
+bash scripts/setup.sh
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "host tests"
+cargo test --workspace --locked
+
+step "docs (warnings denied)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
+step "no_std core for thumbv6m-none-eabi / thumbv7em-none-eabihf (with and without defmt)"
+for target in thumbv6m-none-eabi thumbv7em-none-eabihf; do
+  cargo build -p banyan-core --locked --target "$target"
+  cargo build -p banyan-core --locked --target "$target" --features defmt
+done
+
+for s in scripts/ci.d/*.sh; do
+  [ -e "$s" ] || continue
+  step "$s"
+  bash "$s"
+done
+
+step "all checks passed"
