@@ -1,0 +1,2 @@
+//! Benchmarks of `frame` (in progress).
+fn main() {}

@@ -1,0 +1,2 @@
+//! Benchmarks of `msg` and `cmd` (in progress).
+fn main() {}
