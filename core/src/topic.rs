@@ -17,7 +17,7 @@
 //!   device's subscriptions an incoming backplane topic matches, and the
 //!   firmware keeps one of its own subscriptions. Both are `const`
 //!   constructible, so they can live in a `static`.
-//! - [`matches`] is the rule itself, for a prefix you already hold as bytes.
+//! - [`matches()`] is the rule itself, for a prefix you already hold as bytes.
 //!
 //! # When not to use it
 //!
