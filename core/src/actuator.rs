@@ -43,19 +43,32 @@
 //! # Example
 //!
 //! ```
-//! use banyan_core::actuator::{Config, Motor, MotorSet, StopMode};
-//! use embedded_hal_mock::eh1::{digital, pwm};
+//! use banyan_core::actuator::{Config, Motor, MotorSet};
+//! use embedded_hal_mock::eh1::digital::{Mock as Pin, State, Transaction as PinTx};
+//! use embedded_hal_mock::eh1::pwm::{Mock as Pwm, Transaction as PwmTx};
 //!
-//! # let pwm = pwm::Mock::new(&[]);
-//! # let dir = digital::Mock::new(&[]);
-//! # let (mut p, mut d) = (pwm.clone(), dir.clone());
+//! // Mock pins stand in for the HAL's (rppal on a Pi, the MCU's HAL in
+//! // firmware); the scripts are the writes the code below must make.
+//! let pwm = Pwm::new(&[
+//!     PwmTx::set_duty_cycle(0), // 0.5 forward: duty 0, direction, duty
+//!     PwmTx::max_duty_cycle(100),
+//!     PwmTx::set_duty_cycle(50),
+//!     PwmTx::set_duty_cycle(0), // the deadman's stop
+//!     PwmTx::set_duty_cycle(0), // the stop on drop
+//! ]);
+//! let dir = Pin::new(&[PinTx::set(State::Low)]);
+//! let (mut pwm_script, mut dir_script) = (pwm.clone(), dir.clone());
+//!
 //! let mut drive: MotorSet<_, 2> = MotorSet::new(500); // deadman: 500 ms
-//! let left = Motor::new(pwm, dir, Config::new().with_invert(true));
-//! drive.add("left", left).map_err(|(e, _motor)| e).unwrap();
-//! // ... on each `run_motors` command: drive.set(now_ms, "left", 0.5)?
-//! // ... in the main loop:           drive.poll(now_ms)?
-//! assert_eq!(drive.poll(1_000), Ok(false)); // not armed before a command
-//! # p.done(); d.done();
+//! let left = Motor::new(pwm, dir, Config::new());
+//! drive.add("left", left).map_err(|(e, _motor)| e)?;
+//! drive.set(1_000, "left", 0.5)?; // a `run_motors` command at t = 1000 ms
+//! assert_eq!(drive.poll(1_200)?, false); // main loop
+//! assert_eq!(drive.poll(1_500)?, true); // no command for 500 ms: stopped
+//! drop(drive); // fail-safe: stops again
+//! pwm_script.done();
+//! dir_script.done();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use core::convert::Infallible;

@@ -22,7 +22,14 @@ struct Rig {
 }
 
 impl Rig {
+    /// A motor that will be dropped inside a `MotorSet`: its script ends with
+    /// the stop (duty 0) the set writes when dropped.
     fn new(pwm: &[Pwm], dir: &[Pin]) -> (Rig, M) {
+        Rig::unused(&[pwm, &[Pwm::set_duty_cycle(0)]].concat(), dir)
+    }
+
+    /// A motor with exactly this script.
+    fn unused(pwm: &[Pwm], dir: &[Pin]) -> (Rig, M) {
         let rig = Rig {
             pwm: PwmMock::new(pwm),
             dir: PinMock::new(dir),
@@ -264,7 +271,7 @@ fn failed_stop_after_a_failed_command_is_retried_by_poll() {
 fn add_returns_the_motor_when_full_or_duplicate() {
     let (a, m1) = Rig::new(&[], &[]);
     let (b, m2) = Rig::new(&[], &[]);
-    let (c, m3) = Rig::new(&[], &[]);
+    let (c, m3) = Rig::unused(&[], &[]); // never added, so never stopped
     let mut set: MotorSet<M, 2> = MotorSet::new(100);
     assert!(set.is_empty());
     set.add("a", m1).map_err(|(e, _)| e).unwrap();
@@ -282,6 +289,27 @@ fn add_returns_the_motor_when_full_or_duplicate() {
     a.done();
     b.done();
     c.done();
+}
+
+#[test]
+fn dropping_the_set_stops_every_motor_even_if_one_fails() {
+    let (l, left) = Rig::unused(
+        &[
+            start(50).as_slice(),
+            &[Pwm::set_duty_cycle(0).with_error(io_error())],
+        ]
+        .concat(),
+        &[Pin::set(State::Low)],
+    );
+    let (r, right) = Rig::unused(
+        &[start(50).as_slice(), &[Pwm::set_duty_cycle(0)]].concat(),
+        &[Pin::set(State::Low)],
+    );
+    let mut set = set_of(left, right);
+    set.run(0, &[("left", 0.5), ("right", 0.5)], None).unwrap();
+    drop(set); // both mocks expect their duty 0 here
+    l.done();
+    r.done();
 }
 
 #[test]

@@ -14,7 +14,11 @@ use super::{valid_speed, Deadman, Error, SetSpeed};
 /// - a bad command (unknown name, NaN or out-of-range speed) changes nothing;
 /// - a pin failure while applying a command stops every motor (the set is no
 ///   longer in the commanded state) and returns the pin error;
-/// - a failed stop keeps the deadman expired, so the next `poll` tries again.
+/// - a failed stop keeps the deadman expired, so the next `poll` tries again;
+/// - dropping the set (normal exit, or unwinding from a panic on a gateway)
+///   stops every motor, ignoring errors. With `panic = "abort"` (usual in
+///   firmware) nothing is dropped: stop the motors from the panic handler or
+///   rely on a watchdog reset.
 ///
 /// Names are `&'static str` (a gateway that reads names from a config file
 /// can leak them once at start-up, e.g. with `String::leak`).
@@ -42,12 +46,12 @@ use super::{valid_speed, Deadman, Error, SetSpeed};
 /// assert_eq!(drive.run(2_000, &[("left", 2.0)], None), Err(Error::InvalidSpeed));
 /// # Ok::<(), Error>(())
 /// ```
-pub struct MotorSet<M, const N: usize> {
+pub struct MotorSet<M: SetSpeed, const N: usize> {
     motors: Vec<(&'static str, M), N>,
     deadman: Deadman,
 }
 
-impl<M, const N: usize> MotorSet<M, N> {
+impl<M: SetSpeed, const N: usize> MotorSet<M, N> {
     /// An empty set whose deadman stops the motors `timeout_ms` after the
     /// last command.
     pub const fn new(timeout_ms: u64) -> Self {
@@ -212,6 +216,15 @@ where
             self.stop_all().map(|()| true)
         } else {
             Ok(false)
+        }
+    }
+}
+
+impl<M: SetSpeed, const N: usize> Drop for MotorSet<M, N> {
+    /// Stops every motor (fail-safe on exit); errors are ignored.
+    fn drop(&mut self) {
+        for (_, motor) in self.motors.iter_mut() {
+            let _ = motor.stop();
         }
     }
 }
