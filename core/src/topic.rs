@@ -17,6 +17,9 @@
 //!   device's subscriptions an incoming backplane topic matches, and the
 //!   firmware keeps one of its own subscriptions. Both are `const`
 //!   constructible, so they can live in a `static`.
+//! - [`Subscribers`] holds the counted subscriptions of several subscribers
+//!   (tasks, devices) and yields the subscribers an incoming topic goes to —
+//!   in the spirit of `embassy-sync`'s pub/sub, without the channels.
 //! - [`matches()`] is the rule itself, for a prefix you already hold as bytes.
 //!
 //! # When not to use it
@@ -48,6 +51,10 @@
 use core::fmt;
 
 use heapless::Vec;
+
+mod subscribers;
+
+pub use subscribers::Subscribers;
 
 /// Returns `true` when `topic` starts with `prefix`: the ZeroMQ subscription
 /// rule. The empty prefix matches every topic.
