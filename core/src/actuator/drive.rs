@@ -46,6 +46,8 @@ use super::{valid_speed, Deadman, Error, SetSpeed};
 /// assert_eq!(drive.run(2_000, &[("left", 2.0)], None), Err(Error::InvalidSpeed));
 /// # Ok::<(), Error>(())
 /// ```
+#[derive(Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct MotorSet<M: SetSpeed, const N: usize> {
     motors: Vec<(&'static str, M), N>,
     deadman: Deadman,

@@ -12,6 +12,7 @@ use super::{duty, valid_fraction, Error, SetBrightness};
 /// With `active_low` the LED lights when the pin is low (LED wired from the
 /// supply to the pin). `new` does not touch the pin.
 #[derive(Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Led<P> {
     pin: P,
     active_low: bool,
@@ -103,6 +104,7 @@ impl<P: OutputPin> SetBrightness for Led<P> {
 /// (LED wired from the supply to the pin) the duty is inverted,
 /// `max − b × max`. `new` does not touch the output.
 #[derive(Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct PwmLed<P> {
     pwm: P,
     active_low: bool,

@@ -111,6 +111,7 @@ impl Default for Config {
 
 /// Which way the bridge currently drives, as far as this code knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 enum Dir {
     /// Nothing written yet, or the last write failed.
     Unknown,
@@ -140,6 +141,7 @@ fn direction(speed: f32, invert: bool) -> Dir {
 /// `new` does not touch the pins: call [`stop`](Motor::stop) once to put the
 /// bridge in a known state.
 #[derive(Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Motor<PWM, DIR> {
     pwm: PWM,
     dir: DIR,
@@ -265,6 +267,7 @@ impl<PWM: SetDutyCycle, DIR: OutputPin> SetSpeed for Motor<PWM, DIR> {
 /// `new` does not touch the pins: call [`stop`](DualMotor::stop) once to put
 /// the bridge in a known state.
 #[derive(Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct DualMotor<PWM, IN1, IN2> {
     pwm: PWM,
     in1: IN1,
