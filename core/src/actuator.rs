@@ -24,6 +24,10 @@
 //! (`std::time::Instant` on a gateway, a hardware timer in firmware), as a
 //! plain `u64`.
 //!
+//! Nothing here allocates or panics: every failure is an [`Error`]. Motor
+//! and LED constructors do not touch the pins; [`MotorSet`] stops its motors
+//! when dropped.
+//!
 //! # When to use it
 //!
 //! For DC motors behind an H-bridge and for LEDs, wherever a pin implements

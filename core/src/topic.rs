@@ -77,7 +77,7 @@ pub fn matches(prefix: &[u8], topic: &[u8]) -> bool {
 pub enum Error {
     /// The topic is longer than the table's or filter's `L` bytes.
     TooLong,
-    /// The table already holds `N` distinct topics and this one is new.
+    /// The table already holds its `N` entries and this one is new.
     Full,
     /// Unsubscribe of a topic that has no subscription.
     NotSubscribed,

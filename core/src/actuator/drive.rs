@@ -137,10 +137,11 @@ where
     }
 
     /// Applies a `run_motors`-style command at `now_ms`: each `(name,
-    /// speed)` in order; motors not named keep their speeds. With
-    /// `duration_ms` the run is timed: every motor stops at `now_ms +
-    /// duration_ms` (see [`Deadman::feed_for`]); without, the deadman timeout
-    /// applies.
+    /// speed)` in order (a name given twice ends at its last speed); motors
+    /// not named keep their speeds, and an empty list only feeds the deadman
+    /// (a keep-alive). With `duration_ms` the run is timed: every motor
+    /// stops at `now_ms + duration_ms` (see [`Deadman::feed_for`]); without,
+    /// the deadman timeout applies.
     ///
     /// # Errors
     ///
