@@ -79,7 +79,8 @@
 use core::fmt;
 
 /// The CRC used by frames: CRC-16/IBM-3740 (a.k.a. CRC-16/CCITT-FALSE).
-pub const CRC: crc::Crc<u16, crc::Table<1>> = crc::Crc::<u16, crc::Table<1>>::new(&crc::CRC_16_IBM_3740);
+pub const CRC: crc::Crc<u16, crc::Table<1>> =
+    crc::Crc::<u16, crc::Table<1>>::new(&crc::CRC_16_IBM_3740);
 
 /// The delimiter that ends every frame on the wire.
 pub const DELIMITER: u8 = 0x00;
@@ -265,6 +266,14 @@ impl<T: AsRef<[u8]>> Frame<T> {
     }
 }
 
+impl<'a> Frame<&'a [u8]> {
+    /// The payload, borrowed for the buffer's lifetime rather than the view's.
+    pub fn into_payload(self) -> &'a [u8] {
+        let data = self.buffer;
+        &data[field::payload(data.len())]
+    }
+}
+
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
     /// Sets the frame kind.
     pub fn set_kind(&mut self, kind: u8) {
@@ -445,6 +454,8 @@ pub enum Feed<'a, 'b> {
 pub struct Deframer<const N: usize> {
     buf: [u8; N],
     len: usize,
+    /// Body length of the frame last delivered (0: none since the last feed).
+    last: usize,
     overflow: bool,
     stats: Stats,
 }
@@ -461,6 +472,7 @@ impl<const N: usize> Deframer<N> {
         Deframer {
             buf: [0; N],
             len: 0,
+            last: 0,
             overflow: false,
             stats: Stats {
                 frames: 0,
@@ -481,7 +493,18 @@ impl<const N: usize> Deframer<N> {
     /// the discarded bytes are not counted.
     pub fn reset(&mut self) {
         self.len = 0;
+        self.last = 0;
         self.overflow = false;
+    }
+
+    /// The frame returned by the last [`Deframer::feed`], if that call
+    /// returned [`Feed::Frame`] (handy when the borrow of the returned frame
+    /// had to end early).
+    pub fn last_frame(&self) -> Option<Frame<&[u8]>> {
+        match self.last {
+            0 => None,
+            n => self.buf.get(..n).map(Frame::new_unchecked),
+        }
     }
 
     /// Whether a partial frame is buffered.
@@ -509,6 +532,7 @@ impl<const N: usize> Deframer<N> {
     /// returns the decoded frame (or why it was dropped) with the unconsumed
     /// rest of `input`. Call again with `rest` until [`Feed::Consumed`].
     pub fn feed<'a, 'b>(&'a mut self, input: &'b [u8]) -> Feed<'a, 'b> {
+        self.last = 0;
         let mut input = input;
         loop {
             let Some(pos) = input.iter().position(|&b| b == DELIMITER) else {
@@ -531,6 +555,7 @@ impl<const N: usize> Deframer<N> {
                 Err(_) => self.drop_frame(DropReason::Cobs, rest),
                 Ok(n) => match Frame::new_checked(&self.buf[..n]).and_then(|f| Repr::parse(&f)) {
                     Ok(_) => {
+                        self.last = n;
                         self.stats.frames = self.stats.frames.wrapping_add(1);
                         Feed::Frame {
                             frame: Frame::new_unchecked(&self.buf[..n]),
