@@ -5,3 +5,8 @@
 //! gateway. Built on [`banyan_core`].
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod backplane;
+pub mod component;
+mod sockopt;
+pub mod wire;
