@@ -1,94 +1,324 @@
 //! # banyan-firmware-app
 //!
 //! The board-independent part of the banyan-rs firmware. A board crate
-//! (`boards/qemu`, `boards/pico`) sets up clocks, the UART and the pins, then
-//! calls [`App::poll`] in its main loop with the current time in
-//! milliseconds. Everything here is `no_std`, allocation-free and testable on
-//! the host with fake UARTs and pins.
+//! (`boards/qemu`, `boards/pico`) sets up clocks, the UART and the pins, builds
+//! a [`Robot`] from its motors and LEDs, then calls [`App::poll`] in its main
+//! loop with the current time in milliseconds. Everything here is `no_std`,
+//! allocation-free and tested on the host with fake UARTs and pins.
+//!
+//! What the application does:
+//!
+//! - runs the **device side of the serial link** ([`banyan_core::link`]) over
+//!   the UART: HELLO with the device's name, firmware version and capacities,
+//!   subscriptions [`RUN_MOTORS`](robot::RUN_MOTORS) and
+//!   [`LIGHT_LEDS`](robot::LIGHT_LEDS), heartbeats and credits;
+//! - applies each `run_motors` / `light_leds` payload to the motors and LEDs
+//!   ([`robot`]), and publishes on the report topic `from_<device name>` a
+//!   `{"report": "state", ...}` after every change and a
+//!   `{"report": "error", "topic": ..., "reason": ...}` for every refused
+//!   command;
+//! - stops the motors when no `run_motors` arrives within the deadman timeout,
+//!   and when the link goes down (the gateway went away).
 //!
 //! Layers:
-//! - [`io`]: non-blocking byte pumping (read what is ready, write while
-//!   the transmitter has room) with counters.
-//! - [`App`]: the application state machine.
+//! - [`io`]: non-blocking byte pumping with counters.
+//! - [`robot`]: commands → actuators → report payloads.
+//! - [`App`]: the link, the robot and the UART tied together.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod io;
+pub mod robot;
 
+use banyan_core::actuator::{self, SetBrightness, SetSpeed};
+use banyan_core::link::{self, device::Event, Device, Instant};
+use core::fmt;
 use embedded_io::{Read, ReadReady, Write, WriteReady};
+use heapless::String;
 
-/// The greeting sent once after reset.
-pub const HELLO: &[u8] = b"banyan-firmware hello\n";
+pub use robot::Robot;
 
-/// Capacity of the transmit queue in bytes.
+/// Largest link frame the device accepts (COBS-encoded, delimiter excluded).
+pub const FRAME: usize = 256;
+/// Receive-queue slots of [`FRAME`] bytes: the credits granted to the gateway.
+pub const QUEUE: usize = 4;
+/// Bytes of outgoing PUBLISHes the link may hold.
+pub const LINK_TX: usize = 512;
+/// Subscription table size.
+pub const SUBS: usize = 4;
+/// Capacity of the UART transmit queue (at least one whole frame).
 pub const TX_CAPACITY: usize = 512;
+/// Largest report payload.
+pub const REPORT_CAPACITY: usize = 200;
 
-/// The firmware application.
-pub struct App {
+/// The device end of the link as the firmware sizes it.
+pub type LinkDevice = Device<FRAME, LINK_TX, QUEUE, SUBS>;
+
+/// Bytes one outgoing frame may take ([`Device::poll_transmit`] needs `FRAME + 2`).
+const FRAME_OUT: usize = FRAME + 2;
+
+/// What the board tells the application about itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// Device name sent in HELLO (≤ 32 bytes); reports go to `from_<name>`.
+    pub name: &'static str,
+    /// Firmware version sent in HELLO (≤ 16 bytes).
+    pub version: &'static str,
+    /// This boot's session id: must differ on every boot.
+    pub session: u32,
+    /// Link timing.
+    pub link: link::Config,
+}
+
+/// Why the application could not start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Error {
+    /// The name or version is too long for HELLO or the report topic.
+    Identity,
+    /// The subscription table is too small.
+    Subscribe,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Error::Identity => "device name or version too long",
+            Error::Subscribe => "subscription table too small",
+        })
+    }
+}
+
+impl core::error::Error for Error {}
+
+/// Counters of the application; every drop is counted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Stats {
+    /// UART byte counters.
+    pub io: io::Stats,
+    /// Reports published.
+    pub reports_sent: u32,
+    /// Reports the link refused (down, no credit, queue full); also counted
+    /// by the link.
+    pub reports_dropped: u32,
+    /// Reports larger than [`REPORT_CAPACITY`] (not sent).
+    pub reports_too_large: u32,
+    /// Times the link came up.
+    pub link_ups: u32,
+    /// Times the link went down (motors stopped each time).
+    pub link_downs: u32,
+}
+
+/// The firmware application: link + robot + UART pump.
+pub struct App<M: SetSpeed, L, const NM: usize, const NL: usize> {
+    device: LinkDevice,
+    robot: Robot<M, L, NM, NL>,
     tx: io::TxQueue<TX_CAPACITY>,
-    stats: io::Stats,
-    greeted: bool,
+    report_topic: String<{ 5 + link::wire::MAX_NAME_LEN }>,
+    stats: Stats,
 }
 
-impl Default for App {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl App {
-    /// A freshly reset application.
-    pub const fn new() -> Self {
-        Self {
-            tx: io::TxQueue::new(),
-            stats: io::Stats {
-                rx_bytes: 0,
-                tx_bytes: 0,
-                tx_dropped: 0,
-                uart_errors: 0,
-            },
-            greeted: false,
+impl<M, L, P, D, const NM: usize, const NL: usize> App<M, L, NM, NL>
+where
+    M: SetSpeed<Error = actuator::Error<P, D>>,
+    P: fmt::Debug,
+    D: fmt::Debug,
+    L: SetBrightness,
+    L::Error: fmt::Debug,
+{
+    /// Starts the application with `robot`'s motors and LEDs; the link
+    /// starts saying HELLO at the first [`poll`](App::poll).
+    ///
+    /// # Errors
+    /// [`Error::Identity`] for a name longer than 32 bytes or a version
+    /// longer than 16 bytes.
+    pub fn new(config: &Config, robot: Robot<M, L, NM, NL>) -> Result<Self, Error> {
+        let mut device = LinkDevice::new(config.name, config.version, config.session, config.link)
+            .map_err(|_| Error::Identity)?;
+        for topic in [robot::RUN_MOTORS, robot::LIGHT_LEDS] {
+            device.subscribe(topic).map_err(|_| Error::Subscribe)?;
         }
+        let mut report_topic = String::new();
+        report_topic
+            .push_str("from_")
+            .and_then(|()| report_topic.push_str(config.name))
+            .map_err(|_| Error::Identity)?;
+        Ok(Self {
+            device,
+            robot,
+            tx: io::TxQueue::new(),
+            report_topic,
+            stats: Stats::default(),
+        })
     }
 
-    /// Byte pump counters.
-    pub fn stats(&self) -> io::Stats {
+    /// The topic reports are published on: `from_<device name>`.
+    pub fn report_topic(&self) -> &str {
+        &self.report_topic
+    }
+
+    /// Application counters.
+    pub fn stats(&self) -> Stats {
         self.stats
     }
 
-    /// Runs one step: reads what the UART has ready, reacts, and writes what
-    /// the UART can take. Never blocks and never panics; UART errors are
-    /// counted and the step goes on.
-    pub fn poll<U>(&mut self, _now_ms: u64, uart: &mut U)
+    /// The link (state and its counters).
+    pub fn link(&self) -> &LinkDevice {
+        &self.device
+    }
+
+    /// The robot (motor speeds, LED levels, command counters).
+    pub fn robot(&self) -> &Robot<M, L, NM, NL> {
+        &self.robot
+    }
+
+    /// Stops every motor now (for a board shutting down).
+    pub fn stop_motors(&mut self) {
+        self.robot.stop_motors();
+    }
+
+    /// Runs one step at `now_ms`: reads what the UART has ready and handles
+    /// it, runs the deadman and the link timers, and writes what the UART can
+    /// take. Never blocks and never panics; UART errors are counted and the
+    /// step goes on.
+    pub fn poll<U>(&mut self, now_ms: u64, uart: &mut U)
     where
         U: Read + ReadReady + Write + WriteReady,
     {
-        if !self.greeted {
-            self.greeted = true;
-            self.queue(HELLO);
-        }
-        let tx = &mut self.tx;
-        let stats = &mut self.stats;
-        let mut dropped = 0u32;
-        if io::read_ready(uart, stats, |bytes| {
-            if tx.try_push(bytes).is_err() {
-                dropped = dropped.wrapping_add(bytes.len() as u32);
+        let now = Instant::from_millis(now_ms);
+        let mut buf = [0u8; io::READ_CHUNK];
+        loop {
+            match uart.read_ready() {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(_) => {
+                    self.count_uart_error();
+                    break;
+                }
             }
-        })
-        .is_err()
-        {
-            self.stats.uart_errors = self.stats.uart_errors.wrapping_add(1);
+            match uart.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.stats.io.rx_bytes = self.stats.io.rx_bytes.wrapping_add(n as u32);
+                    let chunk = &buf[..n];
+                    self.feed(chunk, now);
+                }
+                Err(_) => {
+                    self.count_uart_error();
+                    break;
+                }
+            }
         }
-        self.stats.tx_dropped = self.stats.tx_dropped.wrapping_add(dropped);
-        if self.tx.flush_ready(uart, &mut self.stats).is_err() {
-            self.stats.uart_errors = self.stats.uart_errors.wrapping_add(1);
+        if self.robot.poll(now_ms) {
+            self.publish_state(now);
+        }
+        if let Some(ev) = self.device.poll(now) {
+            self.on_event(ev, now);
+        }
+        self.transmit(now, uart);
+    }
+
+    /// When [`poll`](App::poll) must run again at the latest if no byte
+    /// arrives (the sooner of the link's and the deadman's deadlines), in ms.
+    pub fn poll_at(&self) -> u64 {
+        let link = self.device.poll_at().millis();
+        self.robot.poll_at().map_or(link, |d| d.min(link))
+    }
+
+    fn count_uart_error(&mut self) {
+        self.stats.io.uart_errors = self.stats.io.uart_errors.wrapping_add(1);
+    }
+
+    fn feed(&mut self, mut input: &[u8], now: Instant) {
+        loop {
+            let (ev, rest) = self.device.handle_rx(input, now);
+            input = rest;
+            match ev {
+                Some(ev) => self.on_event(ev, now),
+                None => break,
+            }
         }
     }
 
-    fn queue(&mut self, bytes: &[u8]) {
-        if self.tx.try_push(bytes).is_err() {
-            self.stats.tx_dropped = self.stats.tx_dropped.wrapping_add(bytes.len() as u32);
+    fn on_event(&mut self, ev: Event, now: Instant) {
+        match ev {
+            Event::Up { .. } => {
+                self.stats.link_ups = self.stats.link_ups.wrapping_add(1);
+                #[cfg(feature = "defmt")]
+                defmt::info!("link up");
+                self.publish_state(now);
+            }
+            Event::Down => {
+                self.stats.link_downs = self.stats.link_downs.wrapping_add(1);
+                #[cfg(feature = "defmt")]
+                defmt::warn!("link down: motors stopped");
+                self.robot.stop_motors();
+            }
+            Event::Received => self.take_commands(now),
+            _ => {}
+        }
+    }
+
+    /// Handles every queued command, publishing the report each calls for.
+    fn take_commands(&mut self, now: Instant) {
+        let mut report = [0u8; REPORT_CAPACITY];
+        loop {
+            let Some(msg) = self.device.recv() else {
+                break;
+            };
+            let outcome = self
+                .robot
+                .handle(now.millis(), msg.topic(), msg.payload(), &mut report);
+            drop(msg); // frees the slot: the gateway gets its credit back
+            match outcome {
+                robot::Outcome::Changed(n) | robot::Outcome::Refused(n) => {
+                    self.publish(&report[..n], now);
+                }
+                robot::Outcome::Unchanged => {}
+                robot::Outcome::ReportTooLarge => {
+                    self.stats.reports_too_large = self.stats.reports_too_large.wrapping_add(1);
+                }
+            }
+        }
+    }
+
+    fn publish_state(&mut self, now: Instant) {
+        let mut report = [0u8; REPORT_CAPACITY];
+        match self.robot.state_report(&mut report) {
+            Some(n) => self.publish(&report[..n], now),
+            None => self.stats.reports_too_large = self.stats.reports_too_large.wrapping_add(1),
+        }
+    }
+
+    fn publish(&mut self, payload: &[u8], now: Instant) {
+        if !self.device.is_up() {
+            // Not an error: the state is published again when the link comes up.
+            return;
+        }
+        match self.device.publish(&self.report_topic, payload, now) {
+            Ok(()) => self.stats.reports_sent = self.stats.reports_sent.wrapping_add(1),
+            Err(_) => self.stats.reports_dropped = self.stats.reports_dropped.wrapping_add(1),
+        }
+    }
+
+    /// Moves due frames into the UART queue (whole frames only) and writes
+    /// what the UART takes.
+    fn transmit<U: Write + WriteReady>(&mut self, now: Instant, uart: &mut U) {
+        let mut out = [0u8; FRAME_OUT];
+        while self.tx.free() >= FRAME_OUT {
+            match self.device.poll_transmit(now, &mut out) {
+                Some(n) => {
+                    // Cannot fail: room for a whole frame was checked.
+                    let _ = self.tx.try_push(&out[..n]);
+                }
+                None => break,
+            }
+        }
+        if self.tx.flush_ready(uart, &mut self.stats.io).is_err() {
+            self.count_uart_error();
         }
     }
 }

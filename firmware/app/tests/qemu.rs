@@ -3,7 +3,11 @@
 //! ignored by a plain `cargo test`; scripts/ci.d/50-firmware.sh runs it with
 //! `-- --ignored` after building the firmware.
 
-use std::io::{Read, Write};
+mod common;
+
+use common::{field, map, pack, unpack, GwEvent, GwSide};
+use rmpv::Value;
+use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -45,7 +49,11 @@ fn start() -> (Qemu, TcpStream) {
         .arg(port.to_string())
         .arg(&elf)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(match std::env::var_os("BANYAN_QEMU_DEFMT_OUT") {
+            // Raw defmt frames from semihosting, for `defmt-print -e ELF`.
+            Some(path) => Stdio::from(std::fs::File::create(path).expect("defmt output file")),
+            None => Stdio::null(),
+        })
         .spawn()
         .expect("start run-qemu.sh (is qemu-system-arm installed?)");
     let mut qemu = Qemu(child);
@@ -62,36 +70,192 @@ fn start() -> (Qemu, TcpStream) {
             }
         }
     };
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("set timeout");
+    stream.set_nonblocking(true).expect("non-blocking socket");
     (qemu, stream)
 }
 
-/// Reads until the received bytes end with `want` (the greeting may or may
-/// not come first: QEMU drops UART output while no client is connected).
-fn read_until_suffix(stream: &mut TcpStream, want: &[u8]) -> Vec<u8> {
-    let mut got = Vec::new();
-    let mut byte = [0u8; 1];
-    while !got.ends_with(want) {
-        stream
-            .read_exact(&mut byte)
-            .unwrap_or_else(|e| panic!("read from firmware UART after {got:?}: {e}"));
-        got.push(byte[0]);
-        assert!(got.len() < 4096, "no echo in {got:?}");
+/// The gateway end of the link over QEMU's UART socket, on real time.
+struct Gw {
+    side: GwSide,
+    uart: TcpStream,
+    start: Instant,
+    /// Whether the gateway sends (false: it "went away", but still listens).
+    sending: bool,
+}
+
+impl Gw {
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
     }
-    got
+
+    /// One exchange: bytes from the firmware to the gateway and back.
+    fn step(&mut self) {
+        let mut buf = [0u8; 1024];
+        loop {
+            match self.uart.read(&mut buf) {
+                Ok(0) => panic!("qemu closed the UART socket"),
+                Ok(n) => {
+                    let now = self.now();
+                    self.side.feed(&buf[..n], now);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("UART socket: {e}"),
+            }
+        }
+        let now = self.now();
+        let out = self.side.transmit(now);
+        if self.sending && !out.is_empty() {
+            self.uart.set_nonblocking(false).unwrap();
+            self.uart.write_all(&out).expect("write to firmware UART");
+            self.uart.set_nonblocking(true).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+
+    /// Steps until `done` holds for the collected events, or panics after `secs`.
+    fn until(&mut self, secs: u64, what: &str, mut done: impl FnMut(&[GwEvent]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !done(&self.side.events) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; events: {:?}",
+                self.side.events
+            );
+            self.step();
+        }
+    }
+
+    /// Waits for the next report from the firmware and returns it.
+    fn next_report(&mut self, what: &str) -> Value {
+        self.until(10, what, |evs| {
+            evs.iter()
+                .any(|e| matches!(e, GwEvent::Publish { topic, .. } if topic == REPORTS))
+        });
+        let i = self
+            .side
+            .events
+            .iter()
+            .position(|e| matches!(e, GwEvent::Publish { topic, .. } if topic == REPORTS))
+            .unwrap();
+        match self.side.events.remove(i) {
+            GwEvent::Publish { payload, .. } => unpack(&payload),
+            _ => unreachable!(),
+        }
+    }
+
+    fn send(&mut self, topic: &str, payload: &Value) {
+        self.send_raw(topic, &pack(payload));
+    }
+
+    fn send_raw(&mut self, topic: &str, payload: &[u8]) {
+        let now = banyan_core::link::Instant::from_millis(self.now());
+        self.side.gw.publish(topic, payload, now).unwrap();
+    }
+}
+
+const REPORTS: &str = "from_qemu-bot";
+
+fn speed(report: &Value, motor: &str) -> f64 {
+    assert_eq!(field(report, "report").as_str(), Some("state"), "{report}");
+    field(field(report, "motors"), motor).as_f64().unwrap()
 }
 
 #[test]
 #[ignore = "needs qemu-system-arm and the firmware ELF; run by scripts/ci.d/50-firmware.sh"]
-fn firmware_echoes_over_uart() {
-    let (_qemu, mut uart) = start();
-    uart.write_all(b"ping over qemu").unwrap();
-    let got = read_until_suffix(&mut uart, b"ping over qemu");
-    let before = &got[..got.len() - 14];
-    assert!(
-        banyan_firmware_app::HELLO.ends_with(before),
-        "unexpected bytes before the echo: {before:?}"
+fn firmware_speaks_the_link_under_qemu() {
+    let (_qemu, uart) = start();
+    let mut gw = Gw {
+        side: GwSide::new(0x5eed),
+        uart,
+        start: Instant::now(),
+        sending: true,
+    };
+
+    // Handshake: identity, both subscriptions, then the initial state.
+    gw.until(20, "link up with both subscriptions", |evs| {
+        evs.iter().any(|e| matches!(e, GwEvent::Up { .. }))
+            && evs.contains(&GwEvent::Subscribe("run_motors".into()))
+            && evs.contains(&GwEvent::Subscribe("light_leds".into()))
+    });
+    let up = gw
+        .side
+        .events
+        .iter()
+        .find(|e| matches!(e, GwEvent::Up { .. }))
+        .cloned();
+    match up {
+        Some(GwEvent::Up { name, version, .. }) => {
+            assert_eq!(name, "qemu-bot");
+            assert_eq!(version, env!("CARGO_PKG_VERSION"));
+        }
+        _ => unreachable!(),
+    }
+    let state = gw.next_report("initial state");
+    assert_eq!(speed(&state, "left"), 0.0);
+
+    // A command moves a motor; the new state is reported.
+    gw.send(
+        "run_motors",
+        &map(&[("left", 0.5.into()), ("right", (-0.25).into())]),
     );
+    let state = gw.next_report("state after run_motors");
+    assert_eq!(speed(&state, "left"), 0.5);
+    assert_eq!(speed(&state, "right"), -0.25);
+
+    // LEDs.
+    gw.send("light_leds", &map(&[("status", true.into())]));
+    let state = gw.next_report("state after light_leds");
+    assert_eq!(field(field(&state, "leds"), "status").as_f64(), Some(1.0));
+
+    // Bad input: an error report, nothing changes, the firmware lives on.
+    gw.send("run_motors", &map(&[("left", "fast".into())]));
+    let err = gw.next_report("error report");
+    assert_eq!(field(&err, "report").as_str(), Some("error"));
+    assert_eq!(field(&err, "topic").as_str(), Some("run_motors"));
+    assert_eq!(
+        field(&err, "reason").as_str(),
+        Some("wrong type for field left")
+    );
+    gw.send_raw("run_motors", b"\xc1garbage");
+    let err = gw.next_report("error report for malformed msgpack");
+    assert_eq!(field(&err, "report").as_str(), Some("error"));
+    let reason = field(&err, "reason").as_str().unwrap().to_owned();
+    assert!(reason.starts_with("malformed payload"), "{reason}");
+
+    // The deadman (500 ms without run_motors) stops both motors.
+    let t0 = Instant::now();
+    let state = gw.next_report("deadman stop");
+    assert_eq!(speed(&state, "left"), 0.0);
+    assert_eq!(speed(&state, "right"), 0.0);
+    assert!(t0.elapsed() < Duration::from_secs(5));
+
+    // The gateway goes silent for longer than the link timeout: the
+    // firmware declares the link down and says HELLO again; when the gateway
+    // answers, the link is back with the same session (no reset) and the
+    // firmware publishes its state again.
+    gw.side.take();
+    gw.sending = false;
+    let silent_until = Instant::now() + Duration::from_millis(1_500);
+    while Instant::now() < silent_until {
+        gw.step();
+    }
+    assert!(
+        !gw.side
+            .events
+            .iter()
+            .any(|e| matches!(e, GwEvent::Publish { .. })),
+        "the firmware published while its link should be down: {:?}",
+        gw.side.events
+    );
+    gw.sending = true;
+    let state = gw.next_report("state after reconnect");
+    assert_eq!(speed(&state, "left"), 0.0);
+    assert!(!gw
+        .side
+        .events
+        .iter()
+        .any(|e| matches!(e, GwEvent::Reset(_))));
+    gw.send("run_motors", &map(&[("left", 1.into())]));
+    let state = gw.next_report("state after reconnect command");
+    assert_eq!(speed(&state, "left"), 1.0);
 }

@@ -165,3 +165,36 @@ pub fn uart0_tx_ready() -> bool {
 pub fn uart0_write(byte: u8) {
     uart0::DR.write(u32::from(byte));
 }
+
+/// Host wall-clock seconds via the semihosting `SYS_TIME` call: a session id
+/// that differs between QEMU runs (QEMU RAM starts zeroed, so nothing else
+/// survives). QEMU is always started with `-semihosting-config enable=on`;
+/// on a real LM3S6965 without a debugger this call would fault.
+pub fn host_time_s() -> u32 {
+    // SAFETY: SYS_TIME (0x11) takes no argument block (0) and only returns a
+    // value in r0; the semihosting host (QEMU) services the BKPT.
+    unsafe { cortex_m_semihosting::syscall!(TIME) as u32 }
+}
+
+/// Bytes of stack used so far (high-water mark): cortex-m-rt's `paint-stack`
+/// fills the stack with [`cortex_m_rt::heap_start`]-bounded 0xCCCCCCCC words at
+/// reset; the lowest overwritten word marks the deepest use.
+pub fn stack_high_water() -> usize {
+    extern "C" {
+        static _stack_start: u32;
+        static _stack_end: u32;
+    }
+    // SAFETY: only the symbols' addresses are taken (set by cortex-m-rt's
+    // link.x); the words between them are the stack region, always mapped
+    // RAM, read with volatile word reads (possibly racing with interrupt
+    // frames, which only makes the estimate conservative).
+    unsafe {
+        let start = core::ptr::addr_of!(_stack_start) as usize;
+        let end = core::ptr::addr_of!(_stack_end) as usize;
+        let mut p = end;
+        while p < start && read_volatile(p as *const u32) == 0xCCCC_CCCC {
+            p += 4;
+        }
+        start - p
+    }
+}
