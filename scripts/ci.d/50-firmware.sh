@@ -43,11 +43,22 @@ for elf in "$QEMU_ELF" "$PICO_ELF"; do
   fi
 done
 arm-none-eabi-size "$QEMU_ELF" "$PICO_ELF"
+python3 size-report.py "$PICO_ELF" "$QEMU_ELF"
 
-echo "-- firmware: QEMU smoke test"
+echo "-- firmware: QEMU link test (the gateway end of the link against the firmware)"
 # The test starts QEMU itself and kills it on drop; its own process group lets
 # the trap stop QEMU as well should the test be interrupted.
-BANYAN_FIRMWARE_ELF=$QEMU_ELF setsid cargo test -p banyan-firmware-app --locked --test qemu -- --ignored &
+defmt_out=$(mktemp)
+BANYAN_FIRMWARE_ELF=$QEMU_ELF BANYAN_QEMU_DEFMT_OUT=$defmt_out \
+  setsid cargo test -p banyan-firmware-app --locked --test qemu -- --ignored &
 test_pid=$!
-trap 'kill -TERM -- "-$test_pid" 2>/dev/null || true' EXIT
+trap 'kill -TERM -- "-$test_pid" 2>/dev/null || true; rm -f "$defmt_out"' EXIT
 wait "$test_pid"
+# defmt logs (semihosting) are decoded when defmt-print is installed
+# (`cargo install defmt-print --locked`, ~4 min, so not done here).
+if command -v defmt-print >/dev/null; then
+  echo "-- firmware: defmt log of the QEMU run"
+  defmt-print -e "$QEMU_ELF" < "$defmt_out" || true
+else
+  echo "-- firmware: defmt-print not installed; $(wc -c < "$defmt_out") bytes of defmt log not decoded"
+fi

@@ -65,6 +65,7 @@ const LED_PWM_DIV: u8 = 16;
 type DirPin = Pin<DynPinId, FunctionSioOutput, PullDown>;
 type PicoMotor = Motor<PwmOut, DirPin>;
 type PicoLed = PwmLed<PwmOut>;
+type PicoApp = App<PicoMotor, PicoLed, 2, 2>;
 
 #[rp2040_hal::entry]
 fn main() -> ! {
@@ -158,7 +159,11 @@ fn main() -> ! {
         session,
         link: link::Config::default(),
     };
-    let Ok(mut app) = App::new(&config, robot) else {
+    // The application lives in a static (not in main's frame): its state
+    // then shows in .bss and the stack stays small.
+    let Some(Ok(app)) = cortex_m::singleton!(
+        APP: Result<PicoApp, banyan_firmware_app::Error> = App::new(&config, robot)
+    ) else {
         panic::halt()
     };
     defmt::info!(
