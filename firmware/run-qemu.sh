@@ -14,10 +14,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 port=${1:?usage: run-qemu.sh PORT [ELF]}
 elf=${2:-}
 if [ -z "$elf" ]; then
-  (cd "$here/boards/qemu" && cargo build --release --locked -q)
+  (cd "$here/boards/qemu" && cargo build --release -q)
   elf=$here/target/thumbv7m-none-eabi/release/banyan-firmware-qemu
 fi
 exec qemu-system-arm -machine lm3s6965evb -nographic -monitor none \
   -semihosting-config enable=on,target=native \
-  -serial "tcp:127.0.0.1:${port},server,nowait" \
+  -serial "tcp:127.0.0.1:${port},server,nowait,nodelay" \
   -kernel "$elf"

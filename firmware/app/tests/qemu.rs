@@ -71,6 +71,7 @@ fn start() -> (Qemu, TcpStream) {
         }
     };
     stream.set_nonblocking(true).expect("non-blocking socket");
+    stream.set_nodelay(true).expect("TCP_NODELAY");
     (qemu, stream)
 }
 
@@ -91,10 +92,12 @@ impl Gw {
     /// One exchange: bytes from the firmware to the gateway and back.
     fn step(&mut self) {
         let mut buf = [0u8; 1024];
+        let mut got = false;
         loop {
             match self.uart.read(&mut buf) {
                 Ok(0) => panic!("qemu closed the UART socket"),
                 Ok(n) => {
+                    got = true;
                     let now = self.now();
                     self.side.feed(&buf[..n], now);
                 }
@@ -109,7 +112,9 @@ impl Gw {
             self.uart.write_all(&out).expect("write to firmware UART");
             self.uart.set_nonblocking(true).unwrap();
         }
-        std::thread::sleep(Duration::from_millis(2));
+        if !got {
+            std::thread::sleep(Duration::from_micros(200));
+        }
     }
 
     /// Steps until `done` holds for the collected events, or panics after `secs`.
@@ -258,4 +263,47 @@ fn firmware_speaks_the_link_under_qemu() {
     gw.send("run_motors", &map(&[("left", 1.into())]));
     let state = gw.next_report("state after reconnect command");
     assert_eq!(speed(&state, "left"), 1.0);
+}
+
+/// Prints round-trip figures for docs/benchmarks/firmware.md: gateway-side
+/// PUBLISH of `run_motors` → the firmware's state report back at the gateway,
+/// through the link over QEMU's emulated UART. Asserts only correctness.
+#[test]
+#[ignore = "needs qemu-system-arm and the firmware ELF; run by scripts/ci.d/50-firmware.sh"]
+fn round_trip_figures() {
+    let (_qemu, uart) = start();
+    let mut gw = Gw {
+        side: GwSide::new(0xbe7c),
+        uart,
+        start: Instant::now(),
+        sending: true,
+    };
+    gw.until(20, "link up", |evs| {
+        evs.contains(&GwEvent::Subscribe("light_leds".into()))
+    });
+    gw.next_report("initial state");
+    const N: usize = 200;
+    let mut rtt = Vec::with_capacity(N);
+    for i in 0..N {
+        let want = if i % 2 == 0 { 0.5 } else { -0.5 };
+        let t0 = Instant::now();
+        gw.send("run_motors", &map(&[("left", want.into())]));
+        let state = gw.next_report("state report");
+        rtt.push(t0.elapsed());
+        assert_eq!(speed(&state, "left"), want);
+    }
+    rtt.sort();
+    let us = |d: Duration| d.as_micros();
+    println!(
+        "qemu run_motors -> state report round trip over {N}: min {} us, median {} us, p99 {} us, max {} us",
+        us(rtt[0]),
+        us(rtt[N / 2]),
+        us(rtt[N * 99 / 100]),
+        us(rtt[N - 1])
+    );
+    let link = gw.side.gw.stats();
+    println!(
+        "gateway link stats: frames rx {} tx {}, publishes rx {} tx {}, lost {}, dropped (no credit) {}",
+        link.frames_rx, link.frames_tx, link.publish_rx, link.publish_tx, link.publish_lost, link.drop_no_credit
+    );
 }
