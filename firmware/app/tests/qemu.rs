@@ -290,9 +290,27 @@ fn round_trip_figures() {
         gw.send("run_motors", &map(&[("left", want.into())]));
         let state = gw.next_report("state report");
         rtt.push(t0.elapsed());
+        if i == 0 {
+            assert_eq!(pack(&state), {
+                let mut b = Vec::new();
+                rmpv::encode::write_value(&mut b, &state_of(want)).unwrap();
+                b
+            });
+        }
         assert_eq!(speed(&state, "left"), want);
     }
     rtt.sort();
+    let cmd = pack(&map(&[("left", 0.5.into())]));
+    let mut report = Vec::new();
+    rmpv::encode::write_value(&mut report, &state_of(0.5)).unwrap();
+    let overhead = banyan_core::link::wire::PUBLISH_OVERHEAD;
+    println!(
+        "wire bytes per exchange: run_motors payload {} B -> frame {} B; state report payload {} B -> frame {} B",
+        cmd.len(),
+        cmd.len() + "run_motors".len() + overhead,
+        report.len(),
+        report.len() + REPORTS.len() + overhead
+    );
     let us = |d: Duration| d.as_micros();
     println!(
         "qemu run_motors -> state report round trip over {N}: min {} us, median {} us, p99 {} us, max {} us",
@@ -306,4 +324,17 @@ fn round_trip_figures() {
         "gateway link stats: frames rx {} tx {}, publishes rx {} tx {}, lost {}, dropped (no credit) {}",
         link.frames_rx, link.frames_tx, link.publish_rx, link.publish_tx, link.publish_lost, link.drop_no_credit
     );
+}
+
+/// The state report the QEMU board sends with `left` at `left` and
+/// everything else at 0 (after the LEDs were never lit).
+fn state_of(left: f64) -> Value {
+    map(&[
+        ("report", "state".into()),
+        (
+            "motors",
+            map(&[("left", left.into()), ("right", 0.0.into())]),
+        ),
+        ("leds", map(&[("status", 0.0.into()), ("aux", 0.0.into())])),
+    ])
 }
