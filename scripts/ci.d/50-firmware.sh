@@ -52,7 +52,7 @@ echo "-- firmware: QEMU link test (the gateway end of the link against the firmw
 # the trap stop QEMU as well should the test be interrupted.
 defmt_out=$(mktemp)
 BANYAN_FIRMWARE_ELF=$QEMU_ELF BANYAN_QEMU_DEFMT_OUT=$defmt_out \
-  setsid cargo test -p banyan-firmware-app --test qemu -- --ignored &
+  setsid cargo test -p banyan-firmware-app --test qemu -- --ignored --nocapture &
 test_pid=$!
 trap 'kill -TERM -- "-$test_pid" 2>/dev/null || true; rm -f "$defmt_out"' EXIT
 wait "$test_pid"

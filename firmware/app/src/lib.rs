@@ -16,7 +16,8 @@
 //!   ([`robot`]), and publishes on the report topic `from_<device name>` a
 //!   `{"report": "state", ...}` after every change and a
 //!   `{"report": "error", "topic": ..., "reason": ...}` for every refused
-//!   command;
+//!   command, and every `stats_interval_ms` a `{"report": "stats", ...}` with
+//!   every error and drop counter;
 //! - stops the motors when no `run_motors` arrives within the deadman timeout,
 //!   and when the link goes down (the gateway went away).
 //!
@@ -50,13 +51,14 @@ pub const SUBS: usize = 4;
 /// Capacity of the UART transmit queue (at least one whole frame).
 pub const TX_CAPACITY: usize = 512;
 /// Largest report payload.
-pub const REPORT_CAPACITY: usize = 200;
+pub const REPORT_CAPACITY: usize = 240;
 
 /// The device end of the link as the firmware sizes it.
 pub type LinkDevice = Device<FRAME, LINK_TX, QUEUE, SUBS>;
 
-/// Bytes one outgoing frame may take ([`Device::poll_transmit`] needs `FRAME + 2`).
-const FRAME_OUT: usize = FRAME + 2;
+/// Bytes one outgoing frame may take: the largest report on the longest
+/// report topic, plus the PUBLISH overhead and COBS' worst case.
+const FRAME_OUT: usize = REPORT_CAPACITY + 5 + link::wire::MAX_NAME_LEN + 16;
 
 /// What the board tells the application about itself.
 #[derive(Debug, Clone, Copy)]
@@ -69,6 +71,9 @@ pub struct Config {
     pub session: u32,
     /// Link timing.
     pub link: link::Config,
+    /// Period of the `{"report": "stats", ...}` report while the link is up,
+    /// in ms; 0 sends none.
+    pub stats_interval_ms: u32,
 }
 
 /// Why the application could not start.
@@ -119,6 +124,8 @@ pub struct App<M: SetSpeed, L, const NM: usize, const NL: usize> {
     tx: io::TxQueue<TX_CAPACITY>,
     report_topic: String<{ 5 + link::wire::MAX_NAME_LEN }>,
     stats: Stats,
+    stats_interval_ms: u32,
+    next_stats_ms: u64,
 }
 
 impl<M, L, P, D, const NM: usize, const NL: usize> App<M, L, NM, NL>
@@ -152,6 +159,8 @@ where
             tx: io::TxQueue::new(),
             report_topic,
             stats: Stats::default(),
+            stats_interval_ms: config.stats_interval_ms,
+            next_stats_ms: u64::from(config.stats_interval_ms),
         })
     }
 
@@ -217,6 +226,10 @@ where
         }
         if let Some(ev) = self.device.poll(now) {
             self.on_event(ev, now);
+        }
+        if self.stats_interval_ms > 0 && now_ms >= self.next_stats_ms {
+            self.next_stats_ms = now_ms + u64::from(self.stats_interval_ms);
+            self.publish_stats(now);
         }
         self.transmit(now, uart);
     }
@@ -290,6 +303,51 @@ where
         match self.robot.state_report(&mut report) {
             Some(n) => self.publish(&report[..n], now),
             None => self.stats.reports_too_large = self.stats.reports_too_large.wrapping_add(1),
+        }
+    }
+
+    /// Writes `{"report": "stats", ...}`: uptime and every error and drop
+    /// counter of the UART, the link, the commands and the reports.
+    ///
+    /// # Errors
+    /// [`banyan_core::msg::Error::BufferFull`] when `out` is too small.
+    pub fn stats_report(
+        &self,
+        now_ms: u64,
+        out: &mut [u8],
+    ) -> Result<usize, banyan_core::msg::Error> {
+        let link = self.device.stats();
+        let robot = self.robot.stats();
+        let fields: [(&str, u64); 12] = [
+            ("uptime_ms", now_ms),
+            ("uart_errors", self.stats.io.uart_errors.into()),
+            ("frames_dropped", link.frame.dropped().into()),
+            ("seq_gaps", link.seq_gaps.into()),
+            ("malformed", link.malformed.into()),
+            ("publish_lost", link.publish_lost.into()),
+            ("send_refused", link.send_refused().into()),
+            ("refused", robot.refused.into()),
+            ("deadman_stops", robot.deadman_stops.into()),
+            ("pin_errors", robot.pin_errors.into()),
+            (
+                "reports_dropped",
+                u64::from(self.stats.reports_dropped) + u64::from(self.stats.reports_too_large),
+            ),
+            ("link_downs", self.stats.link_downs.into()),
+        ];
+        let mut w = banyan_core::msg::Writer::new(out);
+        w.map(fields.len() + 1)?.str("report")?.str("stats")?;
+        for (k, v) in fields {
+            w.str(k)?.uint(v)?;
+        }
+        Ok(w.len())
+    }
+
+    fn publish_stats(&mut self, now: Instant) {
+        let mut report = [0u8; REPORT_CAPACITY];
+        match self.stats_report(now.millis(), &mut report) {
+            Ok(n) => self.publish(&report[..n], now),
+            Err(_) => self.stats.reports_too_large = self.stats.reports_too_large.wrapping_add(1),
         }
     }
 

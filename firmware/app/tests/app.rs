@@ -23,6 +23,10 @@ struct Rig {
 }
 
 fn rig_with(session: u32, deadman_ms: u64) -> Rig {
+    rig_full(session, deadman_ms, 0)
+}
+
+fn rig_full(session: u32, deadman_ms: u64, stats_interval_ms: u32) -> Rig {
     let (left, status) = (FakeMotor::default(), FakeLed::default());
     let mut robot = Robot::new(deadman_ms);
     robot.add_motor("left", left.clone()).unwrap();
@@ -33,6 +37,7 @@ fn rig_with(session: u32, deadman_ms: u64) -> Rig {
         version: "1.2.3",
         session,
         link: LinkConfig::default(),
+        stats_interval_ms,
     };
     Rig {
         app: App::new(&config, robot).unwrap(),
@@ -245,4 +250,27 @@ fn line_noise_never_panics_and_is_counted() {
     r.send("run_motors", &map(&[("left", 0.125.into())]));
     r.run(30);
     assert_eq!(r.left.speed.get(), 0.125);
+}
+
+#[test]
+fn stats_report_shows_drops_and_refusals() {
+    let mut r = rig_full(1, DEADMAN_MS, 1_000);
+    r.up();
+    r.send("run_motors", &map(&[("left", 9.into())]));
+    r.run(20);
+    // A corrupted frame: a valid-looking COBS block with a bad CRC.
+    r.uart.rx.extend([0x05, 0x10, 0x01, 0x02, 0x03, 0x00]);
+    r.run(1_000);
+    let reports = r.reports();
+    let stats: Vec<_> = reports
+        .iter()
+        .filter(|v| field(v, "report").as_str() == Some("stats"))
+        .collect();
+    assert!(!stats.is_empty(), "no stats report in {reports:?}");
+    let s = stats.last().unwrap();
+    assert_eq!(field(s, "refused").as_u64(), Some(1));
+    assert!(field(s, "frames_dropped").as_u64().unwrap() >= 1, "{s}");
+    assert!(field(s, "uptime_ms").as_u64().unwrap() >= 1_000);
+    assert_eq!(field(s, "deadman_stops").as_u64(), Some(0));
+    assert_eq!(field(s, "link_downs").as_u64(), Some(0));
 }

@@ -130,8 +130,19 @@ impl Gw {
         }
     }
 
-    /// Waits for the next report from the firmware and returns it.
+    /// Waits for the next report from the firmware other than the periodic
+    /// stats and returns it.
     fn next_report(&mut self, what: &str) -> Value {
+        loop {
+            let report = self.next_any_report(what);
+            if field(&report, "report").as_str() != Some("stats") {
+                return report;
+            }
+        }
+    }
+
+    /// Waits for the next report from the firmware and returns it.
+    fn next_any_report(&mut self, what: &str) -> Value {
         self.until(10, what, |evs| {
             evs.iter()
                 .any(|e| matches!(e, GwEvent::Publish { topic, .. } if topic == REPORTS))

@@ -53,6 +53,9 @@ const NAME: &str = match option_env!("BANYAN_DEVICE_NAME") {
     None => "pico-bot",
 };
 
+/// Period of the stats report on the report topic.
+const STATS_MS: u32 = 10_000;
+
 /// Motors stop this long after the last `run_motors`.
 const DEADMAN_MS: u64 = 500;
 
@@ -158,6 +161,7 @@ fn main() -> ! {
         version: env!("CARGO_PKG_VERSION"),
         session,
         link: link::Config::default(),
+        stats_interval_ms: STATS_MS,
     };
     // The application lives in a static (not in main's frame): its state
     // then shows in .bss and the stack stays small.
@@ -171,8 +175,38 @@ fn main() -> ! {
         NAME,
         session
     );
+    let mut clock = MsClock::new(timer.get_counter_low());
     loop {
-        let now_ms = timer.get_counter().ticks() / 1000;
+        let now_ms = clock.now_ms(timer.get_counter_low());
         app.poll(now_ms, &mut uart);
+    }
+}
+
+/// Milliseconds from the timer's low 32 bits (µs, wraps every 71 minutes):
+/// 32-bit arithmetic only, so no 64-bit division is linked (~900 bytes on
+/// the M0+). Call `now_ms` at least once per wrap (the main loop does).
+struct MsClock {
+    last_us: u32,
+    rem_us: u32,
+    ms: u64,
+}
+
+impl MsClock {
+    fn new(now_us: u32) -> Self {
+        Self {
+            last_us: now_us,
+            rem_us: 0,
+            ms: 0,
+        }
+    }
+
+    fn now_ms(&mut self, now_us: u32) -> u64 {
+        let elapsed = now_us
+            .wrapping_sub(self.last_us)
+            .saturating_add(self.rem_us);
+        self.last_us = now_us;
+        self.ms += u64::from(elapsed / 1000);
+        self.rem_us = elapsed % 1000;
+        self.ms
     }
 }

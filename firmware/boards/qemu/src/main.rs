@@ -33,6 +33,9 @@ const NAME: &str = match option_env!("BANYAN_DEVICE_NAME") {
     None => "qemu-bot",
 };
 
+/// Period of the stats report on the report topic.
+const STATS_MS: u32 = 10_000;
+
 /// Motors stop this long after the last `run_motors`.
 const DEADMAN_MS: u64 = 500;
 
@@ -78,6 +81,7 @@ fn main() -> ! {
         version: env!("CARGO_PKG_VERSION"),
         session: hw::host_time_s(),
         link: link::Config::default(),
+        stats_interval_ms: STATS_MS,
     };
     // The application lives in a static (not in main's frame): its state
     // then shows in .bss and the stack stays small.
