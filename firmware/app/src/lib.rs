@@ -22,13 +22,15 @@
 //!   and when the link goes down (the gateway went away).
 //!
 //! Layers:
-//! - [`io`]: non-blocking byte pumping with counters.
+//! - [`io`]: non-blocking byte pumping with counters; [`clock`]: a
+//!   millisecond clock from a 32-bit microsecond counter.
 //! - [`robot`]: commands → actuators → report payloads.
 //! - [`App`]: the link, the robot and the UART tied together.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod clock;
 pub mod io;
 pub mod robot;
 
