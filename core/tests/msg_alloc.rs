@@ -75,7 +75,9 @@ fn decoding_and_encoding_never_allocate() {
             .sum();
         assert_eq!(sum, 0.0);
         match OneGpio::parse(I2C_WRITE).unwrap() {
-            OneGpio::I2cWrite { data, .. } => assert_eq!(data.iter().map(u32::from).sum::<u32>(), 258),
+            OneGpio::I2cWrite { data, .. } => {
+                assert_eq!(data.iter().map(u32::from).sum::<u32>(), 258)
+            }
             _ => unreachable!(),
         }
         let len = report::state(&mut buf, &c.speeds, &[("status", 1.0)]).unwrap();
