@@ -139,9 +139,7 @@ fn benches(c: &mut Criterion) {
         let mut buf = [0u8; 128];
         let motors = [("left", 0.5f32), ("right", -0.5)];
         let leds = [("status", 1.0f32)];
-        b.iter(|| {
-            report::state(&mut buf, black_box(&motors), black_box(&leds)).map(|n| black_box(n))
-        })
+        b.iter(|| report::state(&mut buf, black_box(&motors), black_box(&leds)).map(black_box))
     });
 
     let mut g = c.benchmark_group("nested_1k");
