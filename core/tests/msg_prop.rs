@@ -40,6 +40,21 @@ fn utf8_ok(v: &R) -> bool {
     }
 }
 
+/// Timestamps (ext -1) as Python accepts them: 4, 8 or 12 bytes, nanoseconds < 10^9.
+fn timestamps_ok(v: &R) -> bool {
+    match v {
+        R::Ext(-1, d) => match d.len() {
+            4 => true,
+            8 => u64::from_be_bytes(d[..].try_into().unwrap()) >> 34 < 1_000_000_000,
+            12 => u32::from_be_bytes(d[..4].try_into().unwrap()) < 1_000_000_000,
+            _ => false,
+        },
+        R::Array(a) => a.iter().all(timestamps_ok),
+        R::Map(m) => m.iter().all(|(k, v)| timestamps_ok(k) && timestamps_ok(v)),
+        _ => true,
+    }
+}
+
 fn keys_ok(v: &R) -> bool {
     match v {
         R::Array(a) => a.iter().all(keys_ok),
@@ -55,8 +70,11 @@ fn keys_ok(v: &R) -> bool {
 fn reference(bytes: &[u8], strict: bool) -> Option<R> {
     let mut rd = bytes;
     let v = rmpv::decode::read_value_with_max_depth(&mut rd, 1024).ok()?;
-    let ok =
-        rd.is_empty() && utf8_ok(&v) && depth(&v) <= Limits::MAX_DEPTH && (!strict || keys_ok(&v));
+    let ok = rd.is_empty()
+        && utf8_ok(&v)
+        && timestamps_ok(&v)
+        && depth(&v) <= Limits::MAX_DEPTH
+        && (!strict || keys_ok(&v));
     ok.then_some(v)
 }
 
@@ -198,11 +216,14 @@ proptest! {
         consume_everything(&bytes);
         check_against_reference(&bytes)?;
         let strict_ok = keys_ok(&v);
-        prop_assert_eq!(validate(&bytes, &limits(true)).is_ok(), strict_ok && depth(&v) <= Limits::MAX_DEPTH);
-        prop_assert!(validate(&bytes, &limits(false)).is_ok());
-        // Every proper prefix is truncated, and so refused.
-        for n in 0..bytes.len() {
-            prop_assert_eq!(validate(&bytes[..n], &limits(false)), Err(msg::Error::Truncated));
+        let ts_ok = timestamps_ok(&v);
+        prop_assert_eq!(validate(&bytes, &limits(true)).is_ok(), strict_ok && ts_ok && depth(&v) <= Limits::MAX_DEPTH);
+        prop_assert_eq!(validate(&bytes, &limits(false)).is_ok(), ts_ok);
+        // Every proper prefix of a valid value is truncated, and so refused.
+        if ts_ok {
+            for n in 0..bytes.len() {
+                prop_assert_eq!(validate(&bytes[..n], &limits(false)), Err(msg::Error::Truncated));
+            }
         }
     }
 

@@ -278,3 +278,38 @@ fn value_reader_helpers() {
     assert_eq!(Value::F32(0.5).as_f64(), Some(0.5));
     assert_eq!(Value::Str("x").as_map(), None);
 }
+
+#[test]
+fn timestamps_are_checked_like_python() {
+    // Accepted by Python's unpackb: 32-, 64- and 96-bit timestamps.
+    for h in [
+        "d6ff00000001",
+        "d7ffee6b27fc00000001",
+        "c70cff3b9ac9ffffffffffffffffff",
+    ] {
+        assert_eq!(validate(&unhex(h), &Limits::DEFAULT), Ok(()), "{h}");
+    }
+    // Refused by Python ("invalid timestamp data", "nanoseconds must be ...").
+    for h in [
+        "d5ff0102",
+        "c703ff010203",
+        "d4ff00",
+        "d8ff00000000000000000000000000000000",
+        "d7ffee6b280000000001",
+        "c70cff3b9aca000000000000000001",
+    ] {
+        assert_eq!(
+            validate(&unhex(h), &Limits::DEFAULT),
+            Err(Error::InvalidTimestamp),
+            "{h}"
+        );
+    }
+    // Other ext types may have any length.
+    assert_eq!(
+        validate(
+            &unhex("d50501 02".replace(' ', "").as_str()),
+            &Limits::DEFAULT
+        ),
+        Ok(())
+    );
+}

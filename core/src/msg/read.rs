@@ -179,6 +179,24 @@ fn int(v: i64) -> Head<'static> {
     }
 }
 
+/// The extension type of MessagePack timestamps.
+const TIMESTAMP: i8 = -1;
+
+/// A timestamp extension must be 4, 8 or 12 bytes with nanoseconds below
+/// 10^9; Python's `unpackb` raises `ValueError` on anything else.
+fn check_timestamp(d: &[u8]) -> Result<(), Error> {
+    let nanos = match d.len() {
+        4 => 0,
+        8 => u64::from_be_bytes(d.try_into().map_err(|_| Error::InvalidTimestamp)?) >> 34,
+        12 => u32::from_be_bytes(d[..4].try_into().map_err(|_| Error::InvalidTimestamp)?).into(),
+        _ => return Err(Error::InvalidTimestamp),
+    };
+    if nanos >= 1_000_000_000 {
+        return Err(Error::InvalidTimestamp);
+    }
+    Ok(())
+}
+
 #[derive(Clone, Copy)]
 struct Level {
     /// Values still expected in this container (a map counts keys and values).
@@ -190,7 +208,8 @@ struct Level {
 /// `limits`: every length inside the input, no reserved marker, str values
 /// valid UTF-8, nesting at most [`Limits::max_depth`], container sizes at most
 /// [`Limits::max_items`], str/bin/ext at most [`Limits::max_len`] bytes, map
-/// keys str or bin when [`Limits::strict_map_keys`], and no trailing bytes.
+/// keys str or bin when [`Limits::strict_map_keys`], timestamp extensions
+/// (type -1) well-formed as Python requires, and no trailing bytes.
 ///
 /// Runs in time linear in `bytes.len()` and constant stack (a fixed array of
 /// [`Limits::MAX_DEPTH`] levels), never recursing and never panicking.
@@ -198,8 +217,8 @@ struct Level {
 /// # Errors
 /// The first problem found, as an [`Error`]: [`Error::TooLarge`],
 /// [`Error::Truncated`], [`Error::TrailingBytes`], [`Error::ReservedMarker`],
-/// [`Error::InvalidUtf8`], [`Error::TooDeep`], [`Error::TooLong`] or
-/// [`Error::MapKey`].
+/// [`Error::InvalidUtf8`], [`Error::TooDeep`], [`Error::TooLong`],
+/// [`Error::MapKey`] or [`Error::InvalidTimestamp`].
 ///
 /// ```
 /// use banyan_core::msg::{validate, Error, Limits};
@@ -229,6 +248,7 @@ pub fn validate(bytes: &[u8], limits: &Limits) -> Result<(), Error> {
             Head::Str(s) => {
                 core::str::from_utf8(s).map_err(|_| Error::InvalidUtf8)?;
             }
+            Head::Ext(TIMESTAMP, d) => check_timestamp(d)?,
             Head::Array(n) | Head::Map(n) => {
                 if n > limits.max_items {
                     return Err(Error::TooLong);
