@@ -40,17 +40,19 @@ fn utf8_ok(v: &R) -> bool {
     }
 }
 
-/// Timestamps (ext -1) as Python accepts them: 4, 8 or 12 bytes, nanoseconds < 10^9.
-fn timestamps_ok(v: &R) -> bool {
+/// Extensions as Python accepts them: types 0..=127, or a timestamp (ext -1)
+/// of 4, 8 or 12 bytes with nanoseconds < 10^9.
+fn exts_ok(v: &R) -> bool {
     match v {
+        R::Ext(t, _) if *t < -1 => false,
         R::Ext(-1, d) => match d.len() {
             4 => true,
             8 => u64::from_be_bytes(d[..].try_into().unwrap()) >> 34 < 1_000_000_000,
             12 => u32::from_be_bytes(d[..4].try_into().unwrap()) < 1_000_000_000,
             _ => false,
         },
-        R::Array(a) => a.iter().all(timestamps_ok),
-        R::Map(m) => m.iter().all(|(k, v)| timestamps_ok(k) && timestamps_ok(v)),
+        R::Array(a) => a.iter().all(exts_ok),
+        R::Map(m) => m.iter().all(|(k, v)| exts_ok(k) && exts_ok(v)),
         _ => true,
     }
 }
@@ -72,7 +74,7 @@ fn reference(bytes: &[u8], strict: bool) -> Option<R> {
     let v = rmpv::decode::read_value_with_max_depth(&mut rd, 1024).ok()?;
     let ok = rd.is_empty()
         && utf8_ok(&v)
-        && timestamps_ok(&v)
+        && exts_ok(&v)
         && depth(&v) <= Limits::MAX_DEPTH
         && (!strict || keys_ok(&v));
     ok.then_some(v)
@@ -216,7 +218,7 @@ proptest! {
         consume_everything(&bytes);
         check_against_reference(&bytes)?;
         let strict_ok = keys_ok(&v);
-        let ts_ok = timestamps_ok(&v);
+        let ts_ok = exts_ok(&v);
         prop_assert_eq!(validate(&bytes, &limits(true)).is_ok(), strict_ok && ts_ok && depth(&v) <= Limits::MAX_DEPTH);
         prop_assert_eq!(validate(&bytes, &limits(false)).is_ok(), ts_ok);
         // Every proper prefix of a valid value is truncated, and so refused.
@@ -236,5 +238,175 @@ proptest! {
         }
         consume_everything(&bytes);
         check_against_reference(&bytes)?;
+    }
+}
+
+/// The Python reference interpreter: `$BANYAN_PYTHON`, else the workspace's
+/// `.venv/bin/python`. Missing is a failure, never a skip.
+fn python() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("BANYAN_PYTHON") {
+        return p.into();
+    }
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    assert!(
+        p.exists(),
+        "Python reference venv missing at {}: run `bash scripts/venv.sh` (or set BANYAN_PYTHON)",
+        p.display()
+    );
+    p
+}
+
+/// Runs Python's `unpackb(raw=False)` on each payload; per payload `Ok(repacked
+/// bytes)` (Python's `packb(use_bin_type=True)` of what it decoded) or
+/// `Err(exception name)`.
+fn python_unpack(payloads: &[Vec<u8>]) -> Vec<Result<Vec<u8>, String>> {
+    const SCRIPT: &str = r#"
+import sys, msgpack
+for line in open(sys.argv[1]):
+    b = bytes.fromhex(line.strip())
+    try:
+        v = msgpack.unpackb(b, raw=False)
+    except Exception as e:
+        print("err", type(e).__name__)
+        continue
+    print("ok", msgpack.packb(v, use_bin_type=True).hex())
+"#;
+    let path = std::env::temp_dir().join(format!("banyan-msg-prop-{}.hex", std::process::id()));
+    let lines: String = payloads
+        .iter()
+        .map(|p| p.iter().map(|b| format!("{b:02x}")).collect::<String>() + "\n")
+        .collect();
+    std::fs::write(&path, lines).unwrap();
+    let out = std::process::Command::new(python())
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(&path)
+        .output();
+    let _ = std::fs::remove_file(&path);
+    let out = out.expect("running the Python reference");
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let verdicts: Vec<_> = text
+        .lines()
+        .map(|l| match l.split_once(' ') {
+            Some(("ok", hex)) => Ok((0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect()),
+            Some(("err", name)) => Err(name.to_string()),
+            _ => panic!("unexpected python output {l:?}"),
+        })
+        .collect();
+    assert_eq!(verdicts.len(), payloads.len());
+    verdicts
+}
+
+/// `validate` (with Python-sized limits, strict map keys) accepts exactly what
+/// Python's `unpackb(raw=False)` accepts, on a deterministic corpus of
+/// generated values, mutated values and structured noise.
+#[test]
+fn validate_accepts_exactly_what_python_accepts() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let mut corpus: Vec<Vec<u8>> = Vec::new();
+    let values = arb_value();
+    let noise = proptest::collection::vec(
+        prop_oneof![
+            0x80u8..=0x9f,
+            0xa0u8..=0xa4,
+            0xc0u8..=0xdf,
+            0x00u8..=0x05,
+            0xe0u8..=0xff,
+            Just(b'a')
+        ],
+        0..24,
+    );
+    for i in 0..600 {
+        let mut bytes = encode_r(&values.new_tree(&mut runner).unwrap().current());
+        if i % 2 == 1 && !bytes.is_empty() {
+            let at = (i * 7919) % bytes.len();
+            bytes[at] = (i * 31) as u8;
+        }
+        corpus.push(bytes);
+        corpus.push(noise.new_tree(&mut runner).unwrap().current());
+    }
+    // Known edge cases: reserved marker, bad UTF-8, int/nil keys, timestamps.
+    for h in [
+        "c1",
+        "a2c328",
+        "810101",
+        "81c00101",
+        "81c4016b01",
+        "d5ff0102",
+        "d6ff00000001",
+        "d7ffee6b280000000001",
+    ] {
+        corpus.push(
+            (0..h.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+                .collect(),
+        );
+    }
+    let verdicts = python_unpack(&corpus);
+    let mut accepted = 0;
+    for (bytes, py) in corpus.iter().zip(&verdicts) {
+        let ours = validate(bytes, &limits(true));
+        assert_eq!(
+            ours.is_ok(),
+            py.is_ok(),
+            "validate {ours:?} vs python {py:?} on {bytes:02x?}"
+        );
+        accepted += usize::from(py.is_ok());
+    }
+    // The corpus exercises both verdicts in earnest.
+    assert!(
+        accepted > 300 && accepted < corpus.len() - 300,
+        "accepted {accepted} of {}",
+        corpus.len()
+    );
+}
+
+/// Python decodes every report and re-packs it to the very same bytes.
+#[test]
+fn python_repacks_reports_identically() {
+    use banyan_core::cmd::{report, Error};
+    let mut out = Vec::new();
+    let mut buf = [0u8; 512];
+    let mut push = |n: Result<usize, msg::Error>, buf: &[u8]| out.push(buf[..n.unwrap()].to_vec());
+    push(
+        report::digital_input(&mut buf, 17, 0, 1_763_790_000.125),
+        &buf,
+    );
+    push(report::analog_input(&mut buf, 200, 65535), &buf);
+    push(report::i2c_data(&mut buf, &[0, 127, 128, 255]), &buf);
+    push(report::sonar_data(&mut buf, 0.1), &buf);
+    push(
+        report::state(
+            &mut buf,
+            &[("left", 0.3), ("right", -1.0)],
+            &[("status", 1.0), ("head", 0.0)],
+        ),
+        &buf,
+    );
+    push(
+        report::error(&mut buf, "light_leds", &Error::WrongType("head")),
+        &buf,
+    );
+    push(
+        report::error(
+            &mut buf,
+            "to_rpi_gateway",
+            &Error::UnknownCommand(&"é".repeat(200)),
+        ),
+        &buf,
+    );
+    for (bytes, py) in out.iter().zip(python_unpack(&out)) {
+        assert_eq!(py.as_deref(), Ok(&bytes[..]), "python repack differs");
     }
 }

@@ -304,7 +304,16 @@ fn timestamps_are_checked_like_python() {
             "{h}"
         );
     }
-    // Other ext types may have any length.
+    // Other negative (reserved) types are refused, as Python refuses them.
+    assert_eq!(
+        validate(&unhex("d4fe00"), &Limits::DEFAULT),
+        Err(Error::ReservedExt)
+    );
+    assert_eq!(
+        validate(&unhex("d48000"), &Limits::DEFAULT),
+        Err(Error::ReservedExt)
+    );
+    // Application types 0..=127 may have any length.
     assert_eq!(
         validate(
             &unhex("d50501 02".replace(' ', "").as_str()),

@@ -55,7 +55,7 @@
 //! or bin, exactly as Python's `unpackb` (whose `strict_map_key=True` default
 //! raises on any other key type). Together with the other checks of
 //! [`validate`] — no reserved marker `0xc1`, str values valid UTF-8,
-//! timestamp extensions well-formed — this means the validator accepts only
+//! extension types 0–127 or a well-formed timestamp (-1) — this means the validator accepts only
 //! what Python's `unpackb(raw=False)` accepts, so a Rust gateway never
 //! forwards a message that would crash a Python receiver.
 
@@ -90,6 +90,9 @@ pub enum Error {
     TooLarge,
     /// A map key is neither str nor bin while [`Limits::strict_map_keys`] is set.
     MapKey,
+    /// An extension uses a reserved negative type other than the timestamp
+    /// (-1); Python's `unpackb` raises on it.
+    ReservedExt,
     /// A timestamp extension (type -1) is not 4, 8 or 12 bytes or has
     /// nanoseconds ≥ 10⁹ (Python's `unpackb` raises on it).
     InvalidTimestamp,
@@ -118,6 +121,7 @@ impl fmt::Display for Error {
             Error::TooLong => "msgpack length over limit",
             Error::TooLarge => "msgpack payload over size limit",
             Error::MapKey => "msgpack map key is not str or bin",
+            Error::ReservedExt => "reserved msgpack ext type",
             Error::InvalidTimestamp => "malformed msgpack timestamp",
             Error::UnexpectedType => "unexpected msgpack type",
             Error::OutOfRange => "number out of range",

@@ -208,8 +208,9 @@ struct Level {
 /// `limits`: every length inside the input, no reserved marker, str values
 /// valid UTF-8, nesting at most [`Limits::max_depth`], container sizes at most
 /// [`Limits::max_items`], str/bin/ext at most [`Limits::max_len`] bytes, map
-/// keys str or bin when [`Limits::strict_map_keys`], timestamp extensions
-/// (type -1) well-formed as Python requires, and no trailing bytes.
+/// keys str or bin when [`Limits::strict_map_keys`], extension types 0–127
+/// or a well-formed timestamp (type -1) as Python requires, and no trailing
+/// bytes.
 ///
 /// Runs in time linear in `bytes.len()` and constant stack (a fixed array of
 /// [`Limits::MAX_DEPTH`] levels), never recursing and never panicking.
@@ -218,7 +219,7 @@ struct Level {
 /// The first problem found, as an [`Error`]: [`Error::TooLarge`],
 /// [`Error::Truncated`], [`Error::TrailingBytes`], [`Error::ReservedMarker`],
 /// [`Error::InvalidUtf8`], [`Error::TooDeep`], [`Error::TooLong`],
-/// [`Error::MapKey`] or [`Error::InvalidTimestamp`].
+/// [`Error::MapKey`], [`Error::ReservedExt`] or [`Error::InvalidTimestamp`].
 ///
 /// ```
 /// use banyan_core::msg::{validate, Error, Limits};
@@ -249,6 +250,7 @@ pub fn validate(bytes: &[u8], limits: &Limits) -> Result<(), Error> {
                 core::str::from_utf8(s).map_err(|_| Error::InvalidUtf8)?;
             }
             Head::Ext(TIMESTAMP, d) => check_timestamp(d)?,
+            Head::Ext(ty, _) if ty < 0 => return Err(Error::ReservedExt),
             Head::Array(n) | Head::Map(n) => {
                 if n > limits.max_items {
                     return Err(Error::TooLong);
