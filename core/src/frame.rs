@@ -19,10 +19,11 @@
 //! | 2 + n       | 2    | CRC-16, little endian, over bytes `0 .. 2 + n`  |
 //!
 //! On the wire the body is COBS-encoded (no `0x00` inside; one extra byte per
-//! started 254 bytes) and followed by a single `0x00` delimiter. A body of
-//! `b` bytes therefore takes `b + ceil(b / 254) + 1` bytes on the wire, see
-//! [`encoded_len`]: for a body under 254 bytes the framing costs exactly 2
-//! bytes plus 4 bytes of header and CRC.
+//! run of 254 non-zero bytes, and at least one) and followed by a single
+//! `0x00` delimiter. A body of `b` bytes therefore takes at most
+//! `b + ceil(b / 254) + 1` bytes on the wire, see [`encoded_len`]: for a body
+//! under 254 bytes the framing costs exactly 2 bytes plus 4 bytes of header
+//! and CRC.
 //!
 //! # Why CRC-16 (CRC-16/IBM-3740, poly `0x1021`, init `0xFFFF`)
 //!
@@ -116,13 +117,14 @@ pub mod field {
 /// The smallest valid body: header and CRC, empty payload.
 pub const MIN_BODY_LEN: usize = field::HEADER_LEN + field::CRC_LEN;
 
-/// Bytes a body of `body_len` bytes takes on the wire, COBS and delimiter
-/// included (this is exact: COBS adds one byte per started 254-byte block).
+/// The most bytes a body of `body_len` bytes takes on the wire, COBS and
+/// delimiter included (exact for bodies under 254 bytes: `body_len + 2`;
+/// longer bodies take less when they contain zeros).
 pub const fn encoded_len(body_len: usize) -> usize {
     cobs::max_encoding_length(body_len) + 1
 }
 
-/// Bytes a frame with a `payload_len`-byte payload takes on the wire.
+/// The most bytes a frame with a `payload_len`-byte payload takes on the wire.
 pub const fn encoded_len_for_payload(payload_len: usize) -> usize {
     encoded_len(MIN_BODY_LEN + payload_len)
 }
@@ -377,7 +379,7 @@ pub fn encode(kind: u8, seq: u8, parts: &[&[u8]], out: &mut [u8]) -> Result<usiz
     let crc = digest.finalize().to_le_bytes();
     enc.push(&crc).map_err(|_| EncodeError::BufferTooSmall)?;
     let n = enc.finalize();
-    // `need` is exact for COBS, but stay safe if it ever is not.
+    // `need` bounds the COBS output, but stay safe if it ever did not.
     let slot = out.get_mut(n).ok_or(EncodeError::BufferTooSmall)?;
     *slot = DELIMITER;
     Ok(n + 1)
