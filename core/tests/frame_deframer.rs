@@ -42,7 +42,11 @@ fn enc(kind: u8, seq: u8, payload: &[u8]) -> Vec<u8> {
     let n = frame::encode(kind, seq, &[payload], &mut out).unwrap();
     assert!(n <= out.len(), "encoded_len_for_payload is an upper bound");
     if payload.len() + frame::MIN_BODY_LEN < 254 {
-        assert_eq!(n, out.len(), "encoded_len_for_payload is exact below 254 bytes");
+        assert_eq!(
+            n,
+            out.len(),
+            "encoded_len_for_payload is exact below 254 bytes"
+        );
     }
     out.truncate(n);
     out
@@ -77,7 +81,10 @@ fn golden_frame_with_zero_bytes() {
 #[test]
 fn repr_emit_matches_encode() {
     let payload = b"\x81\xa5value\x01";
-    let repr = Repr { kind: 0x10, seq: 200 };
+    let repr = Repr {
+        kind: 0x10,
+        seq: 200,
+    };
     let mut body = vec![0u8; repr.buffer_len(payload.len())];
     let mut view = Frame::new_checked(&mut body[..]).unwrap();
     repr.emit(&mut view, |p| p.copy_from_slice(payload));
@@ -154,16 +161,26 @@ fn corrupt_frames_are_dropped_counted_and_resynced() {
     let mut d: Deframer<32> = Deframer::new();
     let (frames, drops) = run(
         &mut d,
-        &[&bad_crc, &good, &short, &good, &bad_cobs, &good, &big, &good],
+        &[
+            &bad_crc, &good, &short, &good, &bad_cobs, &good, &big, &good,
+        ],
     );
     assert_eq!(frames.len(), 4);
     assert!(frames.iter().all(|f| f == &(0x10, 1, b"payload".to_vec())));
     assert_eq!(
         drops,
-        vec![DropReason::Crc, DropReason::Short, DropReason::Cobs, DropReason::Oversize]
+        vec![
+            DropReason::Crc,
+            DropReason::Short,
+            DropReason::Cobs,
+            DropReason::Oversize
+        ]
     );
     let s = d.stats();
-    assert_eq!((s.crc, s.short, s.cobs, s.oversize, s.frames), (1, 1, 1, 1, 4));
+    assert_eq!(
+        (s.crc, s.short, s.cobs, s.oversize, s.frames),
+        (1, 1, 1, 1, 4)
+    );
     assert_eq!(s.dropped(), 4);
 }
 

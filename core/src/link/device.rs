@@ -343,6 +343,11 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
         }
     }
 
+    /// PUBLISHes queued for the gateway and not yet transmitted.
+    pub fn queued_tx(&self) -> u32 {
+        self.ep.queued_publishes()
+    }
+
     /// Received PUBLISHes waiting in the queue.
     pub fn queued(&self) -> usize {
         self.queue.len()

@@ -26,6 +26,8 @@ pub(crate) struct Endpoint<const TX: usize> {
     pub_emitted: u16,
     /// The peer's credit limit for our PUBLISHes.
     tx_limit: u16,
+    /// Our PUBLISHes the peer has acknowledged (from its heartbeats).
+    peer_acked: u16,
     /// PUBLISHes received from the peer this session (including those
     /// learnt lost from its heartbeat).
     pub(crate) pub_received: u16,
@@ -51,6 +53,7 @@ impl<const TX: usize> Endpoint<TX> {
             pub_queued: 0,
             pub_emitted: 0,
             tx_limit: 0,
+            peer_acked: 0,
             pub_received: 0,
             advertised: 0,
             status_due: false,
@@ -65,14 +68,28 @@ impl<const TX: usize> Endpoint<TX> {
     /// (and counted).
     pub(crate) fn reset_session(&mut self, tx_limit: u16, advertised: u16) {
         self.discard_tx();
+        self.end_session();
         self.rx_expected = None;
         self.pub_queued = 0;
-        self.pub_emitted = 0;
         self.tx_limit = tx_limit;
         self.pub_received = 0;
         self.advertised = advertised;
         self.status_due = false;
         self.last_status = None;
+    }
+
+    /// Counts our PUBLISHes the peer never acknowledged (they may or may not
+    /// have arrived) and forgets them.
+    pub(crate) fn end_session(&mut self) {
+        let unacked = self.pub_emitted.wrapping_sub(self.peer_acked);
+        if unacked < 0x8000 {
+            self.stats.publish_unconfirmed = self
+                .stats
+                .publish_unconfirmed
+                .wrapping_add(u32::from(unacked));
+        }
+        self.pub_emitted = 0;
+        self.peer_acked = 0;
     }
 
     pub(crate) fn discard_tx(&mut self) {
@@ -237,6 +254,7 @@ impl<const TX: usize> Endpoint<TX> {
     ) -> Option<usize> {
         let hb = Heartbeat {
             pub_sent: self.pub_emitted,
+            pub_received: self.pub_received,
             credit_limit: limit,
             sub_count,
             sub_digest,
@@ -270,6 +288,7 @@ impl<const TX: usize> Endpoint<TX> {
         }
         self.pub_received = hb.pub_sent;
         self.tx_limit = hb.credit_limit;
+        self.peer_acked = hb.pub_received;
     }
 
     pub(crate) fn on_publish_received(&mut self) {
