@@ -216,3 +216,87 @@ proptest! {
         }
     }
 }
+
+/// Runs both ends over a clean in-memory wire for `ms` milliseconds.
+fn exchange<
+    const DF: usize,
+    const DT: usize,
+    const Q: usize,
+    const DS: usize,
+    const GF: usize,
+    const GT: usize,
+    const GS: usize,
+>(
+    dev: &mut Device<DF, DT, Q, DS>,
+    gw: &mut Gateway<GF, GT, GS>,
+    from_ms: u64,
+    ms: u64,
+) -> Vec<String> {
+    let mut events = Vec::new();
+    let mut buf = [0u8; 600];
+    for t in (from_ms..from_ms + ms).step_by(5) {
+        let now = Instant::from_millis(t);
+        while let Some(n) = dev.poll_transmit(now, &mut buf) {
+            let mut input = &buf[..n];
+            while let (Some(ev), rest) = gw.handle_rx(input, now) {
+                events.push(format!("{ev:?}"));
+                input = rest;
+            }
+        }
+        while let Some(n) = gw.poll_transmit(now, &mut buf) {
+            let mut input = &buf[..n];
+            while let (Some(_), rest) = dev.handle_rx(input, now) {
+                input = rest;
+            }
+        }
+        while let Some(ev) = gw.poll(now) {
+            events.push(format!("{ev:?}"));
+        }
+        while dev.poll(now).is_some() {}
+    }
+    events
+}
+
+#[test]
+fn more_subscriptions_than_the_gateway_holds_are_counted_without_resync_storm() {
+    let mut dev: Device<128, 256, 2, 8> = Device::new("d", "1", 1, Config::default()).unwrap();
+    let mut gw: Gateway<128, 256, 4> = Gateway::new(2, Config::default());
+    for i in 0..6 {
+        dev.subscribe(&format!("topic/{i}")).unwrap();
+    }
+    let events = exchange(&mut dev, &mut gw, 0, 3000);
+    assert!(gw.is_up() && dev.is_up());
+    assert_eq!(gw.subscriptions().count(), 4);
+    assert_eq!(
+        events.iter().filter(|e| e.starts_with("Subscribe")).count(),
+        4
+    );
+    let s = gw.stats();
+    assert_eq!(s.sub_overflow, 2, "{s:?} {:?}", dev.stats());
+    assert_eq!(s.resyncs, 0);
+    assert_eq!(s.ups, 1);
+}
+
+#[test]
+fn oversize_and_bad_publishes_are_refused_and_counted() {
+    use banyan_core::link::SendError;
+    let mut dev: Device<128, 256, 2, 8> = Device::new("d", "1", 1, Config::default()).unwrap();
+    let mut gw: Gateway<512, 2048, 4> = Gateway::new(2, Config::default());
+    dev.subscribe("a").unwrap();
+    exchange(&mut dev, &mut gw, 0, 100);
+    let now = Instant::from_millis(100);
+    // The device accepts frames of at most 128 encoded bytes.
+    assert_eq!(gw.publish("a", &[1; 200], now), Err(SendError::TooLarge));
+    assert_eq!(
+        gw.publish(&"t".repeat(256), &[], now),
+        Err(SendError::TopicTooLong)
+    );
+    assert_eq!(gw.stats().drop_too_large, 2);
+    let max = banyan_core::frame::max_payload_len(129) - 2; // topic length byte + "a"
+    assert_eq!(gw.publish("a", &vec![1; max], now), Ok(()));
+    assert!(Device::<128, 256, 2, 8>::new(&"n".repeat(33), "1", 1, Config::default()).is_err());
+    assert_eq!(
+        dev.subscribe(&"s".repeat(65)),
+        Err(banyan_core::link::SubscribeError::TopicTooLong)
+    );
+}

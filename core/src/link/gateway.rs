@@ -85,6 +85,9 @@ struct Inner<const TX: usize, const SUBS: usize> {
     welcome_due: Option<u8>,
     resync_due: bool,
     last_resync: Option<Instant>,
+    /// A SUBSCRIBE did not fit the mirror this session: the digests cannot
+    /// match, so do not ask for resyncs that cannot help.
+    sub_overflowed: bool,
 }
 
 impl<const TX: usize, const SUBS: usize> Inner<TX, SUBS> {
@@ -131,6 +134,7 @@ impl<const TX: usize, const SUBS: usize> Inner<TX, SUBS> {
             self.up = true;
             self.welcome_due = Some(seq);
             self.resync_due = false;
+            self.sub_overflowed = false;
             if !was_up {
                 self.ep.stats.ups = self.ep.stats.ups.wrapping_add(1);
             }
@@ -179,7 +183,9 @@ impl<const TX: usize, const SUBS: usize> Inner<TX, SUBS> {
                     let count = live.clone().count();
                     (count, wire::sub_digest(live))
                 };
-                if count != usize::from(hb.sub_count) || digest != hb.sub_digest {
+                if !self.sub_overflowed
+                    && (count != usize::from(hb.sub_count) || digest != hb.sub_digest)
+                {
                     // A SUBSCRIBE or UNSUBSCRIBE got lost: ask for all again.
                     self.request_resync(now);
                 }
@@ -206,6 +212,7 @@ impl<const TX: usize, const SUBS: usize> Inner<TX, SUBS> {
                     })
                     .is_err()
                 {
+                    self.sub_overflowed = true;
                     self.ep.stats.sub_overflow = self.ep.stats.sub_overflow.wrapping_add(1);
                     return Step::None;
                 }
@@ -271,6 +278,7 @@ impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, 
                 welcome_due: None,
                 resync_due: false,
                 last_resync: None,
+                sub_overflowed: false,
             },
         }
     }
