@@ -128,6 +128,11 @@ pub use gateway::Gateway;
 use crate::frame;
 use wire::Message;
 
+/// The smallest `FRAME` (receive buffer, encoded frame size) of a
+/// [`Device`] or [`Gateway`]: the largest control frame (a SUBSCRIBE with a
+/// 64-byte topic) takes 69 bytes.
+pub const MIN_FRAME: usize = 72;
+
 /// A point in time in milliseconds from an arbitrary origin (boot, process
 /// start), passed in by the caller. It must not go backwards.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]

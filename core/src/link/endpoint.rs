@@ -11,6 +11,7 @@ const REC_HDR: usize = 2;
 #[derive(Debug, Clone)]
 pub(crate) struct Endpoint<const TX: usize> {
     pub(crate) cfg: Config,
+    local_max: usize,
     /// Queued PUBLISH payloads (`len u16, topic_len, topic, payload`), encoded
     /// into frames only when transmitted, so sequence numbers follow the
     /// order on the wire.
@@ -41,9 +42,13 @@ pub(crate) struct Endpoint<const TX: usize> {
 }
 
 impl<const TX: usize> Endpoint<TX> {
-    pub(crate) const fn new(cfg: Config) -> Self {
+    /// `local_max`: the largest encoded frame (delimiter excluded) this end
+    /// transmits, its own `FRAME`, so that a `poll_transmit` buffer of
+    /// `FRAME + 2` bytes always suffices.
+    pub(crate) const fn new(cfg: Config, local_max: usize) -> Self {
         Endpoint {
             cfg,
+            local_max,
             tx: [0; TX],
             tx_head: 0,
             tx_len: 0,
@@ -150,6 +155,7 @@ impl<const TX: usize> Endpoint<TX> {
         let rec_len = 1 + t.len() + payload.len();
         let wire_len = frame::encoded_len_for_payload(rec_len);
         if wire_len - 1 > usize::from(self.peer_max_frame)
+            || wire_len - 1 > self.local_max
             || REC_HDR + rec_len > TX
             || rec_len > 0xFFFF
         {

@@ -57,7 +57,8 @@ enum Step {
 /// The gateway end of the serial link: a sans-IO state machine.
 ///
 /// - `FRAME`: receive buffer, the largest COBS-encoded frame (delimiter
-///   excluded) the gateway accepts; declared to the device in WELCOME.
+///   excluded) the gateway accepts, declared to the device in WELCOME; also
+///   the largest frame it sends. At least [`MIN_FRAME`](super::MIN_FRAME).
 /// - `TX`: bytes for queued outgoing PUBLISHes (each takes topic + payload +
 ///   3 bytes).
 /// - `SUBS`: the largest subscription table a device may declare.
@@ -262,10 +263,16 @@ impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, 
     /// A gateway whose process run is identified by `session` (any value
     /// that changes between runs: a random number, the start time).
     pub const fn new(session: u32, config: Config) -> Self {
+        const {
+            assert!(
+                FRAME >= super::MIN_FRAME,
+                "FRAME must be at least link::MIN_FRAME"
+            )
+        };
         Gateway {
             deframer: Deframer::new(),
             st: Inner {
-                ep: Endpoint::new(config),
+                ep: Endpoint::new(config, FRAME),
                 session,
                 up: false,
                 identity: None,
@@ -420,9 +427,8 @@ impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, 
         Instant::from_millis(hb.min(to))
     }
 
-    /// Writes the next frame to send into `out` (at least the device's
-    /// declared max frame + 1 bytes, or 64 bytes for control frames) and
-    /// returns its length; `None` when nothing is due. Call it until it
+    /// Writes the next frame to send into `out` (give it `FRAME + 1` bytes:
+    /// then any frame fits) and returns its length; `None` when nothing is due. Call it until it
     /// returns `None` after every other call.
     pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
         if let Some(hello_seq) = self.st.welcome_due {
