@@ -8,5 +8,8 @@
 
 pub mod backplane;
 pub mod component;
+pub mod monitor;
+pub mod multi;
+pub mod routing;
 mod sockopt;
 pub mod wire;
