@@ -5,3 +5,4 @@
 //! gateway. Built on [`banyan_core`].
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
+pub mod rpi;

@@ -1,0 +1,10 @@
+//! The Raspberry Pi GPIO gateway (`rpi-gateway`).
+//!
+//! - [`config`]: the TOML configuration (motors, LEDs, timeouts, topics).
+//! - [`backend`]: GPIO behind `embedded-hal` 1.0 — `rppal` on a Pi, `sim`
+//!   elsewhere.
+//! - [`pins`]: which pins belong to motors/LEDs and which to OneGPIO commands.
+
+pub mod backend;
+pub mod config;
+pub mod pins;
