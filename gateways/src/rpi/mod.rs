@@ -3,8 +3,10 @@
 //! - [`config`]: the TOML configuration (motors, LEDs, timeouts, topics).
 //! - [`backend`]: GPIO behind `embedded-hal` 1.0 — `rppal` on a Pi, `sim`
 //!   elsewhere.
+//! - [`gateway`]: the sans-IO gateway core (`Gateway::handle`, `Gateway::tick`).
 //! - [`pins`]: which pins belong to motors/LEDs and which to OneGPIO commands.
 
 pub mod backend;
 pub mod config;
+pub mod gateway;
 pub mod pins;
