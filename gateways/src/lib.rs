@@ -5,4 +5,9 @@
 //! gateway. Built on [`banyan_core`].
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod backplane;
+pub mod component;
+mod sockopt;
+pub mod wire;
 pub mod rpi;
