@@ -8,6 +8,6 @@
 
 pub mod backplane;
 pub mod component;
+pub mod rpi;
 mod sockopt;
 pub mod wire;
-pub mod rpi;

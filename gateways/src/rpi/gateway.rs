@@ -1,163 +1,118 @@
 //! The gateway core, sans-IO: [`Gateway::handle`] takes one received message
 //! and the current instant and returns the reports to publish;
 //! [`Gateway::tick`] runs timers (deadman, tones, input polling, periodic
-//! state). No sockets, no clock: the run loop (`rpi-gateway` binary) binds it
-//! to the backplane and tests drive it directly.
+//! state). No sockets, no clock: the run loop ([`super::run`]) binds it to the
+//! backplane and tests drive it directly.
+//!
+//! Commands are parsed by the core's [`banyan_core::cmd`] (`RunMotors`,
+//! `LightLeds`, `OneGpio`); motors and LEDs are the core's
+//! [`banyan_core::actuator`] types (`DualMotor` in a `MotorSet` with its
+//! deadman, `Led`, `PwmLed`) over the backend's `embedded-hal` pins; reports
+//! use the core's encoders where one exists (`error`, `digital_input`,
+//! `i2c_data`).
 //!
 //! Every message is validated completely before anything changes: bad input
-//! produces one `{"report": "error", …}` naming the problem and leaves pins
-//! and state untouched.
+//! produces one `{"report": "error", "topic": …, "reason": …}` naming the
+//! problem and leaves pins and state untouched.
 
 use std::collections::BTreeMap;
+use std::fmt::Display;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use banyan_core::actuator::{self, DualMotor, MotorSet, PwmLed};
+use banyan_core::cmd::{report, LightLeds, OneGpio, PinRef, RunMotors};
 use embedded_hal::digital::{InputPin, OutputPin};
 use embedded_hal::i2c::I2c;
 use embedded_hal::pwm::SetDutyCycle;
 use rmpv::Value;
 
 use super::backend::{Backend, Pull};
-use super::config::{Config, LedConfig, MotorConfig};
-use super::pins::Registry;
+use super::config::Config;
+use super::pins::{Owner, Registry};
 
-/// Largest payload accepted (bytes); larger ones are refused unparsed.
-pub const MAX_PAYLOAD: usize = 64 * 1024;
-/// Largest I2C read/write (bytes).
-pub const MAX_I2C_BYTES: usize = 32;
-/// PWM frequency of `set_mode_pwm` pins (Hz).
+/// Most motors (and most LEDs) a configuration may name.
+pub const MAX_ACTUATORS: usize = 16;
+/// PWM frequency of `set_mode_pwm` pins and dimmable LEDs (Hz).
 pub const GPIO_PWM_HZ: u32 = 1000;
 /// Servo PWM frequency (Hz); pulse 0.5 ms (0°) to 2.5 ms (180°).
 pub const SERVO_HZ: u32 = 50;
+/// Largest I2C read (bytes).
+pub const MAX_I2C_READ: usize = 32;
+/// How often digital inputs are polled while any is configured.
+pub const INPUT_POLL: Duration = Duration::from_millis(10);
 
 /// One message to publish.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
     /// Topic.
     pub topic: String,
-    /// Payload, a map with a `report` key.
-    pub payload: Value,
+    /// MessagePack payload: a map with a `report` key.
+    pub payload: Vec<u8>,
 }
 
 impl Report {
-    /// The payload as MessagePack bytes (as Python's `packb`).
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64);
-        // Writing into a Vec cannot fail.
-        let _ = rmpv::encode::write_value(&mut out, &self.payload);
-        out
+    /// The payload decoded (for tests and the demo's display).
+    pub fn value(&self) -> Value {
+        rmpv::decode::read_value(&mut &self.payload[..]).unwrap_or(Value::Nil)
     }
 
-    /// The value of the payload's `report` key.
-    pub fn kind(&self) -> Option<&str> {
-        get(&self.payload, "report").and_then(Value::as_str)
-    }
-
-    /// The value of `key` in the payload map.
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        get(&self.payload, key)
+    /// The payload's `report` key.
+    pub fn kind(&self) -> Option<String> {
+        get(&self.value(), "report")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
     }
 }
 
-fn get<'a>(map: &'a Value, key: &str) -> Option<&'a Value> {
+/// The value of `key` in a map `Value`.
+pub fn get<'a>(map: &'a Value, key: &str) -> Option<&'a Value> {
     map.as_map()?
         .iter()
         .find(|(k, _)| k.as_str() == Some(key))
         .map(|(_, v)| v)
 }
 
-fn map<const N: usize>(entries: [(&str, Value); N]) -> Value {
-    Value::Map(
-        entries
-            .into_iter()
-            .map(|(k, v)| (Value::from(k), v))
-            .collect(),
-    )
+fn encode(v: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    // Writing into a Vec cannot fail.
+    let _ = rmpv::encode::write_value(&mut out, v);
+    out
 }
 
 /// Counters, published in every state report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Messages handled.
+    /// Messages handled (on our exact topics).
     pub received: u64,
     /// Messages refused with an error report.
     pub errors: u64,
-    /// Deadman stops.
+    /// Deadman stops of moving motors.
     pub deadman_stops: u64,
     /// Messages on topics that only share a prefix with ours (ZeroMQ
     /// subscriptions are prefixes), ignored.
     pub ignored: u64,
 }
 
-struct Motor<B: Backend> {
-    cfg: MotorConfig,
-    pwm: B::Pwm,
-    in1: B::Output,
-    in2: B::Output,
-    speed: f32,
-}
+type Motor<B> = DualMotor<<B as Backend>::Pwm, <B as Backend>::Output, <B as Backend>::Output>;
 
-impl<B: Backend> Motor<B> {
-    /// Drives the H-bridge: direction pins first off, then on, then duty.
-    fn set(&mut self, speed: f32) -> Result<(), String> {
-        let s = if self.cfg.invert { -speed } else { speed };
-        let duty = (s.abs() * self.cfg.max_duty).clamp(0.0, 1.0);
-        let max = u32::from(self.pwm.max_duty_cycle());
-        let raw = (duty * max as f32).round() as u16;
-        let err = |e: &dyn std::fmt::Debug| format!("motor pin: {e:?}");
-        // Never both direction pins high: clear the one going low first.
-        if s > 0.0 {
-            self.in2.set_low().map_err(|e| err(&e))?;
-            self.in1.set_high().map_err(|e| err(&e))?;
-        } else if s < 0.0 {
-            self.in1.set_low().map_err(|e| err(&e))?;
-            self.in2.set_high().map_err(|e| err(&e))?;
-        } else {
-            self.in1.set_low().map_err(|e| err(&e))?;
-            self.in2.set_low().map_err(|e| err(&e))?;
-        }
-        self.pwm.set_duty_cycle(raw).map_err(|e| err(&e))?;
-        self.speed = speed;
-        Ok(())
-    }
-}
-
-enum LedPin<B: Backend> {
-    OnOff(B::Output),
-    Dim(B::Pwm),
-}
-
-struct Led<B: Backend> {
-    cfg: LedConfig,
-    pin: LedPin<B>,
-    level: f32,
+enum Led<B: Backend> {
+    OnOff(actuator::Led<B::Output>),
+    Dim(PwmLed<B::Pwm>),
 }
 
 impl<B: Backend> Led<B> {
     fn set(&mut self, level: f32) -> Result<(), String> {
-        let err = |e: &dyn std::fmt::Debug| format!("LED pin: {e:?}");
-        match &mut self.pin {
-            LedPin::OnOff(p) => {
-                let on = level > 0.0;
-                let high = on != self.cfg.active_low;
-                if high {
-                    p.set_high().map_err(|e| err(&e))?;
-                } else {
-                    p.set_low().map_err(|e| err(&e))?;
-                }
-                self.level = if on { 1.0 } else { 0.0 };
-            }
-            LedPin::Dim(p) => {
-                let l = if self.cfg.active_low {
-                    1.0 - level
-                } else {
-                    level
-                };
-                let raw = (l * f32::from(p.max_duty_cycle())).round() as u16;
-                p.set_duty_cycle(raw).map_err(|e| err(&e))?;
-                self.level = level;
-            }
+        match self {
+            Led::OnOff(l) => l.set_brightness(level).map_err(|e| e.to_string()),
+            Led::Dim(l) => l.set_brightness(level).map_err(|e| e.to_string()),
         }
-        Ok(())
+    }
+
+    fn level(&self) -> f32 {
+        match self {
+            Led::OnOff(l) => l.is_on().map_or(0.0, |on| f32::from(u8::from(on))),
+            Led::Dim(l) => l.brightness().unwrap_or(0.0),
+        }
     }
 }
 
@@ -196,32 +151,51 @@ impl<B: Backend> Gpio<B> {
     }
 }
 
-/// A refused command: the message of the error report.
-type Refusal = String;
+/// The mode a command needs its pin in (also the suffix of `set_mode_…`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Need {
+    Output,
+    Input,
+    Pwm,
+    Servo,
+}
+
+impl Need {
+    fn name(self) -> &'static str {
+        match self {
+            Need::Output => "digital_output",
+            Need::Input => "digital_input",
+            Need::Pwm => "pwm",
+            Need::Servo => "servo",
+        }
+    }
+}
+
+/// Why [`Gateway::new`] failed: the key of the motor/LED whose pin the
+/// backend refused, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct SetupError {
+    key: String,
+    reason: String,
+}
 
 /// The gateway: configured motors and LEDs, OneGPIO pins, the deadman.
 pub struct Gateway<B: Backend> {
-    backend: B,
-    cfg: Config,
-    registry: Registry,
-    motors: BTreeMap<String, Motor<B>>,
+    // Declared first so it is dropped first: motors stop before anything else.
+    motors: MotorSet<Motor<B>, MAX_ACTUATORS>,
     leds: BTreeMap<String, Led<B>>,
     gpio: BTreeMap<u8, Gpio<B>>,
     tags: BTreeMap<String, u8>,
     i2c: Option<B::I2c>,
-    last_run_motors: Option<Instant>,
+    backend: B,
+    cfg: Config,
+    registry: Registry,
+    motor_names: Vec<&'static str>,
     stopped_by: Option<&'static str>,
     next_state: Instant,
     start: (Instant, SystemTime),
     stats: Stats,
-}
-
-/// Why [`Gateway::new`] failed.
-#[derive(Debug, thiserror::Error)]
-#[error("{what}: {source}")]
-pub struct SetupError {
-    what: String,
-    source: super::backend::Error,
 }
 
 impl<B: Backend> Gateway<B> {
@@ -231,58 +205,62 @@ impl<B: Backend> Gateway<B> {
     /// # Errors
     /// [`SetupError`] naming the motor/LED whose pin the backend refused.
     pub fn new(mut backend: B, cfg: Config, now: Instant) -> Result<Self, SetupError> {
-        let mut motors = BTreeMap::new();
+        let fail = |key: String, reason: &dyn Display| SetupError {
+            key,
+            reason: reason.to_string(),
+        };
+        if cfg.motors.len() > MAX_ACTUATORS || cfg.leds.len() > MAX_ACTUATORS {
+            return Err(fail(
+                "motors/leds".into(),
+                &format_args!("at most {MAX_ACTUATORS} of each"),
+            ));
+        }
+        let mut motors = MotorSet::new(cfg.safety.deadman_timeout_ms);
+        let mut motor_names = Vec::new();
         for (name, m) in &cfg.motors {
-            let ctx = |k: &str| {
-                let what = format!("motors.{name}.{k}");
-                move |source| SetupError { what, source }
-            };
-            let pwm = backend.pwm(m.pwm, m.pwm_frequency_hz).map_err(ctx("pwm"))?;
-            let in1 = backend.output(m.in1).map_err(ctx("in1"))?;
-            let in2 = backend.output(m.in2).map_err(ctx("in2"))?;
-            let mut motor = Motor {
-                cfg: m.clone(),
-                pwm,
-                in1,
-                in2,
-                speed: 0.0,
-            };
-            let _ = motor.set(0.0);
-            motors.insert(name.clone(), motor);
+            let key = |k: &str| format!("motors.{name}.{k}");
+            let pwm = backend
+                .pwm(m.pwm, m.pwm_frequency_hz)
+                .map_err(|e| fail(key("pwm"), &e))?;
+            let in1 = backend.output(m.in1).map_err(|e| fail(key("in1"), &e))?;
+            let in2 = backend.output(m.in2).map_err(|e| fail(key("in2"), &e))?;
+            let mc = actuator::Config::new()
+                .with_invert(m.invert)
+                .with_max_duty(m.max_duty)
+                .map_err(|e| fail(key("max_duty"), &e))?;
+            let mut motor = DualMotor::new(pwm, in1, in2, mc);
+            motor.stop().map_err(|e| fail(key("pwm"), &e))?;
+            // Names live as long as the process; leaked once at start-up.
+            let name: &'static str = String::leak(name.clone());
+            motors
+                .add(name, motor)
+                .map_err(|(e, _)| fail(format!("motors.{name}"), &e))?;
+            motor_names.push(name);
         }
         let mut leds = BTreeMap::new();
         for (name, l) in &cfg.leds {
-            let what = format!("leds.{name}.pin");
-            let pin = if l.pwm {
-                LedPin::Dim(
-                    backend
-                        .pwm(l.pin, GPIO_PWM_HZ)
-                        .map_err(|source| SetupError { what, source })?,
-                )
+            let key = format!("leds.{name}.pin");
+            let mut led = if l.pwm {
+                let p = backend
+                    .pwm(l.pin, GPIO_PWM_HZ)
+                    .map_err(|e| fail(key.clone(), &e))?;
+                Led::Dim(PwmLed::new(p, l.active_low))
             } else {
-                LedPin::OnOff(
-                    backend
-                        .output(l.pin)
-                        .map_err(|source| SetupError { what, source })?,
-                )
+                let p = backend.output(l.pin).map_err(|e| fail(key.clone(), &e))?;
+                Led::OnOff(actuator::Led::new(p, l.active_low))
             };
-            let mut led = Led {
-                cfg: l.clone(),
-                pin,
-                level: 0.0,
-            };
-            let _ = led.set(0.0);
+            led.set(0.0).map_err(|e| fail(key, &e))?;
             leds.insert(name.clone(), led);
         }
         Ok(Self {
             registry: Registry::from_config(&cfg),
             backend,
             motors,
+            motor_names,
             leds,
             gpio: BTreeMap::new(),
             tags: BTreeMap::new(),
             i2c: None,
-            last_run_motors: None,
             stopped_by: None,
             next_state: now,
             start: (now, SystemTime::now()),
@@ -312,11 +290,11 @@ impl<B: Backend> Gateway<B> {
         [&t.run_motors, &t.light_leds, &t.commands]
     }
 
-    /// Current speed of each motor.
+    /// Current speed of each motor (0 when unknown after a pin failure).
     pub fn motor_speeds(&self) -> BTreeMap<String, f32> {
         self.motors
             .iter()
-            .map(|(k, m)| (k.clone(), m.speed))
+            .map(|(k, m)| (k.to_owned(), m.speed().unwrap_or(0.0)))
             .collect()
     }
 
@@ -324,66 +302,12 @@ impl<B: Backend> Gateway<B> {
     pub fn led_levels(&self) -> BTreeMap<String, f32> {
         self.leds
             .iter()
-            .map(|(k, l)| (k.clone(), l.level))
+            .map(|(k, l)| (k.clone(), l.level()))
             .collect()
     }
 
-    fn report(&self, payload: Value) -> Report {
-        Report {
-            topic: self.cfg.topics.reports.clone(),
-            payload,
-        }
-    }
-
-    fn error_report(&mut self, topic: &str, command: Option<&str>, message: &str) -> Report {
-        self.stats.errors += 1;
-        self.report(map([
-            ("report", "error".into()),
-            ("topic", topic.into()),
-            ("command", command.map_or(Value::Nil, Value::from)),
-            ("message", message.into()),
-        ]))
-    }
-
-    /// The `{"report": "state", …}` report.
-    pub fn state_report(&self) -> Report {
-        let motors = Value::Map(
-            self.motors
-                .iter()
-                .map(|(k, m)| (k.as_str().into(), f64::from(m.speed).into()))
-                .collect(),
-        );
-        let leds = Value::Map(
-            self.leds
-                .iter()
-                .map(|(k, l)| (k.as_str().into(), f64::from(l.level).into()))
-                .collect(),
-        );
-        let gpio = Value::Map(
-            self.gpio
-                .iter()
-                .map(|(p, g)| {
-                    (
-                        Value::from(p.to_string()),
-                        map([("mode", g.mode().into()), ("value", g.value())]),
-                    )
-                })
-                .collect(),
-        );
-        self.report(map([
-            ("report", "state".into()),
-            ("backend", self.backend.name().into()),
-            ("motors", motors),
-            ("leds", leds),
-            ("gpio", gpio),
-            (
-                "stopped_by",
-                self.stopped_by.map_or(Value::Nil, Value::from),
-            ),
-            ("received", self.stats.received.into()),
-            ("errors", self.stats.errors.into()),
-            ("deadman_stops", self.stats.deadman_stops.into()),
-        ]))
+    fn ms(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.start.0).as_millis() as u64
     }
 
     fn timestamp(&self, now: Instant) -> f64 {
@@ -392,36 +316,109 @@ impl<B: Backend> Gateway<B> {
             .map_or(0.0, |d| d.as_secs_f64())
     }
 
+    fn report_bytes(&self, payload: Vec<u8>) -> Report {
+        Report {
+            topic: self.cfg.topics.reports.clone(),
+            payload,
+        }
+    }
+
+    /// Encodes with one of the core's report encoders, growing the buffer
+    /// until it fits.
+    fn core_report(
+        &self,
+        mut f: impl FnMut(&mut [u8]) -> Result<usize, banyan_core::msg::Error>,
+    ) -> Report {
+        let mut buf = vec![0u8; 256];
+        loop {
+            match f(&mut buf) {
+                Ok(n) => {
+                    buf.truncate(n);
+                    return self.report_bytes(buf);
+                }
+                Err(_) if buf.len() < 1 << 20 => {
+                    let n = buf.len() * 4;
+                    buf.resize(n, 0);
+                }
+                Err(e) => {
+                    // Cannot happen for our reports; never panic over it.
+                    eprintln!("rpi-gateway: report not encodable: {e}");
+                    return self.report_bytes(Vec::new());
+                }
+            }
+        }
+    }
+
+    fn error_report(&mut self, topic: &str, reason: &dyn Display) -> Report {
+        self.stats.errors += 1;
+        self.core_report(|buf| report::error(buf, topic, reason))
+    }
+
+    /// The state report: `{"report": "state", "motors": {name: speed},
+    /// "leds": {name: level}}` as the core encodes it, plus `backend`,
+    /// `gpio` (`{"4": {"mode": "digital_output", "value": 1}}`),
+    /// `stopped_by` (`"deadman"`, `"backplane lost"`, `"exit"` or nil) and the
+    /// counters `received`, `errors`, `deadman_stops`.
+    pub fn state_report(&self) -> Report {
+        let motors = Value::Map(
+            self.motor_speeds()
+                .into_iter()
+                .map(|(k, s)| (k.into(), f64::from(s).into()))
+                .collect(),
+        );
+        let leds = Value::Map(
+            self.led_levels()
+                .into_iter()
+                .map(|(k, l)| (k.into(), f64::from(l).into()))
+                .collect(),
+        );
+        let gpio = Value::Map(
+            self.gpio
+                .iter()
+                .map(|(p, g)| {
+                    let entry = vec![
+                        (Value::from("mode"), Value::from(g.mode())),
+                        (Value::from("value"), g.value()),
+                    ];
+                    (Value::from(p.to_string()), Value::Map(entry))
+                })
+                .collect(),
+        );
+        let entries: Vec<(&str, Value)> = vec![
+            ("report", "state".into()),
+            ("motors", motors),
+            ("leds", leds),
+            ("backend", self.backend.name().into()),
+            ("gpio", gpio),
+            (
+                "stopped_by",
+                self.stopped_by.map_or(Value::Nil, Value::from),
+            ),
+            ("received", self.stats.received.into()),
+            ("errors", self.stats.errors.into()),
+            ("deadman_stops", self.stats.deadman_stops.into()),
+        ];
+        let v = Value::Map(entries.into_iter().map(|(k, v)| (k.into(), v)).collect());
+        self.report_bytes(encode(&v))
+    }
+
     /// Handles one message received on `topic` at `now`; returns the reports
     /// to publish (an error report for bad input, a state report after a
-    /// change, data reports for reads).
+    /// change, data reports for reads). Topics that merely share a prefix
+    /// with ours are ignored (counted in [`Stats::ignored`]).
     pub fn handle(&mut self, topic: &str, payload: &[u8], now: Instant) -> Vec<Report> {
         if !self.subscriptions().contains(&topic) {
             self.stats.ignored += 1;
             return Vec::new();
         }
         self.stats.received += 1;
-        let value = match decode(payload) {
-            Ok(v) => v,
-            Err(e) => return vec![self.error_report(topic, None, &e)],
-        };
         let mut out = Vec::new();
         let result = if topic == self.cfg.topics.run_motors {
-            self.run_motors(&value, now).map(|()| true)
+            self.run_motors(payload, now)
         } else if topic == self.cfg.topics.light_leds {
-            self.light_leds(&value).map(|()| true)
+            self.light_leds(payload)
         } else {
-            // The commands topic (the only one left).
-            let cmd = get(&value, "command")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            match cmd {
-                None => Err("missing or non-string field `command`".to_owned()),
-                Some(c) => match self.command(&c, &value, now, &mut out) {
-                    Ok(changed) => Ok(changed),
-                    Err(e) => return vec![self.error_report(topic, Some(&c), &e)],
-                },
-            }
+            self.onegpio(payload, now, &mut out)
         };
         match result {
             Ok(changed) => {
@@ -431,7 +428,7 @@ impl<B: Backend> Gateway<B> {
                 }
                 out
             }
-            Err(e) => vec![self.error_report(topic, None, &e)],
+            Err(e) => vec![self.error_report(topic, &e)],
         }
     }
 
@@ -439,12 +436,10 @@ impl<B: Backend> Gateway<B> {
         Duration::from_millis(self.cfg.safety.state_interval_ms)
     }
 
-    fn deadman_timeout(&self) -> Duration {
-        Duration::from_millis(self.cfg.safety.deadman_timeout_ms)
-    }
-
     fn moving(&self) -> bool {
-        self.motors.values().any(|m| m.speed != 0.0)
+        self.motors
+            .iter()
+            .any(|(_, m)| m.speed().is_none_or(|s| s != 0.0))
     }
 
     /// Runs timers at `now`: the deadman, the end of tones, input polling
@@ -452,18 +447,21 @@ impl<B: Backend> Gateway<B> {
     pub fn tick(&mut self, now: Instant) -> Vec<Report> {
         let mut out = Vec::new();
         let mut changed = false;
-        if self.moving() {
-            let expired = self
-                .last_run_motors
-                .is_none_or(|t| now.saturating_duration_since(t) >= self.deadman_timeout());
-            if expired {
-                self.stop_motors("deadman");
+        let was_moving = self.moving();
+        match self.motors.poll(self.ms(now)) {
+            Ok(true) if was_moving => {
+                self.stopped_by = Some("deadman");
                 self.stats.deadman_stops += 1;
                 changed = true;
             }
+            Ok(_) => {}
+            Err(e) => {
+                let e = format!("deadman stop failed (retrying): {e}");
+                out.push(self.error_report("run_motors", &e));
+            }
         }
         for g in self.gpio.values_mut() {
-            if let Gpio::Tone(p, t @ Some(_)) = g {
+            if let Gpio::Tone(p, t) = g {
                 if t.is_some_and(|(_, until)| now >= until) {
                     let _ = p.set_duty_cycle(0);
                     *t = None;
@@ -491,18 +489,7 @@ impl<B: Backend> Gateway<B> {
             }
         }
         for (pin, level) in inputs {
-            let mut r = vec![
-                ("report", Value::from("digital_input")),
-                ("pin", pin.into()),
-                ("value", u8::from(level).into()),
-                ("timestamp", ts.into()),
-            ];
-            if let Some(tag) = self.tag_of(pin) {
-                r.push(("tag", tag.into()));
-            }
-            out.push(self.report(Value::Map(
-                r.into_iter().map(|(k, v)| (k.into(), v)).collect(),
-            )));
+            out.push(self.core_report(|buf| report::digital_input(buf, pin, u8::from(level), ts)));
         }
         if changed || now >= self.next_state {
             out.push(self.state_report());
@@ -511,45 +498,34 @@ impl<B: Backend> Gateway<B> {
         out
     }
 
-    /// The next instant [`tick`](Self::tick) has work to do (the run loop
-    /// sleeps until then at most). Inputs are polled every 10 ms.
+    /// The next instant [`tick`](Self::tick) has work to do; the run loop
+    /// waits for messages until then at most.
     pub fn next_deadline(&self, now: Instant) -> Instant {
         let mut d = self.next_state;
-        if self.moving() {
-            d = d.min(
-                self.last_run_motors
-                    .map_or(now, |t| t + self.deadman_timeout()),
-            );
+        if let Some(ms) = self.motors.poll_at() {
+            d = d.min(self.start.0 + Duration::from_millis(ms));
         }
         for g in self.gpio.values() {
             match g {
                 Gpio::Tone(_, Some((_, until))) => d = d.min(*until),
-                Gpio::Input { .. } => d = d.min(now + Duration::from_millis(10)),
+                Gpio::Input { .. } => d = d.min(now + INPUT_POLL),
                 _ => {}
             }
         }
         d
     }
 
-    fn tag_of(&self, pin: u8) -> Option<&str> {
-        self.tags
-            .iter()
-            .find(|(_, p)| **p == pin)
-            .map(|(t, _)| t.as_str())
-    }
-
-    /// Stops every motor (`reason` appears as `stopped_by` in state reports).
+    /// Stops every motor now (`reason` appears as `stopped_by` in state
+    /// reports), e.g. when the backplane connection is lost.
     pub fn stop_motors(&mut self, reason: &'static str) {
-        for m in self.motors.values_mut() {
-            if let Err(e) = m.set(0.0) {
-                eprintln!("rpi-gateway: stopping motor failed: {e}");
-            }
+        if let Err(e) = self.motors.stop_all() {
+            eprintln!("rpi-gateway: stopping motors failed: {e}");
         }
         self.stopped_by = Some(reason);
     }
 
-    /// Safe state: motors stopped, LEDs off, OneGPIO outputs low, tones off.
-    /// Called on exit and by `Drop`.
+    /// Safe state: motors stopped, LEDs off, OneGPIO outputs low, PWM, servo
+    /// and tone outputs at duty 0. Called on exit and by `Drop`.
     pub fn safe_state(&mut self, reason: &'static str) {
         self.stop_motors(reason);
         for l in self.leds.values_mut() {
@@ -561,331 +537,254 @@ impl<B: Backend> Gateway<B> {
                     let _ = p.set_low();
                     *v = false;
                 }
-                Gpio::Pwm(p, _) | Gpio::Servo(p, _) | Gpio::Tone(p, _) => {
+                Gpio::Pwm(p, v) | Gpio::Servo(p, v) => {
                     let _ = p.set_duty_cycle(0);
+                    *v = 0;
+                }
+                Gpio::Tone(p, t) => {
+                    let _ = p.set_duty_cycle(0);
+                    *t = None;
                 }
                 Gpio::Input { .. } => {}
             }
         }
     }
 
-    fn run_motors(&mut self, v: &Value, now: Instant) -> Result<(), Refusal> {
-        let entries = v
-            .as_map()
-            .ok_or("run_motors payload must be a map of motor name to speed")?;
-        if entries.is_empty() {
-            return Err("run_motors names no motor".into());
-        }
-        let mut set = Vec::with_capacity(entries.len());
-        for (k, val) in entries {
-            let name = k.as_str().ok_or("motor names must be strings")?;
-            if !self.motors.contains_key(name) {
-                return Err(format!(
-                    "no motor named {name:?} (configured: {})",
-                    self.motors.keys().cloned().collect::<Vec<_>>().join(", ")
-                ));
-            }
-            let speed = val
-                .as_f64()
-                .or_else(|| val.as_i64().map(|i| i as f64))
-                .ok_or_else(|| format!("speed of {name:?} must be a number"))?;
-            if !(-1.0..=1.0).contains(&speed) {
-                return Err(format!("speed of {name:?} is {speed}, not in [-1, 1]"));
-            }
-            set.push((name.to_owned(), speed as f32));
-        }
-        self.last_run_motors = Some(now);
+    fn run_motors(&mut self, payload: &[u8], now: Instant) -> Result<bool, String> {
+        let cmd = RunMotors::<MAX_ACTUATORS>::parse(payload).map_err(|e| e.to_string())?;
+        cmd.check_names(&self.motor_names)
+            .map_err(|e| format!("{e} (configured motors: {})", self.motor_names.join(", ")))?;
+        let now_ms = self.ms(now);
+        self.motors
+            .run(now_ms, &cmd.speeds, cmd.duration_ms.map(u64::from))
+            .map_err(|e| e.to_string())?;
         self.stopped_by = None;
-        for (name, speed) in set {
-            if let Some(m) = self.motors.get_mut(&name) {
-                m.set(speed)?;
-            }
-        }
-        Ok(())
+        Ok(!cmd.speeds.is_empty())
     }
 
-    fn light_leds(&mut self, v: &Value) -> Result<(), Refusal> {
-        let entries = v
-            .as_map()
-            .ok_or("light_leds payload must be a map of LED name to on/off or brightness")?;
-        if entries.is_empty() {
-            return Err("light_leds names no LED".into());
+    fn light_leds(&mut self, payload: &[u8]) -> Result<bool, String> {
+        let cmd = LightLeds::<MAX_ACTUATORS>::parse(payload).map_err(|e| e.to_string())?;
+        let names: Vec<&str> = self.leds.keys().map(String::as_str).collect();
+        cmd.check_names(&names)
+            .map_err(|e| format!("{e} (configured LEDs: {})", names.join(", ")))?;
+        for (name, level) in &cmd.levels {
+            if let Some(l) = self.leds.get_mut(*name) {
+                l.set(*level)?;
+            }
         }
-        let mut set = Vec::with_capacity(entries.len());
-        for (k, val) in entries {
-            let name = k.as_str().ok_or("LED names must be strings")?;
-            if !self.leds.contains_key(name) {
+        Ok(!cmd.levels.is_empty())
+    }
+
+    /// The pin a command addresses: `pin` (registering `tag` for it), else
+    /// the pin registered for `tag`. Checks BCM range and motor/LED
+    /// ownership; does not change anything.
+    fn resolve(&self, pin: &PinRef<'_>) -> Result<u8, String> {
+        let p = match (pin.pin, pin.tag) {
+            (Some(p), _) => p,
+            (None, Some(tag)) => *self
+                .tags
+                .get(tag)
+                .ok_or_else(|| format!("unknown tag {tag:?} and no pin"))?,
+            (None, None) => return Err("missing field pin".into()),
+        };
+        let p = Registry::check_range(i64::from(p)).map_err(|e| e.to_string())?;
+        if let Some(Owner::Config(by)) = self.registry.owner(p) {
+            return Err(format!("pin {p} is owned by {by}"));
+        }
+        Ok(p)
+    }
+
+    /// Resolves a pin that must already be in mode `need`.
+    fn in_mode(&self, pin: &PinRef<'_>, need: Need) -> Result<u8, String> {
+        let p = self.resolve(pin)?;
+        let ok = match (self.gpio.get(&p), need) {
+            (Some(Gpio::Output(..)), Need::Output)
+            | (Some(Gpio::Input { .. }), Need::Input)
+            | (Some(Gpio::Pwm(..)), Need::Pwm)
+            | (Some(Gpio::Servo(..)), Need::Servo) => true,
+            (Some(g), _) => {
                 return Err(format!(
-                    "no LED named {name:?} (configured: {})",
-                    self.leds.keys().cloned().collect::<Vec<_>>().join(", ")
-                ));
+                    "pin {p} is in mode {}, not {} (send set_mode_{} first)",
+                    g.mode(),
+                    need.name(),
+                    need.name()
+                ))
             }
-            let level = match val {
-                Value::Boolean(b) => f64::from(u8::from(*b)),
-                v => v
-                    .as_f64()
-                    .or_else(|| v.as_i64().map(|i| i as f64))
-                    .ok_or_else(|| format!("{name:?} must be true/false or a brightness"))?,
-            };
-            if !(0.0..=1.0).contains(&level) {
-                return Err(format!("brightness of {name:?} is {level}, not in [0, 1]"));
-            }
-            set.push((name.to_owned(), level as f32));
-        }
-        for (name, level) in set {
-            if let Some(l) = self.leds.get_mut(&name) {
-                l.set(level)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// The pin a OneGPIO command addresses: its `pin` field, else its `tag`.
-    fn target_pin(&self, v: &Value) -> Result<i64, Refusal> {
-        match (get(v, "pin"), get(v, "tag")) {
-            (Some(p), _) => p.as_i64().ok_or_else(|| "`pin` must be an integer".into()),
-            (None, Some(t)) => {
-                let tag = t.as_str().ok_or("`tag` must be a string")?;
-                self.tags
-                    .get(tag)
-                    .map(|p| i64::from(*p))
-                    .ok_or_else(|| format!("unknown tag {tag:?} and no `pin`"))
-            }
-            (None, None) => Err("missing field `pin`".into()),
-        }
-    }
-
-    fn int(v: &Value, key: &str, range: std::ops::RangeInclusive<i64>) -> Result<i64, Refusal> {
-        let x = get(v, key)
-            .ok_or_else(|| format!("missing field `{key}`"))?
-            .as_i64()
-            .ok_or_else(|| format!("`{key}` must be an integer"))?;
-        if !range.contains(&x) {
+            (None, _) => false,
+        };
+        if !ok {
             return Err(format!(
-                "`{key}` is {x}, not in {}-{}",
-                range.start(),
-                range.end()
+                "pin {p} is not configured (send set_mode_{} first)",
+                need.name()
             ));
         }
-        Ok(x)
+        Ok(p)
     }
 
-    /// Claims the pin for OneGPIO and records the tag; the pin's old mode is
-    /// released first.
-    fn claim(&mut self, v: &Value) -> Result<u8, Refusal> {
-        let pin = self.target_pin(v)?;
-        let tag = match get(v, "tag") {
-            None | Some(Value::Nil) => None,
-            Some(t) => Some(t.as_str().ok_or("`tag` must be a string")?.to_owned()),
-        };
-        let pin = self.registry.claim(pin).map_err(|e| e.to_string())?;
-        self.gpio.remove(&pin);
-        if let Some(tag) = tag {
-            self.tags.insert(tag, pin);
-        }
-        Ok(pin)
-    }
-
-    fn pin_in_mode(&self, v: &Value, want: &str) -> Result<u8, Refusal> {
-        let pin = Registry::check_range(self.target_pin(v)?).map_err(|e| e.to_string())?;
-        if let Some(by) = match self.registry.owner(pin) {
-            Some(super::pins::Owner::Config(by)) => Some(by),
-            _ => None,
-        } {
-            return Err(format!("pin {pin} is owned by {by}"));
-        }
-        match self.gpio.get(&pin) {
-            Some(g)
-                if g.mode() == want
-                    || (want == "digital_input" && matches!(g, Gpio::Input { .. })) =>
-            {
-                Ok(pin)
-            }
-            Some(g) => Err(format!(
-                "pin {pin} is in mode {}, not {want} (send set_mode_{want} first)",
-                g.mode()
-            )),
-            None => Err(format!(
-                "pin {pin} is not configured (send set_mode_{want} first)"
-            )),
-        }
-    }
-
-    /// Runs one OneGPIO command; `Ok(true)` if state changed.
-    fn command(
+    /// Claims `pin` for OneGPIO as the new mode made by `make`: the old mode
+    /// is released first, the tag registered on success.
+    fn set_mode(
         &mut self,
-        cmd: &str,
-        v: &Value,
+        pin: &PinRef<'_>,
+        make: impl FnOnce(&mut B, u8) -> Result<Gpio<B>, super::backend::Error>,
+    ) -> Result<bool, String> {
+        let p = self.resolve(pin)?;
+        self.registry
+            .claim(i64::from(p))
+            .map_err(|e| e.to_string())?;
+        self.gpio.remove(&p);
+        let g = make(&mut self.backend, p).map_err(|e| e.to_string())?;
+        self.gpio.insert(p, g);
+        if let Some(tag) = pin.tag {
+            self.tags.insert(tag.to_owned(), p);
+        }
+        Ok(true)
+    }
+
+    fn onegpio(
+        &mut self,
+        payload: &[u8],
         now: Instant,
         out: &mut Vec<Report>,
-    ) -> Result<bool, Refusal> {
-        let be = |e: super::backend::Error| e.to_string();
-        let hal = |e: &dyn std::fmt::Debug| format!("pin error: {e:?}");
+    ) -> Result<bool, String> {
+        let cmd = OneGpio::parse(payload).map_err(|e| e.to_string())?;
+        let hal = |e: &dyn std::fmt::Debug| format!("pin write failed: {e:?}");
         match cmd {
-            "set_mode_digital_output" => {
-                let pin = self.claim_checked(v)?;
-                let p = self.backend.output(pin).map_err(be)?;
-                self.gpio.insert(pin, Gpio::Output(p, false));
-                Ok(true)
+            OneGpio::SetModeDigitalOutput { pin } => {
+                self.set_mode(&pin, |b, p| Ok(Gpio::Output(b.output(p)?, false)))
             }
-            "set_mode_digital_input" | "set_mode_digital_input_pullup" => {
-                let pin = self.claim_checked(v)?;
-                let pullup = cmd.ends_with("pullup");
-                let p = self
-                    .backend
-                    .input(pin, if pullup { Pull::Up } else { Pull::None })
-                    .map_err(be)?;
-                self.gpio.insert(
-                    pin,
-                    Gpio::Input {
-                        pin: p,
+            OneGpio::SetModeDigitalInput { pin } | OneGpio::SetModeDigitalInputPullup { pin } => {
+                let pullup = matches!(cmd, OneGpio::SetModeDigitalInputPullup { .. });
+                let pull = if pullup { Pull::Up } else { Pull::None };
+                self.set_mode(&pin, |b, p| {
+                    Ok(Gpio::Input {
+                        pin: b.input(p, pull)?,
                         pullup,
                         reporting: true,
                         last: None,
-                    },
-                );
-                Ok(true)
+                    })
+                })
             }
-            "set_mode_pwm" => {
-                let pin = self.claim_checked(v)?;
-                let p = self.backend.pwm(pin, GPIO_PWM_HZ).map_err(be)?;
-                self.gpio.insert(pin, Gpio::Pwm(p, 0));
-                Ok(true)
+            OneGpio::SetModePwm { pin } => {
+                self.set_mode(&pin, |b, p| Ok(Gpio::Pwm(b.pwm(p, GPIO_PWM_HZ)?, 0)))
             }
-            "set_mode_servo" => {
-                let pin = self.claim_checked(v)?;
-                let p = self.backend.pwm(pin, SERVO_HZ).map_err(be)?;
-                self.gpio.insert(pin, Gpio::Servo(p, 0));
-                Ok(true)
+            OneGpio::SetModeServo { pin } => {
+                self.set_mode(&pin, |b, p| Ok(Gpio::Servo(b.pwm(p, SERVO_HZ)?, 0)))
             }
-            "set_mode_tone" => {
-                let pin = self.claim_checked(v)?;
-                let p = self.backend.pwm(pin, GPIO_PWM_HZ).map_err(be)?;
-                self.gpio.insert(pin, Gpio::Tone(p, None));
-                Ok(true)
+            OneGpio::SetModeTone { pin } => {
+                self.set_mode(&pin, |b, p| Ok(Gpio::Tone(b.pwm(p, GPIO_PWM_HZ)?, None)))
             }
-            "digital_write" => {
-                let pin = self.pin_in_mode(v, "digital_output")?;
-                let value = Self::int(v, "value", 0..=1)? == 1;
-                if let Some(Gpio::Output(p, cur)) = self.gpio.get_mut(&pin) {
-                    if value { p.set_high() } else { p.set_low() }.map_err(|e| hal(&e))?;
+            OneGpio::DigitalWrite { pin, value } => {
+                let p = self.in_mode(&pin, Need::Output)?;
+                if let Some(Gpio::Output(o, cur)) = self.gpio.get_mut(&p) {
+                    if value { o.set_high() } else { o.set_low() }.map_err(|e| hal(&e))?;
                     *cur = value;
                 }
                 Ok(true)
             }
-            "pwm_write" => {
-                let pin = self.pin_in_mode(v, "pwm")?;
-                let value = Self::int(v, "value", 0..=255)? as u8;
-                if let Some(Gpio::Pwm(p, cur)) = self.gpio.get_mut(&pin) {
-                    p.set_duty_cycle_fraction(u16::from(value), 255)
+            OneGpio::PwmWrite { pin, value } => {
+                let p = self.in_mode(&pin, Need::Pwm)?;
+                if let Some(Gpio::Pwm(o, cur)) = self.gpio.get_mut(&p) {
+                    o.set_duty_cycle_fraction(u16::from(value), 255)
                         .map_err(|e| hal(&e))?;
                     *cur = value;
                 }
                 Ok(true)
             }
-            "servo_position" => {
-                let pin = self.pin_in_mode(v, "servo")?;
-                let pos = Self::int(v, "position", 0..=180)? as u8;
-                if let Some(Gpio::Servo(p, cur)) = self.gpio.get_mut(&pin) {
-                    // 0.5 ms + pos/180 * 2 ms of a 20 ms period, in µs.
-                    let us = 500 + u32::from(pos) * 2000 / 180;
-                    let max = u32::from(p.max_duty_cycle());
-                    p.set_duty_cycle((us * max / 20_000) as u16)
+            OneGpio::ServoPosition { pin, position } => {
+                let p = self.in_mode(&pin, Need::Servo)?;
+                if let Some(Gpio::Servo(o, cur)) = self.gpio.get_mut(&p) {
+                    // 0.5 ms + position/180 × 2 ms of the 20 ms period, in µs.
+                    let us = 500 + u32::from(position) * 2000 / 180;
+                    let max = u32::from(o.max_duty_cycle());
+                    o.set_duty_cycle((us * max / 20_000) as u16)
                         .map_err(|e| hal(&e))?;
-                    *cur = pos;
+                    *cur = position;
                 }
                 Ok(true)
             }
-            "play_tone" => {
-                let pin = Registry::check_range(self.target_pin(v)?).map_err(|e| e.to_string())?;
-                let freq = Self::int(v, "frequency", 1..=20_000)
-                    .or_else(|_| Self::int(v, "freq", 1..=20_000))?
-                    as u32;
-                let ms = Self::int(v, "duration", 1..=60_000)? as u64;
-                if !matches!(self.gpio.get(&pin), Some(Gpio::Tone(..))) {
-                    self.claim_checked(v)?;
+            OneGpio::PlayTone {
+                pin,
+                freq,
+                duration,
+            } => {
+                if !(1..=20_000).contains(&freq) {
+                    return Err("value out of range for field freq (1-20000 Hz)".into());
                 }
-                // A new frequency needs a new PWM; the old one is dropped first.
-                self.gpio.remove(&pin);
-                let mut p = self.backend.pwm(pin, freq).map_err(be)?;
-                p.set_duty_cycle_fraction(1, 2).map_err(|e| hal(&e))?;
-                self.gpio.insert(
-                    pin,
-                    Gpio::Tone(p, Some((freq, now + Duration::from_millis(ms)))),
-                );
-                Ok(true)
+                if !(1..=60_000).contains(&duration) {
+                    return Err("value out of range for field duration (1-60000 ms)".into());
+                }
+                let until = now + Duration::from_millis(u64::from(duration));
+                // A frequency is fixed per PWM: make a new one each tone.
+                self.set_mode(&pin, |b, p| {
+                    let mut o = b.pwm(p, freq)?;
+                    let _ = o.set_duty_cycle_fraction(1, 2);
+                    Ok(Gpio::Tone(o, Some((freq, until))))
+                })
             }
-            "enable_digital_reporting" | "disable_digital_reporting" => {
-                let pin = self.pin_in_mode(v, "digital_input")?;
+            OneGpio::EnableDigitalReporting { pin } | OneGpio::DisableDigitalReporting { pin } => {
+                let enable = matches!(cmd, OneGpio::EnableDigitalReporting { .. });
+                let p = self.in_mode(&pin, Need::Input)?;
                 if let Some(Gpio::Input {
                     reporting, last, ..
-                }) = self.gpio.get_mut(&pin)
+                }) = self.gpio.get_mut(&p)
                 {
-                    *reporting = cmd.starts_with("enable");
+                    *reporting = enable;
                     // Enabling reports the current level on the next tick.
                     *last = None;
                 }
                 Ok(false)
             }
-            "i2c_read" => {
-                let addr = Self::int(v, "addr", 0..=0x7F)? as u8;
-                let reg = Self::int(v, "register", 0..=255)? as u8;
-                let n = Self::int(v, "number_of_bytes", 1..=MAX_I2C_BYTES as i64)? as usize;
-                let bus = self.i2c_bus()?;
-                let mut buf = vec![0u8; n];
-                bus.write_read(addr, &[reg], &mut buf)
-                    .map_err(|e| format!("i2c_read at 0x{addr:02x}: {e:?}"))?;
-                let mut r = vec![
-                    ("report", Value::from("i2c_data")),
-                    ("addr", addr.into()),
-                    ("register", reg.into()),
-                    (
-                        "value",
-                        Value::Array(buf.into_iter().map(Value::from).collect()),
-                    ),
-                ];
-                if let Some(t) = get(v, "tag").and_then(Value::as_str) {
-                    r.push(("tag", t.into()));
-                }
-                out.push(self.report(Value::Map(
-                    r.into_iter().map(|(k, v)| (k.into(), v)).collect(),
-                )));
+            OneGpio::SetModeI2c => {
+                self.i2c_bus()?;
                 Ok(false)
             }
-            "i2c_write" => {
-                let addr = Self::int(v, "addr", 0..=0x7F)? as u8;
-                let data = get(v, "data")
-                    .ok_or("missing field `data`")?
-                    .as_array()
-                    .ok_or("`data` must be an array of bytes")?;
-                if data.is_empty() || data.len() > MAX_I2C_BYTES {
-                    return Err(format!("`data` must hold 1-{MAX_I2C_BYTES} bytes"));
+            OneGpio::I2cRead {
+                addr,
+                register,
+                number_of_bytes,
+            } => {
+                let n = usize::from(number_of_bytes);
+                if n > MAX_I2C_READ {
+                    return Err(format!(
+                        "value out of range for field number_of_bytes (1-{MAX_I2C_READ})"
+                    ));
                 }
-                let bytes = data
-                    .iter()
-                    .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
-                    .collect::<Option<Vec<u8>>>()
-                    .ok_or("`data` must hold integers 0-255")?;
+                let mut buf = vec![0u8; n];
+                let bus = self.i2c_bus()?;
+                match register {
+                    Some(r) => bus.write_read(addr, &[r], &mut buf),
+                    None => bus.read(addr, &mut buf),
+                }
+                .map_err(|e| format!("i2c_read at 0x{addr:02x} failed: {e:?}"))?;
+                out.push(self.core_report(|b| report::i2c_data(b, &buf)));
+                Ok(false)
+            }
+            OneGpio::I2cWrite { addr, data } => {
+                if data.is_empty() {
+                    return Err("field data is empty".into());
+                }
+                let mut bytes = vec![0u8; data.len()];
+                data.copy_to(&mut bytes);
                 let bus = self.i2c_bus()?;
                 bus.write(addr, &bytes)
-                    .map_err(|e| format!("i2c_write at 0x{addr:02x}: {e:?}"))?;
+                    .map_err(|e| format!("i2c_write at 0x{addr:02x} failed: {e:?}"))?;
                 Ok(false)
             }
-            "set_mode_analog_input" | "enable_analog_reporting" | "disable_analog_reporting" => {
-                Err("the Raspberry Pi has no analog inputs".into())
+            OneGpio::SetModeAnalogInput { .. }
+            | OneGpio::EnableAnalogReporting { .. }
+            | OneGpio::DisableAnalogReporting { .. }
+            | OneGpio::AnalogWrite { .. } => {
+                Err("the Raspberry Pi has no analog inputs or outputs".into())
             }
-            "set_mode_sonar" | "set_mode_stepper" | "stepper_write" => {
-                Err(format!("{cmd} is not supported by rpi-gateway"))
-            }
-            other => Err(format!("unknown command {other:?}")),
+            other => Err(format!(
+                "command not supported by rpi-gateway: {}",
+                command_name(payload).unwrap_or_else(|| format!("{other:?}"))
+            )),
         }
     }
 
-    fn claim_checked(&mut self, v: &Value) -> Result<u8, Refusal> {
-        self.claim(v)
-    }
-
-    fn i2c_bus(&mut self) -> Result<&mut B::I2c, Refusal> {
+    fn i2c_bus(&mut self) -> Result<&mut B::I2c, String> {
         if self.i2c.is_none() {
             self.i2c = Some(self.backend.i2c().map_err(|e| e.to_string())?);
         }
@@ -893,30 +792,16 @@ impl<B: Backend> Gateway<B> {
     }
 }
 
+/// The `command` field of a (valid) OneGPIO payload.
+fn command_name(payload: &[u8]) -> Option<String> {
+    let v = rmpv::decode::read_value(&mut &payload[..]).ok()?;
+    get(&v, "command")?.as_str().map(str::to_owned)
+}
+
 impl<B: Backend> Drop for Gateway<B> {
     fn drop(&mut self) {
         self.safe_state("exit");
     }
-}
-
-/// Decodes one untrusted payload: a single MessagePack map, nothing after it.
-fn decode(payload: &[u8]) -> Result<Value, Refusal> {
-    if payload.len() > MAX_PAYLOAD {
-        return Err(format!(
-            "payload of {} bytes exceeds {MAX_PAYLOAD}",
-            payload.len()
-        ));
-    }
-    let mut rd = payload;
-    let v = rmpv::decode::read_value_with_max_depth(&mut rd, 16)
-        .map_err(|e| format!("malformed MessagePack: {e}"))?;
-    if !rd.is_empty() {
-        return Err(format!("{} bytes after the MessagePack value", rd.len()));
-    }
-    if !v.is_map() {
-        return Err("payload must be a MessagePack map".into());
-    }
-    Ok(v)
 }
 
 #[cfg(test)]
