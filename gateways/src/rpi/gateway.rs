@@ -349,7 +349,10 @@ impl<B: Backend> Gateway<B> {
         }
     }
 
-    fn error_report(&mut self, topic: &str, reason: &dyn Display) -> Report {
+    /// An error report for a message refused before it reached
+    /// [`handle`](Self::handle) (e.g. malformed frames), counted in
+    /// [`Stats::errors`].
+    pub fn error_report(&mut self, topic: &str, reason: &dyn Display) -> Report {
         self.stats.errors += 1;
         self.core_report(|buf| report::error(buf, topic, reason))
     }

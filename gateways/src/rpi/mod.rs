@@ -5,8 +5,10 @@
 //!   elsewhere.
 //! - [`gateway`]: the sans-IO gateway core (`Gateway::handle`, `Gateway::tick`).
 //! - [`pins`]: which pins belong to motors/LEDs and which to OneGPIO commands.
+//! - [`run`]: the run loop binding a gateway to the backplane.
 
 pub mod backend;
 pub mod config;
 pub mod gateway;
 pub mod pins;
+pub mod run;
