@@ -59,7 +59,13 @@ fn run_inner<B: Backend>(
             .next_deadline(now)
             .saturating_duration_since(Instant::now())
             .min(MAX_WAIT);
-        match comp.recv_event(Some(wait))? {
+        let event = match comp.recv_event(Some(wait)) {
+            Ok(e) => e,
+            // A signal (SIGINT/SIGTERM) interrupted the wait: check `stop`.
+            Err(component::Error::Zmq(zmq::Error::EINTR)) => continue,
+            Err(e) => return Err(e),
+        };
+        match event {
             Some(Event::Message(m)) => {
                 let reports = gw.handle(&m.topic, &m.payload, Instant::now());
                 publish(comp, reports);
