@@ -11,5 +11,6 @@ pub mod component;
 pub mod monitor;
 pub mod multi;
 pub mod routing;
+pub mod rpi;
 mod sockopt;
 pub mod wire;
