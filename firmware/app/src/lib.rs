@@ -55,6 +55,9 @@ pub const TX_CAPACITY: usize = 512;
 /// Largest report payload.
 pub const REPORT_CAPACITY: usize = 240;
 
+/// UART reads of up to [`io::READ_CHUNK`] bytes per [`App::poll`].
+pub const MAX_READS_PER_POLL: usize = 8;
+
 /// The device end of the link as the firmware sizes it.
 pub type LinkDevice = Device<FRAME, LINK_TX, QUEUE, SUBS>;
 
@@ -201,7 +204,9 @@ where
     {
         let now = Instant::from_millis(now_ms);
         let mut buf = [0u8; io::READ_CHUNK];
-        loop {
+        // Bounded, so a flood of input cannot starve the deadman and the
+        // transmitter: the rest waits in the UART FIFO for the next poll.
+        for _ in 0..MAX_READS_PER_POLL {
             match uart.read_ready() {
                 Ok(true) => {}
                 Ok(false) => break,

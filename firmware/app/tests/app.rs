@@ -274,3 +274,13 @@ fn stats_report_shows_drops_and_refusals() {
     assert_eq!(field(s, "deadman_stops").as_u64(), Some(0));
     assert_eq!(field(s, "link_downs").as_u64(), Some(0));
 }
+
+#[test]
+fn one_poll_reads_a_bounded_amount() {
+    let mut r = rig_with(1, DEADMAN_MS);
+    r.uart.rx.extend(std::iter::repeat_n(0x55u8, 10_000));
+    r.app.poll(1, &mut r.uart);
+    let bound = banyan_firmware_app::MAX_READS_PER_POLL * banyan_firmware_app::io::READ_CHUNK;
+    assert_eq!(r.uart.rx.len(), 10_000 - bound);
+    assert_eq!(r.app.stats().io.rx_bytes as usize, bound);
+}
