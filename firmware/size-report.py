@@ -102,7 +102,7 @@ def source_bucket(path):
             return f"core deps ({crate})"
         return f"dep ({crate})"
     m = re.search(r"/core/src/([A-Za-z0-9_]+)", path)
-    if m and "/firmware/" not in path.split("/core/src/")[0][-10:]:
+    if m:
         return f"banyan_core::{m.group(1)}"
     if "/firmware/app/" in path:
         return "app (banyan_firmware_app)"
