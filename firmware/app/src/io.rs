@@ -20,7 +20,7 @@ pub struct Stats {
     pub rx_bytes: u32,
     /// Bytes written to the UART.
     pub tx_bytes: u32,
-    /// Bytes that did not fit in the transmit queue and were dropped.
+    /// Outgoing frames that did not fit in the transmit queue and were dropped.
     pub tx_dropped: u32,
     /// UART read or write errors (overrun, framing, break, ...).
     pub uart_errors: u32,

@@ -284,3 +284,21 @@ fn one_poll_reads_a_bounded_amount() {
     assert_eq!(r.uart.rx.len(), 10_000 - bound);
     assert_eq!(r.app.stats().io.rx_bytes as usize, bound);
 }
+
+#[test]
+fn stats_report_fits_with_maximal_counters() {
+    let r = rig_with(1, DEADMAN_MS);
+    let mut out = [0u8; banyan_firmware_app::REPORT_CAPACITY];
+    // Every counter field at its widest encoding: u64::MAX uptime.
+    let n = r.app.stats_report(u64::MAX, &mut out).unwrap();
+    let v = unpack(&out[..n]);
+    assert_eq!(field(&v, "report").as_str(), Some("stats"));
+    assert_eq!(field(&v, "uptime_ms").as_u64(), Some(u64::MAX));
+    assert_eq!(v.as_map().unwrap().len(), 14);
+    // u32 counters take at most 5 bytes each; 13 of them at most 4 more each
+    // than the 1-byte zeros here.
+    assert!(
+        n + 13 * 4 <= banyan_firmware_app::REPORT_CAPACITY,
+        "{n} bytes"
+    );
+}
