@@ -8,5 +8,6 @@
 
 pub mod backplane;
 pub mod component;
+pub mod serial;
 mod sockopt;
 pub mod wire;
