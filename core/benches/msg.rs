@@ -125,7 +125,10 @@ fn benches(c: &mut Criterion) {
     });
     g.bench_function("Value::parse + map iteration", |b| {
         b.iter(|| {
-            let m = Value::parse(black_box(RUN_MOTORS), &Limits::DEFAULT).unwrap().as_map().unwrap();
+            let m = Value::parse(black_box(RUN_MOTORS), &Limits::DEFAULT)
+                .unwrap()
+                .as_map()
+                .unwrap();
             m.iter().filter_map(|(_, v)| v.as_f64()).sum::<f64>()
         })
     });
