@@ -157,8 +157,11 @@ fn consume_everything(bytes: &[u8]) {
     let _ = msg::decode::<S<'_>>(bytes);
     let _ = msg::decode::<(u8, &str)>(bytes);
     let _ = msg::decode::<Option<f32>>(bytes);
-    let _ = RunMotors::<4>::parse(bytes);
-    let _ = LightLeds::<4>::parse(bytes);
+    // Whatever a command parser accepts is a valid payload under cmd::LIMITS.
+    let valid = validate(bytes, &banyan_core::cmd::LIMITS).is_ok();
+    assert!(RunMotors::<4>::parse(bytes).is_err() || valid);
+    assert!(LightLeds::<4>::parse(bytes).is_err() || valid);
+    assert!(OneGpio::parse(bytes).is_err() || valid);
     if let Ok(OneGpio::I2cWrite { data, .. }) = OneGpio::parse(bytes) {
         let mut out = [0u8; 8];
         let _ = data.copy_to(&mut out);
