@@ -76,7 +76,8 @@ fn model_number(name: &'static str, v: &V, lo: f64, hi: f64) -> Result<f32, Erro
     Ok(x as f32)
 }
 
-type Model = Result<(Vec<(&'static str, f32)>, Option<u32>), Error<'static>>;
+type Parsed<'a> = Result<(Vec<(&'a str, f32)>, Option<u32>), Error<'a>>;
+type Model = Parsed<'static>;
 
 fn model_run_motors(entries: &[(&'static str, V)], cap: usize) -> Model {
     let mut speeds: Vec<(&str, f32)> = Vec::new();
@@ -137,7 +138,7 @@ proptest! {
             .map(|c| (c.speeds.iter().map(|(n, s)| (*n, *s)).collect::<Vec<_>>(), c.duration_ms));
         let want = model_run_motors(&entries, 2);
         // Compare with names as owned strings (the parsed names borrow `bytes`).
-        let own = |r: &Result<(Vec<(&str, f32)>, Option<u32>), Error<'_>>| match r {
+        let own = |r: &Parsed<'_>| match r {
             Ok((s, d)) => Ok((s.iter().map(|(n, x)| (n.to_string(), *x)).collect::<Vec<_>>(), *d)),
             Err(e) => Err(e.to_string()),
         };
