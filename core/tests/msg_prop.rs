@@ -274,7 +274,11 @@ for line in open(sys.argv[1]):
         continue
     print("ok", msgpack.packb(v, use_bin_type=True).hex())
 "#;
-    let path = std::env::temp_dir().join(format!("banyan-msg-prop-{}.hex", std::process::id()));
+    // Unique per call: tests run in parallel threads of one process.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path =
+        std::env::temp_dir().join(format!("banyan-msg-prop-{}-{call}.hex", std::process::id()));
     let lines: String = payloads
         .iter()
         .map(|p| p.iter().map(|b| format!("{b:02x}")).collect::<String>() + "\n")
