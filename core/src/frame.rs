@@ -548,7 +548,7 @@ impl<const N: usize> Deframer<N> {
         self.last = 0;
         let mut input = input;
         loop {
-            let Some(pos) = input.iter().position(|&b| b == DELIMITER) else {
+            let Some(pos) = memchr::memchr(DELIMITER, input) else {
                 self.append(input);
                 return Feed::Consumed;
             };
