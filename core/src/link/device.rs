@@ -362,7 +362,7 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
     }
 
     fn credit_limit(&self) -> u16 {
-        let free = (QUEUE - self.queue.len()).min(0x7FFF) as u16;
+        let free = (QUEUE - self.queue.len()).min(super::MAX_CREDITS) as u16;
         self.ep.pub_received.wrapping_add(free)
     }
 
@@ -379,13 +379,14 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
     }
 
     fn free_slots(&self) -> u16 {
-        (QUEUE - self.queue.len()).min(255) as u16
+        (QUEUE - self.queue.len()).min(super::MAX_CREDITS) as u16
     }
 
     fn release(&mut self) {
         self.queue.pop_front();
         let limit = self.credit_limit();
-        self.ep.credit_changed(limit, QUEUE.min(0x7FFF) as u16);
+        self.ep
+            .credit_changed(limit, QUEUE.min(super::MAX_CREDITS) as u16);
     }
 }
 
@@ -408,7 +409,7 @@ fn on_message<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUB
                 if w.device_session == session && Some(w.hello_seq) == hello_seq {
                     *state = State::Up;
                     *gateway_session = Some(w.gateway_session);
-                    let free = (QUEUE - queue.len()).min(255) as u16;
+                    let free = (QUEUE - queue.len()).min(super::MAX_CREDITS) as u16;
                     ep.reset_session(w.credits, free);
                     ep.set_rx_expected(seq);
                     ep.peer_max_frame = w.max_frame;

@@ -241,7 +241,10 @@ impl<const TX: usize, const SUBS: usize> Inner<TX, SUBS> {
     }
 
     fn window(&self) -> u16 {
-        self.ep.cfg.gateway_credits.clamp(1, 0x7FFF)
+        self.ep
+            .cfg
+            .gateway_credits
+            .clamp(1, super::MAX_CREDITS as u16)
     }
 
     fn credit_limit(&self) -> u16 {
