@@ -34,10 +34,16 @@ impl Rng {
 /// Fault rates per frame, in per mille.
 #[derive(Debug, Clone, Copy, Default)]
 struct Faults {
+    /// Drop the whole frame.
     drop: u32,
+    /// Flip one bit.
     corrupt: u32,
+    /// Remove one byte; also the rate of duplicating one byte and of
+    /// swapping two adjacent bytes.
     truncate: u32,
+    /// Send the frame twice.
     duplicate: u32,
+    /// Swap the frame with the one before it.
     reorder: u32,
     /// Deliver the byte stream in random chunks instead of whole frames.
     split: bool,
@@ -95,6 +101,17 @@ impl Channel {
             self.injected += 1;
             let i = self.rng.below(frame.len());
             frame.remove(i);
+        }
+        // Byte-level duplication and reordering, at the truncation rate.
+        if self.rng.chance(f.truncate) {
+            self.injected += 1;
+            let i = self.rng.below(frame.len());
+            frame.insert(i, frame[i]);
+        }
+        if self.rng.chance(f.truncate) && frame.len() > 1 {
+            self.injected += 1;
+            let i = self.rng.below(frame.len() - 1);
+            frame.swap(i, i + 1);
         }
         if self.rng.chance(f.reorder) && !self.frames.is_empty() {
             self.injected += 1;
@@ -641,7 +658,11 @@ fn lost_unsubscribe_is_repaired_by_the_digest() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 16, .. ProptestConfig::default() })]
+    // 16 cases by default; more with PROPTEST_CASES=n.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(16),
+        .. ProptestConfig::default()
+    })]
 
     /// The reference model (what each app sent) against the link under
     /// random faults: nothing corrupt or duplicated is delivered, every loss
