@@ -689,3 +689,31 @@ proptest! {
         sim.check_recovered();
     }
 }
+
+#[test]
+fn half_open_link_is_not_reported_up() {
+    let mut sim = Sim::new(17);
+    sim.publish = 0;
+    // The gateway's transmit line is broken from the start: the device keeps
+    // saying HELLO, and the gateway must not claim the link is up.
+    sim.g2d.connected = false;
+    sim.run_ms(2000);
+    assert!(!sim.gw.is_up() && !sim.dev.is_up());
+    assert!(sim.gw_events.is_empty(), "{:?}", sim.gw_events);
+    sim.g2d.connected = true;
+    sim.run_ms(500);
+    assert!(sim.gw.is_up() && sim.dev.is_up());
+    assert_eq!(sim.gw_events[0], GwEv::Up(0xD0D0_0001));
+    // Break it again once up: both ends notice within the timeout.
+    sim.g2d.connected = false;
+    sim.run_ms(2500);
+    assert!(!sim.gw.is_up() && !sim.dev.is_up());
+    assert_eq!(sim.gw_events.last(), Some(&GwEv::Down));
+    sim.g2d.connected = true;
+    sim.run_ms(500);
+    assert!(sim.gw.is_up() && sim.dev.is_up());
+    assert_eq!(sim.gw_events.last(), Some(&GwEv::Up(0xD0D0_0001)));
+    sim.settle();
+    sim.check_accounting();
+    sim.check_recovered();
+}
