@@ -262,19 +262,17 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
     /// The time by which [`Device::poll`] / [`Device::poll_transmit`] should
     /// be called again if nothing arrives.
     pub fn poll_at(&self) -> Instant {
-        let hb = Instant::from_millis(
-            self.ep
-                .last_rx
-                .millis()
-                .saturating_add(u64::from(self.ep.cfg.heartbeat_interval_ms)),
-        );
         match self.state {
-            State::Up => hb.min(Instant::from_millis(
-                self.ep
-                    .last_rx
-                    .millis()
-                    .saturating_add(u64::from(self.ep.cfg.timeout_ms)),
-            )),
+            State::Up => {
+                let pending = !self.unsubs.is_empty()
+                    || self.force_resync
+                    || self.subs.iter().any(|s| !s.declared);
+                if pending {
+                    Instant::ZERO
+                } else {
+                    self.ep.next_deadline()
+                }
+            }
             State::Hello { last: None, .. } => Instant::ZERO,
             State::Hello { last: Some(t), .. } => Instant::from_millis(
                 t.millis()

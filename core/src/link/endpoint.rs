@@ -302,6 +302,25 @@ impl<const TX: usize> Endpoint<TX> {
         self.stats.publish_rx = self.stats.publish_rx.wrapping_add(1);
     }
 
+    /// When the link needs attention (a heartbeat to send, a timeout to
+    /// check), assuming it is up. `Instant::ZERO` when something is due now.
+    pub(crate) fn next_deadline(&self) -> Instant {
+        if self.status_due || self.has_publish() {
+            return Instant::ZERO;
+        }
+        let timeout = self
+            .last_rx
+            .millis()
+            .saturating_add(u64::from(self.cfg.timeout_ms));
+        let heartbeat = match self.last_status {
+            None => 0,
+            Some(t) => t
+                .millis()
+                .saturating_add(u64::from(self.cfg.heartbeat_interval_ms)),
+        };
+        Instant::from_millis(timeout.min(heartbeat))
+    }
+
     pub(crate) fn timed_out(&self, now: Instant) -> bool {
         now.millis_since(self.last_rx) >= u64::from(self.cfg.timeout_ms)
     }

@@ -446,10 +446,14 @@ impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, 
     /// The time by which [`Gateway::poll`] / [`Gateway::poll_transmit`]
     /// should be called again if nothing arrives.
     pub fn poll_at(&self) -> Instant {
-        let base = self.st.ep.last_rx.millis();
-        let hb = base.saturating_add(u64::from(self.st.ep.cfg.heartbeat_interval_ms));
-        let to = base.saturating_add(u64::from(self.st.ep.cfg.timeout_ms));
-        Instant::from_millis(hb.min(to))
+        if self.st.welcome_due.is_some() || self.st.resync_due || self.st.pending_ready() {
+            Instant::ZERO
+        } else if self.st.up {
+            self.st.ep.next_deadline()
+        } else {
+            // Nothing happens until bytes arrive.
+            Instant::from_millis(u64::MAX)
+        }
     }
 
     /// Writes the next frame to send into `out` (give it `FRAME + 1` bytes:
