@@ -5,3 +5,13 @@
 //! gateway. Built on [`banyan_core`].
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod backplane;
+pub mod component;
+pub mod monitor;
+pub mod multi;
+pub mod routing;
+pub mod rpi;
+pub mod serial;
+mod sockopt;
+pub mod wire;

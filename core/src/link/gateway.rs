@@ -445,14 +445,18 @@ impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, 
 
     /// The time by which [`Gateway::poll`] / [`Gateway::poll_transmit`]
     /// should be called again if nothing arrives.
-    pub fn poll_at(&self) -> Instant {
+    ///
+    /// `Some(Instant::ZERO)` when a frame or event is due now; while the link
+    /// is up the earlier of the next heartbeat and the device's timeout;
+    /// `None` while it is down and nothing is pending (the gateway then has
+    /// no timer, it only answers the device).
+    pub fn poll_at(&self) -> Option<Instant> {
         if self.st.welcome_due.is_some() || self.st.resync_due || self.st.pending_ready() {
-            Instant::ZERO
+            Some(Instant::ZERO)
         } else if self.st.up {
-            self.st.ep.next_deadline()
+            Some(self.st.ep.next_deadline())
         } else {
-            // Nothing happens until bytes arrive.
-            Instant::from_millis(u64::MAX)
+            None
         }
     }
 
