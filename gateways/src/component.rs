@@ -228,6 +228,7 @@ pub struct Component {
     receiver: Receiver,
     remote_subscriptions: HashSet<Vec<u8>>,
     link: LinkState,
+    pending: std::collections::VecDeque<Event>,
     sent: u64,
     send_dropped: u64,
     topics: Vec<String>,
@@ -335,6 +336,18 @@ pub(crate) fn publisher_socket(
     Ok(publisher)
 }
 
+/// `Ok(true)` when a poll was interrupted by a signal: blocking calls then
+/// return early (`None`/`false`) so that callers can check their stop flags.
+pub(crate) fn interrupted(
+    r: std::result::Result<i32, zmq::Error>,
+) -> std::result::Result<bool, zmq::Error> {
+    match r {
+        Ok(_) => Ok(false),
+        Err(zmq::Error::EINTR) => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
 /// Milliseconds for `zmq::poll` from an optional deadline (-1 = forever).
 pub(crate) fn poll_timeout(deadline: Option<Instant>) -> i64 {
     match deadline {
@@ -391,6 +404,7 @@ impl Component {
             config,
             remote_subscriptions: HashSet::new(),
             link: LinkState::Connecting,
+            pending: std::collections::VecDeque::new(),
             sent: 0,
             send_dropped: 0,
             topics: Vec::new(),
@@ -524,7 +538,9 @@ impl Component {
             if ms == 0 {
                 return Ok(false);
             }
-            self.publisher.poll(zmq::POLLIN, ms)?;
+            if interrupted(self.publisher.poll(zmq::POLLIN, ms))? {
+                return Ok(false);
+            }
         }
     }
 
@@ -543,9 +559,11 @@ impl Component {
         self.receiver.last_rejection.as_ref()
     }
 
-    /// State of the connection to the backplane (as last seen; updated while
-    /// receiving).
-    pub fn link_state(&self) -> LinkState {
+    /// State of the subscriber's connection to the backplane, up to date
+    /// with the connection monitor (the events stay queued for
+    /// [`Component::recv_event`]).
+    pub fn link_state(&mut self) -> LinkState {
+        let _ = self.read_monitor();
         self.link
     }
 
@@ -561,16 +579,16 @@ impl Component {
         ]
     }
 
-    fn try_monitor_event(&mut self) -> Result<Option<Event>> {
+    /// Moves connection monitor events into `pending`, updating `link`.
+    fn read_monitor(&mut self) -> Result<()> {
         loop {
             let frame = match self.monitor.recv_msg(zmq::DONTWAIT) {
                 Ok(f) => f,
-                Err(zmq::Error::EAGAIN) => return Ok(None),
+                Err(zmq::Error::EAGAIN) => return Ok(()),
                 Err(e) => return Err(e.into()),
             };
             // Event frames are [u16 event, u32 value] then the endpoint.
-            let more = frame.get_more();
-            if more {
+            if frame.get_more() {
                 let _ = self.monitor.recv_msg(0)?;
             }
             if frame.len() < 2 {
@@ -580,14 +598,18 @@ impl Component {
             if event == zmq::SocketEvent::HANDSHAKE_SUCCEEDED as u16 {
                 self.link = LinkState::Up;
                 log::info!("{}: backplane connected", self.config.name);
-                return Ok(Some(Event::BackplaneUp));
-            }
-            if event == zmq::SocketEvent::DISCONNECTED as u16 {
+                self.pending.push_back(Event::BackplaneUp);
+            } else if event == zmq::SocketEvent::DISCONNECTED as u16 {
                 self.link = LinkState::Down;
                 log::warn!("{}: backplane connection lost", self.config.name);
-                return Ok(Some(Event::BackplaneDown));
+                self.pending.push_back(Event::BackplaneDown);
             }
         }
+    }
+
+    fn try_monitor_event(&mut self) -> Result<Option<Event>> {
+        self.read_monitor()?;
+        Ok(self.pending.pop_front())
     }
 
     /// Returns the next event if one is ready, without blocking.
@@ -605,7 +627,8 @@ impl Component {
         }))
     }
 
-    /// Waits up to `timeout` (`None` = forever) for the next event.
+    /// Waits up to `timeout` (`None` = forever) for the next event. Returns
+    /// `None` on timeout, or early when a signal interrupts the wait.
     ///
     /// # Errors
     /// [`Error::Zmq`].
@@ -620,12 +643,15 @@ impl Component {
                 return Ok(None);
             }
             let mut items = self.poll_items();
-            zmq::poll(&mut items, ms)?;
+            if interrupted(zmq::poll(&mut items, ms))? {
+                return Ok(None);
+            }
         }
     }
 
     /// Waits up to `timeout` for the next valid message (rejected messages
-    /// and connection events are counted/recorded and skipped).
+    /// and connection events are counted/recorded and skipped). Returns
+    /// `None` on timeout, or early when a signal interrupts the wait.
     ///
     /// # Errors
     /// [`Error::Zmq`].
@@ -654,14 +680,20 @@ impl Component {
                     Err(_) => continue,
                 }
             }
-            let _ = self.try_monitor_event()?;
+            self.read_monitor()?;
+            // Connection events are for recv_event; keep only the latest few.
+            while self.pending.len() > 16 {
+                self.pending.pop_front();
+            }
             self.drain_subscriptions()?;
             let ms = poll_timeout(deadline);
             if ms == 0 {
                 return Ok(None);
             }
             let mut items = self.poll_items();
-            zmq::poll(&mut items, ms)?;
+            if interrupted(zmq::poll(&mut items, ms))? {
+                return Ok(None);
+            }
         }
     }
 
