@@ -234,7 +234,7 @@ fn hostile_input_is_counted_and_never_stops_subscribers_or_monitor() {
     monitor.signal("INT");
     assert!(monitor.wait_exit(T).success());
     assert!(
-        monitor.output().contains(&format!("# monitor exiting: ")),
+        monitor.output().contains("# monitor exiting: "),
         "{}",
         monitor.output()
     );
