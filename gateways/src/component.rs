@@ -232,6 +232,7 @@ pub struct Component {
     sent: u64,
     send_dropped: u64,
     topics: Vec<String>,
+    scratch: Vec<u8>,
     _context: zmq::Context,
 }
 
@@ -408,6 +409,7 @@ impl Component {
             sent: 0,
             send_dropped: 0,
             topics: Vec::new(),
+            scratch: Vec::new(),
             _context: context,
         })
     }
@@ -451,8 +453,15 @@ impl Component {
     /// [`Error::Encode`], [`Error::SendQueueFull`] (message dropped and
     /// counted), [`Error::Zmq`].
     pub fn publish<T: serde::Serialize + ?Sized>(&mut self, topic: &str, value: &T) -> Result<()> {
-        let payload = wire::encode(value)?;
-        self.send(topic, &payload)
+        let mut payload = std::mem::take(&mut self.scratch);
+        payload.clear();
+        let encoded = rmp_serde::encode::write_named(&mut payload, value);
+        let result = match encoded {
+            Ok(()) => self.send(topic, &payload),
+            Err(e) => Err(e.into()),
+        };
+        self.scratch = payload;
+        result
     }
 
     /// Publishes a dynamic MessagePack value.

@@ -14,6 +14,7 @@
 //!   dropped (also when a test panics), with its stdout/stderr collected line
 //!   by line so tests can wait for a line ([`Proc::wait_line`]) instead of
 //!   sleeping, and print everything on failure.
+//! - [`cargo_example`]: the same for the root package's examples.
 //! - [`python`]: the python-banyan venv interpreter (`$BANYAN_PYTHON` or
 //!   `<workspace>/.venv/bin/python`); panics with a clear message naming
 //!   `bash scripts/venv.sh` when missing — tests that need Python fail, they
@@ -71,6 +72,42 @@ pub fn cargo_bin(package: &str, name: &str) -> PathBuf {
         built.push(package.to_owned());
     }
     let path = dir.join(name);
+    assert!(path.exists(), "{} not found after building", path.display());
+    path
+}
+
+/// Path of example `name` of the root package, built (all examples) once
+/// per test process like [`cargo_bin`].
+///
+/// # Panics
+/// If the build fails.
+pub fn cargo_example(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    let dir = profile_dir();
+    BUILT.get_or_init(|| {
+        let target_dir = dir.parent().expect("target dir").to_owned();
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.current_dir(workspace_root())
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "banyan",
+                "--examples",
+                "--target-dir",
+            ])
+            .arg(&target_dir);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let out = cmd.output().expect("running cargo build");
+        assert!(
+            out.status.success(),
+            "cargo build --examples failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    let path = dir.join("examples").join(name);
     assert!(path.exists(), "{} not found after building", path.display());
     path
 }
