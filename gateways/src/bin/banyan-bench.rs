@@ -39,6 +39,10 @@ enum What {
         /// Messages to send.
         #[arg(long, default_value_t = 1_000_000)]
         count: u64,
+        /// Baseline: plain ZeroMQ PUB/SUB sockets with a pre-encoded payload
+        /// (no encoding, no checks) through the same backplane.
+        #[arg(long)]
+        raw: bool,
     },
     /// Echo round trips.
     Latency {
@@ -84,7 +88,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     config.send_hwm = args.hwm;
     config.recv_hwm = args.hwm;
     match args.what {
-        What::Throughput { count } => throughput(config, count),
+        What::Throughput { count, raw: false } => throughput(config, count),
+        What::Throughput { count, raw: true } => raw_throughput(config, count),
         What::Latency { count } => latency(config, count),
     }
 }
@@ -139,6 +144,59 @@ fn throughput(config: Config, count: u64) -> Result<(), Box<dyn std::error::Erro
         elapsed.as_secs_f64(),
         received as f64 / elapsed.as_secs_f64(),
         lost as f64 * 100.0 / count as f64,
+    );
+    Ok(())
+}
+
+fn raw_throughput(config: Config, count: u64) -> Result<(), Box<dyn std::error::Error>> {
+    let ctx = zmq::Context::new();
+    let sub = ctx.socket(zmq::SUB)?;
+    sub.set_rcvhwm(config.recv_hwm)?;
+    sub.set_subscribe(b"bench")?;
+    sub.connect(&format!("tcp://{}:{}", config.address, config.subscriber_port))?;
+    let publisher = ctx.socket(zmq::PUB)?;
+    publisher.set_sndhwm(config.send_hwm)?;
+    publisher.connect(&format!("tcp://{}:{}", config.address, config.publisher_port))?;
+    // Probe until the subscription has reached the publisher.
+    loop {
+        publisher.send_multipart([&b"bench"[..], &[0xc0]], 0)?;
+        if sub.poll(zmq::POLLIN, 10)? > 0 {
+            while sub.recv_multipart(zmq::DONTWAIT).is_ok() {}
+            break;
+        }
+    }
+    let payload = banyan_gateways::wire::encode(&Value { value: 1 })?;
+    let receiver = std::thread::spawn(move || {
+        let mut received = 0u64;
+        let mut last = None;
+        let mut frame = zmq::Message::new();
+        while sub.poll(zmq::POLLIN, 2000).unwrap_or(0) > 0 {
+            while sub.recv(&mut frame, zmq::DONTWAIT).is_ok() {
+                if !frame.get_more() {
+                    received += 1;
+                }
+            }
+            last = Some(Instant::now());
+            if received == count {
+                break;
+            }
+        }
+        (received, last)
+    });
+    let start = Instant::now();
+    for _ in 0..count {
+        publisher.send(&b"bench"[..], zmq::SNDMORE)?;
+        publisher.send(&payload[..], 0)?;
+    }
+    let sent_in = start.elapsed();
+    let (received, last) = receiver.join().map_err(|_| "receiver panicked")?;
+    let elapsed = last.map_or(sent_in, |l| l - start);
+    println!(
+        "raw zeromq baseline: {count} msgs sent in {:.3} s, {received} received in {:.3} s = {:.0} msgs/s; lost {}",
+        sent_in.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        received as f64 / elapsed.as_secs_f64(),
+        count - received
     );
     Ok(())
 }
