@@ -217,7 +217,7 @@ pub enum Event {
     BackplaneDown,
 }
 
-const MONITOR_ENDPOINT: &str = "inproc://banyan-subscriber-monitor";
+static NEXT_MONITOR: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// A connection to one backplane. See the [module docs](self).
 pub struct Component {
@@ -370,19 +370,32 @@ impl Component {
     /// # Errors
     /// [`Error::Connect`] for an unusable address, [`Error::Zmq`] otherwise.
     pub fn connect(config: Config) -> Result<Component> {
-        let context = zmq::Context::new();
+        Component::connect_with_context(config, &zmq::Context::new())
+    }
+
+    /// Like [`Component::connect`], but on an existing ZeroMQ context, so
+    /// several components in one process share its I/O thread.
+    ///
+    /// # Errors
+    /// As [`Component::connect`].
+    pub fn connect_with_context(config: Config, context: &zmq::Context) -> Result<Component> {
+        let context = context.clone();
+        let monitor_endpoint = format!(
+            "inproc://banyan-subscriber-monitor-{}",
+            NEXT_MONITOR.fetch_add(1, Ordering::Relaxed)
+        );
         let publisher = publisher_socket(&context, config.send_hwm, config.linger)?;
         let subscriber = context.socket(zmq::SUB)?;
         subscriber.set_rcvhwm(config.recv_hwm)?;
         subscriber.set_linger(0)?;
         subscriber.monitor(
-            MONITOR_ENDPOINT,
+            &monitor_endpoint,
             (zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32)
                 | (zmq::SocketEvent::DISCONNECTED as i32),
         )?;
         let monitor = context.socket(zmq::PAIR)?;
         monitor.set_linger(0)?;
-        monitor.connect(MONITOR_ENDPOINT)?;
+        monitor.connect(&monitor_endpoint)?;
         let pub_endpoint = format!("tcp://{}:{}", config.address, config.publisher_port);
         publisher
             .connect(&pub_endpoint)

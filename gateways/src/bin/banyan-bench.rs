@@ -49,6 +49,10 @@ enum What {
         /// Round trips to measure (after 100 warm-up ones).
         #[arg(long, default_value_t = 10_000)]
         count: usize,
+        /// Give the echo server and the client one shared ZeroMQ context
+        /// (one I/O thread instead of two).
+        #[arg(long)]
+        shared_context: bool,
     },
 }
 
@@ -90,7 +94,10 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     match args.what {
         What::Throughput { count, raw: false } => throughput(config, count),
         What::Throughput { count, raw: true } => raw_throughput(config, count),
-        What::Latency { count } => latency(config, count),
+        What::Latency {
+            count,
+            shared_context,
+        } => latency(config, count, shared_context),
     }
 }
 
@@ -153,10 +160,16 @@ fn raw_throughput(config: Config, count: u64) -> Result<(), Box<dyn std::error::
     let sub = ctx.socket(zmq::SUB)?;
     sub.set_rcvhwm(config.recv_hwm)?;
     sub.set_subscribe(b"bench")?;
-    sub.connect(&format!("tcp://{}:{}", config.address, config.subscriber_port))?;
+    sub.connect(&format!(
+        "tcp://{}:{}",
+        config.address, config.subscriber_port
+    ))?;
     let publisher = ctx.socket(zmq::PUB)?;
     publisher.set_sndhwm(config.send_hwm)?;
-    publisher.connect(&format!("tcp://{}:{}", config.address, config.publisher_port))?;
+    publisher.connect(&format!(
+        "tcp://{}:{}",
+        config.address, config.publisher_port
+    ))?;
     // Probe until the subscription has reached the publisher.
     loop {
         publisher.send_multipart([&b"bench"[..], &[0xc0]], 0)?;
@@ -201,8 +214,20 @@ fn raw_throughput(config: Config, count: u64) -> Result<(), Box<dyn std::error::
     Ok(())
 }
 
-fn latency(config: Config, count: usize) -> Result<(), Box<dyn std::error::Error>> {
-    let mut server = Component::connect(config.clone())?;
+fn latency(
+    config: Config,
+    count: usize,
+    shared_context: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let shared = zmq::Context::new();
+    let context = |c: &zmq::Context| {
+        if shared_context {
+            c.clone()
+        } else {
+            zmq::Context::new()
+        }
+    };
+    let mut server = Component::connect_with_context(config.clone(), &context(&shared))?;
     server.subscribe("echo")?;
     let server_thread = std::thread::spawn(move || {
         let _ = server.run(|c, m| {
@@ -213,7 +238,7 @@ fn latency(config: Config, count: usize) -> Result<(), Box<dyn std::error::Error
             std::ops::ControlFlow::Continue(())
         });
     });
-    let mut client = Component::connect(config)?;
+    let mut client = Component::connect_with_context(config, &context(&shared))?;
     client.subscribe("reply")?;
     if !client.wait_for_subscriber("echo", Duration::from_secs(10))? {
         return Err("the echo server did not connect within 10 s".into());
