@@ -1,1 +1,353 @@
-//! `topic` (in progress).
+//! ZeroMQ-style topic matching: byte-prefix filters and counted subscription
+//! tables of fixed capacity.
+//!
+//! A Banyan topic is a byte string (UTF-8 in practice). A subscription is a
+//! *prefix*: subscribing to `t` receives `t`, `tx` and `temperature`, and the
+//! empty subscription receives everything — exactly as a ZeroMQ `SUB` socket
+//! (and therefore Python Banyan) does. Subscriptions are *counted*: two
+//! subscribes to the same topic need two unsubscribes before it goes away, as
+//! with `XPUB`/`XSUB`.
+//!
+//! # When to use it
+//!
+//! - [`Filter`] holds one prefix, for a component or device that listens to a
+//!   single topic family.
+//! - [`Table`] holds up to `N` distinct prefixes of at most `L` bytes each,
+//!   with counts. The serial gateway keeps one per device to know which of the
+//!   device's subscriptions an incoming backplane topic matches, and the
+//!   firmware keeps one of its own subscriptions. Both are `const`
+//!   constructible, so they can live in a `static`.
+//! - [`Subscribers`] holds the counted subscriptions of several subscribers
+//!   (tasks, devices) and yields the subscribers an incoming topic goes to —
+//!   in the spirit of `embassy-sync`'s pub/sub, without the channels.
+//! - [`matches()`] is the rule itself, for a prefix you already hold as bytes.
+//!
+//! # When not to use it
+//!
+//! - Tables search linearly (`O(N × L)` per lookup). That is the right
+//!   trade-off for the tens of subscriptions of a robot or a device; a
+//!   backplane routing thousands of topics should leave matching to ZeroMQ
+//!   (`XPUB`/`XSUB` do it in a trie) rather than use a `Table`.
+//! - Topics are matched as raw bytes: no wildcards, no case folding, no
+//!   Unicode normalisation — a deliberate match for ZeroMQ.
+//!
+//! # Example
+//!
+//! ```
+//! use banyan_core::topic::{Error, Table};
+//!
+//! // Up to 4 distinct topics of up to 16 bytes each.
+//! let mut subs: Table<4, 16> = Table::new();
+//! assert_eq!(subs.subscribe(b"run_"), Ok(1)); // new topic: forward upstream
+//! assert_eq!(subs.subscribe(b"run_"), Ok(2)); // counted
+//! assert!(subs.matches(b"run_motors"));
+//! assert!(!subs.matches(b"light_leds"));
+//! assert_eq!(subs.unsubscribe(b"run_"), Ok(1));
+//! assert_eq!(subs.unsubscribe(b"run_"), Ok(0)); // gone: forward upstream
+//! assert_eq!(subs.unsubscribe(b"run_"), Err(Error::NotSubscribed));
+//! assert_eq!(subs.subscribe(&[b'x'; 17]), Err(Error::TooLong));
+//! ```
+
+use core::fmt;
+
+use heapless::Vec;
+
+mod subscribers;
+
+pub use subscribers::Subscribers;
+
+/// Returns `true` when `topic` starts with `prefix`: the ZeroMQ subscription
+/// rule. The empty prefix matches every topic.
+///
+/// ```
+/// use banyan_core::topic::matches;
+/// assert!(matches(b"t", b"tx"));
+/// assert!(matches(b"", b"anything"));
+/// assert!(!matches(b"tx", b"t"));
+/// ```
+#[inline]
+pub fn matches(prefix: &[u8], topic: &[u8]) -> bool {
+    topic.starts_with(prefix)
+}
+
+/// Why a topic operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Error {
+    /// The topic is longer than the table's or filter's `L` bytes.
+    TooLong,
+    /// The table already holds its `N` entries and this one is new.
+    Full,
+    /// Unsubscribe of a topic that has no subscription.
+    NotSubscribed,
+    /// The topic's subscription count is already `u32::MAX`.
+    CountOverflow,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Error::TooLong => "topic too long",
+            Error::Full => "subscription table full",
+            Error::NotSubscribed => "topic not subscribed",
+            Error::CountOverflow => "subscription count overflow",
+        })
+    }
+}
+
+impl core::error::Error for Error {}
+
+/// One topic prefix of at most `L` bytes.
+///
+/// ```
+/// use banyan_core::topic::Filter;
+/// let f: Filter<16> = Filter::new(b"from_rpi").unwrap();
+/// assert!(f.matches(b"from_rpi_gateway"));
+/// assert!(!f.matches(b"to_rpi_gateway"));
+/// assert!(Filter::<16>::all().matches(b"anything"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Filter<const L: usize> {
+    prefix: Vec<u8, L>,
+}
+
+impl<const L: usize> Filter<L> {
+    /// The empty filter, which matches every topic.
+    pub const fn all() -> Self {
+        Filter { prefix: Vec::new() }
+    }
+
+    /// A filter for the topics starting with `prefix`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooLong`] if `prefix` is longer than `L` bytes.
+    pub fn new(prefix: &[u8]) -> Result<Self, Error> {
+        Vec::from_slice(prefix)
+            .map(|prefix| Filter { prefix })
+            .map_err(|_| Error::TooLong)
+    }
+
+    /// Returns `true` when `topic` starts with this filter's prefix.
+    #[inline]
+    pub fn matches(&self, topic: &[u8]) -> bool {
+        matches(&self.prefix, topic)
+    }
+
+    /// The prefix.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.prefix
+    }
+}
+
+impl<const L: usize> Default for Filter<L> {
+    /// The empty filter, which matches every topic.
+    fn default() -> Self {
+        Self::all()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+struct Entry<const L: usize> {
+    topic: Vec<u8, L>,
+    count: u32,
+}
+
+/// A counted subscription table of at most `N` distinct topics of at most `L`
+/// bytes each.
+///
+/// Entries keep the order in which their topics were first subscribed. Every
+/// operation is a linear scan; nothing allocates and nothing panics.
+///
+/// ```
+/// use banyan_core::topic::Table;
+///
+/// // `const fn new`: a table can be a `static` (behind a mutex in firmware).
+/// static EMPTY: Table<8, 32> = Table::new();
+/// assert!(EMPTY.is_empty());
+///
+/// let mut t: Table<8, 32> = Table::new();
+/// t.subscribe(b"").unwrap();
+/// t.subscribe(b"run_motors").unwrap();
+/// let hits: Vec<&[u8]> = t.matching(b"run_motors").map(|(topic, _count)| topic).collect();
+/// assert_eq!(hits, [&b""[..], &b"run_motors"[..]]);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Table<const N: usize, const L: usize> {
+    entries: Vec<Entry<L>, N>,
+}
+
+impl<const N: usize, const L: usize> Table<N, L> {
+    /// The maximum number of distinct topics (`N`).
+    pub const CAPACITY: usize = N;
+    /// The maximum topic length in bytes (`L`).
+    pub const MAX_TOPIC_LEN: usize = L;
+
+    /// An empty table.
+    pub const fn new() -> Self {
+        Table {
+            entries: Vec::new(),
+        }
+    }
+
+    fn position(&self, topic: &[u8]) -> Option<usize> {
+        self.entries
+            .iter()
+            .position(|e| e.topic.as_slice() == topic)
+    }
+
+    /// Adds one subscription to `topic` and returns its new count.
+    ///
+    /// A result of `1` means the topic is new to the table: the moment a
+    /// forwarder passes the subscription upstream.
+    ///
+    /// # Errors
+    ///
+    /// The table is unchanged on error.
+    /// - [`Error::TooLong`] if `topic` is longer than `L` bytes.
+    /// - [`Error::Full`] if `topic` is new and the table holds `N` topics.
+    /// - [`Error::CountOverflow`] if the count is already `u32::MAX`.
+    pub fn subscribe(&mut self, topic: &[u8]) -> Result<u32, Error> {
+        if topic.len() > L {
+            return Err(Error::TooLong);
+        }
+        if let Some(i) = self.position(topic) {
+            let entry = &mut self.entries[i];
+            entry.count = entry.count.checked_add(1).ok_or(Error::CountOverflow)?;
+            return Ok(entry.count);
+        }
+        let topic = Vec::from_slice(topic).map_err(|_| Error::TooLong)?;
+        self.entries
+            .push(Entry { topic, count: 1 })
+            .map_err(|_| Error::Full)?;
+        Ok(1)
+    }
+
+    /// Removes one subscription to `topic` and returns the remaining count.
+    ///
+    /// A result of `0` means the topic has left the table: the moment a
+    /// forwarder passes the unsubscription upstream.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotSubscribed`] if `topic` has no subscription (the table is
+    /// unchanged).
+    pub fn unsubscribe(&mut self, topic: &[u8]) -> Result<u32, Error> {
+        let i = self.position(topic).ok_or(Error::NotSubscribed)?;
+        let entry = &mut self.entries[i];
+        entry.count -= 1; // entries never hold a zero count
+        let left = entry.count;
+        if left == 0 {
+            self.entries.remove(i);
+        }
+        Ok(left)
+    }
+
+    /// Removes every subscription to `topic` at once and returns how many
+    /// there were (`0` if none).
+    pub fn remove(&mut self, topic: &[u8]) -> u32 {
+        match self.position(topic) {
+            Some(i) => self.entries.remove(i).count,
+            None => 0,
+        }
+    }
+
+    /// Removes every subscription (for example after a device reset).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    /// The subscription count of exactly `topic` (`0` if not subscribed).
+    /// This compares whole topics; see [`Table::matches`] for prefix matching.
+    pub fn count(&self, topic: &[u8]) -> u32 {
+        self.position(topic).map_or(0, |i| self.entries[i].count)
+    }
+
+    /// Returns `true` if exactly `topic` is subscribed.
+    pub fn contains(&self, topic: &[u8]) -> bool {
+        self.position(topic).is_some()
+    }
+
+    /// Returns `true` if any subscription is a prefix of `topic`, i.e. a
+    /// subscriber of this table would receive a message on `topic`.
+    pub fn matches(&self, topic: &[u8]) -> bool {
+        self.entries.iter().any(|e| matches(&e.topic, topic))
+    }
+
+    /// The subscriptions that are prefixes of `topic`, as `(subscription,
+    /// count)`, in table order.
+    pub fn matching<'a>(&'a self, topic: &'a [u8]) -> impl Iterator<Item = (&'a [u8], u32)> + 'a {
+        self.iter()
+            .filter(move |(prefix, _)| matches(prefix, topic))
+    }
+
+    /// Every subscription as `(topic, count)`, in the order topics were first
+    /// subscribed.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], u32)> + '_ {
+        self.entries.iter().map(|e| (e.topic.as_slice(), e.count))
+    }
+
+    /// The number of distinct topics.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Returns `true` if the table holds no subscription.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Returns `true` if the table holds `N` distinct topics: subscribing to
+    /// a new topic would fail with [`Error::Full`].
+    pub fn is_full(&self) -> bool {
+        self.entries.len() == N
+    }
+}
+
+impl<const N: usize, const L: usize> Default for Table<N, L> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_rule() {
+        assert!(matches(b"", b""));
+        assert!(matches(b"", b"x"));
+        assert!(matches(b"t", b"t"));
+        assert!(matches(b"t", b"tx"));
+        assert!(!matches(b"tx", b"t"));
+        assert!(!matches(b"x", b"tx"));
+    }
+
+    #[test]
+    fn filter_too_long() {
+        assert_eq!(Filter::<2>::new(b"abc"), Err(Error::TooLong));
+        assert_eq!(Filter::<2>::new(b"ab").unwrap().as_bytes(), b"ab");
+        assert_eq!(Filter::<0>::default().as_bytes(), b"");
+    }
+
+    #[test]
+    fn count_overflow_leaves_table_unchanged() {
+        let mut t: Table<1, 1> = Table::new();
+        t.subscribe(b"a").unwrap();
+        t.entries[0].count = u32::MAX;
+        assert_eq!(t.subscribe(b"a"), Err(Error::CountOverflow));
+        assert_eq!(t.count(b"a"), u32::MAX);
+    }
+
+    #[test]
+    fn static_table() {
+        static T: Table<2, 4> = Table::new();
+        assert!(T.is_empty());
+        assert!(!T.matches(b""));
+    }
+}

@@ -11,5 +11,7 @@ pub mod component;
 pub mod monitor;
 pub mod multi;
 pub mod routing;
+pub mod rpi;
+pub mod serial;
 mod sockopt;
 pub mod wire;

@@ -1,1 +1,0 @@
-//! `cmd` (in progress).

@@ -1,0 +1,511 @@
+//! The device (microcontroller) end of the link.
+
+use heapless::{Deque, String, Vec};
+
+use super::endpoint::Endpoint;
+use super::wire::{self, Hello, Message};
+use super::{Config, IdentityError, Instant, SendError, Stats, SubscribeError};
+use crate::frame::{self, Deframer, Feed};
+
+/// What [`Device::handle_rx`] and [`Device::poll`] report.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Event {
+    /// The gateway welcomed us: the link is up, [`Device::publish`] works and
+    /// the subscriptions are being declared.
+    Up {
+        /// The gateway's session id (changes when the gateway restarts).
+        gateway_session: u32,
+    },
+    /// The link went down (no frame from the gateway within the timeout, or
+    /// the gateway asked for a resync); the device says HELLO again by itself.
+    Down,
+    /// A PUBLISH from the gateway was queued: take it with [`Device::recv`].
+    Received,
+}
+
+#[derive(Debug, Clone)]
+struct Sub {
+    topic: String<{ wire::MAX_SUB_TOPIC_LEN }>,
+    declared: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Sending HELLO until a matching WELCOME arrives.
+    Hello {
+        last: Option<Instant>,
+        seq: Option<u8>,
+    },
+    Up,
+}
+
+/// The device end of the serial link: a sans-IO state machine.
+///
+/// - `FRAME`: receive buffer, the largest COBS-encoded frame (delimiter
+///   excluded) the device accepts, declared to the gateway in HELLO; also
+///   the largest frame it sends. At least [`MIN_FRAME`](super::MIN_FRAME).
+/// - `TX`: bytes for queued outgoing PUBLISHes (each takes topic + payload +
+///   3 bytes).
+/// - `QUEUE`: receive-queue slots of `FRAME` bytes each; the gateway gets
+///   exactly this many credits, so it never sends more than fit.
+/// - `SUBS`: subscription table size.
+///
+/// See the [module docs](super) for the protocol and a full example.
+#[derive(Debug)]
+pub struct Device<
+    const FRAME: usize = 256,
+    const TX: usize = 512,
+    const QUEUE: usize = 4,
+    const SUBS: usize = 8,
+> {
+    deframer: Deframer<FRAME>,
+    ep: Endpoint<TX>,
+    name: String<{ wire::MAX_NAME_LEN }>,
+    version: String<{ wire::MAX_VERSION_LEN }>,
+    session: u32,
+    state: State,
+    gateway_session: Option<u32>,
+    subs: Vec<Sub, SUBS>,
+    unsubs: Vec<String<{ wire::MAX_SUB_TOPIC_LEN }>, SUBS>,
+    queue: Deque<Vec<u8, FRAME>, QUEUE>,
+    flush_first: bool,
+    force_resync: bool,
+}
+
+impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
+    Device<FRAME, TX, QUEUE, SUBS>
+{
+    /// A device named `name` running firmware `version`. `session` must
+    /// differ on every boot (a hardware RNG value, a boot counter kept in
+    /// flash, a free-running timer read at start-up): it is how the gateway
+    /// tells a reset from a reconnect.
+    ///
+    /// # Errors
+    /// [`IdentityError`] if the name or version is too long.
+    pub fn new(
+        name: &str,
+        version: &str,
+        session: u32,
+        config: Config,
+    ) -> Result<Self, IdentityError> {
+        const {
+            assert!(
+                FRAME >= super::MIN_FRAME,
+                "FRAME must be at least link::MIN_FRAME"
+            )
+        };
+        const { assert!(QUEUE >= 1, "QUEUE must be at least 1") };
+        let name = String::try_from(name).map_err(|_| IdentityError::NameTooLong)?;
+        let version = String::try_from(version).map_err(|_| IdentityError::VersionTooLong)?;
+        Ok(Device {
+            deframer: Deframer::new(),
+            ep: Endpoint::new(config, FRAME),
+            name,
+            version,
+            session,
+            state: State::Hello {
+                last: None,
+                seq: None,
+            },
+            gateway_session: None,
+            subs: Vec::new(),
+            unsubs: Vec::new(),
+            queue: Deque::new(),
+            flush_first: true,
+            force_resync: false,
+        })
+    }
+
+    /// Whether the link is up.
+    pub fn is_up(&self) -> bool {
+        self.state == State::Up
+    }
+
+    /// This boot's session id.
+    pub fn session(&self) -> u32 {
+        self.session
+    }
+
+    /// Counters of everything sent, received and dropped.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.ep.stats;
+        s.frame = self.deframer.stats();
+        s
+    }
+
+    /// PUBLISHes the device may still queue before it needs more credit.
+    pub fn credits(&self) -> u16 {
+        if self.is_up() {
+            self.ep.credits()
+        } else {
+            0
+        }
+    }
+
+    /// Subscribes to a topic prefix (ZeroMQ semantics: `""` gets everything).
+    /// Declared to the gateway now if the link is up, and again after every
+    /// reconnect. Subscribing twice is a no-op.
+    ///
+    /// # Errors
+    /// [`SubscribeError::TopicTooLong`] or [`SubscribeError::TableFull`].
+    pub fn subscribe(&mut self, topic: &str) -> Result<(), SubscribeError> {
+        if self.subs.iter().any(|s| s.topic == topic) {
+            return Ok(());
+        }
+        let t: String<{ wire::MAX_SUB_TOPIC_LEN }> =
+            String::try_from(topic).map_err(|_| SubscribeError::TopicTooLong)?;
+        // Still known to the gateway if its UNSUBSCRIBE has not gone out.
+        let declared = if let Some(i) = self.unsubs.iter().position(|u| u == topic) {
+            self.unsubs.remove(i);
+            true
+        } else {
+            false
+        };
+        self.subs
+            .push(Sub { topic: t, declared })
+            .map_err(|_| SubscribeError::TableFull)
+    }
+
+    /// Drops a subscription; returns whether it existed.
+    pub fn unsubscribe(&mut self, topic: &str) -> bool {
+        let Some(i) = self.subs.iter().position(|s| s.topic == topic) else {
+            return false;
+        };
+        let sub = self.subs.remove(i);
+        if sub.declared && self.is_up() && self.unsubs.push(sub.topic).is_err() {
+            // Too many pending: re-declare everything instead (on next poll).
+            self.force_resync = true;
+        }
+        true
+    }
+
+    /// The current subscriptions.
+    pub fn subscriptions(&self) -> impl Iterator<Item = &str> {
+        self.subs.iter().map(|s| s.topic.as_str())
+    }
+
+    /// Queues a PUBLISH of `payload` (msgpack bytes, sent unchanged) on
+    /// `topic`; it goes out through [`Device::poll_transmit`].
+    ///
+    /// # Errors
+    /// [`SendError`]; every refused message is counted in [`Stats`].
+    pub fn publish(&mut self, topic: &str, payload: &[u8], _now: Instant) -> Result<(), SendError> {
+        if !self.is_up() {
+            self.ep.stats.count_send_error(SendError::NotUp);
+            return Err(SendError::NotUp);
+        }
+        self.ep.try_queue_publish(topic, payload)
+    }
+
+    /// Feeds received bytes. Returns the next event and the unconsumed
+    /// input; call again with the rest until it returns `(None, _)` (then
+    /// all input is consumed).
+    pub fn handle_rx<'b>(&mut self, bytes: &'b [u8], now: Instant) -> (Option<Event>, &'b [u8]) {
+        let mut input = bytes;
+        while !input.is_empty() {
+            let (frame, rest) = match self.deframer.feed(input) {
+                Feed::Consumed => return (None, &[]),
+                Feed::Dropped { rest, .. } => {
+                    input = rest;
+                    continue;
+                }
+                Feed::Frame { frame, rest } => (frame, rest),
+            };
+            input = rest;
+            self.ep.stats.frames_rx = self.ep.stats.frames_rx.wrapping_add(1);
+            let seq = frame.seq();
+            let msg = match Message::parse(frame.kind(), frame.payload()) {
+                Ok(m) => m,
+                Err(_) => {
+                    self.ep.stats.malformed = self.ep.stats.malformed.wrapping_add(1);
+                    continue;
+                }
+            };
+            let ev = on_message(
+                &mut self.ep,
+                &mut self.state,
+                &mut self.gateway_session,
+                &mut self.subs,
+                &mut self.unsubs,
+                &mut self.queue,
+                self.session,
+                seq,
+                msg,
+                now,
+            );
+            if let Some(ev) = ev {
+                if ev == Event::Down {
+                    self.start_hello();
+                }
+                return (Some(ev), input);
+            }
+        }
+        (None, input)
+    }
+
+    /// Runs timers: reports [`Event::Down`] when the gateway has been silent
+    /// for [`Config::timeout_ms`].
+    pub fn poll(&mut self, now: Instant) -> Option<Event> {
+        if self.is_up() && (self.ep.timed_out(now) || self.force_resync) {
+            if self.force_resync {
+                self.ep.stats.resyncs = self.ep.stats.resyncs.wrapping_add(1);
+            }
+            self.ep.stats.downs = self.ep.stats.downs.wrapping_add(1);
+            self.start_hello();
+            return Some(Event::Down);
+        }
+        None
+    }
+
+    /// The time by which [`Device::poll`] / [`Device::poll_transmit`] should
+    /// be called again if nothing arrives.
+    pub fn poll_at(&self) -> Instant {
+        let hb = Instant::from_millis(
+            self.ep
+                .last_rx
+                .millis()
+                .saturating_add(u64::from(self.ep.cfg.heartbeat_interval_ms)),
+        );
+        match self.state {
+            State::Up => hb.min(Instant::from_millis(
+                self.ep
+                    .last_rx
+                    .millis()
+                    .saturating_add(u64::from(self.ep.cfg.timeout_ms)),
+            )),
+            State::Hello { last: None, .. } => Instant::ZERO,
+            State::Hello { last: Some(t), .. } => Instant::from_millis(
+                t.millis()
+                    .saturating_add(u64::from(self.ep.cfg.hello_interval_ms)),
+            ),
+        }
+    }
+
+    /// Writes the next frame to send into `out` (give it `FRAME + 2` bytes:
+    /// then any frame fits) and returns its length; `None` when nothing is due.
+    /// Call it until it returns `None` after every other call.
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
+        match self.state {
+            State::Hello { last, .. } => {
+                if last
+                    .is_some_and(|t| now.millis_since(t) < u64::from(self.ep.cfg.hello_interval_ms))
+                {
+                    return None;
+                }
+                // A lone delimiter first flushes whatever partial frame the
+                // gateway holds (once per HELLO round, 1 byte).
+                let (pre, out) = if self.flush_first && !out.is_empty() {
+                    out[0] = frame::DELIMITER;
+                    out.split_at_mut(1)
+                } else {
+                    out.split_at_mut(0)
+                };
+                let hello = Hello {
+                    session: self.session,
+                    max_frame: FRAME.min(0xFFFF) as u16,
+                    credits: self.free_slots() as u8,
+                    max_subs: SUBS.min(255) as u8,
+                    name: &self.name,
+                    version: &self.version,
+                };
+                let (n, seq) = self.ep.transmit(&Message::Hello(hello), out)?;
+                self.flush_first = false;
+                self.state = State::Hello {
+                    last: Some(now),
+                    seq: Some(seq),
+                };
+                Some(pre.len() + n)
+            }
+            State::Up => {
+                if let Some(t) = self.unsubs.first() {
+                    let (n, _) = self.ep.transmit(&Message::Unsubscribe(t), out)?;
+                    self.unsubs.remove(0);
+                    return Some(n);
+                }
+                if let Some(sub) = self.subs.iter_mut().find(|s| !s.declared) {
+                    let (n, _) = self.ep.transmit(&Message::Subscribe(&sub.topic), out)?;
+                    sub.declared = true;
+                    return Some(n);
+                }
+                if self.ep.status_needed(now) {
+                    let limit = self.credit_limit();
+                    let digest = wire::sub_digest(self.subs.iter().map(|s| s.topic.as_str()));
+                    return self
+                        .ep
+                        .transmit_status(now, limit, self.subs.len() as u8, digest, out);
+                }
+                self.ep.transmit_publish(out)
+            }
+        }
+    }
+
+    /// Takes the oldest received PUBLISH, if any. The queue slot (and the
+    /// gateway's credit) is released when the returned guard is dropped.
+    pub fn recv(&mut self) -> Option<Received<'_, FRAME, TX, QUEUE, SUBS>> {
+        if self.queue.is_empty() {
+            None
+        } else {
+            Some(Received { dev: self })
+        }
+    }
+
+    /// PUBLISHes queued for the gateway and not yet transmitted.
+    pub fn queued_tx(&self) -> u32 {
+        self.ep.queued_publishes()
+    }
+
+    /// Received PUBLISHes waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    fn credit_limit(&self) -> u16 {
+        let free = (QUEUE - self.queue.len()).min(0x7FFF) as u16;
+        self.ep.pub_received.wrapping_add(free)
+    }
+
+    fn start_hello(&mut self) {
+        self.state = State::Hello {
+            last: None,
+            seq: None,
+        };
+        self.flush_first = true;
+        self.force_resync = false;
+        self.unsubs.clear();
+        // Queued messages stay: the new session starts with the free slots.
+        self.ep.reset_session(0, self.free_slots());
+    }
+
+    fn free_slots(&self) -> u16 {
+        (QUEUE - self.queue.len()).min(255) as u16
+    }
+
+    fn release(&mut self) {
+        self.queue.pop_front();
+        let limit = self.credit_limit();
+        self.ep.credit_changed(limit, QUEUE.min(0x7FFF) as u16);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn on_message<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>(
+    ep: &mut Endpoint<TX>,
+    state: &mut State,
+    gateway_session: &mut Option<u32>,
+    subs: &mut Vec<Sub, SUBS>,
+    unsubs: &mut Vec<String<{ wire::MAX_SUB_TOPIC_LEN }>, SUBS>,
+    queue: &mut Deque<Vec<u8, FRAME>, QUEUE>,
+    session: u32,
+    seq: u8,
+    msg: Message<'_>,
+    now: Instant,
+) -> Option<Event> {
+    match *state {
+        State::Hello { seq: hello_seq, .. } => {
+            if let Message::Welcome(w) = msg {
+                if w.device_session == session && Some(w.hello_seq) == hello_seq {
+                    *state = State::Up;
+                    *gateway_session = Some(w.gateway_session);
+                    let free = (QUEUE - queue.len()).min(255) as u16;
+                    ep.reset_session(w.credits, free);
+                    ep.set_rx_expected(seq);
+                    ep.peer_max_frame = w.max_frame;
+                    ep.last_rx = now;
+                    ep.status_due = true;
+                    for s in subs.iter_mut() {
+                        s.declared = false;
+                    }
+                    unsubs.clear();
+                    ep.stats.ups = ep.stats.ups.wrapping_add(1);
+                    return Some(Event::Up {
+                        gateway_session: w.gateway_session,
+                    });
+                }
+            }
+            ep.stats.count_not_up(&msg);
+            None
+        }
+        State::Up => {
+            if let Message::Resync { gateway_session: g } = msg {
+                if Some(g) != *gateway_session || ep.accept_seq(seq) {
+                    ep.stats.resyncs = ep.stats.resyncs.wrapping_add(1);
+                    ep.stats.downs = ep.stats.downs.wrapping_add(1);
+                    return Some(Event::Down);
+                }
+                return None;
+            }
+            if !ep.accept_seq(seq) {
+                return None;
+            }
+            ep.last_rx = now;
+            match msg {
+                Message::Heartbeat(hb) => {
+                    ep.on_heartbeat(&hb);
+                    None
+                }
+                Message::Publish { topic, payload } => {
+                    ep.on_publish_received();
+                    let mut slot = Vec::new();
+                    let ok = slot.push(topic.len() as u8).is_ok()
+                        && slot.extend_from_slice(topic.as_bytes()).is_ok()
+                        && slot.extend_from_slice(payload).is_ok()
+                        && queue.push_back(slot).is_ok();
+                    if ok {
+                        Some(Event::Received)
+                    } else {
+                        ep.stats.drop_queue_full = ep.stats.drop_queue_full.wrapping_add(1);
+                        None
+                    }
+                }
+                // A WELCOME for an older HELLO, or frames a gateway never sends.
+                _ => {
+                    ep.stats.unexpected = ep.stats.unexpected.wrapping_add(1);
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// A received PUBLISH at the head of the device's queue; dropping it frees the
+/// slot and returns a credit to the gateway.
+#[derive(Debug)]
+pub struct Received<'a, const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
+{
+    dev: &'a mut Device<FRAME, TX, QUEUE, SUBS>,
+}
+
+impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
+    Received<'_, FRAME, TX, QUEUE, SUBS>
+{
+    fn slot(&self) -> &[u8] {
+        self.dev.queue.front().map_or(&[], |v| v.as_slice())
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        let s = self.slot();
+        let n = s.first().map_or(0, |&n| usize::from(n));
+        // Validated as UTF-8 when it was queued.
+        s.get(1..1 + n)
+            .and_then(|t| core::str::from_utf8(t).ok())
+            .unwrap_or("")
+    }
+
+    /// The msgpack payload bytes, exactly as the gateway forwarded them.
+    pub fn payload(&self) -> &[u8] {
+        let s = self.slot();
+        let n = s.first().map_or(0, |&n| usize::from(n));
+        s.get(1 + n..).unwrap_or(&[])
+    }
+}
+
+impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize> Drop
+    for Received<'_, FRAME, TX, QUEUE, SUBS>
+{
+    fn drop(&mut self) {
+        self.dev.release();
+    }
+}

@@ -1,0 +1,483 @@
+//! The gateway (Raspberry Pi) end of the link.
+
+use heapless::{String, Vec};
+
+use super::endpoint::Endpoint;
+use super::wire::{self, Message, Welcome};
+use super::{Config, Identity, Instant, SendError, Stats};
+use crate::frame::{Deframer, Feed};
+
+/// What [`Gateway::handle_rx`] and [`Gateway::poll`] report.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Event<'a> {
+    /// The link came up (a HELLO after start or after [`Event::Down`]).
+    /// Subscriptions follow as [`Event::Subscribe`].
+    Up(&'a Identity),
+    /// The device restarted (a HELLO with a new session id): forget every
+    /// subscription it declared before. [`Event::Up`] and its re-declared
+    /// subscriptions follow.
+    Reset(&'a Identity),
+    /// The device went silent for [`Config::timeout_ms`]. Its subscriptions
+    /// are kept: after a re-plug without reset it comes back with the same
+    /// session, and only changes are reported.
+    Down,
+    /// The device subscribes to a topic prefix.
+    Subscribe(&'a str),
+    /// The device drops a topic prefix.
+    Unsubscribe(&'a str),
+    /// A message from the device: forward `payload` (msgpack, unchanged) on
+    /// `topic`.
+    Publish {
+        /// The topic.
+        topic: &'a str,
+        /// The msgpack payload bytes as the device sent them.
+        payload: &'a [u8],
+    },
+}
+
+#[derive(Debug, Clone)]
+struct MirrorSub {
+    topic: String<{ wire::MAX_SUB_TOPIC_LEN }>,
+    /// Not re-declared since the device's last re-HELLO.
+    stale: bool,
+}
+
+/// Decision taken for one frame, before borrowing its bytes for the event.
+enum Step {
+    None,
+    Up,
+    Reset,
+    Subscribe,
+    Unsubscribe,
+    Publish,
+}
+
+/// The gateway end of the serial link: a sans-IO state machine.
+///
+/// - `FRAME`: receive buffer, the largest COBS-encoded frame (delimiter
+///   excluded) the gateway accepts, declared to the device in WELCOME; also
+///   the largest frame it sends. At least [`MIN_FRAME`](super::MIN_FRAME).
+/// - `TX`: bytes for queued outgoing PUBLISHes (each takes topic + payload +
+///   3 bytes).
+/// - `SUBS`: the largest subscription table a device may declare.
+///
+/// See the [module docs](super) for the protocol and a full example.
+#[derive(Debug)]
+pub struct Gateway<const FRAME: usize = 1024, const TX: usize = 4096, const SUBS: usize = 32> {
+    deframer: Deframer<FRAME>,
+    st: Inner<TX, SUBS>,
+}
+
+#[derive(Debug)]
+struct Inner<const TX: usize, const SUBS: usize> {
+    ep: Endpoint<TX>,
+    session: u32,
+    up: bool,
+    identity: Option<Identity>,
+    last_hello_seq: u8,
+    mirror: Vec<MirrorSub, SUBS>,
+    /// Re-HELLO of the same session: sweep stale entries at its next heartbeat.
+    sweep_armed: bool,
+    sweeping: bool,
+    removed: String<{ wire::MAX_SUB_TOPIC_LEN }>,
+    pending_up: bool,
+    welcome_due: Option<u8>,
+    resync_due: bool,
+    last_resync: Option<Instant>,
+    /// A SUBSCRIBE did not fit the mirror this session: the digests cannot
+    /// match, so do not ask for resyncs that cannot help.
+    sub_overflowed: bool,
+}
+
+impl<const TX: usize, const SUBS: usize> Inner<TX, SUBS> {
+    fn pending_event(&mut self) -> Option<Event<'_>> {
+        if self.pending_up {
+            self.pending_up = false;
+            return self.identity.as_ref().map(Event::Up);
+        }
+        if self.sweeping {
+            match self.mirror.iter().position(|s| s.stale) {
+                Some(i) => {
+                    self.removed = self.mirror.remove(i).topic;
+                    return Some(Event::Unsubscribe(&self.removed));
+                }
+                None => self.sweeping = false,
+            }
+        }
+        None
+    }
+
+    fn pending_event_ready(&self) -> bool {
+        self.pending_up || (self.sweeping && self.mirror.iter().any(|s| s.stale))
+    }
+
+    fn on_message(&mut self, seq: u8, msg: Message<'_>, now: Instant) -> Step {
+        if let Message::Hello(h) = msg {
+            let same = self
+                .identity
+                .as_ref()
+                .is_some_and(|i| i.session == h.session);
+            if same && seq == self.last_hello_seq {
+                // A repeated copy of the HELLO already answered.
+                self.ep.stats.duplicates = self.ep.stats.duplicates.wrapping_add(1);
+                return Step::None;
+            }
+            let had_identity = self.identity.is_some();
+            let was_up = self.up;
+            self.identity = Some(Identity::from_hello(&h));
+            self.last_hello_seq = seq;
+            self.ep.reset_session(u16::from(h.credits), self.window());
+            self.ep.set_rx_expected(seq);
+            self.ep.peer_max_frame = h.max_frame;
+            self.ep.last_rx = now;
+            self.up = true;
+            self.welcome_due = Some(seq);
+            self.resync_due = false;
+            self.sub_overflowed = false;
+            if !was_up {
+                self.ep.stats.ups = self.ep.stats.ups.wrapping_add(1);
+            }
+            if !same {
+                self.mirror.clear();
+                self.sweep_armed = false;
+                self.sweeping = false;
+                if had_identity {
+                    self.ep.stats.resets = self.ep.stats.resets.wrapping_add(1);
+                    self.pending_up = true;
+                    return Step::Reset;
+                }
+                return Step::Up;
+            }
+            // Same session: the device re-declares everything; entries it
+            // does not re-declare are removed at its next heartbeat.
+            for s in self.mirror.iter_mut() {
+                s.stale = true;
+            }
+            self.sweep_armed = true;
+            self.sweeping = false;
+            return if was_up { Step::None } else { Step::Up };
+        }
+        if !self.up {
+            self.ep.stats.count_not_up(&msg);
+            self.request_resync(now);
+            return Step::None;
+        }
+        if !self.ep.accept_seq(seq) {
+            return Step::None;
+        }
+        self.ep.last_rx = now;
+        match msg {
+            Message::Heartbeat(hb) => {
+                self.ep.on_heartbeat(&hb);
+                if self.sweep_armed {
+                    self.sweep_armed = false;
+                    self.sweeping = true;
+                }
+                let (count, digest) = {
+                    let live = self
+                        .mirror
+                        .iter()
+                        .filter(|s| !s.stale)
+                        .map(|s| s.topic.as_str());
+                    let count = live.clone().count();
+                    (count, wire::sub_digest(live))
+                };
+                if !self.sub_overflowed
+                    && (count != usize::from(hb.sub_count) || digest != hb.sub_digest)
+                {
+                    // A SUBSCRIBE or UNSUBSCRIBE got lost: ask for all again.
+                    self.request_resync(now);
+                }
+                // Credits the device may use were just reconciled.
+                let limit = self.credit_limit();
+                let window = self.window();
+                self.ep.credit_changed(limit, window);
+                Step::None
+            }
+            Message::Subscribe(t) => {
+                if let Some(s) = self.mirror.iter_mut().find(|s| s.topic == t) {
+                    s.stale = false;
+                    return Step::None;
+                }
+                let Ok(topic) = String::try_from(t) else {
+                    self.ep.stats.malformed = self.ep.stats.malformed.wrapping_add(1);
+                    return Step::None;
+                };
+                if self
+                    .mirror
+                    .push(MirrorSub {
+                        topic,
+                        stale: false,
+                    })
+                    .is_err()
+                {
+                    self.sub_overflowed = true;
+                    self.ep.stats.sub_overflow = self.ep.stats.sub_overflow.wrapping_add(1);
+                    return Step::None;
+                }
+                Step::Subscribe
+            }
+            Message::Unsubscribe(t) => match self.mirror.iter().position(|s| s.topic == t) {
+                Some(i) => {
+                    self.mirror.remove(i);
+                    Step::Unsubscribe
+                }
+                None => Step::None,
+            },
+            Message::Publish { .. } => {
+                self.ep.on_publish_received();
+                let limit = self.credit_limit();
+                let window = self.window();
+                self.ep.credit_changed(limit, window);
+                Step::Publish
+            }
+            _ => {
+                self.ep.stats.unexpected = self.ep.stats.unexpected.wrapping_add(1);
+                Step::None
+            }
+        }
+    }
+
+    fn window(&self) -> u16 {
+        self.ep.cfg.gateway_credits.clamp(1, 0x7FFF)
+    }
+
+    fn credit_limit(&self) -> u16 {
+        self.ep.pub_received.wrapping_add(self.window())
+    }
+
+    fn request_resync(&mut self, now: Instant) {
+        if !self.resync_due
+            && self
+                .last_resync
+                .is_none_or(|t| now.millis_since(t) >= u64::from(self.ep.cfg.hello_interval_ms))
+        {
+            self.resync_due = true;
+        }
+    }
+}
+
+impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, SUBS> {
+    /// A gateway whose process run is identified by `session` (any value
+    /// that changes between runs: a random number, the start time).
+    pub const fn new(session: u32, config: Config) -> Self {
+        const {
+            assert!(
+                FRAME >= super::MIN_FRAME,
+                "FRAME must be at least link::MIN_FRAME"
+            )
+        };
+        Gateway {
+            deframer: Deframer::new(),
+            st: Inner {
+                ep: Endpoint::new(config, FRAME),
+                session,
+                up: false,
+                identity: None,
+                last_hello_seq: 0,
+                mirror: Vec::new(),
+                sweep_armed: false,
+                sweeping: false,
+                removed: String::new(),
+                pending_up: false,
+                welcome_due: None,
+                resync_due: false,
+                last_resync: None,
+                sub_overflowed: false,
+            },
+        }
+    }
+
+    /// Whether the link is up.
+    pub fn is_up(&self) -> bool {
+        self.st.up
+    }
+
+    /// The device's identity from its last HELLO.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.st.identity.as_ref()
+    }
+
+    /// The device's subscriptions as the gateway knows them.
+    pub fn subscriptions(&self) -> impl Iterator<Item = &str> {
+        self.st.mirror.iter().map(|s| s.topic.as_str())
+    }
+
+    /// Counters of everything sent, received and dropped.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.st.ep.stats;
+        s.frame = self.deframer.stats();
+        s
+    }
+
+    /// PUBLISHes the gateway may still queue before the device grants more.
+    pub fn credits(&self) -> u16 {
+        if self.st.up {
+            self.st.ep.credits()
+        } else {
+            0
+        }
+    }
+
+    /// Queues a PUBLISH for the device; `payload` (msgpack from the
+    /// backplane) is sent unchanged.
+    ///
+    /// # Errors
+    /// [`SendError`]: [`SendError::NoCredit`] when the device's receive queue
+    /// is full, and so on. Every refused message is counted in [`Stats`].
+    pub fn publish(&mut self, topic: &str, payload: &[u8], _now: Instant) -> Result<(), SendError> {
+        if !self.st.up {
+            self.st.ep.stats.count_send_error(SendError::NotUp);
+            return Err(SendError::NotUp);
+        }
+        self.st.ep.try_queue_publish(topic, payload)
+    }
+
+    /// Feeds received bytes. Returns the next event and the unconsumed
+    /// input; call again with the rest until it returns `(None, _)` (then
+    /// all input is consumed and no event is pending).
+    pub fn handle_rx<'b>(
+        &mut self,
+        bytes: &'b [u8],
+        now: Instant,
+    ) -> (Option<Event<'_>>, &'b [u8]) {
+        if self.st.pending_up || self.st.sweeping {
+            // Two-step borrow: check, then return the borrowed event.
+            if self.st.pending_event_ready() {
+                return (self.st.pending_event(), bytes);
+            }
+        }
+        let mut input = bytes;
+        let mut step = Step::None;
+        while !input.is_empty() {
+            match self.deframer.feed(input) {
+                Feed::Consumed => {
+                    input = &[];
+                    break;
+                }
+                Feed::Dropped { rest, .. } => input = rest,
+                Feed::Frame { frame, rest } => {
+                    input = rest;
+                    self.st.ep.stats.frames_rx = self.st.ep.stats.frames_rx.wrapping_add(1);
+                    let seq = frame.seq();
+                    match Message::parse(frame.kind(), frame.payload()) {
+                        Ok(msg) => step = self.st.on_message(seq, msg, now),
+                        Err(_) => {
+                            self.st.ep.stats.malformed = self.st.ep.stats.malformed.wrapping_add(1)
+                        }
+                    }
+                    if !matches!(step, Step::None) {
+                        break;
+                    }
+                }
+            }
+        }
+        let ev = match step {
+            Step::None => {
+                if self.st.pending_event_ready() {
+                    self.st.pending_event()
+                } else {
+                    None
+                }
+            }
+            Step::Up => self.st.identity.as_ref().map(Event::Up),
+            Step::Reset => self.st.identity.as_ref().map(Event::Reset),
+            Step::Subscribe | Step::Unsubscribe | Step::Publish => {
+                match self
+                    .deframer
+                    .last_frame()
+                    .and_then(|f| Message::parse(f.kind(), f.into_payload()).ok())
+                {
+                    Some(Message::Subscribe(t)) => Some(Event::Subscribe(t)),
+                    Some(Message::Unsubscribe(t)) => Some(Event::Unsubscribe(t)),
+                    Some(Message::Publish { topic, payload }) => {
+                        Some(Event::Publish { topic, payload })
+                    }
+                    _ => None,
+                }
+            }
+        };
+        (ev, input)
+    }
+
+    /// Runs timers: reports [`Event::Down`] when the device has been silent
+    /// for [`Config::timeout_ms`], and pending events (call it until `None`).
+    pub fn poll(&mut self, now: Instant) -> Option<Event<'_>> {
+        if self.st.up && self.st.ep.timed_out(now) {
+            self.st.up = false;
+            self.st.welcome_due = None;
+            self.st.ep.discard_tx();
+            self.st.ep.stats.downs = self.st.ep.stats.downs.wrapping_add(1);
+            return Some(Event::Down);
+        }
+        if self.st.pending_event_ready() {
+            return self.st.pending_event();
+        }
+        None
+    }
+
+    /// The time by which [`Gateway::poll`] / [`Gateway::poll_transmit`]
+    /// should be called again if nothing arrives.
+    ///
+    /// While the link is down the gateway has no timer (it only answers
+    /// the device), so this is `None`; while it is up it is the earlier of
+    /// the next heartbeat and the device's timeout.
+    pub fn poll_at(&self) -> Option<Instant> {
+        if !self.st.up {
+            return None;
+        }
+        let to = self
+            .st
+            .ep
+            .last_rx
+            .millis()
+            .saturating_add(u64::from(self.st.ep.cfg.timeout_ms));
+        Some(self.st.ep.status_at().min(Instant::from_millis(to)))
+    }
+
+    /// Writes the next frame to send into `out` (give it `FRAME + 1` bytes:
+    /// then any frame fits) and returns its length; `None` when nothing is due. Call it until it
+    /// returns `None` after every other call.
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
+        if let Some(hello_seq) = self.st.welcome_due {
+            let device_session = self.st.identity.as_ref().map_or(0, |i| i.session);
+            let w = Welcome {
+                device_session,
+                hello_seq,
+                gateway_session: self.st.session,
+                max_frame: FRAME.min(0xFFFF) as u16,
+                credits: self.st.credit_limit(),
+            };
+            let (n, _) = self.st.ep.transmit(&Message::Welcome(w), out)?;
+            self.st.welcome_due = None;
+            return Some(n);
+        }
+        if self.st.resync_due {
+            let (n, _) = self.st.ep.transmit(
+                &Message::Resync {
+                    gateway_session: self.st.session,
+                },
+                out,
+            )?;
+            self.st.resync_due = false;
+            self.st.last_resync = Some(now);
+            self.st.ep.stats.resyncs = self.st.ep.stats.resyncs.wrapping_add(1);
+            return Some(n);
+        }
+        if !self.st.up {
+            return None;
+        }
+        if self.st.ep.status_needed(now) {
+            let limit = self.st.credit_limit();
+            return self.st.ep.transmit_status(now, limit, 0, 0, out);
+        }
+        self.st.ep.transmit_publish(out)
+    }
+
+    /// PUBLISHes queued for the device and not yet transmitted.
+    pub fn queued(&self) -> u32 {
+        self.st.ep.queued_publishes()
+    }
+}

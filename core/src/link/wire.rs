@@ -1,0 +1,327 @@
+//! The link messages: frame kinds and payload layouts, parsed from and
+//! written to [`frame`](crate::frame) payloads. All integers are little endian.
+//!
+//! Both ends of the link use this one definition (see the table in the
+//! [`link`](super) module docs).
+
+use core::fmt;
+
+use crate::frame::{self, EncodeError};
+
+/// Frame kinds of the link protocol.
+pub mod kind {
+    /// Device → gateway: identity, capacities, session id.
+    pub const HELLO: u8 = 0x01;
+    /// Gateway → device: accepts a HELLO, grants initial credits.
+    pub const WELCOME: u8 = 0x02;
+    /// Both ways: liveness, publish counter, credit limit, subscription digest.
+    pub const HEARTBEAT: u8 = 0x03;
+    /// Gateway → device: "send HELLO and re-declare your subscriptions".
+    pub const RESYNC: u8 = 0x04;
+    /// Device → gateway: subscribe to a topic prefix.
+    pub const SUBSCRIBE: u8 = 0x05;
+    /// Device → gateway: drop a topic prefix subscription.
+    pub const UNSUBSCRIBE: u8 = 0x06;
+    /// Both ways: topic and msgpack payload bytes.
+    pub const PUBLISH: u8 = 0x10;
+}
+
+/// Longest device name in a HELLO.
+pub const MAX_NAME_LEN: usize = 32;
+/// Longest firmware version string in a HELLO.
+pub const MAX_VERSION_LEN: usize = 16;
+/// Longest topic in a PUBLISH (its length is one byte).
+pub const MAX_PUBLISH_TOPIC_LEN: usize = 255;
+/// Longest subscription topic prefix (device table and gateway mirror).
+pub const MAX_SUB_TOPIC_LEN: usize = 64;
+
+/// Link bytes a PUBLISH costs beyond its topic and payload when its frame
+/// body is under 254 bytes: kind, seq, topic length, CRC (2), COBS code byte,
+/// delimiter.
+pub const PUBLISH_OVERHEAD: usize = 7;
+
+/// A malformed link message (a wire error: the peer sent bad bytes, or bytes
+/// were corrupted in a way the CRC missed).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Error {
+    /// The frame kind is not defined.
+    UnknownKind,
+    /// The payload ends before its fields do.
+    Truncated,
+    /// The payload has bytes after its last field.
+    TrailingBytes,
+    /// A topic, name or version is not UTF-8.
+    NotUtf8,
+    /// A name, version or subscription topic exceeds its maximum length.
+    TooLong,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Error::UnknownKind => "unknown frame kind",
+            Error::Truncated => "truncated message",
+            Error::TrailingBytes => "trailing bytes in message",
+            Error::NotUtf8 => "string is not utf-8",
+            Error::TooLong => "string too long",
+        })
+    }
+}
+
+impl core::error::Error for Error {}
+
+/// HELLO: the device's identity and capacities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Hello<'a> {
+    /// Boot session id; a new value means the device restarted.
+    pub session: u32,
+    /// Largest COBS-encoded frame (delimiter excluded) the device can receive.
+    pub max_frame: u16,
+    /// Receive-queue slots: the initial credit for the gateway's PUBLISHes.
+    pub credits: u8,
+    /// Subscription table capacity.
+    pub max_subs: u8,
+    /// Device name.
+    pub name: &'a str,
+    /// Firmware version.
+    pub version: &'a str,
+}
+
+/// WELCOME: the gateway accepts a HELLO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Welcome {
+    /// The session id of the HELLO this answers.
+    pub device_session: u32,
+    /// The sequence number of the HELLO this answers.
+    pub hello_seq: u8,
+    /// The gateway's own session id (changes when the gateway restarts).
+    pub gateway_session: u32,
+    /// Largest COBS-encoded frame (delimiter excluded) the gateway can receive.
+    pub max_frame: u16,
+    /// Initial credit limit for the device's PUBLISHes.
+    pub credits: u16,
+}
+
+/// HEARTBEAT: liveness plus flow-control and subscription state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Heartbeat {
+    /// PUBLISH frames the sender has sent this session (wrapping).
+    pub pub_sent: u16,
+    /// The peer's PUBLISH frames the sender has received or learnt lost this
+    /// session (wrapping): an acknowledgement.
+    pub pub_received: u16,
+    /// The sender accepts the peer's PUBLISHes while the peer's `pub_sent`
+    /// is below this value (wrapping).
+    pub credit_limit: u16,
+    /// Device: number of subscriptions; gateway: 0.
+    pub sub_count: u8,
+    /// Device: [`sub_digest`] of its subscriptions; gateway: 0.
+    pub sub_digest: u16,
+}
+
+/// A parsed link message, borrowing strings and payload from the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Message<'a> {
+    /// See [`Hello`].
+    Hello(Hello<'a>),
+    /// See [`Welcome`].
+    Welcome(Welcome),
+    /// See [`Heartbeat`].
+    Heartbeat(Heartbeat),
+    /// Asks the device to send HELLO and re-declare its subscriptions.
+    Resync {
+        /// The gateway's session id.
+        gateway_session: u32,
+    },
+    /// The device subscribes to a topic prefix.
+    Subscribe(&'a str),
+    /// The device drops a topic prefix.
+    Unsubscribe(&'a str),
+    /// A message for the other side.
+    Publish {
+        /// The topic.
+        topic: &'a str,
+        /// The msgpack payload, never parsed by the link.
+        payload: &'a [u8],
+    },
+}
+
+/// An order-independent digest of a set of subscription topics: the wrapping
+/// sum of the frame CRC of each topic. Device and gateway compare it in
+/// heartbeats to detect a lost SUBSCRIBE or UNSUBSCRIBE.
+pub fn sub_digest<'a>(topics: impl IntoIterator<Item = &'a str>) -> u16 {
+    topics.into_iter().fold(0u16, |acc, t| {
+        acc.wrapping_add(frame::CRC.checksum(t.as_bytes()))
+    })
+}
+
+struct Reader<'a> {
+    data: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
+        if self.data.len() < n {
+            return Err(Error::Truncated);
+        }
+        let (head, tail) = self.data.split_at(n);
+        self.data = tail;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, Error> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, Error> {
+        let b = self.take(2)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self) -> Result<u32, Error> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn str(&mut self, max: usize) -> Result<&'a str, Error> {
+        let n = usize::from(self.u8()?);
+        if n > max {
+            return Err(Error::TooLong);
+        }
+        core::str::from_utf8(self.take(n)?).map_err(|_| Error::NotUtf8)
+    }
+    fn rest_str(&mut self, max: usize) -> Result<&'a str, Error> {
+        let rest = core::mem::take(&mut self.data);
+        if rest.len() > max {
+            return Err(Error::TooLong);
+        }
+        core::str::from_utf8(rest).map_err(|_| Error::NotUtf8)
+    }
+    fn end(&self) -> Result<(), Error> {
+        if self.data.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::TrailingBytes)
+        }
+    }
+}
+
+impl<'a> Message<'a> {
+    /// Parses the payload of a frame of the given kind.
+    ///
+    /// # Errors
+    /// A [`Error`] naming what is malformed.
+    pub fn parse(kind: u8, payload: &'a [u8]) -> Result<Message<'a>, Error> {
+        let mut r = Reader { data: payload };
+        let msg = match kind {
+            kind::HELLO => Message::Hello(Hello {
+                session: r.u32()?,
+                max_frame: r.u16()?,
+                credits: r.u8()?,
+                max_subs: r.u8()?,
+                name: r.str(MAX_NAME_LEN)?,
+                version: r.str(MAX_VERSION_LEN)?,
+            }),
+            kind::WELCOME => Message::Welcome(Welcome {
+                device_session: r.u32()?,
+                hello_seq: r.u8()?,
+                gateway_session: r.u32()?,
+                max_frame: r.u16()?,
+                credits: r.u16()?,
+            }),
+            kind::HEARTBEAT => Message::Heartbeat(Heartbeat {
+                pub_sent: r.u16()?,
+                pub_received: r.u16()?,
+                credit_limit: r.u16()?,
+                sub_count: r.u8()?,
+                sub_digest: r.u16()?,
+            }),
+            kind::RESYNC => Message::Resync {
+                gateway_session: r.u32()?,
+            },
+            kind::SUBSCRIBE => Message::Subscribe(r.rest_str(MAX_SUB_TOPIC_LEN)?),
+            kind::UNSUBSCRIBE => Message::Unsubscribe(r.rest_str(MAX_SUB_TOPIC_LEN)?),
+            kind::PUBLISH => {
+                let topic = r.str(MAX_PUBLISH_TOPIC_LEN)?;
+                let payload = core::mem::take(&mut r.data);
+                Message::Publish { topic, payload }
+            }
+            _ => return Err(Error::UnknownKind),
+        };
+        r.end()?;
+        Ok(msg)
+    }
+
+    /// The frame kind of this message.
+    pub fn kind(&self) -> u8 {
+        match self {
+            Message::Hello(_) => kind::HELLO,
+            Message::Welcome(_) => kind::WELCOME,
+            Message::Heartbeat(_) => kind::HEARTBEAT,
+            Message::Resync { .. } => kind::RESYNC,
+            Message::Subscribe(_) => kind::SUBSCRIBE,
+            Message::Unsubscribe(_) => kind::UNSUBSCRIBE,
+            Message::Publish { .. } => kind::PUBLISH,
+        }
+    }
+
+    /// Writes this message as a complete wire frame (COBS and delimiter)
+    /// with sequence number `seq`; returns the bytes written.
+    ///
+    /// Strings longer than their maximum are truncated by the length byte
+    /// (callers validate them first; the link state machines do).
+    ///
+    /// # Errors
+    /// [`EncodeError::BufferTooSmall`] if `out` cannot hold the frame.
+    pub fn encode(&self, seq: u8, out: &mut [u8]) -> Result<usize, EncodeError> {
+        let mut fixed = [0u8; 16];
+        let k = self.kind();
+        match *self {
+            Message::Hello(h) => {
+                let name = clamp(h.name.as_bytes(), MAX_NAME_LEN);
+                let version = clamp(h.version.as_bytes(), MAX_VERSION_LEN);
+                fixed[0..4].copy_from_slice(&h.session.to_le_bytes());
+                fixed[4..6].copy_from_slice(&h.max_frame.to_le_bytes());
+                fixed[6] = h.credits;
+                fixed[7] = h.max_subs;
+                fixed[8] = name.len() as u8;
+                let vlen = [version.len() as u8];
+                frame::encode(k, seq, &[&fixed[..9], name, &vlen, version], out)
+            }
+            Message::Welcome(w) => {
+                fixed[0..4].copy_from_slice(&w.device_session.to_le_bytes());
+                fixed[4] = w.hello_seq;
+                fixed[5..9].copy_from_slice(&w.gateway_session.to_le_bytes());
+                fixed[9..11].copy_from_slice(&w.max_frame.to_le_bytes());
+                fixed[11..13].copy_from_slice(&w.credits.to_le_bytes());
+                frame::encode(k, seq, &[&fixed[..13]], out)
+            }
+            Message::Heartbeat(h) => {
+                fixed[0..2].copy_from_slice(&h.pub_sent.to_le_bytes());
+                fixed[2..4].copy_from_slice(&h.pub_received.to_le_bytes());
+                fixed[4..6].copy_from_slice(&h.credit_limit.to_le_bytes());
+                fixed[6] = h.sub_count;
+                fixed[7..9].copy_from_slice(&h.sub_digest.to_le_bytes());
+                frame::encode(k, seq, &[&fixed[..9]], out)
+            }
+            Message::Resync { gateway_session } => {
+                fixed[0..4].copy_from_slice(&gateway_session.to_le_bytes());
+                frame::encode(k, seq, &[&fixed[..4]], out)
+            }
+            Message::Subscribe(t) | Message::Unsubscribe(t) => {
+                frame::encode(k, seq, &[clamp(t.as_bytes(), MAX_SUB_TOPIC_LEN)], out)
+            }
+            Message::Publish { topic, payload } => {
+                let topic = clamp(topic.as_bytes(), MAX_PUBLISH_TOPIC_LEN);
+                let tlen = [topic.len() as u8];
+                frame::encode(k, seq, &[&tlen, topic, payload], out)
+            }
+        }
+    }
+}
+
+fn clamp(s: &[u8], max: usize) -> &[u8] {
+    &s[..s.len().min(max)]
+}
