@@ -8,6 +8,9 @@
 
 pub mod backplane;
 pub mod component;
+pub mod monitor;
+pub mod multi;
+pub mod routing;
 pub mod rpi;
 mod sockopt;
 pub mod wire;
