@@ -12,5 +12,6 @@ pub mod monitor;
 pub mod multi;
 pub mod routing;
 pub mod rpi;
+pub mod serial;
 mod sockopt;
 pub mod wire;

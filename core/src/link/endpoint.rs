@@ -242,6 +242,17 @@ impl<const TX: usize> Endpoint<TX> {
     }
 
     /// Whether a heartbeat should go out now (credit update or timer).
+    /// When the next heartbeat is due (`ZERO` if one is due now).
+    pub(crate) fn status_at(&self) -> Instant {
+        match self.last_status {
+            Some(t) if !self.status_due => Instant::from_millis(
+                t.millis()
+                    .saturating_add(u64::from(self.cfg.heartbeat_interval_ms)),
+            ),
+            _ => Instant::ZERO,
+        }
+    }
+
     pub(crate) fn status_needed(&self, now: Instant) -> bool {
         self.status_due
             || self

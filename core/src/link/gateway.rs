@@ -420,11 +420,21 @@ impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, 
 
     /// The time by which [`Gateway::poll`] / [`Gateway::poll_transmit`]
     /// should be called again if nothing arrives.
-    pub fn poll_at(&self) -> Instant {
-        let base = self.st.ep.last_rx.millis();
-        let hb = base.saturating_add(u64::from(self.st.ep.cfg.heartbeat_interval_ms));
-        let to = base.saturating_add(u64::from(self.st.ep.cfg.timeout_ms));
-        Instant::from_millis(hb.min(to))
+    ///
+    /// While the link is down the gateway has no timer (it only answers
+    /// the device), so this is `None`; while it is up it is the earlier of
+    /// the next heartbeat and the device's timeout.
+    pub fn poll_at(&self) -> Option<Instant> {
+        if !self.st.up {
+            return None;
+        }
+        let to = self
+            .st
+            .ep
+            .last_rx
+            .millis()
+            .saturating_add(u64::from(self.st.ep.cfg.timeout_ms));
+        Some(self.st.ep.status_at().min(Instant::from_millis(to)))
     }
 
     /// Writes the next frame to send into `out` (give it `FRAME + 1` bytes:
