@@ -29,6 +29,9 @@
 mod bridge;
 pub mod transport;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant as StdInstant};
 
