@@ -19,10 +19,11 @@
 //! | 2 + n       | 2    | CRC-16, little endian, over bytes `0 .. 2 + n`  |
 //!
 //! On the wire the body is COBS-encoded (no `0x00` inside; one extra byte per
-//! started 254 bytes) and followed by a single `0x00` delimiter. A body of
-//! `b` bytes therefore takes `b + ceil(b / 254) + 1` bytes on the wire, see
-//! [`encoded_len`]: for a body under 254 bytes the framing costs exactly 2
-//! bytes plus 4 bytes of header and CRC.
+//! run of 254 non-zero bytes, and at least one) and followed by a single
+//! `0x00` delimiter. A body of `b` bytes therefore takes at most
+//! `b + ceil(b / 254) + 1` bytes on the wire, see [`encoded_len`]: for a body
+//! under 254 bytes the framing costs exactly 2 bytes plus 4 bytes of header
+//! and CRC.
 //!
 //! # Why CRC-16 (CRC-16/IBM-3740, poly `0x1021`, init `0xFFFF`)
 //!
@@ -32,7 +33,8 @@
 //! 16 bits in any frame this crate sends; a CRC-32 would detect more, but costs
 //! 2 more bytes per frame, and the whole link overhead budget per PUBLISH is 8
 //! bytes. The non-zero initial value makes leading zero bytes count. The
-//! table-driven implementation of the `crc` crate needs a 512-byte table.
+//! `crc` crate computes it with a 512-byte table on microcontrollers and a
+//! slice-by-16 table on hosts ([`CrcTable`]).
 //!
 //! # Views and representation
 //!
@@ -78,9 +80,19 @@
 
 use core::fmt;
 
+/// The CRC table layout: one 512-byte table on bare-metal targets
+/// (`target_os = "none"`, flash is scarce), slice-by-16 (8 KiB, several times
+/// faster) on hosted targets such as the gateway. Both compute the same CRC.
+#[cfg(target_os = "none")]
+pub type CrcTable = crc::Table<1>;
+/// The CRC table layout: one 512-byte table on bare-metal targets
+/// (`target_os = "none"`, flash is scarce), slice-by-16 (8 KiB, several times
+/// faster) on hosted targets such as the gateway. Both compute the same CRC.
+#[cfg(not(target_os = "none"))]
+pub type CrcTable = crc::Table<16>;
+
 /// The CRC used by frames: CRC-16/IBM-3740 (a.k.a. CRC-16/CCITT-FALSE).
-pub const CRC: crc::Crc<u16, crc::Table<1>> =
-    crc::Crc::<u16, crc::Table<1>>::new(&crc::CRC_16_IBM_3740);
+pub const CRC: crc::Crc<u16, CrcTable> = crc::Crc::<u16, CrcTable>::new(&crc::CRC_16_IBM_3740);
 
 /// The delimiter that ends every frame on the wire.
 pub const DELIMITER: u8 = 0x00;
@@ -116,13 +128,14 @@ pub mod field {
 /// The smallest valid body: header and CRC, empty payload.
 pub const MIN_BODY_LEN: usize = field::HEADER_LEN + field::CRC_LEN;
 
-/// Bytes a body of `body_len` bytes takes on the wire, COBS and delimiter
-/// included (this is exact: COBS adds one byte per started 254-byte block).
+/// The most bytes a body of `body_len` bytes takes on the wire, COBS and
+/// delimiter included (exact for bodies under 254 bytes: `body_len + 2`;
+/// longer bodies take less when they contain zeros).
 pub const fn encoded_len(body_len: usize) -> usize {
     cobs::max_encoding_length(body_len) + 1
 }
 
-/// Bytes a frame with a `payload_len`-byte payload takes on the wire.
+/// The most bytes a frame with a `payload_len`-byte payload takes on the wire.
 pub const fn encoded_len_for_payload(payload_len: usize) -> usize {
     encoded_len(MIN_BODY_LEN + payload_len)
 }
@@ -377,7 +390,7 @@ pub fn encode(kind: u8, seq: u8, parts: &[&[u8]], out: &mut [u8]) -> Result<usiz
     let crc = digest.finalize().to_le_bytes();
     enc.push(&crc).map_err(|_| EncodeError::BufferTooSmall)?;
     let n = enc.finalize();
-    // `need` is exact for COBS, but stay safe if it ever is not.
+    // `need` bounds the COBS output, but stay safe if it ever did not.
     let slot = out.get_mut(n).ok_or(EncodeError::BufferTooSmall)?;
     *slot = DELIMITER;
     Ok(n + 1)

@@ -47,7 +47,7 @@
 //! |--------|-------------|-----------|-------------------------------------------------------------------------------------------|
 //! | `0x01` | HELLO       | D → G     | `session u32, max_frame u16, credits u8, max_subs u8, name str8 (≤32), version str8 (≤16)` |
 //! | `0x02` | WELCOME     | G → D     | `device_session u32, hello_seq u8, gateway_session u32, max_frame u16, credits u16`        |
-//! | `0x03` | HEARTBEAT   | both      | `pub_sent u16, credit_limit u16, sub_count u8, sub_digest u16` (gateway: count, digest 0)  |
+//! | `0x03` | HEARTBEAT   | both      | `pub_sent u16, pub_received u16, credit_limit u16, sub_count u8, sub_digest u16` (gateway: count, digest 0) |
 //! | `0x04` | RESYNC      | G → D     | `gateway_session u32`                                                                      |
 //! | `0x05` | SUBSCRIBE   | D → G     | topic prefix, the rest of the payload (≤64 bytes UTF-8)                                    |
 //! | `0x06` | UNSUBSCRIBE | D → G     | topic prefix, the rest of the payload                                                      |
@@ -127,6 +127,11 @@ pub use gateway::Gateway;
 
 use crate::frame;
 use wire::Message;
+
+/// The smallest `FRAME` (receive buffer, encoded frame size) of a
+/// [`Device`] or [`Gateway`]: the largest control frame (a SUBSCRIBE with a
+/// 64-byte topic) takes 69 bytes.
+pub const MIN_FRAME: usize = 72;
 
 /// A point in time in milliseconds from an arbitrary origin (boot, process
 /// start), passed in by the caller. It must not go backwards.
@@ -325,6 +330,9 @@ pub struct Stats {
     pub publish_rx: u32,
     /// The peer's PUBLISHes that never arrived (from its heartbeat counter).
     pub publish_lost: u32,
+    /// Our PUBLISHes sent but not acknowledged when their session ended (the
+    /// link went down or restarted): they may or may not have arrived.
+    pub publish_unconfirmed: u32,
     /// PUBLISHes refused: no credit.
     pub drop_no_credit: u32,
     /// PUBLISHes refused: link down.
@@ -373,6 +381,7 @@ impl Stats {
             publish_tx: 0,
             publish_rx: 0,
             publish_lost: 0,
+            publish_unconfirmed: 0,
             drop_no_credit: 0,
             drop_not_up: 0,
             drop_too_large: 0,

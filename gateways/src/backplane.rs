@@ -264,8 +264,15 @@ impl Backplane {
     /// # Errors
     /// [`Error::Zmq`] if the proxy fails.
     pub fn run(mut self) -> Result<()> {
-        zmq::proxy_steerable(&mut self.frontend, &mut self.backend, &mut self.control)?;
-        Ok(())
+        loop {
+            match zmq::proxy_steerable(&mut self.frontend, &mut self.backend, &mut self.control) {
+                Ok(()) => return Ok(()),
+                // A signal interrupted the poll (e.g. the SIGINT that will
+                // shut us down): carry on; TERMINATE is still queued.
+                Err(zmq::Error::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Runs the backplane on a new thread. The returned guard stops it and

@@ -269,12 +269,12 @@ impl Receiver {
     pub(crate) fn try_recv(
         &mut self,
         socket: &zmq::Socket,
-    ) -> Result<Option<std::result::Result<Message, Rejection>>> {
+    ) -> std::result::Result<Option<std::result::Result<Message, Rejection>>, zmq::Error> {
         let mut first = zmq::Message::new();
         match socket.recv(&mut first, zmq::DONTWAIT) {
             Ok(()) => {}
             Err(zmq::Error::EAGAIN) => return Ok(None),
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
         self.frames.clear();
         let mut more = first.get_more();
@@ -303,6 +303,38 @@ impl Receiver {
     }
 }
 
+/// Sends `[topic, payload]` without blocking on an XPUB socket with
+/// `ZMQ_XPUB_NODROP`; `Ok(false)` when the queue is full (nothing sent).
+pub(crate) fn send_message(
+    socket: &zmq::Socket,
+    topic: &str,
+    payload: &[u8],
+) -> std::result::Result<bool, zmq::Error> {
+    match socket.send(topic.as_bytes(), zmq::SNDMORE | zmq::DONTWAIT) {
+        Ok(()) => {}
+        Err(zmq::Error::EAGAIN) => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    // The queue check is made on the first frame only: this cannot fail for
+    // a full queue.
+    socket.send(payload, 0)?;
+    Ok(true)
+}
+
+/// Creates a publisher socket as components use it: XPUB (subscription
+/// notices readable), counted drops instead of silent ones.
+pub(crate) fn publisher_socket(
+    context: &zmq::Context,
+    hwm: i32,
+    linger: Duration,
+) -> std::result::Result<zmq::Socket, zmq::Error> {
+    let mut publisher = context.socket(zmq::XPUB)?;
+    publisher.set_sndhwm(hwm)?;
+    publisher.set_linger(i32::try_from(linger.as_millis()).unwrap_or(i32::MAX))?;
+    crate::sockopt::set_xpub_nodrop(&mut publisher, true)?;
+    Ok(publisher)
+}
+
 /// Milliseconds for `zmq::poll` from an optional deadline (-1 = forever).
 pub(crate) fn poll_timeout(deadline: Option<Instant>) -> i64 {
     match deadline {
@@ -325,10 +357,7 @@ impl Component {
     /// [`Error::Connect`] for an unusable address, [`Error::Zmq`] otherwise.
     pub fn connect(config: Config) -> Result<Component> {
         let context = zmq::Context::new();
-        let mut publisher = context.socket(zmq::XPUB)?;
-        publisher.set_sndhwm(config.send_hwm)?;
-        publisher.set_linger(i32::try_from(config.linger.as_millis()).unwrap_or(i32::MAX))?;
-        crate::sockopt::set_xpub_nodrop(&mut publisher, true)?;
+        let publisher = publisher_socket(&context, config.send_hwm, config.linger)?;
         let subscriber = context.socket(zmq::SUB)?;
         subscriber.set_rcvhwm(config.recv_hwm)?;
         subscriber.set_linger(0)?;
@@ -437,22 +466,12 @@ impl Component {
     }
 
     fn send(&mut self, topic: &str, payload: &[u8]) -> Result<()> {
-        match self
-            .publisher
-            .send(topic.as_bytes(), zmq::SNDMORE | zmq::DONTWAIT)
-        {
-            Ok(()) => {}
-            Err(zmq::Error::EAGAIN) => {
-                self.send_dropped += 1;
-                return Err(Error::SendQueueFull {
-                    hwm: self.config.send_hwm,
-                });
-            }
-            Err(e) => return Err(e.into()),
+        if !send_message(&self.publisher, topic, payload)? {
+            self.send_dropped += 1;
+            return Err(Error::SendQueueFull {
+                hwm: self.config.send_hwm,
+            });
         }
-        // The queue check is made on the first frame only: this cannot fail
-        // for a full queue.
-        self.publisher.send(payload, 0)?;
         self.sent += 1;
         if self.sent.is_multiple_of(1024) {
             self.drain_subscriptions()?;

@@ -8,6 +8,10 @@
 
 pub mod backplane;
 pub mod component;
+pub mod monitor;
+pub mod multi;
+pub mod routing;
+pub mod rpi;
 pub mod serial;
 mod sockopt;
 pub mod wire;

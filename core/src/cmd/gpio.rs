@@ -196,12 +196,49 @@ impl<'a> I2cData<'a> {
     }
 }
 
-/// Field accessor over a command map.
-struct Fields<'a>(MapRef<'a>);
+/// Every field name any OneGPIO command reads.
+const FIELDS: [&str; 17] = [
+    "command",
+    "pin",
+    "tag",
+    "value",
+    "position",
+    "addr",
+    "register",
+    "number_of_bytes",
+    "data",
+    "freq",
+    "duration",
+    "trigger_pin",
+    "echo_pin",
+    "pins",
+    "steps_per_revolution",
+    "number_of_steps",
+    "motor_speed",
+];
+
+/// The command map's known fields, collected in one pass (the last of
+/// duplicate keys wins, as in a Python dict); other keys are ignored.
+struct Fields<'a>([Option<Value<'a>>; FIELDS.len()]);
 
 impl<'a> Fields<'a> {
+    fn new(map: MapRef<'a>) -> Self {
+        let mut slots = [None; FIELDS.len()];
+        for (k, v) in map.iter() {
+            if let Some(i) = k.as_str().and_then(|k| FIELDS.iter().position(|f| *f == k)) {
+                slots[i] = Some(v);
+            }
+        }
+        Self(slots)
+    }
+
+    fn get(&self, name: &'static str) -> Option<Value<'a>> {
+        let i = FIELDS.iter().position(|f| *f == name)?;
+        self.0[i]
+    }
+
     fn req(&self, name: &'static str) -> Result<Value<'a>, Error<'a>> {
-        self.0.get(name).ok_or(Error::MissingField(name))
+        self.get(name).ok_or(Error::MissingField(name))
     }
 
     fn u8(&self, name: &'static str) -> Result<u8, Error<'a>> {
@@ -221,13 +258,13 @@ impl<'a> Fields<'a> {
     }
 
     fn pin(&self) -> Result<PinRef<'a>, Error<'a>> {
-        let tag = match self.0.get("tag") {
+        let tag = match self.get("tag") {
             None | Some(Value::Nil) => None,
             Some(Value::Str("")) => None,
             Some(Value::Str(s)) => Some(s),
             Some(_) => return Err(Error::WrongType("tag")),
         };
-        let pin = match self.0.get("pin") {
+        let pin = match self.get("pin") {
             None | Some(Value::Nil) => None,
             Some(v) => Some(uint("pin", &v)?),
         };
@@ -291,7 +328,7 @@ impl<'a> OneGpio<'a> {
     /// # Errors
     /// As [`OneGpio::parse`].
     pub fn from_map(map: MapRef<'a>) -> Result<Self, Error<'a>> {
-        let f = Fields(map);
+        let f = Fields::new(map);
         let command = f
             .req("command")?
             .as_str()

@@ -44,7 +44,8 @@ enum State {
 /// The device end of the serial link: a sans-IO state machine.
 ///
 /// - `FRAME`: receive buffer, the largest COBS-encoded frame (delimiter
-///   excluded) the device accepts; declared to the gateway in HELLO.
+///   excluded) the device accepts, declared to the gateway in HELLO; also
+///   the largest frame it sends. At least [`MIN_FRAME`](super::MIN_FRAME).
 /// - `TX`: bytes for queued outgoing PUBLISHes (each takes topic + payload +
 ///   3 bytes).
 /// - `QUEUE`: receive-queue slots of `FRAME` bytes each; the gateway gets
@@ -89,11 +90,18 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
         session: u32,
         config: Config,
     ) -> Result<Self, IdentityError> {
+        const {
+            assert!(
+                FRAME >= super::MIN_FRAME,
+                "FRAME must be at least link::MIN_FRAME"
+            )
+        };
+        const { assert!(QUEUE >= 1, "QUEUE must be at least 1") };
         let name = String::try_from(name).map_err(|_| IdentityError::NameTooLong)?;
         let version = String::try_from(version).map_err(|_| IdentityError::VersionTooLong)?;
         Ok(Device {
             deframer: Deframer::new(),
-            ep: Endpoint::new(config),
+            ep: Endpoint::new(config, FRAME),
             name,
             version,
             session,
@@ -275,8 +283,8 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
         }
     }
 
-    /// Writes the next frame to send into `out` (at least `FRAME + 2` bytes
-    /// so any frame fits) and returns its length; `None` when nothing is due.
+    /// Writes the next frame to send into `out` (give it `FRAME + 2` bytes:
+    /// then any frame fits) and returns its length; `None` when nothing is due.
     /// Call it until it returns `None` after every other call.
     pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
         match self.state {
@@ -341,6 +349,11 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
         } else {
             Some(Received { dev: self })
         }
+    }
+
+    /// PUBLISHes queued for the gateway and not yet transmitted.
+    pub fn queued_tx(&self) -> u32 {
+        self.ep.queued_publishes()
     }
 
     /// Received PUBLISHes waiting in the queue.

@@ -11,6 +11,7 @@ const REC_HDR: usize = 2;
 #[derive(Debug, Clone)]
 pub(crate) struct Endpoint<const TX: usize> {
     pub(crate) cfg: Config,
+    local_max: usize,
     /// Queued PUBLISH payloads (`len u16, topic_len, topic, payload`), encoded
     /// into frames only when transmitted, so sequence numbers follow the
     /// order on the wire.
@@ -26,6 +27,8 @@ pub(crate) struct Endpoint<const TX: usize> {
     pub_emitted: u16,
     /// The peer's credit limit for our PUBLISHes.
     tx_limit: u16,
+    /// Our PUBLISHes the peer has acknowledged (from its heartbeats).
+    peer_acked: u16,
     /// PUBLISHes received from the peer this session (including those
     /// learnt lost from its heartbeat).
     pub(crate) pub_received: u16,
@@ -39,9 +42,13 @@ pub(crate) struct Endpoint<const TX: usize> {
 }
 
 impl<const TX: usize> Endpoint<TX> {
-    pub(crate) const fn new(cfg: Config) -> Self {
+    /// `local_max`: the largest encoded frame (delimiter excluded) this end
+    /// transmits, its own `FRAME`, so that a `poll_transmit` buffer of
+    /// `FRAME + 2` bytes always suffices.
+    pub(crate) const fn new(cfg: Config, local_max: usize) -> Self {
         Endpoint {
             cfg,
+            local_max,
             tx: [0; TX],
             tx_head: 0,
             tx_len: 0,
@@ -51,6 +58,7 @@ impl<const TX: usize> Endpoint<TX> {
             pub_queued: 0,
             pub_emitted: 0,
             tx_limit: 0,
+            peer_acked: 0,
             pub_received: 0,
             advertised: 0,
             status_due: false,
@@ -65,14 +73,28 @@ impl<const TX: usize> Endpoint<TX> {
     /// (and counted).
     pub(crate) fn reset_session(&mut self, tx_limit: u16, advertised: u16) {
         self.discard_tx();
+        self.end_session();
         self.rx_expected = None;
         self.pub_queued = 0;
-        self.pub_emitted = 0;
         self.tx_limit = tx_limit;
         self.pub_received = 0;
         self.advertised = advertised;
         self.status_due = false;
         self.last_status = None;
+    }
+
+    /// Counts our PUBLISHes the peer never acknowledged (they may or may not
+    /// have arrived) and forgets them.
+    pub(crate) fn end_session(&mut self) {
+        let unacked = self.pub_emitted.wrapping_sub(self.peer_acked);
+        if unacked < 0x8000 {
+            self.stats.publish_unconfirmed = self
+                .stats
+                .publish_unconfirmed
+                .wrapping_add(u32::from(unacked));
+        }
+        self.pub_emitted = 0;
+        self.peer_acked = 0;
     }
 
     pub(crate) fn discard_tx(&mut self) {
@@ -133,6 +155,7 @@ impl<const TX: usize> Endpoint<TX> {
         let rec_len = 1 + t.len() + payload.len();
         let wire_len = frame::encoded_len_for_payload(rec_len);
         if wire_len - 1 > usize::from(self.peer_max_frame)
+            || wire_len - 1 > self.local_max
             || REC_HDR + rec_len > TX
             || rec_len > 0xFFFF
         {
@@ -248,6 +271,7 @@ impl<const TX: usize> Endpoint<TX> {
     ) -> Option<usize> {
         let hb = Heartbeat {
             pub_sent: self.pub_emitted,
+            pub_received: self.pub_received,
             credit_limit: limit,
             sub_count,
             sub_digest,
@@ -281,6 +305,7 @@ impl<const TX: usize> Endpoint<TX> {
         }
         self.pub_received = hb.pub_sent;
         self.tx_limit = hb.credit_limit;
+        self.peer_acked = hb.pub_received;
     }
 
     pub(crate) fn on_publish_received(&mut self) {

@@ -57,7 +57,8 @@ enum Step {
 /// The gateway end of the serial link: a sans-IO state machine.
 ///
 /// - `FRAME`: receive buffer, the largest COBS-encoded frame (delimiter
-///   excluded) the gateway accepts; declared to the device in WELCOME.
+///   excluded) the gateway accepts, declared to the device in WELCOME; also
+///   the largest frame it sends. At least [`MIN_FRAME`](super::MIN_FRAME).
 /// - `TX`: bytes for queued outgoing PUBLISHes (each takes topic + payload +
 ///   3 bytes).
 /// - `SUBS`: the largest subscription table a device may declare.
@@ -85,6 +86,9 @@ struct Inner<const TX: usize, const SUBS: usize> {
     welcome_due: Option<u8>,
     resync_due: bool,
     last_resync: Option<Instant>,
+    /// A SUBSCRIBE did not fit the mirror this session: the digests cannot
+    /// match, so do not ask for resyncs that cannot help.
+    sub_overflowed: bool,
 }
 
 impl<const TX: usize, const SUBS: usize> Inner<TX, SUBS> {
@@ -131,6 +135,7 @@ impl<const TX: usize, const SUBS: usize> Inner<TX, SUBS> {
             self.up = true;
             self.welcome_due = Some(seq);
             self.resync_due = false;
+            self.sub_overflowed = false;
             if !was_up {
                 self.ep.stats.ups = self.ep.stats.ups.wrapping_add(1);
             }
@@ -179,7 +184,9 @@ impl<const TX: usize, const SUBS: usize> Inner<TX, SUBS> {
                     let count = live.clone().count();
                     (count, wire::sub_digest(live))
                 };
-                if count != usize::from(hb.sub_count) || digest != hb.sub_digest {
+                if !self.sub_overflowed
+                    && (count != usize::from(hb.sub_count) || digest != hb.sub_digest)
+                {
                     // A SUBSCRIBE or UNSUBSCRIBE got lost: ask for all again.
                     self.request_resync(now);
                 }
@@ -206,6 +213,7 @@ impl<const TX: usize, const SUBS: usize> Inner<TX, SUBS> {
                     })
                     .is_err()
                 {
+                    self.sub_overflowed = true;
                     self.ep.stats.sub_overflow = self.ep.stats.sub_overflow.wrapping_add(1);
                     return Step::None;
                 }
@@ -255,10 +263,16 @@ impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, 
     /// A gateway whose process run is identified by `session` (any value
     /// that changes between runs: a random number, the start time).
     pub const fn new(session: u32, config: Config) -> Self {
+        const {
+            assert!(
+                FRAME >= super::MIN_FRAME,
+                "FRAME must be at least link::MIN_FRAME"
+            )
+        };
         Gateway {
             deframer: Deframer::new(),
             st: Inner {
-                ep: Endpoint::new(config),
+                ep: Endpoint::new(config, FRAME),
                 session,
                 up: false,
                 identity: None,
@@ -271,6 +285,7 @@ impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, 
                 welcome_due: None,
                 resync_due: false,
                 last_resync: None,
+                sub_overflowed: false,
             },
         }
     }
@@ -422,9 +437,8 @@ impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, 
         Some(self.st.ep.status_at().min(Instant::from_millis(to)))
     }
 
-    /// Writes the next frame to send into `out` (at least the device's
-    /// declared max frame + 1 bytes, or 64 bytes for control frames) and
-    /// returns its length; `None` when nothing is due. Call it until it
+    /// Writes the next frame to send into `out` (give it `FRAME + 1` bytes:
+    /// then any frame fits) and returns its length; `None` when nothing is due. Call it until it
     /// returns `None` after every other call.
     pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
         if let Some(hello_seq) = self.st.welcome_due {

@@ -112,6 +112,9 @@ pub struct Welcome {
 pub struct Heartbeat {
     /// PUBLISH frames the sender has sent this session (wrapping).
     pub pub_sent: u16,
+    /// The peer's PUBLISH frames the sender has received or learnt lost this
+    /// session (wrapping): an acknowledgement.
+    pub pub_received: u16,
     /// The sender accepts the peer's PUBLISHes while the peer's `pub_sent`
     /// is below this value (wrapping).
     pub credit_limit: u16,
@@ -230,6 +233,7 @@ impl<'a> Message<'a> {
             }),
             kind::HEARTBEAT => Message::Heartbeat(Heartbeat {
                 pub_sent: r.u16()?,
+                pub_received: r.u16()?,
                 credit_limit: r.u16()?,
                 sub_count: r.u8()?,
                 sub_digest: r.u16()?,
@@ -296,10 +300,11 @@ impl<'a> Message<'a> {
             }
             Message::Heartbeat(h) => {
                 fixed[0..2].copy_from_slice(&h.pub_sent.to_le_bytes());
-                fixed[2..4].copy_from_slice(&h.credit_limit.to_le_bytes());
-                fixed[4] = h.sub_count;
-                fixed[5..7].copy_from_slice(&h.sub_digest.to_le_bytes());
-                frame::encode(k, seq, &[&fixed[..7]], out)
+                fixed[2..4].copy_from_slice(&h.pub_received.to_le_bytes());
+                fixed[4..6].copy_from_slice(&h.credit_limit.to_le_bytes());
+                fixed[6] = h.sub_count;
+                fixed[7..9].copy_from_slice(&h.sub_digest.to_le_bytes());
+                frame::encode(k, seq, &[&fixed[..9]], out)
             }
             Message::Resync { gateway_session } => {
                 fixed[0..4].copy_from_slice(&gateway_session.to_le_bytes());

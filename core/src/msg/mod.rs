@@ -53,8 +53,11 @@
 //!
 //! Map keys: by default ([`Limits::strict_map_keys`]) a map key must be a str
 //! or bin, exactly as Python's `unpackb` (whose `strict_map_key=True` default
-//! raises on any other key type). This keeps a Rust gateway from forwarding a
-//! message that would crash a Python receiver.
+//! raises on any other key type). Together with the other checks of
+//! [`validate`] — no reserved marker `0xc1`, str values valid UTF-8,
+//! extension types 0–127 or a well-formed timestamp (-1) — this means the validator accepts only
+//! what Python's `unpackb(raw=False)` accepts, so a Rust gateway never
+//! forwards a message that would crash a Python receiver.
 
 mod read;
 mod write;
@@ -87,6 +90,12 @@ pub enum Error {
     TooLarge,
     /// A map key is neither str nor bin while [`Limits::strict_map_keys`] is set.
     MapKey,
+    /// An extension uses a reserved negative type other than the timestamp
+    /// (-1); Python's `unpackb` raises on it.
+    ReservedExt,
+    /// A timestamp extension (type -1) is not 4, 8 or 12 bytes or has
+    /// nanoseconds ≥ 10⁹ (Python's `unpackb` raises on it).
+    InvalidTimestamp,
     /// The value has another MessagePack type than the Rust type expects.
     UnexpectedType,
     /// A number does not fit in the Rust type it is decoded into.
@@ -112,6 +121,8 @@ impl fmt::Display for Error {
             Error::TooLong => "msgpack length over limit",
             Error::TooLarge => "msgpack payload over size limit",
             Error::MapKey => "msgpack map key is not str or bin",
+            Error::ReservedExt => "reserved msgpack ext type",
+            Error::InvalidTimestamp => "malformed msgpack timestamp",
             Error::UnexpectedType => "unexpected msgpack type",
             Error::OutOfRange => "number out of range",
             Error::Invalid => "invalid value",

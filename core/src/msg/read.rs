@@ -33,6 +33,7 @@ impl<'a> Cursor<'a> {
         self.bytes.len() - self.pos
     }
 
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
         if n > self.remaining() {
             return Err(Error::Truncated);
@@ -63,6 +64,7 @@ impl<'a> Cursor<'a> {
 
     /// Reads one header. `max_len` bounds str/bin/ext payloads (checked before
     /// the bounds check, so a huge declared length is `TooLong`).
+    #[inline]
     fn head(&mut self, max_len: usize) -> Result<Head<'a>, Error> {
         let marker = self.u8()?;
         let h = match marker {
@@ -177,6 +179,24 @@ fn int(v: i64) -> Head<'static> {
     }
 }
 
+/// The extension type of MessagePack timestamps.
+const TIMESTAMP: i8 = -1;
+
+/// A timestamp extension must be 4, 8 or 12 bytes with nanoseconds below
+/// 10^9; Python's `unpackb` raises `ValueError` on anything else.
+fn check_timestamp(d: &[u8]) -> Result<(), Error> {
+    let nanos = match d.len() {
+        4 => 0,
+        8 => u64::from_be_bytes(d.try_into().map_err(|_| Error::InvalidTimestamp)?) >> 34,
+        12 => u32::from_be_bytes(d[..4].try_into().map_err(|_| Error::InvalidTimestamp)?).into(),
+        _ => return Err(Error::InvalidTimestamp),
+    };
+    if nanos >= 1_000_000_000 {
+        return Err(Error::InvalidTimestamp);
+    }
+    Ok(())
+}
+
 #[derive(Clone, Copy)]
 struct Level {
     /// Values still expected in this container (a map counts keys and values).
@@ -188,7 +208,9 @@ struct Level {
 /// `limits`: every length inside the input, no reserved marker, str values
 /// valid UTF-8, nesting at most [`Limits::max_depth`], container sizes at most
 /// [`Limits::max_items`], str/bin/ext at most [`Limits::max_len`] bytes, map
-/// keys str or bin when [`Limits::strict_map_keys`], and no trailing bytes.
+/// keys str or bin when [`Limits::strict_map_keys`], extension types 0–127
+/// or a well-formed timestamp (type -1) as Python requires, and no trailing
+/// bytes.
 ///
 /// Runs in time linear in `bytes.len()` and constant stack (a fixed array of
 /// [`Limits::MAX_DEPTH`] levels), never recursing and never panicking.
@@ -196,8 +218,8 @@ struct Level {
 /// # Errors
 /// The first problem found, as an [`Error`]: [`Error::TooLarge`],
 /// [`Error::Truncated`], [`Error::TrailingBytes`], [`Error::ReservedMarker`],
-/// [`Error::InvalidUtf8`], [`Error::TooDeep`], [`Error::TooLong`] or
-/// [`Error::MapKey`].
+/// [`Error::InvalidUtf8`], [`Error::TooDeep`], [`Error::TooLong`],
+/// [`Error::MapKey`], [`Error::ReservedExt`] or [`Error::InvalidTimestamp`].
 ///
 /// ```
 /// use banyan_core::msg::{validate, Error, Limits};
@@ -210,34 +232,30 @@ pub fn validate(bytes: &[u8], limits: &Limits) -> Result<(), Error> {
         return Err(Error::TooLarge);
     }
     let max_depth = limits.max_depth.min(Limits::MAX_DEPTH);
-    let mut stack = [Level {
-        left: 0,
-        is_map: false,
-    }; Limits::MAX_DEPTH];
-    let mut depth = 0usize;
+    // Open containers, innermost last; heapless::Vec leaves unused slots
+    // uninitialised, so a shallow payload pays nothing for the deep cap.
+    let mut stack: heapless::Vec<Level, { Limits::MAX_DEPTH }> = heapless::Vec::new();
     let mut cur = Cursor::new(bytes);
     loop {
-        let is_key = match depth.checked_sub(1) {
-            Some(top) => stack[top].is_map && stack[top].left % 2 == 0,
-            None => false,
-        };
         let head = cur.head(limits.max_len)?;
-        if let Some(top) = depth.checked_sub(1) {
-            stack[top].left -= 1;
+        if let Some(top) = stack.last_mut() {
+            let is_key = top.is_map && top.left % 2 == 0;
+            top.left -= 1;
+            if is_key && limits.strict_map_keys && !matches!(head, Head::Str(_) | Head::Bin(_)) {
+                return Err(Error::MapKey);
+            }
         }
-        if is_key && limits.strict_map_keys && !matches!(head, Head::Str(_) | Head::Bin(_)) {
-            return Err(Error::MapKey);
-        }
-        let children = match head {
+        match head {
             Head::Str(s) => {
                 core::str::from_utf8(s).map_err(|_| Error::InvalidUtf8)?;
-                0
             }
+            Head::Ext(TIMESTAMP, d) => check_timestamp(d)?,
+            Head::Ext(ty, _) if ty < 0 => return Err(Error::ReservedExt),
             Head::Array(n) | Head::Map(n) => {
                 if n > limits.max_items {
                     return Err(Error::TooLong);
                 }
-                if depth >= max_depth {
+                if stack.len() >= max_depth {
                     return Err(Error::TooDeep);
                 }
                 let is_map = matches!(head, Head::Map(_));
@@ -247,21 +265,22 @@ pub fn validate(bytes: &[u8], limits: &Limits) -> Result<(), Error> {
                 if values > cur.remaining() {
                     return Err(Error::Truncated);
                 }
-                values
+                if values > 0 {
+                    // Cannot fail: stack.len() < max_depth <= MAX_DEPTH.
+                    stack
+                        .push(Level {
+                            left: values,
+                            is_map,
+                        })
+                        .map_err(|_| Error::TooDeep)?;
+                }
             }
-            _ => 0,
-        };
-        if children > 0 {
-            stack[depth] = Level {
-                left: children,
-                is_map: matches!(head, Head::Map(_)),
-            };
-            depth += 1;
+            _ => {}
         }
-        while depth > 0 && stack[depth - 1].left == 0 {
-            depth -= 1;
+        while stack.last().is_some_and(|top| top.left == 0) {
+            stack.pop();
         }
-        if depth == 0 {
+        if stack.is_empty() {
             break;
         }
     }
@@ -330,7 +349,24 @@ impl<'a> Value<'a> {
     pub fn parse(bytes: &'a [u8], limits: &Limits) -> Result<Self, Error> {
         validate(bytes, limits)?;
         let mut cur = Cursor::new(bytes);
-        read_value(&mut cur).ok_or(Error::Truncated)
+        // A validated payload is one value with nothing after it, so a
+        // top-level container's items are the rest of the input: no need to
+        // skip over them to find its end.
+        let v = match cur.head(usize::MAX)? {
+            Head::Array(len) => Value::Array(ArrayRef {
+                bytes: &bytes[cur.pos..],
+                len,
+            }),
+            Head::Map(len) => Value::Map(MapRef {
+                bytes: &bytes[cur.pos..],
+                len,
+            }),
+            _ => {
+                cur.pos = 0;
+                read_value(&mut cur).ok_or(Error::Truncated)?
+            }
+        };
+        Ok(v)
     }
 
     /// The map, if this is one.

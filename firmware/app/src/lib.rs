@@ -1,0 +1,382 @@
+//! # banyan-firmware-app
+//!
+//! The board-independent part of the banyan-rs firmware. A board crate
+//! (`boards/qemu`, `boards/pico`) sets up clocks, the UART and the pins, builds
+//! a [`Robot`] from its motors and LEDs, then calls [`App::poll`] in its main
+//! loop with the current time in milliseconds. Everything here is `no_std`,
+//! allocation-free and tested on the host with fake UARTs and pins.
+//!
+//! What the application does:
+//!
+//! - runs the **device side of the serial link** ([`banyan_core::link`]) over
+//!   the UART: HELLO with the device's name, firmware version and capacities,
+//!   subscriptions [`RUN_MOTORS`](robot::RUN_MOTORS) and
+//!   [`LIGHT_LEDS`](robot::LIGHT_LEDS), heartbeats and credits;
+//! - applies each `run_motors` / `light_leds` payload to the motors and LEDs
+//!   ([`robot`]), and publishes on the report topic `from_<device name>` a
+//!   `{"report": "state", ...}` after every change and a
+//!   `{"report": "error", "topic": ..., "reason": ...}` for every refused
+//!   command, and every `stats_interval_ms` a `{"report": "stats", ...}` with
+//!   every error and drop counter;
+//! - stops the motors when no `run_motors` arrives within the deadman timeout,
+//!   and when the link goes down (the gateway went away).
+//!
+//! Layers:
+//! - [`io`]: non-blocking byte pumping with counters.
+//! - [`robot`]: commands → actuators → report payloads.
+//! - [`App`]: the link, the robot and the UART tied together.
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod io;
+pub mod robot;
+
+use banyan_core::actuator::{self, SetBrightness, SetSpeed};
+use banyan_core::link::{self, device::Event, Device, Instant};
+use core::fmt;
+use embedded_io::{Read, ReadReady, Write, WriteReady};
+use heapless::String;
+
+pub use robot::Robot;
+
+/// Largest link frame the device accepts (COBS-encoded, delimiter excluded).
+pub const FRAME: usize = 256;
+/// Receive-queue slots of [`FRAME`] bytes: the credits granted to the gateway.
+pub const QUEUE: usize = 4;
+/// Bytes of outgoing PUBLISHes the link may hold.
+pub const LINK_TX: usize = 512;
+/// Subscription table size.
+pub const SUBS: usize = 4;
+/// Capacity of the UART transmit queue (at least one whole frame).
+pub const TX_CAPACITY: usize = 512;
+/// Largest report payload.
+pub const REPORT_CAPACITY: usize = 240;
+
+/// The device end of the link as the firmware sizes it.
+pub type LinkDevice = Device<FRAME, LINK_TX, QUEUE, SUBS>;
+
+/// Bytes one outgoing frame may take: the largest report on the longest
+/// report topic, plus the PUBLISH overhead and COBS' worst case.
+const FRAME_OUT: usize = REPORT_CAPACITY + 5 + link::wire::MAX_NAME_LEN + 16;
+
+/// What the board tells the application about itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// Device name sent in HELLO (≤ 32 bytes); reports go to `from_<name>`.
+    pub name: &'static str,
+    /// Firmware version sent in HELLO (≤ 16 bytes).
+    pub version: &'static str,
+    /// This boot's session id: must differ on every boot.
+    pub session: u32,
+    /// Link timing.
+    pub link: link::Config,
+    /// Period of the `{"report": "stats", ...}` report while the link is up,
+    /// in ms; 0 sends none.
+    pub stats_interval_ms: u32,
+}
+
+/// Why the application could not start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Error {
+    /// The name or version is too long for HELLO or the report topic.
+    Identity,
+    /// The subscription table is too small.
+    Subscribe,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Error::Identity => "device name or version too long",
+            Error::Subscribe => "subscription table too small",
+        })
+    }
+}
+
+impl core::error::Error for Error {}
+
+/// Counters of the application; every drop is counted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Stats {
+    /// UART byte counters.
+    pub io: io::Stats,
+    /// Reports published.
+    pub reports_sent: u32,
+    /// Reports the link refused (down, no credit, queue full); also counted
+    /// by the link.
+    pub reports_dropped: u32,
+    /// Reports larger than [`REPORT_CAPACITY`] (not sent).
+    pub reports_too_large: u32,
+    /// Times the link came up.
+    pub link_ups: u32,
+    /// Times the link went down (motors stopped each time).
+    pub link_downs: u32,
+}
+
+/// The firmware application: link + robot + UART pump.
+pub struct App<M: SetSpeed, L, const NM: usize, const NL: usize> {
+    device: LinkDevice,
+    robot: Robot<M, L, NM, NL>,
+    tx: io::TxQueue<TX_CAPACITY>,
+    report_topic: String<{ 5 + link::wire::MAX_NAME_LEN }>,
+    stats: Stats,
+    stats_interval_ms: u32,
+    next_stats_ms: u64,
+}
+
+impl<M, L, P, D, const NM: usize, const NL: usize> App<M, L, NM, NL>
+where
+    M: SetSpeed<Error = actuator::Error<P, D>>,
+    P: fmt::Debug,
+    D: fmt::Debug,
+    L: SetBrightness,
+    L::Error: fmt::Debug,
+{
+    /// Starts the application with `robot`'s motors and LEDs; the link
+    /// starts saying HELLO at the first [`poll`](App::poll).
+    ///
+    /// # Errors
+    /// [`Error::Identity`] for a name longer than 32 bytes or a version
+    /// longer than 16 bytes.
+    pub fn new(config: &Config, robot: Robot<M, L, NM, NL>) -> Result<Self, Error> {
+        let mut device = LinkDevice::new(config.name, config.version, config.session, config.link)
+            .map_err(|_| Error::Identity)?;
+        for topic in [robot::RUN_MOTORS, robot::LIGHT_LEDS] {
+            device.subscribe(topic).map_err(|_| Error::Subscribe)?;
+        }
+        let mut report_topic = String::new();
+        report_topic
+            .push_str("from_")
+            .and_then(|()| report_topic.push_str(config.name))
+            .map_err(|_| Error::Identity)?;
+        Ok(Self {
+            device,
+            robot,
+            tx: io::TxQueue::new(),
+            report_topic,
+            stats: Stats::default(),
+            stats_interval_ms: config.stats_interval_ms,
+            next_stats_ms: u64::from(config.stats_interval_ms),
+        })
+    }
+
+    /// The topic reports are published on: `from_<device name>`.
+    pub fn report_topic(&self) -> &str {
+        &self.report_topic
+    }
+
+    /// Application counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// The link (state and its counters).
+    pub fn link(&self) -> &LinkDevice {
+        &self.device
+    }
+
+    /// The robot (motor speeds, LED levels, command counters).
+    pub fn robot(&self) -> &Robot<M, L, NM, NL> {
+        &self.robot
+    }
+
+    /// Stops every motor now (for a board shutting down).
+    pub fn stop_motors(&mut self) {
+        self.robot.stop_motors();
+    }
+
+    /// Runs one step at `now_ms`: reads what the UART has ready and handles
+    /// it, runs the deadman and the link timers, and writes what the UART can
+    /// take. Never blocks and never panics; UART errors are counted and the
+    /// step goes on.
+    pub fn poll<U>(&mut self, now_ms: u64, uart: &mut U)
+    where
+        U: Read + ReadReady + Write + WriteReady,
+    {
+        let now = Instant::from_millis(now_ms);
+        let mut buf = [0u8; io::READ_CHUNK];
+        loop {
+            match uart.read_ready() {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(_) => {
+                    self.count_uart_error();
+                    break;
+                }
+            }
+            match uart.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.stats.io.rx_bytes = self.stats.io.rx_bytes.wrapping_add(n as u32);
+                    let chunk = &buf[..n];
+                    self.feed(chunk, now);
+                }
+                Err(_) => {
+                    self.count_uart_error();
+                    break;
+                }
+            }
+        }
+        if self.robot.poll(now_ms) {
+            self.publish_state(now);
+        }
+        if let Some(ev) = self.device.poll(now) {
+            self.on_event(ev, now);
+        }
+        if self.stats_interval_ms > 0 && now_ms >= self.next_stats_ms {
+            self.next_stats_ms = now_ms + u64::from(self.stats_interval_ms);
+            self.publish_stats(now);
+        }
+        self.transmit(now, uart);
+    }
+
+    /// When [`poll`](App::poll) must run again at the latest if no byte
+    /// arrives (the sooner of the link's and the deadman's deadlines), in ms.
+    pub fn poll_at(&self) -> u64 {
+        let link = self.device.poll_at().millis();
+        self.robot.poll_at().map_or(link, |d| d.min(link))
+    }
+
+    fn count_uart_error(&mut self) {
+        self.stats.io.uart_errors = self.stats.io.uart_errors.wrapping_add(1);
+    }
+
+    fn feed(&mut self, mut input: &[u8], now: Instant) {
+        loop {
+            let (ev, rest) = self.device.handle_rx(input, now);
+            input = rest;
+            match ev {
+                Some(ev) => self.on_event(ev, now),
+                None => break,
+            }
+        }
+    }
+
+    fn on_event(&mut self, ev: Event, now: Instant) {
+        match ev {
+            Event::Up { .. } => {
+                self.stats.link_ups = self.stats.link_ups.wrapping_add(1);
+                #[cfg(feature = "defmt")]
+                defmt::info!("link up");
+                self.publish_state(now);
+            }
+            Event::Down => {
+                self.stats.link_downs = self.stats.link_downs.wrapping_add(1);
+                #[cfg(feature = "defmt")]
+                defmt::warn!("link down: motors stopped");
+                self.robot.stop_motors();
+            }
+            Event::Received => self.take_commands(now),
+            _ => {}
+        }
+    }
+
+    /// Handles every queued command, publishing the report each calls for.
+    fn take_commands(&mut self, now: Instant) {
+        let mut report = [0u8; REPORT_CAPACITY];
+        loop {
+            let Some(msg) = self.device.recv() else {
+                break;
+            };
+            let outcome = self
+                .robot
+                .handle(now.millis(), msg.topic(), msg.payload(), &mut report);
+            drop(msg); // frees the slot: the gateway gets its credit back
+            match outcome {
+                robot::Outcome::Changed(n) | robot::Outcome::Refused(n) => {
+                    self.publish(&report[..n], now);
+                }
+                robot::Outcome::Unchanged => {}
+                robot::Outcome::ReportTooLarge => {
+                    self.stats.reports_too_large = self.stats.reports_too_large.wrapping_add(1);
+                }
+            }
+        }
+    }
+
+    fn publish_state(&mut self, now: Instant) {
+        let mut report = [0u8; REPORT_CAPACITY];
+        match self.robot.state_report(&mut report) {
+            Some(n) => self.publish(&report[..n], now),
+            None => self.stats.reports_too_large = self.stats.reports_too_large.wrapping_add(1),
+        }
+    }
+
+    /// Writes `{"report": "stats", ...}`: uptime and every error and drop
+    /// counter of the UART, the link, the commands and the reports.
+    ///
+    /// # Errors
+    /// [`banyan_core::msg::Error::BufferFull`] when `out` is too small.
+    pub fn stats_report(
+        &self,
+        now_ms: u64,
+        out: &mut [u8],
+    ) -> Result<usize, banyan_core::msg::Error> {
+        let link = self.device.stats();
+        let robot = self.robot.stats();
+        let fields: [(&str, u64); 12] = [
+            ("uptime_ms", now_ms),
+            ("uart_errors", self.stats.io.uart_errors.into()),
+            ("frames_dropped", link.frame.dropped().into()),
+            ("seq_gaps", link.seq_gaps.into()),
+            ("malformed", link.malformed.into()),
+            ("publish_lost", link.publish_lost.into()),
+            ("send_refused", link.send_refused().into()),
+            ("refused", robot.refused.into()),
+            ("deadman_stops", robot.deadman_stops.into()),
+            ("pin_errors", robot.pin_errors.into()),
+            (
+                "reports_dropped",
+                u64::from(self.stats.reports_dropped) + u64::from(self.stats.reports_too_large),
+            ),
+            ("link_downs", self.stats.link_downs.into()),
+        ];
+        let mut w = banyan_core::msg::Writer::new(out);
+        w.map(fields.len() + 1)?.str("report")?.str("stats")?;
+        for (k, v) in fields {
+            w.str(k)?.uint(v)?;
+        }
+        Ok(w.len())
+    }
+
+    fn publish_stats(&mut self, now: Instant) {
+        let mut report = [0u8; REPORT_CAPACITY];
+        match self.stats_report(now.millis(), &mut report) {
+            Ok(n) => self.publish(&report[..n], now),
+            Err(_) => self.stats.reports_too_large = self.stats.reports_too_large.wrapping_add(1),
+        }
+    }
+
+    fn publish(&mut self, payload: &[u8], now: Instant) {
+        if !self.device.is_up() {
+            // Not an error: the state is published again when the link comes up.
+            return;
+        }
+        match self.device.publish(&self.report_topic, payload, now) {
+            Ok(()) => self.stats.reports_sent = self.stats.reports_sent.wrapping_add(1),
+            Err(_) => self.stats.reports_dropped = self.stats.reports_dropped.wrapping_add(1),
+        }
+    }
+
+    /// Moves due frames into the UART queue (whole frames only) and writes
+    /// what the UART takes.
+    fn transmit<U: Write + WriteReady>(&mut self, now: Instant, uart: &mut U) {
+        let mut out = [0u8; FRAME_OUT];
+        while self.tx.free() >= FRAME_OUT {
+            match self.device.poll_transmit(now, &mut out) {
+                Some(n) => {
+                    // Cannot fail: room for a whole frame was checked.
+                    let _ = self.tx.try_push(&out[..n]);
+                }
+                None => break,
+            }
+        }
+        if self.tx.flush_ready(uart, &mut self.stats.io).is_err() {
+            self.count_uart_error();
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! `backplane`: the Banyan backplane (XSUB/XPUB forwarder), flag-compatible
+//! with Python Banyan's `backplane` (`-n`, `-p`, `-s`; `-t` is accepted and
+//! ignored: there is no loop time). Exits cleanly on SIGINT/SIGTERM.
+
+use banyan_gateways::backplane::{Backplane, Config};
+use clap::Parser;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+/// Banyan backplane: components' publishers connect to the publisher port,
+/// subscribers to the subscriber port.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Name of this backplane (shown in the banner).
+    #[arg(short = 'n', default_value = "")]
+    name: String,
+    /// Publisher port (components' publishers connect here).
+    #[arg(short = 'p', default_value_t = 43124)]
+    publisher_port: u16,
+    /// Subscriber port (components' subscribers connect here).
+    #[arg(short = 's', default_value_t = 43125)]
+    subscriber_port: u16,
+    /// Address to listen on: 0.0.0.0 = all interfaces, 127.0.0.1 = this machine only.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: String,
+    /// Per-connection queue limit in messages (0 = unlimited).
+    #[arg(long, default_value_t = banyan_gateways::component::DEFAULT_HWM)]
+    hwm: i32,
+    /// Python Banyan's loop time; accepted for compatibility and ignored.
+    #[arg(short = 't', hide = true)]
+    loop_time: Option<String>,
+}
+
+fn main() {
+    let args = Args::parse();
+    let mut config = Config::new(args.bind, args.publisher_port, args.subscriber_port);
+    config.name = args.name;
+    config.hwm = args.hwm;
+    let backplane = match Backplane::bind(&config) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("backplane: {e}");
+            std::process::exit(1);
+        }
+    };
+    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("backplane: cannot install signal handlers: {e}");
+            std::process::exit(1);
+        }
+    };
+    let handle = backplane.shutdown_handle();
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            eprintln!("Exiting through signal handler (signal {signal})");
+            handle.shutdown();
+        }
+    });
+    println!("{}", backplane.banner());
+    if let Err(e) = backplane.run() {
+        eprintln!("backplane: {e}");
+        std::process::exit(1);
+    }
+}

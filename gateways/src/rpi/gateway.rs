@@ -1,0 +1,812 @@
+//! The gateway core, sans-IO: [`Gateway::handle`] takes one received message
+//! and the current instant and returns the reports to publish;
+//! [`Gateway::tick`] runs timers (deadman, tones, input polling, periodic
+//! state). No sockets, no clock: the run loop ([`super::run`]) binds it to the
+//! backplane and tests drive it directly.
+//!
+//! Commands are parsed by the core's [`banyan_core::cmd`] (`RunMotors`,
+//! `LightLeds`, `OneGpio`); motors and LEDs are the core's
+//! [`banyan_core::actuator`] types (`DualMotor` in a `MotorSet` with its
+//! deadman, `Led`, `PwmLed`) over the backend's `embedded-hal` pins; reports
+//! use the core's encoders where one exists (`error`, `digital_input`,
+//! `i2c_data`).
+//!
+//! Every message is validated completely before anything changes: bad input
+//! produces one `{"report": "error", "topic": …, "reason": …}` naming the
+//! problem and leaves pins and state untouched.
+
+use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use banyan_core::actuator::{self, DualMotor, MotorSet, PwmLed};
+use banyan_core::cmd::{report, LightLeds, OneGpio, PinRef, RunMotors};
+use embedded_hal::digital::{InputPin, OutputPin};
+use embedded_hal::i2c::I2c;
+use embedded_hal::pwm::SetDutyCycle;
+use rmpv::Value;
+
+use super::backend::{Backend, Pull};
+use super::config::Config;
+use super::pins::{Owner, Registry};
+
+/// Most motors (and most LEDs) a configuration may name.
+pub const MAX_ACTUATORS: usize = 16;
+/// PWM frequency of `set_mode_pwm` pins and dimmable LEDs (Hz).
+pub const GPIO_PWM_HZ: u32 = 1000;
+/// Servo PWM frequency (Hz); pulse 0.5 ms (0°) to 2.5 ms (180°).
+pub const SERVO_HZ: u32 = 50;
+/// Largest I2C read (bytes).
+pub const MAX_I2C_READ: usize = 32;
+/// How often digital inputs are polled while any is configured.
+pub const INPUT_POLL: Duration = Duration::from_millis(10);
+
+/// One message to publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// Topic.
+    pub topic: String,
+    /// MessagePack payload: a map with a `report` key.
+    pub payload: Vec<u8>,
+}
+
+impl Report {
+    /// The payload decoded (for tests and the demo's display).
+    pub fn value(&self) -> Value {
+        rmpv::decode::read_value(&mut &self.payload[..]).unwrap_or(Value::Nil)
+    }
+
+    /// The payload's `report` key.
+    pub fn kind(&self) -> Option<String> {
+        get(&self.value(), "report")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    }
+}
+
+/// The value of `key` in a map `Value`.
+pub fn get<'a>(map: &'a Value, key: &str) -> Option<&'a Value> {
+    map.as_map()?
+        .iter()
+        .find(|(k, _)| k.as_str() == Some(key))
+        .map(|(_, v)| v)
+}
+
+fn encode(v: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    // Writing into a Vec cannot fail.
+    let _ = rmpv::encode::write_value(&mut out, v);
+    out
+}
+
+/// Counters, published in every state report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Messages handled (on our exact topics).
+    pub received: u64,
+    /// Messages refused with an error report.
+    pub errors: u64,
+    /// Deadman stops of moving motors.
+    pub deadman_stops: u64,
+    /// Messages on topics that only share a prefix with ours (ZeroMQ
+    /// subscriptions are prefixes), ignored.
+    pub ignored: u64,
+}
+
+type Motor<B> = DualMotor<<B as Backend>::Pwm, <B as Backend>::Output, <B as Backend>::Output>;
+
+enum Led<B: Backend> {
+    OnOff(actuator::Led<B::Output>),
+    Dim(PwmLed<B::Pwm>),
+}
+
+impl<B: Backend> Led<B> {
+    fn set(&mut self, level: f32) -> Result<(), String> {
+        match self {
+            Led::OnOff(l) => l.set_brightness(level).map_err(|e| e.to_string()),
+            Led::Dim(l) => l.set_brightness(level).map_err(|e| e.to_string()),
+        }
+    }
+
+    fn level(&self) -> f32 {
+        match self {
+            Led::OnOff(l) => l.is_on().map_or(0.0, |on| f32::from(u8::from(on))),
+            Led::Dim(l) => l.brightness().unwrap_or(0.0),
+        }
+    }
+}
+
+enum Gpio<B: Backend> {
+    Output(B::Output, bool),
+    Input {
+        pin: B::Input,
+        pullup: bool,
+        reporting: bool,
+        last: Option<bool>,
+    },
+    Pwm(B::Pwm, u8),
+    Servo(B::Pwm, u8),
+    Tone(B::Pwm, Option<(u32, Instant)>),
+}
+
+impl<B: Backend> Gpio<B> {
+    fn mode(&self) -> &'static str {
+        match self {
+            Gpio::Output(..) => "digital_output",
+            Gpio::Input { pullup: false, .. } => "digital_input",
+            Gpio::Input { pullup: true, .. } => "digital_input_pullup",
+            Gpio::Pwm(..) => "pwm",
+            Gpio::Servo(..) => "servo",
+            Gpio::Tone(..) => "tone",
+        }
+    }
+
+    fn value(&self) -> Value {
+        match self {
+            Gpio::Output(_, v) => Value::from(u8::from(*v)),
+            Gpio::Input { last, .. } => last.map_or(Value::Nil, |v| Value::from(u8::from(v))),
+            Gpio::Pwm(_, v) | Gpio::Servo(_, v) => Value::from(*v),
+            Gpio::Tone(_, t) => t.map_or(Value::from(0), |(f, _)| Value::from(f)),
+        }
+    }
+}
+
+/// The mode a command needs its pin in (also the suffix of `set_mode_…`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Need {
+    Output,
+    Input,
+    Pwm,
+    Servo,
+}
+
+impl Need {
+    fn name(self) -> &'static str {
+        match self {
+            Need::Output => "digital_output",
+            Need::Input => "digital_input",
+            Need::Pwm => "pwm",
+            Need::Servo => "servo",
+        }
+    }
+}
+
+/// Why [`Gateway::new`] failed: the key of the motor/LED whose pin the
+/// backend refused, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct SetupError {
+    key: String,
+    reason: String,
+}
+
+/// The gateway: configured motors and LEDs, OneGPIO pins, the deadman.
+pub struct Gateway<B: Backend> {
+    // Declared first so it is dropped first: motors stop before anything else.
+    motors: MotorSet<Motor<B>, MAX_ACTUATORS>,
+    leds: BTreeMap<String, Led<B>>,
+    gpio: BTreeMap<u8, Gpio<B>>,
+    tags: BTreeMap<String, u8>,
+    i2c: Option<B::I2c>,
+    backend: B,
+    cfg: Config,
+    registry: Registry,
+    motor_names: Vec<&'static str>,
+    stopped_by: Option<&'static str>,
+    next_state: Instant,
+    start: (Instant, SystemTime),
+    stats: Stats,
+}
+
+impl<B: Backend> Gateway<B> {
+    /// Claims every configured motor and LED pin on `backend` and puts them in
+    /// the safe state (motors stopped, LEDs off). `now` starts the timers.
+    ///
+    /// # Errors
+    /// [`SetupError`] naming the motor/LED whose pin the backend refused.
+    pub fn new(mut backend: B, cfg: Config, now: Instant) -> Result<Self, SetupError> {
+        let fail = |key: String, reason: &dyn Display| SetupError {
+            key,
+            reason: reason.to_string(),
+        };
+        if cfg.motors.len() > MAX_ACTUATORS || cfg.leds.len() > MAX_ACTUATORS {
+            return Err(fail(
+                "motors/leds".into(),
+                &format_args!("at most {MAX_ACTUATORS} of each"),
+            ));
+        }
+        let mut motors = MotorSet::new(cfg.safety.deadman_timeout_ms);
+        let mut motor_names = Vec::new();
+        for (name, m) in &cfg.motors {
+            let key = |k: &str| format!("motors.{name}.{k}");
+            let pwm = backend
+                .pwm(m.pwm, m.pwm_frequency_hz)
+                .map_err(|e| fail(key("pwm"), &e))?;
+            let in1 = backend.output(m.in1).map_err(|e| fail(key("in1"), &e))?;
+            let in2 = backend.output(m.in2).map_err(|e| fail(key("in2"), &e))?;
+            let mc = actuator::Config::new()
+                .with_invert(m.invert)
+                .with_max_duty(m.max_duty)
+                .map_err(|e| fail(key("max_duty"), &e))?;
+            let mut motor = DualMotor::new(pwm, in1, in2, mc);
+            motor.stop().map_err(|e| fail(key("pwm"), &e))?;
+            // Names live as long as the process; leaked once at start-up.
+            let name: &'static str = String::leak(name.clone());
+            motors
+                .add(name, motor)
+                .map_err(|(e, _)| fail(format!("motors.{name}"), &e))?;
+            motor_names.push(name);
+        }
+        let mut leds = BTreeMap::new();
+        for (name, l) in &cfg.leds {
+            let key = format!("leds.{name}.pin");
+            let mut led = if l.pwm {
+                let p = backend
+                    .pwm(l.pin, GPIO_PWM_HZ)
+                    .map_err(|e| fail(key.clone(), &e))?;
+                Led::Dim(PwmLed::new(p, l.active_low))
+            } else {
+                let p = backend.output(l.pin).map_err(|e| fail(key.clone(), &e))?;
+                Led::OnOff(actuator::Led::new(p, l.active_low))
+            };
+            led.set(0.0).map_err(|e| fail(key, &e))?;
+            leds.insert(name.clone(), led);
+        }
+        Ok(Self {
+            registry: Registry::from_config(&cfg),
+            backend,
+            motors,
+            motor_names,
+            leds,
+            gpio: BTreeMap::new(),
+            tags: BTreeMap::new(),
+            i2c: None,
+            stopped_by: None,
+            next_state: now,
+            start: (now, SystemTime::now()),
+            stats: Stats::default(),
+            cfg,
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The backend (e.g. to observe a [`SimBoard`](super::backend::sim::SimBoard)).
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// The topics to subscribe to.
+    pub fn subscriptions(&self) -> [&str; 3] {
+        let t = &self.cfg.topics;
+        [&t.run_motors, &t.light_leds, &t.commands]
+    }
+
+    /// Current speed of each motor (0 when unknown after a pin failure).
+    pub fn motor_speeds(&self) -> BTreeMap<String, f32> {
+        self.motors
+            .iter()
+            .map(|(k, m)| (k.to_owned(), m.speed().unwrap_or(0.0)))
+            .collect()
+    }
+
+    /// Current level of each LED (0.0–1.0).
+    pub fn led_levels(&self) -> BTreeMap<String, f32> {
+        self.leds
+            .iter()
+            .map(|(k, l)| (k.clone(), l.level()))
+            .collect()
+    }
+
+    fn ms(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.start.0).as_millis() as u64
+    }
+
+    fn timestamp(&self, now: Instant) -> f64 {
+        let wall = self.start.1 + now.saturating_duration_since(self.start.0);
+        wall.duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())
+    }
+
+    fn report_bytes(&self, payload: Vec<u8>) -> Report {
+        Report {
+            topic: self.cfg.topics.reports.clone(),
+            payload,
+        }
+    }
+
+    /// Encodes with one of the core's report encoders, growing the buffer
+    /// until it fits.
+    fn core_report(
+        &self,
+        mut f: impl FnMut(&mut [u8]) -> Result<usize, banyan_core::msg::Error>,
+    ) -> Report {
+        let mut buf = vec![0u8; 256];
+        loop {
+            match f(&mut buf) {
+                Ok(n) => {
+                    buf.truncate(n);
+                    return self.report_bytes(buf);
+                }
+                Err(_) if buf.len() < 1 << 20 => {
+                    let n = buf.len() * 4;
+                    buf.resize(n, 0);
+                }
+                Err(e) => {
+                    // Cannot happen for our reports; never panic over it.
+                    eprintln!("rpi-gateway: report not encodable: {e}");
+                    return self.report_bytes(Vec::new());
+                }
+            }
+        }
+    }
+
+    /// An error report for a message refused before it reached
+    /// [`handle`](Self::handle) (e.g. malformed frames), counted in
+    /// [`Stats::errors`].
+    pub fn error_report(&mut self, topic: &str, reason: &dyn Display) -> Report {
+        self.stats.errors += 1;
+        self.core_report(|buf| report::error(buf, topic, reason))
+    }
+
+    /// The state report: `{"report": "state", "motors": {name: speed},
+    /// "leds": {name: level}}` as the core encodes it, plus `backend`,
+    /// `gpio` (`{"4": {"mode": "digital_output", "value": 1}}`),
+    /// `stopped_by` (`"deadman"`, `"backplane lost"`, `"exit"` or nil) and the
+    /// counters `received`, `errors`, `deadman_stops`.
+    pub fn state_report(&self) -> Report {
+        let motors = Value::Map(
+            self.motor_speeds()
+                .into_iter()
+                .map(|(k, s)| (k.into(), f64::from(s).into()))
+                .collect(),
+        );
+        let leds = Value::Map(
+            self.led_levels()
+                .into_iter()
+                .map(|(k, l)| (k.into(), f64::from(l).into()))
+                .collect(),
+        );
+        let gpio = Value::Map(
+            self.gpio
+                .iter()
+                .map(|(p, g)| {
+                    let entry = vec![
+                        (Value::from("mode"), Value::from(g.mode())),
+                        (Value::from("value"), g.value()),
+                    ];
+                    (Value::from(p.to_string()), Value::Map(entry))
+                })
+                .collect(),
+        );
+        let entries: Vec<(&str, Value)> = vec![
+            ("report", "state".into()),
+            ("motors", motors),
+            ("leds", leds),
+            ("backend", self.backend.name().into()),
+            ("gpio", gpio),
+            (
+                "stopped_by",
+                self.stopped_by.map_or(Value::Nil, Value::from),
+            ),
+            ("received", self.stats.received.into()),
+            ("errors", self.stats.errors.into()),
+            ("deadman_stops", self.stats.deadman_stops.into()),
+        ];
+        let v = Value::Map(entries.into_iter().map(|(k, v)| (k.into(), v)).collect());
+        self.report_bytes(encode(&v))
+    }
+
+    /// Handles one message received on `topic` at `now`; returns the reports
+    /// to publish (an error report for bad input, a state report after a
+    /// change, data reports for reads). Topics that merely share a prefix
+    /// with ours are ignored (counted in [`Stats::ignored`]).
+    pub fn handle(&mut self, topic: &str, payload: &[u8], now: Instant) -> Vec<Report> {
+        if !self.subscriptions().contains(&topic) {
+            self.stats.ignored += 1;
+            return Vec::new();
+        }
+        self.stats.received += 1;
+        let mut out = Vec::new();
+        let result = if topic == self.cfg.topics.run_motors {
+            self.run_motors(payload, now)
+        } else if topic == self.cfg.topics.light_leds {
+            self.light_leds(payload)
+        } else {
+            self.onegpio(payload, now, &mut out)
+        };
+        match result {
+            Ok(changed) => {
+                if changed {
+                    out.push(self.state_report());
+                    self.next_state = now + self.state_interval();
+                }
+                out
+            }
+            Err(e) => vec![self.error_report(topic, &e)],
+        }
+    }
+
+    fn state_interval(&self) -> Duration {
+        Duration::from_millis(self.cfg.safety.state_interval_ms)
+    }
+
+    fn moving(&self) -> bool {
+        self.motors
+            .iter()
+            .any(|(_, m)| m.speed().is_none_or(|s| s != 0.0))
+    }
+
+    /// Runs timers at `now`: the deadman, the end of tones, input polling
+    /// (`digital_input` reports on change) and the periodic state report.
+    pub fn tick(&mut self, now: Instant) -> Vec<Report> {
+        let mut out = Vec::new();
+        let mut changed = false;
+        let was_moving = self.moving();
+        match self.motors.poll(self.ms(now)) {
+            Ok(true) if was_moving => {
+                self.stopped_by = Some("deadman");
+                self.stats.deadman_stops += 1;
+                changed = true;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let e = format!("deadman stop failed (retrying): {e}");
+                out.push(self.error_report("run_motors", &e));
+            }
+        }
+        for g in self.gpio.values_mut() {
+            if let Gpio::Tone(p, t) = g {
+                if t.is_some_and(|(_, until)| now >= until) {
+                    let _ = p.set_duty_cycle(0);
+                    *t = None;
+                    changed = true;
+                }
+            }
+        }
+        let ts = self.timestamp(now);
+        let mut inputs = Vec::new();
+        for (&pin, g) in self.gpio.iter_mut() {
+            if let Gpio::Input {
+                pin: p,
+                reporting,
+                last,
+                ..
+            } = g
+            {
+                let Ok(level) = p.is_high() else { continue };
+                if *last != Some(level) {
+                    *last = Some(level);
+                    if *reporting {
+                        inputs.push((pin, level));
+                    }
+                }
+            }
+        }
+        for (pin, level) in inputs {
+            out.push(self.core_report(|buf| report::digital_input(buf, pin, u8::from(level), ts)));
+        }
+        if changed || now >= self.next_state {
+            out.push(self.state_report());
+            self.next_state = now + self.state_interval();
+        }
+        out
+    }
+
+    /// The next instant [`tick`](Self::tick) has work to do; the run loop
+    /// waits for messages until then at most.
+    pub fn next_deadline(&self, now: Instant) -> Instant {
+        let mut d = self.next_state;
+        if let Some(ms) = self.motors.poll_at() {
+            d = d.min(self.start.0 + Duration::from_millis(ms));
+        }
+        for g in self.gpio.values() {
+            match g {
+                Gpio::Tone(_, Some((_, until))) => d = d.min(*until),
+                Gpio::Input { .. } => d = d.min(now + INPUT_POLL),
+                _ => {}
+            }
+        }
+        d
+    }
+
+    /// Stops every motor now (`reason` appears as `stopped_by` in state
+    /// reports), e.g. when the backplane connection is lost.
+    pub fn stop_motors(&mut self, reason: &'static str) {
+        if let Err(e) = self.motors.stop_all() {
+            eprintln!("rpi-gateway: stopping motors failed: {e}");
+        }
+        self.stopped_by = Some(reason);
+    }
+
+    /// Safe state: motors stopped, LEDs off, OneGPIO outputs low, PWM, servo
+    /// and tone outputs at duty 0. Called on exit and by `Drop`.
+    pub fn safe_state(&mut self, reason: &'static str) {
+        self.stop_motors(reason);
+        for l in self.leds.values_mut() {
+            let _ = l.set(0.0);
+        }
+        for g in self.gpio.values_mut() {
+            match g {
+                Gpio::Output(p, v) => {
+                    let _ = p.set_low();
+                    *v = false;
+                }
+                Gpio::Pwm(p, v) | Gpio::Servo(p, v) => {
+                    let _ = p.set_duty_cycle(0);
+                    *v = 0;
+                }
+                Gpio::Tone(p, t) => {
+                    let _ = p.set_duty_cycle(0);
+                    *t = None;
+                }
+                Gpio::Input { .. } => {}
+            }
+        }
+    }
+
+    fn run_motors(&mut self, payload: &[u8], now: Instant) -> Result<bool, String> {
+        let cmd = RunMotors::<MAX_ACTUATORS>::parse(payload).map_err(|e| e.to_string())?;
+        cmd.check_names(&self.motor_names)
+            .map_err(|e| format!("{e} (configured motors: {})", self.motor_names.join(", ")))?;
+        let now_ms = self.ms(now);
+        self.motors
+            .run(now_ms, &cmd.speeds, cmd.duration_ms.map(u64::from))
+            .map_err(|e| e.to_string())?;
+        self.stopped_by = None;
+        Ok(!cmd.speeds.is_empty())
+    }
+
+    fn light_leds(&mut self, payload: &[u8]) -> Result<bool, String> {
+        let cmd = LightLeds::<MAX_ACTUATORS>::parse(payload).map_err(|e| e.to_string())?;
+        let names: Vec<&str> = self.leds.keys().map(String::as_str).collect();
+        cmd.check_names(&names)
+            .map_err(|e| format!("{e} (configured LEDs: {})", names.join(", ")))?;
+        for (name, level) in &cmd.levels {
+            if let Some(l) = self.leds.get_mut(*name) {
+                l.set(*level)?;
+            }
+        }
+        Ok(!cmd.levels.is_empty())
+    }
+
+    /// The pin a command addresses: `pin` (registering `tag` for it), else
+    /// the pin registered for `tag`. Checks BCM range and motor/LED
+    /// ownership; does not change anything.
+    fn resolve(&self, pin: &PinRef<'_>) -> Result<u8, String> {
+        let p = match (pin.pin, pin.tag) {
+            (Some(p), _) => p,
+            (None, Some(tag)) => *self
+                .tags
+                .get(tag)
+                .ok_or_else(|| format!("unknown tag {tag:?} and no pin"))?,
+            (None, None) => return Err("missing field pin".into()),
+        };
+        let p = Registry::check_range(i64::from(p)).map_err(|e| e.to_string())?;
+        if let Some(Owner::Config(by)) = self.registry.owner(p) {
+            return Err(format!("pin {p} is owned by {by}"));
+        }
+        Ok(p)
+    }
+
+    /// Resolves a pin that must already be in mode `need`.
+    fn in_mode(&self, pin: &PinRef<'_>, need: Need) -> Result<u8, String> {
+        let p = self.resolve(pin)?;
+        let ok = match (self.gpio.get(&p), need) {
+            (Some(Gpio::Output(..)), Need::Output)
+            | (Some(Gpio::Input { .. }), Need::Input)
+            | (Some(Gpio::Pwm(..)), Need::Pwm)
+            | (Some(Gpio::Servo(..)), Need::Servo) => true,
+            (Some(g), _) => {
+                return Err(format!(
+                    "pin {p} is in mode {}, not {} (send set_mode_{} first)",
+                    g.mode(),
+                    need.name(),
+                    need.name()
+                ))
+            }
+            (None, _) => false,
+        };
+        if !ok {
+            return Err(format!(
+                "pin {p} is not configured (send set_mode_{} first)",
+                need.name()
+            ));
+        }
+        Ok(p)
+    }
+
+    /// Claims `pin` for OneGPIO as the new mode made by `make`: the old mode
+    /// is released first, the tag registered on success.
+    fn set_mode(
+        &mut self,
+        pin: &PinRef<'_>,
+        make: impl FnOnce(&mut B, u8) -> Result<Gpio<B>, super::backend::Error>,
+    ) -> Result<bool, String> {
+        let p = self.resolve(pin)?;
+        self.registry
+            .claim(i64::from(p))
+            .map_err(|e| e.to_string())?;
+        self.gpio.remove(&p);
+        let g = make(&mut self.backend, p).map_err(|e| e.to_string())?;
+        self.gpio.insert(p, g);
+        if let Some(tag) = pin.tag {
+            self.tags.insert(tag.to_owned(), p);
+        }
+        Ok(true)
+    }
+
+    fn onegpio(
+        &mut self,
+        payload: &[u8],
+        now: Instant,
+        out: &mut Vec<Report>,
+    ) -> Result<bool, String> {
+        let cmd = OneGpio::parse(payload).map_err(|e| e.to_string())?;
+        let hal = |e: &dyn std::fmt::Debug| format!("pin write failed: {e:?}");
+        match cmd {
+            OneGpio::SetModeDigitalOutput { pin } => {
+                self.set_mode(&pin, |b, p| Ok(Gpio::Output(b.output(p)?, false)))
+            }
+            OneGpio::SetModeDigitalInput { pin } | OneGpio::SetModeDigitalInputPullup { pin } => {
+                let pullup = matches!(cmd, OneGpio::SetModeDigitalInputPullup { .. });
+                let pull = if pullup { Pull::Up } else { Pull::None };
+                self.set_mode(&pin, |b, p| {
+                    Ok(Gpio::Input {
+                        pin: b.input(p, pull)?,
+                        pullup,
+                        reporting: true,
+                        last: None,
+                    })
+                })
+            }
+            OneGpio::SetModePwm { pin } => {
+                self.set_mode(&pin, |b, p| Ok(Gpio::Pwm(b.pwm(p, GPIO_PWM_HZ)?, 0)))
+            }
+            OneGpio::SetModeServo { pin } => {
+                self.set_mode(&pin, |b, p| Ok(Gpio::Servo(b.pwm(p, SERVO_HZ)?, 0)))
+            }
+            OneGpio::SetModeTone { pin } => {
+                self.set_mode(&pin, |b, p| Ok(Gpio::Tone(b.pwm(p, GPIO_PWM_HZ)?, None)))
+            }
+            OneGpio::DigitalWrite { pin, value } => {
+                let p = self.in_mode(&pin, Need::Output)?;
+                if let Some(Gpio::Output(o, cur)) = self.gpio.get_mut(&p) {
+                    if value { o.set_high() } else { o.set_low() }.map_err(|e| hal(&e))?;
+                    *cur = value;
+                }
+                Ok(true)
+            }
+            OneGpio::PwmWrite { pin, value } => {
+                let p = self.in_mode(&pin, Need::Pwm)?;
+                if let Some(Gpio::Pwm(o, cur)) = self.gpio.get_mut(&p) {
+                    o.set_duty_cycle_fraction(u16::from(value), 255)
+                        .map_err(|e| hal(&e))?;
+                    *cur = value;
+                }
+                Ok(true)
+            }
+            OneGpio::ServoPosition { pin, position } => {
+                let p = self.in_mode(&pin, Need::Servo)?;
+                if let Some(Gpio::Servo(o, cur)) = self.gpio.get_mut(&p) {
+                    // 0.5 ms + position/180 × 2 ms of the 20 ms period, in µs.
+                    let us = 500 + u32::from(position) * 2000 / 180;
+                    let max = u32::from(o.max_duty_cycle());
+                    o.set_duty_cycle((us * max / 20_000) as u16)
+                        .map_err(|e| hal(&e))?;
+                    *cur = position;
+                }
+                Ok(true)
+            }
+            OneGpio::PlayTone {
+                pin,
+                freq,
+                duration,
+            } => {
+                if !(1..=20_000).contains(&freq) {
+                    return Err("value out of range for field freq (1-20000 Hz)".into());
+                }
+                if !(1..=60_000).contains(&duration) {
+                    return Err("value out of range for field duration (1-60000 ms)".into());
+                }
+                let until = now + Duration::from_millis(u64::from(duration));
+                // A frequency is fixed per PWM: make a new one each tone.
+                self.set_mode(&pin, |b, p| {
+                    let mut o = b.pwm(p, freq)?;
+                    let _ = o.set_duty_cycle_fraction(1, 2);
+                    Ok(Gpio::Tone(o, Some((freq, until))))
+                })
+            }
+            OneGpio::EnableDigitalReporting { pin } | OneGpio::DisableDigitalReporting { pin } => {
+                let enable = matches!(cmd, OneGpio::EnableDigitalReporting { .. });
+                let p = self.in_mode(&pin, Need::Input)?;
+                if let Some(Gpio::Input {
+                    reporting, last, ..
+                }) = self.gpio.get_mut(&p)
+                {
+                    *reporting = enable;
+                    // Enabling reports the current level on the next tick.
+                    *last = None;
+                }
+                Ok(false)
+            }
+            OneGpio::SetModeI2c => {
+                self.i2c_bus()?;
+                Ok(false)
+            }
+            OneGpio::I2cRead {
+                addr,
+                register,
+                number_of_bytes,
+            } => {
+                let n = usize::from(number_of_bytes);
+                if n > MAX_I2C_READ {
+                    return Err(format!(
+                        "value out of range for field number_of_bytes (1-{MAX_I2C_READ})"
+                    ));
+                }
+                let mut buf = vec![0u8; n];
+                let bus = self.i2c_bus()?;
+                match register {
+                    Some(r) => bus.write_read(addr, &[r], &mut buf),
+                    None => bus.read(addr, &mut buf),
+                }
+                .map_err(|e| format!("i2c_read at 0x{addr:02x} failed: {e:?}"))?;
+                out.push(self.core_report(|b| report::i2c_data(b, &buf)));
+                Ok(false)
+            }
+            OneGpio::I2cWrite { addr, data } => {
+                if data.is_empty() {
+                    return Err("field data is empty".into());
+                }
+                let mut bytes = vec![0u8; data.len()];
+                data.copy_to(&mut bytes);
+                let bus = self.i2c_bus()?;
+                bus.write(addr, &bytes)
+                    .map_err(|e| format!("i2c_write at 0x{addr:02x} failed: {e:?}"))?;
+                Ok(false)
+            }
+            OneGpio::SetModeAnalogInput { .. }
+            | OneGpio::EnableAnalogReporting { .. }
+            | OneGpio::DisableAnalogReporting { .. }
+            | OneGpio::AnalogWrite { .. } => {
+                Err("the Raspberry Pi has no analog inputs or outputs".into())
+            }
+            other => Err(format!(
+                "command not supported by rpi-gateway: {}",
+                command_name(payload).unwrap_or_else(|| format!("{other:?}"))
+            )),
+        }
+    }
+
+    fn i2c_bus(&mut self) -> Result<&mut B::I2c, String> {
+        if self.i2c.is_none() {
+            self.i2c = Some(self.backend.i2c().map_err(|e| e.to_string())?);
+        }
+        self.i2c.as_mut().ok_or_else(|| "no I2C bus".into())
+    }
+}
+
+/// The `command` field of a (valid) OneGPIO payload.
+fn command_name(payload: &[u8]) -> Option<String> {
+    let v = rmpv::decode::read_value(&mut &payload[..]).ok()?;
+    get(&v, "command")?.as_str().map(str::to_owned)
+}
+
+impl<B: Backend> Drop for Gateway<B> {
+    fn drop(&mut self) {
+        self.safe_state("exit");
+    }
+}
+
+#[cfg(test)]
+#[path = "gateway_tests.rs"]
+mod tests;

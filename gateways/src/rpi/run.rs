@@ -1,0 +1,93 @@
+//! The run loop: binds a [`Gateway`] to the backplane through the
+//! [`Component`] API. All logic is in the gateway; this only moves bytes,
+//! reads the clock and reacts to the connection and to stop requests.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::component::{self, Component, Event};
+
+use super::backend::Backend;
+use super::gateway::{Gateway, Report};
+
+/// Longest wait for a message before the stop flag is checked again.
+const MAX_WAIT: Duration = Duration::from_millis(50);
+
+fn publish(comp: &mut Component, reports: Vec<Report>) {
+    for r in reports {
+        if let Err(e) = comp.publish_raw(&r.topic, &r.payload) {
+            // Counted by the component (Stats::send_dropped); never fatal.
+            eprintln!("rpi-gateway: report on {} not sent: {e}", r.topic);
+        }
+    }
+}
+
+/// Subscribes to the gateway's topics and runs until `stop` is set: ticks
+/// the gateway at its deadlines, hands it every message, publishes its
+/// reports, stops the motors when the backplane connection drops. On return
+/// the gateway is in the safe state and a final state report is queued.
+///
+/// # Errors
+/// [`component::Error`] when ZeroMQ fails (not for bad messages, which get
+/// error reports). The gateway is put in the safe state first.
+pub fn run<B: Backend>(
+    gw: &mut Gateway<B>,
+    comp: &mut Component,
+    stop: &AtomicBool,
+) -> Result<(), component::Error> {
+    let topics: Vec<String> = gw.subscriptions().iter().map(|s| s.to_string()).collect();
+    for t in &topics {
+        comp.subscribe(t)?;
+    }
+    let result = run_inner(gw, comp, stop);
+    gw.safe_state("exit");
+    let last = gw.state_report();
+    publish(comp, vec![last]);
+    result
+}
+
+fn run_inner<B: Backend>(
+    gw: &mut Gateway<B>,
+    comp: &mut Component,
+    stop: &AtomicBool,
+) -> Result<(), component::Error> {
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        let reports = gw.tick(now);
+        publish(comp, reports);
+        let wait = gw
+            .next_deadline(now)
+            .saturating_duration_since(Instant::now())
+            .min(MAX_WAIT);
+        let event = match comp.recv_event(Some(wait)) {
+            Ok(e) => e,
+            // A signal (SIGINT/SIGTERM) interrupted the wait: check `stop`.
+            Err(component::Error::Zmq(zmq::Error::EINTR)) => continue,
+            Err(e) => return Err(e),
+        };
+        match event {
+            Some(Event::Message(m)) => {
+                let reports = gw.handle(&m.topic, &m.payload, Instant::now());
+                publish(comp, reports);
+            }
+            Some(Event::Rejected(rej)) => {
+                let r = gw.error_report(
+                    &rej.topic,
+                    &format_args!("malformed message: {}", rej.reason),
+                );
+                publish(comp, vec![r]);
+            }
+            Some(Event::BackplaneDown) => {
+                eprintln!("rpi-gateway: backplane lost: motors stopped");
+                gw.stop_motors("backplane lost");
+            }
+            Some(Event::BackplaneUp) => {
+                eprintln!("rpi-gateway: backplane connected");
+                let r = gw.state_report();
+                publish(comp, vec![r]);
+            }
+            None => {}
+        }
+    }
+    Ok(())
+}
