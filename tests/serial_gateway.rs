@@ -141,8 +141,7 @@ fn corrupted_line_never_delivers_garbage_counts_losses_and_resyncs() {
     // Clean line again: the link resyncs.
     proxy.corrupt.store(false, Ordering::Relaxed);
     let st = wait_status(&mut c, STATUS, Duration::from_secs(10), &mut others, |s| {
-        is_up_with(s, 7, &["run_motors"])
-            && get(s, "link").and_then(|v| v.as_str()) == Some("up")
+        is_up_with(s, 7, &["run_motors"]) && get(s, "link").and_then(|v| v.as_str()) == Some("up")
     });
     let line_errors = counter(&st, "link_counters", "crc_errors")
         + counter(&st, "link_counters", "cobs_errors")
@@ -179,7 +178,9 @@ fn corrupted_line_never_delivers_garbage_counts_losses_and_resyncs() {
     }
     let lost = 300 - seen.range(..300).count() as u64;
     // Losses are visible in the status counters.
-    let st = wait_status(&mut c, STATUS, Duration::from_secs(5), &mut others, |_| true);
+    let st = wait_status(&mut c, STATUS, Duration::from_secs(5), &mut others, |_| {
+        true
+    });
     let counted = counter(&st, "link_counters", "publish_lost")
         + counter(&st, "link_counters", "seq_gaps")
         + counter(&st, "link_counters", "downs");
@@ -187,6 +188,9 @@ fn corrupted_line_never_delivers_garbage_counts_losses_and_resyncs() {
         "corrupted phase: {} of 300 delivered, {lost} lost; status: {st}",
         300 - lost
     );
-    assert!(lost == 0 || counted > 0, "{lost} lost but nothing counted: {st}");
+    assert!(
+        lost == 0 || counted > 0,
+        "{lost} lost but nothing counted: {st}"
+    );
     assert_eq!(counter(&st, "counters", "invalid_from_device"), 0);
 }

@@ -15,6 +15,9 @@ use banyan::core::link::{self, device, Device};
 use banyan::gateways::component::{self, Component};
 use banyan::gateways::serial::{self, DeviceSpec};
 
+/// A (topic, payload) pair.
+pub type Msg = (String, Vec<u8>);
+
 /// A free local TCP port (bound then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -79,7 +82,7 @@ pub struct FakeDevice {
     pub to_publish: Arc<AtomicU64>,
     /// Numbered messages actually queued by the link.
     pub published: Arc<AtomicU64>,
-    pub received: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    pub received: Arc<Mutex<Vec<Msg>>>,
 }
 
 impl FakeDevice {
@@ -133,7 +136,7 @@ fn serve(
     stop: &AtomicBool,
     to_publish: &AtomicU64,
     published: &AtomicU64,
-    received: &Mutex<Vec<(String, Vec<u8>)>>,
+    received: &Mutex<Vec<Msg>>,
 ) {
     stream.set_nodelay(true).unwrap();
     stream
@@ -172,13 +175,10 @@ fn serve(
                         None => break,
                     }
                 }
-                loop {
-                    let Some((topic, payload)) = dev
-                        .recv()
-                        .map(|m| (m.topic().to_owned(), m.payload().to_vec()))
-                    else {
-                        break;
-                    };
+                while let Some((topic, payload)) = dev
+                    .recv()
+                    .map(|m| (m.topic().to_owned(), m.payload().to_vec()))
+                {
                     let _ = dev.publish(&format!("echo_{topic}"), &payload, now);
                     received.lock().unwrap().push((topic, payload));
                 }
@@ -271,7 +271,8 @@ fn pump(
     flip_every: u64,
     drop_every: u64,
 ) {
-    from.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+    from.set_read_timeout(Some(Duration::from_millis(5)))
+        .unwrap();
     let _ = to.set_nodelay(true);
     let mut buf = [0u8; 4096];
     let mut count = 0u64;
@@ -286,10 +287,10 @@ fn pump(
         for &b in &buf[..n] {
             if corrupt.load(Ordering::Relaxed) {
                 count += 1;
-                if count % drop_every == 0 {
+                if count.is_multiple_of(drop_every) {
                     continue;
                 }
-                if count % flip_every == 0 {
+                if count.is_multiple_of(flip_every) {
                     out.push(b ^ 0x04);
                     continue;
                 }

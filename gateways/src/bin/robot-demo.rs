@@ -268,7 +268,9 @@ fn demo(args: Args) -> Result<(), String> {
             .wait_for_subscriber(topic, Duration::from_secs(10))
             .map_err(|e| e.to_string())?
         {
-            return Err(format!("rpi-gateway did not subscribe to {topic} within 10 s"));
+            return Err(format!(
+                "rpi-gateway did not subscribe to {topic} within 10 s"
+            ));
         }
     }
     let mut d = Demo {

@@ -441,9 +441,7 @@ impl Bridge {
     /// Runs timers (link timeout, periodic status). Call it when
     /// [`Bridge::poll_at`] is reached and after every input.
     pub fn poll(&mut self, now: Instant) {
-        loop {
-            let Some(ev) = self.link.poll(now) else { break };
-            let ev = OwnedEvent::from(ev);
+        while let Some(ev) = self.link.poll(now).map(OwnedEvent::from) {
             self.on_event(ev);
         }
         self.flush_queue(now);

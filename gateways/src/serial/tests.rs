@@ -13,6 +13,9 @@ fn cfg() -> BridgeConfig {
     }
 }
 
+/// Fault injection on the device → gateway bytes.
+type Filter = Box<dyn FnMut(&mut Vec<u8>)>;
+
 /// Bridge + device + what came out of each.
 struct Rig {
     bridge: Bridge,
@@ -27,7 +30,7 @@ struct Rig {
     received: Vec<(String, Vec<u8>)>,
     consume: bool,
     /// Bytes device → gateway pass through this (fault injection).
-    to_gateway_filter: Option<Box<dyn FnMut(&mut Vec<u8>)>>,
+    to_gateway_filter: Option<Filter>,
 }
 
 impl Rig {
@@ -54,9 +57,10 @@ impl Rig {
     fn collect(&mut self) {
         while let Some(a) = self.bridge.take_action() {
             match a {
-                Action::Publish { ref topic, ref payload } if *topic == cfg().status_topic => {
-                    self.statuses.push(payload.clone())
-                }
+                Action::Publish {
+                    ref topic,
+                    ref payload,
+                } if *topic == cfg().status_topic => self.statuses.push(payload.clone()),
                 a => {
                     match &a {
                         Action::Subscribe(t) => self.backplane_subs.push(t.clone()),
@@ -169,10 +173,7 @@ fn subscriptions_are_mirrored_and_status_reports_device() {
     assert!(r.dev.unsubscribe("light_leds"));
     r.run_for(10, 10);
     assert_eq!(r.backplane_subs, ["run_motors"]);
-    assert_eq!(
-        r.bridge.subscriptions().collect::<Vec<_>>(),
-        ["run_motors"]
-    );
+    assert_eq!(r.bridge.subscriptions().collect::<Vec<_>>(), ["run_motors"]);
 }
 
 #[test]
@@ -228,7 +229,10 @@ fn credits_are_honoured_and_drops_counted() {
     assert_eq!(r.dev.stats().drop_queue_full, 0, "never sent past credit");
     r.run_for(1, 1);
     let st = r.last_status();
-    assert_eq!(get(get(&st, "counters"), "drop_no_credit").as_u64(), Some(2));
+    assert_eq!(
+        get(get(&st, "counters"), "drop_no_credit").as_u64(),
+        Some(2)
+    );
 
     // The application catches up: the queued messages follow, in order.
     r.consume = true;
@@ -309,7 +313,7 @@ fn hostile_bytes_never_deliver_garbage_and_link_recovers() {
     let mut k = 0u32;
     r.to_gateway_filter = Some(Box::new(move |bytes: &mut Vec<u8>| {
         k += 1;
-        if k % 3 == 0 && !bytes.is_empty() {
+        if k.is_multiple_of(3) && !bytes.is_empty() {
             let i = bytes.len() / 2;
             bytes[i] ^= 0x10;
         }
