@@ -196,7 +196,7 @@ struct Status<'a> {
 }
 
 /// Link gateway + backplane subscription bookkeeping + counters. See the
-/// [module docs](self).
+/// [module docs](super).
 #[derive(Debug)]
 pub struct Bridge {
     cfg: BridgeConfig,

@@ -113,7 +113,8 @@ pub fn run(config: Config, stop: &AtomicBool) -> Result<(), Error> {
         && !stop.load(Ordering::Relaxed)
         && StdInstant::now() < connect_deadline
     {
-        let _ = comp.recv_event(Some(Duration::from_millis(50)))?;
+        // Errors (EINTR from a signal) surface in the main loop if they last.
+        let _ = comp.recv_event(Some(Duration::from_millis(50)));
     }
     let mut transport: Option<Box<dyn Transport>> = None;
     let mut backoff = config.min_backoff;
@@ -220,12 +221,14 @@ pub fn run(config: Config, stop: &AtomicBool) -> Result<(), Error> {
 
         // Backplane → bridge.
         loop {
-            match comp.try_recv_event()? {
-                Some(component::Event::Message(m)) => {
+            match comp.try_recv_event() {
+                Ok(Some(component::Event::Message(m))) => {
                     bridge.handle_backplane(&m.topic, &m.payload, now());
                 }
-                Some(_) => {}
-                None => break,
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(component::Error::Zmq(zmq::Error::EINTR)) => break,
+                Err(e) => return Err(e.into()),
             }
         }
         apply_actions(&mut bridge, &mut comp);
