@@ -334,3 +334,52 @@ fn round_trip_figures() {
         us(rtt[N - 1])
     );
 }
+
+/// The serial-port transport (`serialport` crate) on a real tty: QEMU's
+/// `-serial pty`. The gateway opens `/dev/pts/N` like `/dev/serial0`.
+#[test]
+#[ignore = "needs qemu-system-arm and the firmware ELF; run by scripts/ci.d/60-serial-qemu.sh"]
+fn serial_port_transport_over_a_qemu_pty() {
+    use std::io::BufRead;
+    let mut child = ChildGuard(
+        Command::new("qemu-system-arm")
+            .args(["-machine", "lm3s6965evb", "-nographic", "-monitor", "none"])
+            .args(["-semihosting-config", "enable=on,target=native"])
+            .args(["-serial", "pty", "-kernel"])
+            .arg(elf())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start qemu-system-arm"),
+    );
+    // QEMU names the pty on stdout; defmt frames follow: keep draining them
+    // so that QEMU never blocks on a full pipe.
+    let mut out = std::io::BufReader::new(child.0.stdout.take().unwrap());
+    let mut line = Vec::new();
+    out.read_until(b'\n', &mut line).expect("qemu stdout");
+    let line = String::from_utf8_lossy(&line);
+    let pty = line
+        .split_whitespace()
+        .find(|w| w.starts_with("/dev/pts/"))
+        .unwrap_or_else(|| panic!("no pty in {line:?}"))
+        .to_owned();
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+
+    let bp = backplane();
+    let _gw = Gateway::start(bp.publisher_port(), bp.subscriber_port(), &pty, 200);
+    let mut c = component(&bp, &[STATUS, REPORTS]);
+    let mut others = Vec::new();
+    wait_status(&mut c, STATUS, Duration::from_secs(20), &mut others, |s| {
+        firmware_up(s, None)
+    });
+    assert!(c
+        .wait_for_subscriber("run_motors", Duration::from_secs(5))
+        .unwrap());
+    c.publish_raw("run_motors", &pack(&map(&[("right", 0.75.into())])))
+        .unwrap();
+    wait_state(&mut c, Duration::from_secs(5), |s| {
+        f64_at(s, "motors", "right") == Some(0.75)
+    });
+    eprintln!("serial transport over {pty}: run_motors applied");
+}
