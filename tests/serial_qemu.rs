@@ -383,3 +383,82 @@ fn serial_port_transport_over_a_qemu_pty() {
     });
     eprintln!("serial transport over {pty}: run_motors applied");
 }
+
+/// Throughput figure for docs/benchmarks/firmware.md: `run_motors`
+/// commands pipelined through backplane → gateway → QEMU firmware, each
+/// answered by a state report, with at most `WINDOW` outstanding (the
+/// device's 4 credits plus part of the gateway's queue, so nothing is
+/// dropped). Asserts only that every report arrives.
+#[test]
+#[ignore = "needs qemu-system-arm and the firmware ELF; run by scripts/ci.d/60-serial-qemu.sh"]
+fn pipelined_throughput_figures() {
+    let bp = backplane();
+    let port = free_port();
+    let _qemu = qemu(port);
+    let _gw = Gateway::start(
+        bp.publisher_port(),
+        bp.subscriber_port(),
+        &format!("tcp:127.0.0.1:{port}"),
+        1000,
+    );
+    let mut c = component(&bp, &[STATUS, REPORTS]);
+    let mut others = Vec::new();
+    wait_status(&mut c, STATUS, Duration::from_secs(20), &mut others, |s| {
+        firmware_up(s, None)
+    });
+    assert!(c
+        .wait_for_subscriber("run_motors", Duration::from_secs(5))
+        .unwrap());
+    const M: usize = 2000;
+    const WINDOW: usize = 12;
+    let cmds = [
+        pack(&map(&[("left", 0.5.into())])),
+        pack(&map(&[("left", (-0.5).into())])),
+    ];
+    let (mut sent, mut got) = (0usize, 0usize);
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs(60);
+    while got < M {
+        while sent < M && sent - got < WINDOW {
+            c.publish_raw("run_motors", &cmds[sent % 2]).unwrap();
+            sent += 1;
+        }
+        assert!(Instant::now() < deadline, "only {got} of {M} reports");
+        if let Some(m) = c.recv_timeout(Duration::from_secs(2)).unwrap() {
+            if m.topic == REPORTS {
+                let v = m.value().unwrap();
+                // The link-up state report (motors at 0) may arrive first.
+                if get(&v, "report").and_then(|r| r.as_str()) == Some("state")
+                    && f64_at(&v, "motors", "left") != Some(0.0)
+                {
+                    assert_eq!(
+                        f64_at(&v, "motors", "left"),
+                        Some(if got % 2 == 0 { 0.5 } else { -0.5 }),
+                        "report {got} out of order"
+                    );
+                    got += 1;
+                }
+            }
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let report_len = pack(&map(&[
+        ("report", "state".into()),
+        (
+            "motors",
+            map(&[("left", 0.5.into()), ("right", 0.0.into())]),
+        ),
+        ("leds", map(&[("status", 0.0.into()), ("aux", 0.0.into())])),
+    ]))
+    .len();
+    let overhead = banyan::core::link::wire::PUBLISH_OVERHEAD;
+    let wire =
+        cmds[0].len() + "run_motors".len() + overhead + report_len + REPORTS.len() + overhead;
+    println!(
+        "pipelined run_motors -> state report through QEMU, window {WINDOW}: {M} exchanges in {secs:.2} s = {:.0} exchanges/s; \
+         {wire} link bytes per exchange ({} B command payload, {report_len} B report payload) = {:.0} B/s of UART traffic",
+        M as f64 / secs,
+        cmds[0].len(),
+        M as f64 * wire as f64 / secs
+    );
+}
