@@ -123,6 +123,15 @@ fn benches(c: &mut Criterion) {
     g.bench_function("validate", |b| {
         b.iter(|| msg::validate(black_box(RUN_MOTORS), &Limits::DEFAULT))
     });
+    g.bench_function("Value::parse + map iteration", |b| {
+        b.iter(|| {
+            let m = Value::parse(black_box(RUN_MOTORS), &Limits::DEFAULT)
+                .unwrap()
+                .as_map()
+                .unwrap();
+            m.iter().filter_map(|(_, v)| v.as_f64()).sum::<f64>()
+        })
+    });
     g.bench_function("RunMotors::parse (validate + decode)", |b| {
         b.iter(|| RunMotors::<4>::parse(black_box(RUN_MOTORS)))
     });

@@ -157,8 +157,11 @@ fn consume_everything(bytes: &[u8]) {
     let _ = msg::decode::<S<'_>>(bytes);
     let _ = msg::decode::<(u8, &str)>(bytes);
     let _ = msg::decode::<Option<f32>>(bytes);
-    let _ = RunMotors::<4>::parse(bytes);
-    let _ = LightLeds::<4>::parse(bytes);
+    // Whatever a command parser accepts is a valid payload under cmd::LIMITS.
+    let valid = validate(bytes, &banyan_core::cmd::LIMITS).is_ok();
+    assert!(RunMotors::<4>::parse(bytes).is_err() || valid);
+    assert!(LightLeds::<4>::parse(bytes).is_err() || valid);
+    assert!(OneGpio::parse(bytes).is_err() || valid);
     if let Ok(OneGpio::I2cWrite { data, .. }) = OneGpio::parse(bytes) {
         let mut out = [0u8; 8];
         let _ = data.copy_to(&mut out);
@@ -271,7 +274,11 @@ for line in open(sys.argv[1]):
         continue
     print("ok", msgpack.packb(v, use_bin_type=True).hex())
 "#;
-    let path = std::env::temp_dir().join(format!("banyan-msg-prop-{}.hex", std::process::id()));
+    // Unique per call: tests run in parallel threads of one process.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path =
+        std::env::temp_dir().join(format!("banyan-msg-prop-{}-{call}.hex", std::process::id()));
     let lines: String = payloads
         .iter()
         .map(|p| p.iter().map(|b| format!("{b:02x}")).collect::<String>() + "\n")

@@ -20,7 +20,9 @@ command -v qemu-system-arm >/dev/null || {
 }
 
 echo "-- firmware: fmt"
-cargo fmt --all --check
+# Only the firmware packages: `--all` would also check the core and the whole
+# host workspace (path dependencies), which scripts/test.sh checks itself.
+cargo fmt --check -p banyan-firmware-app -p banyan-firmware-qemu -p banyan-firmware-pico
 
 echo "-- firmware: clippy (host app + both boards)"
 cargo clippy -p banyan-firmware-app --all-targets -- -D warnings

@@ -111,6 +111,7 @@ fn top_map(payload: &[u8]) -> Result<MapRef<'_>, Error<'_>> {
 }
 
 /// A number in `[lo, hi]`: ints and floats accepted, NaN and anything else refused.
+#[inline]
 fn fraction<'a>(name: &'a str, v: &Value<'a>, lo: f32, hi: f32) -> Result<f32, Error<'a>> {
     let x = v.as_f64().ok_or(Error::WrongType(name))?;
     if x.is_nan() {
@@ -122,6 +123,7 @@ fn fraction<'a>(name: &'a str, v: &Value<'a>, lo: f32, hi: f32) -> Result<f32, E
     Ok(x as f32)
 }
 
+#[inline]
 fn push_unique<'a, const N: usize>(
     list: &mut Vec<(&'a str, f32), N>,
     name: &'a str,

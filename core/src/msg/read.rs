@@ -446,6 +446,7 @@ impl<'a> Value<'a> {
 
 /// Reads one value from validated input; `None` only if the input was not
 /// validated (never panics either way).
+#[inline]
 fn read_value<'a>(cur: &mut Cursor<'a>) -> Option<Value<'a>> {
     let v = match cur.head(usize::MAX).ok()? {
         Head::Nil => Value::Nil,
@@ -615,6 +616,7 @@ pub struct MapIter<'a> {
 
 impl<'a> Iterator for MapIter<'a> {
     type Item = (Value<'a>, Value<'a>);
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.left == 0 {
             return None;

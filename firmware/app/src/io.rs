@@ -1,11 +1,12 @@
 //! Non-blocking byte pumping between a UART and the application.
 //!
-//! The application never blocks on the UART: [`read_ready`] reads only what
-//! [`ReadReady`] says is there and [`TxQueue::flush_ready`] writes only while [`WriteReady`] says the
-//! transmitter has room, so a long report never stalls reception (and the
-//! receive FIFO never overflows while a frame is being sent).
+//! The application never blocks on the UART: [`App::poll`](crate::App::poll)
+//! reads only what `ReadReady` says is there, and [`TxQueue::flush_ready`]
+//! writes only while [`WriteReady`] says the transmitter has room, so a long
+//! report never stalls reception (and the receive FIFO does not overflow
+//! while a frame is being sent).
 
-use embedded_io::{Read, ReadReady, Write, WriteReady};
+use embedded_io::{Write, WriteReady};
 use heapless::Deque;
 
 /// Bytes read from the UART in one go (one stack buffer per poll).
@@ -19,7 +20,7 @@ pub struct Stats {
     pub rx_bytes: u32,
     /// Bytes written to the UART.
     pub tx_bytes: u32,
-    /// Bytes that did not fit in the transmit queue and were dropped.
+    /// Outgoing frames that did not fit in the transmit queue and were dropped.
     pub tx_dropped: u32,
     /// UART read or write errors (overrun, framing, break, ...).
     pub uart_errors: u32,
@@ -97,25 +98,4 @@ impl<const N: usize> TxQueue<N> {
         }
         Ok(())
     }
-}
-
-/// Reads what the UART has ready, handing each chunk to `sink`; never blocks.
-///
-/// # Errors
-/// The UART's read error (counted by the caller).
-pub fn read_ready<U: Read + ReadReady>(
-    uart: &mut U,
-    stats: &mut Stats,
-    mut sink: impl FnMut(&[u8]),
-) -> Result<(), U::Error> {
-    let mut buf = [0u8; READ_CHUNK];
-    while uart.read_ready()? {
-        let n = uart.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        stats.rx_bytes = stats.rx_bytes.wrapping_add(n as u32);
-        sink(&buf[..n]);
-    }
-    Ok(())
 }

@@ -22,13 +22,15 @@
 //!   and when the link goes down (the gateway went away).
 //!
 //! Layers:
-//! - [`io`]: non-blocking byte pumping with counters.
+//! - [`io`]: non-blocking byte pumping with counters; [`clock`]: a
+//!   millisecond clock from a 32-bit microsecond counter.
 //! - [`robot`]: commands → actuators → report payloads.
 //! - [`App`]: the link, the robot and the UART tied together.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod clock;
 pub mod io;
 pub mod robot;
 
@@ -51,7 +53,10 @@ pub const SUBS: usize = 4;
 /// Capacity of the UART transmit queue (at least one whole frame).
 pub const TX_CAPACITY: usize = 512;
 /// Largest report payload.
-pub const REPORT_CAPACITY: usize = 240;
+pub const REPORT_CAPACITY: usize = 256;
+
+/// UART reads of up to [`io::READ_CHUNK`] bytes per [`App::poll`].
+pub const MAX_READS_PER_POLL: usize = 8;
 
 /// The device end of the link as the firmware sizes it.
 pub type LinkDevice = Device<FRAME, LINK_TX, QUEUE, SUBS>;
@@ -199,7 +204,9 @@ where
     {
         let now = Instant::from_millis(now_ms);
         let mut buf = [0u8; io::READ_CHUNK];
-        loop {
+        // Bounded, so a flood of input cannot starve the deadman and the
+        // transmitter: the rest waits in the UART FIFO for the next poll.
+        for _ in 0..MAX_READS_PER_POLL {
             match uart.read_ready() {
                 Ok(true) => {}
                 Ok(false) => break,
@@ -212,8 +219,14 @@ where
                 Ok(0) => break,
                 Ok(n) => {
                     self.stats.io.rx_bytes = self.stats.io.rx_bytes.wrapping_add(n as u32);
-                    let chunk = &buf[..n];
-                    self.feed(chunk, now);
+                    // `get`: a HAL claiming more bytes than fit is an error, not a panic.
+                    match buf.get(..n) {
+                        Some(chunk) => self.feed(chunk, now),
+                        None => {
+                            self.count_uart_error();
+                            break;
+                        }
+                    }
                 }
                 Err(_) => {
                     self.count_uart_error();
@@ -288,7 +301,7 @@ where
             drop(msg); // frees the slot: the gateway gets its credit back
             match outcome {
                 robot::Outcome::Changed(n) | robot::Outcome::Refused(n) => {
-                    self.publish(&report[..n], now);
+                    self.publish_slice(&report, n, now);
                 }
                 robot::Outcome::Unchanged => {}
                 robot::Outcome::ReportTooLarge => {
@@ -301,7 +314,7 @@ where
     fn publish_state(&mut self, now: Instant) {
         let mut report = [0u8; REPORT_CAPACITY];
         match self.robot.state_report(&mut report) {
-            Some(n) => self.publish(&report[..n], now),
+            Some(n) => self.publish_slice(&report, n, now),
             None => self.stats.reports_too_large = self.stats.reports_too_large.wrapping_add(1),
         }
     }
@@ -318,9 +331,10 @@ where
     ) -> Result<usize, banyan_core::msg::Error> {
         let link = self.device.stats();
         let robot = self.robot.stats();
-        let fields: [(&str, u64); 12] = [
+        let fields: [(&str, u64); 13] = [
             ("uptime_ms", now_ms),
             ("uart_errors", self.stats.io.uart_errors.into()),
+            ("tx_dropped", self.stats.io.tx_dropped.into()),
             ("frames_dropped", link.frame.dropped().into()),
             ("seq_gaps", link.seq_gaps.into()),
             ("malformed", link.malformed.into()),
@@ -346,8 +360,16 @@ where
     fn publish_stats(&mut self, now: Instant) {
         let mut report = [0u8; REPORT_CAPACITY];
         match self.stats_report(now.millis(), &mut report) {
-            Ok(n) => self.publish(&report[..n], now),
+            Ok(n) => self.publish_slice(&report, n, now),
             Err(_) => self.stats.reports_too_large = self.stats.reports_too_large.wrapping_add(1),
+        }
+    }
+
+    /// Publishes the first `n` bytes of `buf` (an encoder's output).
+    fn publish_slice(&mut self, buf: &[u8], n: usize, now: Instant) {
+        match buf.get(..n) {
+            Some(payload) => self.publish(payload, now),
+            None => self.stats.reports_too_large = self.stats.reports_too_large.wrapping_add(1),
         }
     }
 
@@ -369,8 +391,12 @@ where
         while self.tx.free() >= FRAME_OUT {
             match self.device.poll_transmit(now, &mut out) {
                 Some(n) => {
-                    // Cannot fail: room for a whole frame was checked.
-                    let _ = self.tx.try_push(&out[..n]);
+                    // Room for a whole frame was checked; a frame that still
+                    // does not fit (or a bad length) is counted.
+                    let pushed = out.get(..n).map(|frame| self.tx.try_push(frame));
+                    if !matches!(pushed, Some(Ok(()))) {
+                        self.stats.io.tx_dropped = self.stats.io.tx_dropped.wrapping_add(1);
+                    }
                 }
                 None => break,
             }

@@ -250,8 +250,8 @@ where
         {
             Ok(()) => {
                 for (i, (name, _)) in self.motors.iter().enumerate() {
-                    if let Some(s) = cmd.speed(name) {
-                        self.speeds[i] = s;
+                    if let (Some(s), Some(slot)) = (cmd.speed(name), self.speeds.get_mut(i)) {
+                        *slot = s;
                     }
                 }
                 Ok(self.speeds != before)

@@ -274,3 +274,31 @@ fn stats_report_shows_drops_and_refusals() {
     assert_eq!(field(s, "deadman_stops").as_u64(), Some(0));
     assert_eq!(field(s, "link_downs").as_u64(), Some(0));
 }
+
+#[test]
+fn one_poll_reads_a_bounded_amount() {
+    let mut r = rig_with(1, DEADMAN_MS);
+    r.uart.rx.extend(std::iter::repeat_n(0x55u8, 10_000));
+    r.app.poll(1, &mut r.uart);
+    let bound = banyan_firmware_app::MAX_READS_PER_POLL * banyan_firmware_app::io::READ_CHUNK;
+    assert_eq!(r.uart.rx.len(), 10_000 - bound);
+    assert_eq!(r.app.stats().io.rx_bytes as usize, bound);
+}
+
+#[test]
+fn stats_report_fits_with_maximal_counters() {
+    let r = rig_with(1, DEADMAN_MS);
+    let mut out = [0u8; banyan_firmware_app::REPORT_CAPACITY];
+    // Every counter field at its widest encoding: u64::MAX uptime.
+    let n = r.app.stats_report(u64::MAX, &mut out).unwrap();
+    let v = unpack(&out[..n]);
+    assert_eq!(field(&v, "report").as_str(), Some("stats"));
+    assert_eq!(field(&v, "uptime_ms").as_u64(), Some(u64::MAX));
+    assert_eq!(v.as_map().unwrap().len(), 14);
+    // u32 counters take at most 5 bytes each; 13 of them at most 4 more each
+    // than the 1-byte zeros here.
+    assert!(
+        n + 13 * 4 <= banyan_firmware_app::REPORT_CAPACITY,
+        "{n} bytes"
+    );
+}

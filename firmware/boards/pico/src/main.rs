@@ -17,7 +17,7 @@ mod pwm;
 
 use banyan_core::actuator::{Config as MotorConfig, Motor, PwmLed};
 use banyan_core::link;
-use banyan_firmware_app::{App, Config, Robot};
+use banyan_firmware_app::{clock::MsClock, App, Config, Robot};
 use defmt_rtt as _;
 use fugit::RateExtU32;
 use pwm::PwmOut;
@@ -175,38 +175,10 @@ fn main() -> ! {
         NAME,
         session
     );
+    // 32-bit arithmetic only (no 64-bit division linked on the M0+).
     let mut clock = MsClock::new(timer.get_counter_low());
     loop {
         let now_ms = clock.now_ms(timer.get_counter_low());
         app.poll(now_ms, &mut uart);
-    }
-}
-
-/// Milliseconds from the timer's low 32 bits (µs, wraps every 71 minutes):
-/// 32-bit arithmetic only, so no 64-bit division is linked (~900 bytes on
-/// the M0+). Call `now_ms` at least once per wrap (the main loop does).
-struct MsClock {
-    last_us: u32,
-    rem_us: u32,
-    ms: u64,
-}
-
-impl MsClock {
-    fn new(now_us: u32) -> Self {
-        Self {
-            last_us: now_us,
-            rem_us: 0,
-            ms: 0,
-        }
-    }
-
-    fn now_ms(&mut self, now_us: u32) -> u64 {
-        let elapsed = now_us
-            .wrapping_sub(self.last_us)
-            .saturating_add(self.rem_us);
-        self.last_us = now_us;
-        self.ms += u64::from(elapsed / 1000);
-        self.rem_us = elapsed % 1000;
-        self.ms
     }
 }
