@@ -196,7 +196,7 @@ struct Status<'a> {
 }
 
 /// Link gateway + backplane subscription bookkeeping + counters. See the
-/// [module docs](self).
+/// [module docs](super).
 #[derive(Debug)]
 pub struct Bridge {
     cfg: BridgeConfig,
@@ -441,9 +441,7 @@ impl Bridge {
     /// Runs timers (link timeout, periodic status). Call it when
     /// [`Bridge::poll_at`] is reached and after every input.
     pub fn poll(&mut self, now: Instant) {
-        loop {
-            let Some(ev) = self.link.poll(now) else { break };
-            let ev = OwnedEvent::from(ev);
+        while let Some(ev) = self.link.poll(now).map(OwnedEvent::from) {
             self.on_event(ev);
         }
         self.flush_queue(now);

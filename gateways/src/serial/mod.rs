@@ -29,6 +29,9 @@
 mod bridge;
 pub mod transport;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant as StdInstant};
 
@@ -69,7 +72,8 @@ pub struct Config {
     /// First re-open delay after a failure; doubles up to
     /// [`Config::max_backoff`]. Default 100 ms.
     pub min_backoff: Duration,
-    /// Longest re-open delay. Default 2 s.
+    /// Longest re-open delay. Default 500 ms, so a device that comes back is
+    /// reconnected within half a second.
     pub max_backoff: Duration,
 }
 
@@ -82,7 +86,7 @@ impl Config {
             baud: DEFAULT_BAUD,
             bridge: BridgeConfig::default(),
             min_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(2),
+            max_backoff: Duration::from_millis(500),
         }
     }
 }
@@ -102,6 +106,16 @@ pub fn run(config: Config, stop: &AtomicBool) -> Result<(), Error> {
         .map(|d| d.as_nanos() as u32 ^ std::process::id().rotate_left(16))
         .unwrap_or_else(|_| std::process::id());
     let mut bridge = Bridge::new(session, config.bridge.clone());
+    // Give the backplane connection a moment (up to 1 s) so the device's
+    // first messages are not published before it exists.
+    let connect_deadline = StdInstant::now() + Duration::from_secs(1);
+    while comp.link_state() != component::LinkState::Up
+        && !stop.load(Ordering::Relaxed)
+        && StdInstant::now() < connect_deadline
+    {
+        // Errors (EINTR from a signal) surface in the main loop if they last.
+        let _ = comp.recv_event(Some(Duration::from_millis(50)));
+    }
     let mut transport: Option<Box<dyn Transport>> = None;
     let mut backoff = config.min_backoff;
     let mut next_open = StdInstant::now();
@@ -180,10 +194,7 @@ pub fn run(config: Config, stop: &AtomicBool) -> Result<(), Error> {
                 Err(e) => return Err(e.into()),
             }
             match items.get(3) {
-                Some(item) => (
-                    item.is_readable() || item.is_error(),
-                    item.is_writable(),
-                ),
+                Some(item) => (item.is_readable() || item.is_error(), item.is_writable()),
                 None => (false, false),
             }
         };
@@ -195,7 +206,12 @@ pub fn run(config: Config, stop: &AtomicBool) -> Result<(), Error> {
                     Ok(()) => {}
                     Err(e) => {
                         log::warn!("{}: device connection lost: {e}", config.bridge.name);
-                        lose(&mut transport, &mut bridge, &mut next_open, config.min_backoff);
+                        lose(
+                            &mut transport,
+                            &mut bridge,
+                            &mut next_open,
+                            config.min_backoff,
+                        );
                         backoff = config.min_backoff;
                     }
                 }
@@ -205,12 +221,14 @@ pub fn run(config: Config, stop: &AtomicBool) -> Result<(), Error> {
 
         // Backplane → bridge.
         loop {
-            match comp.try_recv_event()? {
-                Some(component::Event::Message(m)) => {
+            match comp.try_recv_event() {
+                Ok(Some(component::Event::Message(m))) => {
                     bridge.handle_backplane(&m.topic, &m.payload, now());
                 }
-                Some(_) => {}
-                None => break,
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(component::Error::Zmq(zmq::Error::EINTR)) => break,
+                Err(e) => return Err(e.into()),
             }
         }
         apply_actions(&mut bridge, &mut comp);
@@ -233,7 +251,9 @@ fn lose(
 fn would_block(e: &std::io::Error) -> bool {
     matches!(
         e.kind(),
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
+        std::io::ErrorKind::WouldBlock
+            | std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::Interrupted
     )
 }
 

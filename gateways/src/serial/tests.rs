@@ -1,0 +1,383 @@
+//! Bridge unit tests with the core's `link::Device` as the fake MCU over an
+//! in-memory wire.
+
+use super::*;
+use banyan_core::link::{self, device, Device};
+
+type Dev = Device<256, 512, 4, 8>;
+
+fn cfg() -> BridgeConfig {
+    BridgeConfig {
+        queue_limit: 3,
+        ..BridgeConfig::default()
+    }
+}
+
+/// Fault injection on the device → gateway bytes.
+type Filter = Box<dyn FnMut(&mut Vec<u8>)>;
+
+/// Bridge + device + what came out of each.
+struct Rig {
+    bridge: Bridge,
+    dev: Dev,
+    now: u64,
+    /// Backplane actions other than status publishes.
+    actions: Vec<Action>,
+    statuses: Vec<Vec<u8>>,
+    /// Backplane-side subscriptions as the run loop would hold them.
+    backplane_subs: Vec<String>,
+    /// Messages the device application took (if `consume`).
+    received: Vec<(String, Vec<u8>)>,
+    consume: bool,
+    /// Bytes device → gateway pass through this (fault injection).
+    to_gateway_filter: Option<Filter>,
+}
+
+impl Rig {
+    fn new(session: u32) -> Rig {
+        let mut bridge = Bridge::new(0xBEEF, cfg());
+        bridge.transport_opened();
+        Rig {
+            bridge,
+            dev: Dev::new("fake-mcu", "1.2.3", session, link::Config::default()).unwrap(),
+            now: 0,
+            actions: Vec::new(),
+            statuses: Vec::new(),
+            backplane_subs: Vec::new(),
+            received: Vec::new(),
+            consume: true,
+            to_gateway_filter: None,
+        }
+    }
+
+    fn t(&self) -> Instant {
+        Instant::from_millis(self.now)
+    }
+
+    fn collect(&mut self) {
+        while let Some(a) = self.bridge.take_action() {
+            match a {
+                Action::Publish {
+                    ref topic,
+                    ref payload,
+                } if *topic == cfg().status_topic => self.statuses.push(payload.clone()),
+                a => {
+                    match &a {
+                        Action::Subscribe(t) => self.backplane_subs.push(t.clone()),
+                        Action::Unsubscribe(t) => {
+                            let i = self
+                                .backplane_subs
+                                .iter()
+                                .position(|s| s == t)
+                                .expect("unsubscribe of a topic never subscribed");
+                            self.backplane_subs.remove(i);
+                        }
+                        Action::Publish { .. } => {}
+                    }
+                    self.actions.push(a)
+                }
+            }
+        }
+    }
+
+    /// Shuttles bytes both ways until both ends are quiet.
+    fn settle(&mut self) {
+        let mut buf = vec![0u8; TX_FRAME];
+        for _ in 0..64 {
+            let now = self.t();
+            let mut moved = false;
+            self.bridge.poll(now);
+            let mut to_dev = Vec::new();
+            while let Some(n) = self.bridge.poll_transmit(now, &mut buf) {
+                to_dev.extend_from_slice(&buf[..n]);
+            }
+            let _ = self.dev.poll(now);
+            let mut input = &to_dev[..];
+            moved |= !input.is_empty();
+            loop {
+                let (ev, rest) = self.dev.handle_rx(input, now);
+                input = rest;
+                match ev {
+                    Some(device::Event::Received) => {}
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+            if self.consume {
+                while let Some(m) = self.dev.recv() {
+                    self.received
+                        .push((m.topic().to_owned(), m.payload().to_vec()));
+                }
+            }
+            let mut to_gw = Vec::new();
+            while let Some(n) = self.dev.poll_transmit(now, &mut buf) {
+                to_gw.extend_from_slice(&buf[..n]);
+            }
+            if let Some(f) = self.to_gateway_filter.as_mut() {
+                f(&mut to_gw);
+            }
+            moved |= !to_gw.is_empty();
+            self.bridge.handle_device_bytes(&to_gw, now);
+            self.bridge.poll(now);
+            self.collect();
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    /// Advances time in `step` ms increments, settling each time.
+    fn run_for(&mut self, ms: u64, step: u64) {
+        let end = self.now + ms;
+        while self.now < end {
+            self.now += step;
+            self.settle();
+        }
+    }
+
+    fn last_status(&self) -> rmpv::Value {
+        rmpv::decode::read_value(&mut &self.statuses.last().expect("a status")[..]).unwrap()
+    }
+}
+
+fn get<'a>(v: &'a rmpv::Value, key: &str) -> &'a rmpv::Value {
+    v.as_map()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| k.as_str() == Some(key))
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("no key {key} in {v}"))
+}
+
+fn up_rig() -> Rig {
+    let mut r = Rig::new(1);
+    r.dev.subscribe("run_motors").unwrap();
+    r.dev.subscribe("light_leds").unwrap();
+    r.run_for(20, 10);
+    assert!(r.bridge.link().is_up() && r.dev.is_up());
+    r
+}
+
+#[test]
+fn subscriptions_are_mirrored_and_status_reports_device() {
+    let mut r = up_rig();
+    assert_eq!(r.backplane_subs, ["run_motors", "light_leds"]);
+    let st = r.last_status();
+    assert_eq!(get(&st, "link").as_str(), Some("up"));
+    let dev = get(&st, "device");
+    assert_eq!(get(dev, "name").as_str(), Some("fake-mcu"));
+    assert_eq!(get(dev, "version").as_str(), Some("1.2.3"));
+    assert_eq!(get(dev, "session").as_u64(), Some(1));
+    assert_eq!(get(&st, "subscriptions").as_array().unwrap().len(), 2);
+
+    assert!(r.dev.unsubscribe("light_leds"));
+    r.run_for(10, 10);
+    assert_eq!(r.backplane_subs, ["run_motors"]);
+    assert_eq!(r.bridge.subscriptions().collect::<Vec<_>>(), ["run_motors"]);
+}
+
+#[test]
+fn forwards_both_ways_byte_identical() {
+    let mut r = up_rig();
+    // A float the device would not re-encode the same way if it re-encoded.
+    let cmd = b"\x82\xa4left\xcb\x3f\xe0\0\0\0\0\0\0\xa5right\xd0\xff";
+    r.bridge.handle_backplane("run_motors", cmd, r.t());
+    r.settle();
+    assert_eq!(r.received, [("run_motors".to_string(), cmd.to_vec())]);
+
+    let report = b"\x81\xa6report\xa5state";
+    r.dev.publish("from_fake", report, r.t()).unwrap();
+    r.settle();
+    assert!(r.actions.contains(&Action::Publish {
+        topic: "from_fake".into(),
+        payload: report.to_vec()
+    }));
+    let c = r.bridge.counters();
+    assert_eq!((c.to_device, c.from_device), (1, 1));
+}
+
+#[test]
+fn unsubscribed_topics_and_link_down_are_counted() {
+    let mut r = up_rig();
+    r.bridge.handle_backplane("other", b"\x80", r.t());
+    assert_eq!(r.bridge.counters().drop_unsubscribed, 1);
+    // Device silent for longer than the timeout.
+    r.now += 1500;
+    r.bridge.poll(r.t());
+    r.collect();
+    assert!(!r.bridge.link().is_up());
+    assert_eq!(get(&r.last_status(), "link").as_str(), Some("down"));
+    r.bridge.handle_backplane("run_motors", b"\x80", r.t());
+    assert_eq!(r.bridge.counters().drop_link_down, 1);
+    // Subscriptions are kept across a down (re-plug without reset).
+    assert_eq!(r.backplane_subs.len(), 2);
+}
+
+#[test]
+fn credits_are_honoured_and_drops_counted() {
+    let mut r = up_rig();
+    r.consume = false; // the device application stalls: its 4 slots fill
+    for i in 0..9u8 {
+        r.bridge.handle_backplane("run_motors", &[i], r.t());
+        r.settle();
+    }
+    // 4 in the device queue, 3 in the bridge queue, 2 dropped and counted.
+    assert_eq!(r.dev.queued(), 4);
+    assert_eq!(r.bridge.queued(), 3);
+    let c = r.bridge.counters();
+    assert_eq!((c.to_device, c.drop_no_credit), (4, 2));
+    assert_eq!(r.dev.stats().drop_queue_full, 0, "never sent past credit");
+    r.run_for(1, 1);
+    let st = r.last_status();
+    assert_eq!(
+        get(get(&st, "counters"), "drop_no_credit").as_u64(),
+        Some(2)
+    );
+
+    // The application catches up: the queued messages follow, in order.
+    r.consume = true;
+    r.run_for(600, 50);
+    let got: Vec<u8> = r.received.iter().map(|(_, p)| p[0]).collect();
+    assert_eq!(got, [0, 1, 2, 3, 4, 5, 6]);
+    assert_eq!(r.bridge.queued(), 0);
+}
+
+#[test]
+fn device_reset_drops_old_subscriptions_and_applies_new_ones() {
+    let mut r = up_rig();
+    // The MCU reboots: new session, it now wants only light_leds and sensors.
+    r.dev = Dev::new("fake-mcu", "1.2.4", 2, link::Config::default()).unwrap();
+    r.dev.subscribe("light_leds").unwrap();
+    r.dev.subscribe("sensors").unwrap();
+    r.run_for(50, 10);
+    assert!(r.bridge.link().is_up());
+    let mut subs = r.backplane_subs.clone();
+    subs.sort();
+    assert_eq!(subs, ["light_leds", "sensors"]);
+    assert_eq!(r.bridge.link().stats().resets, 1);
+    let st = r.last_status();
+    assert_eq!(get(get(&st, "device"), "session").as_u64(), Some(2));
+    // And forwarding works on the new session.
+    r.bridge.handle_backplane("sensors", b"\x01", r.t());
+    r.settle();
+    assert_eq!(r.received.last().unwrap().0, "sensors");
+}
+
+#[test]
+fn invalid_device_payload_is_dropped_and_counted() {
+    let mut r = up_rig();
+    // Valid frame, but the payload is a truncated msgpack map.
+    r.dev.publish("from_fake", b"\x81\xa6rep", r.t()).unwrap();
+    // And one with trailing bytes.
+    r.dev.publish("from_fake", b"\x80\x80", r.t()).unwrap();
+    r.settle();
+    assert_eq!(r.bridge.counters().invalid_from_device, 2);
+    assert!(!r
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::Publish { topic, .. } if topic == "from_fake")));
+}
+
+/// xorshift: deterministic "random" bytes.
+fn noise(seed: &mut u64, n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            (*seed >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn hostile_bytes_never_deliver_garbage_and_link_recovers() {
+    let mut seed = 0x1234_5678_9abc_def0u64;
+    // Raw noise into a fresh bridge: nothing comes out but status.
+    let mut b = Bridge::new(1, cfg());
+    for _ in 0..200 {
+        b.handle_device_bytes(&noise(&mut seed, 97), Instant::ZERO);
+    }
+    b.poll(Instant::ZERO);
+    while let Some(a) = b.take_action() {
+        assert!(
+            matches!(&a, Action::Publish { topic, .. } if topic == "serial_gateway_status"),
+            "{a:?}"
+        );
+    }
+    let s = b.link().stats();
+    assert!(s.frame.crc + s.frame.cobs + s.frame.short + s.frame.oversize > 0);
+
+    // A live link with every 3rd device chunk corrupted by a flipped bit.
+    let mut r = up_rig();
+    let mut k = 0u32;
+    r.to_gateway_filter = Some(Box::new(move |bytes: &mut Vec<u8>| {
+        k += 1;
+        if k.is_multiple_of(3) && !bytes.is_empty() {
+            let i = bytes.len() / 2;
+            bytes[i] ^= 0x10;
+        }
+    }));
+    let payload = b"\x81\xa1n\x05";
+    for _ in 0..30 {
+        let _ = r.dev.publish("from_fake", payload, r.t());
+        r.run_for(20, 10);
+    }
+    // Whatever arrived is intact; what did not is counted by the link.
+    let delivered: Vec<Vec<u8>> = r
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Publish { topic, payload } if topic == "from_fake" => Some(payload.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(delivered.iter().all(|p| &p[..] == payload));
+    let s = r.bridge.link().stats();
+    assert!(s.frame.crc + s.frame.cobs > 0, "{s:?}");
+    assert!(
+        delivered.len() < 30 && s.publish_lost + s.seq_gaps > 0,
+        "{} delivered, {s:?}",
+        delivered.len()
+    );
+    // Clean line again: the link is (or comes back) up and forwards.
+    r.to_gateway_filter = None;
+    r.run_for(1500, 50);
+    assert!(r.bridge.link().is_up());
+    let before = delivered.len();
+    r.dev.publish("from_fake", payload, r.t()).unwrap();
+    r.settle();
+    let after = r
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::Publish { topic, .. } if topic == "from_fake"))
+        .count();
+    assert_eq!(after, before + 1);
+}
+
+#[test]
+fn poll_at_is_never_in_the_past_when_idle() {
+    let mut r = up_rig();
+    // Device goes silent; once the link is down the bridge only has its
+    // status timer.
+    r.now += 2000;
+    r.bridge.poll(r.t());
+    r.collect();
+    assert!(!r.bridge.link().is_up());
+    assert!(r.bridge.poll_at() > r.t());
+}
+
+#[test]
+fn device_spec_parses() {
+    assert_eq!(
+        "tcp:127.0.0.1:5555".parse::<DeviceSpec>(),
+        Ok(DeviceSpec::Tcp("127.0.0.1:5555".into()))
+    );
+    assert_eq!(
+        "/dev/serial0".parse::<DeviceSpec>(),
+        Ok(DeviceSpec::Serial("/dev/serial0".into()))
+    );
+    assert!("tcp:nohost".parse::<DeviceSpec>().is_err());
+    assert!("tcp::5".parse::<DeviceSpec>().is_err());
+    assert!("".parse::<DeviceSpec>().is_err());
+}

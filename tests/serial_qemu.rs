@@ -1,0 +1,464 @@
+//! serial-gateway end to end with the real firmware under QEMU
+//! (`firmware/run-qemu.sh`): our backplane, the gateway run loop over
+//! `tcp:127.0.0.1:PORT`, a python-banyan component and Rust components.
+//!
+//! Needs qemu-system-arm, the release firmware ELF and the Python venv, so
+//! the tests are `#[ignore]`d in a plain `cargo test`;
+//! `scripts/ci.d/60-serial-qemu.sh` builds the ELF and runs them with
+//! `-- --ignored`.
+
+mod serial_support;
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use banyan::gateways::backplane::{self, Backplane};
+use banyan::gateways::component::{self, Component};
+use serial_support::*;
+
+const STATUS: &str = "serial_gateway_status";
+const REPORTS: &str = "from_qemu-bot";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Kills the child (and waits for it) when dropped, also on failure.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn elf() -> PathBuf {
+    let elf = std::env::var_os("BANYAN_FIRMWARE_ELF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            root().join("firmware/target/thumbv7m-none-eabi/release/banyan-firmware-qemu")
+        });
+    assert!(
+        elf.exists(),
+        "firmware ELF {} missing: build it with `cd firmware/boards/qemu && cargo build --release` \
+         (scripts/ci.d/60-serial-qemu.sh does)",
+        elf.display()
+    );
+    elf
+}
+
+/// Starts the QEMU firmware with its UART on `port`. qemu exec()s in place
+/// of the script, so killing the child kills QEMU.
+fn qemu(port: u16) -> ChildGuard {
+    ChildGuard(
+        Command::new(root().join("firmware/run-qemu.sh"))
+            .arg(port.to_string())
+            .arg(elf())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start firmware/run-qemu.sh (is qemu-system-arm installed?)"),
+    )
+}
+
+fn python() -> PathBuf {
+    let py = std::env::var_os("BANYAN_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv/bin/python"));
+    assert!(
+        py.exists(),
+        "Python venv missing ({}): run `bash scripts/venv.sh` (or set BANYAN_PYTHON)",
+        py.display()
+    );
+    py
+}
+
+fn backplane() -> backplane::Running {
+    Backplane::bind(&backplane::Config::new("127.0.0.1", 0, 0))
+        .expect("bind backplane")
+        .spawn()
+        .expect("spawn backplane")
+}
+
+fn component(bp: &backplane::Running, subs: &[&str]) -> Component {
+    let mut c = Component::connect(component::Config::new(
+        "127.0.0.1",
+        bp.publisher_port(),
+        bp.subscriber_port(),
+    ))
+    .expect("component");
+    for s in subs {
+        c.subscribe(s).unwrap();
+    }
+    c
+}
+
+fn session_of(status: &rmpv::Value) -> Option<u64> {
+    get(status, "device")
+        .and_then(|d| get(d, "session"))
+        .and_then(|s| s.as_u64())
+}
+
+/// Link up with the firmware's two subscriptions (any session but `not`).
+fn firmware_up(status: &rmpv::Value, not: Option<u64>) -> bool {
+    let s = session_of(status);
+    s.is_some() && s != not && is_up_with(status, s.unwrap(), &["light_leds", "run_motors"])
+}
+
+fn pack(v: &rmpv::Value) -> Vec<u8> {
+    let mut b = Vec::new();
+    rmpv::encode::write_value(&mut b, v).unwrap();
+    b
+}
+
+fn map(kv: &[(&str, rmpv::Value)]) -> rmpv::Value {
+    rmpv::Value::Map(kv.iter().map(|(k, v)| ((*k).into(), v.clone())).collect())
+}
+
+fn f64_at(v: &rmpv::Value, group: &str, name: &str) -> Option<f64> {
+    get(v, group)
+        .and_then(|g| get(g, name))
+        .and_then(|x| x.as_f64())
+}
+
+/// Receives until a state report satisfies `pred`.
+fn wait_state(
+    c: &mut Component,
+    timeout: Duration,
+    mut pred: impl FnMut(&rmpv::Value) -> bool,
+) -> rmpv::Value {
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
+    while let Some(m) = c
+        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        .expect("recv")
+    {
+        if m.topic == REPORTS {
+            let v = m.value().expect("report is msgpack");
+            if get(&v, "report").and_then(|r| r.as_str()) == Some("state") && pred(&v) {
+                return v;
+            }
+            last = Some(v);
+        }
+    }
+    panic!("no matching state report within {timeout:?}; last report: {last:?}");
+}
+
+#[test]
+#[ignore = "needs qemu-system-arm, the firmware ELF and the venv; run by scripts/ci.d/60-serial-qemu.sh"]
+fn python_banyan_component_drives_the_qemu_firmware() {
+    let py = python();
+    let bp = backplane();
+    let port = free_port();
+    let _qemu = qemu(port);
+    let _gw = Gateway::start(
+        bp.publisher_port(),
+        bp.subscriber_port(),
+        &format!("tcp:127.0.0.1:{port}"),
+        200,
+    );
+    let mut c = component(&bp, &[STATUS]);
+    let mut others = Vec::new();
+    wait_status(&mut c, STATUS, Duration::from_secs(20), &mut others, |s| {
+        firmware_up(s, None)
+    });
+
+    let mut child = ChildGuard(
+        Command::new(py)
+            .arg(root().join("tests/serial_qemu_component.py"))
+            .arg(bp.publisher_port().to_string())
+            .arg(bp.subscriber_port().to_string())
+            .arg(REPORTS)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the python component"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = child.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "python component timed out");
+        // Bounded wait for the child: poll its exit a few times a second.
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    child
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    eprintln!("{out}");
+    assert!(
+        status.success() && out.contains("OK done"),
+        "python component failed ({status}):\n{out}\n{err}"
+    );
+    assert!(out.contains("OK motors left 0.5 right -0.25"), "{out}");
+}
+
+#[test]
+#[ignore = "needs qemu-system-arm and the firmware ELF; run by scripts/ci.d/60-serial-qemu.sh"]
+fn recovers_after_qemu_restart_and_motors_stop_when_the_gateway_goes_away() {
+    let bp = backplane();
+    let port = free_port();
+    let dev = format!("tcp:127.0.0.1:{port}");
+    let mut qemu_child = qemu(port);
+    let gw = Gateway::start(bp.publisher_port(), bp.subscriber_port(), &dev, 200);
+    let mut c = component(&bp, &[STATUS, REPORTS]);
+    let mut others = Vec::new();
+    let st = wait_status(&mut c, STATUS, Duration::from_secs(20), &mut others, |s| {
+        firmware_up(s, None)
+    });
+    let first = session_of(&st);
+
+    // 1. QEMU restarts while the gateway runs. The firmware's session id is
+    //    the host time in seconds: let the second change so it is a reboot.
+    drop(qemu_child);
+    std::thread::sleep(Duration::from_millis(1100));
+    let started = Instant::now();
+    qemu_child = qemu(port);
+    let st = wait_status(&mut c, STATUS, Duration::from_secs(20), &mut others, |s| {
+        firmware_up(s, first)
+    });
+    let restored = started.elapsed();
+    eprintln!(
+        "QEMU restarted: link up with session {:?} and subscriptions restored {restored:?} after QEMU was started",
+        session_of(&st)
+    );
+    // QEMU boots the firmware in milliseconds; the gateway retries its TCP
+    // connection every <= 200 ms here (500 ms by default).
+    assert!(
+        restored < Duration::from_millis(1500),
+        "subscriptions restored only after {restored:?}"
+    );
+    assert!(counter(&st, "link_counters", "resets") >= 1, "{st}");
+
+    // 2. Motors run, then the gateway goes away: the firmware stops them.
+    assert!(c
+        .wait_for_subscriber("run_motors", Duration::from_secs(5))
+        .unwrap());
+    c.publish_raw(
+        "run_motors",
+        &pack(&map(&[("left", 0.5.into()), ("right", 0.5.into())])),
+    )
+    .unwrap();
+    wait_state(&mut c, Duration::from_secs(5), |s| {
+        f64_at(s, "motors", "left") == Some(0.5)
+    });
+    drop(gw);
+    let stopped = Instant::now();
+    // Past the firmware's link timeout (1 s) and deadman (500 ms).
+    std::thread::sleep(Duration::from_millis(1500));
+    let _gw = Gateway::start(bp.publisher_port(), bp.subscriber_port(), &dev, 200);
+    wait_status(&mut c, STATUS, Duration::from_secs(10), &mut others, |s| {
+        firmware_up(s, None)
+    });
+    // Ask for a state report without touching the motors.
+    assert!(c
+        .wait_for_subscriber("light_leds", Duration::from_secs(5))
+        .unwrap());
+    c.publish_raw("light_leds", &pack(&map(&[("aux", true.into())])))
+        .unwrap();
+    let st = wait_state(&mut c, Duration::from_secs(5), |s| {
+        f64_at(s, "leds", "aux") == Some(1.0)
+    });
+    eprintln!(
+        "state {:?} after the gateway was away: {st}",
+        stopped.elapsed()
+    );
+    assert_eq!(f64_at(&st, "motors", "left"), Some(0.0), "{st}");
+    assert_eq!(f64_at(&st, "motors", "right"), Some(0.0), "{st}");
+    drop(qemu_child);
+}
+
+/// Figures for docs/benchmarks/firmware.md (`## serial link over QEMU`):
+/// a component publishes `run_motors` on the backplane, the gateway
+/// forwards it over the link to the QEMU firmware, whose state report comes
+/// back through the gateway and the backplane. Asserts only correctness.
+#[test]
+#[ignore = "needs qemu-system-arm and the firmware ELF; run by scripts/ci.d/60-serial-qemu.sh"]
+fn round_trip_figures() {
+    let bp = backplane();
+    let port = free_port();
+    let _qemu = qemu(port);
+    let _gw = Gateway::start(
+        bp.publisher_port(),
+        bp.subscriber_port(),
+        &format!("tcp:127.0.0.1:{port}"),
+        1000,
+    );
+    let mut c = component(&bp, &[STATUS, REPORTS]);
+    let mut others = Vec::new();
+    wait_status(&mut c, STATUS, Duration::from_secs(20), &mut others, |s| {
+        firmware_up(s, None)
+    });
+    assert!(c
+        .wait_for_subscriber("run_motors", Duration::from_secs(5))
+        .unwrap());
+    const N: usize = 300;
+    let mut rtt = Vec::with_capacity(N);
+    for i in 0..N + 20 {
+        let want = if i % 2 == 0 { 0.5 } else { -0.5 };
+        let cmd = pack(&map(&[("left", want.into())]));
+        let t0 = Instant::now();
+        c.publish_raw("run_motors", &cmd).unwrap();
+        wait_state(&mut c, Duration::from_secs(5), |s| {
+            f64_at(s, "motors", "left") == Some(want)
+        });
+        if i >= 20 {
+            rtt.push(t0.elapsed()); // the first 20 warm up
+        }
+    }
+    rtt.sort();
+    let us = |d: Duration| d.as_micros();
+    println!(
+        "backplane -> serial-gateway -> QEMU firmware -> serial-gateway -> backplane, run_motors -> state report, {N} round trips: min {} us, median {} us, p99 {} us, max {} us",
+        us(rtt[0]),
+        us(rtt[N / 2]),
+        us(rtt[N * 99 / 100]),
+        us(rtt[N - 1])
+    );
+}
+
+/// The serial-port transport (`serialport` crate) on a real tty: QEMU's
+/// `-serial pty`. The gateway opens `/dev/pts/N` like `/dev/serial0`.
+#[test]
+#[ignore = "needs qemu-system-arm and the firmware ELF; run by scripts/ci.d/60-serial-qemu.sh"]
+fn serial_port_transport_over_a_qemu_pty() {
+    use std::io::BufRead;
+    let mut child = ChildGuard(
+        Command::new("qemu-system-arm")
+            .args(["-machine", "lm3s6965evb", "-nographic", "-monitor", "none"])
+            .args(["-semihosting-config", "enable=on,target=native"])
+            .args(["-serial", "pty", "-kernel"])
+            .arg(elf())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start qemu-system-arm"),
+    );
+    // QEMU names the pty on stdout; defmt frames follow: keep draining them
+    // so that QEMU never blocks on a full pipe.
+    let mut out = std::io::BufReader::new(child.0.stdout.take().unwrap());
+    let mut line = Vec::new();
+    out.read_until(b'\n', &mut line).expect("qemu stdout");
+    let line = String::from_utf8_lossy(&line);
+    let pty = line
+        .split_whitespace()
+        .find(|w| w.starts_with("/dev/pts/"))
+        .unwrap_or_else(|| panic!("no pty in {line:?}"))
+        .to_owned();
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+
+    let bp = backplane();
+    let _gw = Gateway::start(bp.publisher_port(), bp.subscriber_port(), &pty, 200);
+    let mut c = component(&bp, &[STATUS, REPORTS]);
+    let mut others = Vec::new();
+    wait_status(&mut c, STATUS, Duration::from_secs(20), &mut others, |s| {
+        firmware_up(s, None)
+    });
+    assert!(c
+        .wait_for_subscriber("run_motors", Duration::from_secs(5))
+        .unwrap());
+    c.publish_raw("run_motors", &pack(&map(&[("right", 0.75.into())])))
+        .unwrap();
+    wait_state(&mut c, Duration::from_secs(5), |s| {
+        f64_at(s, "motors", "right") == Some(0.75)
+    });
+    eprintln!("serial transport over {pty}: run_motors applied");
+}
+
+/// Throughput figure for docs/benchmarks/firmware.md: `run_motors`
+/// commands pipelined through backplane → gateway → QEMU firmware, each
+/// answered by a state report, with at most `WINDOW` outstanding (the
+/// device's 4 credits plus part of the gateway's queue, so nothing is
+/// dropped). Asserts only that every report arrives.
+#[test]
+#[ignore = "needs qemu-system-arm and the firmware ELF; run by scripts/ci.d/60-serial-qemu.sh"]
+fn pipelined_throughput_figures() {
+    let bp = backplane();
+    let port = free_port();
+    let _qemu = qemu(port);
+    let _gw = Gateway::start(
+        bp.publisher_port(),
+        bp.subscriber_port(),
+        &format!("tcp:127.0.0.1:{port}"),
+        1000,
+    );
+    let mut c = component(&bp, &[STATUS, REPORTS]);
+    let mut others = Vec::new();
+    wait_status(&mut c, STATUS, Duration::from_secs(20), &mut others, |s| {
+        firmware_up(s, None)
+    });
+    assert!(c
+        .wait_for_subscriber("run_motors", Duration::from_secs(5))
+        .unwrap());
+    const M: usize = 2000;
+    const WINDOW: usize = 12;
+    let cmds = [
+        pack(&map(&[("left", 0.5.into())])),
+        pack(&map(&[("left", (-0.5).into())])),
+    ];
+    let (mut sent, mut got) = (0usize, 0usize);
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs(60);
+    while got < M {
+        while sent < M && sent - got < WINDOW {
+            c.publish_raw("run_motors", &cmds[sent % 2]).unwrap();
+            sent += 1;
+        }
+        assert!(Instant::now() < deadline, "only {got} of {M} reports");
+        if let Some(m) = c.recv_timeout(Duration::from_secs(2)).unwrap() {
+            if m.topic == REPORTS {
+                let v = m.value().unwrap();
+                // The link-up state report (motors at 0) may arrive first.
+                if get(&v, "report").and_then(|r| r.as_str()) == Some("state")
+                    && f64_at(&v, "motors", "left") != Some(0.0)
+                {
+                    assert_eq!(
+                        f64_at(&v, "motors", "left"),
+                        Some(if got % 2 == 0 { 0.5 } else { -0.5 }),
+                        "report {got} out of order"
+                    );
+                    got += 1;
+                }
+            }
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let report_len = pack(&map(&[
+        ("report", "state".into()),
+        (
+            "motors",
+            map(&[("left", 0.5.into()), ("right", 0.0.into())]),
+        ),
+        ("leds", map(&[("status", 0.0.into()), ("aux", 0.0.into())])),
+    ]))
+    .len();
+    let overhead = banyan::core::link::wire::PUBLISH_OVERHEAD;
+    let wire =
+        cmds[0].len() + "run_motors".len() + overhead + report_len + REPORTS.len() + overhead;
+    println!(
+        "pipelined run_motors -> state report through QEMU, window {WINDOW}: {M} exchanges in {secs:.2} s = {:.0} exchanges/s; \
+         {wire} link bytes per exchange ({} B command payload, {report_len} B report payload) = {:.0} B/s of UART traffic",
+        M as f64 / secs,
+        cmds[0].len(),
+        M as f64 * wire as f64 / secs
+    );
+}
