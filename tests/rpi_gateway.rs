@@ -3,54 +3,23 @@
 //! workspace's `.venv`) sending `run_motors`, `light_leds` and OneGPIO
 //! commands and checking the reports; plus the safety paths (deadman,
 //! backplane loss, SIGTERM) observed through the gateway's pin log.
-//!
-//! Lives in `gateways/tests/` (not the root `tests/`) so that cargo builds
-//! the `rpi-gateway` binary for it (`CARGO_BIN_EXE_rpi-gateway`).
+
+mod common;
 
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use banyan_gateways::backplane::{self, Backplane, Running};
 use banyan_gateways::component::{self, Component};
+use common::{cargo_bin, python, wait_until, Proc};
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
-/// Kills the child (and waits for it) when dropped, also on test failure.
-struct ChildGuard(Option<Child>);
-
-impl ChildGuard {
-    /// SIGTERM, then wait up to 5 s; returns whether it exited successfully.
-    fn terminate(&mut self) -> bool {
-        let Some(child) = self.0.as_mut() else {
-            return false;
-        };
-        let ok = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "kill -TERM failed");
-        let until = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < until {
-            if let Ok(Some(st)) = child.try_wait() {
-                self.0 = None;
-                return st.success();
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        false
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+fn gateway_bin() -> PathBuf {
+    cargo_bin("banyan-gateways", "rpi-gateway")
 }
 
 /// A temporary file removed on drop.
@@ -60,9 +29,6 @@ impl TempFile {
     fn new(name: &str) -> Self {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         Self(std::env::temp_dir().join(format!("banyan-rpi-e2e-{}-{n}-{name}", std::process::id())))
-    }
-    fn read(&self) -> String {
-        fs::read_to_string(&self.0).unwrap_or_default()
     }
 }
 
@@ -76,35 +42,30 @@ struct Rig {
     _backplane: Option<Running>,
     pp: u16,
     sp: u16,
-    gateway: ChildGuard,
-    log: TempFile,
+    gateway: Proc,
     _config: Option<TempFile>,
 }
 
-/// Starts a backplane and `rpi-gateway --sim -v` (pin log to a file), and
-/// waits until the gateway's three subscriptions reached the backplane.
+/// Starts a backplane and `rpi-gateway --sim -v` (pin log on its stderr),
+/// and waits until the gateway's three subscriptions reached the backplane.
 fn rig(config: Option<&str>) -> Rig {
     let bp = Backplane::bind(&backplane::Config::new("127.0.0.1", 0, 0)).unwrap();
     let (pp, sp) = (bp.publisher_port(), bp.subscriber_port());
     let running = bp.spawn().unwrap();
-    let log = TempFile::new("gateway.log");
     let cfg_file = config.map(|text| {
         let f = TempFile::new("rpi.toml");
         fs::write(&f.0, text).unwrap();
         f
     });
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rpi-gateway"));
+    let mut cmd = Command::new(gateway_bin());
     cmd.args(["--sim", "-v", "-b", "127.0.0.1", "-p"])
         .arg(pp.to_string())
         .arg("-s")
-        .arg(sp.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log.0).unwrap());
+        .arg(sp.to_string());
     if let Some(f) = &cfg_file {
         cmd.arg("--config").arg(&f.0);
     }
-    let gateway = ChildGuard(Some(cmd.spawn().unwrap()));
+    let gateway = Proc::spawn("rpi-gateway", cmd);
     let mut probe = Component::connect(component::Config::new("127.0.0.1", pp, sp)).unwrap();
     for t in ["run_motors", "light_leds", "to_rpi_gateway"] {
         assert!(
@@ -112,7 +73,7 @@ fn rig(config: Option<&str>) -> Rig {
                 .wait_for_subscriber(t, Duration::from_secs(20))
                 .unwrap(),
             "rpi-gateway never subscribed to {t}; its log:\n{}",
-            log.read()
+            gateway.output()
         );
     }
     Rig {
@@ -120,21 +81,8 @@ fn rig(config: Option<&str>) -> Rig {
         pp,
         sp,
         gateway,
-        log,
         _config: cfg_file,
     }
-}
-
-fn python() -> PathBuf {
-    let p = std::env::var_os("BANYAN_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"));
-    assert!(
-        p.exists(),
-        "no Python venv at {} (set BANYAN_PYTHON or run `bash scripts/venv.sh`)",
-        p.display()
-    );
-    p
 }
 
 /// The python-banyan driver: every check is an `assert` in Python; it prints
@@ -261,14 +209,11 @@ fn python_banyan_component_drives_the_sim_robot() {
         "python driver failed: {}\nstdout:\n{stdout}\nstderr:\n{}\ngateway log:\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr),
-        rig.log.read()
+        rig.gateway.output()
     );
     // The commands reached the simulated pins.
-    assert!(
-        rig.terminate_ok(),
-        "gateway did not exit cleanly on SIGTERM"
-    );
-    let log = rig.log.read();
+    rig.terminate();
+    let log = rig.gateway.output();
     for line in [
         "sim: GPIO18 duty 0.500", // left motor 0.5
         "sim: GPIO21 level 1",    // right motor reverse: in2 high
@@ -286,8 +231,15 @@ fn python_banyan_component_drives_the_sim_robot() {
 }
 
 impl Rig {
-    fn terminate_ok(&mut self) -> bool {
-        self.gateway.terminate()
+    /// SIGTERM; the gateway must exit successfully within 5 s.
+    fn terminate(&mut self) {
+        self.gateway.signal("TERM");
+        let st = self.gateway.wait_exit(Duration::from_secs(5));
+        assert!(
+            st.success(),
+            "rpi-gateway exited with {st}:\n{}",
+            self.gateway.output()
+        );
     }
 }
 
@@ -297,7 +249,7 @@ fn assert_safe_at_exit(log: &str) {
     assert!(log.contains("stopped; outputs in safe state"), "{log}");
     let mut last = std::collections::BTreeMap::new();
     for l in log.lines() {
-        if let Some(rest) = l.strip_prefix("sim: GPIO") {
+        if let Some(rest) = l.trim_start_matches("[stderr] ").strip_prefix("sim: GPIO") {
             let (pin, what) = rest.split_once(' ').unwrap();
             if what.starts_with("duty") || what.starts_with("level") {
                 last.insert(pin.to_owned(), what.to_owned());
@@ -327,14 +279,7 @@ fn publish(c: &mut Component, topic: &str, entries: &[(&str, f64)]) {
 }
 
 fn wait_log(rig: &Rig, needle: &str, within: Duration) -> bool {
-    let until = Instant::now() + within;
-    while Instant::now() < until {
-        if rig.log.read().contains(needle) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
+    wait_until(within, || rig.gateway.output().contains(needle))
 }
 
 #[test]
@@ -351,7 +296,7 @@ fn losing_the_backplane_stops_the_motors() {
     assert!(
         wait_log(&rig, "sim: GPIO18 duty 0.700", Duration::from_secs(5)),
         "{}",
-        rig.log.read()
+        rig.gateway.output()
     );
     drop(c);
     rig._backplane = None; // stops the backplane, closing its sockets
@@ -362,23 +307,23 @@ fn losing_the_backplane_stops_the_motors() {
             Duration::from_secs(5)
         ),
         "{}",
-        rig.log.read()
+        rig.gateway.output()
     );
-    let log = rig.log.read();
+    let log = rig.gateway.output();
     let after = &log[log.find("backplane lost").unwrap()..];
     assert!(
         log.contains("sim: GPIO18 duty 0.000"),
         "motor not stopped:\n{log}"
     );
     assert!(!after.contains("duty 0.700"), "{after}");
-    assert!(rig.terminate_ok());
+    rig.terminate();
 }
 
 #[test]
 fn bad_config_is_a_clear_error() {
     let bad = TempFile::new("bad.toml");
     fs::write(&bad.0, "[motors.left]\npwm = 18\nin1 = 5\nin2 = 18\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_rpi-gateway"))
+    let out = Command::new(gateway_bin())
         .args(["--sim", "--config"])
         .arg(&bad.0)
         .output()
@@ -389,12 +334,9 @@ fn bad_config_is_a_clear_error() {
         err.contains("motors.left.in2") && err.contains("already used by motors.left.pwm"),
         "{err}"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_rpi-gateway"))
+    let out = Command::new(gateway_bin())
         .args(["--check-config", "--config"])
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../deploy/rpi-gateway.toml"
-        ))
+        .arg(common::workspace_root().join("deploy/rpi-gateway.toml"))
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
