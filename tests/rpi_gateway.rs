@@ -240,6 +240,15 @@ impl Rig {
             "rpi-gateway exited with {st}:\n{}",
             self.gateway.output()
         );
+        // Its stderr is read by a thread: wait until the last line is in.
+        assert!(
+            wait_until(Duration::from_secs(5), || self
+                .gateway
+                .output()
+                .contains("stopped; outputs in safe state")),
+            "{}",
+            self.gateway.output()
+        );
     }
 }
 
@@ -309,13 +318,14 @@ fn losing_the_backplane_stops_the_motors() {
         "{}",
         rig.gateway.output()
     );
+    // The stop is logged (stderr) before the "backplane lost" line.
     let log = rig.gateway.output();
-    let after = &log[log.find("backplane lost").unwrap()..];
-    assert!(
-        log.contains("sim: GPIO18 duty 0.000"),
-        "motor not stopped:\n{log}"
-    );
-    assert!(!after.contains("duty 0.700"), "{after}");
+    let lost = log.find("backplane lost").unwrap();
+    let stop = log
+        .rfind("sim: GPIO18 duty 0.000")
+        .expect("motor not stopped");
+    assert!(stop < lost, "motor stopped only after:\n{log}");
+    assert!(!log[stop..].contains("duty 0.700"), "{log}");
     rig.terminate();
 }
 

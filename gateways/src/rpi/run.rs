@@ -78,8 +78,8 @@ fn run_inner<B: Backend>(
                 publish(comp, vec![r]);
             }
             Some(Event::BackplaneDown) => {
-                eprintln!("rpi-gateway: backplane lost: motors stopped");
                 gw.stop_motors("backplane lost");
+                eprintln!("rpi-gateway: backplane lost: motors stopped");
             }
             Some(Event::BackplaneUp) => {
                 eprintln!("rpi-gateway: backplane connected");
