@@ -3,8 +3,9 @@
 //! number down to 0; prints when the reply to 0 arrives.
 //!
 //! Unlike Banyan's client it waits until the echo server's subscription has
-//! reached it (so the first message is never lost to a late start) and it
-//! gives up with a clear message if no server appears.
+//! reached it, resends the first request until the first reply arrives (our
+//! own `reply` subscription may still be travelling), and gives up with a
+//! clear message if no server appears.
 
 use std::time::{Duration, Instant};
 
@@ -46,17 +47,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let mut message_number = args.number_of_messages;
     client.publish("echo", &Echo { message_number })?;
-    let mut retried = false;
+    let mut resends = 0;
     loop {
-        let Some(reply) = client.recv_timeout(Duration::from_secs(5))? else {
-            // Our reply subscription may still have been on its way for the
-            // very first message; resend it once.
-            if !retried && message_number == args.number_of_messages {
-                retried = true;
+        // Until the first reply, resend every 0.5 s: our `reply` subscription
+        // may still be on its way to the server's publisher.
+        let first = message_number == args.number_of_messages;
+        let wait = Duration::from_millis(if first { 500 } else { 5000 });
+        let Some(reply) = client.recv_timeout(wait)? else {
+            if first && resends < 20 {
+                resends += 1;
                 client.publish("echo", &Echo { message_number })?;
                 continue;
             }
-            return Err(format!("no reply within 5 s (waiting for {message_number})").into());
+            return Err(format!(
+                "no reply (waiting for {message_number}): is the echo server running?"
+            )
+            .into());
         };
         let echo: Echo = match reply.decode() {
             Ok(e) => e,

@@ -62,6 +62,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .and_then(|v| v["message_number"].as_u64());
         println!("Message number: {number:?}");
         if number == Some(0) {
+            // Give a notifier that has just started a moment to be heard of.
+            if !server.wait_for_subscriber("BP2", "notice", Duration::from_secs(2))? {
+                println!("(nobody on BP2 listens to `notice` yet)");
+            }
             server.publish_to(
                 "BP2",
                 "notice",

@@ -118,11 +118,11 @@ fn hostile_input_is_counted_and_never_stops_subscribers_or_monitor() {
                 .recv_timeout(Duration::from_millis(1))
                 .unwrap()
                 .is_some();
-            n_ok && s_ok
+            n_ok && s_ok && monitor.output().contains(" probe {\"n\":1}")
         }),
-        "probes did not arrive"
+        "probes did not arrive; monitor output:\n{}",
+        monitor.output()
     );
-    monitor.wait_line(T, |l| l.contains(" probe {\"n\":1}"));
     while normal
         .recv_timeout(Duration::from_millis(100))
         .unwrap()

@@ -171,6 +171,8 @@ fn python_to_rust(python_backplane: bool) {
         .unwrap()
         .expect("probe from the Python publisher");
     assert_eq!(probe.topic, "probe");
+    // It keeps probing until "go" arrives: stop listening to that.
+    ours.unsubscribe("probe").unwrap();
     // Tell it to go until the first case arrives (the "go" subscription may
     // not have reached Python's backplane yet).
     let expected = cases();
@@ -178,7 +180,12 @@ fn python_to_rust(python_backplane: bool) {
     assert!(
         wait_until(T, || {
             ours.publish("go", &()).unwrap();
-            while let Some(m) = ours.recv_timeout(Duration::from_millis(20)).unwrap() {
+            // Bounded: read what arrives within 50 ms, then send "go" again.
+            let until = std::time::Instant::now() + Duration::from_millis(50);
+            while let Some(m) = ours
+                .recv_timeout(until.saturating_duration_since(std::time::Instant::now()))
+                .unwrap()
+            {
                 if m.topic == "cases" {
                     received.push(m);
                 }

@@ -157,6 +157,9 @@ pub struct Proc {
     child: Option<Child>,
     lines: Receiver<String>,
     log: Arc<Mutex<Vec<String>>>,
+    /// One message per output stream when it reaches end of file.
+    eof: Receiver<()>,
+    eofs_seen: usize,
 }
 
 impl Proc {
@@ -172,6 +175,7 @@ impl Proc {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
         let (tx, rx) = channel();
+        let (eof_tx, eof_rx) = channel();
         let log = Arc::new(Mutex::new(Vec::new()));
         let stdout = child.stdout.take().expect("stdout");
         let stderr = child.stderr.take().expect("stderr");
@@ -180,6 +184,7 @@ impl Proc {
             (Box::new(stderr), "[stderr] "),
         ] {
             let tx = tx.clone();
+            let eof_tx = eof_tx.clone();
             let log = Arc::clone(&log);
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines() {
@@ -191,6 +196,7 @@ impl Proc {
                         let _ = tx.send(line);
                     }
                 }
+                let _ = eof_tx.send(());
             });
         }
         Proc {
@@ -198,6 +204,8 @@ impl Proc {
             child: Some(child),
             lines: rx,
             log,
+            eof: eof_rx,
+            eofs_seen: 0,
         }
     }
 
@@ -257,7 +265,10 @@ impl Proc {
         assert!(status.success(), "kill -{signal} {} failed", self.pid());
     }
 
-    /// Waits up to `timeout` for the process to exit and returns its status.
+    /// Waits up to `timeout` for the process to exit and returns its status;
+    /// by then everything it printed is in [`Proc::output`] (the output
+    /// readers have reached end of file, unless a grandchild keeps the pipes
+    /// open, in which case this gives up on them after 5 s).
     ///
     /// # Panics
     /// On timeout (the process is then killed by drop), showing its output.
@@ -266,6 +277,14 @@ impl Proc {
         let child = self.child.as_mut().expect("process already reaped");
         loop {
             if let Some(status) = child.try_wait().expect("try_wait") {
+                let until = Instant::now() + Duration::from_secs(5);
+                while self.eofs_seen < 2 {
+                    let left = until.saturating_duration_since(Instant::now());
+                    match self.eof.recv_timeout(left) {
+                        Ok(()) => self.eofs_seen += 1,
+                        Err(_) => break,
+                    }
+                }
                 return status;
             }
             if Instant::now() >= deadline {
