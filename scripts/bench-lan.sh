@@ -39,7 +39,7 @@ echo "banyan-rs:     $RS_LAT"
 
 # ---- python-banyan ----
 P=$(free_port); S=$(free_port)
-"$PY" -u -m python_banyan.backplane.backplane -p "$P" -s "$S" > "$TMP/py-bp.log" 2>&1 & PIDS+=($!)
+"$PY" -u tests/lan_py/py_backplane.py -p "$P" -s "$S" > "$TMP/py-bp.log" 2>&1 & PIDS+=($!)
 wait_for "$TMP/py-bp.log" "Backplane IP address"
 ADDR=$(grep "Backplane IP address" "$TMP/py-bp.log" | awk '{print $NF}')
 sleep 0.5  # python's backplane prints its banner before binding

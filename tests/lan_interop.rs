@@ -4,10 +4,11 @@
 //! type compared exactly, prefix subscriptions, and `BanyanBaseMulti`
 //! broadcasting to two of our backplanes.
 //!
-//! Python's backplane runs unmodified (`python -m
-//! python_banyan.backplane.backplane -p P -s S`). It binds only the address
-//! it guesses by "connecting" to 8.8.8.8 (127.0.0.1 when that fails), so the
-//! tests read that address from its banner and connect there.
+//! Python's backplane runs unmodified through `tests/lan_py/py_backplane.py`.
+//! It binds only the address it guesses by "connecting" to 8.8.8.8 and falls
+//! back to 127.0.0.1 when that fails; the wrapper makes the probe fail so the
+//! tests stay on loopback. The tests read the address from its banner and
+//! check it is 127.0.0.1.
 //!
 //! The Python side is `tests/lan_py/interop.py`; the case list there and
 //! [`cases`] here must stay in the same order.
@@ -141,11 +142,13 @@ fn start(python_backplane: bool) -> (Bp, String, u16, u16) {
     if python_backplane {
         let (publ, sub) = (free_port(), free_port());
         let mut cmd = Command::new(python());
-        cmd.args(["-u", "-m", "python_banyan.backplane.backplane"])
+        cmd.arg("-u")
+            .arg(workspace_root().join("tests/lan_py/py_backplane.py"))
             .args(["-p", &publ.to_string(), "-s", &sub.to_string()]);
         let mut proc = Proc::spawn("python backplane", cmd);
         let line = proc.wait_line(T, |l| l.contains("Backplane IP address: "));
         let addr = line.rsplit(' ').next().unwrap().trim().to_owned();
+        assert_eq!(addr, "127.0.0.1", "Python's backplane must bind loopback");
         (Bp::Python(proc), addr, publ, sub)
     } else {
         let bp = Backplane::bind(&backplane::Config::new("127.0.0.1", 0, 0)).unwrap();
