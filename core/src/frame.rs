@@ -146,8 +146,9 @@ pub const fn max_payload_len(wire_len: usize) -> usize {
     if wire_len < encoded_len(MIN_BODY_LEN) {
         return 0;
     }
-    // body + ceil(body / 254) + 1 <= wire_len  <=>  body <= (wire_len - 1) * 254 / 255
-    let body = (wire_len - 1) * 254 / 255;
+    // The largest body with body + ceil(body / 254) <= wire_len - 1.
+    let w = wire_len - 1;
+    let body = w - w.div_ceil(255);
     body - MIN_BODY_LEN
 }
 
@@ -548,7 +549,7 @@ impl<const N: usize> Deframer<N> {
         self.last = 0;
         let mut input = input;
         loop {
-            let Some(pos) = input.iter().position(|&b| b == DELIMITER) else {
+            let Some(pos) = memchr::memchr(DELIMITER, input) else {
                 self.append(input);
                 return Feed::Consumed;
             };
@@ -619,7 +620,8 @@ mod tests {
 
     #[test]
     fn max_payload_len_is_tight() {
-        for wire in 0..2000 {
+        assert!(max_payload_len(usize::MAX) > 0);
+        for wire in 0..5000 {
             let p = max_payload_len(wire);
             if wire >= encoded_len(MIN_BODY_LEN) {
                 assert!(encoded_len_for_payload(p) <= wire, "wire {wire}");

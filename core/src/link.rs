@@ -39,7 +39,7 @@
 //!
 //! # Frame table
 //!
-//! Every frame is a [`frame`](crate::frame): `kind u8, seq u8, payload, CRC-16`,
+//! Every frame is a [`frame`]: `kind u8, seq u8, payload, CRC-16`,
 //! COBS-encoded, `0x00`-terminated. Integers are little endian; `str8` is a
 //! length byte followed by UTF-8 bytes.
 //!
@@ -133,6 +133,13 @@ use wire::Message;
 /// 64-byte topic) takes 69 bytes.
 pub const MIN_FRAME: usize = 72;
 
+/// The most PUBLISH credits either end grants at a time (larger queues or
+/// windows are clamped). Together with one heartbeat per interval this keeps
+/// the frames a sender can emit without hearing back well inside the 127-frame
+/// window of the 8-bit sequence numbers, so a burst of lost frames is always
+/// counted as a gap, never mistaken for stale frames.
+pub const MAX_CREDITS: usize = 96;
+
 /// A point in time in milliseconds from an arbitrary origin (boot, process
 /// start), passed in by the caller. It must not go backwards.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -174,7 +181,7 @@ pub struct Config {
     /// (default 250 ms).
     pub hello_interval_ms: u32,
     /// Gateway only: how many PUBLISHes the device may have in flight to the
-    /// gateway (default 16).
+    /// gateway (default 16, at most [`MAX_CREDITS`]).
     pub gateway_credits: u16,
 }
 

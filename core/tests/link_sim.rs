@@ -34,10 +34,16 @@ impl Rng {
 /// Fault rates per frame, in per mille.
 #[derive(Debug, Clone, Copy, Default)]
 struct Faults {
+    /// Drop the whole frame.
     drop: u32,
+    /// Flip one bit.
     corrupt: u32,
+    /// Remove one byte; also the rate of duplicating one byte and of
+    /// swapping two adjacent bytes.
     truncate: u32,
+    /// Send the frame twice.
     duplicate: u32,
+    /// Swap the frame with the one before it.
     reorder: u32,
     /// Deliver the byte stream in random chunks instead of whole frames.
     split: bool,
@@ -95,6 +101,17 @@ impl Channel {
             self.injected += 1;
             let i = self.rng.below(frame.len());
             frame.remove(i);
+        }
+        // Byte-level duplication and reordering, at the truncation rate.
+        if self.rng.chance(f.truncate) {
+            self.injected += 1;
+            let i = self.rng.below(frame.len());
+            frame.insert(i, frame[i]);
+        }
+        if self.rng.chance(f.truncate) && frame.len() > 1 {
+            self.injected += 1;
+            let i = self.rng.below(frame.len() - 1);
+            frame.swap(i, i + 1);
         }
         if self.rng.chance(f.reorder) && !self.frames.is_empty() {
             self.injected += 1;
@@ -641,7 +658,11 @@ fn lost_unsubscribe_is_repaired_by_the_digest() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 16, .. ProptestConfig::default() })]
+    // 16 cases by default; more with PROPTEST_CASES=n.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(16),
+        .. ProptestConfig::default()
+    })]
 
     /// The reference model (what each app sent) against the link under
     /// random faults: nothing corrupt or duplicated is delivered, every loss
@@ -667,4 +688,32 @@ proptest! {
         sim.check_accounting();
         sim.check_recovered();
     }
+}
+
+#[test]
+fn half_open_link_is_not_reported_up() {
+    let mut sim = Sim::new(17);
+    sim.publish = 0;
+    // The gateway's transmit line is broken from the start: the device keeps
+    // saying HELLO, and the gateway must not claim the link is up.
+    sim.g2d.connected = false;
+    sim.run_ms(2000);
+    assert!(!sim.gw.is_up() && !sim.dev.is_up());
+    assert!(sim.gw_events.is_empty(), "{:?}", sim.gw_events);
+    sim.g2d.connected = true;
+    sim.run_ms(500);
+    assert!(sim.gw.is_up() && sim.dev.is_up());
+    assert_eq!(sim.gw_events[0], GwEv::Up(0xD0D0_0001));
+    // Break it again once up: both ends notice within the timeout.
+    sim.g2d.connected = false;
+    sim.run_ms(2500);
+    assert!(!sim.gw.is_up() && !sim.dev.is_up());
+    assert_eq!(sim.gw_events.last(), Some(&GwEv::Down));
+    sim.g2d.connected = true;
+    sim.run_ms(500);
+    assert!(sim.gw.is_up() && sim.dev.is_up());
+    assert_eq!(sim.gw_events.last(), Some(&GwEv::Up(0xD0D0_0001)));
+    sim.settle();
+    sim.check_accounting();
+    sim.check_recovered();
 }

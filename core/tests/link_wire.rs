@@ -300,3 +300,54 @@ fn oversize_and_bad_publishes_are_refused_and_counted() {
         Err(banyan_core::link::SubscribeError::TopicTooLong)
     );
 }
+
+/// Drives both ends only at the times `poll_at` asks for: the link must stay
+/// up (heartbeats on time, no false timeout) without busy looping.
+#[test]
+fn poll_at_schedules_heartbeats_and_timeouts() {
+    let mut dev: Device<128, 256, 2, 4> = Device::new("d", "1", 1, Config::default()).unwrap();
+    let mut gw: Gateway<128, 256, 4> = Gateway::new(2, Config::default());
+    dev.subscribe("a").unwrap();
+    let mut buf = [0u8; 200];
+    let mut now = Instant::ZERO;
+    let mut wakeups = 0;
+    while now.millis() < 60_000 {
+        wakeups += 1;
+        assert!(wakeups < 5_000, "busy loop at {now:?}");
+        // Service both ends fully at `now`.
+        for _ in 0..10 {
+            let mut moved = false;
+            while let Some(n) = dev.poll_transmit(now, &mut buf) {
+                moved = true;
+                let mut input = &buf[..n];
+                while let (Some(_), rest) = gw.handle_rx(input, now) {
+                    input = rest;
+                }
+            }
+            while let Some(n) = gw.poll_transmit(now, &mut buf) {
+                moved = true;
+                let mut input = &buf[..n];
+                while let (Some(_), rest) = dev.handle_rx(input, now) {
+                    input = rest;
+                }
+            }
+            while gw.poll(now).is_some() {}
+            while dev.poll(now).is_some() {}
+            if !moved {
+                break;
+            }
+        }
+        let next = gw.poll_at().map_or(dev.poll_at(), |g| g.min(dev.poll_at()));
+        assert!(
+            next > now,
+            "poll_at {next:?} not after {now:?} with nothing to do"
+        );
+        now = next;
+    }
+    assert!(dev.is_up() && gw.is_up());
+    let (ds, gs) = (dev.stats(), gw.stats());
+    assert_eq!((ds.ups, ds.downs, gs.ups, gs.downs), (1, 0, 1, 0));
+    // About 4 heartbeats a second each way.
+    assert!(ds.frames_tx > 200 && gs.frames_tx > 200, "{ds:?} {gs:?}");
+    assert!(wakeups < 1_000, "{wakeups} wake-ups for 60 s");
+}

@@ -217,7 +217,7 @@ pub enum Event {
     BackplaneDown,
 }
 
-const MONITOR_ENDPOINT: &str = "inproc://banyan-subscriber-monitor";
+static NEXT_MONITOR: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// A connection to one backplane. See the [module docs](self).
 pub struct Component {
@@ -228,9 +228,11 @@ pub struct Component {
     receiver: Receiver,
     remote_subscriptions: HashSet<Vec<u8>>,
     link: LinkState,
+    pending: std::collections::VecDeque<Event>,
     sent: u64,
     send_dropped: u64,
     topics: Vec<String>,
+    scratch: Vec<u8>,
     _context: zmq::Context,
 }
 
@@ -335,6 +337,18 @@ pub(crate) fn publisher_socket(
     Ok(publisher)
 }
 
+/// `Ok(true)` when a poll was interrupted by a signal: blocking calls then
+/// return early (`None`/`false`) so that callers can check their stop flags.
+pub(crate) fn interrupted(
+    r: std::result::Result<i32, zmq::Error>,
+) -> std::result::Result<bool, zmq::Error> {
+    match r {
+        Ok(_) => Ok(false),
+        Err(zmq::Error::EINTR) => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
 /// Milliseconds for `zmq::poll` from an optional deadline (-1 = forever).
 pub(crate) fn poll_timeout(deadline: Option<Instant>) -> i64 {
     match deadline {
@@ -356,19 +370,32 @@ impl Component {
     /// # Errors
     /// [`Error::Connect`] for an unusable address, [`Error::Zmq`] otherwise.
     pub fn connect(config: Config) -> Result<Component> {
-        let context = zmq::Context::new();
+        Component::connect_with_context(config, &zmq::Context::new())
+    }
+
+    /// Like [`Component::connect`], but on an existing ZeroMQ context, so
+    /// several components in one process share its I/O thread.
+    ///
+    /// # Errors
+    /// As [`Component::connect`].
+    pub fn connect_with_context(config: Config, context: &zmq::Context) -> Result<Component> {
+        let context = context.clone();
+        let monitor_endpoint = format!(
+            "inproc://banyan-subscriber-monitor-{}",
+            NEXT_MONITOR.fetch_add(1, Ordering::Relaxed)
+        );
         let publisher = publisher_socket(&context, config.send_hwm, config.linger)?;
         let subscriber = context.socket(zmq::SUB)?;
         subscriber.set_rcvhwm(config.recv_hwm)?;
         subscriber.set_linger(0)?;
         subscriber.monitor(
-            MONITOR_ENDPOINT,
+            &monitor_endpoint,
             (zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32)
                 | (zmq::SocketEvent::DISCONNECTED as i32),
         )?;
         let monitor = context.socket(zmq::PAIR)?;
         monitor.set_linger(0)?;
-        monitor.connect(MONITOR_ENDPOINT)?;
+        monitor.connect(&monitor_endpoint)?;
         let pub_endpoint = format!("tcp://{}:{}", config.address, config.publisher_port);
         publisher
             .connect(&pub_endpoint)
@@ -391,9 +418,11 @@ impl Component {
             config,
             remote_subscriptions: HashSet::new(),
             link: LinkState::Connecting,
+            pending: std::collections::VecDeque::new(),
             sent: 0,
             send_dropped: 0,
             topics: Vec::new(),
+            scratch: Vec::new(),
             _context: context,
         })
     }
@@ -437,8 +466,15 @@ impl Component {
     /// [`Error::Encode`], [`Error::SendQueueFull`] (message dropped and
     /// counted), [`Error::Zmq`].
     pub fn publish<T: serde::Serialize + ?Sized>(&mut self, topic: &str, value: &T) -> Result<()> {
-        let payload = wire::encode(value)?;
-        self.send(topic, &payload)
+        let mut payload = std::mem::take(&mut self.scratch);
+        payload.clear();
+        let encoded = rmp_serde::encode::write_named(&mut payload, value);
+        let result = match encoded {
+            Ok(()) => self.send(topic, &payload),
+            Err(e) => Err(e.into()),
+        };
+        self.scratch = payload;
+        result
     }
 
     /// Publishes a dynamic MessagePack value.
@@ -524,7 +560,9 @@ impl Component {
             if ms == 0 {
                 return Ok(false);
             }
-            self.publisher.poll(zmq::POLLIN, ms)?;
+            if interrupted(self.publisher.poll(zmq::POLLIN, ms))? {
+                return Ok(false);
+            }
         }
     }
 
@@ -543,9 +581,11 @@ impl Component {
         self.receiver.last_rejection.as_ref()
     }
 
-    /// State of the connection to the backplane (as last seen; updated while
-    /// receiving).
-    pub fn link_state(&self) -> LinkState {
+    /// State of the subscriber's connection to the backplane, up to date
+    /// with the connection monitor (the events stay queued for
+    /// [`Component::recv_event`]).
+    pub fn link_state(&mut self) -> LinkState {
+        let _ = self.read_monitor();
         self.link
     }
 
@@ -561,16 +601,16 @@ impl Component {
         ]
     }
 
-    fn try_monitor_event(&mut self) -> Result<Option<Event>> {
+    /// Moves connection monitor events into `pending`, updating `link`.
+    fn read_monitor(&mut self) -> Result<()> {
         loop {
             let frame = match self.monitor.recv_msg(zmq::DONTWAIT) {
                 Ok(f) => f,
-                Err(zmq::Error::EAGAIN) => return Ok(None),
+                Err(zmq::Error::EAGAIN) => return Ok(()),
                 Err(e) => return Err(e.into()),
             };
             // Event frames are [u16 event, u32 value] then the endpoint.
-            let more = frame.get_more();
-            if more {
+            if frame.get_more() {
                 let _ = self.monitor.recv_msg(0)?;
             }
             if frame.len() < 2 {
@@ -580,14 +620,18 @@ impl Component {
             if event == zmq::SocketEvent::HANDSHAKE_SUCCEEDED as u16 {
                 self.link = LinkState::Up;
                 log::info!("{}: backplane connected", self.config.name);
-                return Ok(Some(Event::BackplaneUp));
-            }
-            if event == zmq::SocketEvent::DISCONNECTED as u16 {
+                self.pending.push_back(Event::BackplaneUp);
+            } else if event == zmq::SocketEvent::DISCONNECTED as u16 {
                 self.link = LinkState::Down;
                 log::warn!("{}: backplane connection lost", self.config.name);
-                return Ok(Some(Event::BackplaneDown));
+                self.pending.push_back(Event::BackplaneDown);
             }
         }
+    }
+
+    fn try_monitor_event(&mut self) -> Result<Option<Event>> {
+        self.read_monitor()?;
+        Ok(self.pending.pop_front())
     }
 
     /// Returns the next event if one is ready, without blocking.
@@ -605,7 +649,8 @@ impl Component {
         }))
     }
 
-    /// Waits up to `timeout` (`None` = forever) for the next event.
+    /// Waits up to `timeout` (`None` = forever) for the next event. Returns
+    /// `None` on timeout, or early when a signal interrupts the wait.
     ///
     /// # Errors
     /// [`Error::Zmq`].
@@ -620,12 +665,15 @@ impl Component {
                 return Ok(None);
             }
             let mut items = self.poll_items();
-            zmq::poll(&mut items, ms)?;
+            if interrupted(zmq::poll(&mut items, ms))? {
+                return Ok(None);
+            }
         }
     }
 
     /// Waits up to `timeout` for the next valid message (rejected messages
-    /// and connection events are counted/recorded and skipped).
+    /// and connection events are counted/recorded and skipped). Returns
+    /// `None` on timeout, or early when a signal interrupts the wait.
     ///
     /// # Errors
     /// [`Error::Zmq`].
@@ -654,14 +702,20 @@ impl Component {
                     Err(_) => continue,
                 }
             }
-            let _ = self.try_monitor_event()?;
+            self.read_monitor()?;
+            // Connection events are for recv_event; keep only the latest few.
+            while self.pending.len() > 16 {
+                self.pending.pop_front();
+            }
             self.drain_subscriptions()?;
             let ms = poll_timeout(deadline);
             if ms == 0 {
                 return Ok(None);
             }
             let mut items = self.poll_items();
-            zmq::poll(&mut items, ms)?;
+            if interrupted(zmq::poll(&mut items, ms))? {
+                return Ok(None);
+            }
         }
     }
 

@@ -33,7 +33,9 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use crate::component::{poll_timeout, publisher_socket, send_message, Receiver, Stats};
+use crate::component::{
+    interrupted, poll_timeout, publisher_socket, send_message, Receiver, Stats,
+};
 use crate::routing::{Entry, Spec};
 use crate::wire::{self, Limits, Message, Reject, Rejection};
 
@@ -396,7 +398,9 @@ impl MultiComponent {
             if ms == 0 {
                 return Ok(false);
             }
-            socket.poll(zmq::POLLIN, ms)?;
+            if interrupted(socket.poll(zmq::POLLIN, ms))? {
+                return Ok(false);
+            }
         }
     }
 
@@ -445,7 +449,9 @@ impl MultiComponent {
                 std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
                 return Ok(None);
             }
-            zmq::poll(&mut items, ms)?;
+            if interrupted(zmq::poll(&mut items, ms))? {
+                return Ok(None);
+            }
         }
     }
 

@@ -262,19 +262,17 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
     /// The time by which [`Device::poll`] / [`Device::poll_transmit`] should
     /// be called again if nothing arrives.
     pub fn poll_at(&self) -> Instant {
-        let hb = Instant::from_millis(
-            self.ep
-                .last_rx
-                .millis()
-                .saturating_add(u64::from(self.ep.cfg.heartbeat_interval_ms)),
-        );
         match self.state {
-            State::Up => hb.min(Instant::from_millis(
-                self.ep
-                    .last_rx
-                    .millis()
-                    .saturating_add(u64::from(self.ep.cfg.timeout_ms)),
-            )),
+            State::Up => {
+                let pending = !self.unsubs.is_empty()
+                    || self.force_resync
+                    || self.subs.iter().any(|s| !s.declared);
+                if pending {
+                    Instant::ZERO
+                } else {
+                    self.ep.next_deadline()
+                }
+            }
             State::Hello { last: None, .. } => Instant::ZERO,
             State::Hello { last: Some(t), .. } => Instant::from_millis(
                 t.millis()
@@ -362,7 +360,7 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
     }
 
     fn credit_limit(&self) -> u16 {
-        let free = (QUEUE - self.queue.len()).min(0x7FFF) as u16;
+        let free = (QUEUE - self.queue.len()).min(super::MAX_CREDITS) as u16;
         self.ep.pub_received.wrapping_add(free)
     }
 
@@ -379,13 +377,14 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
     }
 
     fn free_slots(&self) -> u16 {
-        (QUEUE - self.queue.len()).min(255) as u16
+        (QUEUE - self.queue.len()).min(super::MAX_CREDITS) as u16
     }
 
     fn release(&mut self) {
         self.queue.pop_front();
         let limit = self.credit_limit();
-        self.ep.credit_changed(limit, QUEUE.min(0x7FFF) as u16);
+        self.ep
+            .credit_changed(limit, QUEUE.min(super::MAX_CREDITS) as u16);
     }
 }
 
@@ -408,7 +407,7 @@ fn on_message<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUB
                 if w.device_session == session && Some(w.hello_seq) == hello_seq {
                     *state = State::Up;
                     *gateway_session = Some(w.gateway_session);
-                    let free = (QUEUE - queue.len()).min(255) as u16;
+                    let free = (QUEUE - queue.len()).min(super::MAX_CREDITS) as u16;
                     ep.reset_session(w.credits, free);
                     ep.set_rx_expected(seq);
                     ep.peer_max_frame = w.max_frame;

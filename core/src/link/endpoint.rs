@@ -242,17 +242,6 @@ impl<const TX: usize> Endpoint<TX> {
     }
 
     /// Whether a heartbeat should go out now (credit update or timer).
-    /// When the next heartbeat is due (`ZERO` if one is due now).
-    pub(crate) fn status_at(&self) -> Instant {
-        match self.last_status {
-            Some(t) if !self.status_due => Instant::from_millis(
-                t.millis()
-                    .saturating_add(u64::from(self.cfg.heartbeat_interval_ms)),
-            ),
-            _ => Instant::ZERO,
-        }
-    }
-
     pub(crate) fn status_needed(&self, now: Instant) -> bool {
         self.status_due
             || self
@@ -311,6 +300,25 @@ impl<const TX: usize> Endpoint<TX> {
     pub(crate) fn on_publish_received(&mut self) {
         self.pub_received = self.pub_received.wrapping_add(1);
         self.stats.publish_rx = self.stats.publish_rx.wrapping_add(1);
+    }
+
+    /// When the link needs attention (a heartbeat to send, a timeout to
+    /// check), assuming it is up. `Instant::ZERO` when something is due now.
+    pub(crate) fn next_deadline(&self) -> Instant {
+        if self.status_due || self.has_publish() {
+            return Instant::ZERO;
+        }
+        let timeout = self
+            .last_rx
+            .millis()
+            .saturating_add(u64::from(self.cfg.timeout_ms));
+        let heartbeat = match self.last_status {
+            None => 0,
+            Some(t) => t
+                .millis()
+                .saturating_add(u64::from(self.cfg.heartbeat_interval_ms)),
+        };
+        Instant::from_millis(timeout.min(heartbeat))
     }
 
     pub(crate) fn timed_out(&self, now: Instant) -> bool {

@@ -12,12 +12,13 @@ use crate::frame::{Deframer, Feed};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Event<'a> {
-    /// The link came up (a HELLO after start or after [`Event::Down`]).
-    /// Subscriptions follow as [`Event::Subscribe`].
+    /// The link came up: the device's first frame after our WELCOME arrived
+    /// (so both directions work). Its subscriptions follow as
+    /// [`Event::Subscribe`].
     Up(&'a Identity),
     /// The device restarted (a HELLO with a new session id): forget every
-    /// subscription it declared before. [`Event::Up`] and its re-declared
-    /// subscriptions follow.
+    /// subscription it declared before. The link is down until the
+    /// [`Event::Up`] that follows, then the re-declared subscriptions come.
     Reset(&'a Identity),
     /// The device went silent for [`Config::timeout_ms`]. Its subscriptions
     /// are kept: after a re-plug without reset it comes back with the same
@@ -45,6 +46,7 @@ struct MirrorSub {
 }
 
 /// Decision taken for one frame, before borrowing its bytes for the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
     None,
     Up,
@@ -82,7 +84,10 @@ struct Inner<const TX: usize, const SUBS: usize> {
     sweep_armed: bool,
     sweeping: bool,
     removed: String<{ wire::MAX_SUB_TOPIC_LEN }>,
-    pending_up: bool,
+    /// A HELLO was accepted and the session has not timed out.
+    active: bool,
+    /// The event of the frame that confirmed the link, reported after Up.
+    pending_step: Option<Step>,
     welcome_due: Option<u8>,
     resync_due: bool,
     last_resync: Option<Instant>,
@@ -92,11 +97,7 @@ struct Inner<const TX: usize, const SUBS: usize> {
 }
 
 impl<const TX: usize, const SUBS: usize> Inner<TX, SUBS> {
-    fn pending_event(&mut self) -> Option<Event<'_>> {
-        if self.pending_up {
-            self.pending_up = false;
-            return self.identity.as_ref().map(Event::Up);
-        }
+    fn pending_sweep(&mut self) -> Option<Event<'_>> {
         if self.sweeping {
             match self.mirror.iter().position(|s| s.stale) {
                 Some(i) => {
@@ -109,8 +110,9 @@ impl<const TX: usize, const SUBS: usize> Inner<TX, SUBS> {
         None
     }
 
-    fn pending_event_ready(&self) -> bool {
-        self.pending_up || (self.sweeping && self.mirror.iter().any(|s| s.stale))
+    fn pending_ready(&self) -> bool {
+        matches!(self.pending_step, Some(s) if s != Step::None)
+            || (self.sweeping && self.mirror.iter().any(|s| s.stale))
     }
 
     fn on_message(&mut self, seq: u8, msg: Message<'_>, now: Instant) -> Step {
@@ -125,30 +127,30 @@ impl<const TX: usize, const SUBS: usize> Inner<TX, SUBS> {
                 return Step::None;
             }
             let had_identity = self.identity.is_some();
-            let was_up = self.up;
             self.identity = Some(Identity::from_hello(&h));
             self.last_hello_seq = seq;
             self.ep.reset_session(u16::from(h.credits), self.window());
             self.ep.set_rx_expected(seq);
             self.ep.peer_max_frame = h.max_frame;
-            self.ep.last_rx = now;
-            self.up = true;
+            // A HELLO does not count as liveness: a device that keeps saying
+            // HELLO does not hear our WELCOME, and the link is not up.
+            self.active = true;
+            self.pending_step = None;
             self.welcome_due = Some(seq);
             self.resync_due = false;
             self.sub_overflowed = false;
-            if !was_up {
-                self.ep.stats.ups = self.ep.stats.ups.wrapping_add(1);
-            }
             if !same {
                 self.mirror.clear();
                 self.sweep_armed = false;
                 self.sweeping = false;
+                // A new device session is up once the device's first frame
+                // after our WELCOME arrives.
+                self.up = false;
                 if had_identity {
                     self.ep.stats.resets = self.ep.stats.resets.wrapping_add(1);
-                    self.pending_up = true;
                     return Step::Reset;
                 }
-                return Step::Up;
+                return Step::None;
             }
             // Same session: the device re-declares everything; entries it
             // does not re-declare are removed at its next heartbeat.
@@ -157,9 +159,9 @@ impl<const TX: usize, const SUBS: usize> Inner<TX, SUBS> {
             }
             self.sweep_armed = true;
             self.sweeping = false;
-            return if was_up { Step::None } else { Step::Up };
+            return Step::None;
         }
-        if !self.up {
+        if !self.active {
             self.ep.stats.count_not_up(&msg);
             self.request_resync(now);
             return Step::None;
@@ -168,6 +170,19 @@ impl<const TX: usize, const SUBS: usize> Inner<TX, SUBS> {
             return Step::None;
         }
         self.ep.last_rx = now;
+        let step = self.on_session_message(msg, now);
+        if self.up {
+            return step;
+        }
+        // The device heard our WELCOME: the link is up. Report Up first and
+        // this frame's own event right after.
+        self.up = true;
+        self.ep.stats.ups = self.ep.stats.ups.wrapping_add(1);
+        self.pending_step = Some(step);
+        Step::Up
+    }
+
+    fn on_session_message(&mut self, msg: Message<'_>, now: Instant) -> Step {
         match msg {
             Message::Heartbeat(hb) => {
                 self.ep.on_heartbeat(&hb);
@@ -241,7 +256,10 @@ impl<const TX: usize, const SUBS: usize> Inner<TX, SUBS> {
     }
 
     fn window(&self) -> u16 {
-        self.ep.cfg.gateway_credits.clamp(1, 0x7FFF)
+        self.ep
+            .cfg
+            .gateway_credits
+            .clamp(1, super::MAX_CREDITS as u16)
     }
 
     fn credit_limit(&self) -> u16 {
@@ -281,7 +299,8 @@ impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, 
                 sweep_armed: false,
                 sweeping: false,
                 removed: String::new(),
-                pending_up: false,
+                active: false,
+                pending_step: None,
                 welcome_due: None,
                 resync_due: false,
                 last_resync: None,
@@ -343,11 +362,8 @@ impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, 
         bytes: &'b [u8],
         now: Instant,
     ) -> (Option<Event<'_>>, &'b [u8]) {
-        if self.st.pending_up || self.st.sweeping {
-            // Two-step borrow: check, then return the borrowed event.
-            if self.st.pending_event_ready() {
-                return (self.st.pending_event(), bytes);
-            }
+        if self.st.pending_ready() {
+            return (self.take_pending(), bytes);
         }
         let mut input = bytes;
         let mut step = Step::None;
@@ -375,31 +391,38 @@ impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, 
             }
         }
         let ev = match step {
-            Step::None => {
-                if self.st.pending_event_ready() {
-                    self.st.pending_event()
-                } else {
-                    None
-                }
-            }
-            Step::Up => self.st.identity.as_ref().map(Event::Up),
-            Step::Reset => self.st.identity.as_ref().map(Event::Reset),
-            Step::Subscribe | Step::Unsubscribe | Step::Publish => {
-                match self
-                    .deframer
-                    .last_frame()
-                    .and_then(|f| Message::parse(f.kind(), f.into_payload()).ok())
-                {
-                    Some(Message::Subscribe(t)) => Some(Event::Subscribe(t)),
-                    Some(Message::Unsubscribe(t)) => Some(Event::Unsubscribe(t)),
-                    Some(Message::Publish { topic, payload }) => {
-                        Some(Event::Publish { topic, payload })
-                    }
-                    _ => None,
-                }
-            }
+            Step::None if self.st.pending_ready() => self.take_pending(),
+            step => self.event_for(step),
         };
         (ev, input)
+    }
+
+    /// The event of a step; frame events borrow the de-framer's last frame.
+    fn event_for(&self, step: Step) -> Option<Event<'_>> {
+        match step {
+            Step::None => None,
+            Step::Up => self.st.identity.as_ref().map(Event::Up),
+            Step::Reset => self.st.identity.as_ref().map(Event::Reset),
+            Step::Subscribe | Step::Unsubscribe | Step::Publish => match self
+                .deframer
+                .last_frame()
+                .and_then(|f| Message::parse(f.kind(), f.into_payload()).ok())
+            {
+                Some(Message::Subscribe(t)) => Some(Event::Subscribe(t)),
+                Some(Message::Unsubscribe(t)) => Some(Event::Unsubscribe(t)),
+                Some(Message::Publish { topic, payload }) => {
+                    Some(Event::Publish { topic, payload })
+                }
+                _ => None,
+            },
+        }
+    }
+
+    fn take_pending(&mut self) -> Option<Event<'_>> {
+        match self.st.pending_step.take() {
+            None | Some(Step::None) => self.st.pending_sweep(),
+            Some(step) => self.event_for(step),
+        }
     }
 
     /// Runs timers: reports [`Event::Down`] when the device has been silent
@@ -407,13 +430,15 @@ impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, 
     pub fn poll(&mut self, now: Instant) -> Option<Event<'_>> {
         if self.st.up && self.st.ep.timed_out(now) {
             self.st.up = false;
+            self.st.active = false;
+            self.st.pending_step = None;
             self.st.welcome_due = None;
             self.st.ep.discard_tx();
             self.st.ep.stats.downs = self.st.ep.stats.downs.wrapping_add(1);
             return Some(Event::Down);
         }
-        if self.st.pending_event_ready() {
-            return self.st.pending_event();
+        if self.st.pending_ready() {
+            return self.take_pending();
         }
         None
     }
@@ -421,20 +446,18 @@ impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, 
     /// The time by which [`Gateway::poll`] / [`Gateway::poll_transmit`]
     /// should be called again if nothing arrives.
     ///
-    /// While the link is down the gateway has no timer (it only answers
-    /// the device), so this is `None`; while it is up it is the earlier of
-    /// the next heartbeat and the device's timeout.
+    /// `Some(Instant::ZERO)` when a frame or event is due now; while the link
+    /// is up the earlier of the next heartbeat and the device's timeout;
+    /// `None` while it is down and nothing is pending (the gateway then has
+    /// no timer, it only answers the device).
     pub fn poll_at(&self) -> Option<Instant> {
-        if !self.st.up {
-            return None;
+        if self.st.welcome_due.is_some() || self.st.resync_due || self.st.pending_ready() {
+            Some(Instant::ZERO)
+        } else if self.st.up {
+            Some(self.st.ep.next_deadline())
+        } else {
+            None
         }
-        let to = self
-            .st
-            .ep
-            .last_rx
-            .millis()
-            .saturating_add(u64::from(self.st.ep.cfg.timeout_ms));
-        Some(self.st.ep.status_at().min(Instant::from_millis(to)))
     }
 
     /// Writes the next frame to send into `out` (give it `FRAME + 1` bytes:

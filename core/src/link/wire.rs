@@ -1,5 +1,5 @@
 //! The link messages: frame kinds and payload layouts, parsed from and
-//! written to [`frame`](crate::frame) payloads. All integers are little endian.
+//! written to [`frame`] payloads. All integers are little endian.
 //!
 //! Both ends of the link use this one definition (see the table in the
 //! [`link`](super) module docs).

@@ -810,3 +810,7 @@ impl<B: Backend> Drop for Gateway<B> {
 #[cfg(test)]
 #[path = "gateway_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "gateway_mock_tests.rs"]
+mod mock_tests;

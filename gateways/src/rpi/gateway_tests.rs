@@ -533,3 +533,20 @@ fn drop_leaves_outputs_safe() {
         assert!(!board.pin(p).level, "pin {p}");
     }
 }
+
+#[test]
+fn panic_unwinding_leaves_outputs_safe() {
+    let board = SimBoard::new();
+    let observed = board.clone();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let t0 = Instant::now();
+        let mut gw = Gateway::new(SimBackend::new(board.clone()), Config::default(), t0).unwrap();
+        gw.handle("run_motors", &pack(&[("left", 1.0.into())]), t0);
+        gw.handle("light_leds", &pack(&[("status", true.into())]), t0);
+        assert_eq!(board.pin(18).duty, 1.0);
+        panic!("a bug somewhere in the run loop");
+    }));
+    assert!(result.is_err());
+    assert_eq!(observed.pin(18).duty, 0.0);
+    assert!(!observed.pin(5).level && !observed.pin(17).level);
+}

@@ -6,7 +6,7 @@
 //!
 //! - [`sim`]: in-memory pins that keep every pin's state, log changes and can
 //!   be observed (the default off a Pi, and in tests);
-//! - [`rppal`](self::rppal): a Raspberry Pi through the `rppal` crate (hardware
+//! - [`rppal`]: a Raspberry Pi through the `rppal` crate (hardware
 //!   PWM on GPIO 12/13/18/19 when the channel is enabled, software PWM
 //!   otherwise).
 //!

@@ -1,4 +1,4 @@
-//! The Raspberry Pi backend, through [`rppal`](::rppal) 0.22.
+//! The Raspberry Pi backend, through [`rppal`] 0.22.
 //!
 //! Digital pins and I2C use rppal's own `embedded-hal` 1.0 implementations.
 //! PWM: rppal implements only the old `embedded-hal` 0.2 PWM traits, so this

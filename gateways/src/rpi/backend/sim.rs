@@ -430,8 +430,10 @@ impl i2c::I2c for SimI2c {
                             s.eeprom[at] = b;
                             s.eeprom_ptr = s.eeprom_ptr.wrapping_add(1);
                         }
-                        let what = format!("0x{address:02x} write @{ptr} {data:?}");
-                        record(&mut s, None, what);
+                        if !data.is_empty() {
+                            let what = format!("0x{address:02x} write @{ptr} {data:?}");
+                            record(&mut s, None, what);
+                        }
                     }
                 }
                 Operation::Read(buf) => {

@@ -1,0 +1,81 @@
+//! Echo client (Banyan's `simple_echo_client.py`): sends
+//! `{"message_number": N}` on `echo`, and on each `reply` sends the next
+//! number down to 0; prints when the reply to 0 arrives.
+//!
+//! Unlike Banyan's client it waits until the echo server's subscription has
+//! reached it (so the first message is never lost to a late start) and it
+//! gives up with a clear message if no server appears.
+
+use std::time::{Duration, Instant};
+
+use banyan::gateways::component::{Component, Config};
+use clap::Parser;
+
+/// Sends N echo requests and waits for the replies.
+#[derive(Parser)]
+struct Args {
+    /// Backplane address.
+    #[arg(short = 'b', default_value = "127.0.0.1")]
+    backplane: String,
+    /// Backplane publisher port.
+    #[arg(short = 'p', default_value_t = 43124)]
+    publisher_port: u16,
+    /// Backplane subscriber port.
+    #[arg(short = 's', default_value_t = 43125)]
+    subscriber_port: u16,
+    /// Number of messages (message_number counts down from this to 0).
+    #[arg(short = 'n', default_value_t = 10)]
+    number_of_messages: u64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Echo {
+    message_number: u64,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let mut config = Config::new(args.backplane, args.publisher_port, args.subscriber_port);
+    config.name = "EchoClient".into();
+    let mut client = Component::connect(config)?;
+    println!("{}", client.config().banner());
+    client.subscribe("reply")?;
+    if !client.wait_for_subscriber("echo", Duration::from_secs(10))? {
+        return Err("no echo server subscribed to `echo` within 10 s: start the backplane and echo_server first".into());
+    }
+    let start = Instant::now();
+    let mut message_number = args.number_of_messages;
+    client.publish("echo", &Echo { message_number })?;
+    let mut retried = false;
+    loop {
+        let Some(reply) = client.recv_timeout(Duration::from_secs(5))? else {
+            // Our reply subscription may still have been on its way for the
+            // very first message; resend it once.
+            if !retried && message_number == args.number_of_messages {
+                retried = true;
+                client.publish("echo", &Echo { message_number })?;
+                continue;
+            }
+            return Err(format!("no reply within 5 s (waiting for {message_number})").into());
+        };
+        let echo: Echo = match reply.decode() {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("ignoring reply: {e}");
+                continue;
+            }
+        };
+        if echo.message_number == 0 {
+            println!(
+                "{} messages sent and received in {:.3} s.",
+                args.number_of_messages,
+                start.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        if echo.message_number == message_number {
+            message_number -= 1;
+            client.publish("echo", &Echo { message_number })?;
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Echo server (Banyan's `simple_echo_server.py`): replies to every `echo`
+//! message with a `reply` carrying the same payload.
+//!
+//! ```sh
+//! cargo run -p banyan-gateways --bin backplane      # terminal 1
+//! cargo run --example echo_server                   # terminal 2
+//! cargo run --example echo_client -- -n 10          # terminal 3
+//! ```
+
+use std::ops::ControlFlow;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use banyan::gateways::component::{Component, Config};
+use clap::Parser;
+
+/// Replies to `echo` messages with `reply`.
+#[derive(Parser)]
+struct Args {
+    /// Backplane address.
+    #[arg(short = 'b', default_value = "127.0.0.1")]
+    backplane: String,
+    /// Backplane publisher port.
+    #[arg(short = 'p', default_value_t = 43124)]
+    publisher_port: u16,
+    /// Backplane subscriber port.
+    #[arg(short = 's', default_value_t = 43125)]
+    subscriber_port: u16,
+    /// Print each message number.
+    #[arg(short = 'v')]
+    verbose: bool,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))?;
+    let mut config = Config::new(args.backplane, args.publisher_port, args.subscriber_port);
+    config.name = "EchoServer".into();
+    let mut server = Component::connect(config)?;
+    println!("{}", server.config().banner());
+    server.subscribe("echo")?;
+    println!("echo server ready");
+    server.run_until(&stop, |c, msg| {
+        if args.verbose {
+            if let Ok(v) = msg.value() {
+                println!("Message number: {}", v["message_number"]);
+            }
+        }
+        // Same payload bytes back, like Banyan's publish_payload(payload, 'reply').
+        if let Err(e) = c.publish_raw("reply", &msg.payload) {
+            eprintln!("cannot reply: {e}");
+        }
+        ControlFlow::Continue(())
+    })?;
+    let stats = server.stats();
+    println!(
+        "echo server exiting: {} received, {} sent, {} rejected",
+        stats.received, stats.sent, stats.rejected
+    );
+    Ok(())
+}

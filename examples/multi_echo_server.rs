@@ -1,0 +1,76 @@
+//! Multi-backplane echo server (Banyan's `multi_echo_server.py` from the
+//! routing-spec tutorial): receives `echo` on BP1, replies on BP1, and when
+//! message number 0 arrives sends a `notice` on BP2 (where the notifier
+//! listens).
+//!
+//! ```sh
+//! cargo run -p banyan-gateways --bin backplane -- -n BP1                     # 43124/43125
+//! cargo run -p banyan-gateways --bin backplane -- -n BP2 -p 43126 -s 43127
+//! cargo run --example notifier -- -p 43126 -s 43127
+//! cargo run --example multi_echo_server -- -f examples/multi_echo_spec.csv
+//! cargo run --example echo_client
+//! ```
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use banyan::gateways::multi::{MultiComponent, Options};
+use banyan::gateways::routing::Spec;
+use clap::Parser;
+
+/// Echo server on two backplanes, configured by a routing spec.
+#[derive(Parser)]
+struct Args {
+    /// Routing spec (CSV).
+    #[arg(short = 'f', default_value = "examples/multi_echo_spec.csv")]
+    spec: String,
+}
+
+#[derive(serde::Serialize)]
+struct Notice<'a> {
+    message: &'a str,
+    id: &'a str,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))?;
+    let spec = Spec::from_path(&args.spec)?;
+    for e in &spec.entries {
+        println!(
+            "{}: {} subscriber port {:?} topics {:?}, publisher port {:?}",
+            e.name, e.address, e.subscriber_port, e.topics, e.publisher_port
+        );
+    }
+    let mut server = MultiComponent::connect(&spec, Options::default())?;
+    println!("multi echo server ready");
+    while !stop.load(Ordering::Relaxed) {
+        let Some(received) = server.recv_timeout(Duration::from_millis(100))? else {
+            continue;
+        };
+        if received.message.topic != "echo" {
+            continue;
+        }
+        server.publish_raw_to("BP1", "reply", &received.message.payload)?;
+        let number = received
+            .message
+            .value()
+            .ok()
+            .and_then(|v| v["message_number"].as_u64());
+        println!("Message number: {number:?}");
+        if number == Some(0) {
+            server.publish_to(
+                "BP2",
+                "notice",
+                &Notice {
+                    message: "got it",
+                    id: "b",
+                },
+            )?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,401 @@
+//! End to end on loopback: our backplane (in this process, free ports) +
+//! the real `rpi-gateway --sim` binary + a python-banyan component (from the
+//! workspace's `.venv`) sending `run_motors`, `light_leds` and OneGPIO
+//! commands and checking the reports; plus the safety paths (deadman,
+//! backplane loss, SIGTERM) observed through the gateway's pin log.
+//!
+//! Lives in `gateways/tests/` (not the root `tests/`) so that cargo builds
+//! the `rpi-gateway` binary for it (`CARGO_BIN_EXE_rpi-gateway`).
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use banyan_gateways::backplane::{self, Backplane, Running};
+use banyan_gateways::component::{self, Component};
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// Kills the child (and waits for it) when dropped, also on test failure.
+struct ChildGuard(Option<Child>);
+
+impl ChildGuard {
+    /// SIGTERM, then wait up to 5 s; returns whether it exited successfully.
+    fn terminate(&mut self) -> bool {
+        let Some(child) = self.0.as_mut() else {
+            return false;
+        };
+        let ok = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -TERM failed");
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until {
+            if let Ok(Some(st)) = child.try_wait() {
+                self.0 = None;
+                return st.success();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A temporary file removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str) -> Self {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        Self(std::env::temp_dir().join(format!("banyan-rpi-e2e-{}-{n}-{name}", std::process::id())))
+    }
+    fn read(&self) -> String {
+        fs::read_to_string(&self.0).unwrap_or_default()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+struct Rig {
+    _backplane: Option<Running>,
+    pp: u16,
+    sp: u16,
+    gateway: ChildGuard,
+    log: TempFile,
+    _config: Option<TempFile>,
+}
+
+/// Starts a backplane and `rpi-gateway --sim -v` (pin log to a file), and
+/// waits until the gateway's three subscriptions reached the backplane.
+fn rig(config: Option<&str>) -> Rig {
+    let bp = Backplane::bind(&backplane::Config::new("127.0.0.1", 0, 0)).unwrap();
+    let (pp, sp) = (bp.publisher_port(), bp.subscriber_port());
+    let running = bp.spawn().unwrap();
+    let log = TempFile::new("gateway.log");
+    let cfg_file = config.map(|text| {
+        let f = TempFile::new("rpi.toml");
+        fs::write(&f.0, text).unwrap();
+        f
+    });
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rpi-gateway"));
+    cmd.args(["--sim", "-v", "-b", "127.0.0.1", "-p"])
+        .arg(pp.to_string())
+        .arg("-s")
+        .arg(sp.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log.0).unwrap());
+    if let Some(f) = &cfg_file {
+        cmd.arg("--config").arg(&f.0);
+    }
+    let gateway = ChildGuard(Some(cmd.spawn().unwrap()));
+    let mut probe = Component::connect(component::Config::new("127.0.0.1", pp, sp)).unwrap();
+    for t in ["run_motors", "light_leds", "to_rpi_gateway"] {
+        assert!(
+            probe
+                .wait_for_subscriber(t, Duration::from_secs(20))
+                .unwrap(),
+            "rpi-gateway never subscribed to {t}; its log:\n{}",
+            log.read()
+        );
+    }
+    Rig {
+        _backplane: Some(running),
+        pp,
+        sp,
+        gateway,
+        log,
+        _config: cfg_file,
+    }
+}
+
+fn python() -> PathBuf {
+    let p = std::env::var_os("BANYAN_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"));
+    assert!(
+        p.exists(),
+        "no Python venv at {} (set BANYAN_PYTHON or run `bash scripts/venv.sh`)",
+        p.display()
+    );
+    p
+}
+
+/// The python-banyan driver: every check is an `assert` in Python; it prints
+/// `OK <n>` at the end.
+const DRIVER: &str = r#"
+import sys, time, zmq, msgpack
+from python_banyan.banyan_base import BanyanBase
+
+pp, sp = sys.argv[1], sys.argv[2]
+bb = BanyanBase(back_plane_ip_address='127.0.0.1', publisher_port=pp,
+                subscriber_port=sp, process_name='rpi-e2e', connect_time=0.3)
+bb.set_subscriber_topic('from_rpi_gateway')
+poller = zmq.Poller()
+poller.register(bb.subscriber, zmq.POLLIN)
+
+def reports(seconds):
+    end = time.time() + seconds
+    while True:
+        left = end - time.time()
+        if left <= 0:
+            return
+        if poller.poll(int(left * 1000) + 1):
+            topic, payload = bb.subscriber.recv_multipart()
+            assert topic == b'from_rpi_gateway', topic
+            yield msgpack.unpackb(payload, raw=False)
+
+def wait_for(pred, send=None, seconds=5.0, what=''):
+    """Re-sends `send` every 200 ms until a report satisfies `pred`."""
+    end = time.time() + seconds
+    while time.time() < end:
+        if send:
+            bb.publish_payload(send[1], send[0])
+        for r in reports(0.2):
+            if pred(r):
+                return r
+    raise AssertionError('timed out waiting for ' + what)
+
+is_state = lambda r: r.get('report') == 'state'
+
+# run_motors: the state report shows the speeds.
+st = wait_for(lambda r: is_state(r) and r['motors'] == {'left': 0.5, 'right': -0.5},
+              ('run_motors', {'left': 0.5, 'right': -0.5}), what='motors')
+assert st['backend'] == 'sim', st
+# light_leds
+st = wait_for(lambda r: is_state(r) and r['leds'] == {'status': 1.0, 'headlight': 0.5},
+              ('light_leds', {'status': True, 'headlight': 0.5}), what='leds')
+bb.publish_payload({'left': 0, 'right': 0}, 'run_motors')
+# blinker-style OneGPIO: set_mode_digital_output + tagged digital_write
+bb.publish_payload({'command': 'set_mode_digital_output', 'pin': 4, 'tag': 'led'},
+                   'to_rpi_gateway')
+for v in (1, 0, 1):
+    wait_for(lambda r: is_state(r) and r['gpio'].get('4', {}).get('value') == v,
+             ('to_rpi_gateway', {'command': 'digital_write', 'tag': 'led', 'value': v}),
+             what='digital_write %d' % v)
+# i2c through the simulated EEPROM at 0x50
+bb.publish_payload({'command': 'i2c_write', 'addr': 0x50, 'data': [8, 42, 43]},
+                   'to_rpi_gateway')
+r = wait_for(lambda r: r.get('report') == 'i2c_data',
+             ('to_rpi_gateway', {'command': 'i2c_read', 'addr': 0x50, 'register': 8,
+                                 'number_of_bytes': 2}), what='i2c_data')
+assert r['value'] == [42, 43], r
+
+# Hostile input: one error report each, nothing else changes.
+for _ in reports(0.3):
+    pass
+hostile = [
+    ('run_motors', {'left': 1.5}),
+    ('run_motors', {'left': 'fast'}),
+    ('run_motors', {'turbo': 1.0}),
+    ('run_motors', [1, 2, 3]),
+    ('light_leds', {'disco': True}),
+    ('light_leds', {'headlight': -0.1}),
+    ('to_rpi_gateway', {'command': 'self_destruct'}),
+    ('to_rpi_gateway', {'pin': 4}),
+    ('to_rpi_gateway', {'command': 'digital_write', 'pin': 4}),
+    ('to_rpi_gateway', {'command': 'digital_write', 'pin': 4, 'value': 'on'}),
+    ('to_rpi_gateway', {'command': 'digital_write', 'tag': 'nobody', 'value': 1}),
+    ('to_rpi_gateway', {'command': 'set_mode_digital_output', 'pin': 99}),
+    ('to_rpi_gateway', {'command': 'set_mode_pwm', 'pin': 18}),
+    ('to_rpi_gateway', {'command': 'digital_write', 'pin': 17, 'value': 1}),
+    ('to_rpi_gateway', {'command': 'set_mode_analog_input', 'pin': 3}),
+]
+for topic, payload in hostile:
+    bb.publish_payload(payload, topic)
+errors, others = [], []
+for r in reports(1.0):
+    (errors if r.get('report') == 'error' else others).append(r)
+assert len(errors) == len(hostile), (len(errors), errors)
+assert all(e['reason'] for e in errors), errors
+# Only periodic state reports may appear, showing the unchanged robot.
+for r in others:
+    assert is_state(r), r
+    assert r['motors'] == {'left': 0.0, 'right': 0.0}, r
+    assert r['leds'] == {'status': 1.0, 'headlight': 0.5}, r
+    assert r['gpio']['4']['value'] == 1, r
+
+# Deadman: motors stop within the timeout (+ margin) after the last command.
+wait_for(lambda r: is_state(r) and abs(r['motors']['left'] - 0.8) < 1e-6,
+         ('run_motors', {'left': 0.8}), what='left 0.8')
+t0 = time.time()
+r = wait_for(lambda r: is_state(r) and r['motors']['left'] == 0.0, seconds=3.0,
+             what='deadman stop')
+dt = time.time() - t0
+assert r['stopped_by'] == 'deadman', r
+assert 0.35 <= dt <= 1.5, dt
+print('OK', len(hostile), 'deadman %.3f' % dt)
+bb.publisher.close(linger=0); bb.subscriber.close(linger=0); bb.my_context.term()
+"#;
+
+#[test]
+fn python_banyan_component_drives_the_sim_robot() {
+    let mut rig = rig(None);
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(DRIVER)
+        .arg(rig.pp.to_string())
+        .arg(rig.sp.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("OK 15"),
+        "python driver failed: {}\nstdout:\n{stdout}\nstderr:\n{}\ngateway log:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        rig.log.read()
+    );
+    // The commands reached the simulated pins.
+    assert!(
+        rig.terminate_ok(),
+        "gateway did not exit cleanly on SIGTERM"
+    );
+    let log = rig.log.read();
+    for line in [
+        "sim: GPIO18 duty 0.500", // left motor 0.5
+        "sim: GPIO21 level 1",    // right motor reverse: in2 high
+        "sim: GPIO19 duty 0.500", // right motor |-0.5|
+        "sim: GPIO17 level 1",    // status LED
+        "sim: GPIO16 duty 0.500", // headlight 0.5
+        "sim: GPIO4 mode output", // blinker
+        "sim: GPIO4 level 1",
+        "sim: I2C 0x50 write @8 [42, 43]",
+    ] {
+        assert!(log.contains(line), "pin log lacks {line:?}:\n{log}");
+    }
+    // Safe state on exit: the last change of every output is off.
+    assert_safe_at_exit(&log);
+}
+
+impl Rig {
+    fn terminate_ok(&mut self) -> bool {
+        self.gateway.terminate()
+    }
+}
+
+/// After "stopped; outputs in safe state", every pin's last logged value is
+/// off (duty 0 / level 0).
+fn assert_safe_at_exit(log: &str) {
+    assert!(log.contains("stopped; outputs in safe state"), "{log}");
+    let mut last = std::collections::BTreeMap::new();
+    for l in log.lines() {
+        if let Some(rest) = l.strip_prefix("sim: GPIO") {
+            let (pin, what) = rest.split_once(' ').unwrap();
+            if what.starts_with("duty") || what.starts_with("level") {
+                last.insert(pin.to_owned(), what.to_owned());
+            }
+        }
+    }
+    for (pin, what) in &last {
+        assert!(
+            what == "duty 0.000" || what == "level 0",
+            "GPIO{pin} left at {what}:\n{log}"
+        );
+    }
+    assert!(
+        last.contains_key("18") && last.contains_key("4"),
+        "{last:?}"
+    );
+}
+
+fn publish(c: &mut Component, topic: &str, entries: &[(&str, f64)]) {
+    let v = rmpv::Value::Map(
+        entries
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect(),
+    );
+    c.publish_value(topic, &v).unwrap();
+}
+
+fn wait_log(rig: &Rig, needle: &str, within: Duration) -> bool {
+    let until = Instant::now() + within;
+    while Instant::now() < until {
+        if rig.log.read().contains(needle) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn losing_the_backplane_stops_the_motors() {
+    // A deadman far longer than the test: only the lost backplane can stop them.
+    let mut rig = rig(Some(
+        "[safety]\ndeadman_timeout_ms = 60000\n[motors.left]\npwm = 18\nin1 = 5\nin2 = 6\n",
+    ));
+    let mut c = Component::connect(component::Config::new("127.0.0.1", rig.pp, rig.sp)).unwrap();
+    assert!(c
+        .wait_for_subscriber("run_motors", Duration::from_secs(10))
+        .unwrap());
+    publish(&mut c, "run_motors", &[("left", 0.7)]);
+    assert!(
+        wait_log(&rig, "sim: GPIO18 duty 0.700", Duration::from_secs(5)),
+        "{}",
+        rig.log.read()
+    );
+    drop(c);
+    rig._backplane = None; // stops the backplane, closing its sockets
+    assert!(
+        wait_log(
+            &rig,
+            "backplane lost: motors stopped",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        rig.log.read()
+    );
+    let log = rig.log.read();
+    let after = &log[log.find("backplane lost").unwrap()..];
+    assert!(
+        log.contains("sim: GPIO18 duty 0.000"),
+        "motor not stopped:\n{log}"
+    );
+    assert!(!after.contains("duty 0.700"), "{after}");
+    assert!(rig.terminate_ok());
+}
+
+#[test]
+fn bad_config_is_a_clear_error() {
+    let bad = TempFile::new("bad.toml");
+    fs::write(&bad.0, "[motors.left]\npwm = 18\nin1 = 5\nin2 = 18\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rpi-gateway"))
+        .args(["--sim", "--config"])
+        .arg(&bad.0)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("motors.left.in2") && err.contains("already used by motors.left.pwm"),
+        "{err}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_rpi-gateway"))
+        .args(["--check-config", "--config"])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/rpi-gateway.toml"
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}

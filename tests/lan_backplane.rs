@@ -1,0 +1,287 @@
+//! Backplane, component and monitor end to end: the real binaries, hostile
+//! input from a raw ZeroMQ sender, and a backplane restart.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use banyan::gateways::backplane::{self, Backplane};
+use banyan::gateways::component::{Component, Config, Event, LinkState};
+use banyan::gateways::wire::Reject;
+use common::{cargo_bin, wait_until, Proc};
+
+const T: Duration = Duration::from_secs(20);
+
+fn port_from(line: &str) -> u16 {
+    line.rsplit(' ')
+        .next()
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"))
+}
+
+/// Starts the `backplane` binary on free ports; returns it and (pub, sub).
+fn backplane_bin() -> (Proc, u16, u16) {
+    let mut cmd = Command::new(cargo_bin("banyan-gateways", "backplane"));
+    cmd.args(["--bind", "127.0.0.1", "-p", "0", "-s", "0", "-n", "Test"]);
+    let mut bp = Proc::spawn("backplane", cmd);
+    let sub = port_from(&bp.wait_line(T, |l| l.starts_with("Subscriber Port = ")));
+    let publ = port_from(&bp.wait_line(T, |l| l.starts_with("Publisher  Port = ")));
+    (bp, publ, sub)
+}
+
+#[test]
+fn backplane_binary_forwards_and_exits_cleanly_on_sigint_and_sigterm() {
+    let (mut bp, publ, sub) = backplane_bin();
+    let cfg = Config::new("127.0.0.1", publ, sub);
+    let mut p = Component::connect(cfg.clone()).unwrap();
+    let mut s = Component::connect(cfg).unwrap();
+    s.subscribe("hello").unwrap();
+    assert!(p.wait_for_subscriber("hello", T).unwrap());
+    p.publish(
+        "hello",
+        &[("value", 1)]
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>(),
+    )
+    .unwrap();
+    let m = s
+        .recv_timeout(T)
+        .unwrap()
+        .expect("message through the backplane binary");
+    assert_eq!(m.payload, [0x81, 0xa5, b'v', b'a', b'l', b'u', b'e', 0x01]);
+
+    // A second backplane on the same port: clear error, exit code 1.
+    let mut cmd = Command::new(cargo_bin("banyan-gateways", "backplane"));
+    cmd.args(["--bind", "127.0.0.1", "-p", &publ.to_string(), "-s", "0"]);
+    let mut clash = Proc::spawn("backplane-clash", cmd);
+    assert_eq!(clash.wait_exit(T).code(), Some(1));
+    assert!(
+        clash.output().contains(&format!(
+            "publisher port {publ} on 127.0.0.1 is already in use"
+        )),
+        "{}",
+        clash.output()
+    );
+
+    bp.signal("INT");
+    assert!(bp.wait_exit(T).success(), "{}", bp.output());
+
+    let (mut bp, _, _) = backplane_bin();
+    bp.signal("TERM");
+    assert!(bp.wait_exit(T).success(), "{}", bp.output());
+}
+
+fn raw_send(socket: &zmq::Socket, frames: &[&[u8]]) {
+    socket.send_multipart(frames.iter().copied(), 0).unwrap();
+}
+
+#[test]
+fn hostile_input_is_counted_and_never_stops_subscribers_or_monitor() {
+    let (_bp, publ, sub) = backplane_bin();
+    let cfg = Config::new("127.0.0.1", publ, sub);
+    let mut normal = Component::connect(cfg.clone()).unwrap();
+    normal.subscribe("").unwrap();
+    let mut small_cfg = cfg.clone();
+    small_cfg.limits.max_payload = 1 << 20;
+    let mut small = Component::connect(small_cfg).unwrap();
+    small.subscribe("").unwrap();
+    let mut cmd = Command::new(cargo_bin("banyan-gateways", "monitor"));
+    cmd.args([
+        "-b",
+        "127.0.0.1",
+        "-p",
+        &publ.to_string(),
+        "-s",
+        &sub.to_string(),
+    ])
+    .args(["--summary", "0"]);
+    let mut monitor = Proc::spawn("monitor", cmd);
+
+    // The raw sender: a plain ZeroMQ PUB, as any foreign program would use.
+    let ctx = zmq::Context::new();
+    let raw = ctx.socket(zmq::PUB).unwrap();
+    raw.set_linger(1000).unwrap();
+    raw.connect(&format!("tcp://127.0.0.1:{publ}")).unwrap();
+
+    // Readiness: probe until all three receivers have seen a probe.
+    let probe = [0x81, 0xa1, b'n', 0x01];
+    let (mut n_ok, mut s_ok) = (false, false);
+    assert!(
+        wait_until(T, || {
+            raw_send(&raw, &[b"probe", &probe]);
+            n_ok |= normal
+                .recv_timeout(Duration::from_millis(20))
+                .unwrap()
+                .is_some();
+            s_ok |= small
+                .recv_timeout(Duration::from_millis(1))
+                .unwrap()
+                .is_some();
+            n_ok && s_ok
+        }),
+        "probes did not arrive"
+    );
+    monitor.wait_line(T, |l| l.contains(" probe {\"n\":1}"));
+    while normal
+        .recv_timeout(Duration::from_millis(100))
+        .unwrap()
+        .is_some()
+    {}
+    while small
+        .recv_timeout(Duration::from_millis(100))
+        .unwrap()
+        .is_some()
+    {}
+    let base_normal = normal.stats();
+    let base_small = small.stats();
+
+    let mut big = vec![0xc6, 0x01, 0x00, 0x00, 0x00];
+    big.extend(std::iter::repeat_n(0xab, 16 << 20));
+    let hostile: Vec<(Vec<&[u8]>, Reject)> = vec![
+        (vec![b"lonely"], Reject::MissingPayload),
+        (
+            vec![b"three", &[0x01], b"extra"],
+            Reject::ExtraFrames { frames: 3 },
+        ),
+        (vec![b"empty", b""], Reject::EmptyPayload),
+        (vec![&[0xff, 0xfe], &[0x01]], Reject::TopicNotUtf8),
+        (
+            vec![b"intkey", &[0x81, 0x01, 0x02]],
+            Reject::BadMapKey { at: 1 },
+        ),
+        (
+            vec![b"trunc", &[0x81, 0xa5, b'v', b'a']],
+            Reject::Truncated { at: 4 },
+        ),
+        (
+            vec![b"trail", &[0x01, 0x02]],
+            Reject::TrailingBytes { extra: 1 },
+        ),
+        (
+            vec![b"badstr", &[0xa2, 0xff, 0xfe]],
+            Reject::BadUtf8 { at: 0 },
+        ),
+        (vec![b"reserved", &[0xc1]], Reject::ReservedMarker { at: 0 }),
+    ];
+    for (frames, _) in &hostile {
+        raw_send(&raw, frames);
+    }
+    raw_send(&raw, &[b"big", &big]);
+    raw_send(&raw, &[b"after", &[0x81, 0xa2, b'o', b'k', 0xc3]]);
+
+    // Default limits: every hostile message rejected with the right reason,
+    // the 16 MiB bin accepted, then the valid message after them.
+    let mut reasons = Vec::new();
+    let mut valid = Vec::new();
+    while valid.len() < 2 {
+        match normal.recv_event(Some(T)).unwrap().expect("event") {
+            Event::Rejected(r) => reasons.push(r.reason),
+            Event::Message(m) => valid.push(m),
+            Event::BackplaneUp | Event::BackplaneDown => {}
+        }
+    }
+    let expected: Vec<Reject> = hostile.iter().map(|(_, r)| *r).collect();
+    assert_eq!(reasons, expected);
+    assert_eq!(valid[0].topic, "big");
+    assert_eq!(valid[0].payload, big);
+    assert_eq!(valid[1].topic, "after");
+    let stats = normal.stats();
+    assert_eq!(stats.rejected - base_normal.rejected, hostile.len() as u64);
+    assert_eq!(stats.received - base_normal.received, 2);
+    assert_eq!(
+        normal.last_rejection().unwrap().reason,
+        Reject::ReservedMarker { at: 0 }
+    );
+
+    // 1 MiB limit: the big payload is rejected and counted too.
+    let after = small
+        .recv_timeout(T)
+        .unwrap()
+        .expect("valid message after the hostile ones");
+    assert_eq!(after.topic, "after");
+    let stats = small.stats();
+    assert_eq!(
+        stats.rejected - base_small.rejected,
+        hostile.len() as u64 + 1
+    );
+    assert_eq!(stats.received - base_small.received, 1);
+    assert_eq!(
+        small.last_rejection().unwrap().reason,
+        Reject::TooLarge {
+            len: big.len(),
+            max: 1 << 20
+        }
+    );
+
+    // The monitor printed a diagnostic per hostile message, survived, and
+    // printed the big one (cut) and the valid one.
+    monitor.wait_line(T, |l| l.contains(" after {\"ok\":true}"));
+    let out = monitor.output();
+    assert_eq!(out.matches("!! rejected").count(), hostile.len(), "{out}");
+    assert!(
+        out.contains("!! rejected: map key at byte 1 is not a str or bin; topic \"intkey\""),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            " big {{\"bin\":\"{}…\",\"len\":{}}}",
+            "ab".repeat(64),
+            16 << 20
+        )),
+        "{out}"
+    );
+    monitor.signal("INT");
+    assert!(monitor.wait_exit(T).success());
+    assert!(
+        monitor.output().contains("# monitor exiting: "),
+        "{}",
+        monitor.output()
+    );
+}
+
+#[test]
+fn components_reconnect_after_a_backplane_restart() {
+    let bp = Backplane::bind(&backplane::Config::new("127.0.0.1", 0, 0)).unwrap();
+    let (publ, sub) = (bp.publisher_port(), bp.subscriber_port());
+    let running = bp.spawn().unwrap();
+    let cfg = Config::new("127.0.0.1", publ, sub);
+    let mut p = Component::connect(cfg.clone()).unwrap();
+    let mut s = Component::connect(cfg).unwrap();
+    s.subscribe("t").unwrap();
+    assert!(p.wait_for_subscriber("t", T).unwrap());
+    p.publish("t", &1).unwrap();
+    assert_eq!(s.recv_timeout(T).unwrap().unwrap().payload, [1]);
+    assert_eq!(s.link_state(), LinkState::Up);
+
+    running.stop().unwrap();
+    // The subscriber notices the loss.
+    loop {
+        match s.recv_event(Some(T)).unwrap() {
+            Some(Event::BackplaneDown) => break,
+            Some(_) => {}
+            None => panic!("no BackplaneDown event"),
+        }
+    }
+    assert_eq!(s.link_state(), LinkState::Down);
+
+    // Restart on the same ports (the old listener may take a moment to close).
+    let mut restarted = None;
+    assert!(wait_until(T, || {
+        restarted = Backplane::bind(&backplane::Config::new("127.0.0.1", publ, sub)).ok();
+        restarted.is_some()
+    }));
+    let _running = restarted.unwrap().spawn().unwrap();
+
+    // Traffic resumes without touching the components.
+    let mut got = None;
+    assert!(
+        wait_until(T, || {
+            let _ = p.publish("t", &2);
+            got = s.recv_timeout(Duration::from_millis(50)).unwrap();
+            matches!(&got, Some(m) if m.payload == [2])
+        }),
+        "traffic did not resume after the restart"
+    );
+    assert_eq!(s.link_state(), LinkState::Up);
+}
