@@ -283,6 +283,25 @@ fn recovers_after_qemu_restart_and_motors_stop_when_the_gateway_goes_away() {
     );
     assert_eq!(f64_at(&st, "motors", "left"), Some(0.0), "{st}");
     assert_eq!(f64_at(&st, "motors", "right"), Some(0.0), "{st}");
+
+    // 3. The gateway is replaced at once (a restart): the new gateway's
+    //    RESYNC makes the firmware drop the link, which stops the motors
+    //    before its 500 ms deadman would, and it reports its state on the
+    //    new link.
+    c.publish_raw("run_motors", &pack(&map(&[("left", 0.25.into())])))
+        .unwrap();
+    wait_state(&mut c, Duration::from_secs(5), |s| {
+        f64_at(s, "motors", "left") == Some(0.25)
+    });
+    let commanded = Instant::now();
+    drop(_gw);
+    let _gw = Gateway::start(bp.publisher_port(), bp.subscriber_port(), &dev, 200);
+    let st = wait_state(&mut c, Duration::from_secs(5), |s| {
+        f64_at(s, "motors", "left") != Some(0.25)
+    });
+    let after = commanded.elapsed();
+    eprintln!("gateway restarted at once: state {after:?} after the last command: {st}");
+    assert_eq!(f64_at(&st, "motors", "left"), Some(0.0), "{st}");
     drop(qemu_child);
 }
 

@@ -13,7 +13,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 
 /// Serial gateway: bridges a microcontroller's serial link to the backplane.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Backplane IP address or host name.
     #[arg(short = 'b', default_value = "127.0.0.1")]

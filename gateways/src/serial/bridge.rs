@@ -30,6 +30,9 @@ pub struct BridgeConfig {
     pub status_topic: String,
     /// Publish the status at least this often (ms). Default 1000.
     pub status_interval_ms: u64,
+    /// When a drop or error counter changes, publish the status after at
+    /// most this long (ms), and not more often. Default 100.
+    pub fault_status_ms: u64,
     /// Backplane messages held for the device while it has no credit; past
     /// this they are dropped and counted ([`Counters::drop_no_credit`]).
     /// Default 32.
@@ -44,6 +47,7 @@ impl Default for BridgeConfig {
             name: "serial_gateway".into(),
             status_topic: "serial_gateway_status".into(),
             status_interval_ms: 1000,
+            fault_status_ms: 100,
             queue_limit: 32,
             link: link::Config::default(),
         }
@@ -211,6 +215,8 @@ pub struct Bridge {
     counters: Counters,
     status_due: bool,
     last_status: Option<Instant>,
+    /// [`Bridge::faults`] when the last status was published.
+    published_faults: u64,
 }
 
 impl Bridge {
@@ -228,6 +234,7 @@ impl Bridge {
             counters: Counters::default(),
             status_due: true,
             last_status: None,
+            published_faults: 0,
         }
     }
 
@@ -394,7 +401,6 @@ impl Bridge {
             self.queue.push_back((topic.to_owned(), payload.to_vec()));
         } else {
             self.counters.drop_no_credit += 1;
-            self.status_due = true;
         }
     }
 
@@ -445,10 +451,12 @@ impl Bridge {
             self.on_event(ev);
         }
         self.flush_queue(now);
-        let periodic = self
-            .last_status
-            .is_none_or(|t| now.millis_since(t) >= self.cfg.status_interval_ms);
-        if self.status_due || periodic {
+        let since = |ms: u64| self.last_status.is_none_or(|t| now.millis_since(t) >= ms);
+        let periodic = since(self.cfg.status_interval_ms);
+        let faults = self.faults();
+        let fault_due = faults != self.published_faults && since(self.cfg.fault_status_ms);
+        if self.status_due || periodic || fault_due {
+            self.published_faults = faults;
             self.status_due = false;
             self.last_status = Some(now);
             let payload = self.status_payload();
@@ -458,6 +466,32 @@ impl Bridge {
                 payload,
             });
         }
+    }
+
+    /// The sum of every drop and error counter, bridge and link: when it
+    /// changes, the status is published within
+    /// [`BridgeConfig::fault_status_ms`].
+    pub fn faults(&self) -> u64 {
+        let s = self.link.stats();
+        let c = &self.counters;
+        let link = [
+            s.frame.cobs,
+            s.frame.short,
+            s.frame.crc,
+            s.frame.oversize,
+            s.seq_gaps,
+            s.duplicates,
+            s.malformed,
+            s.unexpected,
+            s.publish_lost,
+            s.sub_overflow,
+            s.downs,
+            s.resets,
+        ];
+        link.iter().map(|&x| u64::from(x)).sum::<u64>()
+            + c.dropped_to_device()
+            + c.invalid_from_device
+            + c.transport_losses
     }
 
     /// The status as a msgpack map (what is published on the status topic).
@@ -503,6 +537,14 @@ impl Bridge {
         if self.status_due {
             return Instant::ZERO;
         }
+        let status = if self.faults() != self.published_faults {
+            let fault = self.last_status.map_or(Instant::ZERO, |t| {
+                Instant::from_millis(t.millis() + self.cfg.fault_status_ms)
+            });
+            status.min(fault)
+        } else {
+            status
+        };
         match self.link.poll_at() {
             Some(t) => status.min(t),
             None => status,

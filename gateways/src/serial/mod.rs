@@ -15,8 +15,9 @@
 //!   counted. The backplane side is never blocked.
 //! - Status: link state, device identity, subscriptions and every counter
 //!   are published as a msgpack map on the status topic (default
-//!   `serial_gateway_status`) on every state change and every
-//!   [`BridgeConfig::status_interval_ms`].
+//!   `serial_gateway_status`) on every state change, within
+//!   [`BridgeConfig::fault_status_ms`] of a drop or error counter change,
+//!   and every [`BridgeConfig::status_interval_ms`].
 //! - Recovery: when the port or TCP endpoint goes away, the gateway re-opens
 //!   it with backoff; the link re-handshakes and the subscriptions are
 //!   restored. Corrupted bytes are dropped by the frame CRC and counted.

@@ -227,7 +227,8 @@ fn credits_are_honoured_and_drops_counted() {
     let c = r.bridge.counters();
     assert_eq!((c.to_device, c.drop_no_credit), (4, 2));
     assert_eq!(r.dev.stats().drop_queue_full, 0, "never sent past credit");
-    r.run_for(1, 1);
+    // A status with the drops follows within `fault_status_ms`.
+    r.run_for(100, 50);
     let st = r.last_status();
     assert_eq!(
         get(get(&st, "counters"), "drop_no_credit").as_u64(),
@@ -380,4 +381,34 @@ fn device_spec_parses() {
     assert!("tcp:nohost".parse::<DeviceSpec>().is_err());
     assert!("tcp::5".parse::<DeviceSpec>().is_err());
     assert!("".parse::<DeviceSpec>().is_err());
+}
+
+#[test]
+fn drops_publish_a_status_soon_but_rate_limited() {
+    let mut r = up_rig();
+    r.now += 1; // past the status published on subscribe
+    r.bridge.poll(r.t());
+    r.collect();
+    let before = r.statuses.len();
+    // 50 unsubscribed messages in one instant: one status at most, later.
+    for _ in 0..50 {
+        r.bridge.handle_backplane("nobody", b"\x80", r.t());
+        r.bridge.poll(r.t());
+    }
+    r.collect();
+    let at = r.bridge.poll_at();
+    assert!(at > r.t() && at.millis() <= r.now + 100, "{at:?}");
+    r.now = at.millis();
+    r.bridge.poll(r.t());
+    r.collect();
+    assert!(
+        r.statuses.len() <= before + 2,
+        "{}",
+        r.statuses.len() - before
+    );
+    let st = r.last_status();
+    assert_eq!(
+        get(get(&st, "counters"), "drop_unsubscribed").as_u64(),
+        Some(50)
+    );
 }
