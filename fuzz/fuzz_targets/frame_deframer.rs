@@ -23,11 +23,12 @@ enum Out {
 
 /// Feeds `input` (one chunk) until consumed, recording what comes out.
 fn feed_all<const M: usize>(d: &mut Deframer<M>, input: &[u8], out: &mut Vec<Out>) {
+    let bound = input.len() + 2;
     let mut input = input;
     let mut guard = 0;
     loop {
         guard += 1;
-        assert!(guard <= input.len() + 2, "feed loop does not progress");
+        assert!(guard <= bound, "feed loop does not progress");
         let before = input.len();
         match d.feed(input) {
             Feed::Consumed => break,

@@ -99,7 +99,7 @@ fuzz_target!(|data: &[u8]| {
                 let _ = dev.poll_at();
             }
             OpKind::Transmit => {
-                let size = if op.tag & 0x40 != 0 { op.data.len() } else { out.len() };
+                let size = if op.tag & 0x40 != 0 { op.data.len().min(out.len()) } else { out.len() };
                 let mut guard = 0;
                 while let Some(n) = dev.poll_transmit(t, &mut out[..size]) {
                     assert!(n <= size);
