@@ -3,7 +3,7 @@
 //! writes, as in the core's tests), valid serial frames, and the byte streams
 //! of a real device ↔ gateway handshake recorded as link scripts.
 //!
-//! Run from `fuzz/`: `cargo run --bin gen-seeds` (deterministic output).
+//! Run from `fuzz/`: `cargo +nightly run --example gen-seeds` (deterministic output).
 
 use banyan_core::frame;
 use banyan_core::link::{Config, Device, Gateway, Instant};
