@@ -153,6 +153,18 @@ fn main() {
     write("link_gateway", "handshake", &to_gw);
     write("link_device", "handshake", &to_dev);
 
+    // Device ↔ gateway pair: a clean session with traffic, then the same with
+    // a dropped, a corrupted and a duplicated frame.
+    let mut clean = Vec::new();
+    for _ in 0..8 {
+        clean.extend_from_slice(&[0, 0, 1, 0, 6, 0, 2, 12]);
+    }
+    clean.extend_from_slice(&[3, 2, 4, 0, 0, 0, 1, 0, 5, 0, 8, 1, 0, 0, 1, 0, 9, 0, 0, 0, 1, 0]);
+    write("link_pair", "clean", &clean);
+    let mut faulty = clean.clone();
+    faulty.extend_from_slice(&[7, 0, 0, 0, 7, 16, 1, 0, 7, 2, 0, 0, 2, 200, 6, 0, 0, 0, 1, 0]);
+    write("link_pair", "faults", &faulty);
+
     // Topic ops: subscribe twice, match, unsubscribe, Subscribers ops.
     write(
         "topic_table",
