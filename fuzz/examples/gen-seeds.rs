@@ -119,7 +119,10 @@ fn handshake() -> (Vec<u8>, Vec<u8>) {
         push_op(&mut to_dev, 0x04, 0, &[0]); // recv
         while dev.recv().is_some() {}
     }
-    assert!(dev.is_up() && gw.is_up(), "seed handshake did not bring the link up");
+    assert!(
+        dev.is_up() && gw.is_up(),
+        "seed handshake did not bring the link up"
+    );
     assert!(dev.stats().publish_rx == 1 && gw.stats().publish_rx == 1);
     (to_gw, to_dev)
 }
@@ -133,7 +136,11 @@ fn main() {
         m.extend_from_slice(p);
         write("gateway_wire", name, &m);
     }
-    write("msg_validate", "limits_small", &with_prefix(0x97, b"\x91\x81\xa1k\x90"));
+    write(
+        "msg_validate",
+        "limits_small",
+        &with_prefix(0x97, b"\x91\x81\xa1k\x90"),
+    );
 
     // Frames: the core's golden frame, two frames with garbage around them,
     // and a PUBLISH-sized one.
@@ -145,7 +152,11 @@ fn main() {
     let n = frame::encode(0x03, 8, &[&[0, 0, 1, 0, 16, 0, 2, 0, 0]], &mut wire).unwrap();
     stream.extend_from_slice(&wire[..n]);
     stream.extend_from_slice(&[0x02, 0x01, 0x00, 0x00]);
-    write("frame_deframer", "two_frames_garbage", &with_prefix(7, &stream));
+    write(
+        "frame_deframer",
+        "two_frames_garbage",
+        &with_prefix(7, &stream),
+    );
     let n = frame::encode(0x10, 9, &[b"\x0arun_motors", PAYLOADS[1].1], &mut wire).unwrap();
     write("frame_deframer", "publish", &with_prefix(11, &wire[..n]));
 
@@ -159,10 +170,14 @@ fn main() {
     for _ in 0..8 {
         clean.extend_from_slice(&[0, 0, 1, 0, 6, 0, 2, 12]);
     }
-    clean.extend_from_slice(&[3, 2, 4, 0, 0, 0, 1, 0, 5, 0, 8, 1, 0, 0, 1, 0, 9, 0, 0, 0, 1, 0]);
+    clean.extend_from_slice(&[
+        3, 2, 4, 0, 0, 0, 1, 0, 5, 0, 8, 1, 0, 0, 1, 0, 9, 0, 0, 0, 1, 0,
+    ]);
     write("link_pair", "clean", &clean);
     let mut faulty = clean.clone();
-    faulty.extend_from_slice(&[7, 0, 0, 0, 7, 16, 1, 0, 7, 2, 0, 0, 2, 200, 6, 0, 0, 0, 1, 0]);
+    faulty.extend_from_slice(&[
+        7, 0, 0, 0, 7, 16, 1, 0, 7, 2, 0, 0, 2, 200, 6, 0, 0, 0, 1, 0,
+    ]);
     write("link_pair", "faults", &faulty);
 
     // Topic ops: subscribe twice, match, unsubscribe, Subscribers ops.
@@ -171,5 +186,9 @@ fn main() {
         "basic",
         b"\x00\x04run_\x00\x04run_\x02\x04run_\x06\x02ab\x46\x01a\x07\x02ab\x04\x00\x01\x03run",
     );
-    write("topic_table", "fill", b"\x00\x01a\x00\x01b\x00\x01c\x00\x01d\x00\x01e\x00\x07toolong");
+    write(
+        "topic_table",
+        "fill",
+        b"\x00\x01a\x00\x01b\x00\x01c\x00\x01d\x00\x01e\x00\x07toolong",
+    );
 }

@@ -26,7 +26,10 @@ fuzz_target!(|data: &[u8]| {
             for (i, (name, s)) in m.speeds.iter().enumerate() {
                 assert!(s.is_finite() && (-1.0..=1.0).contains(s), "{name}: {s}");
                 assert_ne!(*name, RunMotors::<4>::DURATION_KEY);
-                assert!(m.speeds[..i].iter().all(|(n, _)| n != name), "duplicate {name}");
+                assert!(
+                    m.speeds[..i].iter().all(|(n, _)| n != name),
+                    "duplicate {name}"
+                );
                 assert_eq!(m.speed(name), Some(*s));
             }
             let names: Vec<&str> = m.speeds.iter().map(|(n, _)| *n).collect();

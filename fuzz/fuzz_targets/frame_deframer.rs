@@ -39,7 +39,11 @@ fn feed_all<const M: usize>(d: &mut Deframer<M>, input: &[u8], out: &mut Vec<Out
                 assert_eq!(frame.crc(), frame.compute_crc());
                 let repr = Repr::parse(&frame).expect("yielded frame parses");
                 assert_eq!((repr.kind, repr.seq), (frame.kind(), frame.seq()));
-                out.push(Out::Frame(frame.kind(), frame.seq(), frame.payload().to_vec()));
+                out.push(Out::Frame(
+                    frame.kind(),
+                    frame.seq(),
+                    frame.payload().to_vec(),
+                ));
                 let last = d.last_frame().expect("last_frame after Frame");
                 assert_eq!(last.payload(), out_payload(out));
                 input = rest;

@@ -65,7 +65,11 @@ fuzz_target!(|data: &[u8]| {
     {
         let mut guard = REUSED.lock().unwrap();
         let v = guard.get_or_insert_with(Validator::new);
-        assert_eq!(v.check(rest), gw, "reused validator differs from a fresh one");
+        assert_eq!(
+            v.check(rest),
+            gw,
+            "reused validator differs from a fresh one"
+        );
     }
     let relaxed = Limits::new()
         .with_max_size(usize::MAX)

@@ -24,7 +24,10 @@ struct Seen {
 fn check_stats(before: &Stats, s: &Stats, seen: &Seen) {
     assert_eq!(s.frame.frames, s.frames_rx, "delivered frames vs frames_rx");
     assert_eq!(s.frames_tx, seen.tx, "frames_tx vs transmitted frames");
-    assert_eq!(s.publish_tx, seen.publish_tx, "publish_tx vs PUBLISH frames sent");
+    assert_eq!(
+        s.publish_tx, seen.publish_tx,
+        "publish_tx vs PUBLISH frames sent"
+    );
     assert_eq!(
         s.publish_rx,
         seen.received + s.drop_queue_full,
@@ -99,7 +102,11 @@ fuzz_target!(|data: &[u8]| {
                 let _ = dev.poll_at();
             }
             OpKind::Transmit => {
-                let size = if op.tag & 0x40 != 0 { op.data.len().min(out.len()) } else { out.len() };
+                let size = if op.tag & 0x40 != 0 {
+                    op.data.len().min(out.len())
+                } else {
+                    out.len()
+                };
                 let mut guard = 0;
                 while let Some(n) = dev.poll_transmit(t, &mut out[..size]) {
                     assert!(n <= size);

@@ -22,8 +22,14 @@ struct Seen {
 fn check_stats(before: &Stats, s: &Stats, seen: &Seen) {
     assert_eq!(s.frame.frames, s.frames_rx, "delivered frames vs frames_rx");
     assert_eq!(s.frames_tx, seen.tx, "frames_tx vs transmitted frames");
-    assert_eq!(s.publish_tx, seen.publish_tx, "publish_tx vs PUBLISH frames sent");
-    assert_eq!(s.publish_rx, seen.publish_events, "publish_rx vs Publish events");
+    assert_eq!(
+        s.publish_tx, seen.publish_tx,
+        "publish_tx vs PUBLISH frames sent"
+    );
+    assert_eq!(
+        s.publish_rx, seen.publish_events,
+        "publish_rx vs Publish events"
+    );
     let pairs = [
         (before.frame.dropped(), s.frame.dropped()),
         (before.frames_rx, s.frames_rx),
@@ -102,7 +108,11 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             OpKind::Transmit => {
-                let size = if op.tag & 0x40 != 0 { op.data.len().min(out.len()) } else { out.len() };
+                let size = if op.tag & 0x40 != 0 {
+                    op.data.len().min(out.len())
+                } else {
+                    out.len()
+                };
                 let mut guard = 0;
                 while let Some(n) = gw.poll_transmit(t, &mut out[..size]) {
                     assert!(n <= size);

@@ -72,7 +72,9 @@ fn apply(fault: Fault, frame: &[u8]) -> Vec<Vec<u8>> {
 fn dev_to_gw(dev: &mut Dev, gw: &mut Gw, t: Instant, fault: &mut Fault) {
     let mut buf = [0u8; 129];
     for _ in 0..32 {
-        let Some(n) = dev.poll_transmit(t, &mut buf) else { return };
+        let Some(n) = dev.poll_transmit(t, &mut buf) else {
+            return;
+        };
         check_tx_frame(&buf[..n]);
         for f in apply(std::mem::replace(fault, Fault::None), &buf[..n]) {
             deliver_to_gw(gw, &f, t);
@@ -83,7 +85,9 @@ fn dev_to_gw(dev: &mut Dev, gw: &mut Gw, t: Instant, fault: &mut Fault) {
 fn gw_to_dev(gw: &mut Gw, dev: &mut Dev, t: Instant, fault: &mut Fault) {
     let mut buf = [0u8; 129];
     for _ in 0..32 {
-        let Some(n) = gw.poll_transmit(t, &mut buf) else { return };
+        let Some(n) = gw.poll_transmit(t, &mut buf) else {
+            return;
+        };
         check_tx_frame(&buf[..n]);
         for f in apply(std::mem::replace(fault, Fault::None), &buf[..n]) {
             deliver_to_dev(dev, &f, t);
@@ -165,5 +169,8 @@ fuzz_target!(|data: &[u8]| {
     );
     let mine: BTreeSet<&str> = dev.subscriptions().collect();
     let mirror: BTreeSet<&str> = gw.subscriptions().collect();
-    assert_eq!(mine, mirror, "gateway's subscription mirror differs from the device's");
+    assert_eq!(
+        mine, mirror,
+        "gateway's subscription mirror differs from the device's"
+    );
 });

@@ -89,7 +89,12 @@ fn walk(v: &Value<'_>, r: &R, depth: usize, l: &Limits) {
                         .map(|(_, vv)| vv);
                     let got = m.get(s);
                     assert!(m.contains_key(s));
-                    walk(&got.expect("get of a present key"), last.unwrap(), depth + 1, l);
+                    walk(
+                        &got.expect("get of a present key"),
+                        last.unwrap(),
+                        depth + 1,
+                        l,
+                    );
                 }
                 n += 1;
             }
@@ -104,10 +109,7 @@ fn acceptable(r: &R, depth: usize, l: &Limits) -> bool {
     match r {
         R::String(s) => s.as_str().is_some() && s.as_bytes().len() <= l.max_len,
         R::Binary(b) => b.len() <= l.max_len,
-        R::Ext(t, d) => {
-            d.len() <= l.max_len
-                && (*t >= 0 || (*t == -1 && timestamp_ok(d)))
-        }
+        R::Ext(t, d) => d.len() <= l.max_len && (*t >= 0 || (*t == -1 && timestamp_ok(d))),
         R::Array(items) => {
             depth < l.max_depth.min(Limits::MAX_DEPTH)
                 && items.len() <= l.max_items
@@ -151,7 +153,11 @@ fuzz_target!(|data: &[u8]| {
     let l = limits_from(lb);
     let checked = msg::validate(bytes, &l);
     let parsed = Value::parse(bytes, &l);
-    assert_eq!(checked, parsed.map(|_| ()), "validate and Value::parse disagree");
+    assert_eq!(
+        checked,
+        parsed.map(|_| ()),
+        "validate and Value::parse disagree"
+    );
 
     let mut cursor = bytes;
     let theirs = rmpv::decode::read_value(&mut cursor);
@@ -168,7 +174,10 @@ fuzz_target!(|data: &[u8]| {
         (Err(e), Ok(r)) => {
             // rmpv read one value; validate must have a documented reason.
             let fits = cursor.is_empty() && bytes.len() <= l.max_size && acceptable(r, 0, &l);
-            assert!(!fits, "validate refused ({e:?}) a payload meeting every rule: {r:?}");
+            assert!(
+                !fits,
+                "validate refused ({e:?}) a payload meeting every rule: {r:?}"
+            );
             if !cursor.is_empty() && acceptable(r, 0, &l) && bytes.len() <= l.max_size {
                 assert_eq!(*e, Error::TrailingBytes);
             }
@@ -182,7 +191,11 @@ fuzz_target!(|data: &[u8]| {
     match strict {
         Err(_) => assert_eq!(any.map(|_| ()), strict),
         // Anything valid can be skipped by serde (`IgnoredAny`).
-        Ok(()) => assert_eq!(any.map(|_| ()), Ok(()), "decode::<IgnoredAny> refused valid input"),
+        Ok(()) => assert_eq!(
+            any.map(|_| ()),
+            Ok(()),
+            "decode::<IgnoredAny> refused valid input"
+        ),
     }
     let typed: Result<Typical<'_>, Error> = msg::decode(bytes);
     if let Err(e) = strict {

@@ -110,7 +110,11 @@ fuzz_target!(|data: &[u8]| {
 
         match op % 8 {
             0 | 1 => assert_eq!(table.subscribe(t), model.subscribe(t), "subscribe {t:?}"),
-            2 | 3 => assert_eq!(table.unsubscribe(t), model.unsubscribe(t), "unsubscribe {t:?}"),
+            2 | 3 => assert_eq!(
+                table.unsubscribe(t),
+                model.unsubscribe(t),
+                "unsubscribe {t:?}"
+            ),
             4 => assert_eq!(table.remove(t), model.remove(t)),
             5 => {
                 if op & 0x20 != 0 {
@@ -165,7 +169,8 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(table.matches(t), !want.is_empty());
 
         // Subscribers equal their model.
-        let got: Vec<(u8, Vec<u8>, u32)> = subs.iter().map(|(i, x, c)| (i, x.to_vec(), c)).collect();
+        let got: Vec<(u8, Vec<u8>, u32)> =
+            subs.iter().map(|(i, x, c)| (i, x.to_vec(), c)).collect();
         assert_eq!(got, smodel.0);
         let mut union: Vec<Vec<u8>> = Vec::new();
         for (_, x, _) in &smodel.0 {

@@ -162,9 +162,15 @@ mod tests {
         push_op(&mut s, 0x83, 2, &[7u8; 300]);
         let ops: Vec<Op> = Script(&s).collect();
         assert_eq!(ops.len(), 4);
-        assert_eq!((ops[0].kind, ops[0].dt_ms, ops[0].data), (OpKind::Rx, 12, &b"abc"[..]));
+        assert_eq!(
+            (ops[0].kind, ops[0].dt_ms, ops[0].data),
+            (OpKind::Rx, 12, &b"abc"[..])
+        );
         assert_eq!((ops[1].kind, ops[1].dt_ms), (OpKind::Transmit, -4));
-        assert_eq!((ops[2].kind, ops[2].dt_ms, ops[2].data.len()), (OpKind::Publish, 128, 255));
+        assert_eq!(
+            (ops[2].kind, ops[2].dt_ms, ops[2].data.len()),
+            (OpKind::Publish, 128, 255)
+        );
         assert_eq!((ops[3].dt_ms, ops[3].data.len()), (0, 45));
     }
 
@@ -177,7 +183,10 @@ mod tests {
 
     #[test]
     fn publish_split() {
-        assert_eq!(split_publish(&[2, b'a', b'b', 0x80]), ("ab".into(), &[0x80][..]));
+        assert_eq!(
+            split_publish(&[2, b'a', b'b', 0x80]),
+            ("ab".into(), &[0x80][..])
+        );
         assert_eq!(split_publish(&[]), (String::new(), &[][..]));
     }
 }

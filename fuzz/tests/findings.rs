@@ -15,9 +15,9 @@ use banyan_gateways::wire::Validator;
 #[ignore = "finding F1 open: gateways/src/wire.rs does not check ext types"]
 fn f1_gateway_validator_accepts_reserved_ext_types() {
     for bad in [
-        &b"\xd4\xfe\x00"[..],         // fixext1, type -2
-        b"\x81\xa1k\xd4\xfe\x00",      // {'k': ext(-2)}
-        b"\xd5\xff\x00\x00",          // timestamp (-1) of 2 bytes
+        &b"\xd4\xfe\x00"[..],     // fixext1, type -2
+        b"\x81\xa1k\xd4\xfe\x00", // {'k': ext(-2)}
+        b"\xd5\xff\x00\x00",      // timestamp (-1) of 2 bytes
     ] {
         assert!(msg::validate(bad, &Limits::DEFAULT).is_err());
         assert!(
