@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzz smoke run (fuzz/ is its own cargo workspace, see docs/fuzzing.md):
-# builds every cargo-fuzz target with overflow checks and debug assertions,
+# rustfmt --check of fuzz/, builds every cargo-fuzz target with overflow checks and debug assertions,
 # then runs each for FUZZ_SECONDS (default 15) starting from the committed
 # seeds in fuzz/seeds/<target>/. Fails on any crash, panic, timeout or OOM.
 #
@@ -28,6 +28,9 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   }
 fi
 echo "-- fuzz: $(cargo fuzz --version), $(rustup run nightly rustc --version) ($((SECONDS - t0)) s)"
+
+echo "-- fuzz: fmt"
+cargo fmt --check
 
 # -O -a: optimised, with debug assertions and overflow checks.
 # -s none: no AddressSanitizer; the code under test is safe Rust (the core is
