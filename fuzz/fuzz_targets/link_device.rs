@@ -8,7 +8,7 @@
 #![no_main]
 
 use banyan_core::link::{device::Event, wire::kind, Config, Device, Instant, Stats};
-use banyan_fuzz::{check_tx_frame, split_publish, step_time, OpKind, Script};
+use banyan_fuzz::{check_tx_frame, frame_from, split_publish, step_time, OpKind, Script};
 use libfuzzer_sys::fuzz_target;
 
 const FRAME: usize = 128;
@@ -69,16 +69,23 @@ fuzz_target!(|data: &[u8]| {
         now = step_time(now, op.dt_ms);
         let t = Instant::from_millis(now);
         match op.kind {
-            OpKind::Rx => {
-                let mut input = op.data;
+            OpKind::Rx | OpKind::RxFrame => {
+                let framed;
+                let data = if op.kind == OpKind::RxFrame {
+                    framed = frame_from(op.data);
+                    &framed[..]
+                } else {
+                    op.data
+                };
+                let mut input = data;
                 let mut guard = 0;
                 loop {
                     guard += 1;
-                    assert!(guard <= op.data.len() + 64, "handle_rx does not progress");
+                    assert!(guard <= data.len() + 64, "handle_rx does not progress");
                     let len = input.len();
                     let (ev, rest) = dev.handle_rx(input, t);
                     assert!(rest.len() <= len);
-                    assert_eq!(rest, &op.data[op.data.len() - rest.len()..]);
+                    assert_eq!(rest, &data[data.len() - rest.len()..]);
                     match ev {
                         Some(Event::Received) => seen.received += 1,
                         Some(_) => {}

@@ -19,6 +19,10 @@ use banyan_core::link::wire::Message;
 pub enum OpKind {
     /// Feed `data` to `handle_rx` and drain its events.
     Rx,
+    /// Feed one *valid* frame built from `data` (see [`frame_from`]) to
+    /// `handle_rx`: lets the fuzzer reach the message parsers without
+    /// having to forge a CRC.
+    RxFrame,
     /// Call `poll` until it returns nothing.
     Poll,
     /// Call `poll_transmit` until it returns nothing. If tag bit `0x40` is
@@ -63,7 +67,8 @@ impl<'a> Iterator for Script<'a> {
             dt_ms = -dt_ms;
         }
         let kind = match tag & 0x07 {
-            0 | 5 | 6 => OpKind::Rx,
+            0 | 6 => OpKind::Rx,
+            5 => OpKind::RxFrame,
             1 => OpKind::Poll,
             2 => OpKind::Transmit,
             3 => OpKind::Publish,
@@ -93,6 +98,34 @@ pub fn push_op(out: &mut Vec<u8>, tag: u8, dt: u8, data: &[u8]) {
         out.extend_from_slice(c);
         first = false;
     }
+}
+
+/// The wire frame an [`OpKind::RxFrame`] record stands for: kind from
+/// `data[0]` (below `0x80`: one of the link's seven kinds; else the byte
+/// itself), seq `data[1]`, payload the rest.
+pub fn frame_from(data: &[u8]) -> Vec<u8> {
+    use banyan_core::link::wire::kind;
+    const KINDS: [u8; 7] = [
+        kind::HELLO,
+        kind::WELCOME,
+        kind::HEARTBEAT,
+        kind::RESYNC,
+        kind::SUBSCRIBE,
+        kind::UNSUBSCRIBE,
+        kind::PUBLISH,
+    ];
+    let k = data.first().copied().unwrap_or(0);
+    let k = if k < 0x80 {
+        KINDS[usize::from(k) % 7]
+    } else {
+        k
+    };
+    let seq = data.get(1).copied().unwrap_or(0);
+    let payload = data.get(2..).unwrap_or(&[]);
+    let mut out = vec![0u8; banyan_core::frame::encoded_len_for_payload(payload.len())];
+    let n = banyan_core::frame::encode(k, seq, &[payload], &mut out).expect("sized by encoded_len");
+    out.truncate(n);
+    out
 }
 
 /// Splits a Publish record's data into a topic and a payload.
@@ -179,6 +212,12 @@ mod tests {
         let ops: Vec<Op> = Script(&[0, 1, 9, 1, 2]).collect();
         assert_eq!(ops.len(), 1);
         assert_eq!(ops[0].data, &[1, 2]);
+    }
+
+    #[test]
+    fn frame_from_is_a_good_frame() {
+        assert_eq!(check_tx_frame(&frame_from(&[6, 9, 1, b't', 0x80])), 0x10);
+        assert_eq!(frame_from(&[0x90]).len(), 6);
     }
 
     #[test]
