@@ -1,0 +1,153 @@
+//! `link::Device` driven by a script (see `banyan_fuzz`'s docs) of received
+//! byte chunks, polls, transmits, publishes, `recv`s and time steps (forwards
+//! and backwards). Checks: no panic; `handle_rx` consumes all input and
+//! always ends; every transmitted frame is one good frame that parses; the
+//! receive queue never holds more than `QUEUE`; the stats counters never go
+//! back and agree with what was seen (frames received and transmitted,
+//! PUBLISHes transmitted, PUBLISHes received = queued + dropped).
+#![no_main]
+
+use banyan_core::link::{device::Event, wire::kind, Config, Device, Instant, Stats};
+use banyan_fuzz::{check_tx_frame, frame_from, split_publish, step_time, OpKind, Script};
+use libfuzzer_sys::fuzz_target;
+
+const FRAME: usize = 128;
+const QUEUE: usize = 2;
+
+#[derive(Default)]
+struct Seen {
+    tx: u32,
+    publish_tx: u32,
+    received: u32,
+}
+
+fn check_stats(before: &Stats, s: &Stats, seen: &Seen) {
+    assert_eq!(s.frame.frames, s.frames_rx, "delivered frames vs frames_rx");
+    assert_eq!(s.frames_tx, seen.tx, "frames_tx vs transmitted frames");
+    assert_eq!(
+        s.publish_tx, seen.publish_tx,
+        "publish_tx vs PUBLISH frames sent"
+    );
+    assert_eq!(
+        s.publish_rx,
+        seen.received + s.drop_queue_full,
+        "publish_rx vs Received events + queue-full drops"
+    );
+    let pairs = [
+        (before.frame.dropped(), s.frame.dropped()),
+        (before.frames_rx, s.frames_rx),
+        (before.seq_gaps, s.seq_gaps),
+        (before.duplicates, s.duplicates),
+        (before.malformed, s.malformed),
+        (before.unexpected, s.unexpected),
+        (before.not_up, s.not_up),
+        (before.publish_lost, s.publish_lost),
+        (before.publish_unconfirmed, s.publish_unconfirmed),
+        (before.send_refused(), s.send_refused()),
+        (before.drop_discarded, s.drop_discarded),
+        (before.drop_out_too_small, s.drop_out_too_small),
+        (before.ups, s.ups),
+        (before.downs, s.downs),
+        (before.resyncs, s.resyncs),
+    ];
+    for (i, (a, b)) in pairs.iter().enumerate() {
+        assert!(b >= a, "counter #{i} went back: {a} -> {b}");
+    }
+    assert!(s.downs <= s.ups, "more downs than ups");
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut dev: Device<FRAME, 256, QUEUE, 4> =
+        Device::new("fuzz-dev", "0.1.0", 0x0bad_cafe, Config::default()).unwrap();
+    dev.subscribe("run_motors").unwrap();
+    dev.subscribe("light").unwrap();
+    let mut now = 0u64;
+    let mut seen = Seen::default();
+    let mut out = [0u8; FRAME + 1];
+    for op in Script(data) {
+        let before = dev.stats();
+        now = step_time(now, op.dt_ms);
+        let t = Instant::from_millis(now);
+        match op.kind {
+            OpKind::Rx | OpKind::RxFrame => {
+                let framed;
+                let data = if op.kind == OpKind::RxFrame {
+                    framed = frame_from(op.data);
+                    &framed[..]
+                } else {
+                    op.data
+                };
+                let mut input = data;
+                let mut guard = 0;
+                loop {
+                    guard += 1;
+                    assert!(guard <= data.len() + 64, "handle_rx does not progress");
+                    let len = input.len();
+                    let (ev, rest) = dev.handle_rx(input, t);
+                    assert!(rest.len() <= len);
+                    assert_eq!(rest, &data[data.len() - rest.len()..]);
+                    match ev {
+                        Some(Event::Received) => seen.received += 1,
+                        Some(_) => {}
+                        None => {
+                            assert!(rest.is_empty(), "(None, rest) with input left");
+                            break;
+                        }
+                    }
+                    input = rest;
+                }
+            }
+            OpKind::Poll => {
+                let mut guard = 0;
+                while let Some(ev) = dev.poll(t) {
+                    if ev == Event::Received {
+                        seen.received += 1;
+                    }
+                    guard += 1;
+                    assert!(guard <= 64, "poll never returns None");
+                }
+                let _ = dev.poll_at();
+            }
+            OpKind::Transmit => {
+                let size = if op.tag & 0x40 != 0 {
+                    op.data.len().min(out.len())
+                } else {
+                    out.len()
+                };
+                let mut guard = 0;
+                while let Some(n) = dev.poll_transmit(t, &mut out[..size]) {
+                    assert!(n <= size);
+                    if check_tx_frame(&out[..n]) == kind::PUBLISH {
+                        seen.publish_tx += 1;
+                    }
+                    seen.tx += 1;
+                    guard += 1;
+                    assert!(guard <= 64, "poll_transmit never returns None");
+                }
+            }
+            OpKind::Publish => {
+                let (topic, payload) = split_publish(op.data);
+                let _ = dev.publish(&topic, payload, t);
+            }
+            OpKind::Recv => {
+                let n = dev.queued();
+                match dev.recv() {
+                    Some(m) => {
+                        assert!(n >= 1);
+                        let _ = (m.topic().len(), m.payload().len());
+                    }
+                    None => assert_eq!(n, 0),
+                }
+                // Subscriptions change at run time too.
+                match op.data.first() {
+                    Some(b) if b & 1 == 0 => drop(dev.subscribe("sensors/")),
+                    Some(_) => drop(dev.unsubscribe("light")),
+                    None => {}
+                }
+            }
+        }
+        assert!(dev.queued() <= QUEUE);
+        check_stats(&before, &dev.stats(), &seen);
+        let _ = (dev.is_up(), dev.session(), dev.credits(), dev.queued_tx());
+    }
+});

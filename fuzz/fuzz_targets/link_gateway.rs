@@ -1,0 +1,143 @@
+//! `link::Gateway` driven by a script (see `banyan_fuzz`'s docs) of received
+//! byte chunks, polls, transmits, publishes and time steps (forwards and
+//! backwards). Checks: no panic; `handle_rx` consumes all input and always
+//! ends; every transmitted frame is one good frame that parses; the stats
+//! counters never go back and agree with what was seen (frames received,
+//! frames and PUBLISHes transmitted, PUBLISH events).
+#![no_main]
+
+use banyan_core::link::{gateway::Event, wire::kind, Config, Gateway, Instant, Stats};
+use banyan_fuzz::{check_tx_frame, frame_from, split_publish, step_time, OpKind, Script};
+use libfuzzer_sys::fuzz_target;
+
+const FRAME: usize = 128;
+
+#[derive(Default)]
+struct Seen {
+    tx: u32,
+    publish_tx: u32,
+    publish_events: u32,
+}
+
+fn check_stats(before: &Stats, s: &Stats, seen: &Seen) {
+    assert_eq!(s.frame.frames, s.frames_rx, "delivered frames vs frames_rx");
+    assert_eq!(s.frames_tx, seen.tx, "frames_tx vs transmitted frames");
+    assert_eq!(
+        s.publish_tx, seen.publish_tx,
+        "publish_tx vs PUBLISH frames sent"
+    );
+    assert_eq!(
+        s.publish_rx, seen.publish_events,
+        "publish_rx vs Publish events"
+    );
+    let pairs = [
+        (before.frame.dropped(), s.frame.dropped()),
+        (before.frames_rx, s.frames_rx),
+        (before.seq_gaps, s.seq_gaps),
+        (before.duplicates, s.duplicates),
+        (before.malformed, s.malformed),
+        (before.unexpected, s.unexpected),
+        (before.not_up, s.not_up),
+        (before.publish_lost, s.publish_lost),
+        (before.publish_unconfirmed, s.publish_unconfirmed),
+        (before.send_refused(), s.send_refused()),
+        (before.drop_queue_full, s.drop_queue_full),
+        (before.drop_discarded, s.drop_discarded),
+        (before.drop_out_too_small, s.drop_out_too_small),
+        (before.sub_overflow, s.sub_overflow),
+        (before.ups, s.ups),
+        (before.downs, s.downs),
+        (before.resets, s.resets),
+        (before.resyncs, s.resyncs),
+    ];
+    for (i, (a, b)) in pairs.iter().enumerate() {
+        assert!(b >= a, "counter #{i} went back: {a} -> {b}");
+    }
+    assert!(s.downs <= s.ups, "more downs than ups");
+}
+
+fn on_event(ev: &Event<'_>, seen: &mut Seen) {
+    if let Event::Publish { topic, payload } = ev {
+        let _ = (topic.len(), payload.len());
+        seen.publish_events += 1;
+    }
+    if let Event::Subscribe(t) | Event::Unsubscribe(t) = ev {
+        assert!(t.len() <= banyan_core::link::wire::MAX_SUB_TOPIC_LEN);
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut gw: Gateway<FRAME, 512, 4> = Gateway::new(0x6a7e_0001, Config::default());
+    let mut now = 0u64;
+    let mut seen = Seen::default();
+    let mut out = [0u8; FRAME + 1];
+    for op in Script(data) {
+        let before = gw.stats();
+        now = step_time(now, op.dt_ms);
+        let t = Instant::from_millis(now);
+        match op.kind {
+            OpKind::Rx | OpKind::RxFrame | OpKind::Recv => {
+                let framed;
+                let data = if op.kind == OpKind::RxFrame {
+                    framed = frame_from(op.data);
+                    &framed[..]
+                } else {
+                    op.data
+                };
+                let mut input = data;
+                let mut guard = 0;
+                loop {
+                    guard += 1;
+                    assert!(guard <= data.len() + 64, "handle_rx does not progress");
+                    let len = input.len();
+                    let (ev, rest) = gw.handle_rx(input, t);
+                    assert!(rest.len() <= len);
+                    assert_eq!(rest, &data[data.len() - rest.len()..]);
+                    match ev {
+                        Some(ev) => on_event(&ev, &mut seen),
+                        None => {
+                            assert!(rest.is_empty(), "(None, rest) with input left");
+                            break;
+                        }
+                    }
+                    input = rest;
+                }
+            }
+            OpKind::Poll => {
+                let mut guard = 0;
+                while let Some(ev) = gw.poll(t) {
+                    on_event(&ev, &mut seen);
+                    guard += 1;
+                    assert!(guard <= 64, "poll never returns None");
+                }
+                if let Some(at) = gw.poll_at() {
+                    let _ = at.millis();
+                }
+            }
+            OpKind::Transmit => {
+                let size = if op.tag & 0x40 != 0 {
+                    op.data.len().min(out.len())
+                } else {
+                    out.len()
+                };
+                let mut guard = 0;
+                while let Some(n) = gw.poll_transmit(t, &mut out[..size]) {
+                    assert!(n <= size);
+                    if check_tx_frame(&out[..n]) == kind::PUBLISH {
+                        seen.publish_tx += 1;
+                    }
+                    seen.tx += 1;
+                    guard += 1;
+                    assert!(guard <= 64, "poll_transmit never returns None");
+                }
+            }
+            OpKind::Publish => {
+                let (topic, payload) = split_publish(op.data);
+                let _ = gw.publish(&topic, payload, t);
+            }
+        }
+        check_stats(&before, &gw.stats(), &seen);
+        let _ = (gw.is_up(), gw.identity(), gw.credits(), gw.queued());
+        assert!(gw.subscriptions().count() <= 4);
+    }
+});

@@ -1,0 +1,231 @@
+//! Shared helpers of the banyan-rs fuzz targets: the byte format of the
+//! link-target scripts (decoded by the targets, encoded by `gen-seeds`) and
+//! checks of frames a link end transmits.
+//!
+//! # Link script format
+//!
+//! A script is a sequence of records `tag u8, dt u8, len u8, data[len]`
+//! (a record cut short by the end of the input keeps what is there).
+//! Before the operation runs, time moves by `dt × 4 ms` (`× 64 ms` if tag bit
+//! `0x80` is set), or **backwards** by that much if tag bit `0x20` is set
+//! (`Instant` docs say time must not go backwards; the ends must still not
+//! panic). The operation is `tag & 0x07`, see [`OpKind`].
+
+use banyan_core::frame::{Deframer, Feed};
+use banyan_core::link::wire::Message;
+
+/// What a script record asks the link end to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpKind {
+    /// Feed `data` to `handle_rx` and drain its events.
+    Rx,
+    /// Feed one *valid* frame built from `data` (see [`frame_from`]) to
+    /// `handle_rx`: lets the fuzzer reach the message parsers without
+    /// having to forge a CRC.
+    RxFrame,
+    /// Call `poll` until it returns nothing.
+    Poll,
+    /// Call `poll_transmit` until it returns nothing. If tag bit `0x40` is
+    /// set, the output buffer is only `data.len()` bytes.
+    Transmit,
+    /// `publish(topic, payload)`: `data[0] % (len)` bytes of `data[1..]` are
+    /// the topic (lossy UTF-8 cut to a char boundary), the rest the payload.
+    Publish,
+    /// Device: `recv()` one queued message and drop it (frees a credit).
+    /// Gateway: same as [`OpKind::Rx`].
+    Recv,
+}
+
+/// One decoded script record.
+#[derive(Debug, Clone, Copy)]
+pub struct Op<'a> {
+    /// The operation.
+    pub kind: OpKind,
+    /// The raw tag byte.
+    pub tag: u8,
+    /// The time step in milliseconds (negative: backwards).
+    pub dt_ms: i64,
+    /// The record's data bytes.
+    pub data: &'a [u8],
+}
+
+/// Iterator over the records of a script.
+pub struct Script<'a>(pub &'a [u8]);
+
+impl<'a> Iterator for Script<'a> {
+    type Item = Op<'a>;
+    fn next(&mut self) -> Option<Op<'a>> {
+        let (&tag, rest) = self.0.split_first()?;
+        let dt = rest.first().copied().unwrap_or(0);
+        let len = rest.get(1).copied().unwrap_or(0) as usize;
+        let body = rest.get(2..).unwrap_or(&[]);
+        let data = &body[..len.min(body.len())];
+        self.0 = &body[data.len()..];
+        let unit = if tag & 0x80 != 0 { 64 } else { 4 };
+        let mut dt_ms = i64::from(dt) * unit;
+        if tag & 0x20 != 0 {
+            dt_ms = -dt_ms;
+        }
+        let kind = match tag & 0x07 {
+            0 | 6 => OpKind::Rx,
+            5 => OpKind::RxFrame,
+            1 => OpKind::Poll,
+            2 => OpKind::Transmit,
+            3 => OpKind::Publish,
+            _ => OpKind::Recv,
+        };
+        Some(Op {
+            kind,
+            tag,
+            dt_ms,
+            data,
+        })
+    }
+}
+
+/// Appends one record to a script (for the seed generator). `data` longer
+/// than 255 bytes is split into several records of the same kind; `dt` is in
+/// units of 4 ms.
+pub fn push_op(out: &mut Vec<u8>, tag: u8, dt: u8, data: &[u8]) {
+    let mut chunks = data.chunks(255).peekable();
+    if chunks.peek().is_none() {
+        out.extend_from_slice(&[tag, dt, 0]);
+        return;
+    }
+    let mut first = true;
+    for c in chunks {
+        out.extend_from_slice(&[tag, if first { dt } else { 0 }, c.len() as u8]);
+        out.extend_from_slice(c);
+        first = false;
+    }
+}
+
+/// The wire frame an [`OpKind::RxFrame`] record stands for: kind from
+/// `data[0]` (below `0x80`: one of the link's seven kinds; else the byte
+/// itself), seq `data[1]`, payload the rest.
+pub fn frame_from(data: &[u8]) -> Vec<u8> {
+    use banyan_core::link::wire::kind;
+    const KINDS: [u8; 7] = [
+        kind::HELLO,
+        kind::WELCOME,
+        kind::HEARTBEAT,
+        kind::RESYNC,
+        kind::SUBSCRIBE,
+        kind::UNSUBSCRIBE,
+        kind::PUBLISH,
+    ];
+    let k = data.first().copied().unwrap_or(0);
+    let k = if k < 0x80 {
+        KINDS[usize::from(k) % 7]
+    } else {
+        k
+    };
+    let seq = data.get(1).copied().unwrap_or(0);
+    let payload = data.get(2..).unwrap_or(&[]);
+    let mut out = vec![0u8; banyan_core::frame::encoded_len_for_payload(payload.len())];
+    let n = banyan_core::frame::encode(k, seq, &[payload], &mut out).expect("sized by encoded_len");
+    out.truncate(n);
+    out
+}
+
+/// Splits a Publish record's data into a topic and a payload.
+pub fn split_publish(data: &[u8]) -> (String, &[u8]) {
+    let Some((&k, rest)) = data.split_first() else {
+        return (String::new(), &[]);
+    };
+    let k = usize::from(k) % (rest.len() + 1);
+    let mut topic = String::from_utf8_lossy(&rest[..k]).into_owned();
+    // Lossy decoding can lengthen the topic; keep it within a str8.
+    while topic.len() > 255 {
+        topic.pop();
+    }
+    (topic, &rest[k..])
+}
+
+/// Checks that `wire` (one `poll_transmit` output, after at most one leading
+/// flush delimiter) is exactly one frame with
+/// a good CRC carrying a message that parses, and returns its kind.
+///
+/// # Panics
+/// If it is not: that is a bug in the transmitting end.
+pub fn check_tx_frame(wire: &[u8]) -> u8 {
+    // A device starts its first frame with a lone delimiter that flushes
+    // whatever partial frame the receiver holds (see `frame`'s docs).
+    let wire = match wire.split_first() {
+        Some((0, rest)) if !rest.is_empty() => rest,
+        _ => wire,
+    };
+    assert_eq!(wire.last(), Some(&0), "frame must end with the delimiter");
+    assert!(
+        !wire[..wire.len() - 1].contains(&0),
+        "delimiter inside a frame"
+    );
+    let mut d: Deframer<4096> = Deframer::new();
+    match d.feed(wire) {
+        Feed::Frame { frame, rest } => {
+            assert!(rest.is_empty());
+            assert!(frame.verify_crc());
+            if let Err(e) = Message::parse(frame.kind(), frame.payload()) {
+                panic!("transmitted frame does not parse: {e:?} {wire:02x?}");
+            }
+            frame.kind()
+        }
+        other => panic!("transmitted bytes are not one good frame: {other:?} {wire:02x?}"),
+    }
+}
+
+/// Moves `now` (milliseconds) by `dt_ms`, saturating at 0 and `u64::MAX`.
+pub fn step_time(now: u64, dt_ms: i64) -> u64 {
+    if dt_ms < 0 {
+        now.saturating_sub(dt_ms.unsigned_abs())
+    } else {
+        now.saturating_add(dt_ms as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_roundtrip() {
+        let mut s = Vec::new();
+        push_op(&mut s, 0, 3, b"abc");
+        push_op(&mut s, 0x22, 1, &[]);
+        push_op(&mut s, 0x83, 2, &[7u8; 300]);
+        let ops: Vec<Op> = Script(&s).collect();
+        assert_eq!(ops.len(), 4);
+        assert_eq!(
+            (ops[0].kind, ops[0].dt_ms, ops[0].data),
+            (OpKind::Rx, 12, &b"abc"[..])
+        );
+        assert_eq!((ops[1].kind, ops[1].dt_ms), (OpKind::Transmit, -4));
+        assert_eq!(
+            (ops[2].kind, ops[2].dt_ms, ops[2].data.len()),
+            (OpKind::Publish, 128, 255)
+        );
+        assert_eq!((ops[3].dt_ms, ops[3].data.len()), (0, 45));
+    }
+
+    #[test]
+    fn truncated_record() {
+        let ops: Vec<Op> = Script(&[0, 1, 9, 1, 2]).collect();
+        assert_eq!(ops.len(), 1);
+        assert_eq!(ops[0].data, &[1, 2]);
+    }
+
+    #[test]
+    fn frame_from_is_a_good_frame() {
+        assert_eq!(check_tx_frame(&frame_from(&[6, 9, 1, b't', 0x80])), 0x10);
+        assert_eq!(frame_from(&[0x90]).len(), 6);
+    }
+
+    #[test]
+    fn publish_split() {
+        assert_eq!(
+            split_publish(&[2, b'a', b'b', 0x80]),
+            ("ab".into(), &[0x80][..])
+        );
+        assert_eq!(split_publish(&[]), (String::new(), &[][..]));
+    }
+}
