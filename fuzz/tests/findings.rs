@@ -1,7 +1,7 @@
 //! Reproducers of what the fuzz targets found outside the core (the files
 //! are other owners'; see docs/fuzzing.md "Findings"). Each test asserts the
-//! *correct* behaviour and is `#[ignore]`d while the finding is open: run them
-//! with `cargo test -- --ignored` from `fuzz/`.
+//! *correct* behaviour; a test is `#[ignore]`d only while its finding is open.
+//! F1 is fixed (gateways/src/wire.rs checks ext types like Python).
 
 use banyan_core::msg::{self, Limits};
 use banyan_gateways::wire::Validator;
@@ -12,7 +12,6 @@ use banyan_gateways::wire::Validator;
 /// ("a message we accept never crashes a Python receiver"). The core's
 /// `msg::validate` refuses them.
 #[test]
-#[ignore = "finding F1 open: gateways/src/wire.rs does not check ext types"]
 fn f1_gateway_validator_accepts_reserved_ext_types() {
     for bad in [
         &b"\xd4\xfe\x00"[..],     // fixext1, type -2

@@ -110,6 +110,20 @@ pub enum Reject {
         /// Offset of the str marker.
         at: usize,
     },
+    /// An ext value has a reserved (negative) type other than the timestamp
+    /// type -1 (Python's `unpackb` raises on it).
+    #[error("reserved msgpack ext type at byte {at}")]
+    ReservedExt {
+        /// Offset of the ext marker.
+        at: usize,
+    },
+    /// A timestamp ext (type -1) is not 4, 8 or 12 bytes long or has
+    /// nanoseconds of 10^9 or more (Python's `unpackb` raises on it).
+    #[error("malformed msgpack timestamp at byte {at}")]
+    BadTimestamp {
+        /// Offset of the ext marker.
+        at: usize,
+    },
     /// Containers nest deeper than [`MAX_DEPTH`].
     #[error("containers nested deeper than {MAX_DEPTH}")]
     TooDeep,
@@ -271,13 +285,13 @@ impl Validator {
                 }
                 0xc7..=0xc9 => {
                     let n = read_len(buf, &mut pos, 1 << (marker - 0xc7), at)?;
-                    pos = skip(buf, pos, n + 1, at)?;
+                    pos = take_ext(buf, pos, n, at)?;
                 }
                 0xca => pos = skip(buf, pos, 4, at)?,
                 0xcb => pos = skip(buf, pos, 8, at)?,
                 0xcc..=0xcf => pos = skip(buf, pos, 1 << (marker - 0xcc), at)?,
                 0xd0..=0xd3 => pos = skip(buf, pos, 1 << (marker - 0xd0), at)?,
-                0xd4..=0xd8 => pos = skip(buf, pos, 1 + (1 << (marker - 0xd4)), at)?,
+                0xd4..=0xd8 => pos = take_ext(buf, pos, 1 << (marker - 0xd4), at)?,
                 0xd9..=0xdb => {
                     let n = read_len(buf, &mut pos, 1 << (marker - 0xd9), at)?;
                     pos = take_str(buf, pos, n, at)?;
@@ -353,6 +367,36 @@ fn take_str(buf: &[u8], pos: usize, n: usize, at: usize) -> Result<usize, Reject
     Ok(end)
 }
 
+/// Skips an ext value's type byte and `n` data bytes, refusing what Python's
+/// `unpackb` refuses: reserved (negative) types other than timestamps, and
+/// timestamps (type -1) that are not 4, 8 or 12 bytes or have nanoseconds
+/// of 10^9 or more.
+fn take_ext(buf: &[u8], pos: usize, n: usize, at: usize) -> Result<usize, Reject> {
+    let end = skip(
+        buf,
+        pos,
+        n.checked_add(1).ok_or(Reject::Truncated { at })?,
+        at,
+    )?;
+    let ty = buf[pos] as i8;
+    let data = &buf[pos + 1..end];
+    if ty == -1 {
+        let be = |b: &[u8]| b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x));
+        let nanos = match data.len() {
+            4 => 0,
+            8 => be(data) >> 34,
+            12 => be(&data[..4]),
+            _ => return Err(Reject::BadTimestamp { at }),
+        };
+        if nanos >= 1_000_000_000 {
+            return Err(Reject::BadTimestamp { at });
+        }
+    } else if ty < 0 {
+        return Err(Reject::ReservedExt { at });
+    }
+    Ok(end)
+}
+
 fn read_len(buf: &[u8], pos: &mut usize, width: usize, at: usize) -> Result<usize, Reject> {
     let end = skip(buf, *pos, width, at)?;
     let n = buf[*pos..end]
@@ -420,6 +464,43 @@ mod tests {
 
     fn check(bytes: &[u8]) -> Result<(), Reject> {
         Validator::new().check(bytes)
+    }
+
+    #[test]
+    fn ext_values_are_checked_like_python() {
+        // Found by fuzzing (fuzz/tests/findings.rs F1): Python's
+        // unpackb(raw=False) raises ValueError on each of these.
+        assert_eq!(
+            check(&[0xd4, 0xfe, 0x00]),
+            Err(Reject::ReservedExt { at: 0 })
+        );
+        assert_eq!(
+            check(&[0x81, 0xa1, b'k', 0xd4, 0xfe, 0x00]),
+            Err(Reject::ReservedExt { at: 3 })
+        );
+        assert_eq!(
+            check(&[0xd5, 0xff, 0, 0]),
+            Err(Reject::BadTimestamp { at: 0 })
+        );
+        // 8-byte timestamp with nanoseconds = 10^9.
+        let ns = 1_000_000_000u64 << 34;
+        let mut ts8 = vec![0xd7, 0xff];
+        ts8.extend_from_slice(&ns.to_be_bytes());
+        assert_eq!(check(&ts8), Err(Reject::BadTimestamp { at: 0 }));
+        // 12-byte timestamp via ext8 with nanoseconds 10^9.
+        let mut ts12 = vec![0xc7, 12, 0xff];
+        ts12.extend_from_slice(&1_000_000_000u32.to_be_bytes());
+        ts12.extend_from_slice(&[0; 8]);
+        assert_eq!(check(&ts12), Err(Reject::BadTimestamp { at: 0 }));
+        // Valid ones: 4-byte timestamp, application ext types >= 0.
+        assert_eq!(check(&[0xd6, 0xff, 0, 0, 0, 1]), Ok(()));
+        assert_eq!(check(&[0xd4, 0x05, 0x00]), Ok(()));
+        assert_eq!(check(&[0xc7, 0x00, 0x7f]), Ok(()));
+        // Truncated ext data is still truncation.
+        assert!(matches!(
+            check(&[0xc7, 0x05, 0x01]),
+            Err(Reject::Truncated { .. })
+        ));
     }
 
     #[test]
