@@ -765,13 +765,15 @@ fn line_faults_against_the_qemu_firmware_deliver_no_garbage_count_losses_and_res
     // Everything published on the backplane, to catch corrupted topics.
     let mut c = component(&bp, &[""]);
     let mut audit = Audit::default();
-    audited_wait(
+    let up = audited_wait(
         &mut c,
         &mut audit,
         Duration::from_secs(20),
         "link up",
         |t, v| t == STATUS && firmware_up(v, None),
     );
+    // Connections the proxy closed because QEMU was not listening yet.
+    let losses_before = counter(&up, "counters", "transport_losses");
     for t in ["run_motors", "light_leds"] {
         assert!(c.wait_for_subscriber(t, Duration::from_secs(5)).unwrap());
     }
@@ -867,6 +869,9 @@ fn line_faults_against_the_qemu_firmware_deliver_no_garbage_count_losses_and_res
     let link = |k: &str| counter(&st, "link_counters", k);
     assert_eq!(gw("invalid_from_device"), 0, "{st}");
     assert_eq!(link("malformed"), 0, "{st}");
+    // The proxy never closes a connection: the faults are handled by the
+    // link alone, without reopening the transport.
+    assert_eq!(gw("transport_losses"), losses_before, "{st}");
 
     // The firmware's own counters: its first stats report comes 10 s after
     // boot (STATS_MS in firmware/boards/qemu), after the faulty phase.
@@ -891,7 +896,9 @@ fn line_faults_against_the_qemu_firmware_deliver_no_garbage_count_losses_and_res
     eprintln!(
         "line faults: injected {flipped} bit flips and {dropped} byte drops; {N} commands, \
          {answered} distinct state reports during the faulty phase; resync: fresh command \
-         answered in {resync:?}\n  gateway status: {st}\n  firmware stats: {stats}"
+         answered in {resync:?}; transport losses before link up {losses_before}, at the end {}\n  \
+         gateway status: {st}\n  firmware stats: {stats}",
+        gw("transport_losses")
     );
     // Losses happened (a command without its state report) only if counted.
     let gw_lost = gw("drop_no_credit") + gw("drop_link_down") + gw("drop_discarded");
