@@ -66,6 +66,13 @@ fn backplane_binary_forwards_and_exits_cleanly_on_sigint_and_sigterm() {
 
     bp.signal("INT");
     assert!(bp.wait_exit(T).success(), "{}", bp.output());
+    // Counters at exit: the one message, nothing dropped.
+    assert!(
+        bp.output()
+            .contains("backplane exiting: 1 forwarded, 0 dropped, 0 stalls"),
+        "{}",
+        bp.output()
+    );
 
     let (mut bp, _, _) = backplane_bin();
     bp.signal("TERM");
@@ -284,4 +291,120 @@ fn components_reconnect_after_a_backplane_restart() {
         "traffic did not resume after the restart"
     );
     assert_eq!(s.link_state(), LinkState::Up);
+}
+
+/// Next message on `c`, skipping the backplane's stats reports.
+fn next_data(c: &mut Component) -> banyan::gateways::wire::Message {
+    loop {
+        let m = c.recv_timeout(T).unwrap().expect("a message in time");
+        if m.topic != backplane::STATS_TOPIC {
+            return m;
+        }
+    }
+}
+
+#[test]
+fn a_stuck_subscriber_costs_counted_drops_and_never_stops_other_topics() {
+    let mut cfg = backplane::Config::new("127.0.0.1", 0, 0);
+    cfg.hwm = 100;
+    cfg.stall = Duration::from_millis(500);
+    cfg.stats_interval = Duration::from_millis(50);
+    cfg.name = "Stuck".into();
+    let bp = Backplane::bind(&cfg).unwrap().spawn().unwrap();
+    let ccfg = Config::new("127.0.0.1", bp.publisher_port(), bp.subscriber_port());
+
+    // A subscriber to "big" that never reads, with tiny queues.
+    let ctx = zmq::Context::new();
+    let stuck = ctx.socket(zmq::SUB).unwrap();
+    stuck.set_rcvhwm(1).unwrap();
+    stuck.set_rcvbuf(4096).unwrap();
+    stuck.set_linger(0).unwrap();
+    stuck.set_subscribe(b"big").unwrap();
+    stuck
+        .connect(&format!("tcp://127.0.0.1:{}", bp.subscriber_port()))
+        .unwrap();
+    let mut healthy = Component::connect(ccfg.clone()).unwrap();
+    healthy.subscribe("small").unwrap();
+    healthy.subscribe(backplane::STATS_TOPIC).unwrap();
+    let mut publisher = Component::connect(ccfg.clone()).unwrap();
+    assert!(publisher.wait_for_subscriber("big", T).unwrap());
+    assert!(publisher.wait_for_subscriber("small", T).unwrap());
+
+    // 32 MB for "big" cannot all fit in the stuck subscriber's queues.
+    const N: u64 = 1000;
+    let big = rmpv::Value::Binary(vec![0x55; 32 * 1024]);
+    for i in 0..N {
+        publisher.publish_value("big", &big).unwrap();
+        publisher.publish_value("small", &i.into()).unwrap();
+    }
+    // The other topic is delivered whole and in order.
+    for i in 0..N {
+        let m = next_data(&mut healthy);
+        assert_eq!((m.topic.as_str(), m.value().unwrap()), ("small", i.into()));
+    }
+    assert_eq!(publisher.stats().send_dropped, 0);
+    // Every message is accounted for: forwarded or counted as dropped.
+    assert!(
+        wait_until(T, || {
+            let s = bp.stats();
+            s.forwarded + s.dropped == 2 * N
+        }),
+        "{:?}",
+        bp.stats()
+    );
+    let stats = bp.stats();
+    assert!(stats.dropped > 0 && stats.stalls > 0, "{stats:?}");
+    assert!(stats.forwarded >= N, "{stats:?}");
+    // ... and reported on the stats topic.
+    let report = loop {
+        let m = healthy.recv_timeout(T).unwrap().expect("a stats report");
+        assert_eq!(m.topic, backplane::STATS_TOPIC);
+        let v = m.value().unwrap();
+        if v["dropped"] == stats.dropped.into() && v["forwarded"] == stats.forwarded.into() {
+            break v;
+        }
+    };
+    assert_eq!(report["report"], "stats".into());
+    assert_eq!(report["name"], "Stuck".into());
+    assert_eq!(report["stalls"], stats.stalls.into());
+
+    // Once the stuck subscriber is gone, "big" flows to a new one with no
+    // more drops.
+    drop(stuck);
+    let mut late = Component::connect(ccfg).unwrap();
+    late.subscribe("big").unwrap();
+    let mut ready = false;
+    for _ in 0..200 {
+        publisher.publish_value("big", &"probe".into()).unwrap();
+        if late
+            .recv_timeout(Duration::from_millis(50))
+            .unwrap()
+            .is_some()
+        {
+            ready = true;
+            break;
+        }
+    }
+    assert!(
+        ready,
+        "no probe reached the new subscriber: {:?}",
+        bp.stats()
+    );
+    let dropped = bp.stats().dropped;
+    for i in 0..N {
+        publisher.publish_value("big", &i.into()).unwrap();
+    }
+    let mut next = 0;
+    while next < N {
+        let m = next_data(&mut late);
+        match m.value().unwrap() {
+            rmpv::Value::String(_) => {} // a late probe
+            v => {
+                assert_eq!(v, next.into());
+                next += 1;
+            }
+        }
+    }
+    assert_eq!(bp.stats().dropped, dropped, "{:?}", bp.stats());
+    bp.stop().unwrap();
 }

@@ -24,13 +24,14 @@
 //! 2. If the queue is still full, the message is dropped for **every**
 //!    subscriber it was going to (ZeroMQ delivers a message to all matching
 //!    subscribers or to none), counted in [`Stats::dropped`], and the
-//!    backplane is *in overflow*: further messages that cannot be queued at
-//!    once are dropped at once (counted) instead of stalling again, so one
-//!    stuck subscriber cannot throttle everyone to a message per second.
-//!    Messages for other topics keep flowing.
-//! 3. Overflow ends as soon as a message with the topic that timed out is
-//!    queued again (the subscriber caught up or left), or after a whole
-//!    [`Config::stall`] without a refused message.
+//!    message's topic is *in overflow*: further messages on that topic that
+//!    cannot be queued at once are dropped at once (counted) instead of
+//!    stalling again, so one stuck subscriber cannot throttle everyone to a
+//!    message per stall. Messages on other topics keep flowing (a subscriber
+//!    stuck on several topics costs one stall per topic).
+//! 3. A topic's overflow ends as soon as a message on it is queued again
+//!    (the subscriber caught up or left), or after a whole [`Config::stall`]
+//!    without a refused message on it.
 //!
 //! Drops are logged at `warn` (at most every 5 s), readable with
 //! [`Backplane::stats`] / [`ShutdownHandle::stats`], and published by the
@@ -48,6 +49,7 @@
 //! # Ok::<(), banyan_gateways::backplane::Error>(())
 //! ```
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -388,14 +390,6 @@ impl Backplane {
     }
 }
 
-/// Overflow: a stall on `topic` timed out; refused messages are dropped at
-/// once until a message on `topic` is queued or no message was refused for
-/// a whole stall time since `last_refused`.
-struct Overflow {
-    topic: Vec<u8>,
-    last_refused: Instant,
-}
-
 /// The forwarding loop of one [`Backplane::run`].
 struct Forwarder<'a> {
     bp: &'a Backplane,
@@ -404,7 +398,11 @@ struct Forwarder<'a> {
     parts: Vec<zmq::Message>,
     /// `parts` holds a refused message, retried until this deadline.
     stalled_until: Option<Instant>,
-    overflow: Option<Overflow>,
+    /// Topics in overflow (a stall on them timed out), with the time a
+    /// message on them was last refused: refused messages on these topics
+    /// are dropped at once, until one is queued again or none was refused
+    /// for a whole stall time.
+    overflow: HashMap<Vec<u8>, Instant>,
     next_report: Option<Instant>,
     reported: Stats,
     last_warn: Option<Instant>,
@@ -426,7 +424,7 @@ impl<'a> Forwarder<'a> {
             stats,
             parts: Vec::with_capacity(4),
             stalled_until: None,
-            overflow: None,
+            overflow: HashMap::new(),
             next_report: (!interval.is_zero()).then(|| Instant::now() + interval),
             reported: stats,
             last_warn: None,
@@ -546,13 +544,9 @@ impl<'a> Forwarder<'a> {
             Err(zmq::Error::EAGAIN) => return Ok(false),
             Err(e) => return Err(e.into()),
         }
-        if self
-            .overflow
-            .as_ref()
-            .is_some_and(|o| o.topic[..] == self.parts[0][..])
-        {
-            // The topic that overflowed is accepted again.
-            self.overflow = None;
+        if !self.overflow.is_empty() {
+            // A topic that overflowed is accepted again.
+            self.overflow.remove(&self.parts[0][..]);
         }
         // The room check is made on the first frame only: the others
         // cannot be refused.
@@ -573,13 +567,12 @@ impl<'a> Forwarder<'a> {
             if self.try_send()? {
                 continue;
             }
-            if let Some(overflow) = &mut self.overflow {
-                if now.saturating_duration_since(overflow.last_refused) < self.bp.config.stall {
-                    overflow.last_refused = now;
+            if let Some(last_refused) = self.overflow.get_mut(&self.parts[0][..]) {
+                if now.saturating_duration_since(*last_refused) < self.bp.config.stall {
+                    *last_refused = now;
                     self.drop_message(now);
                     continue;
                 }
-                self.overflow = None;
             }
             self.stats.stalls += 1;
             self.stalled_until = Some(now + self.bp.config.stall);
@@ -593,10 +586,7 @@ impl<'a> Forwarder<'a> {
             self.stalled_until = None;
         } else if now >= until {
             self.stalled_until = None;
-            self.overflow = Some(Overflow {
-                topic: self.parts[0].to_vec(),
-                last_refused: now,
-            });
+            self.overflow.insert(self.parts[0].to_vec(), now);
             self.drop_message(now);
         }
         Ok(())
@@ -635,6 +625,9 @@ impl<'a> Forwarder<'a> {
             return;
         }
         self.next_report = Some(now + self.bp.config.stats_interval);
+        let stall = self.bp.config.stall;
+        self.overflow
+            .retain(|_, last_refused| now.saturating_duration_since(*last_refused) < stall);
         if self.stats == self.reported {
             return;
         }
@@ -731,6 +724,62 @@ mod tests {
         );
         let running = bp.spawn().unwrap();
         running.stop().unwrap();
+    }
+
+    /// The libzmq behaviour the forwarding loop relies on, checked rather
+    /// than assumed: with `ZMQ_XPUB_NODROP` a message for a full subscriber
+    /// is refused with `EAGAIN` and goes to no subscriber at all; messages
+    /// nobody else's full queue matches still go through; and `POLLOUT` is
+    /// always reported (so a refused message is retried, not polled for).
+    #[test]
+    fn xpub_nodrop_refuses_whole_messages_for_full_matching_queues() {
+        let ctx = zmq::Context::new();
+        let mut xpub = ctx.socket(zmq::XPUB).unwrap();
+        xpub.set_sndhwm(1).unwrap();
+        crate::sockopt::set_xpub_nodrop(&mut xpub, true).unwrap();
+        xpub.bind("inproc://nodrop-test").unwrap();
+        let stuck = ctx.socket(zmq::SUB).unwrap();
+        stuck.set_rcvhwm(1).unwrap();
+        stuck.connect("inproc://nodrop-test").unwrap();
+        stuck.set_subscribe(b"a").unwrap();
+        let reader = ctx.socket(zmq::SUB).unwrap();
+        reader.connect("inproc://nodrop-test").unwrap();
+        reader.set_subscribe(b"a").unwrap();
+        reader.set_subscribe(b"b").unwrap();
+        // Two distinct subscriptions reach the XPUB ("a" only once).
+        let mut subs = Vec::new();
+        while subs.len() < 2 {
+            assert_eq!(xpub.poll(zmq::POLLIN, 5000).unwrap(), 1, "{subs:?}");
+            subs.push(xpub.recv_bytes(0).unwrap());
+        }
+        subs.sort();
+        assert_eq!(subs, [b"\x01a".to_vec(), b"\x01b".to_vec()]);
+
+        let send = |topic: &[u8]| match xpub.send(topic, zmq::SNDMORE | zmq::DONTWAIT) {
+            Ok(()) => {
+                xpub.send("payload", 0).unwrap();
+                true
+            }
+            Err(zmq::Error::EAGAIN) => false,
+            Err(e) => panic!("{e}"),
+        };
+        let accepted = (0..1000).take_while(|_| send(b"a")).count();
+        assert!(accepted < 1000, "never refused");
+        assert!(!send(b"a"), "refused again while full");
+        assert_eq!(xpub.poll(zmq::POLLOUT, 0).unwrap(), 1, "POLLOUT while full");
+        assert!(send(b"b"), "another topic is not held up");
+        assert!(send(b"c"), "a topic nobody wants is not refused");
+        // The reader got exactly the accepted "a" messages, whole, then "b".
+        for expected in std::iter::repeat_n(b"a", accepted).chain([b"b"]) {
+            assert_eq!(reader.poll(zmq::POLLIN, 5000).unwrap(), 1);
+            let frames = reader.recv_multipart(0).unwrap();
+            assert_eq!(frames, [expected.to_vec(), b"payload".to_vec()]);
+        }
+        assert_eq!(
+            reader.poll(zmq::POLLIN, 50).unwrap(),
+            0,
+            "refused \"a\" leaked"
+        );
     }
 
     #[test]
