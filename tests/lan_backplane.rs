@@ -22,8 +22,13 @@ fn port_from(line: &str) -> u16 {
 
 /// Starts the `backplane` binary on free ports; returns it and (pub, sub).
 fn backplane_bin() -> (Proc, u16, u16) {
+    backplane_bin_with(&["-n", "Test"])
+}
+
+fn backplane_bin_with(args: &[&str]) -> (Proc, u16, u16) {
     let mut cmd = Command::new(cargo_bin("banyan-gateways", "backplane"));
-    cmd.args(["--bind", "127.0.0.1", "-p", "0", "-s", "0", "-n", "Test"]);
+    cmd.args(["--bind", "127.0.0.1", "-p", "0", "-s", "0"])
+        .args(args);
     let mut bp = Proc::spawn("backplane", cmd);
     let sub = port_from(&bp.wait_line(T, |l| l.starts_with("Subscriber Port = ")));
     let publ = port_from(&bp.wait_line(T, |l| l.starts_with("Publisher  Port = ")));
@@ -315,14 +320,7 @@ fn a_stuck_subscriber_costs_counted_drops_and_never_stops_other_topics() {
 
     // A subscriber to "big" that never reads, with tiny queues.
     let ctx = zmq::Context::new();
-    let stuck = ctx.socket(zmq::SUB).unwrap();
-    stuck.set_rcvhwm(1).unwrap();
-    stuck.set_rcvbuf(4096).unwrap();
-    stuck.set_linger(0).unwrap();
-    stuck.set_subscribe(b"big").unwrap();
-    stuck
-        .connect(&format!("tcp://127.0.0.1:{}", bp.subscriber_port()))
-        .unwrap();
+    let stuck = stuck_subscriber(&ctx, bp.subscriber_port(), "big");
     let mut healthy = Component::connect(ccfg.clone()).unwrap();
     healthy.subscribe("small").unwrap();
     healthy.subscribe(backplane::STATS_TOPIC).unwrap();
@@ -407,4 +405,72 @@ fn a_stuck_subscriber_costs_counted_drops_and_never_stops_other_topics() {
     }
     assert_eq!(bp.stats().dropped, dropped, "{:?}", bp.stats());
     bp.stop().unwrap();
+}
+
+/// A subscriber to `topic` that never reads, with tiny queues.
+fn stuck_subscriber(ctx: &zmq::Context, sub_port: u16, topic: &str) -> zmq::Socket {
+    let stuck = ctx.socket(zmq::SUB).unwrap();
+    stuck.set_rcvhwm(1).unwrap();
+    stuck.set_rcvbuf(4096).unwrap();
+    stuck.set_linger(0).unwrap();
+    stuck.set_subscribe(topic.as_bytes()).unwrap();
+    stuck
+        .connect(&format!("tcp://127.0.0.1:{sub_port}"))
+        .unwrap();
+    stuck
+}
+
+#[test]
+fn backplane_binary_logs_publishes_and_prints_its_drops() {
+    let (mut bp, publ, sub) = backplane_bin_with(&[
+        "-n",
+        "Drops",
+        "--hwm",
+        "10",
+        "--stall-ms",
+        "50",
+        "--stats-interval",
+        "0.1",
+    ]);
+    let mut cmd = Command::new(cargo_bin("banyan-gateways", "monitor"));
+    cmd.args(["-p", &publ.to_string(), "-s", &sub.to_string()])
+        .args(["-t", backplane::STATS_TOPIC, "--summary", "0"]);
+    let mut monitor = Proc::spawn("monitor", cmd);
+    let ctx = zmq::Context::new();
+    let _stuck = stuck_subscriber(&ctx, sub, "big");
+    let mut publisher = Component::connect(Config::new("127.0.0.1", publ, sub)).unwrap();
+    // Subscriptions reach every publisher: the monitor's too.
+    assert!(publisher.wait_for_subscriber("big", T).unwrap());
+    assert!(publisher
+        .wait_for_subscriber(backplane::STATS_TOPIC, T)
+        .unwrap());
+    let big = rmpv::Value::Binary(vec![0x55; 32 * 1024]);
+    for _ in 0..500 {
+        publisher.publish_value("big", &big).unwrap();
+    }
+    let line = monitor.wait_line(T, |l| {
+        l.contains(" banyan_backplane ") && !l.contains(r#""dropped":0"#)
+    });
+    assert!(
+        line.contains(r#"{"report":"stats","name":"Drops","forwarded":"#),
+        "{line}"
+    );
+    bp.signal("INT");
+    assert!(bp.wait_exit(T).success(), "{}", bp.output());
+    let out = bp.output();
+    let exit = out
+        .lines()
+        .find(|l| l.starts_with("backplane exiting: "))
+        .unwrap_or_else(|| panic!("no exit line:\n{out}"));
+    let n: Vec<u64> = exit
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert!(n.len() == 3 && n[1] > 0 && n[2] > 0, "{exit}");
+    assert_eq!(n[0] + n[1], 500, "{exit}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("[stderr]") && l.contains("WARN") && l.contains("dropped")),
+        "no drop warning:\n{out}"
+    );
 }
