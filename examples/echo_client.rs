@@ -2,10 +2,11 @@
 //! `{"message_number": N}` on `echo`, and on each `reply` sends the next
 //! number down to 0; prints when the reply to 0 arrives.
 //!
-//! Unlike Banyan's client it waits until the echo server's subscription has
-//! reached it, resends the first request until the first reply arrives (our
-//! own `reply` subscription may still be travelling), and gives up with a
-//! clear message if no server appears.
+//! Unlike Banyan's client it waits until its own `reply` subscription has
+//! reached the backplane and the echo server's `echo` subscription has
+//! reached it, and gives up with a clear message if no server appears. (The
+//! server, for its part, waits for a `reply` subscriber before its first
+//! reply.) So each request is sent exactly once and answered exactly once.
 
 use std::time::{Duration, Instant};
 
@@ -41,24 +42,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut client = Component::connect(config)?;
     println!("{}", client.config().banner());
     client.subscribe("reply")?;
+    // The backplane forwards subscriptions to every publisher, ours too: once
+    // our own publisher sees `reply`, the backplane holds our subscription,
+    // and no reply can be lost on its way to us.
+    if !client.wait_for_subscriber("reply", Duration::from_secs(10))? {
+        return Err(
+            "our `reply` subscription did not reach the backplane within 10 s: is it running?"
+                .into(),
+        );
+    }
     if !client.wait_for_subscriber("echo", Duration::from_secs(10))? {
         return Err("no echo server subscribed to `echo` within 10 s: start the backplane and echo_server first".into());
     }
     let start = Instant::now();
     let mut message_number = args.number_of_messages;
     client.publish("echo", &Echo { message_number })?;
-    let mut resends = 0;
     loop {
-        // Until the first reply, resend every 0.5 s: our `reply` subscription
-        // may still be on its way to the server's publisher.
-        let first = message_number == args.number_of_messages;
-        let wait = Duration::from_millis(if first { 500 } else { 5000 });
-        let Some(reply) = client.recv_timeout(wait)? else {
-            if first && resends < 20 {
-                resends += 1;
-                client.publish("echo", &Echo { message_number })?;
-                continue;
-            }
+        let Some(reply) = client.recv_timeout(Duration::from_secs(10))? else {
             return Err(format!(
                 "no reply (waiting for {message_number}): is the echo server running?"
             )

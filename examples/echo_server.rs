@@ -10,6 +10,7 @@
 use std::ops::ControlFlow;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use banyan::gateways::component::{Component, Config};
 use clap::Parser;
@@ -42,10 +43,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("{}", server.config().banner());
     server.subscribe("echo")?;
     println!("echo server ready");
+    let mut replier_known = false;
     server.run_until(&stop, |c, msg| {
         if args.verbose {
             if let Ok(v) = msg.value() {
                 println!("Message number: {}", v["message_number"]);
+            }
+        }
+        // Before the first reply, make sure someone's `reply` subscription
+        // has reached us (then it is in the backplane too), so the reply is
+        // not lost to the "slow joiner" effect and the client never has to
+        // ask twice.
+        if !replier_known {
+            match c.wait_for_subscriber("reply", Duration::from_secs(5)) {
+                Ok(true) => replier_known = true,
+                Ok(false) => eprintln!("nobody subscribed to `reply` within 5 s: replying anyway"),
+                Err(e) => eprintln!("cannot wait for a `reply` subscriber: {e}"),
             }
         }
         // Same payload bytes back, like Banyan's publish_payload(payload, 'reply').

@@ -22,8 +22,13 @@ fn port_from(line: &str) -> u16 {
 
 /// Starts the `backplane` binary on free ports; returns it and (pub, sub).
 fn backplane_bin() -> (Proc, u16, u16) {
+    backplane_bin_with(&["-n", "Test"])
+}
+
+fn backplane_bin_with(args: &[&str]) -> (Proc, u16, u16) {
     let mut cmd = Command::new(cargo_bin("banyan-gateways", "backplane"));
-    cmd.args(["--bind", "127.0.0.1", "-p", "0", "-s", "0", "-n", "Test"]);
+    cmd.args(["--bind", "127.0.0.1", "-p", "0", "-s", "0"])
+        .args(args);
     let mut bp = Proc::spawn("backplane", cmd);
     let sub = port_from(&bp.wait_line(T, |l| l.starts_with("Subscriber Port = ")));
     let publ = port_from(&bp.wait_line(T, |l| l.starts_with("Publisher  Port = ")));
@@ -66,6 +71,13 @@ fn backplane_binary_forwards_and_exits_cleanly_on_sigint_and_sigterm() {
 
     bp.signal("INT");
     assert!(bp.wait_exit(T).success(), "{}", bp.output());
+    // Counters at exit: the one message, nothing dropped.
+    assert!(
+        bp.output()
+            .contains("backplane exiting: 1 forwarded, 0 dropped, 0 stalls"),
+        "{}",
+        bp.output()
+    );
 
     let (mut bp, _, _) = backplane_bin();
     bp.signal("TERM");
@@ -284,4 +296,181 @@ fn components_reconnect_after_a_backplane_restart() {
         "traffic did not resume after the restart"
     );
     assert_eq!(s.link_state(), LinkState::Up);
+}
+
+/// Next message on `c`, skipping the backplane's stats reports.
+fn next_data(c: &mut Component) -> banyan::gateways::wire::Message {
+    loop {
+        let m = c.recv_timeout(T).unwrap().expect("a message in time");
+        if m.topic != backplane::STATS_TOPIC {
+            return m;
+        }
+    }
+}
+
+#[test]
+fn a_stuck_subscriber_costs_counted_drops_and_never_stops_other_topics() {
+    let mut cfg = backplane::Config::new("127.0.0.1", 0, 0);
+    cfg.hwm = 100;
+    cfg.stall = Duration::from_millis(500);
+    cfg.stats_interval = Duration::from_millis(50);
+    cfg.name = "Stuck".into();
+    let bp = Backplane::bind(&cfg).unwrap().spawn().unwrap();
+    let ccfg = Config::new("127.0.0.1", bp.publisher_port(), bp.subscriber_port());
+
+    // A subscriber to "big" that never reads, with tiny queues.
+    let ctx = zmq::Context::new();
+    let stuck = stuck_subscriber(&ctx, bp.subscriber_port(), "big");
+    let mut healthy = Component::connect(ccfg.clone()).unwrap();
+    healthy.subscribe("small").unwrap();
+    healthy.subscribe(backplane::STATS_TOPIC).unwrap();
+    let mut publisher = Component::connect(ccfg.clone()).unwrap();
+    assert!(publisher.wait_for_subscriber("big", T).unwrap());
+    assert!(publisher.wait_for_subscriber("small", T).unwrap());
+
+    // 32 MB for "big" cannot all fit in the stuck subscriber's queues.
+    const N: u64 = 1000;
+    let big = rmpv::Value::Binary(vec![0x55; 32 * 1024]);
+    for i in 0..N {
+        publisher.publish_value("big", &big).unwrap();
+        publisher.publish_value("small", &i.into()).unwrap();
+    }
+    // The other topic is delivered whole and in order.
+    for i in 0..N {
+        let m = next_data(&mut healthy);
+        assert_eq!((m.topic.as_str(), m.value().unwrap()), ("small", i.into()));
+    }
+    assert_eq!(publisher.stats().send_dropped, 0);
+    // Every message is accounted for: forwarded or counted as dropped.
+    assert!(
+        wait_until(T, || {
+            let s = bp.stats();
+            s.forwarded + s.dropped == 2 * N
+        }),
+        "{:?}",
+        bp.stats()
+    );
+    let stats = bp.stats();
+    assert!(stats.dropped > 0 && stats.stalls > 0, "{stats:?}");
+    assert!(stats.forwarded >= N, "{stats:?}");
+    // ... and reported on the stats topic.
+    let report = loop {
+        let m = healthy.recv_timeout(T).unwrap().expect("a stats report");
+        assert_eq!(m.topic, backplane::STATS_TOPIC);
+        let v = m.value().unwrap();
+        if v["dropped"] == stats.dropped.into() && v["forwarded"] == stats.forwarded.into() {
+            break v;
+        }
+    };
+    assert_eq!(report["report"], "stats".into());
+    assert_eq!(report["name"], "Stuck".into());
+    assert_eq!(report["stalls"], stats.stalls.into());
+
+    // Once the stuck subscriber is gone, "big" flows to a new one with no
+    // more drops.
+    drop(stuck);
+    let mut late = Component::connect(ccfg).unwrap();
+    late.subscribe("big").unwrap();
+    let mut ready = false;
+    for _ in 0..200 {
+        publisher.publish_value("big", &"probe".into()).unwrap();
+        if late
+            .recv_timeout(Duration::from_millis(50))
+            .unwrap()
+            .is_some()
+        {
+            ready = true;
+            break;
+        }
+    }
+    assert!(
+        ready,
+        "no probe reached the new subscriber: {:?}",
+        bp.stats()
+    );
+    let dropped = bp.stats().dropped;
+    for i in 0..N {
+        publisher.publish_value("big", &i.into()).unwrap();
+    }
+    let mut next = 0;
+    while next < N {
+        let m = next_data(&mut late);
+        match m.value().unwrap() {
+            rmpv::Value::String(_) => {} // a late probe
+            v => {
+                assert_eq!(v, next.into());
+                next += 1;
+            }
+        }
+    }
+    assert_eq!(bp.stats().dropped, dropped, "{:?}", bp.stats());
+    bp.stop().unwrap();
+}
+
+/// A subscriber to `topic` that never reads, with tiny queues.
+fn stuck_subscriber(ctx: &zmq::Context, sub_port: u16, topic: &str) -> zmq::Socket {
+    let stuck = ctx.socket(zmq::SUB).unwrap();
+    stuck.set_rcvhwm(1).unwrap();
+    stuck.set_rcvbuf(4096).unwrap();
+    stuck.set_linger(0).unwrap();
+    stuck.set_subscribe(topic.as_bytes()).unwrap();
+    stuck
+        .connect(&format!("tcp://127.0.0.1:{sub_port}"))
+        .unwrap();
+    stuck
+}
+
+#[test]
+fn backplane_binary_logs_publishes_and_prints_its_drops() {
+    let (mut bp, publ, sub) = backplane_bin_with(&[
+        "-n",
+        "Drops",
+        "--hwm",
+        "10",
+        "--stall-ms",
+        "50",
+        "--stats-interval",
+        "0.1",
+    ]);
+    let mut cmd = Command::new(cargo_bin("banyan-gateways", "monitor"));
+    cmd.args(["-p", &publ.to_string(), "-s", &sub.to_string()])
+        .args(["-t", backplane::STATS_TOPIC, "--summary", "0"]);
+    let mut monitor = Proc::spawn("monitor", cmd);
+    let ctx = zmq::Context::new();
+    let _stuck = stuck_subscriber(&ctx, sub, "big");
+    let mut publisher = Component::connect(Config::new("127.0.0.1", publ, sub)).unwrap();
+    // Subscriptions reach every publisher: the monitor's too.
+    assert!(publisher.wait_for_subscriber("big", T).unwrap());
+    assert!(publisher
+        .wait_for_subscriber(backplane::STATS_TOPIC, T)
+        .unwrap());
+    let big = rmpv::Value::Binary(vec![0x55; 32 * 1024]);
+    for _ in 0..500 {
+        publisher.publish_value("big", &big).unwrap();
+    }
+    let line = monitor.wait_line(T, |l| {
+        l.contains(" banyan_backplane ") && !l.contains(r#""dropped":0"#)
+    });
+    assert!(
+        line.contains(r#"{"report":"stats","name":"Drops","forwarded":"#),
+        "{line}"
+    );
+    bp.signal("INT");
+    assert!(bp.wait_exit(T).success(), "{}", bp.output());
+    let out = bp.output();
+    let exit = out
+        .lines()
+        .find(|l| l.starts_with("backplane exiting: "))
+        .unwrap_or_else(|| panic!("no exit line:\n{out}"));
+    let n: Vec<u64> = exit
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert!(n.len() == 3 && n[1] > 0 && n[2] > 0, "{exit}");
+    assert_eq!(n[0] + n[1], 500, "{exit}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("[stderr]") && l.contains("WARN") && l.contains("dropped")),
+        "no drop warning:\n{out}"
+    );
 }

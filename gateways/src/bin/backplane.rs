@@ -1,6 +1,9 @@
 //! `backplane`: the Banyan backplane (XSUB/XPUB forwarder), flag-compatible
 //! with Python Banyan's `backplane` (`-n`, `-p`, `-s`; `-t` is accepted and
-//! ignored: there is no loop time). Exits cleanly on SIGINT/SIGTERM.
+//! ignored: there is no loop time). Exits cleanly on SIGINT/SIGTERM, printing
+//! its counters. Log level: `RUST_LOG` (default `warn`, which shows drops).
+
+use std::time::Duration;
 
 use banyan_gateways::backplane::{Backplane, Config};
 use clap::Parser;
@@ -27,16 +30,39 @@ struct Args {
     /// Per-connection queue limit in messages (0 = unlimited).
     #[arg(long, default_value_t = banyan_gateways::component::DEFAULT_HWM)]
     hwm: i32,
+    /// How long (ms) a message for a subscriber whose queue is full is retried,
+    /// with publishers paused, before it is dropped and counted. After such a
+    /// drop, messages that cannot be queued at once are dropped at once until
+    /// that topic flows again.
+    #[arg(long, default_value_t = 1000)]
+    stall_ms: u64,
+    /// Publish the counters (forwarded, dropped, stalls) on topic
+    /// `banyan_backplane` every this many seconds when one changed; 0 = never.
+    #[arg(long, default_value_t = 5.0)]
+    stats_interval: f64,
     /// Python Banyan's loop time; accepted for compatibility and ignored.
     #[arg(short = 't', hide = true)]
     loop_time: Option<String>,
 }
 
 fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args = Args::parse();
+    let stats_interval = match Duration::try_from_secs_f64(args.stats_interval) {
+        Ok(d) => d,
+        Err(_) => {
+            eprintln!(
+                "backplane: --stats-interval must be a number of seconds >= 0, not {}",
+                args.stats_interval
+            );
+            std::process::exit(2);
+        }
+    };
     let mut config = Config::new(args.bind, args.publisher_port, args.subscriber_port);
     config.name = args.name;
     config.hwm = args.hwm;
+    config.stall = Duration::from_millis(args.stall_ms);
+    config.stats_interval = stats_interval;
     let backplane = match Backplane::bind(&config) {
         Ok(b) => b,
         Err(e) => {
@@ -59,7 +85,14 @@ fn main() {
         }
     });
     println!("{}", backplane.banner());
-    if let Err(e) = backplane.run() {
+    let stats = backplane.shutdown_handle();
+    let result = backplane.run();
+    let s = stats.stats();
+    println!(
+        "backplane exiting: {} forwarded, {} dropped, {} stalls",
+        s.forwarded, s.dropped, s.stalls
+    );
+    if let Err(e) = result {
         eprintln!("backplane: {e}");
         std::process::exit(1);
     }
