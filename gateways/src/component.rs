@@ -37,8 +37,9 @@
 //! [`Error::SendQueueFull`] — ZeroMQ's silent PUB drop is turned into a
 //! counted one (`ZMQ_XPUB_NODROP`). The subscriber queues up to
 //! [`Config::recv_hwm`] messages; behind it the backplane queues up to its own
-//! high-water mark per subscriber and drops beyond it (see
-//! [`crate::backplane`]). Defaults are 1,000,000 messages at each stage, so a
+//! high-water mark per subscriber, then holds publishers back and finally
+//! drops and counts what a stuck subscriber cannot take (published on the
+//! `banyan_backplane` stats topic; see [`crate::backplane`]). Defaults are 1,000,000 messages at each stage, so a
 //! burst of a million small messages is delivered without loss even to a
 //! subscriber that is momentarily not reading.
 //!

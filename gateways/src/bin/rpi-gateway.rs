@@ -85,6 +85,9 @@ fn serve<B: Backend>(backend: B, cfg: Config, args: &Args) -> Result<(), String>
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Library warnings (rejected messages, backplane lost) go to stderr;
+    // RUST_LOG overrides the level.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cfg = match load_config(&args) {
         Ok(c) => c,
         Err(e) => {
