@@ -448,8 +448,21 @@ fn backplane_binary_logs_publishes_and_prints_its_drops() {
     for _ in 0..500 {
         publisher.publish_value("big", &big).unwrap();
     }
+    // Wait until the stats say the backplane has dealt with all 500
+    // messages (forwarded or dropped), with some dropped; only then stop it.
+    let field = |l: &str, name: &str| -> Option<u64> {
+        let rest = &l[l.find(&format!("\"{name}\":"))? + name.len() + 3..];
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
     let line = monitor.wait_line(T, |l| {
-        l.contains(" banyan_backplane ") && !l.contains(r#""dropped":0"#)
+        l.contains(" banyan_backplane ")
+            && matches!(
+                (field(l, "forwarded"), field(l, "dropped")),
+                (Some(f), Some(d)) if d > 0 && f + d >= 500
+            )
     });
     assert!(
         line.contains(r#"{"report":"stats","name":"Drops","forwarded":"#),
