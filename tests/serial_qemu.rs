@@ -668,6 +668,15 @@ impl Audit {
         match topic {
             // Our own commands come back from the backplane.
             "run_motors" | "light_leds" => None,
+            // The backplane's own counters (published when they change).
+            backplane::STATS_TOPIC => {
+                assert_eq!(
+                    get(&v, "report").and_then(|r| r.as_str()),
+                    Some("stats"),
+                    "{v}"
+                );
+                None
+            }
             STATUS => {
                 self.last_status = Some(v);
                 None
