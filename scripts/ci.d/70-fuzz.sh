@@ -6,7 +6,8 @@
 #
 # Installs the nightly toolchain and cargo-fuzz only if missing; if they
 # cannot be installed this script FAILS (it never skips).
-# Knobs: FUZZ_SECONDS=<per target>, FUZZ_TARGETS="a b" (default: all).
+# Knobs: FUZZ_SECONDS=<per target>, FUZZ_TARGETS="a b" (default: all),
+# FUZZ_SEED=<libFuzzer seed> (default 1, so CI explores the same way each run).
 set -euo pipefail
 cd "$(dirname "$0")/../../fuzz"
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
@@ -49,9 +50,10 @@ for t in $targets; do
   echo "-- fuzz: $t for ${secs} s"
   # New inputs go to corpus/<t> (gitignored); seeds/<t> is only read.
   if ! cargo +nightly fuzz run "${build[@]}" "$t" "corpus/$t" "seeds/$t" -- \
-      -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+      -seed="${FUZZ_SEED:-1}" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
       >"corpus/$t.log" 2>&1; then
-    tail -n 60 "corpus/$t.log" >&2
+    grep -A3 "panicked at" "corpus/$t.log" >&2 || true
+    tail -n 20 "corpus/$t.log" >&2
     echo "ERROR: fuzz target $t failed; the input is in fuzz/artifacts/$t/" >&2
     exit 1
   fi
