@@ -49,11 +49,13 @@
 //! # Ok::<(), banyan_gateways::backplane::Error>(())
 //! ```
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+mod libzmq;
+mod native;
 
 /// Topic of the backplane's own statistics messages.
 pub const STATS_TOPIC: &str = "banyan_backplane";
@@ -61,12 +63,8 @@ pub const STATS_TOPIC: &str = "banyan_backplane";
 pub const DEFAULT_STALL: Duration = Duration::from_secs(1);
 /// Default for [`Config::stats_interval`].
 pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(5);
-/// Messages read from publishers per poll at most (before subscriptions and
-/// the shutdown request are looked at again).
-const BATCH: usize = 1024;
-/// How often a refused message is retried while stalled. (An XPUB socket
-/// always reports `POLLOUT` in libzmq 4.3, so there is nothing to wait on.)
-const RETRY: Duration = Duration::from_millis(1);
+/// Default for [`Config::max_message`]: 256 MiB.
+pub const DEFAULT_MAX_MESSAGE: usize = 256 << 20;
 /// Minimum time between two drop warnings in the log.
 const WARN_EVERY: Duration = Duration::from_secs(5);
 
@@ -85,14 +83,24 @@ pub enum Error {
         /// The bind address.
         address: String,
     },
-    /// Binding failed for another reason: check `--bind` (an IP address of
-    /// this machine, or `0.0.0.0` for all interfaces).
+    /// Binding failed for another reason (libzmq engine): check `--bind`
+    /// (an IP address of this machine, or `0.0.0.0` for all interfaces).
     #[error("cannot bind {endpoint}: {source}")]
     Bind {
         /// The endpoint.
         endpoint: String,
         /// What ZeroMQ said.
         source: zmq::Error,
+    },
+    /// Listening failed for another reason (native engine): check `--bind`
+    /// (an IP address or name of this machine, or `0.0.0.0` for all
+    /// interfaces).
+    #[error("cannot listen on {endpoint}: {source}")]
+    Listen {
+        /// The endpoint.
+        endpoint: String,
+        /// What the operating system said.
+        source: std::io::Error,
     },
     /// Another ZeroMQ failure (out of file descriptors, for example).
     #[error("zeromq: {0}")]
@@ -108,6 +116,32 @@ pub enum Error {
 /// Result of the backplane.
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// How the backplane moves messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Engine {
+    /// One thread speaking ZMTP 3 directly over `epoll`; drops only for the
+    /// subscriber whose queue is full. The default.
+    #[default]
+    Native,
+    /// libzmq's XSUB/XPUB sockets with our forwarding loop (what the
+    /// backplane used before the native engine; kept for comparison). A
+    /// refused message is dropped for every subscriber it was going to.
+    Libzmq,
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Engine, String> {
+        match s {
+            "native" => Ok(Engine::Native),
+            "libzmq" => Ok(Engine::Libzmq),
+            _ => Err(format!("unknown engine {s:?} (native or libzmq)")),
+        }
+    }
+}
+
 /// Backplane settings. Build with `Config::default()` and change fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -121,7 +155,7 @@ pub struct Config {
     pub subscriber_port: u16,
     /// Name shown in the banner.
     pub name: String,
-    /// Per-connection queue limit in messages; 0 = unlimited. Default
+    /// Per-subscriber queue limit in messages; 0 = unlimited. Default
     /// 1,000,000.
     pub hwm: i32,
     /// How long a message for a subscriber whose queue is full is retried
@@ -131,6 +165,12 @@ pub struct Config {
     /// How often the counters are published on [`STATS_TOPIC`] (only when
     /// one changed). Default 5 s; zero = never.
     pub stats_interval: Duration,
+    /// Largest message (all frames with their headers) the native engine
+    /// forwards; larger ones are skipped as they arrive and counted in
+    /// [`Stats::oversize`]. Default [`DEFAULT_MAX_MESSAGE`].
+    pub max_message: usize,
+    /// The forwarding engine. Default [`Engine::Native`].
+    pub engine: Engine,
 }
 
 impl Default for Config {
@@ -143,6 +183,8 @@ impl Default for Config {
             hwm: crate::component::DEFAULT_HWM,
             stall: DEFAULT_STALL,
             stats_interval: DEFAULT_STATS_INTERVAL,
+            max_message: DEFAULT_MAX_MESSAGE,
+            engine: Engine::Native,
         }
     }
 }
@@ -165,42 +207,147 @@ static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Messages (all their frames) passed from publishers to subscribers.
+    /// Messages (all their frames) passed from publishers to at least one
+    /// subscriber.
     pub forwarded: u64,
-    /// Messages dropped because a subscriber's queue stayed full.
+    /// Message deliveries dropped because a subscriber's queue stayed full
+    /// (one per subscriber that missed the message).
     pub dropped: u64,
     /// Times forwarding paused because a subscriber's queue was full.
     pub stalls: u64,
+    /// Messages that matched no subscriber (a publisher learns of an
+    /// unsubscription a moment after it happened). Native engine.
+    pub unmatched: u64,
+    /// Messages queued for a subscriber that disconnected before they were
+    /// written to it. Native engine.
+    pub undelivered: u64,
+    /// Messages over [`Config::max_message`], skipped. Native engine.
+    pub oversize: u64,
+    /// Connections closed for breaking the protocol (not ZeroMQ, wrong
+    /// socket type, bad frames, no handshake in time). Native engine.
+    pub refused: u64,
 }
 
 #[derive(Debug, Default)]
 struct Counters {
-    forwarded: AtomicU64,
-    dropped: AtomicU64,
-    stalls: AtomicU64,
+    values: [AtomicU64; 7],
 }
 
 impl Counters {
     fn snapshot(&self) -> Stats {
+        let v = |i: usize| self.values[i].load(Ordering::Relaxed);
         Stats {
-            forwarded: self.forwarded.load(Ordering::Relaxed),
-            dropped: self.dropped.load(Ordering::Relaxed),
-            stalls: self.stalls.load(Ordering::Relaxed),
+            forwarded: v(0),
+            dropped: v(1),
+            stalls: v(2),
+            unmatched: v(3),
+            undelivered: v(4),
+            oversize: v(5),
+            refused: v(6),
         }
     }
 
-    fn store(&self, stats: Stats) {
-        self.forwarded.store(stats.forwarded, Ordering::Relaxed);
-        self.dropped.store(stats.dropped, Ordering::Relaxed);
-        self.stalls.store(stats.stalls, Ordering::Relaxed);
+    fn store(&self, s: Stats) {
+        let values = [
+            s.forwarded,
+            s.dropped,
+            s.stalls,
+            s.unmatched,
+            s.undelivered,
+            s.oversize,
+            s.refused,
+        ];
+        for (a, v) in self.values.iter().zip(values) {
+            a.store(v, Ordering::Relaxed);
+        }
     }
+}
+
+/// Counters, drop warnings and statistics reports, shared by both engines.
+struct Reporter {
+    stats: Stats,
+    reported: Stats,
+    next_report: Option<Instant>,
+    interval: Duration,
+    stall: Duration,
+    name: String,
+    last_warn: Option<Instant>,
+    dropped_at_warn: u64,
+}
+
+impl Reporter {
+    fn new(config: &Config, stats: Stats) -> Reporter {
+        let interval = config.stats_interval;
+        Reporter {
+            stats,
+            reported: stats,
+            next_report: (!interval.is_zero()).then(|| Instant::now() + interval),
+            interval,
+            stall: config.stall,
+            name: config.name.clone(),
+            last_warn: None,
+            dropped_at_warn: stats.dropped,
+        }
+    }
+
+    /// Logs drops since the last warning, at most every [`WARN_EVERY`].
+    fn warn_if_due(&mut self, now: Instant) {
+        let new = self.stats.dropped - self.dropped_at_warn;
+        if new == 0 || self.last_warn.is_some_and(|t| now - t < WARN_EVERY) {
+            return;
+        }
+        let name = &self.name;
+        log::warn!(
+            "backplane{}{name}: dropped {new} message(s): a subscriber's queue stayed full \
+             for {} ms ({} dropped, {} forwarded in total)",
+            if name.is_empty() { "" } else { " " },
+            self.stall.as_millis(),
+            self.stats.dropped,
+            self.stats.forwarded
+        );
+        self.last_warn = Some(now);
+        self.dropped_at_warn = self.stats.dropped;
+    }
+
+    /// The statistics payload when a report is due and a counter changed
+    /// since the last one sent; call [`Reporter::reported`] once sent.
+    fn due(&mut self, now: Instant) -> Option<Vec<u8>> {
+        let at = self.next_report?;
+        if now < at {
+            return None;
+        }
+        self.next_report = Some(now + self.interval);
+        if self.stats == self.reported {
+            return None;
+        }
+        let s = self.stats;
+        let value = rmpv::Value::Map(vec![
+            ("report".into(), "stats".into()),
+            ("name".into(), self.name.as_str().into()),
+            ("forwarded".into(), s.forwarded.into()),
+            ("dropped".into(), s.dropped.into()),
+            ("stalls".into(), s.stalls.into()),
+            ("unmatched".into(), s.unmatched.into()),
+            ("undelivered".into(), s.undelivered.into()),
+            ("oversize".into(), s.oversize.into()),
+            ("refused".into(), s.refused.into()),
+        ]);
+        Some(crate::wire::encode_value(&value))
+    }
+
+    fn reported(&mut self) {
+        self.reported = self.stats;
+    }
+}
+
+enum Sockets {
+    Native(native::Sockets),
+    Libzmq(libzmq::Sockets),
 }
 
 /// A bound, not yet running backplane.
 pub struct Backplane {
-    frontend: zmq::Socket,
-    backend: zmq::Socket,
-    control: zmq::Socket,
+    sockets: Sockets,
     handle: ShutdownHandle,
     config: Config,
     publisher_port: u16,
@@ -217,10 +364,20 @@ impl std::fmt::Debug for Backplane {
     }
 }
 
+enum Wake {
+    Native(mio::Waker),
+    Libzmq(Mutex<zmq::Socket>),
+}
+
+struct Stop {
+    requested: AtomicBool,
+    wake: Wake,
+}
+
 /// Stops a running backplane from any thread (cheap to clone).
 #[derive(Clone)]
 pub struct ShutdownHandle {
-    control: Arc<Mutex<zmq::Socket>>,
+    stop: Arc<Stop>,
     counters: Arc<Counters>,
 }
 
@@ -234,78 +391,59 @@ impl ShutdownHandle {
     /// Asks the backplane to stop; [`Backplane::run`] then returns `Ok`.
     /// Calling it more than once, or after the backplane stopped, is harmless.
     pub fn shutdown(&self) {
-        let sock = match self.control.lock() {
-            Ok(s) => s,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let _ = sock.send("TERMINATE", zmq::DONTWAIT);
+        self.stop.requested.store(true, Ordering::SeqCst);
+        match &self.stop.wake {
+            Wake::Native(waker) => {
+                if let Err(e) = waker.wake() {
+                    log::warn!("backplane: cannot wake the forwarding loop: {e}");
+                }
+            }
+            Wake::Libzmq(control) => {
+                let sock = match control.lock() {
+                    Ok(s) => s,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                let _ = sock.send("TERMINATE", zmq::DONTWAIT);
+            }
+        }
     }
 
-    /// The backplane's counters now (updated at least every few
-    /// milliseconds while it runs; final once [`Backplane::run`] returned).
+    fn stop_requested(&self) -> bool {
+        self.stop.requested.load(Ordering::SeqCst)
+    }
+
+    /// The backplane's counters now (updated after every turn of the
+    /// forwarding loop while it runs; final once [`Backplane::run`]
+    /// returned).
     pub fn stats(&self) -> Stats {
         self.counters.snapshot()
     }
-}
-
-fn bind_socket(socket: &zmq::Socket, role: &'static str, address: &str, port: u16) -> Result<u16> {
-    let endpoint = if port == 0 {
-        format!("tcp://{address}:*")
-    } else {
-        format!("tcp://{address}:{port}")
-    };
-    socket.bind(&endpoint).map_err(|source| match source {
-        zmq::Error::EADDRINUSE => Error::PortInUse {
-            role,
-            port,
-            address: address.to_owned(),
-        },
-        source => Error::Bind { endpoint, source },
-    })?;
-    let bound = socket
-        .get_last_endpoint()?
-        .map_err(|_| Error::Zmq(zmq::Error::EINVAL))?;
-    bound
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .ok_or(Error::Zmq(zmq::Error::EINVAL))
 }
 
 impl Backplane {
     /// Binds both ports. Nothing is forwarded until [`Backplane::run`].
     ///
     /// # Errors
-    /// [`Error::PortInUse`], [`Error::Bind`], [`Error::Zmq`].
+    /// [`Error::PortInUse`], [`Error::Listen`] / [`Error::Bind`],
+    /// [`Error::Io`] / [`Error::Zmq`].
     pub fn bind(config: &Config) -> Result<Backplane> {
-        let context = zmq::Context::new();
-        let frontend = context.socket(zmq::XSUB)?;
-        frontend.set_rcvhwm(config.hwm)?;
-        frontend.set_linger(0)?;
-        let mut backend = context.socket(zmq::XPUB)?;
-        backend.set_sndhwm(config.hwm)?;
-        backend.set_linger(0)?;
-        crate::sockopt::set_xpub_nodrop(&mut backend, true)?;
-        let publisher_port =
-            bind_socket(&frontend, "publisher", &config.bind, config.publisher_port)?;
-        let subscriber_port =
-            bind_socket(&backend, "subscriber", &config.bind, config.subscriber_port)?;
-        let endpoint = format!(
-            "inproc://banyan-backplane-control-{}",
-            NEXT_ID.fetch_add(1, Ordering::Relaxed)
-        );
-        let control = context.socket(zmq::PAIR)?;
-        control.set_linger(0)?;
-        control.bind(&endpoint)?;
-        let steer = context.socket(zmq::PAIR)?;
-        steer.set_linger(0)?;
-        steer.connect(&endpoint)?;
+        let (sockets, wake, publisher_port, subscriber_port) = match config.engine {
+            Engine::Native => {
+                let (s, waker, p, q) = native::bind(config)?;
+                (Sockets::Native(s), Wake::Native(waker), p, q)
+            }
+            Engine::Libzmq => {
+                let (s, control, p, q) = libzmq::bind(config)?;
+                (Sockets::Libzmq(s), Wake::Libzmq(control), p, q)
+            }
+        };
         Ok(Backplane {
-            frontend,
-            backend,
-            control,
+            sockets,
             handle: ShutdownHandle {
-                control: Arc::new(Mutex::new(steer)),
+                stop: Arc::new(Stop {
+                    requested: AtomicBool::new(false),
+                    wake,
+                }),
                 counters: Arc::new(Counters::default()),
             },
             config: config.clone(),
@@ -361,11 +499,25 @@ impl Backplane {
     /// Forwards messages (and subscriptions) until shut down.
     ///
     /// # Errors
-    /// [`Error::Zmq`] if a socket fails.
+    /// [`Error::Io`] / [`Error::Zmq`] if polling fails.
     pub fn run(self) -> Result<()> {
-        let mut forwarder = Forwarder::new(&self);
-        let result = forwarder.run();
-        forwarder.bp.handle.counters.store(forwarder.stats);
+        let Backplane {
+            sockets,
+            handle,
+            config,
+            ..
+        } = self;
+        let (result, stats) = match sockets {
+            Sockets::Native(s) => {
+                let mut forwarder = native::Forwarder::new(s, &config, &handle);
+                (forwarder.run(), forwarder.reporter.stats)
+            }
+            Sockets::Libzmq(s) => {
+                let mut forwarder = libzmq::Forwarder::new(s, &config, &handle);
+                (forwarder.run(), forwarder.reporter.stats)
+            }
+        };
+        handle.counters.store(stats);
         result
     }
 
@@ -387,265 +539,6 @@ impl Backplane {
             publisher_port,
             subscriber_port,
         })
-    }
-}
-
-/// The forwarding loop of one [`Backplane::run`].
-struct Forwarder<'a> {
-    bp: &'a Backplane,
-    stats: Stats,
-    /// Frames of the message being forwarded.
-    parts: Vec<zmq::Message>,
-    /// `parts` holds a refused message, retried until this deadline.
-    stalled_until: Option<Instant>,
-    /// Topics in overflow (a stall on them timed out), with the time a
-    /// message on them was last refused: refused messages on these topics
-    /// are dropped at once, until one is queued again or none was refused
-    /// for a whole stall time.
-    overflow: HashMap<Vec<u8>, Instant>,
-    next_report: Option<Instant>,
-    reported: Stats,
-    last_warn: Option<Instant>,
-    dropped_at_warn: u64,
-}
-
-fn ms_until(deadline: Instant, now: Instant) -> i64 {
-    let ms = deadline.saturating_duration_since(now).as_millis();
-    // Round up so the deadline has passed when poll returns.
-    i64::try_from(ms).unwrap_or(i64::MAX).saturating_add(1)
-}
-
-impl<'a> Forwarder<'a> {
-    fn new(bp: &'a Backplane) -> Forwarder<'a> {
-        let interval = bp.config.stats_interval;
-        let stats = bp.handle.stats();
-        Forwarder {
-            bp,
-            stats,
-            parts: Vec::with_capacity(4),
-            stalled_until: None,
-            overflow: HashMap::new(),
-            next_report: (!interval.is_zero()).then(|| Instant::now() + interval),
-            reported: stats,
-            last_warn: None,
-            dropped_at_warn: stats.dropped,
-        }
-    }
-
-    fn run(&mut self) -> Result<()> {
-        loop {
-            let now = Instant::now();
-            let timeout = match (self.stalled_until, self.next_report) {
-                (Some(_), _) => ms_until(now + RETRY, now),
-                (None, Some(at)) => ms_until(at, now),
-                (None, None) => -1,
-            };
-            let frontend_events = if self.stalled_until.is_some() {
-                // Backpressure: publishers are not read while stalled.
-                zmq::PollEvents::empty()
-            } else {
-                zmq::POLLIN
-            };
-            let mut items = [
-                self.bp.control.as_poll_item(zmq::POLLIN),
-                self.bp.backend.as_poll_item(zmq::POLLIN),
-                self.bp.frontend.as_poll_item(frontend_events),
-            ];
-            match zmq::poll(&mut items, timeout) {
-                Ok(_) => {}
-                // A signal interrupted the poll (e.g. the SIGINT that will
-                // shut us down): carry on; TERMINATE is still queued.
-                Err(zmq::Error::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-            let [control, backend, frontend] = items.map(|i| i.is_readable());
-            if control && self.terminate_requested()? {
-                if self.stalled_until.take().is_some() {
-                    // The refused message dies with the backplane: count it.
-                    self.stats.dropped += 1;
-                }
-                return Ok(());
-            }
-            if backend {
-                self.forward_subscriptions()?;
-            }
-            let now = Instant::now();
-            if let Some(until) = self.stalled_until {
-                self.retry(until, now)?;
-            } else if frontend {
-                self.forward_batch(now)?;
-            }
-            self.report(now);
-            self.bp.handle.counters.store(self.stats);
-        }
-    }
-
-    fn terminate_requested(&self) -> Result<bool> {
-        loop {
-            match self.bp.control.recv_bytes(zmq::DONTWAIT) {
-                Ok(command) if command == b"TERMINATE" => return Ok(true),
-                Ok(_) => {}
-                Err(zmq::Error::EAGAIN) => return Ok(false),
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    /// Subscriptions and unsubscriptions go upstream to the publishers.
-    fn forward_subscriptions(&self) -> Result<()> {
-        for _ in 0..BATCH {
-            let mut msg = zmq::Message::new();
-            match self.bp.backend.recv(&mut msg, zmq::DONTWAIT) {
-                Ok(()) => {}
-                Err(zmq::Error::EAGAIN) => return Ok(()),
-                Err(e) => return Err(e.into()),
-            }
-            let flags = if msg.get_more() { zmq::SNDMORE } else { 0 };
-            self.bp.frontend.send(msg, flags)?;
-        }
-        Ok(())
-    }
-
-    /// Reads one whole message (all frames) from the publishers into
-    /// `parts`; `false` if none is waiting.
-    fn read_message(&mut self) -> Result<bool> {
-        let mut msg = zmq::Message::new();
-        match self.bp.frontend.recv(&mut msg, zmq::DONTWAIT) {
-            Ok(()) => {}
-            Err(zmq::Error::EAGAIN) => return Ok(false),
-            Err(e) => return Err(e.into()),
-        }
-        self.parts.clear();
-        let mut more = msg.get_more();
-        self.parts.push(msg);
-        while more {
-            // The other frames of a message arrive with the first.
-            let mut msg = zmq::Message::new();
-            self.bp.frontend.recv(&mut msg, 0)?;
-            more = msg.get_more();
-            self.parts.push(msg);
-        }
-        Ok(true)
-    }
-
-    /// Sends the message in `parts` if every subscriber it goes to has room
-    /// (`ZMQ_XPUB_NODROP`); otherwise keeps it in `parts`.
-    fn try_send(&mut self) -> Result<bool> {
-        let n = self.parts.len();
-        let more = if n > 1 { zmq::SNDMORE } else { 0 };
-        // The first frame is sent from a copy (a topic: short, no
-        // allocation) so the message is still ours if it is refused.
-        match self
-            .bp
-            .backend
-            .send(&self.parts[0][..], more | zmq::DONTWAIT)
-        {
-            Ok(()) => {}
-            Err(zmq::Error::EAGAIN) => return Ok(false),
-            Err(e) => return Err(e.into()),
-        }
-        if !self.overflow.is_empty() {
-            // A topic that overflowed is accepted again.
-            self.overflow.remove(&self.parts[0][..]);
-        }
-        // The room check is made on the first frame only: the others
-        // cannot be refused.
-        for (i, part) in self.parts.drain(1..).enumerate() {
-            let flags = if i + 2 < n { zmq::SNDMORE } else { 0 };
-            self.bp.backend.send(part, flags)?;
-        }
-        self.parts.clear();
-        self.stats.forwarded += 1;
-        Ok(true)
-    }
-
-    fn forward_batch(&mut self, now: Instant) -> Result<()> {
-        for _ in 0..BATCH {
-            if !self.read_message()? {
-                return Ok(());
-            }
-            if self.try_send()? {
-                continue;
-            }
-            if let Some(last_refused) = self.overflow.get_mut(&self.parts[0][..]) {
-                if now.saturating_duration_since(*last_refused) < self.bp.config.stall {
-                    *last_refused = now;
-                    self.drop_message(now);
-                    continue;
-                }
-            }
-            self.stats.stalls += 1;
-            self.stalled_until = Some(now + self.bp.config.stall);
-            return Ok(());
-        }
-        Ok(())
-    }
-
-    fn retry(&mut self, until: Instant, now: Instant) -> Result<()> {
-        if self.try_send()? {
-            self.stalled_until = None;
-        } else if now >= until {
-            self.stalled_until = None;
-            self.overflow.insert(self.parts[0].to_vec(), now);
-            self.drop_message(now);
-        }
-        Ok(())
-    }
-
-    fn drop_message(&mut self, now: Instant) {
-        self.parts.clear();
-        self.stats.dropped += 1;
-        self.warn_if_due(now);
-    }
-
-    fn warn_if_due(&mut self, now: Instant) {
-        let new = self.stats.dropped - self.dropped_at_warn;
-        if new == 0 || self.last_warn.is_some_and(|t| now - t < WARN_EVERY) {
-            return;
-        }
-        let name = &self.bp.config.name;
-        log::warn!(
-            "backplane{}{name}: dropped {new} message(s): a subscriber's queue stayed full \
-             for {} ms ({} dropped, {} forwarded in total)",
-            if name.is_empty() { "" } else { " " },
-            self.bp.config.stall.as_millis(),
-            self.stats.dropped,
-            self.stats.forwarded
-        );
-        self.last_warn = Some(now);
-        self.dropped_at_warn = self.stats.dropped;
-    }
-
-    /// Logs pending drops, and publishes the counters on [`STATS_TOPIC`]
-    /// when one changed since the last report.
-    fn report(&mut self, now: Instant) {
-        self.warn_if_due(now);
-        let Some(at) = self.next_report else { return };
-        if now < at {
-            return;
-        }
-        self.next_report = Some(now + self.bp.config.stats_interval);
-        let stall = self.bp.config.stall;
-        self.overflow
-            .retain(|_, last_refused| now.saturating_duration_since(*last_refused) < stall);
-        if self.stats == self.reported {
-            return;
-        }
-        let value = rmpv::Value::Map(vec![
-            ("report".into(), "stats".into()),
-            ("name".into(), self.bp.config.name.as_str().into()),
-            ("forwarded".into(), self.stats.forwarded.into()),
-            ("dropped".into(), self.stats.dropped.into()),
-            ("stalls".into(), self.stats.stalls.into()),
-        ]);
-        let payload = crate::wire::encode_value(&value);
-        match crate::component::send_message(&self.bp.backend, STATS_TOPIC, &payload) {
-            Ok(true) => self.reported = self.stats,
-            // A subscriber to the stats topic is full: counted like any
-            // other message (and the report is tried again next time).
-            Ok(false) => self.stats.dropped += 1,
-            Err(e) => log::warn!("backplane: cannot publish statistics: {e}"),
-        }
     }
 }
 
@@ -708,22 +601,30 @@ mod tests {
 
     #[test]
     fn ephemeral_ports_and_port_in_use() {
-        let bp = Backplane::bind(&Config::new("127.0.0.1", 0, 0)).unwrap();
-        assert_ne!(bp.publisher_port(), 0);
-        assert_ne!(bp.subscriber_port(), bp.publisher_port());
-        let clash = Backplane::bind(&Config::new("127.0.0.1", bp.publisher_port(), 0));
-        assert!(
-            matches!(
-                clash,
-                Err(Error::PortInUse {
-                    role: "publisher",
-                    ..
-                })
-            ),
-            "{clash:?}"
-        );
-        let running = bp.spawn().unwrap();
-        running.stop().unwrap();
+        for engine in [Engine::Native, Engine::Libzmq] {
+            let mut config = Config::new("127.0.0.1", 0, 0);
+            config.engine = engine;
+            let bp = Backplane::bind(&config).unwrap();
+            assert_ne!(bp.publisher_port(), 0);
+            assert_ne!(bp.subscriber_port(), bp.publisher_port());
+            for other in [Engine::Native, Engine::Libzmq] {
+                let mut clash = Config::new("127.0.0.1", bp.publisher_port(), 0);
+                clash.engine = other;
+                let clash = Backplane::bind(&clash);
+                assert!(
+                    matches!(
+                        clash,
+                        Err(Error::PortInUse {
+                            role: "publisher",
+                            ..
+                        })
+                    ),
+                    "{engine:?} vs {other:?}: {clash:?}"
+                );
+            }
+            let running = bp.spawn().unwrap();
+            running.stop().unwrap();
+        }
     }
 
     /// The libzmq behaviour the forwarding loop relies on, checked rather
@@ -785,6 +686,11 @@ mod tests {
     #[test]
     fn bad_bind_address_is_a_clear_error() {
         let err = Backplane::bind(&Config::new("not an address", 0, 0)).unwrap_err();
+        assert!(matches!(err, Error::Listen { .. }), "{err:?}");
+        assert!(err.to_string().contains("not an address"));
+        let mut config = Config::new("not an address", 0, 0);
+        config.engine = Engine::Libzmq;
+        let err = Backplane::bind(&config).unwrap_err();
         assert!(matches!(err, Error::Bind { .. }), "{err:?}");
         assert!(err.to_string().contains("not an address"));
     }

@@ -15,3 +15,4 @@ pub mod rpi;
 pub mod serial;
 mod sockopt;
 pub mod wire;
+pub mod zmtp;

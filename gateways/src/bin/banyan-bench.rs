@@ -53,6 +53,10 @@ enum What {
         /// (one I/O thread instead of two).
         #[arg(long)]
         shared_context: bool,
+        /// Baseline: plain ZeroMQ PUB/SUB sockets on both ends (no encoding,
+        /// no checks) through the same backplane.
+        #[arg(long)]
+        raw: bool,
     },
 }
 
@@ -95,8 +99,12 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         What::Throughput { count, raw: false } => throughput(config, count),
         What::Throughput { count, raw: true } => raw_throughput(config, count),
         What::Latency {
+            count, raw: true, ..
+        } => raw_latency(config, count),
+        What::Latency {
             count,
             shared_context,
+            raw: false,
         } => latency(config, count, shared_context),
     }
 }
@@ -267,13 +275,83 @@ fn latency(
     }
     client.publish("echo", &())?;
     let _ = server_thread.join();
+    report_rtts("latency", rtts);
+    Ok(())
+}
+
+fn raw_latency(config: Config, count: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let endpoints = (
+        format!("tcp://{}:{}", config.address, config.publisher_port),
+        format!("tcp://{}:{}", config.address, config.subscriber_port),
+    );
+    let server_ctx = zmq::Context::new();
+    let s_sub = server_ctx.socket(zmq::SUB)?;
+    s_sub.set_subscribe(b"echo")?;
+    s_sub.connect(&endpoints.1)?;
+    let s_pub = server_ctx.socket(zmq::PUB)?;
+    s_pub.connect(&endpoints.0)?;
+    let server = std::thread::spawn(move || {
+        let mut topic = zmq::Message::new();
+        let mut payload = zmq::Message::new();
+        loop {
+            if s_sub.recv(&mut topic, 0).is_err() || s_sub.recv(&mut payload, 0).is_err() {
+                return;
+            }
+            if payload[..] == [0xc0] {
+                return;
+            }
+            let _ = s_pub.send(&b"reply"[..], zmq::SNDMORE);
+            let _ = s_pub.send(&payload[..], 0);
+        }
+    });
+    let ctx = zmq::Context::new();
+    let sub = ctx.socket(zmq::SUB)?;
+    sub.set_subscribe(b"reply")?;
+    sub.connect(&endpoints.1)?;
+    let publ = ctx.socket(zmq::PUB)?;
+    publ.connect(&endpoints.0)?;
+    let payload = banyan_gateways::wire::encode(&Value { value: 1 })?;
+    // Probe until the round trip works (slow joiners on both ends).
+    loop {
+        publ.send(&b"echo"[..], zmq::SNDMORE)?;
+        publ.send(&payload[..], 0)?;
+        if sub.poll(zmq::POLLIN, 10)? > 0 {
+            std::thread::sleep(Duration::from_millis(50));
+            while sub.recv_msg(zmq::DONTWAIT).is_ok() {}
+            break;
+        }
+    }
+    let mut rtts = Vec::with_capacity(count);
+    let mut frame = zmq::Message::new();
+    for i in 0..count + 100 {
+        let t0 = Instant::now();
+        publ.send(&b"echo"[..], zmq::SNDMORE)?;
+        publ.send(&payload[..], 0)?;
+        if sub.poll(zmq::POLLIN, 5000)? == 0 {
+            return Err(format!("no reply to message {i} within 5 s").into());
+        }
+        sub.recv(&mut frame, 0)?;
+        sub.recv(&mut frame, 0)?;
+        let rtt = t0.elapsed();
+        if i >= 100 {
+            rtts.push(rtt);
+        }
+    }
+    publ.send(&b"echo"[..], zmq::SNDMORE)?;
+    publ.send(&[0xc0][..], 0)?;
+    let _ = server.join();
+    report_rtts("raw zeromq latency", rtts);
+    Ok(())
+}
+
+fn report_rtts(what: &str, mut rtts: Vec<Duration>) {
     rtts.sort();
     let pct = |p: f64| rtts[((rtts.len() as f64 * p) as usize).min(rtts.len() - 1)];
     println!(
-        "latency: {count} round trips: median {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+        "{what}: {} round trips: median {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+        rtts.len(),
         pct(0.5).as_secs_f64() * 1e6,
         pct(0.99).as_secs_f64() * 1e6,
         rtts[rtts.len() - 1].as_secs_f64() * 1e6,
     );
-    Ok(())
 }

@@ -1,0 +1,1082 @@
+//! The native engine: one thread, one `epoll` (through `mio`), ZMTP 3 spoken
+//! directly (see [`crate::zmtp`]). A message read from a publisher's TCP
+//! connection is written to its subscribers' connections by the same thread
+//! in the same turn: no hand-over to I/O threads, no copies but the one into
+//! each subscriber's output buffer, frames forwarded byte for byte.
+//!
+//! Per connection state: an input buffer, an output buffer with the end
+//! offset of every queued message (the queue length the high-water mark is
+//! checked against) and, for subscribers, their subscriptions. Upstream
+//! subscriptions are the union of all subscribers' (like XSUB/XPUB): a
+//! publisher is told a topic when the first subscriber wants it and told to
+//! cancel when the last one leaves.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::{Config, Error, Reporter, Result, ShutdownHandle, Stats};
+use crate::zmtp::{self, HandshakeError, Subscription};
+
+const PUBLISHERS: Token = Token(0);
+const SUBSCRIBERS: Token = Token(1);
+const WAKER: Token = Token(2);
+const FIRST_CONNECTION: usize = 3;
+/// Bytes asked of the kernel per `read`.
+const READ_CHUNK: usize = 64 * 1024;
+/// Bytes read from one connection per turn before the others get theirs.
+const READ_BUDGET: usize = 256 * 1024;
+/// A peer must finish the greeting and `READY` within this time.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Output already written is removed from the front of a buffer once it is
+/// this large (and always when everything was written).
+const COMPACT_AT: usize = 1 << 20;
+
+/// The bound listening sockets of a native backplane.
+pub(super) struct Sockets {
+    poll: Poll,
+    publishers: TcpListener,
+    subscribers: TcpListener,
+}
+
+/// Binds both ports; returns the sockets, the waker that interrupts the
+/// loop, and the real ports.
+pub(super) fn bind(config: &Config) -> Result<(Sockets, Waker, u16, u16)> {
+    let poll = Poll::new()?;
+    let waker = Waker::new(poll.registry(), WAKER)?;
+    let (mut publishers, publisher_port) =
+        listen("publisher", &config.bind, config.publisher_port)?;
+    let (mut subscribers, subscriber_port) =
+        listen("subscriber", &config.bind, config.subscriber_port)?;
+    poll.registry()
+        .register(&mut publishers, PUBLISHERS, Interest::READABLE)?;
+    poll.registry()
+        .register(&mut subscribers, SUBSCRIBERS, Interest::READABLE)?;
+    Ok((
+        Sockets {
+            poll,
+            publishers,
+            subscribers,
+        },
+        waker,
+        publisher_port,
+        subscriber_port,
+    ))
+}
+
+fn listen(role: &'static str, address: &str, port: u16) -> Result<(TcpListener, u16)> {
+    let host = if address == "*" { "0.0.0.0" } else { address };
+    let endpoint = format!("tcp://{address}:{port}");
+    // std sets SO_REUSEADDR on Unix, so a restarted backplane can bind at
+    // once even with connections of the old one in TIME_WAIT.
+    let listener = std::net::TcpListener::bind((host, port)).map_err(|source| {
+        if source.kind() == io::ErrorKind::AddrInUse {
+            Error::PortInUse {
+                role,
+                port,
+                address: address.to_owned(),
+            }
+        } else {
+            Error::Listen { endpoint, source }
+        }
+    })?;
+    listener.set_nonblocking(true)?;
+    let port = listener.local_addr()?.port();
+    Ok((TcpListener::from_std(listener), port))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Connected to the publisher port: sends messages, receives
+    /// subscriptions.
+    Publisher,
+    /// Connected to the subscriber port: sends subscriptions, receives
+    /// messages.
+    Subscriber,
+}
+
+impl Role {
+    fn port(self) -> &'static str {
+        match self {
+            Role::Publisher => "publisher",
+            Role::Subscriber => "subscriber",
+        }
+    }
+
+    /// The socket type we announce on this port.
+    fn our_type(self) -> &'static str {
+        match self {
+            Role::Publisher => "XSUB",
+            Role::Subscriber => "XPUB",
+        }
+    }
+
+    fn accepts(self, peer: &str) -> bool {
+        match self {
+            Role::Publisher => matches!(peer, "PUB" | "XPUB"),
+            Role::Subscriber => matches!(peer, "SUB" | "XSUB"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Greeting,
+    Ready,
+    Traffic,
+}
+
+/// Skipping the rest of a message that is over [`Config::max_message`].
+#[derive(Debug, Clone, Copy)]
+struct Discard {
+    /// Body bytes of the current frame still to skip.
+    left: u64,
+    /// Frames follow the current one.
+    more: bool,
+}
+
+struct Connection {
+    stream: TcpStream,
+    peer: SocketAddr,
+    role: Role,
+    phase: Phase,
+    accepted: Instant,
+    /// Received bytes live in `input[start..end]` (`input` is kept zeroed
+    /// beyond, so reading never re-initializes memory).
+    input: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// The socket may have more to read (edge-triggered readiness).
+    readable: bool,
+    discard: Option<Discard>,
+    output: Vec<u8>,
+    /// Bytes of `output` already written.
+    sent: usize,
+    /// Total bytes written and appended since the connection opened, and the
+    /// end offset (in appended bytes) of every queued message.
+    written_total: u64,
+    appended_total: u64,
+    queued: VecDeque<u64>,
+    /// The socket may accept more bytes.
+    writable: bool,
+    /// Listed in the forwarder's `dirty` (output to flush).
+    dirty: bool,
+    /// Subscriber: prefixes with their subscription counts.
+    subscriptions: HashMap<Vec<u8>, u32>,
+    /// Subscriber: when a message for it was last refused while it was in
+    /// overflow (see the module docs of [`crate::backplane`]).
+    overflow: Option<Instant>,
+    closing: bool,
+}
+
+impl Connection {
+    fn new(stream: TcpStream, peer: SocketAddr, role: Role, now: Instant) -> Connection {
+        let mut output = Vec::with_capacity(zmtp::GREETING_LEN);
+        output.extend_from_slice(&zmtp::greeting());
+        Connection {
+            stream,
+            peer,
+            role,
+            phase: Phase::Greeting,
+            accepted: now,
+            input: Vec::new(),
+            start: 0,
+            end: 0,
+            readable: true,
+            discard: None,
+            output,
+            sent: 0,
+            written_total: 0,
+            appended_total: zmtp::GREETING_LEN as u64,
+            queued: VecDeque::new(),
+            writable: true,
+            dirty: false,
+            subscriptions: HashMap::new(),
+            overflow: None,
+            closing: false,
+        }
+    }
+
+    fn wants(&self, topic: &[u8]) -> bool {
+        self.subscriptions
+            .keys()
+            .any(|prefix| topic.starts_with(prefix))
+    }
+
+    /// Messages queued for this connection and not yet fully written.
+    fn queue_len(&mut self) -> usize {
+        while self
+            .queued
+            .front()
+            .is_some_and(|&e| e <= self.written_total)
+        {
+            self.queued.pop_front();
+        }
+        self.queued.len()
+    }
+
+    fn is_full(&mut self, hwm: i32) -> bool {
+        hwm > 0 && self.queue_len() >= hwm as usize
+    }
+
+    fn in_overflow(&self, now: Instant, stall: Duration) -> bool {
+        self.overflow
+            .is_some_and(|t| now.saturating_duration_since(t) < stall)
+    }
+
+    /// Appends bytes that are not a message (handshake, subscriptions,
+    /// PONG).
+    fn push_control(&mut self, bytes: &[u8]) {
+        self.output.extend_from_slice(bytes);
+        self.appended_total += bytes.len() as u64;
+    }
+
+    /// Appends one whole message.
+    fn push_message(&mut self, bytes: &[u8]) {
+        self.push_control(bytes);
+        self.queued.push_back(self.appended_total);
+    }
+
+    /// Lists the connection for the next flush (once).
+    fn mark(&mut self, index: usize, dirty: &mut Vec<usize>) {
+        if !self.dirty {
+            self.dirty = true;
+            dirty.push(index);
+        }
+    }
+
+    fn has_output(&self) -> bool {
+        self.sent < self.output.len()
+    }
+
+    /// Reads what the socket has, up to [`READ_BUDGET`].
+    fn fill(&mut self) -> io::Result<()> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.start >= READ_CHUNK {
+            self.input.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let mut budget = READ_BUDGET;
+        while budget > 0 {
+            if self.input.len() < self.end + READ_CHUNK {
+                self.input.resize(self.end + READ_CHUNK, 0);
+            }
+            match self.stream.read(&mut self.input[self.end..]) {
+                Ok(0) => {
+                    self.readable = false;
+                    self.closing = true;
+                    return Ok(());
+                }
+                Ok(n) => {
+                    self.end += n;
+                    budget = budget.saturating_sub(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes queued output until done or the socket is full.
+    fn flush(&mut self) -> io::Result<()> {
+        while self.writable && self.has_output() {
+            match self.stream.write(&self.output[self.sent..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.sent += n;
+                    self.written_total += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if self.sent == self.output.len() {
+            self.output.clear();
+            self.sent = 0;
+        } else if self.sent >= COMPACT_AT {
+            self.output.drain(..self.sent);
+            self.sent = 0;
+        }
+        Ok(())
+    }
+}
+
+/// What the parser found at the front of a connection's input.
+enum Parsed {
+    /// Not enough bytes yet.
+    NeedMore,
+    /// A command frame of `len` bytes, body at `body`.
+    Command { len: usize, body: usize },
+    /// A whole message of `len` bytes; its first frame's body is
+    /// `first.0..first.1` (offsets from the message start).
+    Message { len: usize, first: (usize, usize) },
+    /// A message over the size limit: its first `skip` bytes (ending after a
+    /// frame header) are to be skipped, then `discard`.
+    Oversize { skip: usize, discard: Discard },
+}
+
+/// Parses the message or command at the front of `buf`.
+fn parse(buf: &[u8], max_message: usize) -> std::result::Result<Parsed, zmtp::FrameError> {
+    let mut at = 0usize;
+    let mut first = None;
+    loop {
+        let Some(h) = zmtp::parse_header(&buf[at..])? else {
+            return Ok(Parsed::NeedMore);
+        };
+        let body = at + h.header_len;
+        let total = (body as u64).saturating_add(h.body_len);
+        if total > max_message as u64 {
+            return Ok(Parsed::Oversize {
+                skip: body,
+                discard: Discard {
+                    left: h.body_len,
+                    more: h.more(),
+                },
+            });
+        }
+        // `total` fits in usize: it is at most `max_message`.
+        let total = total as usize;
+        if h.command() {
+            if at > 0 {
+                return Err(zmtp::FrameError::CommandMore);
+            }
+            return Ok(if buf.len() < total {
+                Parsed::NeedMore
+            } else {
+                Parsed::Command { len: total, body }
+            });
+        }
+        if buf.len() < total {
+            return Ok(Parsed::NeedMore);
+        }
+        first.get_or_insert((body, total));
+        at = total;
+        if !h.more() {
+            let first = first.unwrap_or((body, total));
+            return Ok(Parsed::Message { len: at, first });
+        }
+    }
+}
+
+/// Why a connection is closed.
+enum Close {
+    Eof,
+    Io(io::Error),
+    Handshake(HandshakeError),
+    Frame(zmtp::FrameError),
+    Timeout,
+    PeerError(String),
+}
+
+impl std::fmt::Display for Close {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Close::Eof => f.write_str("closed by the peer"),
+            Close::Io(e) => write!(f, "{e}"),
+            Close::Handshake(e) => write!(f, "{e}"),
+            Close::Frame(e) => write!(f, "protocol error: {e}"),
+            Close::Timeout => write!(
+                f,
+                "no ZeroMQ handshake within {} s",
+                HANDSHAKE_TIMEOUT.as_secs()
+            ),
+            Close::PeerError(reason) => write!(f, "peer sent ERROR: {reason}"),
+        }
+    }
+}
+
+/// A message a publisher sent that could not be queued yet.
+#[derive(Debug, Clone, Copy)]
+struct Stall {
+    connection: usize,
+    until: Instant,
+}
+
+/// The forwarding loop.
+pub(super) struct Forwarder<'a> {
+    sockets: Sockets,
+    config: &'a Config,
+    handle: &'a ShutdownHandle,
+    connections: Vec<Option<Connection>>,
+    free: Vec<usize>,
+    /// Upstream subscriptions: prefix → number of subscribers holding it.
+    upstream: HashMap<Vec<u8>, usize>,
+    stall: Option<Stall>,
+    /// Reused per message: subscribers it goes to / whose queue is full.
+    targets: Vec<usize>,
+    full: Vec<usize>,
+    dirty: Vec<usize>,
+    scratch: Vec<u8>,
+    pub(super) reporter: Reporter,
+}
+
+impl<'a> Forwarder<'a> {
+    pub(super) fn new(sockets: Sockets, config: &'a Config, handle: &'a ShutdownHandle) -> Self {
+        Forwarder {
+            sockets,
+            config,
+            handle,
+            connections: Vec::new(),
+            free: Vec::new(),
+            upstream: HashMap::new(),
+            stall: None,
+            targets: Vec::new(),
+            full: Vec::new(),
+            dirty: Vec::new(),
+            scratch: Vec::new(),
+            reporter: Reporter::new(config, handle.stats()),
+        }
+    }
+
+    fn stats(&mut self) -> &mut Stats {
+        &mut self.reporter.stats
+    }
+
+    pub(super) fn run(&mut self) -> Result<()> {
+        let mut events = Events::with_capacity(256);
+        loop {
+            let now = Instant::now();
+            let timeout = self.timeout(now);
+            if let Err(e) = self.sockets.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e.into());
+            }
+            for event in &events {
+                match event.token() {
+                    PUBLISHERS => self.accept(Role::Publisher),
+                    SUBSCRIBERS => self.accept(Role::Subscriber),
+                    WAKER => {}
+                    Token(t) => {
+                        let Some(Some(c)) = self.connections.get_mut(t - FIRST_CONNECTION) else {
+                            continue;
+                        };
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            c.readable = true;
+                        }
+                        if event.is_writable() || event.is_write_closed() || event.is_error() {
+                            c.writable = true;
+                            c.mark(t - FIRST_CONNECTION, &mut self.dirty);
+                        }
+                    }
+                }
+            }
+            if self.handle.stop_requested() {
+                if self.stall.take().is_some() {
+                    // The held message dies with the backplane: count it.
+                    self.stats().dropped += 1;
+                }
+                return Ok(());
+            }
+            let now = Instant::now();
+            self.read_all(now);
+            self.flush_all();
+            if self.stall.is_some() {
+                self.retry(now);
+                self.flush_all();
+            }
+            self.expire_handshakes(now);
+            self.report(now);
+            self.flush_all();
+            self.close_finished();
+            self.handle.counters.store(self.reporter.stats);
+        }
+    }
+
+    fn timeout(&self, now: Instant) -> Option<Duration> {
+        let busy = self.connections.iter().flatten().any(|c| {
+            c.readable
+                && !c.closing
+                && (self.stall.is_none() || c.role == Role::Subscriber || c.phase != Phase::Traffic)
+        });
+        if busy {
+            return Some(Duration::ZERO);
+        }
+        let mut deadline = self.reporter.next_report;
+        let mut earliest = |t: Instant| {
+            deadline = Some(deadline.map_or(t, |d| d.min(t)));
+        };
+        if let Some(s) = self.stall {
+            earliest(s.until);
+        }
+        for c in self.connections.iter().flatten() {
+            if c.phase != Phase::Traffic {
+                earliest(c.accepted + HANDSHAKE_TIMEOUT);
+            }
+        }
+        // Round up so the deadline has passed when poll returns.
+        deadline.map(|d| d.saturating_duration_since(now) + Duration::from_millis(1))
+    }
+
+    fn accept(&mut self, role: Role) {
+        let listener = match role {
+            Role::Publisher => &self.sockets.publishers,
+            Role::Subscriber => &self.sockets.subscribers,
+        };
+        loop {
+            let (mut stream, peer) = match listener.accept() {
+                Ok(s) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Out of file descriptors, for example: the peer stays
+                    // in the backlog and ZeroMQ retries.
+                    log::warn!("backplane: cannot accept a {} connection: {e}", role.port());
+                    return;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let index = self.free.pop().unwrap_or_else(|| {
+                self.connections.push(None);
+                self.connections.len() - 1
+            });
+            let registered = self.sockets.poll.registry().register(
+                &mut stream,
+                Token(FIRST_CONNECTION + index),
+                Interest::READABLE | Interest::WRITABLE,
+            );
+            if let Err(e) = registered {
+                log::warn!("backplane: cannot watch connection from {peer}: {e}");
+                self.free.push(index);
+                continue;
+            }
+            log::debug!("backplane: {} connection from {peer}", role.port());
+            let mut c = Connection::new(stream, peer, role, Instant::now());
+            c.mark(index, &mut self.dirty);
+            self.connections[index] = Some(c);
+        }
+    }
+
+    /// Reads and handles input: subscribers and handshakes always, message
+    /// data from publishers only while not stalled.
+    fn read_all(&mut self, now: Instant) {
+        for index in 0..self.connections.len() {
+            let Some(c) = &self.connections[index] else {
+                continue;
+            };
+            let publishing = c.role == Role::Publisher && c.phase == Phase::Traffic;
+            if !c.readable || c.closing || (publishing && self.stall.is_some()) {
+                continue;
+            }
+            self.read_connection(index, now);
+        }
+    }
+
+    fn read_connection(&mut self, index: usize, now: Instant) {
+        let Some(c) = self.connections[index].as_mut() else {
+            return;
+        };
+        if let Err(e) = c.fill() {
+            self.close(index, &Close::Io(e));
+            return;
+        }
+        if let Err(reason) = self.handle_input(index, now) {
+            self.close(index, &reason);
+        }
+    }
+
+    /// Handles everything complete in a connection's input buffer.
+    fn handle_input(&mut self, index: usize, now: Instant) -> std::result::Result<(), Close> {
+        let Some(c) = self.connections[index].as_mut() else {
+            return Ok(());
+        };
+        // The buffer is taken out so that messages can be copied from it
+        // into other connections.
+        let input = std::mem::take(&mut c.input);
+        let (mut start, end) = (c.start, c.end);
+        let result = self.handle_bytes(index, &input, &mut start, end, now);
+        if let Some(c) = self.connections[index].as_mut() {
+            c.input = input;
+            c.start = start;
+            if c.closing && result.is_ok() && c.phase != Phase::Traffic {
+                return Err(Close::Eof);
+            }
+        }
+        result
+    }
+
+    fn handle_bytes(
+        &mut self,
+        index: usize,
+        input: &[u8],
+        start: &mut usize,
+        end: usize,
+        now: Instant,
+    ) -> std::result::Result<(), Close> {
+        let max_message = self.config.max_message;
+        loop {
+            let Some(c) = self.connections[index].as_mut() else {
+                return Ok(());
+            };
+            let buf = &input[*start..end];
+            if let Some(d) = c.discard.as_mut() {
+                if d.left > 0 {
+                    let n = (buf.len() as u64).min(d.left) as usize;
+                    d.left -= n as u64;
+                    *start += n;
+                    if d.left > 0 {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                if !d.more {
+                    c.discard = None;
+                    continue;
+                }
+                let Some(h) = zmtp::parse_header(buf).map_err(Close::Frame)? else {
+                    return Ok(());
+                };
+                *d = Discard {
+                    left: h.body_len,
+                    more: h.more(),
+                };
+                *start += h.header_len;
+                continue;
+            }
+            match c.phase {
+                Phase::Greeting => {
+                    let have = &buf[..buf.len().min(zmtp::GREETING_LEN)];
+                    match zmtp::check_greeting(have).map_err(Close::Handshake)? {
+                        None => return Ok(()),
+                        Some(_minor) => {
+                            *start += zmtp::GREETING_LEN;
+                            c.phase = Phase::Ready;
+                            self.scratch.clear();
+                            zmtp::put_ready(&mut self.scratch, c.role.our_type());
+                            c.push_control(&self.scratch);
+                            c.mark(index, &mut self.dirty);
+                        }
+                    }
+                }
+                Phase::Ready => match parse(buf, max_message).map_err(Close::Frame)? {
+                    Parsed::NeedMore => return Ok(()),
+                    Parsed::Command { len, body } => {
+                        let (name, data) = zmtp::split_command(&buf[body..len])
+                            .map_err(|e| Close::Handshake(HandshakeError::BadReady(e)))?;
+                        if name == b"ERROR" {
+                            return Err(Close::PeerError(
+                                String::from_utf8_lossy(data.get(1..).unwrap_or(&[])).into_owned(),
+                            ));
+                        }
+                        if name != b"READY" {
+                            return Err(Close::Handshake(HandshakeError::BadReady(
+                                "first command is not READY",
+                            )));
+                        }
+                        let peer = zmtp::ready_socket_type(data).map_err(Close::Handshake)?;
+                        if !c.role.accepts(&peer) {
+                            return Err(Close::Handshake(HandshakeError::SocketType {
+                                peer,
+                                port: c.role.port(),
+                            }));
+                        }
+                        *start += len;
+                        c.phase = Phase::Traffic;
+                        log::debug!("backplane: {} {} ready", c.peer, peer);
+                        if c.role == Role::Publisher {
+                            self.scratch.clear();
+                            for topic in self.upstream.keys() {
+                                zmtp::put_subscription(&mut self.scratch, topic, true);
+                            }
+                            c.push_control(&self.scratch);
+                            c.mark(index, &mut self.dirty);
+                        }
+                    }
+                    Parsed::Message { .. } | Parsed::Oversize { .. } => {
+                        return Err(Close::Handshake(HandshakeError::BadReady(
+                            "message before READY",
+                        )))
+                    }
+                },
+                Phase::Traffic => {
+                    if c.role == Role::Publisher && self.stall.is_some() {
+                        return Ok(());
+                    }
+                    match parse(buf, max_message).map_err(Close::Frame)? {
+                        Parsed::NeedMore => return Ok(()),
+                        Parsed::Command { len, body } => {
+                            *start += len;
+                            self.command(index, &buf[body..len])?;
+                        }
+                        Parsed::Oversize { skip, discard } => {
+                            *start += skip;
+                            c.discard = Some(discard);
+                            self.reporter.stats.oversize += 1;
+                            log::warn!(
+                                "backplane: discarded a message over {} bytes from {} ({} port)",
+                                max_message,
+                                c.peer,
+                                c.role.port()
+                            );
+                        }
+                        Parsed::Message { len, first } => {
+                            let message = &buf[..len];
+                            let first = &message[first.0..first.1];
+                            if c.role == Role::Subscriber {
+                                *start += len;
+                                if let Some(s) = zmtp::message_subscription(first) {
+                                    self.subscription(index, s);
+                                }
+                            } else if self.route(message, first, now, true) {
+                                *start += len;
+                            } else {
+                                self.stall = Some(Stall {
+                                    connection: index,
+                                    until: now + self.config.stall,
+                                });
+                                self.stats().stalls += 1;
+                                return Ok(());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn command(&mut self, index: usize, body: &[u8]) -> std::result::Result<(), Close> {
+        let (name, data) = zmtp::split_command(body)
+            .map_err(|_| Close::Frame(zmtp::FrameError::ReservedFlags(0)))?;
+        match name {
+            b"PING" => {
+                self.scratch.clear();
+                zmtp::put_pong(&mut self.scratch, data);
+                if let Some(c) = self.connections[index].as_mut() {
+                    c.push_control(&self.scratch);
+                    c.mark(index, &mut self.dirty);
+                }
+            }
+            b"ERROR" => {
+                return Err(Close::PeerError(
+                    String::from_utf8_lossy(data.get(1..).unwrap_or(&[])).into_owned(),
+                ))
+            }
+            _ => {
+                let is_subscriber = self.connections[index]
+                    .as_ref()
+                    .is_some_and(|c| c.role == Role::Subscriber);
+                if let Some(s) = zmtp::command_subscription(name, data) {
+                    if is_subscriber {
+                        self.subscription(index, s);
+                    }
+                }
+                // PONG and unknown commands are ignored, as the spec asks.
+            }
+        }
+        Ok(())
+    }
+
+    fn subscription(&mut self, index: usize, s: Subscription<'_>) {
+        let Some(c) = self.connections[index].as_mut() else {
+            return;
+        };
+        let changed = match s {
+            Subscription::Subscribe(topic) => {
+                let n = c.subscriptions.entry(topic.to_vec()).or_insert(0);
+                *n += 1;
+                (*n == 1).then_some((topic, true))
+            }
+            Subscription::Cancel(topic) => match c.subscriptions.get_mut(topic) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    None
+                }
+                Some(_) => {
+                    c.subscriptions.remove(topic);
+                    Some((topic, false))
+                }
+                None => None,
+            },
+        };
+        if let Some((topic, subscribe)) = changed {
+            self.upstream_change(topic, subscribe);
+        }
+    }
+
+    /// One subscriber gained or lost `topic`: tell publishers when the
+    /// union changed.
+    fn upstream_change(&mut self, topic: &[u8], subscribe: bool) {
+        let tell = if subscribe {
+            let n = self.upstream.entry(topic.to_vec()).or_insert(0);
+            *n += 1;
+            *n == 1
+        } else {
+            match self.upstream.get_mut(topic) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                Some(_) => {
+                    self.upstream.remove(topic);
+                    true
+                }
+                None => false,
+            }
+        };
+        if !tell {
+            return;
+        }
+        self.scratch.clear();
+        zmtp::put_subscription(&mut self.scratch, topic, subscribe);
+        for (i, c) in self.connections.iter_mut().enumerate() {
+            if let Some(c) = c {
+                if c.role == Role::Publisher && c.phase == Phase::Traffic {
+                    c.push_control(&self.scratch);
+                    c.mark(i, &mut self.dirty);
+                }
+            }
+        }
+    }
+
+    /// Queues `message` (whole frames, bytes as received) for every
+    /// subscriber whose subscriptions match `topic`. Returns `false` (and
+    /// queues nothing) when a matching subscriber's queue is full, it is not
+    /// in overflow and `may_stall`; otherwise full subscribers lose the
+    /// message (counted) and it goes to the others.
+    fn route(&mut self, message: &[u8], topic: &[u8], now: Instant, may_stall: bool) -> bool {
+        let (hwm, stall) = (self.config.hwm, self.config.stall);
+        self.targets.clear();
+        self.full.clear();
+        let mut must_stall = false;
+        for (i, c) in self.connections.iter_mut().enumerate() {
+            let Some(c) = c else { continue };
+            if c.role != Role::Subscriber || c.phase != Phase::Traffic || !c.wants(topic) {
+                continue;
+            }
+            if c.is_full(hwm) {
+                must_stall |= !c.in_overflow(now, stall);
+                self.full.push(i);
+            } else {
+                self.targets.push(i);
+            }
+        }
+        if must_stall && may_stall {
+            return false;
+        }
+        for &i in &self.full {
+            if let Some(c) = self.connections[i].as_mut() {
+                c.overflow = Some(now);
+            }
+        }
+        self.reporter.stats.dropped += self.full.len() as u64;
+        for &i in &self.targets {
+            if let Some(c) = self.connections[i].as_mut() {
+                c.push_message(message);
+                c.overflow = None;
+                c.mark(i, &mut self.dirty);
+            }
+        }
+        if self.targets.is_empty() {
+            if self.full.is_empty() {
+                self.reporter.stats.unmatched += 1;
+            }
+        } else {
+            self.reporter.stats.forwarded += 1;
+        }
+        if !self.full.is_empty() {
+            self.reporter.warn_if_due(now);
+        }
+        true
+    }
+
+    /// Retries the held message; at the deadline, delivers it to the
+    /// subscribers with room and drops it for the others.
+    fn retry(&mut self, now: Instant) {
+        let Some(stall) = self.stall else { return };
+        let may_stall = now < stall.until;
+        let Some(c) = self.connections[stall.connection].as_mut() else {
+            // The publisher went away; its message with it.
+            self.stall = None;
+            return;
+        };
+        let input = std::mem::take(&mut c.input);
+        let buf = &input[c.start..c.end];
+        let delivered = match parse(buf, self.config.max_message) {
+            Ok(Parsed::Message { len, first }) => {
+                let sent = self.route(&buf[..len], &buf[first.0..first.1], now, may_stall);
+                if sent {
+                    if let Some(c) = self.connections[stall.connection].as_mut() {
+                        c.start += len;
+                    }
+                }
+                sent
+            }
+            // Cannot happen (the message was complete when it stalled); do
+            // not hold everything for it.
+            _ => true,
+        };
+        if let Some(c) = self.connections[stall.connection].as_mut() {
+            c.input = input;
+        }
+        if delivered {
+            self.stall = None;
+            // Handle what followed it in the same buffer.
+            if let Err(reason) = self.handle_input(stall.connection, now) {
+                self.close(stall.connection, &reason);
+            }
+        }
+    }
+
+    fn flush_all(&mut self) {
+        while let Some(index) = self.dirty.pop() {
+            let Some(c) = self.connections[index].as_mut() else {
+                continue;
+            };
+            c.dirty = false;
+            if let Err(e) = c.flush() {
+                self.close(index, &Close::Io(e));
+            }
+        }
+    }
+
+    fn expire_handshakes(&mut self, now: Instant) {
+        for index in 0..self.connections.len() {
+            if let Some(c) = &self.connections[index] {
+                if c.phase != Phase::Traffic && now >= c.accepted + HANDSHAKE_TIMEOUT {
+                    self.close(index, &Close::Timeout);
+                }
+            }
+        }
+    }
+
+    fn report(&mut self, now: Instant) {
+        self.reporter.warn_if_due(now);
+        let Some(payload) = self.reporter.due(now) else {
+            return;
+        };
+        let mut message = Vec::with_capacity(payload.len() + 32);
+        zmtp::put_frame(&mut message, zmtp::MORE, super::STATS_TOPIC.as_bytes());
+        zmtp::put_frame(&mut message, 0, &payload);
+        let before = self.reporter.stats;
+        self.route(&message, super::STATS_TOPIC.as_bytes(), now, false);
+        // Our own reports are not forwarded messages, and nobody listening
+        // to them is not news; a subscriber too full for one counts a drop.
+        self.reporter.stats.forwarded = before.forwarded;
+        self.reporter.stats.unmatched = before.unmatched;
+        let dropped = before.dropped;
+        if self.reporter.stats.dropped == dropped {
+            self.reporter.reported();
+        }
+    }
+
+    /// Closes connections whose peer finished sending.
+    fn close_finished(&mut self) {
+        for index in 0..self.connections.len() {
+            let closing = self.connections[index].as_ref().is_some_and(|c| c.closing);
+            // A publisher whose message is held keeps its buffer until the
+            // stall ends.
+            let held = self.stall.is_some_and(|s| s.connection == index);
+            if closing && !held {
+                self.close(index, &Close::Eof);
+            }
+        }
+    }
+
+    fn close(&mut self, index: usize, reason: &Close) {
+        let Some(mut c) = self.connections[index].take() else {
+            return;
+        };
+        self.free.push(index);
+        let _ = self.sockets.poll.registry().deregister(&mut c.stream);
+        if self.stall.is_some_and(|s| s.connection == index) {
+            self.stall = None;
+        }
+        match reason {
+            Close::Eof | Close::Io(_) => {
+                log::debug!("backplane: {} ({} port): {reason}", c.peer, c.role.port());
+            }
+            _ => {
+                self.reporter.stats.refused += 1;
+                log::warn!(
+                    "backplane: closed connection from {} ({} port): {reason}",
+                    c.peer,
+                    c.role.port()
+                );
+            }
+        }
+        let undelivered = c.queue_len() as u64;
+        if undelivered > 0 {
+            self.reporter.stats.undelivered += undelivered;
+            log::warn!(
+                "backplane: subscriber {} left with {undelivered} message(s) not yet sent to it",
+                c.peer
+            );
+        }
+        for topic in std::mem::take(&mut c.subscriptions).into_keys() {
+            self.upstream_change(&topic, false);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(parts: &[(u8, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (flags, body) in parts {
+            zmtp::put_frame(&mut out, *flags, body);
+        }
+        out
+    }
+
+    #[test]
+    fn parse_messages_commands_and_partials() {
+        let msg = frames(&[(zmtp::MORE, b"topic"), (0, b"\x81\xa1v\x01")]);
+        match parse(&msg, 1 << 20).unwrap() {
+            Parsed::Message { len, first } => {
+                assert_eq!(len, msg.len());
+                assert_eq!(&msg[first.0..first.1], b"topic");
+            }
+            _ => panic!("not a message"),
+        }
+        for n in 0..msg.len() {
+            assert!(
+                matches!(parse(&msg[..n], 1 << 20).unwrap(), Parsed::NeedMore),
+                "{n}"
+            );
+        }
+        let mut cmd = Vec::new();
+        zmtp::put_ready(&mut cmd, "PUB");
+        assert!(matches!(
+            parse(&cmd, 1 << 20).unwrap(),
+            Parsed::Command { len, body: 2 } if len == cmd.len()
+        ));
+        // A command in the middle of a message is a protocol error.
+        let mut bad = frames(&[(zmtp::MORE, b"t")]);
+        bad.extend_from_slice(&cmd);
+        assert!(parse(&bad, 1 << 20).is_err());
+        // Over the limit: skip up to the offending frame's body.
+        let big = frames(&[(zmtp::MORE, b"t"), (0, &[0u8; 300])]);
+        match parse(&big[..12], 100).unwrap() {
+            Parsed::Oversize { skip, discard } => {
+                assert_eq!(skip, 3 + 9);
+                assert_eq!(discard.left, 300);
+                assert!(!discard.more);
+            }
+            _ => panic!("not oversize"),
+        }
+        // An empty message (one empty frame) is a message.
+        assert!(matches!(
+            parse(&[0, 0], 10).unwrap(),
+            Parsed::Message {
+                len: 2,
+                first: (2, 2)
+            }
+        ));
+    }
+}
