@@ -481,7 +481,9 @@ fn backplane_binary_logs_publishes_and_prints_its_drops() {
         .split(|c: char| !c.is_ascii_digit())
         .filter_map(|w| w.parse().ok())
         .collect();
-    assert!(n.len() == 3 && n[1] > 0 && n[2] > 0, "{exit}");
+    assert!(n.len() == 7 && n[1] > 0 && n[2] > 0, "{exit}");
+    // Nothing unmatched, undelivered, oversize or refused here.
+    assert_eq!(n[3..], [0, 0, 0, 0], "{exit}");
     assert_eq!(n[0] + n[1], 500, "{exit}");
     assert!(
         out.lines()

@@ -65,6 +65,8 @@ pub const DEFAULT_STALL: Duration = Duration::from_secs(1);
 pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(5);
 /// Default for [`Config::max_message`]: 256 MiB.
 pub const DEFAULT_MAX_MESSAGE: usize = 256 << 20;
+/// Default for [`Config::busy_poll`].
+pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(200);
 /// Minimum time between two drop warnings in the log.
 const WARN_EVERY: Duration = Duration::from_secs(5);
 
@@ -171,6 +173,11 @@ pub struct Config {
     pub max_message: usize,
     /// The forwarding engine. Default [`Engine::Native`].
     pub engine: Engine,
+    /// Native engine: the longest the forwarding thread polls without
+    /// sleeping while messages arrive at least this often (adaptive; see
+    /// the module docs). Zero = always sleep in `epoll_wait`. Default
+    /// [`DEFAULT_BUSY_POLL`].
+    pub busy_poll: Duration,
 }
 
 impl Default for Config {
@@ -185,6 +192,7 @@ impl Default for Config {
             stats_interval: DEFAULT_STATS_INTERVAL,
             max_message: DEFAULT_MAX_MESSAGE,
             engine: Engine::Native,
+            busy_poll: DEFAULT_BUSY_POLL,
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use banyan_gateways::backplane::{Backplane, Config};
+use banyan_gateways::backplane::{Backplane, Config, Engine};
 use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -40,6 +40,20 @@ struct Args {
     /// `banyan_backplane` every this many seconds when one changed; 0 = never.
     #[arg(long, default_value_t = 5.0)]
     stats_interval: f64,
+    /// Largest message in bytes (all frames) that is forwarded; larger ones
+    /// are skipped and counted (native engine).
+    #[arg(long, default_value_t = banyan_gateways::backplane::DEFAULT_MAX_MESSAGE)]
+    max_message: usize,
+    /// Forwarding engine: `native` (one thread speaking ZMTP directly) or
+    /// `libzmq` (libzmq's XSUB/XPUB sockets; kept for comparison).
+    #[arg(long, default_value = "native")]
+    engine: Engine,
+    /// Busy polling (native engine): while messages arrive at least this
+    /// many microseconds apart, poll for the next one instead of sleeping
+    /// (adaptive: the backplane sleeps as soon as traffic slows down).
+    /// Lower latency for some CPU time; 0 = never.
+    #[arg(long, default_value_t = banyan_gateways::backplane::DEFAULT_BUSY_POLL.as_micros() as u64)]
+    busy_poll_us: u64,
     /// Python Banyan's loop time; accepted for compatibility and ignored.
     #[arg(short = 't', hide = true)]
     loop_time: Option<String>,
@@ -63,6 +77,9 @@ fn main() {
     config.hwm = args.hwm;
     config.stall = Duration::from_millis(args.stall_ms);
     config.stats_interval = stats_interval;
+    config.max_message = args.max_message;
+    config.engine = args.engine;
+    config.busy_poll = Duration::from_micros(args.busy_poll_us);
     let backplane = match Backplane::bind(&config) {
         Ok(b) => b,
         Err(e) => {
@@ -89,8 +106,8 @@ fn main() {
     let result = backplane.run();
     let s = stats.stats();
     println!(
-        "backplane exiting: {} forwarded, {} dropped, {} stalls",
-        s.forwarded, s.dropped, s.stalls
+        "backplane exiting: {} forwarded, {} dropped, {} stalls; {} unmatched, {} undelivered, {} oversize, {} connections refused",
+        s.forwarded, s.dropped, s.stalls, s.unmatched, s.undelivered, s.oversize, s.refused
     );
     if let Err(e) = result {
         eprintln!("backplane: {e}");
