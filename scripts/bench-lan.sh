@@ -36,6 +36,12 @@ RS_TP=$("$BIN/banyan-bench" --backplane "127.0.0.1:$P:$S" throughput --count "$C
 RS_LAT=$("$BIN/banyan-bench" --backplane "127.0.0.1:$P:$S" latency --count "$RTTS")
 echo "banyan-rs:     $RS_TP"
 echo "banyan-rs:     $RS_LAT"
+# The same backplane with busy polling (see docs/lan.md).
+P=$(free_port); S=$(free_port)
+"$BIN/backplane" --bind 127.0.0.1 -p "$P" -s "$S" --busy-poll-us 200 > "$TMP/rs-bp2.log" 2>&1 & PIDS+=($!)
+wait_for "$TMP/rs-bp2.log" "Publisher  Port"
+RS_LAT_BUSY=$("$BIN/banyan-bench" --backplane "127.0.0.1:$P:$S" latency --count "$RTTS")
+echo "banyan-rs:     busy-poll 200 us: $RS_LAT_BUSY"
 
 # ---- python-banyan ----
 P=$(free_port); S=$(free_port)
@@ -73,6 +79,7 @@ PY_LOST=$(echo "$PY_TP" | grep -o 'lost [0-9]* ([0-9.]* %)')
 RS_MED=$(num "$RS_LAT" median); RS_P99=$(num "$RS_LAT" p99)
 PY_MED=$(num "$PY_LAT_1MS" median_us); PY_P99=$(num "$PY_LAT_1MS" p99_us)
 PY_MED_DEF=$(num "$PY_LAT_DEF" median_us)
+RS_MED_BUSY=$(num "$RS_LAT_BUSY" median); RS_P99_BUSY=$(num "$RS_LAT_BUSY" p99)
 echo
 printf '%-32s %-24s %-24s %s\n' "scenario" "banyan-rs" "python-banyan" "ratio"
 printf '%-32s %-24s %-24s %s\n' "throughput (msgs/s)" "$RS_RATE" "$PY_RATE" "$("$PY" -c "print(f'{$RS_RATE/$PY_RATE:.1f}x')")"
@@ -80,3 +87,4 @@ printf '%-32s %-24s %-24s\n' "lost of $COUNT" "$RS_LOST" "$PY_LOST"
 printf '%-32s %-24s %-24s %s\n' "round trip median (us), 1 ms" "$RS_MED" "$PY_MED" "$("$PY" -c "print(f'{$PY_MED/$RS_MED:.1f}x faster')")"
 printf '%-32s %-24s %-24s %s\n' "round trip p99 (us), 1 ms" "$RS_P99" "$PY_P99" "$("$PY" -c "print(f'{$PY_P99/$RS_P99:.1f}x faster')")"
 printf '%-32s %-24s %-24s %s\n' "round trip median (us), default" "$RS_MED" "$PY_MED_DEF" "$("$PY" -c "print(f'{$PY_MED_DEF/$RS_MED:.0f}x faster')")"
+printf '%-32s %-24s\n' "round trip, --busy-poll-us 200" "median $RS_MED_BUSY, p99 $RS_P99_BUSY"

@@ -1,45 +1,67 @@
-//! The backplane: a ZeroMQ XSUB/XPUB forwarder, wire-compatible with Python
-//! Banyan's.
+//! The backplane: a ZeroMQ forwarder, wire-compatible with Python Banyan's.
 //!
-//! Publishers connect to the **publisher port** (43124, an XSUB socket here),
-//! subscribers to the **subscriber port** (43125, XPUB). Unlike Python's
-//! backplane (a SUB socket subscribed to everything), subscriptions travel
-//! upstream, so publishers only send what someone wants; the messages
-//! themselves are forwarded unchanged, frame by frame, and never inspected.
+//! Publishers connect to the **publisher port** (43124), subscribers to the
+//! **subscriber port** (43125). Unlike Python's backplane (a SUB socket
+//! subscribed to everything), subscriptions travel upstream as with XSUB/XPUB,
+//! so publishers only send what someone wants; the messages themselves are
+//! forwarded unchanged, frame by frame, and never inspected.
 //!
 //! By default it listens on all interfaces (`0.0.0.0`), so Raspberry Pi
 //! gateways and laptops on the LAN can reach it without configuration.
 //!
+//! # Engines
+//! - [`Engine::Native`] (default): one thread, one `epoll`, ZMTP 3 spoken
+//!   directly ([`crate::zmtp`]) to the libzmq sockets of components (ours,
+//!   pyzmq's): the ports answer as an XSUB (publisher port) and an XPUB
+//!   (subscriber port) socket would. A message read from a publisher is
+//!   written to its subscribers by the same thread in the same turn, bytes
+//!   unchanged — no hand-over to libzmq I/O threads, which is where most of
+//!   a libzmq forwarder's latency goes (each hand-over is a thread wake-up).
+//!   Optionally, while messages arrive less than [`Config::busy_poll`]
+//!   apart the thread polls instead of sleeping (adaptive, see the option).
+//! - [`Engine::Libzmq`]: libzmq's XSUB/XPUB sockets with a forwarding loop
+//!   of ours (`ZMQ_XPUB_NODROP`), kept for comparison (`--engine libzmq`).
+//!
 //! # Queues, backpressure and counted loss
 //! Each subscriber gets a queue of up to [`Config::hwm`] messages in the
-//! backplane (default 1,000,000); the publisher-side queue has the same limit
-//! (`hwm = 0` means unlimited: memory then grows with the backlog). Nothing is
-//! dropped silently. The subscriber socket uses `ZMQ_XPUB_NODROP`, so a
-//! message for a subscriber whose queue is full is refused rather than lost:
+//! backplane (default 1,000,000; `hwm = 0` means unlimited: memory then grows
+//! with the backlog). Nothing is dropped silently. When a message is for a
+//! subscriber whose queue is full:
 //!
 //! 1. The backplane stops reading from publishers (backpressure: their own
 //!    send queues fill, and a full one is counted by their
 //!    [`crate::component::Stats::send_dropped`]) and retries the message for
 //!    up to [`Config::stall`] (default 1 s), counted in [`Stats::stalls`].
-//! 2. If the queue is still full, the message is dropped for **every**
-//!    subscriber it was going to (ZeroMQ delivers a message to all matching
-//!    subscribers or to none), counted in [`Stats::dropped`], and the
-//!    message's topic is *in overflow*: further messages on that topic that
-//!    cannot be queued at once are dropped at once (counted) instead of
-//!    stalling again, so one stuck subscriber cannot throttle everyone to a
-//!    message per stall. Messages on other topics keep flowing (a subscriber
-//!    stuck on several topics costs one stall per topic).
-//! 3. A topic's overflow ends as soon as a message on it is queued again
-//!    (the subscriber caught up or left), or after a whole [`Config::stall`]
-//!    without a refused message on it.
+//!    The message and everything after it wait: order is kept for everyone.
+//! 2. If the queue is still full, the stuck subscriber loses the message,
+//!    counted in [`Stats::dropped`]; the native engine still delivers it to
+//!    every other subscriber (the libzmq engine cannot: ZeroMQ queues a
+//!    message for all matching subscribers or for none, so there it is lost
+//!    for all of them). The stuck subscriber is now *in overflow*: further
+//!    messages for it that cannot be queued at once are dropped for it at
+//!    once (counted) instead of stalling again, so one stuck subscriber
+//!    cannot throttle everyone to a message per stall. (The libzmq engine
+//!    keeps the overflow per topic.)
+//! 3. The overflow ends as soon as a message for it is queued again (it
+//!    caught up, or left), or after a whole [`Config::stall`] without a
+//!    refused message.
 //!
 //! Drops are logged at `warn` (at most every 5 s), readable with
 //! [`Backplane::stats`] / [`ShutdownHandle::stats`], and published by the
 //! backplane itself on topic [`STATS_TOPIC`] every [`Config::stats_interval`]
 //! when a counter changed: `{"report": "stats", "name": …, "forwarded": …,
-//! "dropped": …, "stalls": …}`. Messages are forwarded whole: all frames of a
-//! multipart message are read before the first is sent, and a drop drops all
-//! of them.
+//! "dropped": …, "stalls": …, "unmatched": …, "undelivered": …,
+//! "oversize": …, "refused": …}` (see [`Stats`]). Messages are forwarded
+//! whole: all frames of a multipart message are read before the first is
+//! sent, and a drop drops all of them.
+//!
+//! # Bad peers
+//! The native engine closes (and counts in [`Stats::refused`], logs at
+//! `warn`) a connection that is not ZMTP 3 with the NULL mechanism, whose
+//! socket type cannot talk to that port (a SUB on the publisher port),
+//! that breaks the framing, or that has not finished its handshake within
+//! 10 s. A message larger than [`Config::max_message`] is skipped as it
+//! arrives (counted in [`Stats::oversize`]) and the connection carries on.
 //!
 //! ```no_run
 //! use banyan_gateways::backplane::{Backplane, Config};
@@ -65,8 +87,9 @@ pub const DEFAULT_STALL: Duration = Duration::from_secs(1);
 pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(5);
 /// Default for [`Config::max_message`]: 256 MiB.
 pub const DEFAULT_MAX_MESSAGE: usize = 256 << 20;
-/// Default for [`Config::busy_poll`].
-pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(200);
+/// Default for [`Config::busy_poll`]: off (the kernel's idle loop usually
+/// polls already; see the option).
+pub const DEFAULT_BUSY_POLL: Duration = Duration::ZERO;
 /// Minimum time between two drop warnings in the log.
 const WARN_EVERY: Duration = Duration::from_secs(5);
 
@@ -173,10 +196,14 @@ pub struct Config {
     pub max_message: usize,
     /// The forwarding engine. Default [`Engine::Native`].
     pub engine: Engine,
-    /// Native engine: the longest the forwarding thread polls without
-    /// sleeping while messages arrive at least this often (adaptive; see
-    /// the module docs). Zero = always sleep in `epoll_wait`. Default
-    /// [`DEFAULT_BUSY_POLL`].
+    /// Native engine, busy polling: while messages keep arriving less than
+    /// this far apart, the forwarding thread polls for the next one (up to
+    /// this long, adaptively) instead of sleeping in `epoll_wait`. It buys
+    /// latency with CPU time on machines where waking a sleeping thread is
+    /// slow — virtual machines whose kernel does not poll in its idle loop
+    /// (`haltpoll.guest_halt_poll_ns=0`), like the build machine, where
+    /// 200 µs halves an idle echo round trip; see `docs/lan.md`. Zero (the
+    /// default, [`DEFAULT_BUSY_POLL`]) = always sleep.
     pub busy_poll: Duration,
 }
 

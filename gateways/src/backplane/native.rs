@@ -399,13 +399,15 @@ impl std::fmt::Display for Close {
 }
 
 /// Adaptive busy polling before blocking, after the guest halt-polling
-/// algorithm: when events have been arriving less than `max` apart, the loop
-/// polls without blocking for up to a window sized by the last gap (twice
-/// it, at most `max`) before it sleeps in `epoll_wait`. Waking a sleeping
-/// thread costs tens of microseconds on some machines (virtual CPUs most of
-/// all); a thread that is still polling sees the next message at once. The
-/// window closes (halves per miss) when events stop coming that fast, so a
-/// backplane with sparse traffic sleeps like any other.
+/// algorithm. Before sleeping in `epoll_wait`, the loop polls without
+/// blocking for up to `window`. The window follows the sleeps: a sleep that
+/// ended (with an event) less than `max` after the loop went idle doubles
+/// it (from `max / 16`, up to `max`); a longer one, or a timeout, closes it.
+/// So a thread polls only while messages keep arriving less than `max`
+/// apart, and a failed poll costs at most one small window before a long
+/// sleep closes it. Waking a sleeping thread costs tens of microseconds on
+/// some machines (virtual CPUs most of all); a thread that is still polling
+/// sees the next message at once.
 struct BusyPoll {
     max: Duration,
     window: Duration,
@@ -425,31 +427,36 @@ impl BusyPoll {
         events: &mut Events,
         timeout: Option<Duration>,
     ) -> io::Result<()> {
-        let start = Instant::now();
-        if timeout != Some(Duration::ZERO) && !self.window.is_zero() {
+        if timeout == Some(Duration::ZERO) || self.max.is_zero() {
+            return poll.poll(events, timeout);
+        }
+        let idle_since = Instant::now();
+        if !self.window.is_zero() {
             let window = timeout.map_or(self.window, |t| t.min(self.window));
             loop {
                 poll.poll(events, Some(Duration::ZERO))?;
                 if !events.is_empty() {
                     return Ok(());
                 }
-                if start.elapsed() >= window {
+                if idle_since.elapsed() >= window {
                     break;
                 }
                 std::hint::spin_loop();
             }
-            self.window /= 2;
         }
         poll.poll(events, timeout)?;
-        if !self.max.is_zero() && !events.is_empty() {
-            let gap = start.elapsed();
-            self.window = if gap <= self.max {
-                (gap * 2).min(self.max)
-            } else {
-                Duration::ZERO
-            };
-        }
+        self.adapt(idle_since.elapsed(), !events.is_empty());
         Ok(())
+    }
+
+    /// After a sleep that lasted `gap` since the loop went idle and ended
+    /// with an event (`woken`) or a timeout.
+    fn adapt(&mut self, gap: Duration, woken: bool) {
+        self.window = if woken && gap <= self.max {
+            (self.window * 2).max(self.max / 16).min(self.max)
+        } else {
+            Duration::ZERO
+        };
     }
 }
 
@@ -1088,6 +1095,77 @@ mod tests {
             zmtp::put_frame(&mut out, *flags, body);
         }
         out
+    }
+
+    #[test]
+    fn busy_poll_window_opens_on_short_gaps_and_closes_on_long_ones() {
+        let max = Duration::from_micros(200);
+        let mut busy = BusyPoll::new(max);
+        let short = Duration::from_micros(50);
+        // Short sleeps open the window and double it up to `max`.
+        for expected in [12_500, 25_000, 50_000, 100_000, 200_000, 200_000] {
+            busy.adapt(short, true);
+            assert_eq!(busy.window, Duration::from_nanos(expected));
+        }
+        // A long sleep, or a timeout, closes it.
+        busy.adapt(Duration::from_millis(1), true);
+        assert_eq!(busy.window, Duration::ZERO);
+        busy.adapt(short, true);
+        busy.adapt(short, false);
+        assert_eq!(busy.window, Duration::ZERO);
+
+        // With a real poll: a pending event is taken while polling (the
+        // window stays); nothing pending times out and closes the window.
+        let mut poll = Poll::new().unwrap();
+        let waker = Waker::new(poll.registry(), WAKER).unwrap();
+        let mut events = Events::with_capacity(4);
+        busy.window = max;
+        waker.wake().unwrap();
+        busy.wait(&mut poll, &mut events, None).unwrap();
+        assert!(!events.is_empty());
+        assert_eq!(busy.window, max);
+        busy.wait(&mut poll, &mut events, Some(Duration::from_millis(2)))
+            .unwrap();
+        assert!(events.is_empty());
+        assert_eq!(busy.window, Duration::ZERO);
+        // Off: the window never opens.
+        let mut off = BusyPoll::new(Duration::ZERO);
+        waker.wake().unwrap();
+        off.wait(&mut poll, &mut events, None).unwrap();
+        assert!(!events.is_empty());
+        assert_eq!(off.window, Duration::ZERO);
+    }
+
+    #[test]
+    fn forwards_with_busy_polling() {
+        use crate::backplane::{Backplane, Config as BpConfig};
+        use crate::component::{Component, Config};
+        let mut cfg = BpConfig::new("127.0.0.1", 0, 0);
+        cfg.busy_poll = Duration::from_micros(200);
+        let bp = Backplane::bind(&cfg).unwrap().spawn().unwrap();
+        let c = Config::new("127.0.0.1", bp.publisher_port(), bp.subscriber_port());
+        let mut publisher = Component::connect(c.clone()).unwrap();
+        let mut subscriber = Component::connect(c).unwrap();
+        subscriber.subscribe("t").unwrap();
+        assert!(publisher
+            .wait_for_subscriber("t", Duration::from_secs(10))
+            .unwrap());
+        for i in 0..200u32 {
+            publisher.publish("t", &i).unwrap();
+            let m = subscriber
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap()
+                .expect("a message");
+            assert_eq!(m.decode::<u32>().unwrap(), i);
+        }
+        // The counters are published after each turn of the loop, which may
+        // end just after the subscriber got the last message.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while bp.stats().forwarded < 200 && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert_eq!(bp.stats().forwarded, 200);
+        bp.stop().unwrap();
     }
 
     #[test]

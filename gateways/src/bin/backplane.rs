@@ -48,10 +48,11 @@ struct Args {
     /// `libzmq` (libzmq's XSUB/XPUB sockets; kept for comparison).
     #[arg(long, default_value = "native")]
     engine: Engine,
-    /// Busy polling (native engine): while messages arrive at least this
+    /// Busy polling (native engine): while messages arrive less than this
     /// many microseconds apart, poll for the next one instead of sleeping
     /// (adaptive: the backplane sleeps as soon as traffic slows down).
-    /// Lower latency for some CPU time; 0 = never.
+    /// Lower latency for CPU time where thread wake-ups are slow (VMs
+    /// without guest halt polling); 0 = off (default). Try 200.
     #[arg(long, default_value_t = banyan_gateways::backplane::DEFAULT_BUSY_POLL.as_micros() as u64)]
     busy_poll_us: u64,
     /// Python Banyan's loop time; accepted for compatibility and ignored.

@@ -57,6 +57,10 @@ enum What {
         /// no checks) through the same backplane.
         #[arg(long)]
         raw: bool,
+        /// Send a request at most this many times per second (a control
+        /// loop's pace) instead of right after the previous reply.
+        #[arg(long)]
+        rate: Option<f64>,
     },
 }
 
@@ -105,7 +109,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             count,
             shared_context,
             raw: false,
-        } => latency(config, count, shared_context),
+            rate,
+        } => latency(config, count, shared_context, rate),
     }
 }
 
@@ -226,7 +231,13 @@ fn latency(
     config: Config,
     count: usize,
     shared_context: bool,
+    rate: Option<f64>,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    let period = match rate {
+        Some(hz) if hz > 0.0 && hz.is_finite() => Some(Duration::from_secs_f64(1.0 / hz)),
+        Some(hz) => return Err(format!("--rate must be a positive number, not {hz}").into()),
+        None => None,
+    };
     let shared = zmq::Context::new();
     let context = |c: &zmq::Context| {
         if shared_context {
@@ -253,7 +264,13 @@ fn latency(
     }
     let mut rtts = Vec::with_capacity(count);
     let timeout = Duration::from_secs(5);
+    let paced_from = Instant::now();
     for i in 0..count + 100 {
+        if let Some(period) = period {
+            // Pacing, not waiting for anything: sleep to the next tick.
+            let tick = paced_from + period * i as u32;
+            std::thread::sleep(tick.saturating_duration_since(Instant::now()));
+        }
         let t0 = Instant::now();
         client.publish("echo", &Value { value: i as u64 })?;
         // The reply subscription may take a moment the very first time.
@@ -275,7 +292,11 @@ fn latency(
     }
     client.publish("echo", &())?;
     let _ = server_thread.join();
-    report_rtts("latency", rtts);
+    let what = match rate {
+        Some(hz) => format!("latency at {hz} requests/s"),
+        None => "latency".to_owned(),
+    };
+    report_rtts(&what, rtts);
     Ok(())
 }
 
