@@ -168,6 +168,194 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<Header>, FrameError> {
     }
 }
 
+/// Skipping the rest of a message that is over a size limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Discard {
+    /// Body bytes of the current frame still to skip.
+    pub left: u64,
+    /// Frames follow the current one.
+    pub more: bool,
+}
+
+/// What [`parse`] found at the front of a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parsed {
+    /// Not enough bytes yet.
+    NeedMore,
+    /// A command frame of `len` bytes whose body starts at `body`.
+    Command {
+        /// Bytes of the whole frame.
+        len: usize,
+        /// Offset of the body.
+        body: usize,
+    },
+    /// A whole message (all its frames) of `len` bytes; its first frame's
+    /// body is `first.0..first.1`.
+    Message {
+        /// Bytes of all frames with their headers.
+        len: usize,
+        /// Body of the first frame (the topic).
+        first: (usize, usize),
+    },
+    /// A message over the size limit: skip its first `skip` bytes (ending
+    /// after a frame header), then go on as `discard` says.
+    Oversize {
+        /// Bytes to skip now.
+        skip: usize,
+        /// What remains of the message.
+        discard: Discard,
+    },
+}
+
+/// Parses the whole message or command at the front of `buf`, refusing to
+/// wait for more than `max_message` bytes of it.
+///
+/// # Errors
+/// [`FrameError`] for a frame no ZMTP 3 peer sends, or a command inside a
+/// multipart message.
+pub fn parse(buf: &[u8], max_message: usize) -> Result<Parsed, FrameError> {
+    let mut at = 0usize;
+    let mut first = None;
+    loop {
+        let Some(h) = parse_header(&buf[at..])? else {
+            return Ok(Parsed::NeedMore);
+        };
+        let body = at + h.header_len;
+        let total = (body as u64).saturating_add(h.body_len);
+        if total > max_message as u64 {
+            return Ok(Parsed::Oversize {
+                skip: body,
+                discard: Discard {
+                    left: h.body_len,
+                    more: h.more(),
+                },
+            });
+        }
+        // `total` fits in usize: it is at most `max_message`.
+        let total = total as usize;
+        if h.command() {
+            if at > 0 {
+                return Err(FrameError::CommandMore);
+            }
+            return Ok(if buf.len() < total {
+                Parsed::NeedMore
+            } else {
+                Parsed::Command { len: total, body }
+            });
+        }
+        if buf.len() < total {
+            return Ok(Parsed::NeedMore);
+        }
+        let first = *first.get_or_insert((body, total));
+        at = total;
+        if !h.more() {
+            return Ok(Parsed::Message { len: at, first });
+        }
+    }
+}
+
+/// What [`Decoder::step`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing can be done until more bytes arrive.
+    NeedMore,
+    /// Consumed this many bytes of an oversize message being skipped.
+    Skipped(usize),
+    /// A command frame: consume `len` bytes; its body starts at `body`.
+    Command {
+        /// Bytes of the whole frame.
+        len: usize,
+        /// Offset of the body.
+        body: usize,
+    },
+    /// A whole message: consume `len` bytes; its first frame's body is
+    /// `first.0..first.1`.
+    Message {
+        /// Bytes of all frames with their headers.
+        len: usize,
+        /// Body of the first frame (the topic).
+        first: (usize, usize),
+    },
+    /// A message over the size limit starts: consume `skip` bytes; the rest
+    /// of it is consumed by the next steps ([`Step::Skipped`]).
+    Oversize {
+        /// Bytes to consume now.
+        skip: usize,
+    },
+}
+
+/// The receiving side of a ZMTP 3 connection after the greeting: splits a
+/// byte stream into commands and whole messages, skipping messages over
+/// `max_message` bytes without buffering them. Sans-IO: the caller keeps
+/// the bytes and consumes what each [`Step`] says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decoder {
+    max_message: usize,
+    discard: Option<Discard>,
+}
+
+impl Decoder {
+    /// A decoder that skips messages over `max_message` bytes.
+    pub fn new(max_message: usize) -> Decoder {
+        Decoder {
+            max_message,
+            discard: None,
+        }
+    }
+
+    /// A message is being skipped.
+    pub fn discarding(&self) -> bool {
+        self.discard.is_some()
+    }
+
+    /// Looks at the unconsumed bytes `buf` and says what is next; the
+    /// caller consumes the bytes the step names (and nothing for
+    /// [`Step::NeedMore`]).
+    ///
+    /// # Errors
+    /// [`FrameError`]: the stream is broken and cannot be resynchronized.
+    pub fn step(&mut self, buf: &[u8]) -> Result<Step, FrameError> {
+        let mut used = 0usize;
+        while let Some(d) = self.discard.as_mut() {
+            let rest = &buf[used..];
+            if d.left > 0 {
+                let n = (rest.len() as u64).min(d.left) as usize;
+                if n == 0 {
+                    break;
+                }
+                d.left -= n as u64;
+                used += n;
+            } else if !d.more {
+                self.discard = None;
+            } else {
+                let Some(h) = parse_header(rest)? else {
+                    break;
+                };
+                *d = Discard {
+                    left: h.body_len,
+                    more: h.more(),
+                };
+                used += h.header_len;
+            }
+        }
+        if used > 0 {
+            return Ok(Step::Skipped(used));
+        }
+        if self.discard.is_some() {
+            return Ok(Step::NeedMore);
+        }
+        Ok(match parse(buf, self.max_message)? {
+            Parsed::NeedMore => Step::NeedMore,
+            Parsed::Command { len, body } => Step::Command { len, body },
+            Parsed::Message { len, first } => Step::Message { len, first },
+            Parsed::Oversize { skip, discard } => {
+                self.discard = Some(discard);
+                Step::Oversize { skip }
+            }
+        })
+    }
+}
+
 /// Appends a frame header for a body of `len` bytes.
 pub fn put_header(out: &mut Vec<u8>, flags: u8, len: usize) {
     if len > 255 {
@@ -401,6 +589,139 @@ mod tests {
             Some(Subscription::Cancel(b"t"))
         );
         assert_eq!(command_subscription(b"PING", b""), None);
+    }
+
+    fn frames(parts: &[(u8, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (flags, body) in parts {
+            put_frame(&mut out, *flags, body);
+        }
+        out
+    }
+
+    #[test]
+    fn parse_messages_commands_and_partials() {
+        let msg = frames(&[(MORE, b"topic"), (0, b"\x81\xa1v\x01")]);
+        assert_eq!(
+            parse(&msg, 1 << 20).unwrap(),
+            Parsed::Message {
+                len: msg.len(),
+                first: (2, 7)
+            }
+        );
+        for n in 0..msg.len() {
+            assert_eq!(parse(&msg[..n], 1 << 20).unwrap(), Parsed::NeedMore, "{n}");
+        }
+        let mut cmd = Vec::new();
+        put_ready(&mut cmd, "PUB");
+        assert_eq!(
+            parse(&cmd, 1 << 20).unwrap(),
+            Parsed::Command {
+                len: cmd.len(),
+                body: 2
+            }
+        );
+        // A command in the middle of a message is a protocol error.
+        let mut bad = frames(&[(MORE, b"t")]);
+        bad.extend_from_slice(&cmd);
+        assert_eq!(parse(&bad, 1 << 20), Err(FrameError::CommandMore));
+        // Over the limit: skip up to the offending frame's body.
+        let big = frames(&[(MORE, b"t"), (0, &[0u8; 300])]);
+        assert_eq!(
+            parse(&big[..12], 100).unwrap(),
+            Parsed::Oversize {
+                skip: 3 + 9,
+                discard: Discard {
+                    left: 300,
+                    more: false
+                }
+            }
+        );
+        // A frame claiming 2^64-1 bytes is oversize, not an overflow.
+        let mut huge = vec![LONG];
+        huge.extend_from_slice(&u64::MAX.to_be_bytes());
+        assert!(matches!(
+            parse(&huge, 1 << 30).unwrap(),
+            Parsed::Oversize { skip: 9, .. }
+        ));
+        // An empty message (one empty frame) is a message.
+        assert_eq!(
+            parse(&[0, 0], 10).unwrap(),
+            Parsed::Message {
+                len: 2,
+                first: (2, 2)
+            }
+        );
+    }
+
+    /// Every step over `stream` fed whole, as (kind, bytes) pairs.
+    fn decode_all(stream: &[u8], max: usize, chunk: usize) -> (Vec<(u8, Vec<u8>)>, bool) {
+        let mut d = Decoder::new(max);
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        let mut fed = 0;
+        loop {
+            let step = match d.step(&buf) {
+                Ok(s) => s,
+                Err(_) => return (out, true),
+            };
+            let used = match step {
+                Step::NeedMore => {
+                    if fed == stream.len() {
+                        return (out, false);
+                    }
+                    let n = chunk.min(stream.len() - fed);
+                    buf.extend_from_slice(&stream[fed..fed + n]);
+                    fed += n;
+                    continue;
+                }
+                Step::Skipped(n) => n,
+                Step::Oversize { skip } => {
+                    out.push((b'O', Vec::new()));
+                    skip
+                }
+                Step::Command { len, body } => {
+                    out.push((b'C', buf[body..len].to_vec()));
+                    len
+                }
+                Step::Message { len, first } => {
+                    assert!(first.0 <= first.1 && first.1 <= len);
+                    out.push((b'M', buf[..len].to_vec()));
+                    len
+                }
+            };
+            assert!(used > 0 && used <= buf.len());
+            buf.drain(..used);
+        }
+    }
+
+    #[test]
+    fn decoder_skips_oversize_messages_whatever_the_chunking() {
+        let mut stream = frames(&[(MORE, b"a"), (0, b"\x01")]);
+        stream.extend(frames(&[(MORE, b"big"), (MORE, &[1; 300]), (0, &[2; 50])]));
+        put_pong(&mut stream, b"\0\0ctx");
+        stream.extend(frames(&[(MORE, b"b"), (0, b"\x02")]));
+        let (whole, failed) = decode_all(&stream, 100, usize::MAX);
+        assert!(!failed);
+        let kinds: Vec<u8> = whole.iter().map(|(k, _)| *k).collect();
+        assert_eq!(kinds, b"MOCM");
+        assert_eq!(whole[2].1, b"\x04PONGctx");
+        assert_eq!(whole[3].1, frames(&[(MORE, b"b"), (0, b"\x02")]));
+        for chunk in 1..20 {
+            assert_eq!(
+                decode_all(&stream, 100, chunk),
+                (whole.clone(), false),
+                "{chunk}"
+            );
+        }
+        // A broken frame after good ones: the good ones, then the error.
+        let mut broken = frames(&[(0, b"x")]);
+        broken.extend_from_slice(&[0x40, 0]);
+        for chunk in [1, 2, 100] {
+            let (items, failed) = decode_all(&broken, 100, chunk);
+            assert!(failed);
+            assert_eq!(items.len(), 1);
+        }
     }
 
     #[test]

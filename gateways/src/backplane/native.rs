@@ -20,7 +20,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::{Config, Error, Reporter, Result, ShutdownHandle, Stats};
-use crate::zmtp::{self, HandshakeError, Subscription};
+use crate::zmtp::{self, Decoder, HandshakeError, Step, Subscription};
 
 const PUBLISHERS: Token = Token(0);
 const SUBSCRIBERS: Token = Token(1);
@@ -130,15 +130,6 @@ enum Phase {
     Traffic,
 }
 
-/// Skipping the rest of a message that is over [`Config::max_message`].
-#[derive(Debug, Clone, Copy)]
-struct Discard {
-    /// Body bytes of the current frame still to skip.
-    left: u64,
-    /// Frames follow the current one.
-    more: bool,
-}
-
 struct Connection {
     stream: TcpStream,
     peer: SocketAddr,
@@ -152,7 +143,7 @@ struct Connection {
     end: usize,
     /// The socket may have more to read (edge-triggered readiness).
     readable: bool,
-    discard: Option<Discard>,
+    decoder: Decoder,
     output: Vec<u8>,
     /// Bytes of `output` already written.
     sent: usize,
@@ -174,7 +165,13 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(stream: TcpStream, peer: SocketAddr, role: Role, now: Instant) -> Connection {
+    fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        role: Role,
+        now: Instant,
+        max_message: usize,
+    ) -> Connection {
         let mut output = Vec::with_capacity(zmtp::GREETING_LEN);
         output.extend_from_slice(&zmtp::greeting());
         Connection {
@@ -187,7 +184,7 @@ impl Connection {
             start: 0,
             end: 0,
             readable: true,
-            discard: None,
+            decoder: Decoder::new(max_message),
             output,
             sent: 0,
             written_total: 0,
@@ -311,63 +308,6 @@ impl Connection {
             self.sent = 0;
         }
         Ok(())
-    }
-}
-
-/// What the parser found at the front of a connection's input.
-enum Parsed {
-    /// Not enough bytes yet.
-    NeedMore,
-    /// A command frame of `len` bytes, body at `body`.
-    Command { len: usize, body: usize },
-    /// A whole message of `len` bytes; its first frame's body is
-    /// `first.0..first.1` (offsets from the message start).
-    Message { len: usize, first: (usize, usize) },
-    /// A message over the size limit: its first `skip` bytes (ending after a
-    /// frame header) are to be skipped, then `discard`.
-    Oversize { skip: usize, discard: Discard },
-}
-
-/// Parses the message or command at the front of `buf`.
-fn parse(buf: &[u8], max_message: usize) -> std::result::Result<Parsed, zmtp::FrameError> {
-    let mut at = 0usize;
-    let mut first = None;
-    loop {
-        let Some(h) = zmtp::parse_header(&buf[at..])? else {
-            return Ok(Parsed::NeedMore);
-        };
-        let body = at + h.header_len;
-        let total = (body as u64).saturating_add(h.body_len);
-        if total > max_message as u64 {
-            return Ok(Parsed::Oversize {
-                skip: body,
-                discard: Discard {
-                    left: h.body_len,
-                    more: h.more(),
-                },
-            });
-        }
-        // `total` fits in usize: it is at most `max_message`.
-        let total = total as usize;
-        if h.command() {
-            if at > 0 {
-                return Err(zmtp::FrameError::CommandMore);
-            }
-            return Ok(if buf.len() < total {
-                Parsed::NeedMore
-            } else {
-                Parsed::Command { len: total, body }
-            });
-        }
-        if buf.len() < total {
-            return Ok(Parsed::NeedMore);
-        }
-        first.get_or_insert((body, total));
-        at = total;
-        if !h.more() {
-            let first = first.unwrap_or((body, total));
-            return Ok(Parsed::Message { len: at, first });
-        }
     }
 }
 
@@ -618,7 +558,8 @@ impl<'a> Forwarder<'a> {
                 continue;
             }
             log::debug!("backplane: {} connection from {peer}", role.port());
-            let mut c = Connection::new(stream, peer, role, Instant::now());
+            let mut c =
+                Connection::new(stream, peer, role, Instant::now(), self.config.max_message);
             c.mark(index, &mut self.dirty);
             self.connections[index] = Some(c);
         }
@@ -686,30 +627,6 @@ impl<'a> Forwarder<'a> {
                 return Ok(());
             };
             let buf = &input[*start..end];
-            if let Some(d) = c.discard.as_mut() {
-                if d.left > 0 {
-                    let n = (buf.len() as u64).min(d.left) as usize;
-                    d.left -= n as u64;
-                    *start += n;
-                    if d.left > 0 {
-                        return Ok(());
-                    }
-                    continue;
-                }
-                if !d.more {
-                    c.discard = None;
-                    continue;
-                }
-                let Some(h) = zmtp::parse_header(buf).map_err(Close::Frame)? else {
-                    return Ok(());
-                };
-                *d = Discard {
-                    left: h.body_len,
-                    more: h.more(),
-                };
-                *start += h.header_len;
-                continue;
-            }
             match c.phase {
                 Phase::Greeting => {
                     let have = &buf[..buf.len().min(zmtp::GREETING_LEN)];
@@ -725,9 +642,9 @@ impl<'a> Forwarder<'a> {
                         }
                     }
                 }
-                Phase::Ready => match parse(buf, max_message).map_err(Close::Frame)? {
-                    Parsed::NeedMore => return Ok(()),
-                    Parsed::Command { len, body } => {
+                Phase::Ready => match c.decoder.step(buf).map_err(Close::Frame)? {
+                    Step::NeedMore => return Ok(()),
+                    Step::Command { len, body } => {
                         let (name, data) = zmtp::split_command(&buf[body..len])
                             .map_err(|e| Close::Handshake(HandshakeError::BadReady(e)))?;
                         if name == b"ERROR" {
@@ -759,7 +676,7 @@ impl<'a> Forwarder<'a> {
                             c.mark(index, &mut self.dirty);
                         }
                     }
-                    Parsed::Message { .. } | Parsed::Oversize { .. } => {
+                    Step::Message { .. } | Step::Oversize { .. } | Step::Skipped(_) => {
                         return Err(Close::Handshake(HandshakeError::BadReady(
                             "message before READY",
                         )))
@@ -769,15 +686,15 @@ impl<'a> Forwarder<'a> {
                     if c.role == Role::Publisher && self.stall.is_some() {
                         return Ok(());
                     }
-                    match parse(buf, max_message).map_err(Close::Frame)? {
-                        Parsed::NeedMore => return Ok(()),
-                        Parsed::Command { len, body } => {
+                    match c.decoder.step(buf).map_err(Close::Frame)? {
+                        Step::NeedMore => return Ok(()),
+                        Step::Skipped(n) => *start += n,
+                        Step::Command { len, body } => {
                             *start += len;
                             self.command(index, &buf[body..len])?;
                         }
-                        Parsed::Oversize { skip, discard } => {
+                        Step::Oversize { skip } => {
                             *start += skip;
-                            c.discard = Some(discard);
                             self.reporter.stats.oversize += 1;
                             log::warn!(
                                 "backplane: discarded a message over {} bytes from {} ({} port)",
@@ -786,7 +703,7 @@ impl<'a> Forwarder<'a> {
                                 c.role.port()
                             );
                         }
-                        Parsed::Message { len, first } => {
+                        Step::Message { len, first } => {
                             let message = &buf[..len];
                             let first = &message[first.0..first.1];
                             if c.role == Role::Subscriber {
@@ -968,8 +885,8 @@ impl<'a> Forwarder<'a> {
         };
         let input = std::mem::take(&mut c.input);
         let buf = &input[c.start..c.end];
-        let delivered = match parse(buf, self.config.max_message) {
-            Ok(Parsed::Message { len, first }) => {
+        let delivered = match zmtp::parse(buf, self.config.max_message) {
+            Ok(zmtp::Parsed::Message { len, first }) => {
                 let sent = self.route(&buf[..len], &buf[first.0..first.1], now, may_stall);
                 if sent {
                     if let Some(c) = self.connections[stall.connection].as_mut() {
@@ -1089,14 +1006,6 @@ impl<'a> Forwarder<'a> {
 mod tests {
     use super::*;
 
-    fn frames(parts: &[(u8, &[u8])]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (flags, body) in parts {
-            zmtp::put_frame(&mut out, *flags, body);
-        }
-        out
-    }
-
     #[test]
     fn busy_poll_window_opens_on_short_gaps_and_closes_on_long_ones() {
         let max = Duration::from_micros(200);
@@ -1166,51 +1075,5 @@ mod tests {
         }
         assert_eq!(bp.stats().forwarded, 200);
         bp.stop().unwrap();
-    }
-
-    #[test]
-    fn parse_messages_commands_and_partials() {
-        let msg = frames(&[(zmtp::MORE, b"topic"), (0, b"\x81\xa1v\x01")]);
-        match parse(&msg, 1 << 20).unwrap() {
-            Parsed::Message { len, first } => {
-                assert_eq!(len, msg.len());
-                assert_eq!(&msg[first.0..first.1], b"topic");
-            }
-            _ => panic!("not a message"),
-        }
-        for n in 0..msg.len() {
-            assert!(
-                matches!(parse(&msg[..n], 1 << 20).unwrap(), Parsed::NeedMore),
-                "{n}"
-            );
-        }
-        let mut cmd = Vec::new();
-        zmtp::put_ready(&mut cmd, "PUB");
-        assert!(matches!(
-            parse(&cmd, 1 << 20).unwrap(),
-            Parsed::Command { len, body: 2 } if len == cmd.len()
-        ));
-        // A command in the middle of a message is a protocol error.
-        let mut bad = frames(&[(zmtp::MORE, b"t")]);
-        bad.extend_from_slice(&cmd);
-        assert!(parse(&bad, 1 << 20).is_err());
-        // Over the limit: skip up to the offending frame's body.
-        let big = frames(&[(zmtp::MORE, b"t"), (0, &[0u8; 300])]);
-        match parse(&big[..12], 100).unwrap() {
-            Parsed::Oversize { skip, discard } => {
-                assert_eq!(skip, 3 + 9);
-                assert_eq!(discard.left, 300);
-                assert!(!discard.more);
-            }
-            _ => panic!("not oversize"),
-        }
-        // An empty message (one empty frame) is a message.
-        assert!(matches!(
-            parse(&[0, 0], 10).unwrap(),
-            Parsed::Message {
-                len: 2,
-                first: (2, 2)
-            }
-        ));
     }
 }
