@@ -127,7 +127,38 @@ fn handshake() -> (Vec<u8>, Vec<u8>) {
     (to_gw, to_dev)
 }
 
+/// A ZMTP frame: flags, 1- or 8-byte size, body.
+fn zmtp_frame(out: &mut Vec<u8>, flags: u8, body: &[u8]) {
+    if body.len() > 255 {
+        out.push(flags | 0x02);
+        out.extend_from_slice(&(body.len() as u64).to_be_bytes());
+    } else {
+        out.push(flags);
+        out.push(body.len() as u8);
+    }
+    out.extend_from_slice(body);
+}
+
 fn main() {
+    // ZMTP after the greeting: READY, a SUBSCRIBE command, a subscription
+    // message, a PING, [topic, payload] messages, one of them long.
+    let mut zmtp = vec![60, 7];
+    zmtp_frame(
+        &mut zmtp,
+        0x04,
+        b"\x05READY\x0bSocket-Type\x00\x00\x00\x03PUB",
+    );
+    zmtp_frame(&mut zmtp, 0x04, b"\x09SUBSCRIBEecho");
+    zmtp_frame(&mut zmtp, 0x00, b"\x01reply");
+    zmtp_frame(&mut zmtp, 0x04, b"\x04PING\x00\x64ctx");
+    for (name, p) in PAYLOADS {
+        zmtp_frame(&mut zmtp, 0x01, name.as_bytes());
+        zmtp_frame(&mut zmtp, 0x00, p);
+    }
+    zmtp_frame(&mut zmtp, 0x01, b"big");
+    zmtp_frame(&mut zmtp, 0x00, &[0x55; 300]);
+    write("zmtp_decoder", "session", &zmtp);
+
     for (name, p) in PAYLOADS {
         write("msg_validate", name, &with_prefix(0x00, p));
         write("cmd_parse", name, p);

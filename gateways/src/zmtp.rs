@@ -125,9 +125,12 @@ pub enum FrameError {
     /// Reserved flag bits are set.
     #[error("reserved frame flag bits set ({0:#04x})")]
     ReservedFlags(u8),
-    /// A command frame with the MORE flag.
+    /// A command frame with the MORE flag, or inside a multipart message.
     #[error("command frame with the MORE flag")]
     CommandMore,
+    /// A command frame whose name is missing or runs past the frame.
+    #[error("malformed command: {0}")]
+    BadCommand(&'static str),
 }
 
 /// Parses the frame header at the start of `buf`; `Ok(None)` if more bytes

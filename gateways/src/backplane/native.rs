@@ -729,8 +729,8 @@ impl<'a> Forwarder<'a> {
     }
 
     fn command(&mut self, index: usize, body: &[u8]) -> std::result::Result<(), Close> {
-        let (name, data) = zmtp::split_command(body)
-            .map_err(|_| Close::Frame(zmtp::FrameError::ReservedFlags(0)))?;
+        let (name, data) =
+            zmtp::split_command(body).map_err(|e| Close::Frame(zmtp::FrameError::BadCommand(e)))?;
         match name {
             b"PING" => {
                 self.scratch.clear();
