@@ -494,8 +494,10 @@ impl<'a> Forwarder<'a> {
             }
             self.expire_handshakes(now);
             self.report(now);
-            self.flush_all();
+            // Closing a subscriber queues cancellations for publishers: close
+            // before the last flush, so that they leave in this turn.
             self.close_finished();
+            self.flush_all();
             self.handle.counters.store(self.reporter.stats);
         }
     }
