@@ -25,7 +25,8 @@
 //! # Queues, backpressure and counted loss
 //! Each subscriber gets a queue of up to [`Config::hwm`] messages in the
 //! backplane (default 1,000,000; `hwm = 0` means unlimited: memory then grows
-//! with the backlog). Nothing is dropped silently. When a message is for a
+//! with the backlog), and (native engine) of up to [`Config::queue_bytes`]
+//! bytes (default 256 MiB), whichever fills first. Nothing is dropped silently. When a message is for a
 //! subscriber whose queue is full:
 //!
 //! 1. The backplane stops reading from publishers (backpressure: their own
@@ -85,6 +86,8 @@ pub const STATS_TOPIC: &str = "banyan_backplane";
 pub const DEFAULT_STALL: Duration = Duration::from_secs(1);
 /// Default for [`Config::stats_interval`].
 pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(5);
+/// Default for [`Config::queue_bytes`]: 256 MiB.
+pub const DEFAULT_QUEUE_BYTES: usize = 256 << 20;
 /// Default for [`Config::max_message`]: 256 MiB.
 pub const DEFAULT_MAX_MESSAGE: usize = 256 << 20;
 /// Default for [`Config::busy_poll`]: off (the kernel's idle loop usually
@@ -183,6 +186,11 @@ pub struct Config {
     /// Per-subscriber queue limit in messages; 0 = unlimited. Default
     /// 1,000,000.
     pub hwm: i32,
+    /// Native engine: per-subscriber queue limit in bytes as well (a queue
+    /// is full at [`Config::hwm`] messages or this many bytes, whichever
+    /// comes first), so a stuck subscriber of large messages cannot exhaust
+    /// memory. 0 = no byte limit. Default [`DEFAULT_QUEUE_BYTES`].
+    pub queue_bytes: usize,
     /// How long a message for a subscriber whose queue is full is retried
     /// (while publishers are not read) before it is dropped and counted.
     /// Default 1 s ([`DEFAULT_STALL`]).
@@ -215,6 +223,7 @@ impl Default for Config {
             subscriber_port: crate::component::SUBSCRIBER_PORT,
             name: String::new(),
             hwm: crate::component::DEFAULT_HWM,
+            queue_bytes: DEFAULT_QUEUE_BYTES,
             stall: DEFAULT_STALL,
             stats_interval: DEFAULT_STATS_INTERVAL,
             max_message: DEFAULT_MAX_MESSAGE,

@@ -216,8 +216,11 @@ impl Connection {
         self.queued.len()
     }
 
-    fn is_full(&mut self, hwm: i32) -> bool {
-        hwm > 0 && self.queue_len() >= hwm as usize
+    /// The queue holds `hwm` messages (0 = no limit) or `max_bytes` bytes
+    /// (0 = no limit).
+    fn is_full(&mut self, hwm: i32, max_bytes: usize) -> bool {
+        (hwm > 0 && self.queue_len() >= hwm as usize)
+            || (max_bytes > 0 && self.appended_total - self.written_total >= max_bytes as u64)
     }
 
     fn in_overflow(&self, now: Instant, stall: Duration) -> bool {
@@ -830,7 +833,7 @@ impl<'a> Forwarder<'a> {
     /// in overflow and `may_stall`; otherwise full subscribers lose the
     /// message (counted) and it goes to the others.
     fn route(&mut self, message: &[u8], topic: &[u8], now: Instant, may_stall: bool) -> bool {
-        let (hwm, stall) = (self.config.hwm, self.config.stall);
+        let (hwm, max_bytes, stall) = (self.config.hwm, self.config.queue_bytes, self.config.stall);
         self.targets.clear();
         self.full.clear();
         let mut must_stall = false;
@@ -839,7 +842,7 @@ impl<'a> Forwarder<'a> {
             if c.role != Role::Subscriber || c.phase != Phase::Traffic || !c.wants(topic) {
                 continue;
             }
-            if c.is_full(hwm) {
+            if c.is_full(hwm, max_bytes) {
                 must_stall |= !c.in_overflow(now, stall);
                 self.full.push(i);
             } else {
@@ -1045,6 +1048,50 @@ mod tests {
         off.wait(&mut poll, &mut events, None).unwrap();
         assert!(!events.is_empty());
         assert_eq!(off.window, Duration::ZERO);
+    }
+
+    #[test]
+    fn byte_limit_fills_a_queue_before_the_message_limit() {
+        use crate::backplane::{Backplane, Config as BpConfig};
+        use crate::component::{Component, Config};
+        let mut cfg = BpConfig::new("127.0.0.1", 0, 0);
+        cfg.hwm = 0; // no message limit: only bytes count
+        cfg.queue_bytes = 256 * 1024;
+        cfg.stall = Duration::from_millis(100);
+        cfg.stats_interval = Duration::ZERO;
+        let bp = Backplane::bind(&cfg).unwrap().spawn().unwrap();
+        // A subscriber that never reads, with small kernel buffers.
+        let ctx = zmq::Context::new();
+        let stuck = ctx.socket(zmq::SUB).unwrap();
+        stuck.set_rcvhwm(1).unwrap();
+        stuck.set_rcvbuf(4096).unwrap();
+        stuck.set_linger(0).unwrap();
+        stuck.set_subscribe(b"big").unwrap();
+        stuck
+            .connect(&format!("tcp://127.0.0.1:{}", bp.subscriber_port()))
+            .unwrap();
+        let c = Config::new("127.0.0.1", bp.publisher_port(), bp.subscriber_port());
+        let mut publisher = Component::connect(c).unwrap();
+        assert!(publisher
+            .wait_for_subscriber("big", Duration::from_secs(10))
+            .unwrap());
+        let big = rmpv::Value::Binary(vec![0x55; 32 * 1024]);
+        const N: u64 = 300; // 9.6 MiB, far over 256 KiB + socket buffers
+        for _ in 0..N {
+            publisher.publish_value("big", &big).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let done = || {
+            let s = bp.stats();
+            s.forwarded + s.dropped == N
+        };
+        while !done() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let s = bp.stats();
+        assert_eq!(s.forwarded + s.dropped, N, "{s:?}");
+        assert!(s.dropped > 0 && s.stalls > 0, "{s:?}");
+        bp.stop().unwrap();
     }
 
     #[test]

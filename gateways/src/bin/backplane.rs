@@ -30,6 +30,10 @@ struct Args {
     /// Per-connection queue limit in messages (0 = unlimited).
     #[arg(long, default_value_t = banyan_gateways::component::DEFAULT_HWM)]
     hwm: i32,
+    /// Per-subscriber queue limit in bytes (native engine; 0 = none): a
+    /// queue is full at --hwm messages or this many bytes.
+    #[arg(long, default_value_t = banyan_gateways::backplane::DEFAULT_QUEUE_BYTES)]
+    queue_bytes: usize,
     /// How long (ms) a message for a subscriber whose queue is full is retried,
     /// with publishers paused, before it is dropped and counted. After such a
     /// drop, messages that cannot be queued at once are dropped at once until
@@ -76,6 +80,7 @@ fn main() {
     let mut config = Config::new(args.bind, args.publisher_port, args.subscriber_port);
     config.name = args.name;
     config.hwm = args.hwm;
+    config.queue_bytes = args.queue_bytes;
     config.stall = Duration::from_millis(args.stall_ms);
     config.stats_interval = stats_interval;
     config.max_message = args.max_message;
