@@ -500,7 +500,10 @@ fn hostile_connections_are_closed_and_counted_and_traffic_goes_on() {
         (bp.subscriber_port(), "SUB", "PUB"),
     ] {
         let cases: Vec<(&str, Vec<u8>)> = vec![
-            ("HTTP", b"GET / HTTP/1.1\r\nHost: backplane\r\n\r\n".to_vec()),
+            (
+                "HTTP",
+                b"GET / HTTP/1.1\r\nHost: backplane\r\n\r\n".to_vec(),
+            ),
             ("ZMTP 2.0", zmtp2.clone()),
             ("CURVE", curve.clone()),
             ("PING before READY", ping_first.clone()),
@@ -574,7 +577,7 @@ fn oversize_messages_are_skipped_and_the_connection_goes_on() {
     // Exactly 1000 bytes (frame headers included) passes, 1001 does not.
     let sized = |len: usize| {
         (0..len)
-            .map(|n| bin(n))
+            .map(bin)
             .find(|b| message(&[b"t", b]).len() == len)
             .unwrap()
     };
@@ -671,9 +674,82 @@ fn a_stuck_subscriber_loses_messages_only_for_itself() {
         assert!(last.is_none_or(|l| i > l), "{i} after {last:?}");
         last = Some(i);
     }
-    assert_eq!(stuck.poll(zmq::POLLIN, 100).unwrap(), 0, "more than expected");
+    assert_eq!(
+        stuck.poll(zmq::POLLIN, 100).unwrap(),
+        0,
+        "more than expected"
+    );
     let stats = stop(bp);
     assert_eq!(stats.forwarded, N, "{stats:?}");
     assert_eq!(stats.dropped, N - expected, "{stats:?}");
     assert_eq!(stats.undelivered, 0, "{stats:?}");
+}
+
+#[test]
+fn handshake_variants_long_subscriptions_and_unmatched_messages() {
+    let bp = start(Engine::Native, |_| {});
+    let (mut publ, _, _) = Peer::handshake(bp.publisher_port(), 1, "XPUB");
+
+    // Greeting, READY (extra property first, name in lower case, XSUB) and
+    // a 300-byte subscription (a long command frame) in one write.
+    let topic: Vec<u8> = (0..300).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut props = Vec::new();
+    props.push(8);
+    props.extend_from_slice(b"Identity");
+    props.extend_from_slice(&0u32.to_be_bytes());
+    props.push(11);
+    props.extend_from_slice(b"socket-type");
+    props.extend_from_slice(&4u32.to_be_bytes());
+    props.extend_from_slice(b"XSUB");
+    let all = [
+        greeting(3, 1, b"NULL"),
+        command(b"READY", &props),
+        command(b"SUBSCRIBE", &topic),
+    ]
+    .concat();
+    let mut sub = Peer::connect(bp.subscriber_port());
+    sub.write(&all);
+    // Upstream as a long frame: 0x01 + the 300 bytes.
+    let f = publ.read_frame();
+    assert_eq!(f.flags, LONG, "{f:?}");
+    assert_eq!(f.body, [&[1u8][..], &topic].concat());
+
+    // A second subscriber whose greeting comes one byte at a time.
+    let mut slow = Peer::connect(bp.subscriber_port());
+    for b in greeting(3, 0, b"NULL") {
+        slow.write(&[b]);
+    }
+    slow.write(&ready(Some("SUB")));
+    slow.write(&frame(0, b"\x01slow"));
+    assert_eq!(publ.read_subscription(), (true, b"slow".to_vec()));
+
+    // Both get what they asked for, byte for byte; a message nobody wants
+    // is counted as unmatched.
+    let mut long_topic = topic.clone();
+    long_topic.extend_from_slice(b"/more");
+    publ.send(&[b"nobody", b"\x01"]);
+    publ.send(&[&long_topic, b"\x02"]);
+    publ.send(&[b"slowly", b"\x03"]);
+    let expect = |p: &mut Peer, sent: &[u8]| {
+        let m = p.read_message();
+        let raw: Vec<u8> = m.iter().flat_map(|f| f.raw.clone()).collect();
+        assert_eq!(raw, sent);
+    };
+    // The first data on `sub` is after the backplane's greeting and READY.
+    let mut g = [0u8; 64];
+    sub.stream.read_exact(&mut g).unwrap();
+    assert_eq!(sub.read_frame().command().0, b"READY");
+    expect(&mut sub, &message(&[&long_topic, b"\x02"]));
+    let mut g = [0u8; 64];
+    slow.stream.read_exact(&mut g).unwrap();
+    assert_eq!(g[11], 1, "the backplane speaks ZMTP 3.1");
+    assert_eq!(slow.read_frame().command().0, b"READY");
+    expect(&mut slow, &message(&[b"slowly", b"\x03"]));
+
+    let stats = stop(bp);
+    assert_eq!(
+        (stats.forwarded, stats.unmatched, stats.refused),
+        (2, 1, 0),
+        "{stats:?}"
+    );
 }
