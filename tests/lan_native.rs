@@ -752,10 +752,82 @@ fn handshake_variants_long_subscriptions_and_unmatched_messages() {
     assert_eq!(slow.read_frame().command().0, b"READY");
     expect(&mut slow, &message(&[b"slowly", b"\x03"]));
 
+    // A publisher that sends greeting, READY and a message in one write
+    // without waiting for anything; and PING/PONG on the publisher port.
+    let mut eager = Peer::connect(bp.publisher_port());
+    eager.write(
+        &[
+            greeting(3, 1, b"NULL"),
+            ready(Some("PUB")),
+            message(&[b"slow-eager", b"\x04"]),
+            command(b"PING", b"\x00\x0aeager"),
+        ]
+        .concat(),
+    );
+    expect(&mut slow, &message(&[b"slow-eager", b"\x04"]));
+    eager.stream.read_exact(&mut g).unwrap();
+    assert_eq!(eager.read_frame().command().0, b"READY");
+    let mut subs = BTreeSet::new();
+    let pong = loop {
+        let f = eager.read_frame();
+        if f.is_command() && f.command().0 == b"PONG" {
+            break f;
+        }
+        subs.insert(f.body);
+    };
+    assert_eq!(pong.command().1, b"eager");
+    // The subscriptions it was told on connecting came first.
+    let expected: BTreeSet<Vec<u8>> = [[&[1u8][..], &topic].concat(), b"\x01slow".to_vec()]
+        .into_iter()
+        .collect();
+    assert_eq!(subs, expected);
+
     let stats = stop(bp);
     assert_eq!(
         (stats.forwarded, stats.unmatched, stats.refused),
-        (2, 1, 0),
+        (3, 1, 0),
         "{stats:?}"
     );
+}
+
+#[test]
+fn a_publisher_hanging_up_during_a_stall_loses_nothing_for_others() {
+    let bp = start(Engine::Native, |c| {
+        c.hwm = 50;
+        c.stall = Duration::from_millis(100);
+    });
+    let mut healthy = Component::connect(component_config(&bp)).unwrap();
+    // Each subscriber's "t" is registered once its next topic is.
+    healthy.subscribe("t").unwrap();
+    healthy.subscribe("healthy").unwrap();
+    let ctx = zmq::Context::new();
+    let _stuck = stuck_subscriber(&ctx, bp.subscriber_port(), &["t", "stuck"]);
+    let (mut publ, _, _) = Peer::handshake(bp.publisher_port(), 1, "PUB");
+    let told: BTreeSet<(bool, Vec<u8>)> = (0..3).map(|_| publ.read_subscription()).collect();
+    let expected: BTreeSet<(bool, Vec<u8>)> = [&b"t"[..], b"healthy", b"stuck"]
+        .into_iter()
+        .map(|t| (true, t.to_vec()))
+        .collect();
+    assert_eq!(told, expected);
+
+    // 400 × 32 KiB, then end of file at once: the backplane stalls on the
+    // stuck subscriber while the rest (and the end) wait in the socket.
+    const N: u64 = 400;
+    let blob = vec![0xa5u8; 32 * 1024];
+    let mut all = Vec::new();
+    for i in 0..N {
+        let v = rmpv::Value::Array(vec![i.into(), rmpv::Value::Binary(blob.clone())]);
+        all.extend_from_slice(&message(&[b"t", &encode_value(&v)]));
+    }
+    publ.write(&all);
+    publ.stream.shutdown(Shutdown::Write).unwrap();
+    for i in 0..N {
+        let m = next(&mut healthy);
+        assert_eq!(m.value().unwrap()[0], i.into(), "message {i}");
+    }
+    publ.expect_closed("publisher after end of file");
+    let stats = stop(bp);
+    assert_eq!(stats.forwarded, N, "{stats:?}");
+    assert!(stats.dropped > 0 && stats.stalls > 0, "{stats:?}");
+    assert_eq!(stats.refused, 0, "{stats:?}");
 }
