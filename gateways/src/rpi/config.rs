@@ -123,6 +123,12 @@ pub struct Safety {
     pub deadman_timeout_ms: u64,
     /// A `state` report is published at least this often (ms, > 0).
     pub state_interval_ms: u64,
+    /// Longest timed run (`run_motors` with `duration_ms`) accepted, in ms;
+    /// a longer one is refused with an error report (a timed run replaces
+    /// the deadman for its duration, so this bounds how long motors run
+    /// with nobody talking to the gateway). Default 10,000; 0 refuses every
+    /// timed run.
+    pub max_run_ms: u64,
 }
 
 impl Default for Safety {
@@ -130,6 +136,7 @@ impl Default for Safety {
         Self {
             deadman_timeout_ms: 500,
             state_interval_ms: 1000,
+            max_run_ms: 10_000,
         }
     }
 }

@@ -557,6 +557,12 @@ impl<B: Backend> Gateway<B> {
         let cmd = RunMotors::<MAX_ACTUATORS>::parse(payload).map_err(|e| e.to_string())?;
         cmd.check_names(&self.motor_names)
             .map_err(|e| format!("{e} (configured motors: {})", self.motor_names.join(", ")))?;
+        let max_run_ms = self.cfg.safety.max_run_ms;
+        if let Some(d) = cmd.duration_ms.filter(|&d| u64::from(d) > max_run_ms) {
+            return Err(format!(
+                "duration_ms {d} is over safety.max_run_ms ({max_run_ms}); nothing changed"
+            ));
+        }
         let now_ms = self.ms(now);
         self.motors
             .run(now_ms, &cmd.speeds, cmd.duration_ms.map(u64::from))

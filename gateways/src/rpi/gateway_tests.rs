@@ -104,6 +104,34 @@ fn run_motors_drives_hbridge_pins_and_reports_state() {
 }
 
 #[test]
+fn timed_runs_over_the_limit_are_refused() {
+    let (mut gw, board, t0) = gateway();
+    assert_eq!(gw.config().safety.max_run_ms, 10_000);
+    // At the limit: runs, and stops at its end (not at the deadman).
+    gw.handle(
+        "run_motors",
+        &pack(&[("left", 0.5.into()), ("duration_ms", 10_000.into())]),
+        t0,
+    );
+    assert_eq!(board.pin(18).duty, 0.5);
+    gw.tick(t0 + Duration::from_millis(9_999));
+    assert_eq!(board.pin(18).duty, 0.5);
+    gw.tick(t0 + Duration::from_millis(10_000));
+    assert_eq!(board.pin(18).duty, 0.0);
+    // Over it: an error report and nothing changes.
+    gw.handle("run_motors", &pack(&[("left", 0.3.into())]), t0);
+    let r = gw.handle(
+        "run_motors",
+        &pack(&[("left", 1.0.into()), ("duration_ms", 10_001.into())]),
+        t0,
+    );
+    let reason = only_error(&r);
+    assert!(reason.contains("safety.max_run_ms"), "{reason}");
+    assert_eq!(board.pin(18).duty, 0.3);
+    assert_eq!(gw.motor_speeds()["left"], 0.3);
+}
+
+#[test]
 fn invert_and_max_duty_apply() {
     let mut cfg = Config::default();
     let left = cfg.motors.get_mut("left").unwrap();
