@@ -48,6 +48,14 @@ for elf in "$QEMU_ELF" "$PICO_ELF"; do
 done
 arm-none-eabi-size "$QEMU_ELF" "$PICO_ELF"
 python3 size-report.py "$PICO_ELF" "$QEMU_ELF"
+# Budgets of the Pico application (issue #5): flash <= 32 KiB, static RAM
+# <= 8 KiB. Flash = text (vector table, boot2, .text, .rodata) + .data.
+read -r ptext pdata pbss _ < <(arm-none-eabi-size "$PICO_ELF" | awk 'NR == 2')
+echo "-- firmware: pico flash $((ptext + pdata)) B (budget 32768), static RAM $((pdata + pbss)) B (budget 8192)"
+if [ $((ptext + pdata)) -gt 32768 ] || [ $((pdata + pbss)) -gt 8192 ]; then
+  echo "error: the Pico firmware is over its flash or RAM budget" >&2
+  exit 1
+fi
 
 echo "-- firmware: QEMU link test (the gateway end of the link against the firmware)"
 # The test starts QEMU itself and kills it on drop; its own process group lets

@@ -18,6 +18,11 @@ use heapless::Vec;
 pub const RUN_MOTORS: &str = "run_motors";
 /// The topic carrying LED commands.
 pub const LIGHT_LEDS: &str = "light_leds";
+/// Longest timed run (`run_motors` with `duration_ms`) a [`Robot`] accepts
+/// unless told otherwise ([`Robot::set_max_run_ms`]): a timed run replaces
+/// the deadman for its duration, so this bounds how long motors run with
+/// nobody talking to the device.
+pub const DEFAULT_MAX_RUN_MS: u64 = 10_000;
 
 /// What [`Robot::handle`] wrote into the report buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +68,7 @@ pub struct Robot<M: SetSpeed, L, const NM: usize, const NL: usize> {
     speeds: [f32; NM],
     leds: Vec<NamedLed<L>, NL>,
     stats: Stats,
+    max_run_ms: u64,
 }
 
 /// Why a motor or LED could not be added to a [`Robot`].
@@ -91,7 +97,15 @@ where
             speeds: [0.0; NM],
             leds: Vec::new(),
             stats: Stats::default(),
+            max_run_ms: DEFAULT_MAX_RUN_MS,
         }
+    }
+
+    /// Sets the longest timed run accepted (default
+    /// [`DEFAULT_MAX_RUN_MS`]); a `run_motors` with a longer `duration_ms`
+    /// is refused and changes nothing. 0 refuses every timed run.
+    pub fn set_max_run_ms(&mut self, max_run_ms: u64) {
+        self.max_run_ms = max_run_ms;
     }
 
     /// Adds a motor and stops it (puts its bridge in a known state).
@@ -243,6 +257,16 @@ where
             let _ = names.push(n);
         }
         cmd.check_names(&names).map_err(Refusal::Command)?;
+        if cmd
+            .duration_ms
+            .is_some_and(|d| u64::from(d) > self.max_run_ms)
+        {
+            // Reported as the core's "value out of range for field
+            // duration_ms": no new message to carry in flash.
+            return Err(Refusal::Command(banyan_core::cmd::Error::OutOfRange(
+                RunMotors::<NM>::DURATION_KEY,
+            )));
+        }
         let before = self.speeds;
         match self
             .motors

@@ -76,6 +76,26 @@ fn run_motors_drives_and_reports_state() {
 }
 
 #[test]
+fn timed_runs_over_the_limit_are_refused() {
+    let mut r = rig();
+    let cmd = |ms: u64| {
+        pack(&map(&[
+            ("left", 0.5.into()),
+            ("duration_ms", Value::from(ms)),
+        ]))
+    };
+    let reason = r.refused(RUN_MOTORS, &cmd(10_001));
+    assert_eq!(reason, "value out of range for field duration_ms");
+    assert_eq!(r.left.speed.get(), 0.0);
+    let (outcome, _) = r.handle(0, RUN_MOTORS, &cmd(10_000));
+    assert!(matches!(outcome, Outcome::Changed(_)), "{outcome:?}");
+    assert_eq!(r.left.speed.get(), 0.5);
+    r.robot.set_max_run_ms(0);
+    r.refused(RUN_MOTORS, &cmd(1));
+    assert_eq!(r.left.speed.get(), 0.5);
+}
+
+#[test]
 fn light_leds_sets_levels() {
     let mut r = rig();
     let cmd = pack(&map(&[("status", true.into()), ("beacon", 0.25.into())]));

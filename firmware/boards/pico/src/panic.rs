@@ -40,6 +40,12 @@ pub fn halt() -> ! {
 fn panic(info: &core::panic::PanicInfo) -> ! {
     cortex_m::interrupt::disable();
     stop_motors();
-    defmt::error!("panic: {}", defmt::Display2Format(info));
+    // The location only: formatting the message (`Display2Format(info)`)
+    // would link core::fmt's integer formatting (~1.5 KiB) for panics that
+    // the code is written not to have.
+    match info.location() {
+        Some(l) => defmt::error!("panic at {=str}:{=u32}", l.file(), l.line()),
+        None => defmt::error!("panic"),
+    }
     halt()
 }
