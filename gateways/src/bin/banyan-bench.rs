@@ -28,6 +28,10 @@ struct Args {
     /// 0 = unlimited.
     #[arg(long, global = true, default_value_t = banyan_gateways::component::DEFAULT_HWM)]
     hwm: i32,
+    /// Busy polling of the in-process backplane, in microseconds (see the
+    /// `backplane` binary's `--busy-poll-us`); 0 = off.
+    #[arg(long, global = true, default_value_t = 0)]
+    busy_poll_us: u64,
     #[command(subcommand)]
     what: What,
 }
@@ -90,6 +94,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         None => {
             let mut cfg = backplane::Config::new("127.0.0.1", 0, 0);
             cfg.hwm = args.hwm;
+            cfg.busy_poll = Duration::from_micros(args.busy_poll_us);
             let bp = Backplane::bind(&cfg)?;
             let ports = (bp.publisher_port(), bp.subscriber_port());
             _running = Some(bp.spawn()?);
