@@ -173,66 +173,32 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<Header>, FrameError> {
 
 /// Skipping the rest of a message that is over a size limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Discard {
+struct Discard {
     /// Body bytes of the current frame still to skip.
-    pub left: u64,
+    left: u64,
     /// Frames follow the current one.
-    pub more: bool,
-}
-
-/// What [`parse`] found at the front of a buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Parsed {
-    /// Not enough bytes yet.
-    NeedMore,
-    /// A command frame of `len` bytes whose body starts at `body`.
-    Command {
-        /// Bytes of the whole frame.
-        len: usize,
-        /// Offset of the body.
-        body: usize,
-    },
-    /// A whole message (all its frames) of `len` bytes; its first frame's
-    /// body is `first.0..first.1`.
-    Message {
-        /// Bytes of all frames with their headers.
-        len: usize,
-        /// Body of the first frame (the topic).
-        first: (usize, usize),
-    },
-    /// A message over the size limit: skip its first `skip` bytes (ending
-    /// after a frame header), then go on as `discard` says.
-    Oversize {
-        /// Bytes to skip now.
-        skip: usize,
-        /// What remains of the message.
-        discard: Discard,
-    },
+    more: bool,
 }
 
 /// Parses the whole message or command at the front of `buf`, refusing to
-/// wait for more than `max_message` bytes of it.
-///
-/// # Errors
-/// [`FrameError`] for a frame no ZMTP 3 peer sends, or a command inside a
-/// multipart message.
-pub fn parse(buf: &[u8], max_message: usize) -> Result<Parsed, FrameError> {
+/// wait for more than `max_message` bytes of it (then the step is
+/// [`Step::Oversize`] and the rest of the message is described by the
+/// [`Discard`]).
+fn parse(buf: &[u8], max_message: usize) -> Result<(Step, Option<Discard>), FrameError> {
     let mut at = 0usize;
     let mut first = None;
     loop {
         let Some(h) = parse_header(&buf[at..])? else {
-            return Ok(Parsed::NeedMore);
+            return Ok((Step::NeedMore, None));
         };
         let body = at + h.header_len;
         let total = (body as u64).saturating_add(h.body_len);
         if total > max_message as u64 {
-            return Ok(Parsed::Oversize {
-                skip: body,
-                discard: Discard {
-                    left: h.body_len,
-                    more: h.more(),
-                },
-            });
+            let discard = Discard {
+                left: h.body_len,
+                more: h.more(),
+            };
+            return Ok((Step::Oversize { skip: body }, Some(discard)));
         }
         // `total` fits in usize: it is at most `max_message`.
         let total = total as usize;
@@ -240,19 +206,20 @@ pub fn parse(buf: &[u8], max_message: usize) -> Result<Parsed, FrameError> {
             if at > 0 {
                 return Err(FrameError::CommandMore);
             }
-            return Ok(if buf.len() < total {
-                Parsed::NeedMore
+            let step = if buf.len() < total {
+                Step::NeedMore
             } else {
-                Parsed::Command { len: total, body }
-            });
+                Step::Command { len: total, body }
+            };
+            return Ok((step, None));
         }
         if buf.len() < total {
-            return Ok(Parsed::NeedMore);
+            return Ok((Step::NeedMore, None));
         }
         let first = *first.get_or_insert((body, total));
         at = total;
         if !h.more() {
-            return Ok(Parsed::Message { len: at, first });
+            return Ok((Step::Message { len: at, first }, None));
         }
     }
 }
@@ -347,15 +314,9 @@ impl Decoder {
         if self.discard.is_some() {
             return Ok(Step::NeedMore);
         }
-        Ok(match parse(buf, self.max_message)? {
-            Parsed::NeedMore => Step::NeedMore,
-            Parsed::Command { len, body } => Step::Command { len, body },
-            Parsed::Message { len, first } => Step::Message { len, first },
-            Parsed::Oversize { skip, discard } => {
-                self.discard = Some(discard);
-                Step::Oversize { skip }
-            }
-        })
+        let (step, discard) = parse(buf, self.max_message)?;
+        self.discard = discard;
+        Ok(step)
     }
 }
 
@@ -606,20 +567,20 @@ mod tests {
     fn parse_messages_commands_and_partials() {
         let msg = frames(&[(MORE, b"topic"), (0, b"\x81\xa1v\x01")]);
         assert_eq!(
-            parse(&msg, 1 << 20).unwrap(),
-            Parsed::Message {
+            parse(&msg, 1 << 20).unwrap().0,
+            Step::Message {
                 len: msg.len(),
                 first: (2, 7)
             }
         );
         for n in 0..msg.len() {
-            assert_eq!(parse(&msg[..n], 1 << 20).unwrap(), Parsed::NeedMore, "{n}");
+            assert_eq!(parse(&msg[..n], 1 << 20).unwrap().0, Step::NeedMore, "{n}");
         }
         let mut cmd = Vec::new();
         put_ready(&mut cmd, "PUB");
         assert_eq!(
-            parse(&cmd, 1 << 20).unwrap(),
-            Parsed::Command {
+            parse(&cmd, 1 << 20).unwrap().0,
+            Step::Command {
                 len: cmd.len(),
                 body: 2
             }
@@ -632,25 +593,25 @@ mod tests {
         let big = frames(&[(MORE, b"t"), (0, &[0u8; 300])]);
         assert_eq!(
             parse(&big[..12], 100).unwrap(),
-            Parsed::Oversize {
-                skip: 3 + 9,
-                discard: Discard {
+            (
+                Step::Oversize { skip: 3 + 9 },
+                Some(Discard {
                     left: 300,
                     more: false
-                }
-            }
+                })
+            )
         );
         // A frame claiming 2^64-1 bytes is oversize, not an overflow.
         let mut huge = vec![LONG];
         huge.extend_from_slice(&u64::MAX.to_be_bytes());
         assert!(matches!(
-            parse(&huge, 1 << 30).unwrap(),
-            Parsed::Oversize { skip: 9, .. }
+            parse(&huge, 1 << 30).unwrap().0,
+            Step::Oversize { skip: 9 }
         ));
         // An empty message (one empty frame) is a message.
         assert_eq!(
-            parse(&[0, 0], 10).unwrap(),
-            Parsed::Message {
+            parse(&[0, 0], 10).unwrap().0,
+            Step::Message {
                 len: 2,
                 first: (2, 2)
             }

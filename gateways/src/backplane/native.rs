@@ -890,8 +890,9 @@ impl<'a> Forwarder<'a> {
         };
         let input = std::mem::take(&mut c.input);
         let buf = &input[c.start..c.end];
-        let delivered = match zmtp::parse(buf, self.config.max_message) {
-            Ok(zmtp::Parsed::Message { len, first }) => {
+        // A fresh decoder: the held message is whole and not being skipped.
+        let delivered = match Decoder::new(self.config.max_message).step(buf) {
+            Ok(Step::Message { len, first }) => {
                 let sent = self.route(&buf[..len], &buf[first.0..first.1], now, may_stall);
                 if sent {
                     if let Some(c) = self.connections[stall.connection].as_mut() {
