@@ -61,7 +61,7 @@
 //! `warn`) a connection that is not ZMTP 3 with the NULL mechanism, whose
 //! socket type cannot talk to that port (a SUB on the publisher port),
 //! that breaks the framing, or that has not finished its handshake within
-//! 10 s. A message larger than [`Config::max_message`] is skipped as it
+//! [`Config::handshake_timeout`] (10 s). A message larger than [`Config::max_message`] is skipped as it
 //! arrives (counted in [`Stats::oversize`]) and the connection carries on.
 //!
 //! ```no_run
@@ -202,6 +202,10 @@ pub struct Config {
     /// forwards; larger ones are skipped as they arrive and counted in
     /// [`Stats::oversize`]. Default [`DEFAULT_MAX_MESSAGE`].
     pub max_message: usize,
+    /// Native engine: a connection that has not finished the ZeroMQ
+    /// handshake (greeting and `READY`) this long after it was accepted is
+    /// closed and counted in [`Stats::refused`]. Default 10 s.
+    pub handshake_timeout: Duration,
     /// The forwarding engine. Default [`Engine::Native`].
     pub engine: Engine,
     /// Native engine, busy polling: while messages keep arriving less than
@@ -227,6 +231,7 @@ impl Default for Config {
             stall: DEFAULT_STALL,
             stats_interval: DEFAULT_STATS_INTERVAL,
             max_message: DEFAULT_MAX_MESSAGE,
+            handshake_timeout: Duration::from_secs(10),
             engine: Engine::Native,
             busy_poll: DEFAULT_BUSY_POLL,
         }

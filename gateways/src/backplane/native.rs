@@ -30,8 +30,6 @@ const FIRST_CONNECTION: usize = 3;
 const READ_CHUNK: usize = 64 * 1024;
 /// Bytes read from one connection per turn before the others get theirs.
 const READ_BUDGET: usize = 256 * 1024;
-/// A peer must finish the greeting and `READY` within this time.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Output already written is removed from the front of a buffer once it is
 /// this large (and always when everything was written).
 const COMPACT_AT: usize = 1 << 20;
@@ -320,7 +318,7 @@ enum Close {
     Io(io::Error),
     Handshake(HandshakeError),
     Frame(zmtp::FrameError),
-    Timeout,
+    Timeout(Duration),
     PeerError(String),
 }
 
@@ -331,11 +329,7 @@ impl std::fmt::Display for Close {
             Close::Io(e) => write!(f, "{e}"),
             Close::Handshake(e) => write!(f, "{e}"),
             Close::Frame(e) => write!(f, "protocol error: {e}"),
-            Close::Timeout => write!(
-                f,
-                "no ZeroMQ handshake within {} s",
-                HANDSHAKE_TIMEOUT.as_secs()
-            ),
+            Close::Timeout(t) => write!(f, "no ZeroMQ handshake within {t:?}"),
             Close::PeerError(reason) => write!(f, "peer sent ERROR: {reason}"),
         }
     }
@@ -523,7 +517,7 @@ impl<'a> Forwarder<'a> {
         }
         for c in self.connections.iter().flatten() {
             if c.phase != Phase::Traffic {
-                earliest(c.accepted + HANDSHAKE_TIMEOUT);
+                earliest(c.accepted + self.config.handshake_timeout);
             }
         }
         // Round up so the deadline has passed when poll returns.
@@ -932,8 +926,9 @@ impl<'a> Forwarder<'a> {
     fn expire_handshakes(&mut self, now: Instant) {
         for index in 0..self.connections.len() {
             if let Some(c) = &self.connections[index] {
-                if c.phase != Phase::Traffic && now >= c.accepted + HANDSHAKE_TIMEOUT {
-                    self.close(index, &Close::Timeout);
+                let limit = self.config.handshake_timeout;
+                if c.phase != Phase::Traffic && now >= c.accepted + limit {
+                    self.close(index, &Close::Timeout(limit));
                 }
             }
         }
@@ -1092,6 +1087,64 @@ mod tests {
         let s = bp.stats();
         assert_eq!(s.forwarded + s.dropped, N, "{s:?}");
         assert!(s.dropped > 0 && s.stalls > 0, "{s:?}");
+        bp.stop().unwrap();
+    }
+
+    #[test]
+    fn silent_connections_time_out_and_queued_messages_of_leavers_are_counted() {
+        use crate::backplane::{Backplane, Config as BpConfig};
+        use crate::component::{Component, Config};
+        use std::io::Read as _;
+        let mut cfg = BpConfig::new("127.0.0.1", 0, 0);
+        cfg.handshake_timeout = Duration::from_millis(200);
+        cfg.hwm = 1000;
+        cfg.stall = Duration::from_secs(5);
+        cfg.stats_interval = Duration::ZERO;
+        let bp = Backplane::bind(&cfg).unwrap().spawn().unwrap();
+        // A connection that never says anything is closed after 200 ms (it
+        // gets our greeting, then end of file) and counted as refused.
+        let mut silent = std::net::TcpStream::connect(("127.0.0.1", bp.publisher_port())).unwrap();
+        silent
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let started = Instant::now();
+        let mut greeting = Vec::new();
+        silent.read_to_end(&mut greeting).unwrap();
+        assert_eq!(greeting.len(), zmtp::GREETING_LEN);
+        assert!(started.elapsed() >= Duration::from_millis(150));
+        // A subscriber that stops reading, then leaves with messages queued
+        // for it: they are counted as undelivered.
+        let ctx = zmq::Context::new();
+        let stuck = ctx.socket(zmq::SUB).unwrap();
+        stuck.set_rcvhwm(1).unwrap();
+        stuck.set_rcvbuf(4096).unwrap();
+        stuck.set_linger(0).unwrap();
+        stuck.set_subscribe(b"big").unwrap();
+        stuck
+            .connect(&format!("tcp://127.0.0.1:{}", bp.subscriber_port()))
+            .unwrap();
+        let c = Config::new("127.0.0.1", bp.publisher_port(), bp.subscriber_port());
+        let mut publisher = Component::connect(c).unwrap();
+        assert!(publisher
+            .wait_for_subscriber("big", Duration::from_secs(10))
+            .unwrap());
+        let big = rmpv::Value::Binary(vec![0x55; 32 * 1024]);
+        for _ in 0..200 {
+            publisher.publish_value("big", &big).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while bp.stats().forwarded < 200 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(bp.stats().forwarded, 200, "{:?}", bp.stats());
+        drop(stuck);
+        while bp.stats().undelivered == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let s = bp.stats();
+        // 6.4 MiB cannot all have left through the stuck socket's buffers.
+        assert!(s.undelivered > 0 && s.undelivered < 200, "{s:?}");
+        assert_eq!((s.refused, s.dropped), (1, 0), "{s:?}");
         bp.stop().unwrap();
     }
 
