@@ -33,6 +33,9 @@ const READ_BUDGET: usize = 256 * 1024;
 /// Output already written is removed from the front of a buffer once it is
 /// this large (and always when everything was written).
 const COMPACT_AT: usize = 1 << 20;
+/// An empty buffer that grew beyond this (a large message passed) gives its
+/// memory back.
+const SHRINK_AT: usize = 4 << 20;
 
 /// The bound listening sockets of a native backplane.
 pub(super) struct Sockets {
@@ -256,6 +259,10 @@ impl Connection {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
+            if self.input.len() > SHRINK_AT {
+                self.input.truncate(READ_CHUNK);
+                self.input.shrink_to_fit();
+            }
         } else if self.start >= READ_CHUNK {
             self.input.copy_within(self.start..self.end, 0);
             self.end -= self.start;
@@ -304,6 +311,9 @@ impl Connection {
         if self.sent == self.output.len() {
             self.output.clear();
             self.sent = 0;
+            if self.output.capacity() > SHRINK_AT {
+                self.output.shrink_to(READ_CHUNK);
+            }
         } else if self.sent >= COMPACT_AT {
             self.output.drain(..self.sent);
             self.sent = 0;
