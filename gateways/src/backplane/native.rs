@@ -1056,18 +1056,13 @@ mod tests {
         assert_eq!(off.window, Duration::ZERO);
     }
 
-    #[test]
-    fn byte_limit_fills_a_queue_before_the_message_limit() {
-        use crate::backplane::{Backplane, Config as BpConfig};
+    /// A subscriber to "big" that never reads, with small kernel buffers,
+    /// and a publisher that knows of it.
+    fn stuck_subscriber_and_publisher(
+        ctx: &zmq::Context,
+        bp: &crate::backplane::Running,
+    ) -> (zmq::Socket, crate::component::Component) {
         use crate::component::{Component, Config};
-        let mut cfg = BpConfig::new("127.0.0.1", 0, 0);
-        cfg.hwm = 0; // no message limit: only bytes count
-        cfg.queue_bytes = 256 * 1024;
-        cfg.stall = Duration::from_millis(100);
-        cfg.stats_interval = Duration::ZERO;
-        let bp = Backplane::bind(&cfg).unwrap().spawn().unwrap();
-        // A subscriber that never reads, with small kernel buffers.
-        let ctx = zmq::Context::new();
         let stuck = ctx.socket(zmq::SUB).unwrap();
         stuck.set_rcvhwm(1).unwrap();
         stuck.set_rcvbuf(4096).unwrap();
@@ -1081,6 +1076,20 @@ mod tests {
         assert!(publisher
             .wait_for_subscriber("big", Duration::from_secs(10))
             .unwrap());
+        (stuck, publisher)
+    }
+
+    #[test]
+    fn byte_limit_fills_a_queue_before_the_message_limit() {
+        use crate::backplane::{Backplane, Config as BpConfig};
+        let mut cfg = BpConfig::new("127.0.0.1", 0, 0);
+        cfg.hwm = 0; // no message limit: only bytes count
+        cfg.queue_bytes = 256 * 1024;
+        cfg.stall = Duration::from_millis(100);
+        cfg.stats_interval = Duration::ZERO;
+        let bp = Backplane::bind(&cfg).unwrap().spawn().unwrap();
+        let ctx = zmq::Context::new();
+        let (_stuck, mut publisher) = stuck_subscriber_and_publisher(&ctx, &bp);
         let big = rmpv::Value::Binary(vec![0x55; 32 * 1024]);
         const N: u64 = 300; // 9.6 MiB, far over 256 KiB + socket buffers
         for _ in 0..N {
@@ -1103,7 +1112,6 @@ mod tests {
     #[test]
     fn silent_connections_time_out_and_queued_messages_of_leavers_are_counted() {
         use crate::backplane::{Backplane, Config as BpConfig};
-        use crate::component::{Component, Config};
         use std::io::Read as _;
         let mut cfg = BpConfig::new("127.0.0.1", 0, 0);
         cfg.handshake_timeout = Duration::from_millis(200);
@@ -1125,19 +1133,7 @@ mod tests {
         // A subscriber that stops reading, then leaves with messages queued
         // for it: they are counted as undelivered.
         let ctx = zmq::Context::new();
-        let stuck = ctx.socket(zmq::SUB).unwrap();
-        stuck.set_rcvhwm(1).unwrap();
-        stuck.set_rcvbuf(4096).unwrap();
-        stuck.set_linger(0).unwrap();
-        stuck.set_subscribe(b"big").unwrap();
-        stuck
-            .connect(&format!("tcp://127.0.0.1:{}", bp.subscriber_port()))
-            .unwrap();
-        let c = Config::new("127.0.0.1", bp.publisher_port(), bp.subscriber_port());
-        let mut publisher = Component::connect(c).unwrap();
-        assert!(publisher
-            .wait_for_subscriber("big", Duration::from_secs(10))
-            .unwrap());
+        let (stuck, mut publisher) = stuck_subscriber_and_publisher(&ctx, &bp);
         let big = rmpv::Value::Binary(vec![0x55; 32 * 1024]);
         for _ in 0..200 {
             publisher.publish_value("big", &big).unwrap();
