@@ -8,31 +8,10 @@ use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use banyan::gateways::backplane::{self, Backplane};
-use banyan::gateways::component::{self, Component};
+use banyan::gateways::component::Component;
 use serial_support::*;
 
 const STATUS: &str = "serial_gateway_status";
-
-fn backplane() -> backplane::Running {
-    Backplane::bind(&backplane::Config::new("127.0.0.1", 0, 0))
-        .expect("bind backplane")
-        .spawn()
-        .expect("spawn backplane")
-}
-
-fn component(bp: &backplane::Running, subs: &[&str]) -> Component {
-    let mut c = Component::connect(component::Config::new(
-        "127.0.0.1",
-        bp.publisher_port(),
-        bp.subscriber_port(),
-    ))
-    .expect("component");
-    for s in subs {
-        c.subscribe(s).unwrap();
-    }
-    c
-}
 
 /// Receives until a message on `topic` arrives; returns its payload.
 fn wait_message(c: &mut Component, topic: &str, timeout: Duration) -> Vec<u8> {

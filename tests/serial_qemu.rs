@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use banyan::gateways::backplane::{self, Backplane};
-use banyan::gateways::component::{self, Component};
+use banyan::gateways::backplane;
+use banyan::gateways::component::Component;
 use serial_support::*;
 
 const STATUS: &str = "serial_gateway_status";
@@ -75,26 +75,6 @@ fn python() -> PathBuf {
         py.display()
     );
     py
-}
-
-fn backplane() -> backplane::Running {
-    Backplane::bind(&backplane::Config::new("127.0.0.1", 0, 0))
-        .expect("bind backplane")
-        .spawn()
-        .expect("spawn backplane")
-}
-
-fn component(bp: &backplane::Running, subs: &[&str]) -> Component {
-    let mut c = Component::connect(component::Config::new(
-        "127.0.0.1",
-        bp.publisher_port(),
-        bp.subscriber_port(),
-    ))
-    .expect("component");
-    for s in subs {
-        c.subscribe(s).unwrap();
-    }
-    c
 }
 
 fn session_of(status: &rmpv::Value) -> Option<u64> {

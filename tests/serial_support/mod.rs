@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use banyan::core::link::{self, device, Device};
+use banyan::gateways::backplane::{self, Backplane};
 use banyan::gateways::component::{self, Component};
 use banyan::gateways::serial::{self, DeviceSpec};
 
@@ -24,6 +25,29 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port()
+}
+
+/// A backplane on free ports of 127.0.0.1, on its own thread (stopped on
+/// drop).
+pub fn backplane() -> backplane::Running {
+    Backplane::bind(&backplane::Config::new("127.0.0.1", 0, 0))
+        .expect("bind backplane")
+        .spawn()
+        .expect("spawn backplane")
+}
+
+/// A component on `bp`, subscribed to `subs`.
+pub fn component(bp: &backplane::Running, subs: &[&str]) -> Component {
+    let mut c = Component::connect(component::Config::new(
+        "127.0.0.1",
+        bp.publisher_port(),
+        bp.subscriber_port(),
+    ))
+    .expect("component");
+    for s in subs {
+        c.subscribe(s).unwrap();
+    }
+    c
 }
 
 /// The serial gateway run loop on a thread; stopped and joined on drop.
