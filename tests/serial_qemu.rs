@@ -285,6 +285,45 @@ fn recovers_after_qemu_restart_and_motors_stop_when_the_gateway_goes_away() {
     drop(qemu_child);
 }
 
+/// The QEMU firmware behind a serial gateway on a backplane, and a
+/// component that sees its reports and status, once the firmware is up and
+/// subscribed to `run_motors`. Dropped in field order: component, gateway,
+/// QEMU, backplane.
+struct Rig {
+    c: Component,
+    _gw: Gateway,
+    _qemu: ChildGuard,
+    _bp: backplane::Running,
+}
+
+impl Rig {
+    fn start() -> Rig {
+        let bp = backplane();
+        let port = free_port();
+        let qemu = qemu(port);
+        let gw = Gateway::start(
+            bp.publisher_port(),
+            bp.subscriber_port(),
+            &format!("tcp:127.0.0.1:{port}"),
+            1000,
+        );
+        let mut c = component(&bp, &[STATUS, REPORTS]);
+        let mut others = Vec::new();
+        wait_status(&mut c, STATUS, Duration::from_secs(20), &mut others, |s| {
+            firmware_up(s, None)
+        });
+        assert!(c
+            .wait_for_subscriber("run_motors", Duration::from_secs(5))
+            .unwrap());
+        Rig {
+            c,
+            _gw: gw,
+            _qemu: qemu,
+            _bp: bp,
+        }
+    }
+}
+
 /// Figures for docs/benchmarks/firmware.md (`## serial link over QEMU`):
 /// a component publishes `run_motors` on the backplane, the gateway
 /// forwards it over the link to the QEMU firmware, whose state report comes
@@ -292,23 +331,8 @@ fn recovers_after_qemu_restart_and_motors_stop_when_the_gateway_goes_away() {
 #[test]
 #[ignore = "needs qemu-system-arm and the firmware ELF; run by scripts/ci.d/60-serial-qemu.sh"]
 fn round_trip_figures() {
-    let bp = backplane();
-    let port = free_port();
-    let _qemu = qemu(port);
-    let _gw = Gateway::start(
-        bp.publisher_port(),
-        bp.subscriber_port(),
-        &format!("tcp:127.0.0.1:{port}"),
-        1000,
-    );
-    let mut c = component(&bp, &[STATUS, REPORTS]);
-    let mut others = Vec::new();
-    wait_status(&mut c, STATUS, Duration::from_secs(20), &mut others, |s| {
-        firmware_up(s, None)
-    });
-    assert!(c
-        .wait_for_subscriber("run_motors", Duration::from_secs(5))
-        .unwrap());
+    let mut rig = Rig::start();
+    let c = &mut rig.c;
     const N: usize = 300;
     let mut rtt = Vec::with_capacity(N);
     for i in 0..N + 20 {
@@ -316,7 +340,7 @@ fn round_trip_figures() {
         let cmd = pack(&map(&[("left", want.into())]));
         let t0 = Instant::now();
         c.publish_raw("run_motors", &cmd).unwrap();
-        wait_state(&mut c, Duration::from_secs(5), |s| {
+        wait_state(c, Duration::from_secs(5), |s| {
             f64_at(s, "motors", "left") == Some(want)
         });
         if i >= 20 {
@@ -391,23 +415,8 @@ fn serial_port_transport_over_a_qemu_pty() {
 #[test]
 #[ignore = "needs qemu-system-arm and the firmware ELF; run by scripts/ci.d/60-serial-qemu.sh"]
 fn pipelined_throughput_figures() {
-    let bp = backplane();
-    let port = free_port();
-    let _qemu = qemu(port);
-    let _gw = Gateway::start(
-        bp.publisher_port(),
-        bp.subscriber_port(),
-        &format!("tcp:127.0.0.1:{port}"),
-        1000,
-    );
-    let mut c = component(&bp, &[STATUS, REPORTS]);
-    let mut others = Vec::new();
-    wait_status(&mut c, STATUS, Duration::from_secs(20), &mut others, |s| {
-        firmware_up(s, None)
-    });
-    assert!(c
-        .wait_for_subscriber("run_motors", Duration::from_secs(5))
-        .unwrap());
+    let mut rig = Rig::start();
+    let c = &mut rig.c;
     const M: usize = 2000;
     const WINDOW: usize = 12;
     let cmds = [
