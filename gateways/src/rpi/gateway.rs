@@ -18,7 +18,7 @@
 //! # Digital inputs
 //! A `set_mode_digital_input(_pullup)` pin is *watched* when the backend can
 //! ([`Backend::watch`]): its edges arrive in the gateway's
-//! [`EdgeQueue`](super::backend::EdgeQueue) and [`Gateway::tick`] reports
+//! [`EdgeQueue`] and [`Gateway::tick`] reports
 //! each change with the edge's own timestamp, so a pulse shorter than any
 //! tick interval still gives two reports. The run loop polls
 //! [`Gateway::wake_fd`] to tick as soon as an edge arrives; no timer runs for

@@ -12,7 +12,7 @@
 //! (`InputPin::set_async_interrupt`, both edges, no debounce): rppal's
 //! interrupt thread pushes each edge, with the kernel's timestamp converted
 //! to an [`Instant`] by [`EdgeClock`], into the gateway's
-//! [`EdgeSink`](super::EdgeSink).
+//! [`EdgeSink`].
 
 use std::time::{Duration, Instant};
 
