@@ -2,18 +2,25 @@
 //! the real `rpi-gateway --sim` binary + a python-banyan component (from the
 //! workspace's `.venv`) sending `run_motors`, `light_leds` and OneGPIO
 //! commands and checking the reports; plus the safety paths (deadman,
-//! backplane loss, SIGTERM) observed through the gateway's pin log.
+//! backplane loss, SIGTERM) observed through the gateway's pin log; plus the
+//! run loop in-process on a sim board, for input edges.
 
 mod common;
 
 use std::fs;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use banyan_gateways::backplane::{self, Backplane, Running};
-use banyan_gateways::component::{self, Component};
+use banyan_gateways::component::{self, Component, Event};
+use banyan_gateways::rpi::backend::sim::{SimBackend, SimBoard};
+use banyan_gateways::rpi::config::Config;
+use banyan_gateways::rpi::gateway::{get, Gateway};
+use banyan_gateways::rpi::run;
 use common::{cargo_bin, python, wait_until, Proc};
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -350,4 +357,162 @@ fn bad_config_is_a_clear_error() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
+}
+
+/// The gateway's run loop (the binary's code) on a thread, on a sim board,
+/// with a backplane and a probe component subscribed to its reports.
+/// Dropping it stops and joins the thread.
+struct InProcess {
+    board: SimBoard,
+    probe: Component,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    _backplane: Running,
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn in_process(make: fn(SimBoard) -> SimBackend) -> InProcess {
+    let bp = Backplane::bind(&backplane::Config::new("127.0.0.1", 0, 0)).unwrap();
+    let (pp, sp) = (bp.publisher_port(), bp.subscriber_port());
+    let running = bp.spawn().unwrap();
+    let mut probe = Component::connect(component::Config::new("127.0.0.1", pp, sp)).unwrap();
+    probe.subscribe("from_rpi_gateway").unwrap();
+    let board = SimBoard::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let (board, stop) = (board.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut gw = Gateway::new(make(board), Config::default(), Instant::now()).unwrap();
+            let mut comp = Component::connect(component::Config::new("127.0.0.1", pp, sp)).unwrap();
+            // Reports are only useful once the probe listens.
+            assert!(comp
+                .wait_for_subscriber("from_rpi_gateway", Duration::from_secs(20))
+                .unwrap());
+            run::run(&mut gw, &mut comp, &stop).unwrap();
+        })
+    };
+    let mut rig = InProcess {
+        board,
+        probe,
+        stop,
+        thread: Some(thread),
+        _backplane: running,
+    };
+    assert!(rig
+        .probe
+        .wait_for_subscriber("to_rpi_gateway", Duration::from_secs(20))
+        .unwrap());
+    rig
+}
+
+impl InProcess {
+    fn command(&mut self, name: &str, pin: u8) {
+        let v = rmpv::Value::Map(vec![
+            ("command".into(), name.into()),
+            ("pin".into(), pin.into()),
+        ]);
+        self.probe.publish_value("to_rpi_gateway", &v).unwrap();
+    }
+
+    /// The next report of `kind` within `within`.
+    fn report(&mut self, kind: &str, within: Duration) -> Option<rmpv::Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            if let Some(Event::Message(m)) = self.probe.recv_event(Some(left)).unwrap() {
+                let v = rmpv::decode::read_value(&mut &m.payload[..]).unwrap();
+                if get(&v, "report").and_then(rmpv::Value::as_str) == Some(kind) {
+                    return Some(v);
+                }
+            }
+        }
+    }
+
+    /// The value of the next `digital_input` report of `pin`.
+    fn input(&mut self, pin: u64, within: Duration) -> Option<u64> {
+        let v = self.report("digital_input", within)?;
+        assert_eq!(get(&v, "pin").and_then(rmpv::Value::as_u64), Some(pin));
+        get(&v, "value").and_then(rmpv::Value::as_u64)
+    }
+}
+
+fn u(v: &rmpv::Value, key: &str) -> Option<u64> {
+    get(v, key).and_then(rmpv::Value::as_u64)
+}
+
+#[test]
+fn run_loop_reports_input_edges_from_the_sim_board() {
+    let mut rig = in_process(SimBackend::new);
+    rig.command("set_mode_digital_input", 23);
+    assert_eq!(rig.input(23, Duration::from_secs(10)), Some(0));
+    assert!(rig.board.is_watched(23));
+    // A pulse, then a level: every edge is reported, in order.
+    rig.board.set_input(23, true);
+    rig.board.set_input(23, false);
+    rig.board.set_input(23, true);
+    for want in [1, 0, 1] {
+        assert_eq!(rig.input(23, Duration::from_secs(10)), Some(want));
+    }
+    // The reports came from edges (counted), none was dropped.
+    rig.command("set_mode_digital_output", 24);
+    let state = rig.report("state", Duration::from_secs(10)).unwrap();
+    assert_eq!(u(&state, "input_edges"), Some(3), "{state}");
+    assert_eq!(u(&state, "stale_edges"), Some(0), "{state}");
+    assert_eq!(u(&state, "edge_overflows"), Some(0), "{state}");
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e6
+}
+
+/// Benchmark, not a check: time from driving a sim input to the probe
+/// receiving its `digital_input` report through the backplane, watched vs
+/// polled. `cargo test --release --test rpi_gateway -- --ignored --nocapture
+/// input_edge_latency`; figures in docs/benchmarks/rpi-gateway.md.
+#[test]
+#[ignore = "benchmark; run with --ignored --nocapture"]
+fn input_edge_latency() {
+    let n = 1000;
+    for (name, make) in [
+        (
+            "watched (edges)",
+            SimBackend::new as fn(SimBoard) -> SimBackend,
+        ),
+        ("polled (10 ms)", SimBackend::polling),
+    ] {
+        let mut rig = in_process(make);
+        rig.command("set_mode_digital_input", 23);
+        assert_eq!(rig.input(23, Duration::from_secs(10)), Some(0));
+        let mut lat = Vec::with_capacity(n);
+        for i in 0..n + 50 {
+            let level = i % 2 == 0;
+            let t0 = Instant::now();
+            rig.board.set_input(23, level);
+            let got = rig.input(23, Duration::from_secs(5));
+            let dt = t0.elapsed();
+            assert_eq!(got, Some(u64::from(level)));
+            if i >= 50 {
+                lat.push(dt);
+            }
+        }
+        lat.sort();
+        println!(
+            "{name}: input-to-report latency, n={n}: median {:.0} us, p99 {:.0} us, max {:.0} us",
+            pct(&lat, 0.5),
+            pct(&lat, 0.99),
+            pct(&lat, 1.0)
+        );
+    }
 }

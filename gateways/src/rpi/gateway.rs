@@ -14,6 +14,18 @@
 //! Every message is validated completely before anything changes: bad input
 //! produces one `{"report": "error", "topic": …, "reason": …}` naming the
 //! problem and leaves pins and state untouched.
+//!
+//! # Digital inputs
+//! A `set_mode_digital_input(_pullup)` pin is *watched* when the backend can
+//! ([`Backend::watch`]): its edges arrive in the gateway's
+//! [`EdgeQueue`] and [`Gateway::tick`] reports
+//! each change with the edge's own timestamp, so a pulse shorter than any
+//! tick interval still gives two reports. The run loop polls
+//! [`Gateway::wake_fd`] to tick as soon as an edge arrives; no timer runs for
+//! watched pins. Pins the backend cannot watch are read every
+//! [`INPUT_POLL`] instead. Either way only changes are reported, and only
+//! while reporting is enabled; the first tick after configuring a pin or
+//! enabling its reporting reports the current level.
 
 use std::collections::BTreeMap;
 use std::fmt::Display;
@@ -26,7 +38,7 @@ use embedded_hal::i2c::I2c;
 use embedded_hal::pwm::SetDutyCycle;
 use rmpv::Value;
 
-use super::backend::{Backend, Pull};
+use super::backend::{Backend, EdgeQueue, Pull};
 use super::config::Config;
 use super::pins::{Owner, Registry};
 
@@ -38,7 +50,7 @@ pub const GPIO_PWM_HZ: u32 = 1000;
 pub const SERVO_HZ: u32 = 50;
 /// Largest I2C read (bytes).
 pub const MAX_I2C_READ: usize = 32;
-/// How often digital inputs are polled while any is configured.
+/// How often digital inputs that the backend cannot watch are polled.
 pub const INPUT_POLL: Duration = Duration::from_millis(10);
 
 /// One message to publish.
@@ -91,6 +103,14 @@ pub struct Stats {
     /// Messages on topics that only share a prefix with ours (ZeroMQ
     /// subscriptions are prefixes), ignored.
     pub ignored: u64,
+    /// Edges of watched inputs taken from the edge queue (reported or not).
+    pub input_edges: u64,
+    /// Edges dropped because their pin is no longer watched by the watch
+    /// that produced them (reconfigured or released).
+    pub stale_edges: u64,
+    /// Edges dropped because the edge queue was full
+    /// ([`EDGE_QUEUE_CAPACITY`](super::backend::EDGE_QUEUE_CAPACITY)).
+    pub edge_overflows: u64,
 }
 
 type Motor<B> = DualMotor<<B as Backend>::Pwm, <B as Backend>::Output, <B as Backend>::Output>;
@@ -123,6 +143,9 @@ enum Gpio<B: Backend> {
         pullup: bool,
         reporting: bool,
         last: Option<bool>,
+        /// The watch id when the backend reports this pin's edges; `None`:
+        /// polled.
+        watch: Option<u32>,
     },
     Pwm(B::Pwm, u8),
     Servo(B::Pwm, u8),
@@ -188,6 +211,8 @@ pub struct Gateway<B: Backend> {
     gpio: BTreeMap<u8, Gpio<B>>,
     tags: BTreeMap<String, u8>,
     i2c: Option<B::I2c>,
+    // After `gpio`: watched inputs stop pushing before the queue goes.
+    edges: EdgeQueue,
     backend: B,
     cfg: Config,
     registry: Registry,
@@ -261,6 +286,7 @@ impl<B: Backend> Gateway<B> {
             gpio: BTreeMap::new(),
             tags: BTreeMap::new(),
             i2c: None,
+            edges: EdgeQueue::new(),
             stopped_by: None,
             next_state: now,
             start: (now, SystemTime::now()),
@@ -281,7 +307,27 @@ impl<B: Backend> Gateway<B> {
 
     /// Counters.
     pub fn stats(&self) -> Stats {
-        self.stats
+        Stats {
+            edge_overflows: self.edges.overflowed(),
+            ..self.stats
+        }
+    }
+
+    /// A file descriptor that becomes readable when an input edge arrives:
+    /// poll it with the component's sockets and [`tick`](Self::tick) when it
+    /// is readable (`tick` clears it). `None` when edges cannot wake the
+    /// loop; inputs are then polled.
+    pub fn wake_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.edges.wake_fd()
+    }
+
+    /// Whether `pin` is a digital input whose edges the backend reports (not
+    /// polled).
+    pub fn is_watched(&self, pin: u8) -> bool {
+        matches!(
+            self.gpio.get(&pin),
+            Some(Gpio::Input { watch: Some(_), .. })
+        )
     }
 
     /// The topics to subscribe to.
@@ -361,7 +407,8 @@ impl<B: Backend> Gateway<B> {
     /// "leds": {name: level}}` as the core encodes it, plus `backend`,
     /// `gpio` (`{"4": {"mode": "digital_output", "value": 1}}`),
     /// `stopped_by` (`"deadman"`, `"backplane lost"`, `"exit"` or nil) and the
-    /// counters `received`, `errors`, `deadman_stops`.
+    /// counters `received`, `errors`, `deadman_stops`, `input_edges`,
+    /// `stale_edges`, `edge_overflows` (see [`Stats`]).
     pub fn state_report(&self) -> Report {
         let motors = Value::Map(
             self.motor_speeds()
@@ -400,6 +447,9 @@ impl<B: Backend> Gateway<B> {
             ("received", self.stats.received.into()),
             ("errors", self.stats.errors.into()),
             ("deadman_stops", self.stats.deadman_stops.into()),
+            ("input_edges", self.stats.input_edges.into()),
+            ("stale_edges", self.stats.stale_edges.into()),
+            ("edge_overflows", self.edges.overflowed().into()),
         ];
         let v = Value::Map(entries.into_iter().map(|(k, v)| (k.into(), v)).collect());
         self.report_bytes(encode(&v))
@@ -445,8 +495,9 @@ impl<B: Backend> Gateway<B> {
             .any(|(_, m)| m.speed().is_none_or(|s| s != 0.0))
     }
 
-    /// Runs timers at `now`: the deadman, the end of tones, input polling
-    /// (`digital_input` reports on change) and the periodic state report.
+    /// Runs timers at `now`: the deadman, the end of tones, queued input
+    /// edges and input polling (`digital_input` reports on change) and the
+    /// periodic state report.
     pub fn tick(&mut self, now: Instant) -> Vec<Report> {
         let mut out = Vec::new();
         let mut changed = false;
@@ -472,26 +523,50 @@ impl<B: Backend> Gateway<B> {
                 }
             }
         }
-        let ts = self.timestamp(now);
         let mut inputs = Vec::new();
+        for e in self.edges.drain() {
+            match self.gpio.get_mut(&e.pin) {
+                Some(Gpio::Input {
+                    watch: Some(id),
+                    reporting,
+                    last,
+                    ..
+                }) if *id == e.watch_id => {
+                    self.stats.input_edges += 1;
+                    if *last != Some(e.level) {
+                        *last = Some(e.level);
+                        if *reporting {
+                            inputs.push((e.pin, e.level, e.at));
+                        }
+                    }
+                }
+                _ => self.stats.stale_edges += 1,
+            }
+        }
         for (&pin, g) in self.gpio.iter_mut() {
             if let Gpio::Input {
                 pin: p,
                 reporting,
                 last,
+                watch,
                 ..
             } = g
             {
+                // Watched pins are read once, for the level to start from.
+                if watch.is_some() && last.is_some() {
+                    continue;
+                }
                 let Ok(level) = p.is_high() else { continue };
                 if *last != Some(level) {
                     *last = Some(level);
                     if *reporting {
-                        inputs.push((pin, level));
+                        inputs.push((pin, level, now));
                     }
                 }
             }
         }
-        for (pin, level) in inputs {
+        for (pin, level, at) in inputs {
+            let ts = self.timestamp(at);
             out.push(self.core_report(|buf| report::digital_input(buf, pin, u8::from(level), ts)));
         }
         if changed || now >= self.next_state {
@@ -502,15 +577,27 @@ impl<B: Backend> Gateway<B> {
     }
 
     /// The next instant [`tick`](Self::tick) has work to do; the run loop
-    /// waits for messages until then at most.
+    /// waits for messages (and for [`wake_fd`](Self::wake_fd)) until then at
+    /// most. Watched inputs add no deadline once their level is known;
+    /// polled ones every [`INPUT_POLL`]; queued edges make it `now`.
     pub fn next_deadline(&self, now: Instant) -> Instant {
         let mut d = self.next_state;
         if let Some(ms) = self.motors.poll_at() {
             d = d.min(self.start.0 + Duration::from_millis(ms));
         }
+        if !self.edges.is_empty() {
+            return now;
+        }
         for g in self.gpio.values() {
             match g {
                 Gpio::Tone(_, Some((_, until))) => d = d.min(*until),
+                Gpio::Input {
+                    watch: Some(_),
+                    last: Some(_),
+                    ..
+                } => {}
+                // Polled, or watched but its level not read yet (the run loop
+                // ticks right after the command; this retries a failed read).
                 Gpio::Input { .. } => d = d.min(now + INPUT_POLL),
                 _ => {}
             }
@@ -635,14 +722,14 @@ impl<B: Backend> Gateway<B> {
     fn set_mode(
         &mut self,
         pin: &PinRef<'_>,
-        make: impl FnOnce(&mut B, u8) -> Result<Gpio<B>, super::backend::Error>,
+        make: impl FnOnce(&mut B, &EdgeQueue, u8) -> Result<Gpio<B>, super::backend::Error>,
     ) -> Result<bool, String> {
         let p = self.resolve(pin)?;
         self.registry
             .claim(i64::from(p))
             .map_err(|e| e.to_string())?;
         self.gpio.remove(&p);
-        let g = make(&mut self.backend, p).map_err(|e| e.to_string())?;
+        let g = make(&mut self.backend, &self.edges, p).map_err(|e| e.to_string())?;
         self.gpio.insert(p, g);
         if let Some(tag) = pin.tag {
             self.tags.insert(tag.to_owned(), p);
@@ -660,28 +747,31 @@ impl<B: Backend> Gateway<B> {
         let hal = |e: &dyn std::fmt::Debug| format!("pin write failed: {e:?}");
         match cmd {
             OneGpio::SetModeDigitalOutput { pin } => {
-                self.set_mode(&pin, |b, p| Ok(Gpio::Output(b.output(p)?, false)))
+                self.set_mode(&pin, |b, _, p| Ok(Gpio::Output(b.output(p)?, false)))
             }
             OneGpio::SetModeDigitalInput { pin } | OneGpio::SetModeDigitalInputPullup { pin } => {
                 let pullup = matches!(cmd, OneGpio::SetModeDigitalInputPullup { .. });
                 let pull = if pullup { Pull::Up } else { Pull::None };
-                self.set_mode(&pin, |b, p| {
+                self.set_mode(&pin, |b, edges, p| {
+                    let mut input = b.input(p, pull)?;
+                    let watch = watch_input(b, edges, p, &mut input);
                     Ok(Gpio::Input {
-                        pin: b.input(p, pull)?,
+                        pin: input,
                         pullup,
                         reporting: true,
                         last: None,
+                        watch,
                     })
                 })
             }
             OneGpio::SetModePwm { pin } => {
-                self.set_mode(&pin, |b, p| Ok(Gpio::Pwm(b.pwm(p, GPIO_PWM_HZ)?, 0)))
+                self.set_mode(&pin, |b, _, p| Ok(Gpio::Pwm(b.pwm(p, GPIO_PWM_HZ)?, 0)))
             }
             OneGpio::SetModeServo { pin } => {
-                self.set_mode(&pin, |b, p| Ok(Gpio::Servo(b.pwm(p, SERVO_HZ)?, 0)))
+                self.set_mode(&pin, |b, _, p| Ok(Gpio::Servo(b.pwm(p, SERVO_HZ)?, 0)))
             }
             OneGpio::SetModeTone { pin } => {
-                self.set_mode(&pin, |b, p| Ok(Gpio::Tone(b.pwm(p, GPIO_PWM_HZ)?, None)))
+                self.set_mode(&pin, |b, _, p| Ok(Gpio::Tone(b.pwm(p, GPIO_PWM_HZ)?, None)))
             }
             OneGpio::DigitalWrite { pin, value } => {
                 let p = self.in_mode(&pin, Need::Output)?;
@@ -725,7 +815,7 @@ impl<B: Backend> Gateway<B> {
                 }
                 let until = now + Duration::from_millis(u64::from(duration));
                 // A frequency is fixed per PWM: make a new one each tone.
-                self.set_mode(&pin, |b, p| {
+                self.set_mode(&pin, |b, _, p| {
                     let mut o = b.pwm(p, freq)?;
                     let _ = o.set_duty_cycle_fraction(1, 2);
                     Ok(Gpio::Tone(o, Some((freq, until))))
@@ -798,6 +888,28 @@ impl<B: Backend> Gateway<B> {
             self.i2c = Some(self.backend.i2c().map_err(|e| e.to_string())?);
         }
         self.i2c.as_mut().ok_or_else(|| "no I2C bus".into())
+    }
+}
+
+/// Asks the backend to watch `input`; `None` (poll it) when the backend
+/// cannot, when it refuses (logged), or when edges could not wake the run
+/// loop.
+fn watch_input<B: Backend>(
+    b: &mut B,
+    edges: &EdgeQueue,
+    pin: u8,
+    input: &mut B::Input,
+) -> Option<u32> {
+    edges.wake_fd()?;
+    let sink = edges.sink(pin);
+    let id = sink.watch_id();
+    match b.watch(pin, input, sink) {
+        Ok(true) => Some(id),
+        Ok(false) => None,
+        Err(e) => {
+            eprintln!("rpi-gateway: GPIO {pin}: no edge interrupts ({e}); polling it");
+            None
+        }
     }
 }
 

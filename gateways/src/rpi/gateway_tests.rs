@@ -578,3 +578,179 @@ fn panic_unwinding_leaves_outputs_safe() {
     assert_eq!(observed.pin(18).duty, 0.0);
     assert!(!observed.pin(5).level && !observed.pin(17).level);
 }
+
+/// `(pin, value, timestamp)` of each `digital_input` report.
+fn input_reports(reports: &[Report]) -> Vec<(u64, u64, f64)> {
+    reports
+        .iter()
+        .filter(|r| r.kind().as_deref() == Some("digital_input"))
+        .map(|r| {
+            let v = r.value();
+            (
+                field(&v, "pin").and_then(Value::as_u64).unwrap(),
+                field(&v, "value").and_then(Value::as_u64).unwrap(),
+                field(&v, "timestamp").and_then(Value::as_f64).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn levels(reports: &[Report]) -> Vec<(u64, u64)> {
+    input_reports(reports)
+        .into_iter()
+        .map(|(p, v, _)| (p, v))
+        .collect()
+}
+
+/// A gateway with GPIO 23 as a floating input, its level (0) reported.
+fn with_input(backend: SimBackend, board: &SimBoard) -> (Gateway<SimBackend>, Instant) {
+    let t0 = Instant::now();
+    let mut gw = Gateway::new(backend, Config::default(), t0).unwrap();
+    gw.handle(
+        CMD,
+        &cmd("set_mode_digital_input", &[("pin", 23.into())]),
+        t0,
+    );
+    assert_eq!(board.pin(23).mode, Mode::Input);
+    assert_eq!(levels(&gw.tick(t0)), vec![(23, 0)]);
+    (gw, t0)
+}
+
+fn readable(fd: std::os::fd::RawFd) -> bool {
+    let mut items = [zmq::PollItem::from_fd(fd, zmq::POLLIN)];
+    zmq::poll(&mut items, 0).unwrap();
+    items[0].is_readable()
+}
+
+#[test]
+fn watched_input_edge_reports_at_once_with_its_timestamp() {
+    let board = SimBoard::new();
+    let (mut gw, t0) = with_input(SimBackend::new(board.clone()), &board);
+    assert!(gw.is_watched(23) && board.is_watched(23));
+    // No polling timer for a watched pin: the next deadline is the periodic
+    // state report.
+    let state_at = gw.next_deadline(t0);
+    assert!(state_at > t0 + INPUT_POLL, "{:?}", state_at - t0);
+    assert!(gw.tick(t0 + INPUT_POLL).is_empty());
+    let fd = gw.wake_fd().expect("a wake-up fd");
+    assert!(!readable(fd));
+
+    let t = |us| t0 + Duration::from_micros(us);
+    board.set_input_at(23, true, t(1_000));
+    assert!(readable(fd), "an edge wakes the run loop");
+    assert_eq!(gw.next_deadline(t(1_100)), t(1_100));
+    // Ticked 100 µs after the edge, far less than INPUT_POLL.
+    let r = input_reports(&gw.tick(t(1_100)));
+    assert!(!readable(fd), "tick clears the wake-up");
+    board.set_input_at(23, false, t(4_250));
+    let r2 = input_reports(&gw.tick(t(4_300)));
+    assert_eq!((r.len(), r2.len()), (1, 1), "{r:?} {r2:?}");
+    assert_eq!((r[0].0, r[0].1, r2[0].0, r2[0].1), (23, 1, 23, 0));
+    // Timestamps are the edges' own: 3.25 ms apart.
+    assert!((r2[0].2 - r[0].2 - 0.003_25).abs() < 1e-5, "{r:?} {r2:?}");
+    assert_eq!(gw.stats().input_edges, 2);
+    // Driving the same level again is no edge.
+    board.set_input(23, false);
+    assert!(gw.tick(t(5_000)).is_empty());
+}
+
+#[test]
+fn watched_input_reporting_switch() {
+    let board = SimBoard::new();
+    let (mut gw, t0) = with_input(SimBackend::new(board.clone()), &board);
+    let t = |ms| t0 + Duration::from_millis(ms);
+    gw.handle(
+        CMD,
+        &cmd("disable_digital_reporting", &[("pin", 23.into())]),
+        t(1),
+    );
+    board.set_input(23, true);
+    board.set_input(23, false);
+    board.set_input(23, true);
+    assert_eq!(levels(&gw.tick(t(2))), vec![]);
+    assert_eq!(gw.stats().input_edges, 3, "edges are taken, not reported");
+    gw.handle(
+        CMD,
+        &cmd("enable_digital_reporting", &[("pin", 23.into())]),
+        t(3),
+    );
+    // Enabling reports the current level on the next tick, then edges.
+    assert_eq!(levels(&gw.tick(t(3))), vec![(23, 1)]);
+    board.set_input(23, false);
+    assert_eq!(levels(&gw.tick(t(4))), vec![(23, 0)]);
+}
+
+#[test]
+fn short_pulse_gives_two_reports_watched_and_none_polled() {
+    // Watched: high then low before any tick.
+    let board = SimBoard::new();
+    let (mut gw, t0) = with_input(SimBackend::new(board.clone()), &board);
+    board.set_input(23, true);
+    board.set_input(23, false);
+    assert_eq!(
+        levels(&gw.tick(t0 + Duration::from_millis(1))),
+        vec![(23, 1), (23, 0)]
+    );
+
+    // Polled (a backend without interrupts): the same pulse is missed.
+    let board = SimBoard::new();
+    let (mut gw, t0) = with_input(SimBackend::polling(board.clone()), &board);
+    assert!(!gw.is_watched(23) && !board.is_watched(23));
+    assert_eq!(gw.next_deadline(t0), t0 + INPUT_POLL);
+    board.set_input(23, true);
+    board.set_input(23, false);
+    assert_eq!(levels(&gw.tick(t0 + INPUT_POLL)), vec![]);
+    // A level that lasts is seen at the next poll.
+    board.set_input(23, true);
+    assert_eq!(levels(&gw.tick(t0 + INPUT_POLL * 2)), vec![(23, 1)]);
+    assert_eq!(gw.stats().input_edges, 0);
+}
+
+#[test]
+fn stale_and_overflowing_edges_are_counted() {
+    use crate::rpi::backend::EDGE_QUEUE_CAPACITY;
+    let board = SimBoard::new();
+    let (mut gw, t0) = with_input(SimBackend::new(board.clone()), &board);
+    let t = |ms| t0 + Duration::from_millis(ms);
+    // An edge queued, then the pin becomes an output before the tick.
+    board.set_input(23, true);
+    gw.handle(
+        CMD,
+        &cmd("set_mode_digital_output", &[("pin", 23.into())]),
+        t(1),
+    );
+    assert!(!board.is_watched(23));
+    assert_eq!(levels(&gw.tick(t(2))), vec![]);
+    assert_eq!(gw.stats().stale_edges, 1);
+
+    // Back to an input: a new watch; an old watch's edges would be stale.
+    gw.handle(
+        CMD,
+        &cmd("set_mode_digital_input", &[("pin", 23.into())]),
+        t(3),
+    );
+    assert_eq!(levels(&gw.tick(t(3))), vec![(23, 1)]);
+    // More edges than the queue holds before a tick.
+    let n = EDGE_QUEUE_CAPACITY + 5;
+    for i in 0..n {
+        board.set_input(23, i % 2 == 1);
+    }
+    let reports = gw.tick(t(4));
+    assert_eq!(levels(&reports).len(), EDGE_QUEUE_CAPACITY);
+    let s = gw.stats();
+    assert_eq!((s.edge_overflows, s.stale_edges), (5, 1));
+    assert_eq!(s.input_edges, EDGE_QUEUE_CAPACITY as u64);
+    let state = gw.state_report().value();
+    assert_eq!(
+        field(&state, "edge_overflows").and_then(Value::as_u64),
+        Some(5)
+    );
+    assert_eq!(
+        field(&state, "stale_edges").and_then(Value::as_u64),
+        Some(1)
+    );
+    assert_eq!(
+        field(&state, "input_edges").and_then(Value::as_u64),
+        Some(EDGE_QUEUE_CAPACITY as u64)
+    );
+}

@@ -1,6 +1,11 @@
 //! The run loop: binds a [`Gateway`] to the backplane through the
 //! [`Component`] API. All logic is in the gateway; this only moves bytes,
 //! reads the clock and reacts to the connection and to stop requests.
+//!
+//! It waits in one `zmq::poll` on the component's sockets
+//! ([`Component::poll_items`]) and the gateway's input-edge wake-up
+//! ([`Gateway::wake_fd`]) until the gateway's next deadline, so an edge of a
+//! watched input is reported as soon as it arrives.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -51,43 +56,69 @@ fn run_inner<B: Backend>(
     comp: &mut Component,
     stop: &AtomicBool,
 ) -> Result<(), component::Error> {
+    let wake = gw.wake_fd();
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         let reports = gw.tick(now);
         publish(comp, reports);
+        // Everything the component holds is handled before waiting: the poll
+        // below only sees what arrives after.
+        let mut handled = false;
+        loop {
+            let event = match comp.try_recv_event() {
+                Ok(Some(e)) => e,
+                Ok(None) => break,
+                Err(component::Error::Zmq(zmq::Error::EINTR)) => break,
+                Err(e) => return Err(e),
+            };
+            handled = true;
+            dispatch(gw, comp, event);
+        }
+        if handled {
+            // Tick again first (e.g. to read a pin a command just configured).
+            continue;
+        }
         let wait = gw
             .next_deadline(now)
             .saturating_duration_since(Instant::now())
             .min(MAX_WAIT);
-        let event = match comp.recv_event(Some(wait)) {
-            Ok(e) => e,
+        let ms = i64::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i64::MAX);
+        let mut items: Vec<zmq::PollItem<'_>> = comp.poll_items().into_iter().collect();
+        if let Some(fd) = wake {
+            // Readable when an input edge is queued; `tick` clears it.
+            items.push(zmq::PollItem::from_fd(fd, zmq::POLLIN));
+        }
+        match zmq::poll(&mut items, ms) {
+            Ok(_) => {}
             // A signal (SIGINT/SIGTERM) interrupted the wait: check `stop`.
-            Err(component::Error::Zmq(zmq::Error::EINTR)) => continue,
-            Err(e) => return Err(e),
-        };
-        match event {
-            Some(Event::Message(m)) => {
-                let reports = gw.handle(&m.topic, &m.payload, Instant::now());
-                publish(comp, reports);
-            }
-            Some(Event::Rejected(rej)) => {
-                let r = gw.error_report(
-                    &rej.topic,
-                    &format_args!("malformed message: {}", rej.reason),
-                );
-                publish(comp, vec![r]);
-            }
-            Some(Event::BackplaneDown) => {
-                gw.stop_motors("backplane lost");
-                eprintln!("rpi-gateway: backplane lost: motors stopped");
-            }
-            Some(Event::BackplaneUp) => {
-                eprintln!("rpi-gateway: backplane connected");
-                let r = gw.state_report();
-                publish(comp, vec![r]);
-            }
-            None => {}
+            Err(zmq::Error::EINTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())
+}
+
+fn dispatch<B: Backend>(gw: &mut Gateway<B>, comp: &mut Component, event: Event) {
+    match event {
+        Event::Message(m) => {
+            let reports = gw.handle(&m.topic, &m.payload, Instant::now());
+            publish(comp, reports);
+        }
+        Event::Rejected(rej) => {
+            let r = gw.error_report(
+                &rej.topic,
+                &format_args!("malformed message: {}", rej.reason),
+            );
+            publish(comp, vec![r]);
+        }
+        Event::BackplaneDown => {
+            gw.stop_motors("backplane lost");
+            eprintln!("rpi-gateway: backplane lost: motors stopped");
+        }
+        Event::BackplaneUp => {
+            eprintln!("rpi-gateway: backplane connected");
+            let r = gw.state_report();
+            publish(comp, vec![r]);
+        }
+    }
 }

@@ -7,14 +7,22 @@
 //! GPIO 12/13/18/19 when the channel is enabled (`dtoverlay=pwm-2chan` in
 //! `/boot/firmware/config.txt`); otherwise the pin falls back to software PWM
 //! (a log line says so). Compiles on any Linux; only runs on a Pi.
+//!
+//! Inputs are watched with rppal's asynchronous interrupts
+//! (`InputPin::set_async_interrupt`, both edges, no debounce): rppal's
+//! interrupt thread pushes each edge, with the kernel's timestamp converted
+//! to an [`Instant`] by [`EdgeClock`], into the gateway's
+//! [`EdgeSink`].
 
-use ::rppal::gpio::{Gpio, OutputPin as RpOutput};
+use std::time::{Duration, Instant};
+
+use ::rppal::gpio::{Event, Gpio, OutputPin as RpOutput, Trigger};
 use ::rppal::i2c::I2c;
 use ::rppal::pwm::{Channel, Polarity, Pwm};
 use ::rppal::system::{DeviceInfo, Model};
 use embedded_hal::pwm::{ErrorKind, ErrorType, SetDutyCycle};
 
-use super::{Backend, Error, Pull};
+use super::{Backend, EdgeSink, Error, Pull};
 
 /// Why [`RppalBackend::new`] failed.
 #[derive(Debug)]
@@ -202,6 +210,50 @@ impl Backend for RppalBackend {
             ))
         })
     }
+
+    fn watch(&mut self, pin: u8, input: &mut Self::Input, sink: EdgeSink) -> Result<bool, Error> {
+        let mut clock = EdgeClock::default();
+        input
+            .set_async_interrupt(Trigger::Both, None, move |ev: Event| {
+                let level = match ev.trigger {
+                    Trigger::RisingEdge => true,
+                    Trigger::FallingEdge => false,
+                    // rppal documents only these two for an event.
+                    _ => return,
+                };
+                sink.push(level, clock.instant(ev.timestamp, Instant::now()));
+            })
+            .map_err(|e| io("interrupt", pin, e))?;
+        Ok(true)
+    }
+}
+
+/// Converts the kernel's edge timestamps (time since boot, `CLOCK_MONOTONIC`)
+/// to [`Instant`]s without a system call: `Instant::now()` at delivery minus
+/// the timestamp is the clock's origin plus the delivery delay; the smallest
+/// such value seen is the best estimate of the origin. An edge is placed at
+/// origin + timestamp, never later than its delivery. This only assumes the
+/// stamps of one pin share one clock (so it also holds for
+/// `CLOCK_REALTIME`/HTE stamps); a stamp too large to subtract is replaced
+/// by the delivery instant.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EdgeClock {
+    origin: Option<Instant>,
+}
+
+impl EdgeClock {
+    /// The instant of an edge stamped `ts` and delivered at `now`.
+    pub fn instant(&mut self, ts: Duration, now: Instant) -> Instant {
+        let Some(candidate) = now.checked_sub(ts) else {
+            return now;
+        };
+        let origin = match self.origin {
+            Some(o) if o <= candidate => o,
+            _ => candidate,
+        };
+        self.origin = Some(origin);
+        (origin + ts).min(now)
+    }
 }
 
 #[cfg(test)]
@@ -227,6 +279,33 @@ mod tests {
             Some(Channel::Pwm1)
         );
         assert_eq!(hardware_channel(Model::RaspberryPi4B, 17), None);
+    }
+
+    #[test]
+    fn edge_clock_keeps_the_earliest_origin() {
+        let base = Instant::now() + Duration::from_secs(10);
+        let boot = |d: u64| base + Duration::from_millis(d);
+        let mut c = EdgeClock::default();
+        // Delivered 5 ms late: placed at delivery - 0 (first estimate).
+        let ts = Duration::from_secs(100);
+        let at = c.instant(ts, boot(5) + ts);
+        assert_eq!(at, boot(5) + ts);
+        // Delivered 1 ms late: a better origin.
+        let ts2 = ts + Duration::from_secs(1);
+        assert_eq!(c.instant(ts2, boot(1) + ts2), boot(1) + ts2);
+        // Delivered 9 ms late: placed with the better origin, 8 ms earlier.
+        let ts3 = ts2 + Duration::from_secs(1);
+        assert_eq!(c.instant(ts3, boot(9) + ts3), boot(1) + ts3);
+    }
+
+    #[test]
+    fn edge_clock_falls_back_to_delivery_for_absurd_stamps() {
+        let mut c = EdgeClock::default();
+        let now = Instant::now();
+        assert_eq!(c.instant(Duration::MAX, now), now);
+        // The origin was not disturbed by it.
+        let ts = Duration::from_secs(5);
+        assert_eq!(c.instant(ts, now + ts), now + ts);
     }
 
     #[test]

@@ -7,18 +7,25 @@
 //! Clones share the board, so tests keep one clone to observe (and to drive
 //! inputs with [`SimBoard::set_input`]) while the gateway owns the pins.
 //!
+//! Inputs are watched ([`Backend::watch`]): driving a watched input to a new
+//! level with [`SimBoard::set_input`] pushes the edge to the gateway at once,
+//! so tests see interrupt-driven reports without waiting.
+//! [`SimBackend::polling`] makes a backend that does not watch (the gateway
+//! then polls, as it does with a backend without interrupts).
+//!
 //! Use it off a Pi, in tests and in the demo; it has no timing behaviour.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use embedded_hal::digital::{self, InputPin, OutputPin};
 use embedded_hal::i2c::{self, ErrorKind, NoAcknowledgeSource, Operation};
 use embedded_hal::pwm::{self, SetDutyCycle};
 
-use super::{Backend, Error, Pull};
+use super::{Backend, EdgeSink, Error, Pull};
 use crate::rpi::config::MAX_BCM_PIN;
 
 /// I2C address of the simulated 24C02-style EEPROM (256 bytes; a write's
@@ -93,6 +100,8 @@ struct BoardState {
     eeprom: [u8; 256],
     eeprom_ptr: u8,
     i2c_devices: BTreeMap<u8, ()>,
+    /// The sink of each watched input.
+    watchers: Vec<Option<EdgeSink>>,
 }
 
 /// A simulated board; clones share state.
@@ -118,6 +127,7 @@ impl SimBoard {
             eeprom: [0xFF; 256],
             eeprom_ptr: 0,
             i2c_devices,
+            watchers: vec![None; usize::from(MAX_BCM_PIN) + 1],
         })))
     }
 
@@ -151,15 +161,36 @@ impl SimBoard {
         self.lock().log.iter().cloned().collect()
     }
 
-    /// Drives the level an input pin reads (a button press in tests).
+    /// Drives the level an input pin reads (a button press in tests). When
+    /// the pin is watched and the level changes, the edge is pushed now,
+    /// timestamped `Instant::now()`.
     pub fn set_input(&self, pin: u8, level: bool) {
-        let mut s = self.lock();
-        s.pins[usize::from(pin)].input = level;
-        record(
-            &mut s,
-            Some(pin),
-            format!("input driven {}", u8::from(level)),
-        );
+        self.set_input_at(pin, level, Instant::now());
+    }
+
+    /// [`set_input`](Self::set_input) with the edge timestamped `at`.
+    pub fn set_input_at(&self, pin: u8, level: bool, at: Instant) {
+        let sink = {
+            let mut s = self.lock();
+            let i = usize::from(pin);
+            let changed = s.pins[i].input != level;
+            s.pins[i].input = level;
+            record(
+                &mut s,
+                Some(pin),
+                format!("input driven {}", u8::from(level)),
+            );
+            s.watchers[i].clone().filter(|_| changed)
+        };
+        // Pushed without the board locked: the sink has its own lock.
+        if let Some(sink) = sink {
+            sink.push(level, at);
+        }
+    }
+
+    /// Whether `pin` is watched for edges.
+    pub fn is_watched(&self, pin: u8) -> bool {
+        self.lock().watchers[usize::from(pin)].is_some()
     }
 
     /// The simulated EEPROM's contents.
@@ -193,12 +224,23 @@ fn record(s: &mut BoardState, pin: Option<u8>, what: String) {
 #[derive(Debug, Clone)]
 pub struct SimBackend {
     board: SimBoard,
+    watch: bool,
 }
 
 impl SimBackend {
-    /// A backend on `board` (keep a clone of the board to observe it).
+    /// A backend on `board` (keep a clone of the board to observe it) that
+    /// watches inputs.
     pub fn new(board: SimBoard) -> Self {
-        Self { board }
+        Self { board, watch: true }
+    }
+
+    /// A backend on `board` that cannot watch inputs, like a GPIO without
+    /// interrupts: the gateway polls them.
+    pub fn polling(board: SimBoard) -> Self {
+        Self {
+            board,
+            watch: false,
+        }
     }
 
     /// The board.
@@ -283,9 +325,24 @@ impl Backend for SimBackend {
             board: self.board.clone(),
         })
     }
+
+    fn watch(&mut self, pin: u8, input: &mut SimInput, sink: EdgeSink) -> Result<bool, Error> {
+        if !self.watch {
+            return Ok(false);
+        }
+        if input.pin != pin {
+            return Err(Error::Io(format!(
+                "GPIO {pin}: watch asked with the input of GPIO {}",
+                input.pin
+            )));
+        }
+        self.board.lock().watchers[usize::from(pin)] = Some(sink);
+        Ok(true)
+    }
 }
 
 fn release(board: &SimBoard, pin: u8) {
+    board.lock().watchers[usize::from(pin)] = None;
     board.update(pin, |p| {
         p.mode = Mode::Unused;
         Some("released".into())
