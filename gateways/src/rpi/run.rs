@@ -15,6 +15,8 @@ use crate::component::{self, Component, Event};
 use super::backend::Backend;
 use super::gateway::{Gateway, Report};
 
+/// Events handled between two ticks at most.
+const MAX_BATCH: usize = 64;
 /// Longest wait for a message before the stop flag is checked again.
 const MAX_WAIT: Duration = Duration::from_millis(50);
 
@@ -61,10 +63,11 @@ fn run_inner<B: Backend>(
         let now = Instant::now();
         let reports = gw.tick(now);
         publish(comp, reports);
-        // Everything the component holds is handled before waiting: the poll
-        // below only sees what arrives after.
+        // What the component holds is handled before waiting (the poll below
+        // only sees what arrives after), in batches, so that a flood of
+        // messages cannot hold off `tick` and with it the deadman.
         let mut handled = false;
-        loop {
+        for _ in 0..MAX_BATCH {
             let event = match comp.try_recv_event() {
                 Ok(Some(e)) => e,
                 Ok(None) => break,
