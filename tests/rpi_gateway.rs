@@ -516,3 +516,40 @@ fn input_edge_latency() {
         );
     }
 }
+
+/// Safety under load: a flood of valid messages on the gateway's topics
+/// (an empty `light_leds`, which changes nothing) must not hold off the
+/// deadman. The run loop handles a bounded batch of messages between ticks.
+#[test]
+fn a_message_flood_does_not_hold_off_the_deadman() {
+    let mut rig = in_process(SimBackend::new);
+    let run = rmpv::Value::Map(vec![("left".into(), 0.5.into())]);
+    rig.probe.publish_value("run_motors", &run).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || rig.board.pin(18).duty == 0.5),
+        "the motor did not start"
+    );
+    let started = Instant::now();
+    let empty = rmpv::Value::Map(Vec::new());
+    let mut sent = 0u64;
+    // Flood (never waiting for the gateway) until the deadman (500 ms)
+    // stops the motor, for 5 s at most.
+    while rig.board.pin(18).duty != 0.0 && started.elapsed() < Duration::from_secs(5) {
+        for _ in 0..100 {
+            // A full send queue only means the flood outpaces the backplane.
+            if rig.probe.publish_value("light_leds", &empty).is_ok() {
+                sent += 1;
+            }
+        }
+    }
+    let stopped_after = started.elapsed();
+    assert_eq!(
+        rig.board.pin(18).duty,
+        0.0,
+        "motor still running after {stopped_after:?} of flood ({sent} messages)"
+    );
+    assert!(
+        stopped_after >= Duration::from_millis(400),
+        "{stopped_after:?}"
+    );
+}
