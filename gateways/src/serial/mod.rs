@@ -57,6 +57,9 @@ pub enum Error {
     Zmq(#[from] zmq::Error),
 }
 
+/// Backplane events handled per turn of the run loop at most.
+const BACKPLANE_BATCH: usize = 256;
+
 /// Everything the run loop needs. `#[non_exhaustive]`: start from
 /// [`Config::new`].
 #[derive(Debug, Clone)]
@@ -220,8 +223,11 @@ pub fn run(config: Config, stop: &AtomicBool) -> Result<(), Error> {
         }
         let _ = dev_writable; // the write at the top of the loop handles it
 
-        // Backplane → bridge.
-        loop {
+        // Backplane → bridge, a bounded batch per turn so that a flood of
+        // messages cannot starve the device side and the link's timers
+        // (what the device cannot take yet is queued and counted by the
+        // bridge).
+        for _ in 0..BACKPLANE_BATCH {
             match comp.try_recv_event() {
                 Ok(Some(component::Event::Message(m))) => {
                     bridge.handle_backplane(&m.topic, &m.payload, now());
