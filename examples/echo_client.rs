@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use banyan::gateways::component::{Component, Config};
+use banyan::component::{Component, Config};
 use clap::Parser;
 
 /// Sends N echo requests and waits for the replies.

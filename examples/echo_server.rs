@@ -12,7 +12,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use banyan::gateways::component::{Component, Config};
+use banyan::component::{Component, Config};
 use clap::Parser;
 
 /// Replies to `echo` messages with `reply`.

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use banyan::gateways::multi::{MultiComponent, Options};
-use banyan::gateways::routing::Spec;
+use banyan::component::multi::{MultiComponent, Options};
+use banyan::component::routing::Spec;
 use clap::Parser;
 
 /// Echo server on two backplanes, configured by a routing spec.

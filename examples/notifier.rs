@@ -9,7 +9,7 @@ use std::ops::ControlFlow;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use banyan::gateways::component::{Component, Config};
+use banyan::component::{Component, Config};
 use clap::Parser;
 
 /// Prints `notice` messages.

@@ -5,7 +5,7 @@
 # Usage: bash scripts/bench-backplane.sh [ROUNDS (default 3)]
 cd "$(dirname "$0")/.."
 set -euo pipefail
-cargo build --release --quiet -p banyan-gateways --bins
+cargo build --release --quiet --workspace --bins
 B=target/release/banyan-bench
 R=${1:-3}
 echo "start $(date -u +%H:%M:%S) load $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -13,7 +13,7 @@ COUNT=${1:-1000000}
 RTTS=${2:-1000}
 PY=${BANYAN_PYTHON:-.venv/bin/python}
 [ -x "$PY" ] || { echo "python-banyan venv missing: run bash scripts/venv.sh" >&2; exit 1; }
-cargo build --release --quiet -p banyan-gateways --bins
+cargo build --release --quiet --workspace --bins
 BIN=target/release
 TMP=$(mktemp -d)
 PIDS=()

@@ -6,9 +6,9 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use banyan::gateways::backplane::{self, Backplane};
-use banyan::gateways::component::{Component, Config, Event, LinkState};
-use banyan::gateways::wire::Reject;
+use banyan::backplane::{self, Backplane};
+use banyan::component::wire::Reject;
+use banyan::component::{Component, Config, Event, LinkState};
 use common::{cargo_bin, wait_until, Proc};
 
 const T: Duration = Duration::from_secs(20);
@@ -301,7 +301,7 @@ fn components_reconnect_after_a_backplane_restart() {
 }
 
 /// Next message on `c`, skipping the backplane's stats reports.
-fn next_data(c: &mut Component) -> banyan::gateways::wire::Message {
+fn next_data(c: &mut Component) -> banyan::component::wire::Message {
     loop {
         let m = c.recv_timeout(T).unwrap().expect("a message in time");
         if m.topic != backplane::STATS_TOPIC {

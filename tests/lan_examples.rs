@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use banyan::gateways::backplane::{self, Backplane};
+use banyan::backplane::{self, Backplane};
 use common::{cargo_example, Proc};
 
 const T: Duration = Duration::from_secs(30);

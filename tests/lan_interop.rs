@@ -18,9 +18,9 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use banyan::gateways::backplane::{self, Backplane};
-use banyan::gateways::component::{Component, Config};
-use banyan::gateways::wire::encode_value;
+use banyan::backplane::{self, Backplane};
+use banyan::component::wire::encode_value;
+use banyan::component::{Component, Config};
 use common::{free_port, python, wait_until, workspace_root, Proc};
 use rmpv::Value;
 

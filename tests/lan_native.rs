@@ -1,5 +1,5 @@
 //! The native backplane engine at the wire: a raw ZMTP 3 peer written here
-//! from the RFCs (23 and 37), independent of `banyan_gateways::zmtp`, talks
+//! from the RFCs (23 and 37), independent of `banyan_zmtp`, talks
 //! to the backplane next to libzmq-based components. Covers subscriptions in
 //! both forms, PING/PONG, the socket types announced, subscriptions
 //! upstream, byte-identical forwarding, hostile connections, oversize
@@ -13,9 +13,9 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
-use banyan::gateways::backplane::{self, Backplane, Engine, Running};
-use banyan::gateways::component::{Component, Config};
-use banyan::gateways::wire::{encode_value, Message};
+use banyan::backplane::{self, Backplane, Engine, Running};
+use banyan::component::wire::{encode_value, Message};
+use banyan::component::{Component, Config};
 use common::wait_until;
 
 const T: Duration = Duration::from_secs(10);

@@ -15,12 +15,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use banyan_gateways::backplane::{self, Backplane, Running};
-use banyan_gateways::component::{self, Component, Event};
-use banyan_gateways::rpi::backend::sim::{SimBackend, SimBoard};
-use banyan_gateways::rpi::config::Config;
-use banyan_gateways::rpi::gateway::{get, Gateway};
-use banyan_gateways::rpi::run;
+use banyan_backplane::{self as backplane, Backplane, Running};
+use banyan_component::{self as component, Component, Event};
+use banyan_rpi::backend::sim::{SimBackend, SimBoard};
+use banyan_rpi::config::Config;
+use banyan_rpi::gateway::{get, Gateway};
+use banyan_rpi::run;
 use common::{cargo_bin, python, wait_until, Proc};
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use banyan::gateways::component::Component;
+use banyan::component::Component;
 use serial_support::*;
 
 const STATUS: &str = "serial_gateway_status";

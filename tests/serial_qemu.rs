@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use banyan::gateways::backplane;
-use banyan::gateways::component::Component;
+use banyan::backplane;
+use banyan::component::Component;
 use serial_support::*;
 
 const STATUS: &str = "serial_gateway_status";

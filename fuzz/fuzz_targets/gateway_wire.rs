@@ -1,4 +1,4 @@
-//! The gateways' LAN message check (`banyan_gateways::wire`): `check_frames`
+//! The gateways' LAN message check (`banyan_component::wire`): `check_frames`
 //! on arbitrary multipart messages, and `Validator::check` differentially
 //! against the core's `msg::validate` (an independent implementation of the
 //! same rules).
@@ -15,7 +15,7 @@
 #![no_main]
 
 use banyan_core::msg::{self, Limits};
-use banyan_gateways::wire::{check_frames, Limits as WireLimits, Reject, Validator};
+use banyan_component::wire::{check_frames, Limits as WireLimits, Reject, Validator};
 use libfuzzer_sys::fuzz_target;
 use std::sync::Mutex;
 

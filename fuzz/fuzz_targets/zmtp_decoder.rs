@@ -1,4 +1,4 @@
-//! The native backplane's ZMTP stream decoder (`banyan_gateways::zmtp::Decoder`)
+//! The native backplane's ZMTP stream decoder (`banyan_zmtp::Decoder`)
 //! on arbitrary byte streams, as a peer would send them after the greeting.
 //!
 //! Input: byte 0 picks the size limit (`16 + 4 * b0` bytes), byte 1 the
@@ -9,7 +9,7 @@
 //! error-or-not, whether it arrives whole or in chunks.
 #![no_main]
 
-use banyan_gateways::zmtp::{Decoder, Step};
+use banyan_zmtp::{Decoder, Step};
 use libfuzzer_sys::fuzz_target;
 
 /// (kind, bytes) per step, and whether the stream ended in an error.

@@ -4,9 +4,9 @@
 //! F1 is fixed (gateways/src/wire.rs checks ext types like Python).
 
 use banyan_core::msg::{self, Limits};
-use banyan_gateways::wire::Validator;
+use banyan_component::wire::Validator;
 
-/// F1: `banyan_gateways::wire::Validator::check` accepts extension types
+/// F1: `banyan_component::wire::Validator::check` accepts extension types
 /// that Python's `unpackb(raw=False)` raises on (ValueError "code must be
 /// 0~127"; "invalid timestamp data (length 2)"), contrary to its module docs
 /// ("a message we accept never crashes a Python receiver"). The core's

@@ -27,9 +27,9 @@ done
 for t in aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf; do
   echo "--> $t: build gateways (lib + binaries)"
   start=$SECONDS
-  cargo build --locked -p banyan-gateways --target "$t" --lib --bins
+  cargo build --locked -p banyan-rpi -p banyan-serial --target "$t" --lib --bins
   echo "--> $t: rpi-gateway unit tests under qemu-user"
-  cargo test --locked -p banyan-gateways --target "$t" --lib rpi::
+  cargo test --locked -p banyan-rpi --target "$t" --lib
   echo "--> $t: rpi-gateway --check-config under qemu-user"
   runner=$([ "$t" = armv7-unknown-linux-gnueabihf ] && echo "qemu-arm -L /usr/arm-linux-gnueabihf" || echo "qemu-aarch64 -L /usr/aarch64-linux-gnu")
   $runner "target/$t/debug/rpi-gateway" --check-config --config deploy/rpi-gateway.toml >/dev/null

@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use banyan::backplane::{self, Backplane};
+use banyan::component::{self, Component};
 use banyan::core::link::{self, device, Device};
-use banyan::gateways::backplane::{self, Backplane};
-use banyan::gateways::component::{self, Component};
-use banyan::gateways::serial::{self, DeviceSpec};
+use banyan::serial::{self, DeviceSpec};
 
 /// A (topic, payload) pair.
 pub type Msg = (String, Vec<u8>);

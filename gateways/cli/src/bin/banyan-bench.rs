@@ -1,0 +1,383 @@
+//! `banyan-bench`: LAN benchmarks through a backplane on loopback.
+//!
+//! - `throughput`: one publisher sends N `{"value": i}` messages as fast as it
+//!   can to one subscriber; prints msgs/s and how many were lost.
+//! - `latency`: an echo server replies to each `echo` message with a `reply`;
+//!   prints the round-trip median, p99 and max.
+//!
+//! By default the backplane runs in-process (the same code as the
+//! `backplane` binary, on its own thread, ephemeral ports); `--backplane
+//! ADDR:PUB:SUB` uses a running one instead. See `scripts/bench-lan.sh`.
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use banyan_backplane::{self as backplane, Backplane};
+use banyan_component::{Component, Config};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(version)]
+/// LAN benchmarks through a backplane on loopback.
+struct Args {
+    /// Use a running backplane at ADDR:PUBLISHER_PORT:SUBSCRIBER_PORT instead
+    /// of an in-process one.
+    #[arg(long, global = true)]
+    backplane: Option<String>,
+    /// High-water mark for the components (and the in-process backplane);
+    /// 0 = unlimited.
+    #[arg(long, global = true, default_value_t = banyan_component::DEFAULT_HWM)]
+    hwm: i32,
+    /// Busy polling of the in-process backplane, in microseconds (see the
+    /// `backplane` binary's `--busy-poll-us`); 0 = off.
+    #[arg(long, global = true, default_value_t = 0)]
+    busy_poll_us: u64,
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(Debug, Subcommand)]
+enum What {
+    /// Publisher → subscriber burst.
+    Throughput {
+        /// Messages to send.
+        #[arg(long, default_value_t = 1_000_000)]
+        count: u64,
+        /// Baseline: plain ZeroMQ PUB/SUB sockets with a pre-encoded payload
+        /// (no encoding, no checks) through the same backplane.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Echo round trips.
+    Latency {
+        /// Round trips to measure (after 100 warm-up ones).
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+        /// Give the echo server and the client one shared ZeroMQ context
+        /// (one I/O thread instead of two).
+        #[arg(long)]
+        shared_context: bool,
+        /// Baseline: plain ZeroMQ PUB/SUB sockets on both ends (no encoding,
+        /// no checks) through the same backplane.
+        #[arg(long)]
+        raw: bool,
+        /// Send a request at most this many times per second (a control
+        /// loop's pace) instead of right after the previous reply.
+        #[arg(long)]
+        rate: Option<f64>,
+    },
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Value {
+    value: u64,
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(args) {
+        eprintln!("banyan-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let mut _running = None;
+    let (addr, publ, sub) = match &args.backplane {
+        Some(spec) => {
+            let parts: Vec<&str> = spec.split(':').collect();
+            if parts.len() != 3 {
+                return Err("--backplane wants ADDR:PUBLISHER_PORT:SUBSCRIBER_PORT".into());
+            }
+            (parts[0].to_owned(), parts[1].parse()?, parts[2].parse()?)
+        }
+        None => {
+            let mut cfg = backplane::Config::new("127.0.0.1", 0, 0);
+            cfg.hwm = args.hwm;
+            cfg.busy_poll = Duration::from_micros(args.busy_poll_us);
+            let bp = Backplane::bind(&cfg)?;
+            let ports = (bp.publisher_port(), bp.subscriber_port());
+            _running = Some(bp.spawn()?);
+            ("127.0.0.1".to_owned(), ports.0, ports.1)
+        }
+    };
+    let mut config = Config::new(addr, publ, sub);
+    config.send_hwm = args.hwm;
+    config.recv_hwm = args.hwm;
+    match args.what {
+        What::Throughput { count, raw: false } => throughput(config, count),
+        What::Throughput { count, raw: true } => raw_throughput(config, count),
+        What::Latency {
+            count, raw: true, ..
+        } => raw_latency(config, count),
+        What::Latency {
+            count,
+            shared_context,
+            raw: false,
+            rate,
+        } => latency(config, count, shared_context, rate),
+    }
+}
+
+fn throughput(config: Config, count: u64) -> Result<(), Box<dyn std::error::Error>> {
+    let mut subscriber = Component::connect(config.clone())?;
+    subscriber.subscribe("bench")?;
+    let (ready_tx, ready_rx) = mpsc::channel::<()>();
+    let receiver = std::thread::spawn(move || -> Result<(u64, u64, Option<Instant>), String> {
+        let _ = ready_tx.send(());
+        let mut received = 0u64;
+        let mut out_of_order = 0u64;
+        let mut next = 0u64;
+        let mut last = None;
+        // Stop after 2 s without a message.
+        while let Some(m) = subscriber
+            .recv_timeout(Duration::from_secs(2))
+            .map_err(|e| e.to_string())?
+        {
+            let v: Value = m.decode().map_err(|e| e.to_string())?;
+            if v.value != next {
+                out_of_order += 1;
+            }
+            next = v.value + 1;
+            received += 1;
+            last = Some(Instant::now());
+            if received == count {
+                break;
+            }
+        }
+        Ok((received, out_of_order, last))
+    });
+    ready_rx.recv()?;
+    let mut publisher = Component::connect(config)?;
+    if !publisher.wait_for_subscriber("bench", Duration::from_secs(10))? {
+        return Err("the subscriber did not connect within 10 s".into());
+    }
+    let start = Instant::now();
+    let mut refused = 0u64;
+    for i in 0..count {
+        if publisher.publish("bench", &Value { value: i }).is_err() {
+            refused += 1;
+        }
+    }
+    let sent_in = start.elapsed();
+    let (received, gaps, last) = receiver.join().map_err(|_| "receiver panicked")??;
+    let elapsed = last.map_or(sent_in, |l| l - start);
+    let lost = count - received;
+    println!(
+        "throughput: {count} msgs sent in {:.3} s, {received} received in {:.3} s = {:.0} msgs/s; lost {lost} ({:.2} %); send queue full {refused}; sequence gaps {gaps}",
+        sent_in.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        received as f64 / elapsed.as_secs_f64(),
+        lost as f64 * 100.0 / count as f64,
+    );
+    Ok(())
+}
+
+fn raw_throughput(config: Config, count: u64) -> Result<(), Box<dyn std::error::Error>> {
+    let ctx = zmq::Context::new();
+    let sub = ctx.socket(zmq::SUB)?;
+    sub.set_rcvhwm(config.recv_hwm)?;
+    sub.set_subscribe(b"bench")?;
+    sub.connect(&format!(
+        "tcp://{}:{}",
+        config.address, config.subscriber_port
+    ))?;
+    let publisher = ctx.socket(zmq::PUB)?;
+    publisher.set_sndhwm(config.send_hwm)?;
+    publisher.connect(&format!(
+        "tcp://{}:{}",
+        config.address, config.publisher_port
+    ))?;
+    // Probe until the subscription has reached the publisher.
+    loop {
+        publisher.send_multipart([&b"bench"[..], &[0xc0]], 0)?;
+        if sub.poll(zmq::POLLIN, 10)? > 0 {
+            while sub.recv_multipart(zmq::DONTWAIT).is_ok() {}
+            break;
+        }
+    }
+    let payload = banyan_component::wire::encode(&Value { value: 1 })?;
+    let receiver = std::thread::spawn(move || {
+        let mut received = 0u64;
+        let mut last = None;
+        let mut frame = zmq::Message::new();
+        while sub.poll(zmq::POLLIN, 2000).unwrap_or(0) > 0 {
+            while sub.recv(&mut frame, zmq::DONTWAIT).is_ok() {
+                if !frame.get_more() {
+                    received += 1;
+                }
+            }
+            last = Some(Instant::now());
+            if received == count {
+                break;
+            }
+        }
+        (received, last)
+    });
+    let start = Instant::now();
+    for _ in 0..count {
+        publisher.send(&b"bench"[..], zmq::SNDMORE)?;
+        publisher.send(&payload[..], 0)?;
+    }
+    let sent_in = start.elapsed();
+    let (received, last) = receiver.join().map_err(|_| "receiver panicked")?;
+    let elapsed = last.map_or(sent_in, |l| l - start);
+    println!(
+        "raw zeromq baseline: {count} msgs sent in {:.3} s, {received} received in {:.3} s = {:.0} msgs/s; lost {}",
+        sent_in.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        received as f64 / elapsed.as_secs_f64(),
+        count - received
+    );
+    Ok(())
+}
+
+fn latency(
+    config: Config,
+    count: usize,
+    shared_context: bool,
+    rate: Option<f64>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let period = match rate {
+        Some(hz) if hz > 0.0 && hz.is_finite() => Some(Duration::from_secs_f64(1.0 / hz)),
+        Some(hz) => return Err(format!("--rate must be a positive number, not {hz}").into()),
+        None => None,
+    };
+    let shared = zmq::Context::new();
+    let context = |c: &zmq::Context| {
+        if shared_context {
+            c.clone()
+        } else {
+            zmq::Context::new()
+        }
+    };
+    let mut server = Component::connect_with_context(config.clone(), &context(&shared))?;
+    server.subscribe("echo")?;
+    let server_thread = std::thread::spawn(move || {
+        let _ = server.run(|c, m| {
+            if m.payload == [0xc0] {
+                return std::ops::ControlFlow::Break(());
+            }
+            let _ = c.publish_raw("reply", &m.payload);
+            std::ops::ControlFlow::Continue(())
+        });
+    });
+    let mut client = Component::connect_with_context(config, &context(&shared))?;
+    client.subscribe("reply")?;
+    if !client.wait_for_subscriber("echo", Duration::from_secs(10))? {
+        return Err("the echo server did not connect within 10 s".into());
+    }
+    let mut rtts = Vec::with_capacity(count);
+    let timeout = Duration::from_secs(5);
+    let paced_from = Instant::now();
+    for i in 0..count + 100 {
+        if let Some(period) = period {
+            // Pacing, not waiting for anything: sleep to the next tick.
+            let tick = paced_from + period * i as u32;
+            std::thread::sleep(tick.saturating_duration_since(Instant::now()));
+        }
+        let t0 = Instant::now();
+        client.publish("echo", &Value { value: i as u64 })?;
+        // The reply subscription may take a moment the very first time.
+        let reply = loop {
+            match client.recv_timeout(timeout)? {
+                Some(m) => break m,
+                None if i == 0 => client.publish("echo", &Value { value: 0 })?,
+                None => return Err(format!("no reply to message {i} within 5 s").into()),
+            }
+        };
+        let rtt = t0.elapsed();
+        let v: Value = reply.decode()?;
+        if v.value != i as u64 {
+            return Err(format!("reply {} to message {i}", v.value).into());
+        }
+        if i >= 100 {
+            rtts.push(rtt);
+        }
+    }
+    client.publish("echo", &())?;
+    let _ = server_thread.join();
+    let what = match rate {
+        Some(hz) => format!("latency at {hz} requests/s"),
+        None => "latency".to_owned(),
+    };
+    report_rtts(&what, rtts);
+    Ok(())
+}
+
+fn raw_latency(config: Config, count: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let endpoints = (
+        format!("tcp://{}:{}", config.address, config.publisher_port),
+        format!("tcp://{}:{}", config.address, config.subscriber_port),
+    );
+    let server_ctx = zmq::Context::new();
+    let s_sub = server_ctx.socket(zmq::SUB)?;
+    s_sub.set_subscribe(b"echo")?;
+    s_sub.connect(&endpoints.1)?;
+    let s_pub = server_ctx.socket(zmq::PUB)?;
+    s_pub.connect(&endpoints.0)?;
+    let server = std::thread::spawn(move || {
+        let mut topic = zmq::Message::new();
+        let mut payload = zmq::Message::new();
+        loop {
+            if s_sub.recv(&mut topic, 0).is_err() || s_sub.recv(&mut payload, 0).is_err() {
+                return;
+            }
+            if payload[..] == [0xc0] {
+                return;
+            }
+            let _ = s_pub.send(&b"reply"[..], zmq::SNDMORE);
+            let _ = s_pub.send(&payload[..], 0);
+        }
+    });
+    let ctx = zmq::Context::new();
+    let sub = ctx.socket(zmq::SUB)?;
+    sub.set_subscribe(b"reply")?;
+    sub.connect(&endpoints.1)?;
+    let publ = ctx.socket(zmq::PUB)?;
+    publ.connect(&endpoints.0)?;
+    let payload = banyan_component::wire::encode(&Value { value: 1 })?;
+    // Probe until the round trip works (slow joiners on both ends).
+    loop {
+        publ.send(&b"echo"[..], zmq::SNDMORE)?;
+        publ.send(&payload[..], 0)?;
+        if sub.poll(zmq::POLLIN, 10)? > 0 {
+            std::thread::sleep(Duration::from_millis(50));
+            while sub.recv_msg(zmq::DONTWAIT).is_ok() {}
+            break;
+        }
+    }
+    let mut rtts = Vec::with_capacity(count);
+    let mut frame = zmq::Message::new();
+    for i in 0..count + 100 {
+        let t0 = Instant::now();
+        publ.send(&b"echo"[..], zmq::SNDMORE)?;
+        publ.send(&payload[..], 0)?;
+        if sub.poll(zmq::POLLIN, 5000)? == 0 {
+            return Err(format!("no reply to message {i} within 5 s").into());
+        }
+        sub.recv(&mut frame, 0)?;
+        sub.recv(&mut frame, 0)?;
+        let rtt = t0.elapsed();
+        if i >= 100 {
+            rtts.push(rtt);
+        }
+    }
+    publ.send(&b"echo"[..], zmq::SNDMORE)?;
+    publ.send(&[0xc0][..], 0)?;
+    let _ = server.join();
+    report_rtts("raw zeromq latency", rtts);
+    Ok(())
+}
+
+fn report_rtts(what: &str, mut rtts: Vec<Duration>) {
+    rtts.sort();
+    let pct = |p: f64| rtts[((rtts.len() as f64 * p) as usize).min(rtts.len() - 1)];
+    println!(
+        "{what}: {} round trips: median {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+        rtts.len(),
+        pct(0.5).as_secs_f64() * 1e6,
+        pct(0.99).as_secs_f64() * 1e6,
+        rtts[rtts.len() - 1].as_secs_f64() * 1e6,
+    );
+}

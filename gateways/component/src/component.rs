@@ -1,0 +1,814 @@
+//! One connection to one backplane: [`Component`] (see the crate docs).
+
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::wire::{self, Limits, Message, Reject, Rejection, Validator};
+
+/// Default backplane publisher port (components' publishers connect here).
+pub const PUBLISHER_PORT: u16 = 43124;
+/// Default backplane subscriber port (components' subscribers connect here).
+pub const SUBSCRIBER_PORT: u16 = 43125;
+/// Default high-water mark (messages) for the publisher and subscriber queues.
+pub const DEFAULT_HWM: i32 = 1_000_000;
+
+/// Errors of the component API.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A ZeroMQ call failed. Usually a bad address or port in [`Config`], or
+    /// the process is out of file descriptors.
+    #[error("zeromq: {0}")]
+    Zmq(#[from] zmq::Error),
+    /// Connecting to `endpoint` failed: check [`Config::address`] (an IP
+    /// address or host name) and the ports.
+    #[error("cannot connect to {endpoint}: {source}")]
+    Connect {
+        /// The endpoint, e.g. `tcp://127.0.0.1:43124`.
+        endpoint: String,
+        /// What ZeroMQ said.
+        source: zmq::Error,
+    },
+    /// An I/O error (reading a routing spec, for example).
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The value cannot be encoded as MessagePack: use types with string map
+    /// keys (structs, `HashMap<String, _>`).
+    #[error("cannot encode payload: {0}")]
+    Encode(#[from] rmp_serde::encode::Error),
+    /// `publish_raw` was given bytes that are not one valid MessagePack value
+    /// (see [`crate::wire`]); nothing was sent. Fix the encoder producing them.
+    #[error("invalid payload, not sent: {0}")]
+    InvalidPayload(Reject),
+    /// The message was dropped (and counted in [`Stats::send_dropped`]): the
+    /// queue to the backplane is full because the backplane is unreachable or
+    /// slower than this publisher. Start the backplane, publish more slowly,
+    /// or raise [`Config::send_hwm`].
+    #[error("send queue to the backplane is full ({hwm} messages): message dropped")]
+    SendQueueFull {
+        /// The configured high-water mark.
+        hwm: i32,
+    },
+}
+
+/// Result of the component API.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Where and how to connect. Build it with `Config::default()` and change
+/// the fields you need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Backplane host: IP address or name. Default `127.0.0.1`.
+    pub address: String,
+    /// Backplane publisher port (our publisher connects). Default 43124.
+    pub publisher_port: u16,
+    /// Backplane subscriber port (our subscriber connects). Default 43125.
+    pub subscriber_port: u16,
+    /// Name shown in the banner and logs. Default `component`.
+    pub name: String,
+    /// Messages queued towards the backplane before `publish` drops (and
+    /// counts) instead. 0 = unlimited. Default [`DEFAULT_HWM`].
+    pub send_hwm: i32,
+    /// Messages queued from the backplane before ZeroMQ stops reading the
+    /// connection (the backplane then queues, and drops past its own limit).
+    /// 0 = unlimited. Default [`DEFAULT_HWM`].
+    pub recv_hwm: i32,
+    /// Limits applied to received messages.
+    pub limits: Limits,
+    /// How long unsent messages are kept for the backplane when the component
+    /// is dropped. Default 1 s.
+    pub linger: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            address: "127.0.0.1".into(),
+            publisher_port: PUBLISHER_PORT,
+            subscriber_port: SUBSCRIBER_PORT,
+            name: "component".into(),
+            send_hwm: DEFAULT_HWM,
+            recv_hwm: DEFAULT_HWM,
+            limits: Limits::default(),
+            linger: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Config {
+    /// A default config for a backplane at `address` with the given ports.
+    pub fn new(address: impl Into<String>, publisher_port: u16, subscriber_port: u16) -> Config {
+        Config {
+            address: address.into(),
+            publisher_port,
+            subscriber_port,
+            ..Config::default()
+        }
+    }
+
+    /// The banner printed by the binaries, in the style of Banyan's.
+    pub fn banner(&self) -> String {
+        let line = "*".repeat(60);
+        format!(
+            "\n{line}\n{} using Back Plane IP address: {}\nSubscriber Port = {}\nPublisher  Port = {}\n{line}",
+            self.name, self.address, self.subscriber_port, self.publisher_port
+        )
+    }
+}
+
+/// Message counters of a component.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Messages handed to ZeroMQ for sending.
+    pub sent: u64,
+    /// Valid messages received.
+    pub received: u64,
+    /// Received messages rejected as malformed (see [`crate::wire`]).
+    pub rejected: u64,
+    /// Messages dropped at publish time because the send queue was full.
+    pub send_dropped: u64,
+}
+
+/// State of the subscriber's connection to the backplane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// No connection yet since the component was created.
+    Connecting,
+    /// Connected (ZMTP handshake done).
+    Up,
+    /// The connection was lost; ZeroMQ is reconnecting.
+    Down,
+}
+
+/// Something that happened on a component.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A valid message.
+    Message(Message),
+    /// A malformed message was dropped (already counted).
+    Rejected(Rejection),
+    /// The subscriber connected (or reconnected) to the backplane.
+    BackplaneUp,
+    /// The subscriber lost its backplane connection; ZeroMQ keeps retrying.
+    BackplaneDown,
+}
+
+static NEXT_MONITOR: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A connection to one backplane. See the [module docs](self).
+pub struct Component {
+    publisher: zmq::Socket,
+    subscriber: zmq::Socket,
+    monitor: zmq::Socket,
+    config: Config,
+    receiver: Receiver,
+    remote_subscriptions: HashSet<Vec<u8>>,
+    link: LinkState,
+    pending: std::collections::VecDeque<Event>,
+    sent: u64,
+    send_dropped: u64,
+    topics: Vec<String>,
+    scratch: Vec<u8>,
+    _context: zmq::Context,
+}
+
+impl std::fmt::Debug for Component {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Component")
+            .field("config", &self.config)
+            .field("link", &self.link)
+            .field("stats", &self.stats())
+            .field("topics", &self.topics)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Receiving and checking multipart messages, shared with the
+/// multi-backplane component.
+#[derive(Debug, Default)]
+pub(crate) struct Receiver {
+    validator: Validator,
+    limits: Limits,
+    frames: Vec<zmq::Message>,
+    pub(crate) received: u64,
+    pub(crate) rejected: u64,
+    pub(crate) last_rejection: Option<Rejection>,
+}
+
+impl Receiver {
+    pub(crate) fn new(limits: Limits) -> Receiver {
+        Receiver {
+            limits,
+            ..Receiver::default()
+        }
+    }
+
+    /// Reads one multipart message without blocking and checks it.
+    pub(crate) fn try_recv(
+        &mut self,
+        socket: &zmq::Socket,
+    ) -> std::result::Result<Option<std::result::Result<Message, Rejection>>, zmq::Error> {
+        let mut first = zmq::Message::new();
+        match socket.recv(&mut first, zmq::DONTWAIT) {
+            Ok(()) => {}
+            Err(zmq::Error::EAGAIN) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        self.frames.clear();
+        let mut more = first.get_more();
+        self.frames.push(first);
+        while more {
+            // The rest of a multipart message is already here: no blocking.
+            let part = socket.recv_msg(0)?;
+            more = part.get_more();
+            self.frames.push(part);
+        }
+        let checked = wire::check_frames(&mut self.validator, &self.limits, &self.frames)
+            .map(|topic| Message::new(topic, self.frames[1].to_vec()));
+        Ok(Some(match checked {
+            Ok(message) => {
+                self.received += 1;
+                Ok(message)
+            }
+            Err(reason) => {
+                self.rejected += 1;
+                let rejection = Rejection::new(reason, &self.frames);
+                log::warn!("{rejection}");
+                self.last_rejection = Some(rejection.clone());
+                Err(rejection)
+            }
+        }))
+    }
+}
+
+/// Sends `[topic, payload]` without blocking on an XPUB socket with
+/// `ZMQ_XPUB_NODROP`; `Ok(false)` when the queue is full (nothing sent).
+#[doc(hidden)]
+pub fn send_message(
+    socket: &zmq::Socket,
+    topic: &str,
+    payload: &[u8],
+) -> std::result::Result<bool, zmq::Error> {
+    match socket.send(topic.as_bytes(), zmq::SNDMORE | zmq::DONTWAIT) {
+        Ok(()) => {}
+        Err(zmq::Error::EAGAIN) => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    // The queue check is made on the first frame only: this cannot fail for
+    // a full queue.
+    socket.send(payload, 0)?;
+    Ok(true)
+}
+
+/// Creates a publisher socket as components use it: XPUB (subscription
+/// notices readable), counted drops instead of silent ones.
+pub(crate) fn publisher_socket(
+    context: &zmq::Context,
+    hwm: i32,
+    linger: Duration,
+) -> std::result::Result<zmq::Socket, zmq::Error> {
+    let mut publisher = context.socket(zmq::XPUB)?;
+    publisher.set_sndhwm(hwm)?;
+    publisher.set_linger(i32::try_from(linger.as_millis()).unwrap_or(i32::MAX))?;
+    crate::sockopt::set_xpub_nodrop(&mut publisher, true)?;
+    Ok(publisher)
+}
+
+/// `Ok(true)` when a poll was interrupted by a signal: blocking calls then
+/// return early (`None`/`false`) so that callers can check their stop flags.
+pub(crate) fn interrupted(
+    r: std::result::Result<i32, zmq::Error>,
+) -> std::result::Result<bool, zmq::Error> {
+    match r {
+        Ok(_) => Ok(false),
+        Err(zmq::Error::EINTR) => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
+/// Milliseconds for `zmq::poll` from an optional deadline (-1 = forever).
+pub(crate) fn poll_timeout(deadline: Option<Instant>) -> i64 {
+    match deadline {
+        None => -1,
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            // Round up so we never spin on a sub-millisecond remainder.
+            i64::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i64::MAX)
+        }
+    }
+}
+
+impl Component {
+    /// Connects to the backplane described by `config`. ZeroMQ connects in
+    /// the background, so this succeeds even if the backplane is not running
+    /// yet; see [`Component::wait_for_subscriber`] and
+    /// [`Component::link_state`].
+    ///
+    /// # Errors
+    /// [`Error::Connect`] for an unusable address, [`Error::Zmq`] otherwise.
+    pub fn connect(config: Config) -> Result<Component> {
+        Component::connect_with_context(config, &zmq::Context::new())
+    }
+
+    /// Like [`Component::connect`], but on an existing ZeroMQ context, so
+    /// several components in one process share its I/O thread.
+    ///
+    /// # Errors
+    /// As [`Component::connect`].
+    pub fn connect_with_context(config: Config, context: &zmq::Context) -> Result<Component> {
+        let context = context.clone();
+        let monitor_endpoint = format!(
+            "inproc://banyan-subscriber-monitor-{}",
+            NEXT_MONITOR.fetch_add(1, Ordering::Relaxed)
+        );
+        let publisher = publisher_socket(&context, config.send_hwm, config.linger)?;
+        let subscriber = context.socket(zmq::SUB)?;
+        subscriber.set_rcvhwm(config.recv_hwm)?;
+        subscriber.set_linger(0)?;
+        subscriber.monitor(
+            &monitor_endpoint,
+            (zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32)
+                | (zmq::SocketEvent::DISCONNECTED as i32),
+        )?;
+        let monitor = context.socket(zmq::PAIR)?;
+        monitor.set_linger(0)?;
+        monitor.connect(&monitor_endpoint)?;
+        let pub_endpoint = format!("tcp://{}:{}", config.address, config.publisher_port);
+        publisher
+            .connect(&pub_endpoint)
+            .map_err(|source| Error::Connect {
+                endpoint: pub_endpoint,
+                source,
+            })?;
+        let sub_endpoint = format!("tcp://{}:{}", config.address, config.subscriber_port);
+        subscriber
+            .connect(&sub_endpoint)
+            .map_err(|source| Error::Connect {
+                endpoint: sub_endpoint,
+                source,
+            })?;
+        Ok(Component {
+            publisher,
+            subscriber,
+            monitor,
+            receiver: Receiver::new(config.limits),
+            config,
+            remote_subscriptions: HashSet::new(),
+            link: LinkState::Connecting,
+            pending: std::collections::VecDeque::new(),
+            sent: 0,
+            send_dropped: 0,
+            topics: Vec::new(),
+            scratch: Vec::new(),
+            _context: context,
+        })
+    }
+
+    /// The configuration this component was created with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Subscribes to every topic starting with `topic` (`""` = everything).
+    ///
+    /// # Errors
+    /// [`Error::Zmq`] if the socket refuses the option.
+    pub fn subscribe(&mut self, topic: &str) -> Result<()> {
+        self.subscriber.set_subscribe(topic.as_bytes())?;
+        self.topics.push(topic.to_owned());
+        Ok(())
+    }
+
+    /// Removes one earlier subscription to `topic` (ZeroMQ counts duplicates).
+    ///
+    /// # Errors
+    /// [`Error::Zmq`] if the socket refuses the option.
+    pub fn unsubscribe(&mut self, topic: &str) -> Result<()> {
+        self.subscriber.set_unsubscribe(topic.as_bytes())?;
+        if let Some(i) = self.topics.iter().position(|t| t == topic) {
+            self.topics.remove(i);
+        }
+        Ok(())
+    }
+
+    /// Current subscriptions, in the order made.
+    pub fn subscriptions(&self) -> &[String] {
+        &self.topics
+    }
+
+    /// Publishes a serde value, encoded like Python's
+    /// `msgpack.packb(payload, use_bin_type=True)` (structs as maps).
+    ///
+    /// # Errors
+    /// [`Error::Encode`], [`Error::SendQueueFull`] (message dropped and
+    /// counted), [`Error::Zmq`].
+    pub fn publish<T: serde::Serialize + ?Sized>(&mut self, topic: &str, value: &T) -> Result<()> {
+        let mut payload = std::mem::take(&mut self.scratch);
+        payload.clear();
+        let encoded = rmp_serde::encode::write_named(&mut payload, value);
+        let result = match encoded {
+            Ok(()) => self.send(topic, &payload),
+            Err(e) => Err(e.into()),
+        };
+        self.scratch = payload;
+        result
+    }
+
+    /// Publishes a dynamic MessagePack value.
+    ///
+    /// # Errors
+    /// As [`Component::publish`].
+    pub fn publish_value(&mut self, topic: &str, value: &rmpv::Value) -> Result<()> {
+        let payload = wire::encode_value(value);
+        self.publish_raw(topic, &payload)
+    }
+
+    /// Publishes already-encoded MessagePack bytes. They are checked first
+    /// (one value, nothing trailing, str/bin map keys) so that no receiver —
+    /// Python's included — is ever sent something it would choke on.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPayload`] (nothing sent), [`Error::SendQueueFull`],
+    /// [`Error::Zmq`].
+    pub fn publish_raw(&mut self, topic: &str, payload: &[u8]) -> Result<()> {
+        self.receiver
+            .validator
+            .check(payload)
+            .map_err(Error::InvalidPayload)?;
+        self.send(topic, payload)
+    }
+
+    fn send(&mut self, topic: &str, payload: &[u8]) -> Result<()> {
+        if !send_message(&self.publisher, topic, payload)? {
+            self.send_dropped += 1;
+            return Err(Error::SendQueueFull {
+                hwm: self.config.send_hwm,
+            });
+        }
+        self.sent += 1;
+        if self.sent.is_multiple_of(1024) {
+            self.drain_subscriptions()?;
+        }
+        Ok(())
+    }
+
+    /// Reads subscription notices the backplane sent to our publisher.
+    fn drain_subscriptions(&mut self) -> Result<()> {
+        loop {
+            match self.publisher.recv_bytes(zmq::DONTWAIT) {
+                Ok(notice) => match notice.split_first() {
+                    Some((1, prefix)) => {
+                        self.remote_subscriptions.insert(prefix.to_vec());
+                    }
+                    Some((0, prefix)) => {
+                        self.remote_subscriptions.remove(prefix);
+                    }
+                    _ => {}
+                },
+                Err(zmq::Error::EAGAIN) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Whether some subscriber, as far as our publisher has been told, wants
+    /// `topic`.
+    pub fn has_subscriber(&mut self, topic: &str) -> bool {
+        let _ = self.drain_subscriptions();
+        self.remote_subscriptions
+            .iter()
+            .any(|p| topic.as_bytes().starts_with(p))
+    }
+
+    /// Waits up to `timeout` until some subscriber on the backplane wants
+    /// `topic` (see the [module docs](self#knowing-the-backplane-is-there)).
+    /// Returns whether one does.
+    ///
+    /// # Errors
+    /// [`Error::Zmq`].
+    pub fn wait_for_subscriber(&mut self, topic: &str, timeout: Duration) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.drain_subscriptions()?;
+            if self.has_subscriber(topic) {
+                return Ok(true);
+            }
+            let ms = poll_timeout(Some(deadline));
+            if ms == 0 {
+                return Ok(false);
+            }
+            if interrupted(self.publisher.poll(zmq::POLLIN, ms))? {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            sent: self.sent,
+            received: self.receiver.received,
+            rejected: self.receiver.rejected,
+            send_dropped: self.send_dropped,
+        }
+    }
+
+    /// The most recent rejected message, if any.
+    pub fn last_rejection(&self) -> Option<&Rejection> {
+        self.receiver.last_rejection.as_ref()
+    }
+
+    /// State of the subscriber's connection to the backplane, up to date
+    /// with the connection monitor (the events stay queued for
+    /// [`Component::recv_event`]).
+    pub fn link_state(&mut self) -> LinkState {
+        let _ = self.read_monitor();
+        self.link
+    }
+
+    /// Sockets to include in your own [`zmq::poll`]: the subscriber, the
+    /// connection monitor and the publisher (for subscription notices), all
+    /// for `POLLIN`. When any is readable, call
+    /// [`Component::try_recv_event`] until it returns `None`.
+    pub fn poll_items(&self) -> [zmq::PollItem<'_>; 3] {
+        [
+            self.subscriber.as_poll_item(zmq::POLLIN),
+            self.monitor.as_poll_item(zmq::POLLIN),
+            self.publisher.as_poll_item(zmq::POLLIN),
+        ]
+    }
+
+    /// Moves connection monitor events into `pending`, updating `link`.
+    fn read_monitor(&mut self) -> Result<()> {
+        loop {
+            let frame = match self.monitor.recv_msg(zmq::DONTWAIT) {
+                Ok(f) => f,
+                Err(zmq::Error::EAGAIN) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            };
+            // Event frames are [u16 event, u32 value] then the endpoint.
+            if frame.get_more() {
+                let _ = self.monitor.recv_msg(0)?;
+            }
+            if frame.len() < 2 {
+                continue;
+            }
+            let event = u16::from_ne_bytes([frame[0], frame[1]]);
+            if event == zmq::SocketEvent::HANDSHAKE_SUCCEEDED as u16 {
+                self.link = LinkState::Up;
+                log::info!("{}: backplane connected", self.config.name);
+                self.pending.push_back(Event::BackplaneUp);
+            } else if event == zmq::SocketEvent::DISCONNECTED as u16 {
+                self.link = LinkState::Down;
+                log::warn!("{}: backplane connection lost", self.config.name);
+                self.pending.push_back(Event::BackplaneDown);
+            }
+        }
+    }
+
+    fn try_monitor_event(&mut self) -> Result<Option<Event>> {
+        self.read_monitor()?;
+        Ok(self.pending.pop_front())
+    }
+
+    /// Returns the next event if one is ready, without blocking.
+    ///
+    /// # Errors
+    /// [`Error::Zmq`] (for example the context was terminated).
+    pub fn try_recv_event(&mut self) -> Result<Option<Event>> {
+        if let Some(event) = self.try_monitor_event()? {
+            return Ok(Some(event));
+        }
+        self.drain_subscriptions()?;
+        Ok(self.receiver.try_recv(&self.subscriber)?.map(|r| match r {
+            Ok(m) => Event::Message(m),
+            Err(rej) => Event::Rejected(rej),
+        }))
+    }
+
+    /// Waits up to `timeout` (`None` = forever) for the next event. Returns
+    /// `None` on timeout, or early when a signal interrupts the wait.
+    ///
+    /// # Errors
+    /// [`Error::Zmq`].
+    pub fn recv_event(&mut self, timeout: Option<Duration>) -> Result<Option<Event>> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if let Some(event) = self.try_recv_event()? {
+                return Ok(Some(event));
+            }
+            let ms = poll_timeout(deadline);
+            if ms == 0 {
+                return Ok(None);
+            }
+            let mut items = self.poll_items();
+            if interrupted(zmq::poll(&mut items, ms))? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for the next valid message (rejected messages
+    /// and connection events are counted/recorded and skipped). Returns
+    /// `None` on timeout, or early when a signal interrupts the wait.
+    ///
+    /// # Errors
+    /// [`Error::Zmq`].
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Message>> {
+        self.recv_message(Some(Instant::now() + timeout))
+    }
+
+    /// Blocks until the next valid message.
+    ///
+    /// # Errors
+    /// [`Error::Zmq`].
+    pub fn recv(&mut self) -> Result<Message> {
+        loop {
+            if let Some(m) = self.recv_message(None)? {
+                return Ok(m);
+            }
+        }
+    }
+
+    fn recv_message(&mut self, deadline: Option<Instant>) -> Result<Option<Message>> {
+        loop {
+            // Fast path: a message is already queued.
+            if let Some(r) = self.receiver.try_recv(&self.subscriber)? {
+                match r {
+                    Ok(m) => return Ok(Some(m)),
+                    Err(_) => continue,
+                }
+            }
+            self.read_monitor()?;
+            // Connection events are for recv_event; keep only the latest few.
+            while self.pending.len() > 16 {
+                self.pending.pop_front();
+            }
+            self.drain_subscriptions()?;
+            let ms = poll_timeout(deadline);
+            if ms == 0 {
+                return Ok(None);
+            }
+            let mut items = self.poll_items();
+            if interrupted(zmq::poll(&mut items, ms))? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// An iterator over messages that ends when none arrives for `timeout`.
+    pub fn iter_timeout(&mut self, timeout: Duration) -> Messages<'_> {
+        Messages {
+            component: self,
+            timeout,
+        }
+    }
+
+    /// Calls `handler` for every valid message until it returns
+    /// `ControlFlow::Break`. The handler gets the component back so it can
+    /// publish replies.
+    ///
+    /// # Errors
+    /// [`Error::Zmq`]; errors inside the handler are the handler's to handle.
+    pub fn run<F>(&mut self, mut handler: F) -> Result<()>
+    where
+        F: FnMut(&mut Component, Message) -> ControlFlow<()>,
+    {
+        loop {
+            let message = self.recv()?;
+            if handler(self, message).is_break() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Like [`Component::run`], but also returns when `stop` becomes true
+    /// (checked at least every 100 ms; e.g. set by a SIGINT handler through
+    /// `signal_hook::flag::register`).
+    ///
+    /// # Errors
+    /// [`Error::Zmq`].
+    pub fn run_until<F>(&mut self, stop: &AtomicBool, mut handler: F) -> Result<()>
+    where
+        F: FnMut(&mut Component, Message) -> ControlFlow<()>,
+    {
+        while !stop.load(Ordering::Relaxed) {
+            if let Some(message) = self.recv_timeout(Duration::from_millis(100))? {
+                if handler(self, message).is_break() {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Iterator returned by [`Component::iter_timeout`].
+#[derive(Debug)]
+pub struct Messages<'a> {
+    component: &'a mut Component,
+    timeout: Duration,
+}
+
+impl Iterator for Messages<'_> {
+    type Item = Result<Message>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.component.recv_timeout(self.timeout).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use banyan_backplane::{self as backplane, Backplane};
+
+    fn pair() -> (backplane::Running, Component, Component) {
+        let bp = Backplane::bind(&backplane::Config::new("127.0.0.1", 0, 0))
+            .unwrap()
+            .spawn()
+            .unwrap();
+        let cfg = Config::new("127.0.0.1", bp.publisher_port(), bp.subscriber_port());
+        let publisher = Component::connect(cfg.clone()).unwrap();
+        let subscriber = Component::connect(cfg).unwrap();
+        (bp, publisher, subscriber)
+    }
+
+    #[test]
+    fn publish_subscribe_roundtrip_and_counters() {
+        let (_bp, mut p, mut s) = pair();
+        s.subscribe("t").unwrap();
+        assert!(p
+            .wait_for_subscriber("tx", Duration::from_secs(10))
+            .unwrap());
+        assert!(!p.has_subscriber("other"));
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct V {
+            value: i64,
+        }
+        p.publish("tx", &V { value: 7 }).unwrap();
+        p.publish("other", &V { value: 8 }).unwrap();
+        p.publish("t", &V { value: 9 }).unwrap();
+        let m = s.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
+        assert_eq!(m.topic, "tx");
+        assert_eq!(m.decode::<V>().unwrap(), V { value: 7 });
+        let m = s.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
+        assert_eq!((m.topic.as_str(), m.decode::<V>().unwrap().value), ("t", 9));
+        assert_eq!(s.recv_timeout(Duration::from_millis(50)).unwrap(), None);
+        assert_eq!(p.stats().sent, 3);
+        assert_eq!(s.stats().received, 2);
+        assert_eq!(s.link_state(), LinkState::Up);
+    }
+
+    #[test]
+    fn publish_raw_refuses_invalid_payloads() {
+        let (_bp, mut p, _s) = pair();
+        let err = p.publish_raw("t", &[0x81, 0x01, 0x02]).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidPayload(Reject::BadMapKey { at: 1 })),
+            "{err}"
+        );
+        assert_eq!(p.stats().sent, 0);
+    }
+
+    #[test]
+    fn full_send_queue_is_counted_not_silent() {
+        // A "backplane" that subscribes to everything but never reads.
+        let ctx = zmq::Context::new();
+        let stuck = ctx.socket(zmq::XSUB).unwrap();
+        stuck.set_rcvhwm(10).unwrap();
+        stuck.set_linger(0).unwrap();
+        stuck.bind("tcp://127.0.0.1:*").unwrap();
+        stuck.send(&[1u8][..], 0).unwrap();
+        let ep = stuck.get_last_endpoint().unwrap().unwrap();
+        let port: u16 = ep.rsplit(':').next().unwrap().parse().unwrap();
+        let mut cfg = Config::new("127.0.0.1", port, port);
+        cfg.send_hwm = 10;
+        cfg.linger = Duration::ZERO;
+        let mut p = Component::connect(cfg).unwrap();
+        // libzmq attaches the new connection when the socket processes its
+        // commands, i.e. on any call on it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !p
+            .wait_for_subscriber("t", Duration::from_millis(10))
+            .unwrap()
+        {
+            let _ = stuck.get_events();
+            assert!(Instant::now() < deadline, "no subscription arrived");
+        }
+        let total = 300_000u64;
+        let mut dropped = 0;
+        for i in 0..total {
+            if let Err(Error::SendQueueFull { hwm: 10 }) = p.publish("t", &i) {
+                dropped += 1;
+            }
+        }
+        let stats = p.stats();
+        assert_eq!(stats.send_dropped, dropped);
+        assert_eq!(stats.sent + stats.send_dropped, total);
+        assert!(dropped > 0, "{stats:?}");
+    }
+}

@@ -1,0 +1,87 @@
+//! # banyan-component
+//!
+//! The component API of banyan-rs: one connection to one backplane (the
+//! equivalent of Python Banyan's `BanyanBase`), several backplanes with a
+//! routing spec ([`multi`], [`routing`]), what a valid message is ([`wire`])
+//! and the monitor's formatting ([`monitor`]).
+//!
+//! Without the default `libzmq` feature only [`wire`] and [`routing`] build
+//! (no libzmq): that is what the fuzz targets use.
+//!
+//! A [`Component`] connects a publisher to the backplane's publisher port
+//! (43124) and a subscriber to its subscriber port (43125). It publishes serde
+//! values or raw MessagePack, subscribes to topic prefixes, and receives with
+//! a blocking handler loop ([`Component::run`]), an iterator with a timeout
+//! ([`Component::iter_timeout`]) or single calls ([`Component::recv_timeout`]).
+//! Waiting is always a blocking `zmq_poll` — never a sleep loop.
+//!
+//! ```no_run
+//! use banyan_component::{Component, Config};
+//! use std::ops::ControlFlow;
+//!
+//! let mut echo = Component::connect(Config::default())?;
+//! echo.subscribe("echo")?;
+//! echo.run(|c, msg| {
+//!     // publish_raw re-sends the payload bytes unchanged
+//!     let _ = c.publish_raw("reply", &msg.payload);
+//!     ControlFlow::Continue(())
+//! })?;
+//! # Ok::<(), banyan_component::Error>(())
+//! ```
+//!
+//! # Bad input
+//! Received messages are checked as described in [`wire`]; a message
+//! that is not `[UTF-8 topic, one valid msgpack value]` is counted in
+//! [`Stats::rejected`], logged, kept as [`Component::last_rejection`] and
+//! delivered as [`Event::Rejected`] by [`Component::recv_event`]; the
+//! message-only calls skip it. It never stops receiving.
+//!
+//! # Loss and flow control
+//! Publishing never blocks: the publisher queues up to
+//! [`Config::send_hwm`] messages for the backplane. When that queue is full
+//! (the backplane is unreachable or slower than the publisher) the message is
+//! dropped, counted in [`Stats::send_dropped`] and `publish` returns
+//! [`Error::SendQueueFull`] — ZeroMQ's silent PUB drop is turned into a
+//! counted one (`ZMQ_XPUB_NODROP`). The subscriber queues up to
+//! [`Config::recv_hwm`] messages; behind it the backplane queues up to its own
+//! high-water mark per subscriber, then holds publishers back and finally
+//! drops and counts what a stuck subscriber cannot take (published on the
+//! `banyan_backplane` stats topic; see the `banyan-backplane` crate). Defaults are 1,000,000 messages at each stage, so a
+//! burst of a million small messages is delivered without loss even to a
+//! subscriber that is momentarily not reading.
+//!
+//! # Knowing the backplane is there
+//! - [`Component::link_state`] / [`Event::BackplaneUp`] /
+//!   [`Event::BackplaneDown`] follow the subscriber connection through a
+//!   ZeroMQ socket monitor (`HANDSHAKE_SUCCEEDED` / `DISCONNECTED`). ZeroMQ
+//!   reconnects by itself every 100 ms and re-sends the subscriptions, so
+//!   after a backplane restart traffic resumes without any action.
+//! - [`Component::wait_for_subscriber`] waits until someone subscribed to a
+//!   topic has told our publisher so (the backplane forwards subscriptions
+//!   upstream with XSUB/XPUB). This replaces Banyan's fixed `connect_time`
+//!   sleep: a message published after it returns `true` is not lost to the
+//!   "slow joiner" effect. With Python's backplane (which subscribes to
+//!   everything) it returns as soon as the backplane is connected.
+//!
+//! # Integrating with other file descriptors
+//! [`Component::poll_items`] gives the sockets to include in a
+//! [`zmq::poll`] together with other sockets or raw fds
+//! ([`zmq::PollItem::from_fd`]); after the poll, call
+//! [`Component::try_recv_event`] until it returns `None`.
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+
+#[cfg(feature = "libzmq")]
+mod component;
+#[cfg(feature = "libzmq")]
+pub mod monitor;
+#[cfg(feature = "libzmq")]
+pub mod multi;
+pub mod routing;
+#[cfg(feature = "libzmq")]
+#[doc(hidden)]
+pub mod sockopt;
+pub mod wire;
+
+#[cfg(feature = "libzmq")]
+pub use component::*;

@@ -1,0 +1,127 @@
+//! The run loop: binds a [`Gateway`] to the backplane through the
+//! [`Component`] API. All logic is in the gateway; this only moves bytes,
+//! reads the clock and reacts to the connection and to stop requests.
+//!
+//! It waits in one `zmq::poll` on the component's sockets
+//! ([`Component::poll_items`]) and the gateway's input-edge wake-up
+//! ([`Gateway::wake_fd`]) until the gateway's next deadline, so an edge of a
+//! watched input is reported as soon as it arrives.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use banyan_component::{self as component, Component, Event};
+
+use super::backend::Backend;
+use super::gateway::{Gateway, Report};
+
+/// Events handled between two ticks at most.
+const MAX_BATCH: usize = 64;
+/// Longest wait for a message before the stop flag is checked again.
+const MAX_WAIT: Duration = Duration::from_millis(50);
+
+fn publish(comp: &mut Component, reports: Vec<Report>) {
+    for r in reports {
+        if let Err(e) = comp.publish_raw(&r.topic, &r.payload) {
+            // Counted by the component (Stats::send_dropped); never fatal.
+            eprintln!("rpi-gateway: report on {} not sent: {e}", r.topic);
+        }
+    }
+}
+
+/// Subscribes to the gateway's topics and runs until `stop` is set: ticks
+/// the gateway at its deadlines, hands it every message, publishes its
+/// reports, stops the motors when the backplane connection drops. On return
+/// the gateway is in the safe state and a final state report is queued.
+///
+/// # Errors
+/// [`component::Error`] when ZeroMQ fails (not for bad messages, which get
+/// error reports). The gateway is put in the safe state first.
+pub fn run<B: Backend>(
+    gw: &mut Gateway<B>,
+    comp: &mut Component,
+    stop: &AtomicBool,
+) -> Result<(), component::Error> {
+    let topics: Vec<String> = gw.subscriptions().iter().map(|s| s.to_string()).collect();
+    for t in &topics {
+        comp.subscribe(t)?;
+    }
+    let result = run_inner(gw, comp, stop);
+    gw.safe_state("exit");
+    let last = gw.state_report();
+    publish(comp, vec![last]);
+    result
+}
+
+fn run_inner<B: Backend>(
+    gw: &mut Gateway<B>,
+    comp: &mut Component,
+    stop: &AtomicBool,
+) -> Result<(), component::Error> {
+    let wake = gw.wake_fd();
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        let reports = gw.tick(now);
+        publish(comp, reports);
+        // What the component holds is handled before waiting (the poll below
+        // only sees what arrives after), in batches, so that a flood of
+        // messages cannot hold off `tick` and with it the deadman.
+        let mut handled = false;
+        for _ in 0..MAX_BATCH {
+            let event = match comp.try_recv_event() {
+                Ok(Some(e)) => e,
+                Ok(None) => break,
+                Err(component::Error::Zmq(zmq::Error::EINTR)) => break,
+                Err(e) => return Err(e),
+            };
+            handled = true;
+            dispatch(gw, comp, event);
+        }
+        if handled {
+            // Tick again first (e.g. to read a pin a command just configured).
+            continue;
+        }
+        let wait = gw
+            .next_deadline(now)
+            .saturating_duration_since(Instant::now())
+            .min(MAX_WAIT);
+        let ms = i64::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i64::MAX);
+        let mut items: Vec<zmq::PollItem<'_>> = comp.poll_items().into_iter().collect();
+        if let Some(fd) = wake {
+            // Readable when an input edge is queued; `tick` clears it.
+            items.push(zmq::PollItem::from_fd(fd, zmq::POLLIN));
+        }
+        match zmq::poll(&mut items, ms) {
+            Ok(_) => {}
+            // A signal (SIGINT/SIGTERM) interrupted the wait: check `stop`.
+            Err(zmq::Error::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+fn dispatch<B: Backend>(gw: &mut Gateway<B>, comp: &mut Component, event: Event) {
+    match event {
+        Event::Message(m) => {
+            let reports = gw.handle(&m.topic, &m.payload, Instant::now());
+            publish(comp, reports);
+        }
+        Event::Rejected(rej) => {
+            let r = gw.error_report(
+                &rej.topic,
+                &format_args!("malformed message: {}", rej.reason),
+            );
+            publish(comp, vec![r]);
+        }
+        Event::BackplaneDown => {
+            gw.stop_motors("backplane lost");
+            eprintln!("rpi-gateway: backplane lost: motors stopped");
+        }
+        Event::BackplaneUp => {
+            eprintln!("rpi-gateway: backplane connected");
+            let r = gw.state_report();
+            publish(comp, vec![r]);
+        }
+    }
+}
