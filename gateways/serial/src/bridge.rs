@@ -139,55 +139,6 @@ struct DeviceStatus<'a> {
 }
 
 #[derive(Serialize)]
-struct LinkCounters {
-    frames_rx: u32,
-    frames_tx: u32,
-    crc_errors: u32,
-    cobs_errors: u32,
-    short_frames: u32,
-    oversize_frames: u32,
-    seq_gaps: u32,
-    duplicates: u32,
-    malformed: u32,
-    unexpected: u32,
-    not_up: u32,
-    publish_rx: u32,
-    publish_tx: u32,
-    publish_lost: u32,
-    ups: u32,
-    downs: u32,
-    resets: u32,
-    resyncs: u32,
-    sub_overflow: u32,
-}
-
-impl From<&link::Stats> for LinkCounters {
-    fn from(s: &link::Stats) -> Self {
-        LinkCounters {
-            frames_rx: s.frames_rx,
-            frames_tx: s.frames_tx,
-            crc_errors: s.frame.crc,
-            cobs_errors: s.frame.cobs,
-            short_frames: s.frame.short,
-            oversize_frames: s.frame.oversize,
-            seq_gaps: s.seq_gaps,
-            duplicates: s.duplicates,
-            malformed: s.malformed,
-            unexpected: s.unexpected,
-            not_up: s.not_up,
-            publish_rx: s.publish_rx,
-            publish_tx: s.publish_tx,
-            publish_lost: s.publish_lost,
-            ups: s.ups,
-            downs: s.downs,
-            resets: s.resets,
-            resyncs: s.resyncs,
-            sub_overflow: s.sub_overflow,
-        }
-    }
-}
-
-#[derive(Serialize)]
 struct Status<'a> {
     gateway: &'a str,
     link: LinkState,
@@ -196,7 +147,9 @@ struct Status<'a> {
     credits: u16,
     queued: usize,
     counters: &'a Counters,
-    link_counters: LinkCounters,
+    /// The link's own counters, serialized from the real struct (a new
+    /// counter cannot be forgotten here).
+    link_counters: &'a link::Stats,
 }
 
 /// Link gateway + backplane subscription bookkeeping + counters. See the
@@ -470,25 +423,12 @@ impl Bridge {
 
     /// The sum of every drop and error counter, bridge and link: when it
     /// changes, the status is published within
-    /// [`BridgeConfig::fault_status_ms`].
+    /// [`BridgeConfig::fault_status_ms`]. Every link counter counts as a fault
+    /// except those in [`NOT_FAULTS`], so a counter added to
+    /// [`link::Stats`] is a fault unless someone says otherwise.
     pub fn faults(&self) -> u64 {
-        let s = self.link.stats();
         let c = &self.counters;
-        let link = [
-            s.frame.cobs,
-            s.frame.short,
-            s.frame.crc,
-            s.frame.oversize,
-            s.seq_gaps,
-            s.duplicates,
-            s.malformed,
-            s.unexpected,
-            s.publish_lost,
-            s.sub_overflow,
-            s.downs,
-            s.resets,
-        ];
-        link.iter().map(|&x| u64::from(x)).sum::<u64>()
+        link_faults(&self.link.stats())
             + c.dropped_to_device()
             + c.invalid_from_device
             + c.transport_losses
@@ -517,7 +457,7 @@ impl Bridge {
             credits: self.link.credits(),
             queued: self.queue.len(),
             counters: &self.counters,
-            link_counters: LinkCounters::from(&stats),
+            link_counters: &stats,
         };
         // Plain structs of strings and integers: encoding cannot fail.
         rmp_serde::to_vec_named(&status).unwrap_or_default()
@@ -550,6 +490,35 @@ impl Bridge {
             None => status,
         }
     }
+}
+
+/// The [`link::Stats`] fields (as serialized) that count traffic or normal
+/// events, not faults; see [`Bridge::faults`].
+pub const NOT_FAULTS: &[&str] = &[
+    "frames_decoded",
+    "frames_rx",
+    "frames_tx",
+    "publish_tx",
+    "publish_rx",
+    "ups",
+    "resyncs",
+    "not_up",
+];
+
+/// The sum of the link's fault counters: every integer field of the
+/// serialized [`link::Stats`] not named in [`NOT_FAULTS`].
+pub(crate) fn link_faults(stats: &link::Stats) -> u64 {
+    let Ok(bytes) = rmp_serde::to_vec_named(stats) else {
+        return 0;
+    };
+    let Ok(rmpv::Value::Map(entries)) = rmpv::decode::read_value(&mut &bytes[..]) else {
+        return 0;
+    };
+    entries
+        .iter()
+        .filter(|(k, _)| k.as_str().is_some_and(|k| !NOT_FAULTS.contains(&k)))
+        .filter_map(|(_, v)| v.as_u64())
+        .sum()
 }
 
 /// A link event copied out of the link's borrow.

@@ -38,7 +38,9 @@ mod tests;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant as StdInstant};
 
-pub use bridge::{Action, Bridge, BridgeConfig, Counters, LinkGateway, LinkState, TX_FRAME};
+pub use bridge::{
+    Action, Bridge, BridgeConfig, Counters, LinkGateway, LinkState, NOT_FAULTS, TX_FRAME,
+};
 pub use transport::{DeviceSpec, Transport};
 
 use banyan_component::{self as component, Component};

@@ -412,3 +412,48 @@ fn drops_publish_a_status_soon_but_rate_limited() {
         Some(50)
     );
 }
+
+/// Every field of the link's counters, as serde names them, is in the status
+/// payload's `link_counters` with the link's value: the status serializes the
+/// real `link::Stats`, so a counter added to it cannot be forgotten.
+#[test]
+fn status_carries_every_link_counter() {
+    let mut rig = up_rig();
+    rig.bridge.handle_backplane("run_motors", &[0x80], rig.t());
+    rig.run_for(300, 10);
+    let stats = rig.bridge.link().stats();
+    let want = rmpv::decode::read_value(&mut &rmp_serde::to_vec_named(&stats).unwrap()[..])
+        .unwrap();
+    let want = want.as_map().unwrap();
+    // Fields of link::Stats plus those of the flattened frame::Stats.
+    assert!(want.len() >= 28, "{want:?}");
+    let status = rmpv::decode::read_value(&mut &rig.bridge.status_payload()[..]).unwrap();
+    let got = get(&status, "link_counters");
+    for (k, v) in want {
+        let k = k.as_str().unwrap();
+        assert_eq!(get(got, k), v, "link_counters.{k}");
+    }
+    for k in [
+        "drop_discarded",
+        "publish_unconfirmed",
+        "drop_out_too_small",
+        "drop_queue_full_tx",
+        "crc_errors",
+    ] {
+        assert!(got.as_map().unwrap().iter().any(|(n, _)| n.as_str() == Some(k)), "{k}");
+    }
+}
+
+/// A link counter the old hand-made fault sum missed is a fault now.
+#[test]
+fn every_link_drop_counter_is_a_fault() {
+    let rig = up_rig();
+    let before = rig.bridge.faults();
+    let mut stats = rig.bridge.link().stats();
+    stats.publish_unconfirmed += 3;
+    stats.drop_queue_full_tx += 4;
+    stats.frames_rx += 100; // traffic, not a fault
+    let faults = crate::bridge::link_faults;
+    assert_eq!(faults(&stats), faults(&rig.bridge.link().stats()) + 7);
+    assert_eq!(rig.bridge.faults(), before);
+}
