@@ -26,7 +26,7 @@ use common::{cargo_bin, python, wait_until, Proc};
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 fn gateway_bin() -> PathBuf {
-    cargo_bin("banyan-gateways", "rpi-gateway")
+    cargo_bin("banyan-rpi", "rpi-gateway")
 }
 
 /// A temporary file removed on drop.

@@ -4,20 +4,28 @@
 //! A command on a control topic (`run_motors {"left": 0.5, "right": 0.5}`)
 //! is replaced by a newer one on the same topic that sets *every field it
 //! sets*: `{"left": 0.3, "right": 0.3}` replaces it, `{"right": 0.3}` alone
-//! does not (the older `left` would be lost). Only flat maps of scalar values
-//! with string keys are compared (what control commands are); anything else
-//! is never replaced and never replaces. The scan is allocation-free apart
+//! does not (the older `left` would be lost). Only flat maps with string keys
+//! and number, boolean or nil values are compared (what control commands
+//! are); anything else (a string value, a nested value, not a map) is never
+//! replaced and never replaces, so it reaches the gateway and gets its error
+//! report. A replaced command is not parsed: if it was invalid, it is counted
+//! as stale, not as an error. The scan is allocation-free apart
 //! from the key list and much cheaper than a full parse, so a gateway can
 //! skip a backlog of old commands faster than a backplane delivers them.
+//!
+//! Used by [`Component::recv_batch`](crate::Component::recv_batch) and by
+//! gateways that queue commands themselves (serial-gateway's queue for the
+//! device).
 
 use std::ops::Range;
 
 /// Most keys a replaceable command may have.
-pub(crate) const MAX_KEYS: usize = 32;
+pub const MAX_KEYS: usize = 32;
 
-/// The key byte ranges of a flat msgpack map with string keys and scalar or
-/// string values, or `None` when `payload` is anything else.
-pub(crate) fn keys(payload: &[u8]) -> Option<Vec<Range<usize>>> {
+/// The key byte ranges of a flat msgpack map with string keys and values
+/// that are numbers, booleans or nil, or `None` when `payload` is anything
+/// else.
+pub fn keys(payload: &[u8]) -> Option<Vec<Range<usize>>> {
     let mut at = 0usize;
     let byte = |i: usize| payload.get(i).copied();
     let be = |i: usize, n: usize| -> Option<usize> {
@@ -64,10 +72,6 @@ pub(crate) fn keys(payload: &[u8]) -> Option<Vec<Range<usize>>> {
             0xcd | 0xd1 => 3,
             0xca | 0xce | 0xd2 => 5,
             0xcb | 0xcf | 0xd3 => 9,
-            0xa0..=0xbf | 0xd9 | 0xda => {
-                let (h, len) = str_len(at)?;
-                h.checked_add(len)?
-            }
             _ => return None,
         };
         at = at.checked_add(skip)?;
@@ -77,7 +81,7 @@ pub(crate) fn keys(payload: &[u8]) -> Option<Vec<Range<usize>>> {
 
 /// Whether the command `new` (keys `new_keys`) replaces `old` (keys
 /// `old_keys`): every key of `old` is a key of `new`.
-pub(crate) fn replaces(
+pub fn replaces(
     new: &[u8],
     new_keys: &[Range<usize>],
     old: &[u8],
@@ -128,7 +132,7 @@ mod tests {
     #[test]
     fn only_flat_scalar_maps_are_compared() {
         assert_eq!(
-            keys(&map(&[("a", true.into()), ("b", "x".into())]))
+            keys(&map(&[("a", true.into()), ("b", rmpv::Value::Nil)]))
                 .unwrap()
                 .len(),
             2
@@ -142,6 +146,7 @@ mod tests {
         for bad in [
             enc(&rmpv::Value::from(1)),
             map(&[("a", rmpv::Value::Array(vec![]))]),
+            map(&[("left", "fast".into())]),
             enc(&rmpv::Value::Map(vec![(1.into(), 2.into())])),
             vec![0x81, 0xa1, b'a'],       // value missing
             vec![0x81, 0xa1, b'a', 1, 2], // trailing byte

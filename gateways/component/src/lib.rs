@@ -81,8 +81,7 @@
 
 #[cfg(feature = "libzmq")]
 mod component;
-#[cfg(feature = "libzmq")]
-mod conflate;
+pub mod conflate;
 #[cfg(feature = "libzmq")]
 pub mod driver;
 pub mod logging;

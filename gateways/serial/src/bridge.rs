@@ -10,6 +10,7 @@ use banyan_core::link::{self, gateway::Event, Instant, SendError};
 use banyan_core::topic;
 use serde::Serialize;
 
+use banyan_component::conflate;
 use banyan_component::wire::Validator;
 
 /// The link gateway as the serial gateway sizes it: frames up to 1024 bytes
@@ -39,6 +40,14 @@ pub struct BridgeConfig {
     pub queue_limit: usize,
     /// Link timing and flow control.
     pub link: link::Config,
+    /// Control topics (backplane names): a message on one of them waiting in
+    /// the queue is dropped (counted in [`Counters::drop_stale`]) when a
+    /// newer one on the same topic replaces it (sets every field it sets,
+    /// see [`banyan_component::conflate`]). Default `run_motors`.
+    pub conflate: Vec<String>,
+    /// A queued message older than this (ms) is dropped (counted in
+    /// [`Counters::drop_stale`]) instead of being sent late. Default 250.
+    pub max_queue_age_ms: u64,
 }
 
 impl Default for BridgeConfig {
@@ -50,6 +59,8 @@ impl Default for BridgeConfig {
             fault_status_ms: 100,
             queue_limit: 32,
             link: link::Config::default(),
+            conflate: vec!["run_motors".into()],
+            max_queue_age_ms: 250,
         }
     }
 }
@@ -97,6 +108,15 @@ pub struct Counters {
     /// Queued messages discarded when the link went down or the device
     /// reset.
     pub drop_discarded: u64,
+    /// Queued messages dropped as stale: replaced by a newer command on
+    /// their topic, or older than [`BridgeConfig::max_queue_age_ms`].
+    pub drop_stale: u64,
+    /// Backplane messages on a conflated topic skipped before they reached
+    /// the bridge because a newer one replaced them (the component's
+    /// `stale`; set by the run loop).
+    pub drop_superseded: u64,
+    /// Log lines lost (rate limit or blocked stderr; set by the run loop).
+    pub log_lost: u64,
     /// Times the transport (serial port, TCP connection) was opened.
     pub transport_opens: u64,
     /// Times the transport failed or closed.
@@ -113,6 +133,8 @@ impl Counters {
             + self.drop_too_large
             + self.drop_unsubscribed
             + self.drop_discarded
+            + self.drop_stale
+            + self.drop_superseded
     }
 }
 
@@ -161,8 +183,8 @@ pub struct Bridge {
     transport_open: bool,
     /// Prefixes subscribed on the backplane on the device's behalf.
     subscribed: BTreeSet<String>,
-    /// Backplane messages waiting for device credit.
-    queue: VecDeque<(String, Vec<u8>)>,
+    /// Backplane messages waiting for device credit, with their arrival.
+    queue: VecDeque<Queued>,
     actions: VecDeque<Action>,
     validator: Validator,
     counters: Counters,
@@ -225,6 +247,13 @@ impl Bridge {
     /// Backplane messages waiting for device credit.
     pub fn queued(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Records the run loop's counters ([`Counters::drop_superseded`],
+    /// [`Counters::log_lost`]).
+    pub fn set_loop_counters(&mut self, superseded: u64, log_lost: u64) {
+        self.counters.drop_superseded = superseded;
+        self.counters.log_lost = log_lost;
     }
 
     /// The next thing to do on the backplane.
@@ -350,11 +379,34 @@ impl Bridge {
         if self.queue.is_empty() && self.try_send(topic, payload, now) {
             return;
         }
+        self.replace_queued(topic, payload);
         if self.queue.len() < self.cfg.queue_limit {
-            self.queue.push_back((topic.to_owned(), payload.to_vec()));
+            self.queue.push_back(Queued {
+                topic: topic.to_owned(),
+                payload: payload.to_vec(),
+                at: now,
+            });
         } else {
             self.counters.drop_no_credit += 1;
         }
+    }
+
+    /// Drops the queued messages a newer command on a conflated `topic`
+    /// replaces.
+    fn replace_queued(&mut self, topic: &str, payload: &[u8]) {
+        if !self.cfg.conflate.iter().any(|c| c == topic) {
+            return;
+        }
+        let Some(new_keys) = conflate::keys(payload) else {
+            return;
+        };
+        let before = self.queue.len();
+        self.queue.retain(|q| {
+            q.topic != topic
+                || conflate::keys(&q.payload)
+                    .is_none_or(|k| !conflate::replaces(payload, &new_keys, &q.payload, &k))
+        });
+        self.counters.drop_stale += (before - self.queue.len()) as u64;
     }
 
     /// Tries to hand one message to the link. `false` means "no credit now,
@@ -389,9 +441,13 @@ impl Bridge {
             self.discard_queue();
             return;
         }
-        while let Some((topic, payload)) = self.queue.pop_front() {
-            if !self.try_send(&topic, &payload, now) {
-                self.queue.push_front((topic, payload));
+        while let Some(q) = self.queue.pop_front() {
+            if now.millis_since(q.at) > self.cfg.max_queue_age_ms {
+                self.counters.drop_stale += 1;
+                continue;
+            }
+            if !self.try_send(&q.topic, &q.payload, now) {
+                self.queue.push_front(q);
                 break;
             }
         }
@@ -519,6 +575,14 @@ pub(crate) fn link_faults(stats: &link::Stats) -> u64 {
         .filter(|(k, _)| k.as_str().is_some_and(|k| !NOT_FAULTS.contains(&k)))
         .filter_map(|(_, v)| v.as_u64())
         .sum()
+}
+
+/// A backplane message waiting for device credit.
+#[derive(Debug)]
+struct Queued {
+    topic: String,
+    payload: Vec<u8>,
+    at: Instant,
 }
 
 /// A link event copied out of the link's borrow.

@@ -422,8 +422,8 @@ fn status_carries_every_link_counter() {
     rig.bridge.handle_backplane("run_motors", &[0x80], rig.t());
     rig.run_for(300, 10);
     let stats = rig.bridge.link().stats();
-    let want = rmpv::decode::read_value(&mut &rmp_serde::to_vec_named(&stats).unwrap()[..])
-        .unwrap();
+    let want =
+        rmpv::decode::read_value(&mut &rmp_serde::to_vec_named(&stats).unwrap()[..]).unwrap();
     let want = want.as_map().unwrap();
     // Fields of link::Stats plus those of the flattened frame::Stats.
     assert!(want.len() >= 28, "{want:?}");
@@ -440,7 +440,13 @@ fn status_carries_every_link_counter() {
         "drop_queue_full_tx",
         "crc_errors",
     ] {
-        assert!(got.as_map().unwrap().iter().any(|(n, _)| n.as_str() == Some(k)), "{k}");
+        assert!(
+            got.as_map()
+                .unwrap()
+                .iter()
+                .any(|(n, _)| n.as_str() == Some(k)),
+            "{k}"
+        );
     }
 }
 
