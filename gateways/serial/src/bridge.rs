@@ -4,7 +4,7 @@
 //! bytes, backplane messages and the time in, and applies the [`Action`]s
 //! that come out.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 use banyan_core::link::{self, gateway::Event, Instant, SendError};
 use banyan_core::topic;
@@ -16,6 +16,10 @@ use banyan_component::wire::Validator;
 /// The link gateway as the serial gateway sizes it: frames up to 1024 bytes
 /// (COBS-encoded), 4 KiB of queued PUBLISHes, up to 32 device subscriptions.
 pub type LinkGateway = link::Gateway<1024, 4096, 32>;
+
+/// The device's subscriptions: the core's table, sized like the link's
+/// mirror (32 prefixes of up to 64 bytes).
+type DeviceSubs = topic::Table<32, { link::wire::MAX_SUB_TOPIC_LEN }>;
 
 /// Largest `out` buffer [`Bridge::poll_transmit`] needs.
 pub const TX_FRAME: usize = 1100;
@@ -48,6 +52,60 @@ pub struct BridgeConfig {
     /// A queued message older than this (ms) is dropped (counted in
     /// [`Counters::drop_stale`]) instead of being sent late. Default 250.
     pub max_queue_age_ms: u64,
+    /// How the device's topics map to backplane topics (prefix, remapping).
+    /// Default: unchanged.
+    pub topics: TopicMap,
+}
+
+/// How device topics map to backplane topics, so that several devices (and
+/// robots) share one backplane without changing their firmware: a device
+/// topic `t` becomes `prefix + t` on the backplane, unless a remap rule
+/// `from=to` matches first (the device topic starts with `from`: that part is
+/// replaced by `to`). The reverse mapping is applied to backplane messages
+/// for the device; a backplane topic that maps to no device topic is not the
+/// device's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TopicMap {
+    /// Prepended to every device topic without a remap rule, e.g. `robot1/`.
+    pub prefix: String,
+    /// `(device prefix, backplane prefix)` rules, tried in order.
+    pub remap: Vec<(String, String)>,
+}
+
+impl TopicMap {
+    /// A map with `prefix` and `remap` rules.
+    pub fn new(prefix: impl Into<String>, remap: Vec<(String, String)>) -> TopicMap {
+        TopicMap {
+            prefix: prefix.into(),
+            remap,
+        }
+    }
+
+    /// The backplane topic of device topic `t`.
+    pub fn to_backplane(&self, t: &str) -> String {
+        for (from, to) in &self.remap {
+            if let Some(rest) = t.strip_prefix(from.as_str()) {
+                return format!("{to}{rest}");
+            }
+        }
+        format!("{}{t}", self.prefix)
+    }
+
+    /// The device topic of backplane topic `t`, if it is one: the inverse of
+    /// [`TopicMap::to_backplane`].
+    pub fn to_device(&self, t: &str) -> Option<String> {
+        for (from, to) in &self.remap {
+            if let Some(rest) = t.strip_prefix(to.as_str()) {
+                let dev = format!("{from}{rest}");
+                if self.to_backplane(&dev) == t {
+                    return Some(dev);
+                }
+            }
+        }
+        let dev = t.strip_prefix(self.prefix.as_str())?;
+        (self.to_backplane(dev) == t).then(|| dev.to_owned())
+    }
 }
 
 impl Default for BridgeConfig {
@@ -61,6 +119,7 @@ impl Default for BridgeConfig {
             link: link::Config::default(),
             conflate: vec!["run_motors".into()],
             max_queue_age_ms: 250,
+            topics: TopicMap::default(),
         }
     }
 }
@@ -181,8 +240,9 @@ pub struct Bridge {
     cfg: BridgeConfig,
     link: LinkGateway,
     transport_open: bool,
-    /// Prefixes subscribed on the backplane on the device's behalf.
-    subscribed: BTreeSet<String>,
+    /// The device's topic prefixes (device names; subscribed on the
+    /// backplane under their mapped names): the core's subscription table.
+    subscribed: DeviceSubs,
     /// Backplane messages waiting for device credit, with their arrival.
     queue: VecDeque<Queued>,
     actions: VecDeque<Action>,
@@ -202,7 +262,7 @@ impl Bridge {
             link: LinkGateway::new(session, cfg.link),
             cfg,
             transport_open: false,
-            subscribed: BTreeSet::new(),
+            subscribed: DeviceSubs::new(),
             queue: VecDeque::new(),
             actions: VecDeque::new(),
             validator: Validator::new(),
@@ -239,9 +299,12 @@ impl Bridge {
         self.counters
     }
 
-    /// Topic prefixes currently subscribed on the backplane for the device.
+    /// The device's topic prefixes (device names, see
+    /// [`BridgeConfig::topics`]), in the order it subscribed.
     pub fn subscriptions(&self) -> impl Iterator<Item = &str> {
-        self.subscribed.iter().map(String::as_str)
+        self.subscribed
+            .iter()
+            .filter_map(|(t, _)| std::str::from_utf8(t).ok())
     }
 
     /// Backplane messages waiting for device credit.
@@ -311,9 +374,13 @@ impl Bridge {
                     "{}: device reset: dropping its old subscriptions",
                     self.cfg.name
                 );
-                for t in std::mem::take(&mut self.subscribed) {
-                    self.actions.push_back(Action::Unsubscribe(t));
+                for (t, _) in self.subscribed.iter() {
+                    if let Ok(t) = std::str::from_utf8(t) {
+                        let t = self.cfg.topics.to_backplane(t);
+                        self.actions.push_back(Action::Unsubscribe(t));
+                    }
                 }
+                self.subscribed.clear();
                 self.discard_queue();
                 self.status_due = true;
             }
@@ -323,22 +390,36 @@ impl Bridge {
                 self.status_due = true;
             }
             OwnedEvent::Subscribe(t) => {
-                if self.subscribed.insert(t.clone()) {
-                    log::info!("{}: device subscribes to {t:?}", self.cfg.name);
-                    self.actions.push_back(Action::Subscribe(t));
-                    self.status_due = true;
+                // The link's mirror holds each prefix once and at most as
+                // many as our table; a refusal is counted by the link.
+                if self.subscribed.contains(t.as_bytes()) {
+                    return;
+                }
+                match self.subscribed.subscribe(t.as_bytes()) {
+                    Ok(_) => {
+                        let b = self.cfg.topics.to_backplane(&t);
+                        log::info!("{}: device subscribes to {t:?} ({b:?})", self.cfg.name);
+                        self.actions.push_back(Action::Subscribe(b));
+                        self.status_due = true;
+                    }
+                    Err(e) => log::warn!(
+                        "{}: device subscription {t:?} not applied: {e}",
+                        self.cfg.name
+                    ),
                 }
             }
             OwnedEvent::Unsubscribe(t) => {
-                if self.subscribed.remove(&t) {
+                if self.subscribed.remove(t.as_bytes()) > 0 {
                     log::info!("{}: device unsubscribes from {t:?}", self.cfg.name);
-                    self.actions.push_back(Action::Unsubscribe(t));
+                    let b = self.cfg.topics.to_backplane(&t);
+                    self.actions.push_back(Action::Unsubscribe(b));
                     self.status_due = true;
                 }
             }
             OwnedEvent::Publish { topic, payload } => match self.validator.check(&payload) {
                 Ok(()) => {
                     self.counters.from_device += 1;
+                    let topic = self.cfg.topics.to_backplane(&topic);
                     self.actions.push_back(Action::Publish { topic, payload });
                 }
                 Err(reason) => {
@@ -363,11 +444,12 @@ impl Bridge {
     /// [`BridgeConfig::queue_limit`]) while it has none; otherwise dropped
     /// and counted. Never blocks.
     pub fn handle_backplane(&mut self, topic: &str, payload: &[u8], now: Instant) {
-        if !self
-            .subscribed
-            .iter()
-            .any(|p| topic::matches(p.as_bytes(), topic.as_bytes()))
-        {
+        let Some(device_topic) = self.cfg.topics.to_device(topic) else {
+            self.counters.drop_unsubscribed += 1;
+            return;
+        };
+        let topic = device_topic.as_str();
+        if !self.subscribed.matches(topic.as_bytes()) {
             self.counters.drop_unsubscribed += 1;
             return;
         }
@@ -394,7 +476,12 @@ impl Bridge {
     /// Drops the queued messages a newer command on a conflated `topic`
     /// replaces.
     fn replace_queued(&mut self, topic: &str, payload: &[u8]) {
-        if !self.cfg.conflate.iter().any(|c| c == topic) {
+        let conflated = self
+            .cfg
+            .conflate
+            .iter()
+            .any(|c| self.cfg.topics.to_device(c).as_deref() == Some(topic));
+        if !conflated {
             return;
         }
         let Some(new_keys) = conflate::keys(payload) else {

@@ -48,7 +48,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant as StdInstant};
 
 pub use bridge::{
-    Action, Bridge, BridgeConfig, Counters, LinkGateway, LinkState, NOT_FAULTS, TX_FRAME,
+    Action, Bridge, BridgeConfig, Counters, LinkGateway, LinkState, TopicMap, NOT_FAULTS, TX_FRAME,
 };
 pub use transport::{DeviceSpec, Transport};
 

@@ -53,12 +53,26 @@ struct Args {
     /// sending it late.
     #[arg(long, default_value_t = 250)]
     max_queue_age_ms: u64,
+    /// Prefix for the device's topics on the backplane, e.g. `robot1/`: the
+    /// device's `run_motors` is the backplane's `robot1/run_motors`.
+    #[arg(long, default_value = "")]
+    topic_prefix: String,
+    /// Map device topics starting with FROM to backplane topics starting
+    /// with TO (repeatable, tried in order, before --topic-prefix).
+    #[arg(long = "remap", value_name = "FROM=TO", value_parser = parse_remap)]
+    remap: Vec<(String, String)>,
     /// More log output (-v info, -vv debug). Default: warnings and errors.
     #[arg(short = 'v', action = clap::ArgAction::Count)]
     verbose: u8,
     /// Python Banyan's loop time; accepted for compatibility and ignored.
     #[arg(short = 't', hide = true)]
     loop_time: Option<String>,
+}
+
+fn parse_remap(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .ok_or_else(|| format!("expected FROM=TO, got {s:?}"))
 }
 
 fn main() {
@@ -90,6 +104,7 @@ fn main() {
     config.bridge.queue_limit = args.queue;
     config.bridge.conflate = conflate;
     config.bridge.max_queue_age_ms = args.max_queue_age_ms;
+    config.bridge.topics = serial::TopicMap::new(args.topic_prefix, args.remap);
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [SIGINT, SIGTERM] {
