@@ -244,7 +244,7 @@ impl From<zmq::Error> for ConnectError {
 
 static NEXT_MONITOR: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// A connection to one backplane. See the [module docs](self).
+/// A connection to one backplane. See the [crate docs](crate).
 pub struct Component {
     publisher: zmq::Socket,
     subscriber: zmq::Socket,
@@ -648,7 +648,7 @@ impl Component {
     }
 
     /// Waits up to `timeout` until some subscriber on the backplane wants
-    /// `topic` (see the [module docs](self#knowing-the-backplane-is-there)).
+    /// `topic` (see the [crate docs](crate#knowing-the-backplane-is-there)).
     /// Returns whether one does.
     ///
     /// # Errors

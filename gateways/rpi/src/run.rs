@@ -1,5 +1,5 @@
 //! The run loop: binds a [`Gateway`] to the backplane through the
-//! component [`driver`](banyan_component::driver) — the same loop as
+//! component driver ([`banyan_component::driver`]) — the same loop as
 //! serial-gateway's. All logic is in the gateway; this only moves messages,
 //! reports and the clock, and reacts to the connection.
 //!

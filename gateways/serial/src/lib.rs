@@ -31,7 +31,7 @@
 //!
 //! The design is a sans-IO [`Bridge`] (link + subscriptions + counters,
 //! unit-testable without ZeroMQ or a port) driven by the component's
-//! [`driver`](banyan_component::driver) — the run loop rpi-gateway uses
+//! [`banyan_component::driver`] — the run loop rpi-gateway uses
 //! too: the device's fd and the backplane sockets, a timeout bounded by the
 //! bridge's next timer, a bounded batch of backplane events per turn.
 //! `docs/serial-gateway.md` is the operator guide.

@@ -472,8 +472,14 @@ fn topic_map_prefix_and_remap_are_inverse() {
     );
     assert_eq!(m.to_backplane("run_motors"), "robot1/run_motors");
     assert_eq!(m.to_backplane("status_x"), "robot1/mcu_a/status_x");
-    assert_eq!(m.to_device("robot1/run_motors").as_deref(), Some("run_motors"));
-    assert_eq!(m.to_device("robot1/mcu_a/status_x").as_deref(), Some("status_x"));
+    assert_eq!(
+        m.to_device("robot1/run_motors").as_deref(),
+        Some("run_motors")
+    );
+    assert_eq!(
+        m.to_device("robot1/mcu_a/status_x").as_deref(),
+        Some("status_x")
+    );
     assert_eq!(m.to_device("run_motors"), None);
     assert_eq!(m.to_device("robot2/run_motors"), None);
     // robot1/status… is the remapped name's space, not the prefix's.
@@ -498,13 +504,19 @@ fn a_topic_prefix_namespaces_the_device() {
     r.dev.subscribe("run_motors").unwrap();
     r.run_for(20, 10);
     assert!(r.bridge.link().is_up());
-    assert!(r.actions.contains(&Action::Subscribe("robot1/run_motors".into())));
+    assert!(r
+        .actions
+        .contains(&Action::Subscribe("robot1/run_motors".into())));
     assert_eq!(r.bridge.subscriptions().collect::<Vec<_>>(), ["run_motors"]);
     // Another robot's command is not this device's.
     r.bridge.handle_backplane("run_motors", &[0x80], r.t());
-    r.bridge.handle_backplane("robot1/run_motors", &[0x81, 0xa1, b'a', 1], r.t());
+    r.bridge
+        .handle_backplane("robot1/run_motors", &[0x81, 0xa1, b'a', 1], r.t());
     r.run_for(50, 10);
-    assert_eq!(r.received, [("run_motors".to_string(), vec![0x81, 0xa1, b'a', 1])]);
+    assert_eq!(
+        r.received,
+        [("run_motors".to_string(), vec![0x81, 0xa1, b'a', 1])]
+    );
     assert_eq!(r.bridge.counters().drop_unsubscribed, 1);
     r.dev.publish("sensors", &[0x80], r.t()).unwrap();
     r.run_for(50, 10);
