@@ -402,16 +402,25 @@ pub fn encode(kind: u8, seq: u8, parts: &[&[u8]], out: &mut [u8]) -> Result<usiz
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Stats {
-    /// Frames delivered (valid COBS, length and CRC).
+    /// Frames delivered (valid COBS, length and CRC). Serialized as
+    /// `frames_decoded`.
+    #[cfg_attr(feature = "serde", serde(rename = "frames_decoded"))]
     pub frames: u32,
-    /// Dropped: invalid COBS.
+    /// Dropped: invalid COBS. Serialized as `cobs_errors`.
+    #[cfg_attr(feature = "serde", serde(rename = "cobs_errors"))]
     pub cobs: u32,
-    /// Dropped: decoded body shorter than header plus CRC.
+    /// Dropped: decoded body shorter than header plus CRC. Serialized as
+    /// `short_frames`.
+    #[cfg_attr(feature = "serde", serde(rename = "short_frames"))]
     pub short: u32,
-    /// Dropped: CRC mismatch.
+    /// Dropped: CRC mismatch. Serialized as `crc_errors`.
+    #[cfg_attr(feature = "serde", serde(rename = "crc_errors"))]
     pub crc: u32,
-    /// Dropped: larger than the de-framer's buffer.
+    /// Dropped: larger than the de-framer's buffer. Serialized as
+    /// `oversize_frames`.
+    #[cfg_attr(feature = "serde", serde(rename = "oversize_frames"))]
     pub oversize: u32,
 }
 

@@ -310,12 +310,21 @@ impl core::error::Error for IdentityError {}
 /// Every message or frame that does not reach its destination is counted in
 /// exactly one field, either here (by the end that noticed) or in the peer's
 /// stats (e.g. [`Stats::drop_no_credit`] is counted by the sender).
+///
+/// With the `serde` and `std` features it serializes as one flat map: the
+/// de-framer counters ([`frame::Stats`]) appear under their serialized names
+/// (`frames_decoded`, `cobs_errors`, `short_frames`, `crc_errors`,
+/// `oversize_frames`) beside the link's own fields. Without `std` (serde's
+/// flattening needs an allocator) they are a nested map under `frame`.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Stats {
     /// De-framer counters: valid frames and drops per reason (COBS, short,
     /// CRC, oversize).
+    // Flattening needs serde's allocator support: only with `std`.
+    #[cfg_attr(all(feature = "serde", feature = "std"), serde(flatten))]
     pub frame: frame::Stats,
     /// Valid frames received.
     pub frames_rx: u32,

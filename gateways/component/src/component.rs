@@ -14,22 +14,68 @@ pub const SUBSCRIBER_PORT: u16 = 43125;
 /// Default high-water mark (messages) for the publisher and subscriber queues.
 pub const DEFAULT_HWM: i32 = 1_000_000;
 
+/// A failure of the message transport (today libzmq), kept opaque so that
+/// the component API does not name its dependency's types. Ask it for the OS
+/// error number or its [`std::io::ErrorKind`].
+pub struct TransportError(pub(crate) zmq::Error);
+
+impl TransportError {
+    /// The error number (`errno`) the transport reported.
+    pub fn raw_os_error(&self) -> i32 {
+        self.0.to_raw()
+    }
+
+    /// The kind of I/O error this error number stands for.
+    pub fn kind(&self) -> std::io::ErrorKind {
+        std::io::Error::from_raw_os_error(self.0.to_raw()).kind()
+    }
+}
+
+impl std::fmt::Debug for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TransportError({}: {})", self.0.to_raw(), self.0)
+    }
+}
+
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for TransportError {}
+
+/// A ZeroMQ error as the component API reports it: `EINTR` is
+/// [`Error::Interrupted`], everything else [`Error::Transport`].
+pub(crate) fn zmq_error(e: zmq::Error) -> Error {
+    if e == zmq::Error::EINTR {
+        Error::Interrupted
+    } else {
+        Error::Transport(TransportError(e))
+    }
+}
+
 /// Errors of the component API.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A ZeroMQ call failed. Usually a bad address or port in [`Config`], or
-    /// the process is out of file descriptors.
-    #[error("zeromq: {0}")]
-    Zmq(#[from] zmq::Error),
+    /// A signal interrupted a blocking call: check your stop flag and call
+    /// again. Nothing is lost.
+    #[error("interrupted by a signal")]
+    Interrupted,
+    /// The transport failed. Usually a bad address or port in [`Config`],
+    /// the process is out of file descriptors, or the component is being
+    /// shut down.
+    #[error("transport: {0}")]
+    Transport(#[source] TransportError),
     /// Connecting to `endpoint` failed: check [`Config::address`] (an IP
     /// address or host name) and the ports.
     #[error("cannot connect to {endpoint}: {source}")]
     Connect {
         /// The endpoint, e.g. `tcp://127.0.0.1:43124`.
         endpoint: String,
-        /// What ZeroMQ said.
-        source: zmq::Error,
+        /// What the transport said.
+        source: TransportError,
     },
     /// An I/O error (reading a routing spec, for example).
     #[error("i/o: {0}")]
@@ -81,6 +127,12 @@ pub struct Config {
     /// How long unsent messages are kept for the backplane when the component
     /// is dropped. Default 1 s.
     pub linger: Duration,
+    /// Control topics (exact names, e.g. `run_motors`) whose messages are
+    /// *conflated* by [`Component::recv_batch`]: of the messages on one such
+    /// topic read in one batch only the newest is delivered; the older ones
+    /// are dropped and counted in [`Stats::stale`]. Default: none. See the
+    /// [`driver`](crate::driver) for why.
+    pub conflate: Vec<String>,
 }
 
 impl Default for Config {
@@ -94,6 +146,7 @@ impl Default for Config {
             recv_hwm: DEFAULT_HWM,
             limits: Limits::default(),
             linger: Duration::from_secs(1),
+            conflate: Vec::new(),
         }
     }
 }
@@ -120,7 +173,8 @@ impl Config {
 }
 
 /// Message counters of a component.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct Stats {
     /// Messages handed to ZeroMQ for sending.
     pub sent: u64,
@@ -130,6 +184,23 @@ pub struct Stats {
     pub rejected: u64,
     /// Messages dropped at publish time because the send queue was full.
     pub send_dropped: u64,
+    /// Messages on a conflated topic ([`Config::conflate`]) dropped unread
+    /// because a newer one on the same topic was already queued behind them.
+    pub stale: u64,
+}
+
+/// What one [`Component::recv_batch`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Batch {
+    /// Events appended.
+    pub events: usize,
+    /// Messages read from the transport (delivered, rejected or stale).
+    pub read: usize,
+    /// Conflated messages dropped as stale in this batch.
+    pub stale: usize,
+    /// The receive queue was found empty: nothing more is waiting.
+    pub drained: bool,
 }
 
 /// State of the subscriber's connection to the backplane.
@@ -156,6 +227,21 @@ pub enum Event {
     BackplaneDown,
 }
 
+/// Why connecting failed, before it becomes an [`Error`].
+enum ConnectError {
+    Zmq(zmq::Error),
+    Endpoint {
+        endpoint: String,
+        source: zmq::Error,
+    },
+}
+
+impl From<zmq::Error> for ConnectError {
+    fn from(e: zmq::Error) -> Self {
+        ConnectError::Zmq(e)
+    }
+}
+
 static NEXT_MONITOR: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// A connection to one backplane. See the [crate docs](crate).
@@ -172,7 +258,41 @@ pub struct Component {
     send_dropped: u64,
     topics: Vec<String>,
     scratch: Vec<u8>,
+    /// Conflated messages held back within a batch: per conflated topic
+    /// (index as in `config.conflate`), in arrival order.
+    held: Vec<Vec<Held>>,
+    stale: u64,
     _context: zmq::Context,
+}
+
+/// A message on a conflated topic, held until the end of a batch.
+struct Held {
+    frames: Vec<zmq::Message>,
+    /// Its keys when it is a flat command map (see the driver docs).
+    keys: Option<Vec<std::ops::Range<usize>>>,
+}
+
+/// Most distinct commands held per conflated topic in one batch; past it the
+/// oldest is delivered early.
+const MAX_HELD: usize = 8;
+
+/// A ZeroMQ context: the I/O thread(s) behind components. Components made
+/// with [`Component::connect`] each have their own; share one with
+/// [`Component::connect_with_context`].
+#[derive(Clone, Default)]
+pub struct Context(zmq::Context);
+
+impl Context {
+    /// A new context.
+    pub fn new() -> Context {
+        Context(zmq::Context::new())
+    }
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Context")
+    }
 }
 
 impl std::fmt::Debug for Component {
@@ -192,7 +312,7 @@ impl std::fmt::Debug for Component {
 pub(crate) struct Receiver {
     validator: Validator,
     limits: Limits,
-    frames: Vec<zmq::Message>,
+    pub(crate) frames: Vec<zmq::Message>,
     pub(crate) received: u64,
     pub(crate) rejected: u64,
     pub(crate) last_rejection: Option<Rejection>,
@@ -206,15 +326,13 @@ impl Receiver {
         }
     }
 
-    /// Reads one multipart message without blocking and checks it.
-    pub(crate) fn try_recv(
-        &mut self,
-        socket: &zmq::Socket,
-    ) -> std::result::Result<Option<std::result::Result<Message, Rejection>>, zmq::Error> {
+    /// Reads one multipart message into `self.frames` without blocking;
+    /// `false` when none is queued.
+    pub(crate) fn read(&mut self, socket: &zmq::Socket) -> std::result::Result<bool, zmq::Error> {
         let mut first = zmq::Message::new();
         match socket.recv(&mut first, zmq::DONTWAIT) {
             Ok(()) => {}
-            Err(zmq::Error::EAGAIN) => return Ok(None),
+            Err(zmq::Error::EAGAIN) => return Ok(false),
             Err(e) => return Err(e),
         }
         self.frames.clear();
@@ -226,9 +344,28 @@ impl Receiver {
             more = part.get_more();
             self.frames.push(part);
         }
-        let checked = wire::check_frames(&mut self.validator, &self.limits, &self.frames)
-            .map(|topic| Message::new(topic, self.frames[1].to_vec()));
-        Ok(Some(match checked {
+        Ok(true)
+    }
+
+    /// Reads one multipart message without blocking and checks it.
+    pub(crate) fn try_recv(
+        &mut self,
+        socket: &zmq::Socket,
+    ) -> std::result::Result<Option<std::result::Result<Message, Rejection>>, zmq::Error> {
+        if !self.read(socket)? {
+            return Ok(None);
+        }
+        Ok(Some(self.check()))
+    }
+
+    /// Checks the frames last read (or put back into `self.frames`).
+    pub(crate) fn check(&mut self) -> std::result::Result<Message, Rejection> {
+        let checked =
+            wire::check_frames(&mut self.validator, &self.limits, &self.frames).map(|topic| {
+                let payload = self.frames.get(1).map(|f| f.to_vec()).unwrap_or_default();
+                Message::new(topic, payload)
+            });
+        match checked {
             Ok(message) => {
                 self.received += 1;
                 Ok(message)
@@ -240,7 +377,7 @@ impl Receiver {
                 self.last_rejection = Some(rejection.clone());
                 Err(rejection)
             }
-        }))
+        }
     }
 }
 
@@ -308,18 +445,30 @@ impl Component {
     /// [`Component::link_state`].
     ///
     /// # Errors
-    /// [`Error::Connect`] for an unusable address, [`Error::Zmq`] otherwise.
+    /// [`Error::Connect`] for an unusable address, [`Error::Transport`] otherwise.
     pub fn connect(config: Config) -> Result<Component> {
-        Component::connect_with_context(config, &zmq::Context::new())
+        Component::connect_with_context(config, &Context::new())
     }
 
-    /// Like [`Component::connect`], but on an existing ZeroMQ context, so
+    /// Like [`Component::connect`], but on an existing [`Context`], so
     /// several components in one process share its I/O thread.
     ///
     /// # Errors
     /// As [`Component::connect`].
-    pub fn connect_with_context(config: Config, context: &zmq::Context) -> Result<Component> {
-        let context = context.clone();
+    pub fn connect_with_context(config: Config, context: &Context) -> Result<Component> {
+        Component::connect_zmq(config, context.0.clone()).map_err(|e| match e {
+            ConnectError::Zmq(e) => zmq_error(e),
+            ConnectError::Endpoint { endpoint, source } => Error::Connect {
+                endpoint,
+                source: TransportError(source),
+            },
+        })
+    }
+
+    fn connect_zmq(
+        config: Config,
+        context: zmq::Context,
+    ) -> std::result::Result<Component, ConnectError> {
         let monitor_endpoint = format!(
             "inproc://banyan-subscriber-monitor-{}",
             NEXT_MONITOR.fetch_add(1, Ordering::Relaxed)
@@ -339,17 +488,18 @@ impl Component {
         let pub_endpoint = format!("tcp://{}:{}", config.address, config.publisher_port);
         publisher
             .connect(&pub_endpoint)
-            .map_err(|source| Error::Connect {
+            .map_err(|source| ConnectError::Endpoint {
                 endpoint: pub_endpoint,
                 source,
             })?;
         let sub_endpoint = format!("tcp://{}:{}", config.address, config.subscriber_port);
         subscriber
             .connect(&sub_endpoint)
-            .map_err(|source| Error::Connect {
+            .map_err(|source| ConnectError::Endpoint {
                 endpoint: sub_endpoint,
                 source,
             })?;
+        let held = config.conflate.iter().map(|_| Vec::new()).collect();
         Ok(Component {
             publisher,
             subscriber,
@@ -363,6 +513,8 @@ impl Component {
             send_dropped: 0,
             topics: Vec::new(),
             scratch: Vec::new(),
+            held,
+            stale: 0,
             _context: context,
         })
     }
@@ -375,9 +527,11 @@ impl Component {
     /// Subscribes to every topic starting with `topic` (`""` = everything).
     ///
     /// # Errors
-    /// [`Error::Zmq`] if the socket refuses the option.
+    /// [`Error::Transport`] if the socket refuses the option.
     pub fn subscribe(&mut self, topic: &str) -> Result<()> {
-        self.subscriber.set_subscribe(topic.as_bytes())?;
+        self.subscriber
+            .set_subscribe(topic.as_bytes())
+            .map_err(zmq_error)?;
         self.topics.push(topic.to_owned());
         Ok(())
     }
@@ -385,9 +539,11 @@ impl Component {
     /// Removes one earlier subscription to `topic` (ZeroMQ counts duplicates).
     ///
     /// # Errors
-    /// [`Error::Zmq`] if the socket refuses the option.
+    /// [`Error::Transport`] if the socket refuses the option.
     pub fn unsubscribe(&mut self, topic: &str) -> Result<()> {
-        self.subscriber.set_unsubscribe(topic.as_bytes())?;
+        self.subscriber
+            .set_unsubscribe(topic.as_bytes())
+            .map_err(zmq_error)?;
         if let Some(i) = self.topics.iter().position(|t| t == topic) {
             self.topics.remove(i);
         }
@@ -399,12 +555,20 @@ impl Component {
         &self.topics
     }
 
+    /// Makes `topics` (exact names) the conflated control topics of
+    /// [`Component::recv_batch`] (see [`Config::conflate`]), replacing the
+    /// configured ones.
+    pub fn set_conflate(&mut self, topics: &[&str]) {
+        self.config.conflate = topics.iter().map(|t| (*t).to_owned()).collect();
+        self.held = topics.iter().map(|_| Vec::new()).collect();
+    }
+
     /// Publishes a serde value, encoded like Python's
     /// `msgpack.packb(payload, use_bin_type=True)` (structs as maps).
     ///
     /// # Errors
     /// [`Error::Encode`], [`Error::SendQueueFull`] (message dropped and
-    /// counted), [`Error::Zmq`].
+    /// counted), [`Error::Transport`].
     pub fn publish<T: serde::Serialize + ?Sized>(&mut self, topic: &str, value: &T) -> Result<()> {
         let mut payload = std::mem::take(&mut self.scratch);
         payload.clear();
@@ -432,7 +596,7 @@ impl Component {
     ///
     /// # Errors
     /// [`Error::InvalidPayload`] (nothing sent), [`Error::SendQueueFull`],
-    /// [`Error::Zmq`].
+    /// [`Error::Transport`].
     pub fn publish_raw(&mut self, topic: &str, payload: &[u8]) -> Result<()> {
         self.receiver
             .validator
@@ -442,7 +606,7 @@ impl Component {
     }
 
     fn send(&mut self, topic: &str, payload: &[u8]) -> Result<()> {
-        if !send_message(&self.publisher, topic, payload)? {
+        if !send_message(&self.publisher, topic, payload).map_err(zmq_error)? {
             self.send_dropped += 1;
             return Err(Error::SendQueueFull {
                 hwm: self.config.send_hwm,
@@ -469,7 +633,7 @@ impl Component {
                     _ => {}
                 },
                 Err(zmq::Error::EAGAIN) => return Ok(()),
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(zmq_error(e)),
             }
         }
     }
@@ -488,7 +652,7 @@ impl Component {
     /// Returns whether one does.
     ///
     /// # Errors
-    /// [`Error::Zmq`].
+    /// [`Error::Transport`].
     pub fn wait_for_subscriber(&mut self, topic: &str, timeout: Duration) -> Result<bool> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -500,7 +664,7 @@ impl Component {
             if ms == 0 {
                 return Ok(false);
             }
-            if interrupted(self.publisher.poll(zmq::POLLIN, ms))? {
+            if interrupted(self.publisher.poll(zmq::POLLIN, ms)).map_err(zmq_error)? {
                 return Ok(false);
             }
         }
@@ -513,6 +677,7 @@ impl Component {
             received: self.receiver.received,
             rejected: self.receiver.rejected,
             send_dropped: self.send_dropped,
+            stale: self.stale,
         }
     }
 
@@ -529,11 +694,12 @@ impl Component {
         self.link
     }
 
-    /// Sockets to include in your own [`zmq::poll`]: the subscriber, the
-    /// connection monitor and the publisher (for subscription notices), all
-    /// for `POLLIN`. When any is readable, call
-    /// [`Component::try_recv_event`] until it returns `None`.
-    pub fn poll_items(&self) -> [zmq::PollItem<'_>; 3] {
+    /// Sockets to wait on: the subscriber, the connection monitor and the
+    /// publisher (for subscription notices), all for `POLLIN`. When any is
+    /// readable, call [`Component::try_recv_event`] until it returns `None`.
+    /// To wait on them together with your own file descriptors, use the
+    /// [`driver`](crate::driver).
+    pub(crate) fn poll_items(&self) -> [zmq::PollItem<'_>; 3] {
         [
             self.subscriber.as_poll_item(zmq::POLLIN),
             self.monitor.as_poll_item(zmq::POLLIN),
@@ -547,16 +713,16 @@ impl Component {
             let frame = match self.monitor.recv_msg(zmq::DONTWAIT) {
                 Ok(f) => f,
                 Err(zmq::Error::EAGAIN) => return Ok(()),
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(zmq_error(e)),
             };
             // Event frames are [u16 event, u32 value] then the endpoint.
             if frame.get_more() {
-                let _ = self.monitor.recv_msg(0)?;
+                let _ = self.monitor.recv_msg(0).map_err(zmq_error)?;
             }
-            if frame.len() < 2 {
+            let Some(&[a, b]) = frame.get(..2) else {
                 continue;
-            }
-            let event = u16::from_ne_bytes([frame[0], frame[1]]);
+            };
+            let event = u16::from_ne_bytes([a, b]);
             if event == zmq::SocketEvent::HANDSHAKE_SUCCEEDED as u16 {
                 self.link = LinkState::Up;
                 log::info!("{}: backplane connected", self.config.name);
@@ -577,23 +743,153 @@ impl Component {
     /// Returns the next event if one is ready, without blocking.
     ///
     /// # Errors
-    /// [`Error::Zmq`] (for example the context was terminated).
+    /// [`Error::Transport`] (for example the context was terminated).
     pub fn try_recv_event(&mut self) -> Result<Option<Event>> {
         if let Some(event) = self.try_monitor_event()? {
             return Ok(Some(event));
         }
         self.drain_subscriptions()?;
-        Ok(self.receiver.try_recv(&self.subscriber)?.map(|r| match r {
+        Ok(self
+            .receiver
+            .try_recv(&self.subscriber)
+            .map_err(zmq_error)?
+            .map(|r| match r {
+                Ok(m) => Event::Message(m),
+                Err(rej) => Event::Rejected(rej),
+            }))
+    }
+
+    /// Appends to `out` up to `max_events` events that are ready (a few
+    /// more when held messages are delivered at the end), without blocking,
+    /// reading at most `max_reads` messages from the transport: connection
+    /// events first, then messages in arrival order, except that messages on
+    /// a conflated topic ([`Config::conflate`]) are held to the end of the
+    /// batch and a held one is dropped unchecked and counted
+    /// ([`Stats::stale`]) when a newer one on its topic replaces it (sets
+    /// every field it sets; see the driver docs).
+    ///
+    /// Reading ahead is what lets a gateway skip a backlog of old commands
+    /// quickly: a superseded command costs a read, not a parse. Use it from
+    /// a run loop ([`crate::driver`]) with a `max_reads` that drains the
+    /// queue faster than it can fill.
+    ///
+    /// # Errors
+    /// [`Error::Interrupted`] (events read so far are in `out`),
+    /// [`Error::Transport`].
+    pub fn recv_batch(
+        &mut self,
+        max_events: usize,
+        max_reads: usize,
+        out: &mut Vec<Event>,
+    ) -> Result<Batch> {
+        let mut batch = Batch::default();
+        self.read_monitor()?;
+        while batch.events < max_events {
+            let Some(e) = self.pending.pop_front() else {
+                break;
+            };
+            out.push(e);
+            batch.events += 1;
+        }
+        self.drain_subscriptions()?;
+        let result = self.read_batch(max_events, max_reads, out, &mut batch);
+        // The held conflated messages go last, also after an error.
+        for i in 0..self.held.len() {
+            let held = self.held.get_mut(i).map(std::mem::take).unwrap_or_default();
+            for h in held {
+                self.deliver(h.frames, out, &mut batch);
+            }
+        }
+        result.map(|()| batch)
+    }
+
+    fn deliver(&mut self, frames: Vec<zmq::Message>, out: &mut Vec<Event>, batch: &mut Batch) {
+        self.receiver.frames = frames;
+        out.push(match self.receiver.check() {
             Ok(m) => Event::Message(m),
             Err(rej) => Event::Rejected(rej),
-        }))
+        });
+        batch.events += 1;
+    }
+
+    /// Holds a message on conflated topic `slot`, dropping (as stale) the
+    /// held ones it replaces.
+    fn hold(
+        &mut self,
+        slot: usize,
+        frames: Vec<zmq::Message>,
+        out: &mut Vec<Event>,
+        batch: &mut Batch,
+    ) {
+        let payload: &[u8] = frames.get(1).map_or(&[], |f| &f[..]);
+        let keys = crate::conflate::keys(payload);
+        let Some(held) = self.held.get_mut(slot) else {
+            return self.deliver(frames, out, batch);
+        };
+        if let Some(new_keys) = &keys {
+            let before = held.len();
+            held.retain(|h| match &h.keys {
+                Some(old_keys) => {
+                    let old: &[u8] = h.frames.get(1).map_or(&[], |f| &f[..]);
+                    !crate::conflate::replaces(payload, new_keys, old, old_keys)
+                }
+                None => true,
+            });
+            let dropped = before - held.len();
+            self.stale += dropped as u64;
+            batch.stale += dropped;
+        }
+        let early = if held.len() >= MAX_HELD {
+            Some(held.remove(0))
+        } else {
+            None
+        };
+        held.push(Held { frames, keys });
+        if let Some(h) = early {
+            self.deliver(h.frames, out, batch);
+        }
+    }
+
+    fn read_batch(
+        &mut self,
+        max_events: usize,
+        max_reads: usize,
+        out: &mut Vec<Event>,
+        batch: &mut Batch,
+    ) -> Result<()> {
+        while batch.events < max_events && batch.read < max_reads {
+            if !self.receiver.read(&self.subscriber).map_err(zmq_error)? {
+                batch.drained = true;
+                return Ok(());
+            }
+            batch.read += 1;
+            let slot = match self.receiver.frames.as_slice() {
+                [topic, _] => self
+                    .config
+                    .conflate
+                    .iter()
+                    .position(|c| c.as_bytes() == &topic[..]),
+                _ => None,
+            };
+            if let Some(slot) = slot {
+                let frames = std::mem::take(&mut self.receiver.frames);
+                self.hold(slot, frames, out, batch);
+                continue;
+            }
+            out.push(match self.receiver.check() {
+                Ok(m) => Event::Message(m),
+                Err(rej) => Event::Rejected(rej),
+            });
+            batch.events += 1;
+        }
+        Ok(())
     }
 
     /// Waits up to `timeout` (`None` = forever) for the next event. Returns
     /// `None` on timeout, or early when a signal interrupts the wait.
     ///
     /// # Errors
-    /// [`Error::Zmq`].
+    /// [`Error::Transport`].
     pub fn recv_event(&mut self, timeout: Option<Duration>) -> Result<Option<Event>> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
@@ -605,7 +901,7 @@ impl Component {
                 return Ok(None);
             }
             let mut items = self.poll_items();
-            if interrupted(zmq::poll(&mut items, ms))? {
+            if interrupted(zmq::poll(&mut items, ms)).map_err(zmq_error)? {
                 return Ok(None);
             }
         }
@@ -616,7 +912,7 @@ impl Component {
     /// `None` on timeout, or early when a signal interrupts the wait.
     ///
     /// # Errors
-    /// [`Error::Zmq`].
+    /// [`Error::Transport`].
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Message>> {
         self.recv_message(Some(Instant::now() + timeout))
     }
@@ -624,7 +920,7 @@ impl Component {
     /// Blocks until the next valid message.
     ///
     /// # Errors
-    /// [`Error::Zmq`].
+    /// [`Error::Transport`].
     pub fn recv(&mut self) -> Result<Message> {
         loop {
             if let Some(m) = self.recv_message(None)? {
@@ -636,7 +932,11 @@ impl Component {
     fn recv_message(&mut self, deadline: Option<Instant>) -> Result<Option<Message>> {
         loop {
             // Fast path: a message is already queued.
-            if let Some(r) = self.receiver.try_recv(&self.subscriber)? {
+            if let Some(r) = self
+                .receiver
+                .try_recv(&self.subscriber)
+                .map_err(zmq_error)?
+            {
                 match r {
                     Ok(m) => return Ok(Some(m)),
                     Err(_) => continue,
@@ -653,7 +953,7 @@ impl Component {
                 return Ok(None);
             }
             let mut items = self.poll_items();
-            if interrupted(zmq::poll(&mut items, ms))? {
+            if interrupted(zmq::poll(&mut items, ms)).map_err(zmq_error)? {
                 return Ok(None);
             }
         }
@@ -672,7 +972,7 @@ impl Component {
     /// publish replies.
     ///
     /// # Errors
-    /// [`Error::Zmq`]; errors inside the handler are the handler's to handle.
+    /// [`Error::Transport`]; errors inside the handler are the handler's to handle.
     pub fn run<F>(&mut self, mut handler: F) -> Result<()>
     where
         F: FnMut(&mut Component, Message) -> ControlFlow<()>,
@@ -690,7 +990,7 @@ impl Component {
     /// `signal_hook::flag::register`).
     ///
     /// # Errors
-    /// [`Error::Zmq`].
+    /// [`Error::Transport`].
     pub fn run_until<F>(&mut self, stop: &AtomicBool, mut handler: F) -> Result<()>
     where
         F: FnMut(&mut Component, Message) -> ControlFlow<()>,
@@ -761,6 +1061,63 @@ mod tests {
         assert_eq!(p.stats().sent, 3);
         assert_eq!(s.stats().received, 2);
         assert_eq!(s.link_state(), LinkState::Up);
+    }
+
+    /// A backlog of commands on a conflated topic is skipped to the newest
+    /// (counted as stale), partial commands that set other fields are kept,
+    /// other topics keep their order.
+    #[test]
+    fn recv_batch_conflates_control_topics() {
+        let (_bp, mut p, mut s) = pair();
+        s.set_conflate(&["run_motors"]);
+        s.subscribe("run_motors").unwrap();
+        s.subscribe("other").unwrap();
+        assert!(p
+            .wait_for_subscriber("run_motors", Duration::from_secs(10))
+            .unwrap());
+        let cmd = |k: &str, v: f64| rmpv::Value::Map(vec![(k.into(), v.into())]);
+        let both =
+            |v: f64| rmpv::Value::Map(vec![("left".into(), v.into()), ("right".into(), v.into())]);
+        p.publish_value("run_motors", &cmd("left", 0.9)).unwrap();
+        for i in 0..1000 {
+            p.publish_value("run_motors", &both(f64::from(i) / 1000.0))
+                .unwrap();
+            if i % 100 == 0 {
+                p.publish_value("other", &cmd("n", f64::from(i))).unwrap();
+            }
+        }
+        p.publish_value("run_motors", &cmd("right", 0.25)).unwrap();
+        p.publish_value("other", &cmd("n", -1.0)).unwrap();
+        // Wait until everything is queued at the subscriber.
+        let mut events = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while s.stats().received + s.stats().stale < 1013 {
+            assert!(Instant::now() < deadline, "{:?}", s.stats());
+            let mut batch = Vec::new();
+            s.recv_batch(1000, 100_000, &mut batch).unwrap();
+            events.extend(batch);
+            let _ = s.recv_event(Some(Duration::from_millis(10)));
+        }
+        let got: Vec<(String, rmpv::Value)> = events
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Message(m) => Some((m.topic.clone(), m.value().unwrap())),
+                _ => None,
+            })
+            .collect();
+        let others: Vec<_> = got.iter().filter(|(t, _)| t == "other").collect();
+        assert_eq!(others.len(), 11);
+        assert_eq!(others.last().unwrap().1, cmd("n", -1.0));
+        let motors: Vec<_> = got.iter().filter(|(t, _)| t == "run_motors").collect();
+        // Nothing on run_motors is lost but what a newer command replaced:
+        // the last full command and the partial one after it survive.
+        let last = motors.len();
+        assert!(last >= 2, "{motors:?}");
+        assert_eq!(motors[last - 2].1, both(0.999));
+        assert_eq!(motors[last - 1].1, cmd("right", 0.25));
+        let st = s.stats();
+        assert_eq!(st.received + st.stale, 1013, "{st:?}");
+        assert!(st.stale > 0, "{st:?}");
     }
 
     #[test]

@@ -64,15 +64,27 @@
 //!   everything) it returns as soon as the backplane is connected.
 //!
 //! # Integrating with other file descriptors
-//! [`Component::poll_items`] gives the sockets to include in a
-//! [`zmq::poll`] together with other sockets or raw fds
-//! ([`zmq::PollItem::from_fd`]); after the poll, call
-//! [`Component::try_recv_event`] until it returns `None`.
+//! A gateway that also waits on a serial port, a GPIO wake-up or a timer
+//! uses the [`driver`]: one run loop over the component's sockets, its own
+//! descriptors (`std::os::fd::RawFd`), a deadline and a bounded batch of
+//! events per turn, with conflation of control topics so that old commands
+//! are skipped ([`Config::conflate`]). Errors never name the transport's
+//! types: [`Error::Transport`] wraps an opaque [`TransportError`] and a
+//! signal is [`Error::Interrupted`].
+//!
+//! # Logging
+//! The library logs through the `log` facade. Binaries with a control loop
+//! install [`logging`], a sink that never blocks (rate-limited, bounded,
+//! lost lines counted).
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 #[cfg(feature = "libzmq")]
 mod component;
+pub mod conflate;
+#[cfg(feature = "libzmq")]
+pub mod driver;
+pub mod logging;
 #[cfg(feature = "libzmq")]
 pub mod monitor;
 #[cfg(feature = "libzmq")]

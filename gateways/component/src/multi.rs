@@ -35,7 +35,9 @@ use std::time::{Duration, Instant};
 
 use crate::routing::{Entry, Spec};
 use crate::wire::{self, Limits, Message, Reject, Rejection};
-use crate::{interrupted, poll_timeout, publisher_socket, send_message, Receiver, Stats};
+use crate::{
+    interrupted, poll_timeout, publisher_socket, send_message, Receiver, Stats, TransportError,
+};
 
 /// Errors of the multi-backplane component.
 #[derive(Debug, thiserror::Error)]
@@ -44,9 +46,13 @@ pub enum Error {
     /// The routing spec is unusable; the message names the line and column.
     #[error(transparent)]
     Routing(#[from] crate::routing::Error),
-    /// A ZeroMQ call failed (bad address in the spec, out of descriptors).
-    #[error("zeromq: {0}")]
-    Zmq(#[from] zmq::Error),
+    /// A signal interrupted a blocking call: check your stop flag and call
+    /// again.
+    #[error("interrupted by a signal")]
+    Interrupted,
+    /// The transport failed (bad address in the spec, out of descriptors).
+    #[error("transport: {0}")]
+    Transport(#[source] TransportError),
     /// Connecting failed: check the spec's `ip_address` and ports.
     #[error("backplane {backplane}: cannot connect to {endpoint}: {source}")]
     Connect {
@@ -54,8 +60,8 @@ pub enum Error {
         backplane: String,
         /// Endpoint.
         endpoint: String,
-        /// What ZeroMQ said.
-        source: zmq::Error,
+        /// What the transport said.
+        source: TransportError,
     },
     /// No backplane of this name in the spec: check the spelling.
     #[error("no backplane named {0:?} in the routing spec")]
@@ -82,6 +88,15 @@ pub enum Error {
         /// Backplane name.
         backplane: String,
     },
+}
+
+/// A ZeroMQ error as this module reports it.
+fn zmq_error(e: zmq::Error) -> Error {
+    if e == zmq::Error::EINTR {
+        Error::Interrupted
+    } else {
+        Error::Transport(TransportError(e))
+    }
 }
 
 /// Result of the multi-backplane component.
@@ -158,7 +173,7 @@ impl MultiComponent {
     /// Connects to every backplane of the spec and subscribes to its topics.
     ///
     /// # Errors
-    /// [`Error::Connect`] for an unusable address, [`Error::Zmq`].
+    /// [`Error::Connect`] for an unusable address, [`Error::Transport`].
     pub fn connect(spec: &Spec, options: Options) -> Result<MultiComponent> {
         let context = zmq::Context::new();
         let mut slots = Vec::with_capacity(spec.entries.len());
@@ -168,12 +183,13 @@ impl MultiComponent {
                 socket.connect(&endpoint).map_err(|source| Error::Connect {
                     backplane: entry.name.clone(),
                     endpoint,
-                    source,
+                    source: TransportError(source),
                 })
             };
             let publisher = match entry.publisher_port {
                 Some(port) => {
-                    let s = publisher_socket(&context, options.send_hwm, options.linger)?;
+                    let s = publisher_socket(&context, options.send_hwm, options.linger)
+                        .map_err(zmq_error)?;
                     connect(&s, port)?;
                     Some(s)
                 }
@@ -181,11 +197,11 @@ impl MultiComponent {
             };
             let subscriber = match entry.subscriber_port {
                 Some(port) => {
-                    let s = context.socket(zmq::SUB)?;
-                    s.set_rcvhwm(options.recv_hwm)?;
-                    s.set_linger(0)?;
+                    let s = context.socket(zmq::SUB).map_err(zmq_error)?;
+                    s.set_rcvhwm(options.recv_hwm).map_err(zmq_error)?;
+                    s.set_linger(0).map_err(zmq_error)?;
                     for t in &entry.topics {
-                        s.set_subscribe(t.as_bytes())?;
+                        s.set_subscribe(t.as_bytes()).map_err(zmq_error)?;
                     }
                     connect(&s, port)?;
                     Some(s)
@@ -237,14 +253,14 @@ impl MultiComponent {
     /// Subscribes to `topic` on the named backplane (`""` = everything).
     ///
     /// # Errors
-    /// [`Error::UnknownBackplane`], [`Error::NoSubscriber`], [`Error::Zmq`].
+    /// [`Error::UnknownBackplane`], [`Error::NoSubscriber`], [`Error::Transport`].
     pub fn subscribe(&mut self, backplane: &str, topic: &str) -> Result<()> {
         let slot = self.slot(backplane)?;
         let s = slot
             .subscriber
             .as_ref()
             .ok_or_else(|| Error::NoSubscriber(backplane.to_owned()))?;
-        s.set_subscribe(topic.as_bytes())?;
+        s.set_subscribe(topic.as_bytes()).map_err(zmq_error)?;
         slot.entry.topics.push(topic.to_owned());
         Ok(())
     }
@@ -259,7 +275,7 @@ impl MultiComponent {
             .subscriber
             .as_ref()
             .ok_or_else(|| Error::NoSubscriber(backplane.to_owned()))?;
-        s.set_unsubscribe(topic.as_bytes())?;
+        s.set_unsubscribe(topic.as_bytes()).map_err(zmq_error)?;
         if let Some(i) = slot.entry.topics.iter().position(|t| t == topic) {
             slot.entry.topics.remove(i);
         }
@@ -270,7 +286,7 @@ impl MultiComponent {
     ///
     /// # Errors
     /// [`Error::UnknownBackplane`], [`Error::NoPublisher`], [`Error::Encode`],
-    /// [`Error::SendQueueFull`], [`Error::Zmq`].
+    /// [`Error::SendQueueFull`], [`Error::Transport`].
     pub fn publish_to<T: serde::Serialize + ?Sized>(
         &mut self,
         backplane: &str,
@@ -298,7 +314,7 @@ impl MultiComponent {
             .publisher
             .as_ref()
             .ok_or_else(|| Error::NoPublisher(backplane.to_owned()))?;
-        if send_message(socket, topic, payload)? {
+        if send_message(socket, topic, payload).map_err(zmq_error)? {
             self.sent += 1;
             Ok(())
         } else {
@@ -314,7 +330,7 @@ impl MultiComponent {
     ///
     /// # Errors
     /// [`Error::Encode`]; [`Error::SendQueueFull`] naming the first full
-    /// backplane (the others still got the message); [`Error::Zmq`].
+    /// backplane (the others still got the message); [`Error::Transport`].
     pub fn broadcast<T: serde::Serialize + ?Sized>(
         &mut self,
         topic: &str,
@@ -337,7 +353,7 @@ impl MultiComponent {
         let mut full = None;
         for slot in &self.slots {
             if let Some(socket) = &slot.publisher {
-                if send_message(socket, topic, payload)? {
+                if send_message(socket, topic, payload).map_err(zmq_error)? {
                     sent += 1;
                 } else {
                     full.get_or_insert_with(|| slot.entry.name.clone());
@@ -356,7 +372,7 @@ impl MultiComponent {
     /// `topic` (see [`crate::Component::wait_for_subscriber`]).
     ///
     /// # Errors
-    /// [`Error::UnknownBackplane`], [`Error::NoPublisher`], [`Error::Zmq`].
+    /// [`Error::UnknownBackplane`], [`Error::NoPublisher`], [`Error::Transport`].
     pub fn wait_for_subscriber(
         &mut self,
         backplane: &str,
@@ -382,7 +398,7 @@ impl MultiComponent {
                         _ => {}
                     },
                     Err(zmq::Error::EAGAIN) => break,
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(zmq_error(e)),
                 }
             }
             if slot
@@ -396,7 +412,7 @@ impl MultiComponent {
             if ms == 0 {
                 return Ok(false);
             }
-            if interrupted(socket.poll(zmq::POLLIN, ms))? {
+            if interrupted(socket.poll(zmq::POLLIN, ms)).map_err(zmq_error)? {
                 return Ok(false);
             }
         }
@@ -407,7 +423,7 @@ impl MultiComponent {
     /// Rejected messages are counted and skipped.
     ///
     /// # Errors
-    /// [`Error::Zmq`].
+    /// [`Error::Transport`].
     pub fn try_recv(&mut self) -> Result<Option<Received>> {
         let n = self.slots.len();
         for k in 0..n {
@@ -415,7 +431,7 @@ impl MultiComponent {
             let Some(socket) = &self.slots[i].subscriber else {
                 continue;
             };
-            while let Some(r) = self.receiver.try_recv(socket)? {
+            while let Some(r) = self.receiver.try_recv(socket).map_err(zmq_error)? {
                 if let Ok(message) = r {
                     self.next = (i + 1) % n;
                     return Ok(Some(Received {
@@ -431,7 +447,7 @@ impl MultiComponent {
     /// Waits up to `timeout` for the next message from any backplane.
     ///
     /// # Errors
-    /// [`Error::Zmq`].
+    /// [`Error::Transport`].
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Received>> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -447,15 +463,15 @@ impl MultiComponent {
                 std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
                 return Ok(None);
             }
-            if interrupted(zmq::poll(&mut items, ms))? {
+            if interrupted(zmq::poll(&mut items, ms)).map_err(zmq_error)? {
                 return Ok(None);
             }
         }
     }
 
-    /// The subscriber sockets, for your own [`zmq::poll`]; after a poll call
+    /// The subscriber sockets to wait on; after a poll call
     /// [`MultiComponent::try_recv`] until it returns `None`.
-    pub fn poll_items(&self) -> Vec<zmq::PollItem<'_>> {
+    fn poll_items(&self) -> Vec<zmq::PollItem<'_>> {
         self.slots
             .iter()
             .filter_map(|s| s.subscriber.as_ref())
@@ -470,6 +486,7 @@ impl MultiComponent {
             received: self.receiver.received,
             rejected: self.receiver.rejected,
             send_dropped: self.send_dropped,
+            stale: 0,
         }
     }
 

@@ -91,8 +91,10 @@ fn encode(v: &Value) -> Vec<u8> {
     out
 }
 
-/// Counters, published in every state report.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Counters, published in every state report (serialized from this struct,
+/// so a new counter is published without further code).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct Stats {
     /// Messages handled (on our exact topics).
     pub received: u64,
@@ -111,6 +113,12 @@ pub struct Stats {
     /// Edges dropped because the edge queue was full
     /// ([`EDGE_QUEUE_CAPACITY`](super::backend::EDGE_QUEUE_CAPACITY)).
     pub edge_overflows: u64,
+    /// `run_motors` commands dropped unhandled because a newer one replaced
+    /// them while they were queued (set by the run loop, see
+    /// [`Gateway::set_loop_counters`]).
+    pub stale: u64,
+    /// Log lines lost (rate limit or blocked stderr; set by the run loop).
+    pub log_lost: u64,
 }
 
 type Motor<B> = DualMotor<<B as Backend>::Pwm, <B as Backend>::Output, <B as Backend>::Output>;
@@ -313,6 +321,13 @@ impl<B: Backend> Gateway<B> {
         }
     }
 
+    /// Records the run loop's counters ([`Stats::stale`], [`Stats::log_lost`])
+    /// for the state reports.
+    pub fn set_loop_counters(&mut self, stale: u64, log_lost: u64) {
+        self.stats.stale = stale;
+        self.stats.log_lost = log_lost;
+    }
+
     /// A file descriptor that becomes readable when an input edge arrives:
     /// poll it with the component's sockets and [`tick`](Self::tick) when it
     /// is readable (`tick` clears it). `None` when edges cannot wake the
@@ -388,7 +403,7 @@ impl<B: Backend> Gateway<B> {
                 }
                 Err(e) => {
                     // Cannot happen for our reports; never panic over it.
-                    eprintln!("rpi-gateway: report not encodable: {e}");
+                    log::error!("rpi-gateway: report not encodable: {e}");
                     return self.report_bytes(Vec::new());
                 }
             }
@@ -406,9 +421,10 @@ impl<B: Backend> Gateway<B> {
     /// The state report: `{"report": "state", "motors": {name: speed},
     /// "leds": {name: level}}` as the core encodes it, plus `backend`,
     /// `gpio` (`{"4": {"mode": "digital_output", "value": 1}}`),
-    /// `stopped_by` (`"deadman"`, `"backplane lost"`, `"exit"` or nil) and the
-    /// counters `received`, `errors`, `deadman_stops`, `input_edges`,
-    /// `stale_edges`, `edge_overflows` (see [`Stats`]).
+    /// `stopped_by` (`"deadman"`, `"backplane lost"`, `"exit"` or nil) and
+    /// every counter of [`Stats`] under its field name (`received`,
+    /// `errors`, `deadman_stops`, `ignored`, `input_edges`, `stale_edges`,
+    /// `edge_overflows`, `stale`, `log_lost`).
     pub fn state_report(&self) -> Report {
         let motors = Value::Map(
             self.motor_speeds()
@@ -444,14 +460,17 @@ impl<B: Backend> Gateway<B> {
                 "stopped_by",
                 self.stopped_by.map_or(Value::Nil, Value::from),
             ),
-            ("received", self.stats.received.into()),
-            ("errors", self.stats.errors.into()),
-            ("deadman_stops", self.stats.deadman_stops.into()),
-            ("input_edges", self.stats.input_edges.into()),
-            ("stale_edges", self.stats.stale_edges.into()),
-            ("edge_overflows", self.edges.overflowed().into()),
         ];
-        let v = Value::Map(entries.into_iter().map(|(k, v)| (k.into(), v)).collect());
+        let mut entries: Vec<(Value, Value)> =
+            entries.into_iter().map(|(k, v)| (k.into(), v)).collect();
+        // Every counter of Stats, by serde: none can be forgotten here.
+        let counters = rmp_serde::to_vec_named(&self.stats())
+            .ok()
+            .and_then(|b| rmpv::decode::read_value(&mut &b[..]).ok());
+        if let Some(Value::Map(counters)) = counters {
+            entries.extend(counters);
+        }
+        let v = Value::Map(entries);
         self.report_bytes(encode(&v))
     }
 
@@ -609,7 +628,7 @@ impl<B: Backend> Gateway<B> {
     /// reports), e.g. when the backplane connection is lost.
     pub fn stop_motors(&mut self, reason: &'static str) {
         if let Err(e) = self.motors.stop_all() {
-            eprintln!("rpi-gateway: stopping motors failed: {e}");
+            log::error!("rpi-gateway: stopping motors failed: {e}");
         }
         self.stopped_by = Some(reason);
     }
@@ -907,7 +926,7 @@ fn watch_input<B: Backend>(
         Ok(true) => Some(id),
         Ok(false) => None,
         Err(e) => {
-            eprintln!("rpi-gateway: GPIO {pin}: no edge interrupts ({e}); polling it");
+            log::warn!("rpi-gateway: GPIO {pin}: no edge interrupts ({e}); polling it");
             None
         }
     }

@@ -1,30 +1,92 @@
 //! The run loop: binds a [`Gateway`] to the backplane through the
-//! [`Component`] API. All logic is in the gateway; this only moves bytes,
-//! reads the clock and reacts to the connection and to stop requests.
+//! component driver ([`banyan_component::driver`]) — the same loop as
+//! serial-gateway's. All logic is in the gateway; this only moves messages,
+//! reports and the clock, and reacts to the connection.
 //!
-//! It waits in one `zmq::poll` on the component's sockets
-//! ([`Component::poll_items`]) and the gateway's input-edge wake-up
-//! ([`Gateway::wake_fd`]) until the gateway's next deadline, so an edge of a
-//! watched input is reported as soon as it arrives.
+//! Each turn ticks the gateway (deadman, tones, inputs), hands it a bounded
+//! batch of messages, then waits on the component's sockets and the
+//! gateway's input-edge wake-up ([`Gateway::wake_fd`]) until its next
+//! deadline, so an edge of a watched input is reported as soon as it
+//! arrives and a flood of messages cannot hold off the deadman.
+//!
+//! # Fresh commands
+//! The gateway's `run_motors` topic is conflated
+//! ([`Component::set_conflate`]): a backlog of motor commands is skipped to
+//! the newest (a command is only dropped when a newer one sets every motor
+//! it sets), the skipped ones counted as `stale` in the state report. See
+//! `docs/rpi-gateway.md`, "Fresh commands".
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
 
+use banyan_component::driver::{self, Driver, Handler, Watch};
 use banyan_component::{self as component, Component, Event};
 
 use super::backend::Backend;
 use super::gateway::{Gateway, Report};
 
-/// Events handled between two ticks at most.
-const MAX_BATCH: usize = 64;
-/// Longest wait for a message before the stop flag is checked again.
-const MAX_WAIT: Duration = Duration::from_millis(50);
-
 fn publish(comp: &mut Component, reports: Vec<Report>) {
     for r in reports {
         if let Err(e) = comp.publish_raw(&r.topic, &r.payload) {
             // Counted by the component (Stats::send_dropped); never fatal.
-            eprintln!("rpi-gateway: report on {} not sent: {e}", r.topic);
+            log::warn!("rpi-gateway: report on {} not sent: {e}", r.topic);
+        }
+    }
+}
+
+/// The gateway as a [`Handler`] of the driver.
+struct Rpi<'a, B: Backend> {
+    gw: &'a mut Gateway<B>,
+}
+
+impl<B: Backend> Rpi<'_, B> {
+    fn sync_counters(&mut self, comp: &Component) {
+        self.gw
+            .set_loop_counters(comp.stats().stale, banyan_component::logging::lost());
+    }
+}
+
+impl<B: Backend> Handler for Rpi<'_, B> {
+    fn tick(&mut self, comp: &mut Component, now: Instant) {
+        self.sync_counters(comp);
+        let reports = self.gw.tick(now);
+        publish(comp, reports);
+    }
+
+    fn event(&mut self, comp: &mut Component, event: Event, now: Instant) {
+        match event {
+            Event::Message(m) => {
+                self.sync_counters(comp);
+                let reports = self.gw.handle(&m.topic, &m.payload, now);
+                publish(comp, reports);
+            }
+            Event::Rejected(rej) => {
+                let r = self.gw.error_report(
+                    &rej.topic,
+                    &format_args!("malformed message: {}", rej.reason),
+                );
+                publish(comp, vec![r]);
+            }
+            Event::BackplaneDown => {
+                self.gw.stop_motors("backplane lost");
+                log::warn!("rpi-gateway: backplane lost: motors stopped");
+            }
+            Event::BackplaneUp => {
+                log::info!("rpi-gateway: backplane connected");
+                let r = self.gw.state_report();
+                publish(comp, vec![r]);
+            }
+        }
+    }
+
+    fn deadline(&self, now: Instant) -> Option<Instant> {
+        Some(self.gw.next_deadline(now))
+    }
+
+    fn watch(&self, watches: &mut Vec<Watch>) {
+        // Readable when an input edge is queued; `tick` clears it.
+        if let Some(fd) = self.gw.wake_fd() {
+            watches.push(Watch::read(fd));
         }
     }
 }
@@ -35,8 +97,8 @@ fn publish(comp: &mut Component, reports: Vec<Report>) {
 /// the gateway is in the safe state and a final state report is queued.
 ///
 /// # Errors
-/// [`component::Error`] when ZeroMQ fails (not for bad messages, which get
-/// error reports). The gateway is put in the safe state first.
+/// [`component::Error`] when the transport fails (not for bad messages,
+/// which get error reports). The gateway is put in the safe state first.
 pub fn run<B: Backend>(
     gw: &mut Gateway<B>,
     comp: &mut Component,
@@ -46,82 +108,11 @@ pub fn run<B: Backend>(
     for t in &topics {
         comp.subscribe(t)?;
     }
-    let result = run_inner(gw, comp, stop);
+    comp.set_conflate(&[gw.config().topics.run_motors.as_str()]);
+    let mut driver = Driver::new(driver::Config::default());
+    let result = driver.run(comp, &mut Rpi { gw: &mut *gw }, stop);
     gw.safe_state("exit");
     let last = gw.state_report();
     publish(comp, vec![last]);
     result
-}
-
-fn run_inner<B: Backend>(
-    gw: &mut Gateway<B>,
-    comp: &mut Component,
-    stop: &AtomicBool,
-) -> Result<(), component::Error> {
-    let wake = gw.wake_fd();
-    while !stop.load(Ordering::Relaxed) {
-        let now = Instant::now();
-        let reports = gw.tick(now);
-        publish(comp, reports);
-        // What the component holds is handled before waiting (the poll below
-        // only sees what arrives after), in batches, so that a flood of
-        // messages cannot hold off `tick` and with it the deadman.
-        let mut handled = false;
-        for _ in 0..MAX_BATCH {
-            let event = match comp.try_recv_event() {
-                Ok(Some(e)) => e,
-                Ok(None) => break,
-                Err(component::Error::Zmq(zmq::Error::EINTR)) => break,
-                Err(e) => return Err(e),
-            };
-            handled = true;
-            dispatch(gw, comp, event);
-        }
-        if handled {
-            // Tick again first (e.g. to read a pin a command just configured).
-            continue;
-        }
-        let wait = gw
-            .next_deadline(now)
-            .saturating_duration_since(Instant::now())
-            .min(MAX_WAIT);
-        let ms = i64::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i64::MAX);
-        let mut items: Vec<zmq::PollItem<'_>> = comp.poll_items().into_iter().collect();
-        if let Some(fd) = wake {
-            // Readable when an input edge is queued; `tick` clears it.
-            items.push(zmq::PollItem::from_fd(fd, zmq::POLLIN));
-        }
-        match zmq::poll(&mut items, ms) {
-            Ok(_) => {}
-            // A signal (SIGINT/SIGTERM) interrupted the wait: check `stop`.
-            Err(zmq::Error::EINTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
-}
-
-fn dispatch<B: Backend>(gw: &mut Gateway<B>, comp: &mut Component, event: Event) {
-    match event {
-        Event::Message(m) => {
-            let reports = gw.handle(&m.topic, &m.payload, Instant::now());
-            publish(comp, reports);
-        }
-        Event::Rejected(rej) => {
-            let r = gw.error_report(
-                &rej.topic,
-                &format_args!("malformed message: {}", rej.reason),
-            );
-            publish(comp, vec![r]);
-        }
-        Event::BackplaneDown => {
-            gw.stop_motors("backplane lost");
-            eprintln!("rpi-gateway: backplane lost: motors stopped");
-        }
-        Event::BackplaneUp => {
-            eprintln!("rpi-gateway: backplane connected");
-            let r = gw.state_report();
-            publish(comp, vec![r]);
-        }
-    }
 }

@@ -4,17 +4,22 @@
 //! bytes, backplane messages and the time in, and applies the [`Action`]s
 //! that come out.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 use banyan_core::link::{self, gateway::Event, Instant, SendError};
 use banyan_core::topic;
 use serde::Serialize;
 
+use banyan_component::conflate;
 use banyan_component::wire::Validator;
 
 /// The link gateway as the serial gateway sizes it: frames up to 1024 bytes
 /// (COBS-encoded), 4 KiB of queued PUBLISHes, up to 32 device subscriptions.
 pub type LinkGateway = link::Gateway<1024, 4096, 32>;
+
+/// The device's subscriptions: the core's table, sized like the link's
+/// mirror (32 prefixes of up to 64 bytes).
+type DeviceSubs = topic::Table<32, { link::wire::MAX_SUB_TOPIC_LEN }>;
 
 /// Largest `out` buffer [`Bridge::poll_transmit`] needs.
 pub const TX_FRAME: usize = 1100;
@@ -39,6 +44,68 @@ pub struct BridgeConfig {
     pub queue_limit: usize,
     /// Link timing and flow control.
     pub link: link::Config,
+    /// Control topics (backplane names): a message on one of them waiting in
+    /// the queue is dropped (counted in [`Counters::drop_stale`]) when a
+    /// newer one on the same topic replaces it (sets every field it sets,
+    /// see [`banyan_component::conflate`]). Default `run_motors`.
+    pub conflate: Vec<String>,
+    /// A queued message older than this (ms) is dropped (counted in
+    /// [`Counters::drop_stale`]) instead of being sent late. Default 250.
+    pub max_queue_age_ms: u64,
+    /// How the device's topics map to backplane topics (prefix, remapping).
+    /// Default: unchanged.
+    pub topics: TopicMap,
+}
+
+/// How device topics map to backplane topics, so that several devices (and
+/// robots) share one backplane without changing their firmware: a device
+/// topic `t` becomes `prefix + t` on the backplane, unless a remap rule
+/// `from=to` matches first (the device topic starts with `from`: that part is
+/// replaced by `to`). The reverse mapping is applied to backplane messages
+/// for the device; a backplane topic that maps to no device topic is not the
+/// device's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TopicMap {
+    /// Prepended to every device topic without a remap rule, e.g. `robot1/`.
+    pub prefix: String,
+    /// `(device prefix, backplane prefix)` rules, tried in order.
+    pub remap: Vec<(String, String)>,
+}
+
+impl TopicMap {
+    /// A map with `prefix` and `remap` rules.
+    pub fn new(prefix: impl Into<String>, remap: Vec<(String, String)>) -> TopicMap {
+        TopicMap {
+            prefix: prefix.into(),
+            remap,
+        }
+    }
+
+    /// The backplane topic of device topic `t`.
+    pub fn to_backplane(&self, t: &str) -> String {
+        for (from, to) in &self.remap {
+            if let Some(rest) = t.strip_prefix(from.as_str()) {
+                return format!("{to}{rest}");
+            }
+        }
+        format!("{}{t}", self.prefix)
+    }
+
+    /// The device topic of backplane topic `t`, if it is one: the inverse of
+    /// [`TopicMap::to_backplane`].
+    pub fn to_device(&self, t: &str) -> Option<String> {
+        for (from, to) in &self.remap {
+            if let Some(rest) = t.strip_prefix(to.as_str()) {
+                let dev = format!("{from}{rest}");
+                if self.to_backplane(&dev) == t {
+                    return Some(dev);
+                }
+            }
+        }
+        let dev = t.strip_prefix(self.prefix.as_str())?;
+        (self.to_backplane(dev) == t).then(|| dev.to_owned())
+    }
 }
 
 impl Default for BridgeConfig {
@@ -50,6 +117,9 @@ impl Default for BridgeConfig {
             fault_status_ms: 100,
             queue_limit: 32,
             link: link::Config::default(),
+            conflate: vec!["run_motors".into()],
+            max_queue_age_ms: 250,
+            topics: TopicMap::default(),
         }
     }
 }
@@ -97,6 +167,15 @@ pub struct Counters {
     /// Queued messages discarded when the link went down or the device
     /// reset.
     pub drop_discarded: u64,
+    /// Queued messages dropped as stale: replaced by a newer command on
+    /// their topic, or older than [`BridgeConfig::max_queue_age_ms`].
+    pub drop_stale: u64,
+    /// Backplane messages on a conflated topic skipped before they reached
+    /// the bridge because a newer one replaced them (the component's
+    /// `stale`; set by the run loop).
+    pub drop_superseded: u64,
+    /// Log lines lost (rate limit or blocked stderr; set by the run loop).
+    pub log_lost: u64,
     /// Times the transport (serial port, TCP connection) was opened.
     pub transport_opens: u64,
     /// Times the transport failed or closed.
@@ -113,6 +192,8 @@ impl Counters {
             + self.drop_too_large
             + self.drop_unsubscribed
             + self.drop_discarded
+            + self.drop_stale
+            + self.drop_superseded
     }
 }
 
@@ -139,55 +220,6 @@ struct DeviceStatus<'a> {
 }
 
 #[derive(Serialize)]
-struct LinkCounters {
-    frames_rx: u32,
-    frames_tx: u32,
-    crc_errors: u32,
-    cobs_errors: u32,
-    short_frames: u32,
-    oversize_frames: u32,
-    seq_gaps: u32,
-    duplicates: u32,
-    malformed: u32,
-    unexpected: u32,
-    not_up: u32,
-    publish_rx: u32,
-    publish_tx: u32,
-    publish_lost: u32,
-    ups: u32,
-    downs: u32,
-    resets: u32,
-    resyncs: u32,
-    sub_overflow: u32,
-}
-
-impl From<&link::Stats> for LinkCounters {
-    fn from(s: &link::Stats) -> Self {
-        LinkCounters {
-            frames_rx: s.frames_rx,
-            frames_tx: s.frames_tx,
-            crc_errors: s.frame.crc,
-            cobs_errors: s.frame.cobs,
-            short_frames: s.frame.short,
-            oversize_frames: s.frame.oversize,
-            seq_gaps: s.seq_gaps,
-            duplicates: s.duplicates,
-            malformed: s.malformed,
-            unexpected: s.unexpected,
-            not_up: s.not_up,
-            publish_rx: s.publish_rx,
-            publish_tx: s.publish_tx,
-            publish_lost: s.publish_lost,
-            ups: s.ups,
-            downs: s.downs,
-            resets: s.resets,
-            resyncs: s.resyncs,
-            sub_overflow: s.sub_overflow,
-        }
-    }
-}
-
-#[derive(Serialize)]
 struct Status<'a> {
     gateway: &'a str,
     link: LinkState,
@@ -196,7 +228,9 @@ struct Status<'a> {
     credits: u16,
     queued: usize,
     counters: &'a Counters,
-    link_counters: LinkCounters,
+    /// The link's own counters, serialized from the real struct (a new
+    /// counter cannot be forgotten here).
+    link_counters: &'a link::Stats,
 }
 
 /// Link gateway + backplane subscription bookkeeping + counters. See the
@@ -206,10 +240,11 @@ pub struct Bridge {
     cfg: BridgeConfig,
     link: LinkGateway,
     transport_open: bool,
-    /// Prefixes subscribed on the backplane on the device's behalf.
-    subscribed: BTreeSet<String>,
-    /// Backplane messages waiting for device credit.
-    queue: VecDeque<(String, Vec<u8>)>,
+    /// The device's topic prefixes (device names; subscribed on the
+    /// backplane under their mapped names): the core's subscription table.
+    subscribed: DeviceSubs,
+    /// Backplane messages waiting for device credit, with their arrival.
+    queue: VecDeque<Queued>,
     actions: VecDeque<Action>,
     validator: Validator,
     counters: Counters,
@@ -227,7 +262,7 @@ impl Bridge {
             link: LinkGateway::new(session, cfg.link),
             cfg,
             transport_open: false,
-            subscribed: BTreeSet::new(),
+            subscribed: DeviceSubs::new(),
             queue: VecDeque::new(),
             actions: VecDeque::new(),
             validator: Validator::new(),
@@ -264,14 +299,24 @@ impl Bridge {
         self.counters
     }
 
-    /// Topic prefixes currently subscribed on the backplane for the device.
+    /// The device's topic prefixes (device names, see
+    /// [`BridgeConfig::topics`]), in the order it subscribed.
     pub fn subscriptions(&self) -> impl Iterator<Item = &str> {
-        self.subscribed.iter().map(String::as_str)
+        self.subscribed
+            .iter()
+            .filter_map(|(t, _)| std::str::from_utf8(t).ok())
     }
 
     /// Backplane messages waiting for device credit.
     pub fn queued(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Records the run loop's counters ([`Counters::drop_superseded`],
+    /// [`Counters::log_lost`]).
+    pub fn set_loop_counters(&mut self, superseded: u64, log_lost: u64) {
+        self.counters.drop_superseded = superseded;
+        self.counters.log_lost = log_lost;
     }
 
     /// The next thing to do on the backplane.
@@ -329,9 +374,13 @@ impl Bridge {
                     "{}: device reset: dropping its old subscriptions",
                     self.cfg.name
                 );
-                for t in std::mem::take(&mut self.subscribed) {
-                    self.actions.push_back(Action::Unsubscribe(t));
+                for (t, _) in self.subscribed.iter() {
+                    if let Ok(t) = std::str::from_utf8(t) {
+                        let t = self.cfg.topics.to_backplane(t);
+                        self.actions.push_back(Action::Unsubscribe(t));
+                    }
                 }
+                self.subscribed.clear();
                 self.discard_queue();
                 self.status_due = true;
             }
@@ -341,22 +390,36 @@ impl Bridge {
                 self.status_due = true;
             }
             OwnedEvent::Subscribe(t) => {
-                if self.subscribed.insert(t.clone()) {
-                    log::info!("{}: device subscribes to {t:?}", self.cfg.name);
-                    self.actions.push_back(Action::Subscribe(t));
-                    self.status_due = true;
+                // The link's mirror holds each prefix once and at most as
+                // many as our table; a refusal is counted by the link.
+                if self.subscribed.contains(t.as_bytes()) {
+                    return;
+                }
+                match self.subscribed.subscribe(t.as_bytes()) {
+                    Ok(_) => {
+                        let b = self.cfg.topics.to_backplane(&t);
+                        log::info!("{}: device subscribes to {t:?} ({b:?})", self.cfg.name);
+                        self.actions.push_back(Action::Subscribe(b));
+                        self.status_due = true;
+                    }
+                    Err(e) => log::warn!(
+                        "{}: device subscription {t:?} not applied: {e}",
+                        self.cfg.name
+                    ),
                 }
             }
             OwnedEvent::Unsubscribe(t) => {
-                if self.subscribed.remove(&t) {
+                if self.subscribed.remove(t.as_bytes()) > 0 {
                     log::info!("{}: device unsubscribes from {t:?}", self.cfg.name);
-                    self.actions.push_back(Action::Unsubscribe(t));
+                    let b = self.cfg.topics.to_backplane(&t);
+                    self.actions.push_back(Action::Unsubscribe(b));
                     self.status_due = true;
                 }
             }
             OwnedEvent::Publish { topic, payload } => match self.validator.check(&payload) {
                 Ok(()) => {
                     self.counters.from_device += 1;
+                    let topic = self.cfg.topics.to_backplane(&topic);
                     self.actions.push_back(Action::Publish { topic, payload });
                 }
                 Err(reason) => {
@@ -381,11 +444,12 @@ impl Bridge {
     /// [`BridgeConfig::queue_limit`]) while it has none; otherwise dropped
     /// and counted. Never blocks.
     pub fn handle_backplane(&mut self, topic: &str, payload: &[u8], now: Instant) {
-        if !self
-            .subscribed
-            .iter()
-            .any(|p| topic::matches(p.as_bytes(), topic.as_bytes()))
-        {
+        let Some(device_topic) = self.cfg.topics.to_device(topic) else {
+            self.counters.drop_unsubscribed += 1;
+            return;
+        };
+        let topic = device_topic.as_str();
+        if !self.subscribed.matches(topic.as_bytes()) {
             self.counters.drop_unsubscribed += 1;
             return;
         }
@@ -397,11 +461,39 @@ impl Bridge {
         if self.queue.is_empty() && self.try_send(topic, payload, now) {
             return;
         }
+        self.replace_queued(topic, payload);
         if self.queue.len() < self.cfg.queue_limit {
-            self.queue.push_back((topic.to_owned(), payload.to_vec()));
+            self.queue.push_back(Queued {
+                topic: topic.to_owned(),
+                payload: payload.to_vec(),
+                at: now,
+            });
         } else {
             self.counters.drop_no_credit += 1;
         }
+    }
+
+    /// Drops the queued messages a newer command on a conflated `topic`
+    /// replaces.
+    fn replace_queued(&mut self, topic: &str, payload: &[u8]) {
+        let conflated = self
+            .cfg
+            .conflate
+            .iter()
+            .any(|c| self.cfg.topics.to_device(c).as_deref() == Some(topic));
+        if !conflated {
+            return;
+        }
+        let Some(new_keys) = conflate::keys(payload) else {
+            return;
+        };
+        let before = self.queue.len();
+        self.queue.retain(|q| {
+            q.topic != topic
+                || conflate::keys(&q.payload)
+                    .is_none_or(|k| !conflate::replaces(payload, &new_keys, &q.payload, &k))
+        });
+        self.counters.drop_stale += (before - self.queue.len()) as u64;
     }
 
     /// Tries to hand one message to the link. `false` means "no credit now,
@@ -436,9 +528,13 @@ impl Bridge {
             self.discard_queue();
             return;
         }
-        while let Some((topic, payload)) = self.queue.pop_front() {
-            if !self.try_send(&topic, &payload, now) {
-                self.queue.push_front((topic, payload));
+        while let Some(q) = self.queue.pop_front() {
+            if now.millis_since(q.at) > self.cfg.max_queue_age_ms {
+                self.counters.drop_stale += 1;
+                continue;
+            }
+            if !self.try_send(&q.topic, &q.payload, now) {
+                self.queue.push_front(q);
                 break;
             }
         }
@@ -470,25 +566,12 @@ impl Bridge {
 
     /// The sum of every drop and error counter, bridge and link: when it
     /// changes, the status is published within
-    /// [`BridgeConfig::fault_status_ms`].
+    /// [`BridgeConfig::fault_status_ms`]. Every link counter counts as a fault
+    /// except those in [`NOT_FAULTS`], so a counter added to
+    /// [`link::Stats`] is a fault unless someone says otherwise.
     pub fn faults(&self) -> u64 {
-        let s = self.link.stats();
         let c = &self.counters;
-        let link = [
-            s.frame.cobs,
-            s.frame.short,
-            s.frame.crc,
-            s.frame.oversize,
-            s.seq_gaps,
-            s.duplicates,
-            s.malformed,
-            s.unexpected,
-            s.publish_lost,
-            s.sub_overflow,
-            s.downs,
-            s.resets,
-        ];
-        link.iter().map(|&x| u64::from(x)).sum::<u64>()
+        link_faults(&self.link.stats())
             + c.dropped_to_device()
             + c.invalid_from_device
             + c.transport_losses
@@ -517,7 +600,7 @@ impl Bridge {
             credits: self.link.credits(),
             queued: self.queue.len(),
             counters: &self.counters,
-            link_counters: LinkCounters::from(&stats),
+            link_counters: &stats,
         };
         // Plain structs of strings and integers: encoding cannot fail.
         rmp_serde::to_vec_named(&status).unwrap_or_default()
@@ -550,6 +633,43 @@ impl Bridge {
             None => status,
         }
     }
+}
+
+/// The [`link::Stats`] fields (as serialized) that count traffic or normal
+/// events, not faults; see [`Bridge::faults`].
+pub const NOT_FAULTS: &[&str] = &[
+    "frames_decoded",
+    "frames_rx",
+    "frames_tx",
+    "publish_tx",
+    "publish_rx",
+    "ups",
+    "resyncs",
+    "not_up",
+];
+
+/// The sum of the link's fault counters: every integer field of the
+/// serialized [`link::Stats`] not named in [`NOT_FAULTS`].
+pub(crate) fn link_faults(stats: &link::Stats) -> u64 {
+    let Ok(bytes) = rmp_serde::to_vec_named(stats) else {
+        return 0;
+    };
+    let Ok(rmpv::Value::Map(entries)) = rmpv::decode::read_value(&mut &bytes[..]) else {
+        return 0;
+    };
+    entries
+        .iter()
+        .filter(|(k, _)| k.as_str().is_some_and(|k| !NOT_FAULTS.contains(&k)))
+        .filter_map(|(_, v)| v.as_u64())
+        .sum()
+}
+
+/// A backplane message waiting for device credit.
+#[derive(Debug)]
+struct Queued {
+    topic: String,
+    payload: Vec<u8>,
+    at: Instant,
 }
 
 /// A link event copied out of the link's borrow.

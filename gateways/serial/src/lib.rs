@@ -22,10 +22,19 @@
 //!   it with backoff; the link re-handshakes and the subscriptions are
 //!   restored. Corrupted bytes are dropped by the frame CRC and counted.
 //!
+//! - Fresh commands: control topics (`--conflate`, default `run_motors`)
+//!   are conflated on the way in (a backlog is skipped to the newest
+//!   command), a queued message for the device is replaced by a newer one
+//!   on its topic, and nothing waits for credit longer than
+//!   [`BridgeConfig::max_queue_age_ms`]; each such drop is counted
+//!   ([`Counters::drop_stale`], the component's `stale`).
+//!
 //! The design is a sans-IO [`Bridge`] (link + subscriptions + counters,
-//! unit-testable without ZeroMQ or a port) and a thin [`run`] loop that
-//! polls the device's fd and the ZeroMQ sockets with a timeout bounded by
-//! the bridge's next timer. `docs/serial-gateway.md` is the operator guide.
+//! unit-testable without ZeroMQ or a port) driven by the component's
+//! [`banyan_component::driver`] — the run loop rpi-gateway uses
+//! too: the device's fd and the backplane sockets, a timeout bounded by the
+//! bridge's next timer, a bounded batch of backplane events per turn.
+//! `docs/serial-gateway.md` is the operator guide.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -38,9 +47,12 @@ mod tests;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant as StdInstant};
 
-pub use bridge::{Action, Bridge, BridgeConfig, Counters, LinkGateway, LinkState, TX_FRAME};
+pub use bridge::{
+    Action, Bridge, BridgeConfig, Counters, LinkGateway, LinkState, TopicMap, NOT_FAULTS, TX_FRAME,
+};
 pub use transport::{DeviceSpec, Transport};
 
+use banyan_component::driver::{self, Driver, Handler, Ready, Watch};
 use banyan_component::{self as component, Component};
 use banyan_core::link::Instant;
 
@@ -54,20 +66,16 @@ pub enum Error {
     /// The backplane connection failed: check `-b`, `-p`, `-s`.
     #[error("backplane: {0}")]
     Component(#[from] component::Error),
-    /// A ZeroMQ poll failed.
-    #[error("zeromq: {0}")]
-    Zmq(#[from] zmq::Error),
 }
-
-/// Backplane events handled per turn of the run loop at most.
-const BACKPLANE_BATCH: usize = 256;
 
 /// Everything the run loop needs. `#[non_exhaustive]`: start from
 /// [`Config::new`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
-    /// The backplane connection.
+    /// The backplane connection. Its `conflate` list names the control
+    /// topics (backplane names) of which only the newest queued message is
+    /// forwarded (see [`banyan_component::driver`]).
     pub backplane: component::Config,
     /// The device.
     pub device: DeviceSpec,
@@ -81,11 +89,16 @@ pub struct Config {
     /// Longest re-open delay. Default 500 ms, so a device that comes back is
     /// reconnected within half a second.
     pub max_backoff: Duration,
+    /// The run loop (batch of backplane events per turn, read budget,
+    /// longest wait).
+    pub driver: driver::Config,
 }
 
 impl Config {
     /// Defaults for `device` on the backplane described by `backplane`.
     pub fn new(backplane: component::Config, device: DeviceSpec) -> Config {
+        let mut driver = driver::Config::default();
+        driver.batch = BACKPLANE_BATCH;
         Config {
             backplane,
             device,
@@ -93,9 +106,13 @@ impl Config {
             bridge: BridgeConfig::default(),
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(500),
+            driver,
         }
     }
 }
+
+/// Backplane events handled per turn of the run loop at most, by default.
+const BACKPLANE_BATCH: usize = 256;
 
 /// Runs the gateway until `stop` is set (by a signal handler or a test).
 /// Device errors never end it: it re-opens the device with backoff.
@@ -104,14 +121,11 @@ impl Config {
 /// [`Error`] when the backplane side fails.
 pub fn run(config: Config, stop: &AtomicBool) -> Result<(), Error> {
     let mut comp = Component::connect(config.backplane.clone())?;
-    let start = StdInstant::now();
-    let now = || Instant::from_millis(start.elapsed().as_millis() as u64);
     // A session id that differs between runs.
     let session = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u32 ^ std::process::id().rotate_left(16))
         .unwrap_or_else(|_| std::process::id());
-    let mut bridge = Bridge::new(session, config.bridge.clone());
     // Give the backplane connection a moment (up to 1 s) so the device's
     // first messages are not published before it exists.
     let connect_deadline = StdInstant::now() + Duration::from_secs(1);
@@ -122,139 +136,160 @@ pub fn run(config: Config, stop: &AtomicBool) -> Result<(), Error> {
         // Errors (EINTR from a signal) surface in the main loop if they last.
         let _ = comp.recv_event(Some(Duration::from_millis(50)));
     }
-    let mut transport: Option<Box<dyn Transport>> = None;
-    let mut backoff = config.min_backoff;
-    let mut next_open = StdInstant::now();
-    let mut out_buf: Vec<u8> = Vec::new();
-    let mut frame = vec![0u8; TX_FRAME];
-    let mut rx = vec![0u8; 4096];
-    let mut last_open_error = String::new();
-
-    while !stop.load(Ordering::Relaxed) {
-        // (Re)open the device.
-        if transport.is_none() && StdInstant::now() >= next_open {
-            match transport::open(&config.device, config.baud) {
-                Ok(t) => {
-                    log::info!("{}: opened {}", config.bridge.name, config.device);
-                    transport = Some(t);
-                    bridge.transport_opened();
-                    backoff = config.min_backoff;
-                    last_open_error.clear();
-                    out_buf.clear();
-                }
-                Err(e) => {
-                    if e != last_open_error {
-                        log::warn!("{}: {e}; retrying", config.bridge.name);
-                        last_open_error = e;
-                    }
-                    next_open = StdInstant::now() + backoff;
-                    backoff = (backoff * 2).min(config.max_backoff);
-                }
-            }
-        }
-
-        // Timers, then frames due for the device.
-        bridge.poll(now());
-        apply_actions(&mut bridge, &mut comp);
-        if transport.is_some() {
-            while out_buf.len() < 8192 {
-                match bridge.poll_transmit(now(), &mut frame) {
-                    Some(n) => out_buf.extend_from_slice(&frame[..n]),
-                    None => break,
-                }
-            }
-        }
-        if let Some(t) = transport.as_mut() {
-            if let Err(e) = write_some(t.as_mut(), &mut out_buf) {
-                log::warn!("{}: write to device failed: {e}", config.bridge.name);
-                lose(&mut transport, &mut bridge, &mut next_open, backoff);
-            }
-        }
-
-        // Wait for the device, the backplane or the next timer.
-        let wake = {
-            let link_ms = bridge.poll_at().millis();
-            let now_ms = now().millis();
-            let mut ms = link_ms.saturating_sub(now_ms);
-            if transport.is_none() {
-                let open_ms = next_open
-                    .saturating_duration_since(StdInstant::now())
-                    .as_millis() as u64;
-                ms = ms.min(open_ms);
-            }
-            // Also wake now and then to notice `stop`.
-            ms.clamp(0, 200) as i64
-        };
-        let (dev_ready, dev_writable) = {
-            let mut items: Vec<zmq::PollItem<'_>> = comp.poll_items().into_iter().collect();
-            if let Some(t) = transport.as_ref() {
-                let mut ev = zmq::POLLIN;
-                if !out_buf.is_empty() {
-                    ev |= zmq::POLLOUT;
-                }
-                items.push(zmq::PollItem::from_fd(t.fd(), ev));
-            }
-            match zmq::poll(&mut items, wake) {
-                Ok(_) => {}
-                Err(zmq::Error::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-            match items.get(3) {
-                Some(item) => (item.is_readable() || item.is_error(), item.is_writable()),
-                None => (false, false),
-            }
-        };
-
-        // Device → bridge.
-        if dev_ready {
-            if let Some(t) = transport.as_mut() {
-                match read_all(t.as_mut(), &mut rx, &mut bridge, &now) {
-                    Ok(()) => {}
-                    Err(e) => {
-                        log::warn!("{}: device connection lost: {e}", config.bridge.name);
-                        lose(
-                            &mut transport,
-                            &mut bridge,
-                            &mut next_open,
-                            config.min_backoff,
-                        );
-                        backoff = config.min_backoff;
-                    }
-                }
-            }
-        }
-        let _ = dev_writable; // the write at the top of the loop handles it
-
-        // Backplane → bridge, a bounded batch per turn so that a flood of
-        // messages cannot starve the device side and the link's timers
-        // (what the device cannot take yet is queued and counted by the
-        // bridge).
-        for _ in 0..BACKPLANE_BATCH {
-            match comp.try_recv_event() {
-                Ok(Some(component::Event::Message(m))) => {
-                    bridge.handle_backplane(&m.topic, &m.payload, now());
-                }
-                Ok(Some(_)) => {}
-                Ok(None) => break,
-                Err(component::Error::Zmq(zmq::Error::EINTR)) => break,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        apply_actions(&mut bridge, &mut comp);
-    }
+    let mut serial = Serial {
+        bridge: Bridge::new(session, config.bridge.clone()),
+        config: &config,
+        start: StdInstant::now(),
+        transport: None,
+        backoff: config.min_backoff,
+        next_open: StdInstant::now(),
+        out_buf: Vec::new(),
+        frame: vec![0u8; TX_FRAME],
+        rx: vec![0u8; 4096],
+        last_open_error: String::new(),
+    };
+    let mut driver = Driver::new(config.driver);
+    driver.run(&mut comp, &mut serial, stop)?;
     log::info!("{}: stopping", config.bridge.name);
     Ok(())
 }
 
-fn lose(
-    transport: &mut Option<Box<dyn Transport>>,
-    bridge: &mut Bridge,
-    next_open: &mut StdInstant,
-    delay: Duration,
-) {
-    *transport = None;
-    bridge.transport_lost();
-    *next_open = StdInstant::now() + delay;
+/// The serial gateway as a [`Handler`] of the component driver: the bridge,
+/// the device transport and its buffers.
+struct Serial<'a> {
+    config: &'a Config,
+    bridge: Bridge,
+    /// The origin of the link's clock.
+    start: StdInstant,
+    transport: Option<Box<dyn Transport>>,
+    backoff: Duration,
+    next_open: StdInstant,
+    out_buf: Vec<u8>,
+    frame: Vec<u8>,
+    rx: Vec<u8>,
+    last_open_error: String,
+}
+
+impl Serial<'_> {
+    /// The link's time for `at`.
+    fn link_time(&self, at: StdInstant) -> Instant {
+        let ms = at.saturating_duration_since(self.start).as_millis();
+        Instant::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+    }
+
+    fn name(&self) -> &str {
+        &self.config.bridge.name
+    }
+
+    fn lose(&mut self, delay: Duration) {
+        self.transport = None;
+        self.bridge.transport_lost();
+        self.next_open = StdInstant::now() + delay;
+    }
+
+    fn open_if_due(&mut self) {
+        if self.transport.is_some() || StdInstant::now() < self.next_open {
+            return;
+        }
+        match transport::open(&self.config.device, self.config.baud) {
+            Ok(t) => {
+                log::info!("{}: opened {}", self.name(), self.config.device);
+                self.transport = Some(t);
+                self.bridge.transport_opened();
+                self.backoff = self.config.min_backoff;
+                self.last_open_error.clear();
+                self.out_buf.clear();
+            }
+            Err(e) => {
+                if e != self.last_open_error {
+                    log::warn!("{}: {e}; retrying", self.name());
+                    self.last_open_error = e;
+                }
+                self.next_open = StdInstant::now() + self.backoff;
+                self.backoff = (self.backoff * 2).min(self.config.max_backoff);
+            }
+        }
+    }
+
+    fn write(&mut self) {
+        let Some(t) = self.transport.as_mut() else {
+            return;
+        };
+        if let Err(e) = write_some(t.as_mut(), &mut self.out_buf) {
+            log::warn!("{}: write to device failed: {e}", self.name());
+            self.lose(self.backoff);
+        }
+    }
+}
+
+impl Handler for Serial<'_> {
+    fn tick(&mut self, comp: &mut Component, at: StdInstant) {
+        self.open_if_due();
+        // Timers, then frames due for the device.
+        let now = self.link_time(at);
+        self.bridge
+            .set_loop_counters(comp.stats().stale, banyan_component::logging::lost());
+        self.bridge.poll(now);
+        apply_actions(&mut self.bridge, comp);
+        if self.transport.is_some() {
+            while self.out_buf.len() < 8192 {
+                match self.bridge.poll_transmit(now, &mut self.frame) {
+                    Some(n) => self
+                        .out_buf
+                        .extend_from_slice(self.frame.get(..n).unwrap_or_default()),
+                    None => break,
+                }
+            }
+        }
+        self.write();
+    }
+
+    fn event(&mut self, comp: &mut Component, event: component::Event, at: StdInstant) {
+        // What the device cannot take yet is queued (bounded) and counted by
+        // the bridge.
+        if let component::Event::Message(m) = event {
+            let now = self.link_time(at);
+            self.bridge.handle_backplane(&m.topic, &m.payload, now);
+            apply_actions(&mut self.bridge, comp);
+        }
+    }
+
+    fn deadline(&self, now: StdInstant) -> Option<StdInstant> {
+        let link_ms = self.bridge.poll_at().millis();
+        let mut at = self.start + Duration::from_millis(link_ms);
+        if self.transport.is_none() {
+            at = at.min(self.next_open);
+        }
+        Some(at.max(now))
+    }
+
+    fn watch(&self, watches: &mut Vec<Watch>) {
+        if let Some(t) = self.transport.as_ref() {
+            watches.push(Watch {
+                fd: t.fd(),
+                read: true,
+                write: !self.out_buf.is_empty(),
+            });
+        }
+    }
+
+    fn ready(&mut self, _comp: &mut Component, _index: usize, ready: Ready, at: StdInstant) {
+        if ready.writable {
+            self.write();
+        }
+        if !(ready.readable || ready.error) {
+            return;
+        }
+        let now = self.link_time(at);
+        let Some(t) = self.transport.as_mut() else {
+            return;
+        };
+        if let Err(e) = read_all(t.as_mut(), &mut self.rx, &mut self.bridge, now) {
+            log::warn!("{}: device connection lost: {e}", self.name());
+            self.lose(self.config.min_backoff);
+            self.backoff = self.config.min_backoff;
+        }
+    }
 }
 
 fn would_block(e: &std::io::Error) -> bool {
@@ -289,7 +324,7 @@ fn read_all(
     t: &mut dyn Transport,
     rx: &mut [u8],
     bridge: &mut Bridge,
-    now: &dyn Fn() -> Instant,
+    now: Instant,
 ) -> std::io::Result<()> {
     loop {
         match t.read(rx) {
@@ -300,7 +335,7 @@ fn read_all(
                 ))
             }
             Ok(n) => {
-                bridge.handle_device_bytes(&rx[..n], now());
+                bridge.handle_device_bytes(rx.get(..n).unwrap_or_default(), now);
                 if n < rx.len() {
                     return Ok(());
                 }

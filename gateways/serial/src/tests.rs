@@ -412,3 +412,146 @@ fn drops_publish_a_status_soon_but_rate_limited() {
         Some(50)
     );
 }
+
+/// Every field of the link's counters, as serde names them, is in the status
+/// payload's `link_counters` with the link's value: the status serializes the
+/// real `link::Stats`, so a counter added to it cannot be forgotten.
+#[test]
+fn status_carries_every_link_counter() {
+    let mut rig = up_rig();
+    rig.bridge.handle_backplane("run_motors", &[0x80], rig.t());
+    rig.run_for(300, 10);
+    let stats = rig.bridge.link().stats();
+    let want =
+        rmpv::decode::read_value(&mut &rmp_serde::to_vec_named(&stats).unwrap()[..]).unwrap();
+    let want = want.as_map().unwrap();
+    // Fields of link::Stats plus those of the flattened frame::Stats.
+    assert!(want.len() >= 28, "{want:?}");
+    let status = rmpv::decode::read_value(&mut &rig.bridge.status_payload()[..]).unwrap();
+    let got = get(&status, "link_counters");
+    for (k, v) in want {
+        let k = k.as_str().unwrap();
+        assert_eq!(get(got, k), v, "link_counters.{k}");
+    }
+    for k in [
+        "drop_discarded",
+        "publish_unconfirmed",
+        "drop_out_too_small",
+        "drop_queue_full_tx",
+        "crc_errors",
+    ] {
+        assert!(
+            got.as_map()
+                .unwrap()
+                .iter()
+                .any(|(n, _)| n.as_str() == Some(k)),
+            "{k}"
+        );
+    }
+}
+
+/// A link counter the old hand-made fault sum missed is a fault now.
+#[test]
+fn every_link_drop_counter_is_a_fault() {
+    let rig = up_rig();
+    let before = rig.bridge.faults();
+    let mut stats = rig.bridge.link().stats();
+    stats.publish_unconfirmed += 3;
+    stats.drop_queue_full_tx += 4;
+    stats.frames_rx += 100; // traffic, not a fault
+    let faults = crate::bridge::link_faults;
+    assert_eq!(faults(&stats), faults(&rig.bridge.link().stats()) + 7);
+    assert_eq!(rig.bridge.faults(), before);
+}
+
+#[test]
+fn topic_map_prefix_and_remap_are_inverse() {
+    let m = TopicMap::new(
+        "robot1/",
+        vec![("status".into(), "robot1/mcu_a/status".into())],
+    );
+    assert_eq!(m.to_backplane("run_motors"), "robot1/run_motors");
+    assert_eq!(m.to_backplane("status_x"), "robot1/mcu_a/status_x");
+    assert_eq!(
+        m.to_device("robot1/run_motors").as_deref(),
+        Some("run_motors")
+    );
+    assert_eq!(
+        m.to_device("robot1/mcu_a/status_x").as_deref(),
+        Some("status_x")
+    );
+    assert_eq!(m.to_device("run_motors"), None);
+    assert_eq!(m.to_device("robot2/run_motors"), None);
+    // robot1/status… is the remapped name's space, not the prefix's.
+    assert_eq!(m.to_device("robot1/status"), None);
+    assert_eq!(TopicMap::default().to_device("t").as_deref(), Some("t"));
+}
+
+/// With a prefix the device's topics live under it on the backplane, both
+/// ways, and the device still sees its own names.
+#[test]
+fn a_topic_prefix_namespaces_the_device() {
+    let mut bridge = Bridge::new(
+        0xBEEF,
+        BridgeConfig {
+            topics: TopicMap::new("robot1/", Vec::new()),
+            ..cfg()
+        },
+    );
+    bridge.transport_opened();
+    let mut r = Rig::new(1);
+    r.bridge = bridge;
+    r.dev.subscribe("run_motors").unwrap();
+    r.run_for(20, 10);
+    assert!(r.bridge.link().is_up());
+    assert!(r
+        .actions
+        .contains(&Action::Subscribe("robot1/run_motors".into())));
+    assert_eq!(r.bridge.subscriptions().collect::<Vec<_>>(), ["run_motors"]);
+    // Another robot's command is not this device's.
+    r.bridge.handle_backplane("run_motors", &[0x80], r.t());
+    r.bridge
+        .handle_backplane("robot1/run_motors", &[0x81, 0xa1, b'a', 1], r.t());
+    r.run_for(50, 10);
+    assert_eq!(
+        r.received,
+        [("run_motors".to_string(), vec![0x81, 0xa1, b'a', 1])]
+    );
+    assert_eq!(r.bridge.counters().drop_unsubscribed, 1);
+    r.dev.publish("sensors", &[0x80], r.t()).unwrap();
+    r.run_for(50, 10);
+    assert!(r.actions.contains(&Action::Publish {
+        topic: "robot1/sensors".into(),
+        payload: vec![0x80]
+    }));
+}
+
+/// A queued command for the device is replaced by a newer one that sets
+/// the same fields, and a command older than max_queue_age_ms is dropped:
+/// both counted as stale, never sent late.
+#[test]
+fn queued_commands_for_the_device_stay_fresh() {
+    let mut r = up_rig();
+    r.consume = false; // the device's queue (4) fills: no credit
+    let cmd = |v: u8| vec![0x81, 0xa4, b'l', b'e', b'f', b't', v];
+    for v in 0..4 {
+        r.bridge.handle_backplane("run_motors", &cmd(v), r.t());
+        r.run_for(20, 10);
+    }
+    assert_eq!(r.bridge.link().credits(), 0);
+    for v in 10..20 {
+        r.bridge.handle_backplane("run_motors", &cmd(v), r.t());
+    }
+    assert_eq!(r.bridge.queued(), 1);
+    assert_eq!(r.bridge.counters().drop_stale, 9);
+    r.run_for(200, 10);
+    assert_eq!(r.bridge.queued(), 1, "no credit yet: still queued");
+    // Past the queue age it is dropped, credit or not.
+    r.run_for(100, 10);
+    assert_eq!(r.bridge.queued(), 0);
+    assert_eq!(r.bridge.counters().drop_stale, 10);
+    r.consume = true;
+    r.run_for(100, 10);
+    assert!(!r.received.iter().any(|(_, p)| p == &cmd(19)));
+    assert_eq!(r.received.len(), 4);
+}

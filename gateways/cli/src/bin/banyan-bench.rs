@@ -243,12 +243,12 @@ fn latency(
         Some(hz) => return Err(format!("--rate must be a positive number, not {hz}").into()),
         None => None,
     };
-    let shared = zmq::Context::new();
-    let context = |c: &zmq::Context| {
+    let shared = banyan_component::Context::new();
+    let context = |c: &banyan_component::Context| {
         if shared_context {
             c.clone()
         } else {
-            zmq::Context::new()
+            banyan_component::Context::new()
         }
     };
     let mut server = Component::connect_with_context(config.clone(), &context(&shared))?;

@@ -193,7 +193,7 @@ impl Backend for RppalBackend {
         if let Some(ch) = hardware_channel(self.model, pin) {
             match Pwm::with_frequency(ch, freq, 0.0, Polarity::Normal, true) {
                 Ok(p) => return Ok(PiPwm::Hardware(p)),
-                Err(e) => eprintln!(
+                Err(e) => log::warn!(
                     "rpi-gateway: GPIO {pin}: hardware PWM {ch} unavailable ({e}); \
                      using software PWM (add dtoverlay=pwm-2chan to config.txt)"
                 ),

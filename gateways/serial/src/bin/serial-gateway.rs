@@ -6,7 +6,9 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use banyan_component as component;
+use std::time::Duration;
+
+use banyan_component::{self as component, logging};
 use banyan_serial::{self as serial, DeviceSpec};
 use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -25,7 +27,7 @@ struct Args {
     #[arg(short = 's', default_value_t = component::SUBSCRIBER_PORT)]
     subscriber_port: u16,
     /// Gateway name (banner, logs, status payload).
-    #[arg(short = 'n', default_value = "serial_gateway")]
+    #[arg(short = 'n', long = "name", default_value = "serial_gateway")]
     name: String,
     /// Serial device path (/dev/serial0, /dev/ttyACM0) or tcp:HOST:PORT.
     #[arg(long, default_value = "/dev/serial0")]
@@ -42,6 +44,23 @@ struct Args {
     /// Backplane messages held while the device has no credit.
     #[arg(long, default_value_t = 32)]
     queue: usize,
+    /// A control topic: of a backlog of commands on it only the newest is
+    /// forwarded, and a queued one is replaced by a newer one (repeatable;
+    /// backplane names). Default: run_motors. `--conflate ''` turns it off.
+    #[arg(long = "conflate", default_values_t = ["run_motors".to_string()])]
+    conflate: Vec<String>,
+    /// Drop a message that waited this long (ms) for device credit instead of
+    /// sending it late.
+    #[arg(long, default_value_t = 250)]
+    max_queue_age_ms: u64,
+    /// Prefix for the device's topics on the backplane, e.g. `robot1/`: the
+    /// device's `run_motors` is the backplane's `robot1/run_motors`.
+    #[arg(long, default_value = "")]
+    topic_prefix: String,
+    /// Map device topics starting with FROM to backplane topics starting
+    /// with TO (repeatable, tried in order, before --topic-prefix).
+    #[arg(long = "remap", value_name = "FROM=TO", value_parser = parse_remap)]
+    remap: Vec<(String, String)>,
     /// More log output (-v info, -vv debug). Default: warnings and errors.
     #[arg(short = 'v', action = clap::ArgAction::Count)]
     verbose: u8,
@@ -50,18 +69,10 @@ struct Args {
     loop_time: Option<String>,
 }
 
-struct StderrLog(log::LevelFilter);
-
-impl log::Log for StderrLog {
-    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        m.level() <= self.0
-    }
-    fn log(&self, r: &log::Record<'_>) {
-        if self.enabled(r.metadata()) {
-            eprintln!("[{}] {}", r.level(), r.args());
-        }
-    }
-    fn flush(&self) {}
+fn parse_remap(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .ok_or_else(|| format!("expected FROM=TO, got {s:?}"))
 }
 
 fn main() {
@@ -71,20 +82,29 @@ fn main() {
         1 => log::LevelFilter::Info,
         _ => log::LevelFilter::Debug,
     };
-    let logger: &'static StderrLog = Box::leak(Box::new(StderrLog(level)));
-    if log::set_logger(logger).is_ok() {
-        log::set_max_level(level);
+    // Never blocks on a stuck stderr: rate-limited, lost lines counted.
+    if let Err(e) = logging::init(logging::Config::from_env(level)) {
+        eprintln!("serial-gateway: {e}");
     }
 
     let mut backplane =
         component::Config::new(args.backplane, args.publisher_port, args.subscriber_port);
     backplane.name = args.name.clone();
+    let conflate: Vec<String> = args
+        .conflate
+        .into_iter()
+        .filter(|t| !t.is_empty())
+        .collect();
+    backplane.conflate = conflate.clone();
     let mut config = serial::Config::new(backplane, args.device);
     config.baud = args.baud;
     config.bridge.name = args.name;
     config.bridge.status_topic = args.status_topic;
     config.bridge.status_interval_ms = args.status_interval_ms.max(1);
     config.bridge.queue_limit = args.queue;
+    config.bridge.conflate = conflate;
+    config.bridge.max_queue_age_ms = args.max_queue_age_ms;
+    config.bridge.topics = serial::TopicMap::new(args.topic_prefix, args.remap);
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [SIGINT, SIGTERM] {
@@ -95,8 +115,12 @@ fn main() {
     }
     println!("{}", config.backplane.banner());
     println!("Device: {} (baud {})", config.device, config.baud);
-    if let Err(e) = serial::run(config, &stop) {
-        eprintln!("serial-gateway: {e}");
+    let result = serial::run(config, &stop);
+    if let Err(e) = &result {
+        log::error!("serial-gateway: {e}");
+    }
+    logging::flush(Duration::from_secs(1));
+    if result.is_err() {
         std::process::exit(1);
     }
 }
