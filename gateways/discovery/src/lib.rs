@@ -42,6 +42,18 @@
 pub mod pool;
 pub mod wire;
 
+#[cfg(feature = "driver")]
+pub mod announce;
+#[cfg(feature = "driver")]
+pub mod driver;
+#[cfg(feature = "driver")]
+mod iface;
+#[cfg(feature = "driver")]
+pub mod node;
+
+#[cfg(feature = "driver")]
+pub use iface::Interface;
+
 pub use banyan_core::link::Instant;
 pub use pool::{Config, Event, LocalNode, Peer, Pool, Target};
 pub use wire::{Endpoint, EndpointKind, Identity, NodeKind};

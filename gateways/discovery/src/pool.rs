@@ -273,6 +273,7 @@ impl Peer {
 }
 
 /// Why a peer is gone.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GoneReason {
     /// Silent for [`Config::gone_after_ms`].
@@ -296,6 +297,7 @@ pub enum Addressed {
 }
 
 /// What the pool reports.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A new peer.
