@@ -119,8 +119,10 @@ fn run(o: Opts) -> Result<(), String> {
     }
     local.publishes = vec![format!("from_{name}")];
     local.subscribes = vec![format!("to_{name}")];
+    let t0 = Instant::now();
     let node = Node::start(local, o.cfg).map_err(|e| e.to_string())?;
     out(format!("ready id={:016x} port={}", node.id(), node.port()));
+    let ms = || t0.elapsed().as_millis();
     // A line on stdin asks for the counters; end of stdin is ignored (tests
     // close it), the process runs until killed.
     let (stats_tx, stats_rx) = std::sync::mpsc::channel();
@@ -164,12 +166,13 @@ fn run(o: Opts) -> Result<(), String> {
                     })
                     .collect();
                 out(format!(
-                    "found id={:016x} name={} kind={} ip={} iface={iface} pub={pubep} paths={}",
+                    "found id={:016x} name={} kind={} ip={} iface={iface} pub={pubep} paths={} ms={}",
                     p.id,
                     p.name,
                     p.kind,
                     path.map_or("-".to_owned(), |x| x.ip.to_string()),
-                    ifaces.join(",")
+                    ifaces.join(","),
+                    ms()
                 ));
             }
             Event::Gone { peer, reason } => {

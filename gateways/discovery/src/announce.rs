@@ -229,7 +229,9 @@ pub fn resolve_backplane_with(
     loop {
         let now = Instant::now();
         if now >= next_query {
-            node.query(Some(NodeKind::Backplane), name.unwrap_or(""));
+            // Every backplane answers (not only the named ones): the error
+            // then lists the others.
+            node.query(Some(NodeKind::Backplane), "");
             next_query = now + Duration::from_millis(250);
         }
         let snap = node.snapshot();

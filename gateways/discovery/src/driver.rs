@@ -212,6 +212,9 @@ pub struct Stats {
     pub fault_dropped: u64,
     /// Datagrams received (both sockets).
     pub received: u64,
+    /// Pool-port datagrams from the link of an interface not selected
+    /// (with [`Config::interfaces`]), ignored.
+    pub other_interface: u64,
 }
 
 impl Stats {
@@ -227,6 +230,7 @@ impl Stats {
             ("join_errors", self.join_errors),
             ("fault_dropped", self.fault_dropped),
             ("received", self.received),
+            ("other_interface", self.other_interface),
         ]
         .into_iter()
     }
@@ -252,6 +256,8 @@ pub struct Driver {
     group_sock: UdpSocket,
     uni: UdpSocket,
     ifaces: Vec<IfaceState>,
+    /// Interfaces up but not selected (with an explicit interface list).
+    others: Vec<Interface>,
     origin: std::time::Instant,
     next_scan: Instant,
     stats: Stats,
@@ -295,6 +301,9 @@ impl Driver {
         let port = cfg.pool_port();
         let g = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
         g.set_reuse_address(true)?;
+        // Only this socket's memberships count (not those of other nodes
+        // in this host that use other interfaces).
+        g.set_multicast_all_v4(false)?;
         g.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into())
             .map_err(|source| Error::Bind { port, source })?;
         g.set_nonblocking(true)?;
@@ -314,6 +323,7 @@ impl Driver {
             group_sock,
             uni,
             ifaces: Vec::new(),
+            others: Vec::new(),
             origin: std::time::Instant::now(),
             next_scan: Instant::ZERO,
             stats: Stats::default(),
@@ -414,7 +424,8 @@ impl Driver {
         let list = iface::list()?;
         let wanted =
             |i: &Interface| self.cfg.interfaces.is_empty() || self.cfg.interfaces.contains(&i.name);
-        let list: Vec<Interface> = list.into_iter().filter(wanted).collect();
+        let (list, others): (Vec<Interface>, Vec<Interface>) = list.into_iter().partition(wanted);
+        self.others = others;
         // Keep state for interfaces that did not change.
         let mut next = Vec::with_capacity(list.len());
         for iface in list {
@@ -460,6 +471,17 @@ impl Driver {
             .map(|i| i.index)
     }
 
+    /// A source on the link of an interface that is up but not selected:
+    /// a broadcast or multicast from there.
+    fn on_other_interface(&self, ip: IpAddr) -> bool {
+        let IpAddr::V4(ip) = ip else {
+            return false;
+        };
+        self.others
+            .iter()
+            .any(|i| i.contains(ip) && !(i.loopback && !ip.is_loopback()))
+    }
+
     fn random(&mut self) -> u64 {
         let mut x = self.rng;
         x ^= x >> 12;
@@ -501,6 +523,10 @@ impl Driver {
                     }
                 }
                 let iface = self.iface_of(src.ip());
+                if which == 0 && iface.is_none() && self.on_other_interface(src.ip()) {
+                    self.stats.other_interface = self.stats.other_interface.wrapping_add(1);
+                    continue;
+                }
                 let now = self.now();
                 let bytes = self.buf.get(..n).unwrap_or_default();
                 self.pool.handle(now, src, iface, bytes);
