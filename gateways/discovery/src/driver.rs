@@ -479,7 +479,7 @@ impl Driver {
         };
         self.others
             .iter()
-            .any(|i| i.contains(ip) && !(i.loopback && !ip.is_loopback()))
+            .any(|i| (!i.loopback || ip.is_loopback()) && i.contains(ip))
     }
 
     fn random(&mut self) -> u64 {
