@@ -13,7 +13,8 @@
 //! each test prints why and returns.
 //!
 //! The figures of docs/discovery.md come from the `#[ignore]`d
-//! `figure_*` tests: `cargo test --release --test discovery -- --ignored --nocapture`.
+//! `figure_*` tests:
+//! `DISCOVERY_NODE_PROFILE=release cargo test --test discovery -- --ignored --nocapture --test-threads 1`.
 
 mod common;
 
@@ -36,6 +37,12 @@ fn node_bin() -> PathBuf {
             .expect("<target>/<profile>/deps")
             .to_owned();
         let target = profile.parent().expect("target dir").to_owned();
+        // The figures build the node optimised without rebuilding the
+        // whole test crate in release: DISCOVERY_NODE_PROFILE=release.
+        let profile = match std::env::var("DISCOVERY_NODE_PROFILE") {
+            Ok(p) if p == "release" => target.join("release"),
+            _ => profile,
+        };
         let mut cmd = Command::new(env!("CARGO"));
         cmd.current_dir(workspace_root())
             .args([
@@ -549,4 +556,155 @@ fn each_interface_gets_its_own_address() {
         &["resolve", "--name", "eth0-only", "--timeout-ms", "1500"],
     );
     assert!(!ok, "{out}");
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Figure: a node's time from its start to finding the backplane (its own
+/// clock: `ms=` of its `found` line), over 100 starts.
+#[test]
+#[ignore = "figure (about 20 s): run with --ignored --nocapture"]
+fn figure_time_to_first_discovery() {
+    require_netns!();
+    let mut lab = Lab::new();
+    let h = lab.lan(2);
+    let _bp = backplane(&h[0], "bp", &[]);
+    let mut times = Vec::new();
+    for _ in 0..100 {
+        let mut c = node(&h[1], "comp", &[]);
+        times.push(ms(&found(&mut c, "bp", Duration::from_secs(3))));
+    }
+    times.sort_unstable();
+    println!(
+        "FIGURE time to first discovery over {} starts: median {} ms, p99 {} ms, max {} ms",
+        times.len(),
+        percentile(&times, 0.5),
+        percentile(&times, 0.99),
+        times[times.len() - 1]
+    );
+}
+
+/// Figure: from SIGKILL of a backplane to `gone` at a component, default
+/// 5 s timeout, 10 times.
+#[test]
+#[ignore = "figure (about 60 s): run with --ignored --nocapture"]
+fn figure_time_to_gone() {
+    require_netns!();
+    let mut lab = Lab::new();
+    let h = lab.lan(2);
+    let mut c = node(&h[1], "comp", &[]);
+    let mut times = Vec::new();
+    for i in 0..10 {
+        let bp = backplane(&h[0], &format!("bp{i}"), &[]);
+        found(&mut c, &format!("bp{i}"), Duration::from_secs(2));
+        // Kill at a random point of the beacon period.
+        std::thread::sleep(Duration::from_millis(500 + 97 * i));
+        let t = Instant::now();
+        drop(bp);
+        let pat = format!("name=bp{i} ");
+        c.wait_line(Duration::from_secs(8), |l| {
+            l.starts_with("gone") && l.contains(&pat)
+        });
+        times.push(t.elapsed().as_millis() as u64);
+    }
+    times.sort_unstable();
+    println!(
+        "FIGURE kill to gone (timeout 5000 ms) over {} kills: min {} ms, median {} ms, max {} ms",
+        times.len(),
+        times[0],
+        percentile(&times, 0.5),
+        times[times.len() - 1]
+    );
+}
+
+/// Figure: CPU time and bytes sent by a node in a pool with 49 simulated
+/// nodes (one process beaconing for all of them, once a second each), over
+/// 30 s.
+#[test]
+#[ignore = "figure (about 35 s): run with --ignored --nocapture"]
+fn figure_cpu_in_a_pool_of_50() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    require_netns!();
+    let mut lab = Lab::new();
+    let h = lab.lan(2);
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &h[0]])
+        .arg(node_bin())
+        .args(["run", "--name", "measured", "--channel", CHANNEL])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn node");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let child = Kill(child);
+    let pid = child.0.id();
+    assert!(lines
+        .next()
+        .expect("line")
+        .expect("read")
+        .starts_with("ready"));
+    // The simulator sends from a plain socket: route multicast to eth0.
+    run(&["ip", "-n", &h[1], "route", "add", "224.0.0.0/4", "dev", "eth0"]);
+    let mut sim = Command::new("ip");
+    sim.args(["netns", "exec", &h[1]]).arg(node_bin()).args([
+        "sim",
+        "--nodes",
+        "49",
+        "--seconds",
+        "40",
+        "--channel",
+        CHANNEL,
+    ]);
+    let _sim = Proc::spawn("sim", sim);
+    let cpu = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+        let after = stat.rsplit_once(')').expect("comm").1;
+        let f: Vec<u64> = after
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        // utime and stime: fields 14 and 15 of stat, 11 and 12 after "(comm) S".
+        (f[10] + f[11]) as f64 / 100.0
+    };
+    let stats = |stdin: &mut std::process::ChildStdin,
+                 lines: &mut std::io::Lines<BufReader<std::process::ChildStdout>>| {
+        writeln!(stdin).expect("stdin");
+        loop {
+            let l = lines.next().expect("line").expect("read");
+            if l.starts_with("stats") {
+                return l;
+            }
+        }
+    };
+    // Let the pool fill, then measure 30 s.
+    std::thread::sleep(Duration::from_secs(3));
+    let s0 = stats(&mut stdin, &mut lines);
+    let (c0, t0) = (cpu(), Instant::now());
+    std::thread::sleep(Duration::from_secs(30));
+    let s1 = stats(&mut stdin, &mut lines);
+    let (c1, secs) = (cpu(), t0.elapsed().as_secs_f64());
+    let num = |l: &str, k: &str| -> f64 { field(l, k).and_then(|v| v.parse().ok()).expect(k) };
+    let rx = (num(&s1, "received") - num(&s0, "received")) / secs;
+    let bytes = (num(&s1, "bytes_sent") - num(&s0, "bytes_sent")) / secs;
+    let peers = num(&s1, "found");
+    println!(
+        "FIGURE node in a pool of 50: CPU {:.3} % of one core ({:.2} s in {:.1} s), {rx:.1} datagrams/s received, \
+         {bytes:.1} B/s sent (UDP payload, lo + eth0), {peers} peers found",
+        100.0 * (c1 - c0) / secs,
+        c1 - c0,
+        secs
+    );
+    assert!(peers >= 49.0, "{s1}");
 }
