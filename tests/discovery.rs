@@ -656,7 +656,16 @@ fn figure_cpu_in_a_pool_of_50() {
         .expect("read")
         .starts_with("ready"));
     // The simulator sends from a plain socket: route multicast to eth0.
-    run(&["ip", "-n", &h[1], "route", "add", "224.0.0.0/4", "dev", "eth0"]);
+    run(&[
+        "ip",
+        "-n",
+        &h[1],
+        "route",
+        "add",
+        "224.0.0.0/4",
+        "dev",
+        "eth0",
+    ]);
     let mut sim = Command::new("ip");
     sim.args(["netns", "exec", &h[1]]).arg(node_bin()).args([
         "sim",
