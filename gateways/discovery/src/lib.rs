@@ -15,10 +15,9 @@
 //!   multicast group [`GROUP`] with TTL 1 and loopback on, broadcast
 //!   fallback, unicast seeds, interface selection — as a poll-able
 //!   [`Driver`](driver::Driver) or a background [`Node`](node::Node).
-//! - [`announce`](crate::announce): what the other programs call —
-//!   [`Announcer::start`](announce::Announcer::start) for a backplane or a
-//!   gateway, [`resolve_backplane`](announce::resolve_backplane) for
-//!   components; [`cli`](crate::cli): `banyan ls`.
+//! - `announce` (feature `driver`): what the other programs call —
+//!   `Announcer::start` for a backplane or a gateway, `resolve_backplane`
+//!   for components.
 //!
 //! # Channels and ports
 //!
@@ -31,7 +30,7 @@
 //! datagram carries the full 32-bit hash.
 //!
 //! ```
-//! assert_eq!(banyan_discovery::channel_port("banyan"), 62516);
+//! assert_eq!(banyan_discovery::channel_port("banyan"), 64518);
 //! ```
 //!
 //! The protocol, its timing and the measured figures are in

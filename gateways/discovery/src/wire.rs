@@ -37,7 +37,7 @@
 //! host str8 (≤ 64), pid u32, version str8 (≤ 32), uptime ms u64,
 //! truncated u8 (0/1), publishes n u8 + n × str8 (≤ 64), subscribes n u8 +
 //! n × str8 (≤ 64), counters n u8 + n × (name str8 ≤ 32, value u64)`. The
-//! whole datagram is at most [`MAX_DATAGRAM`] bytes; [`Identity::emit`]
+//! whole datagram is at most [`MAX_DATAGRAM`] bytes; [`Datagram::emit`]
 //! leaves out list entries that do not fit and sets `truncated`.
 //!
 //! A datagram longer than [`MAX_DATAGRAM`] is refused unparsed.
