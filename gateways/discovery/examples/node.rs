@@ -14,7 +14,7 @@
 //! received beacons), `--gone-ms MS`, `--broadcast never|fallback|always`.
 //!
 //! `run` prints one line per event on stdout, flushed:
-//! `ready id=<hex> port=<port>`, `found id=<hex> name=<n> kind=<k> ip=<ip> iface=<if> pub=<addr>`,
+//! `ready id=<hex> port=<port>`, `found|updated id=<hex> name=<n> kind=<k> ip=<ip> iface=<if> pub=<addr> paths=<if/ip,…> ms=<since start>`,
 //! `gone id=<hex> name=<n> reason=<r>`, `duplicate name=<n> ids=<hex>,<hex> local=<bool>`,
 //! `message from=<hex> topic=<t> len=<n>`, and `stats ...` when stdin gets a line.
 use std::io::{BufRead, Write};
@@ -145,7 +145,12 @@ fn run(o: Opts) -> Result<(), String> {
         };
         let snap_ifaces = || node.snapshot().interfaces;
         match e {
-            Event::Found(p) | Event::Updated(p) => {
+            Event::Found(ref p) | Event::Updated(ref p) => {
+                let what = if matches!(e, Event::Found(_)) {
+                    "found"
+                } else {
+                    "updated"
+                };
                 let path = p.best_path();
                 let iface = path
                     .and_then(|x| x.iface)
@@ -166,7 +171,7 @@ fn run(o: Opts) -> Result<(), String> {
                     })
                     .collect();
                 out(format!(
-                    "found id={:016x} name={} kind={} ip={} iface={iface} pub={pubep} paths={} ms={}",
+                    "{what} id={:016x} name={} kind={} ip={} iface={iface} pub={pubep} paths={} ms={}",
                     p.id,
                     p.name,
                     p.kind,
