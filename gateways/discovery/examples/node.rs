@@ -249,13 +249,19 @@ fn identify(o: &Opts, node: &Node, name: &str) -> Result<(), String> {
             .map(|p| p.id);
     }
     let id = id.ok_or(format!("{name} not found"))?;
-    let req = node.identify(Target::Id(id));
+    // Answers are rate-limited: ask again every 250 ms until one comes.
+    let mut reqs = Vec::new();
+    let mut next_ask = Instant::now();
     while Instant::now() < deadline {
+        if Instant::now() >= next_ask {
+            reqs.push(node.identify(Target::Id(id)));
+            next_ask = Instant::now() + Duration::from_millis(250);
+        }
         if let Ok(Event::Identity {
             request, identity, ..
         }) = node.events().recv_timeout(Duration::from_millis(50))
         {
-            if request == req {
+            if reqs.contains(&request) {
                 let c: Vec<String> = identity
                     .counters
                     .iter()
