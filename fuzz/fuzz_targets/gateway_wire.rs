@@ -14,8 +14,8 @@
 //!   docs/fuzzing.md, finding F1).
 #![no_main]
 
-use banyan_core::msg::{self, Limits};
 use banyan_component::wire::{check_frames, Limits as WireLimits, Reject, Validator};
+use banyan_core::msg::{self, Limits};
 use libfuzzer_sys::fuzz_target;
 use std::sync::Mutex;
 

@@ -3,8 +3,8 @@
 //! *correct* behaviour; a test is `#[ignore]`d only while its finding is open.
 //! F1 is fixed (gateways/src/wire.rs checks ext types like Python).
 
-use banyan_core::msg::{self, Limits};
 use banyan_component::wire::Validator;
+use banyan_core::msg::{self, Limits};
 
 /// F1: `banyan_component::wire::Validator::check` accepts extension types
 /// that Python's `unpackb(raw=False)` raises on (ValueError "code must be
