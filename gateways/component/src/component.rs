@@ -172,6 +172,7 @@ pub struct Component {
     send_dropped: u64,
     topics: Vec<String>,
     scratch: Vec<u8>,
+    feedback: crate::feedback::Feedback,
     _context: zmq::Context,
 }
 
@@ -350,7 +351,15 @@ impl Component {
                 endpoint: sub_endpoint,
                 source,
             })?;
+        let feedback = crate::feedback::Feedback::new(
+            config.name.clone(),
+            config.address.clone(),
+            config.publisher_port,
+            config.subscriber_port,
+            Instant::now(),
+        );
         Ok(Component {
+            feedback,
             publisher,
             subscriber,
             monitor,
@@ -546,7 +555,10 @@ impl Component {
         loop {
             let frame = match self.monitor.recv_msg(zmq::DONTWAIT) {
                 Ok(f) => f,
-                Err(zmq::Error::EAGAIN) => return Ok(()),
+                Err(zmq::Error::EAGAIN) => {
+                    self.feedback.poll(Instant::now());
+                    return Ok(());
+                }
                 Err(e) => return Err(e.into()),
             };
             // Event frames are [u16 event, u32 value] then the endpoint.
@@ -559,11 +571,11 @@ impl Component {
             let event = u16::from_ne_bytes([frame[0], frame[1]]);
             if event == zmq::SocketEvent::HANDSHAKE_SUCCEEDED as u16 {
                 self.link = LinkState::Up;
-                log::info!("{}: backplane connected", self.config.name);
+                self.feedback.up(Instant::now());
                 self.pending.push_back(Event::BackplaneUp);
             } else if event == zmq::SocketEvent::DISCONNECTED as u16 {
                 self.link = LinkState::Down;
-                log::warn!("{}: backplane connection lost", self.config.name);
+                self.feedback.down(Instant::now());
                 self.pending.push_back(Event::BackplaneDown);
             }
         }
@@ -604,6 +616,18 @@ impl Component {
             if ms == 0 {
                 return Ok(None);
             }
+            // Wake for the connection feedback's next line too.
+            let ms = match self.feedback.next_deadline() {
+                Some(at) => {
+                    let f = poll_timeout(Some(at)).max(1);
+                    if ms < 0 {
+                        f
+                    } else {
+                        ms.min(f)
+                    }
+                }
+                None => ms,
+            };
             let mut items = self.poll_items();
             if interrupted(zmq::poll(&mut items, ms))? {
                 return Ok(None);

@@ -63,6 +63,10 @@
 //!   "slow joiner" effect. With Python's backplane (which subscribes to
 //!   everything) it returns as soon as the backplane is connected.
 //!
+//! - Every component says in its log when it has waited 2 s for the
+//!   backplane (and the likely causes), when it connects and when it loses
+//!   the connection: see [`feedback`].
+//!
 //! # Integrating with other file descriptors
 //! [`Component::poll_items`] gives the sockets to include in a
 //! [`zmq::poll`] together with other sockets or raw fds
@@ -77,6 +81,7 @@ mod component;
 pub mod monitor;
 #[cfg(feature = "libzmq")]
 pub mod multi;
+pub mod feedback;
 pub mod routing;
 #[cfg(feature = "libzmq")]
 #[doc(hidden)]

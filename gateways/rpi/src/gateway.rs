@@ -388,7 +388,7 @@ impl<B: Backend> Gateway<B> {
                 }
                 Err(e) => {
                     // Cannot happen for our reports; never panic over it.
-                    eprintln!("rpi-gateway: report not encodable: {e}");
+                    log::error!("report not encodable: {e}");
                     return self.report_bytes(Vec::new());
                 }
             }
@@ -609,7 +609,7 @@ impl<B: Backend> Gateway<B> {
     /// reports), e.g. when the backplane connection is lost.
     pub fn stop_motors(&mut self, reason: &'static str) {
         if let Err(e) = self.motors.stop_all() {
-            eprintln!("rpi-gateway: stopping motors failed: {e}");
+            log::error!("stopping motors failed: {e}");
         }
         self.stopped_by = Some(reason);
     }
@@ -907,7 +907,7 @@ fn watch_input<B: Backend>(
         Ok(true) => Some(id),
         Ok(false) => None,
         Err(e) => {
-            eprintln!("rpi-gateway: GPIO {pin}: no edge interrupts ({e}); polling it");
+            log::warn!("GPIO {pin}: no edge interrupts ({e}); polling it");
             None
         }
     }

@@ -24,7 +24,7 @@ fn publish(comp: &mut Component, reports: Vec<Report>) {
     for r in reports {
         if let Err(e) = comp.publish_raw(&r.topic, &r.payload) {
             // Counted by the component (Stats::send_dropped); never fatal.
-            eprintln!("rpi-gateway: report on {} not sent: {e}", r.topic);
+            log::warn!("report on {} not sent: {e}", r.topic);
         }
     }
 }
@@ -116,10 +116,10 @@ fn dispatch<B: Backend>(gw: &mut Gateway<B>, comp: &mut Component, event: Event)
         }
         Event::BackplaneDown => {
             gw.stop_motors("backplane lost");
-            eprintln!("rpi-gateway: backplane lost: motors stopped");
+            log::warn!("backplane lost: motors stopped");
         }
         Event::BackplaneUp => {
-            eprintln!("rpi-gateway: backplane connected");
+            log::info!(target: "banyan", "backplane connected");
             let r = gw.state_report();
             publish(comp, vec![r]);
         }

@@ -183,7 +183,7 @@ impl EdgeQueue {
         let (wake, waker) = match pair {
             Ok((r, w)) => (Some(r), Some(w)),
             Err(e) => {
-                eprintln!("rpi-gateway: no wake-up socket for input edges ({e}); polling inputs");
+                log::warn!("no wake-up socket for input edges ({e}); polling inputs");
                 (None, None)
             }
         };
@@ -312,16 +312,16 @@ pub enum Selected {
 /// `gpio` group?).
 pub fn select(force_sim: bool) -> Result<Selected, Error> {
     if force_sim {
-        eprintln!("rpi-gateway: backend sim (--sim)");
+        log::info!(target: "banyan", "backend sim (--sim)");
         return Ok(Selected::Sim(sim::SimBackend::new(sim::SimBoard::new())));
     }
     match self::rppal::RppalBackend::new() {
         Ok(b) => {
-            eprintln!("rpi-gateway: backend rppal ({})", b.model());
+            log::info!(target: "banyan", "backend rppal ({})", b.model());
             Ok(Selected::Rppal(b))
         }
         Err(self::rppal::OpenError::NotAPi(why)) => {
-            eprintln!("rpi-gateway: not a Raspberry Pi ({why}); using the sim backend");
+            log::warn!("not a Raspberry Pi ({why}); using the sim backend");
             Ok(Selected::Sim(sim::SimBackend::new(sim::SimBoard::new())))
         }
         Err(self::rppal::OpenError::Gpio(e)) => Err(e),

@@ -193,8 +193,8 @@ impl Backend for RppalBackend {
         if let Some(ch) = hardware_channel(self.model, pin) {
             match Pwm::with_frequency(ch, freq, 0.0, Polarity::Normal, true) {
                 Ok(p) => return Ok(PiPwm::Hardware(p)),
-                Err(e) => eprintln!(
-                    "rpi-gateway: GPIO {pin}: hardware PWM {ch} unavailable ({e}); \
+                Err(e) => log::warn!(
+                    "GPIO {pin}: hardware PWM {ch} unavailable ({e}); \
                      using software PWM (add dtoverlay=pwm-2chan to config.txt)"
                 ),
             }

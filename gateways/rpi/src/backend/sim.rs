@@ -209,8 +209,8 @@ impl SimBoard {
 fn record(s: &mut BoardState, pin: Option<u8>, what: String) {
     if s.echo {
         match pin {
-            Some(p) => eprintln!("sim: GPIO{p} {what}"),
-            None => eprintln!("sim: I2C {what}"),
+            Some(p) => log::info!(target: "banyan::sim", "sim: GPIO{p} {what}"),
+            None => log::info!(target: "banyan::sim", "sim: I2C {what}"),
         }
     }
     s.changes += 1;
