@@ -21,10 +21,20 @@ pub struct Args {
     #[arg(short = 'n', long = "name", default_value = "")]
     pub name: String,
     /// Publisher port (components' publishers connect here); 0 = any free port.
-    #[arg(short = 'p', long = "publisher-port", value_name = "PORT", default_value_t = 43124)]
+    #[arg(
+        short = 'p',
+        long = "publisher-port",
+        value_name = "PORT",
+        default_value_t = 43124
+    )]
     pub publisher_port: u16,
     /// Subscriber port (components' subscribers connect here); 0 = any free port.
-    #[arg(short = 's', long = "subscriber-port", value_name = "PORT", default_value_t = 43125)]
+    #[arg(
+        short = 's',
+        long = "subscriber-port",
+        value_name = "PORT",
+        default_value_t = 43125
+    )]
     pub subscriber_port: u16,
     /// Address to listen on: 0.0.0.0 = all interfaces (anyone who can reach
     /// this machine may publish and subscribe), 127.0.0.1 = this machine only.

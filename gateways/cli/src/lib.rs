@@ -157,6 +157,12 @@ fn argv0_subcommand(args: &mut Vec<OsString>) {
 pub fn main() -> ExitCode {
     let mut argv: Vec<OsString> = std::env::args_os().collect();
     argv0_subcommand(&mut argv);
+    // `banyan monitor` says "banyan monitor" in its messages.
+    let typed_monitor = argv
+        .iter()
+        .skip(1)
+        .find(|a| !a.to_string_lossy().starts_with('-'))
+        .is_some_and(|a| a == "monitor");
     let cli = match Cli::try_parse_from(argv) {
         Ok(cli) => cli,
         Err(e) => {
@@ -166,7 +172,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
-    let name = cli.command.name();
+    let name = if typed_monitor {
+        "monitor"
+    } else {
+        cli.command.name()
+    };
     output::init_logging(name, cli.verbose, cli.quiet);
     let result = run(cli);
     match result {

@@ -55,10 +55,26 @@ pub fn program() -> &'static str {
 }
 
 /// Writes one line to stderr, ignoring failures (there is nobody to tell).
+/// When stderr's reader has gone away, stderr is pointed at `/dev/null`, so
+/// that no later `eprintln!` anywhere in the process can panic.
 pub fn stderr_line(line: &str) {
     let mut err = io::stderr().lock();
-    let _ = err.write_all(line.as_bytes());
-    let _ = err.write_all(b"\n");
+    let result = err
+        .write_all(line.as_bytes())
+        .and_then(|()| err.write_all(b"\n"));
+    if let Err(e) = result {
+        if is_closed(&e) {
+            silence_stderr();
+        }
+    }
+}
+
+/// Points file descriptor 2 at `/dev/null`.
+fn silence_stderr() {
+    use std::os::fd::AsRawFd;
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2(null.as_raw_fd(), 2);
+    }
 }
 
 /// Prints `banyan SUB: error: MESSAGE` on stderr.

@@ -67,8 +67,7 @@ impl Source {
                     return Ok(None);
                 };
                 *n += 1;
-                let line =
-                    line.map_err(|e| Failure::new(1, format!("cannot read stdin: {e}")))?;
+                let line = line.map_err(|e| Failure::new(1, format!("cannot read stdin: {e}")))?;
                 let text = line.trim();
                 if text.is_empty() {
                     continue;
@@ -115,7 +114,8 @@ pub fn run(args: Args) -> Result<()> {
         (Source::Repeat(_), None, None) => Some(1),
         _ => None,
     };
-    let mut component = Component::connect(args.connect.config(&args.name)).map_err(component_error)?;
+    let mut component =
+        Component::connect(args.connect.config(&args.name)).map_err(component_error)?;
     let found = component
         .wait_for_subscriber(&args.topic, wait)
         .map_err(component_error)?;

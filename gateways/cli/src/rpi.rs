@@ -21,7 +21,12 @@ pub const SYSTEM_CONFIG: &str = "/etc/banyan/rpi-gateway.toml";
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Backplane host (default: the config's backplane.address).
-    #[arg(short = 'b', long = "backplane", env = "BANYAN_BACKPLANE", value_name = "HOST")]
+    #[arg(
+        short = 'b',
+        long = "backplane",
+        env = "BANYAN_BACKPLANE",
+        value_name = "HOST"
+    )]
     pub backplane: Option<String>,
     /// The backplane's publisher port (default: the config's, 43124).
     #[arg(short = 'p', long = "publisher-port", value_name = "PORT")]
@@ -58,7 +63,9 @@ fn load(args: &Args) -> Result<(Config, Option<PathBuf>)> {
     let cfg = match Config::load(&path) {
         Ok(c) => c,
         // Read errors name the file already.
-        Err(e @ banyan_rpi::config::Error::Read { .. }) => return Err(Failure::usage(e.to_string())),
+        Err(e @ banyan_rpi::config::Error::Read { .. }) => {
+            return Err(Failure::usage(e.to_string()))
+        }
         Err(e) => return Err(Failure::usage(format!("{}: {e}", path.display()))),
     };
     log::info!(target: "banyan", "config {}", path.display());
@@ -78,8 +85,7 @@ fn quote(s: &str) -> String {
 
 fn key(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     {
         s.to_owned()
@@ -142,7 +148,7 @@ fn serve<B: Backend>(backend: B, cfg: Config, args: &Args) -> Result<()> {
     let mut comp = Component::connect(cc).map_err(crate::args::component_error)?;
     output::note(&crate::args::banner_line(comp.config()));
     let result = banyan_rpi::run::run(&mut gw, &mut comp, &stop);
-    output::note("stopped; outputs in the safe state");
+    output::note("stopped; outputs in safe state");
     result.map_err(crate::args::component_error)
 }
 

@@ -109,7 +109,10 @@ fn rows(
 ) -> Vec<Row> {
     let mut others: Option<Vec<&Vec<Vec<u8>>>> = subscribers.map(|s| s.iter().collect());
     if let Some(list) = others.as_mut() {
-        if let Some(me) = list.iter().position(|p| p.iter().map(Vec::as_slice).eq(OWN)) {
+        if let Some(me) = list
+            .iter()
+            .position(|p| p.iter().map(Vec::as_slice).eq(OWN))
+        {
             list.remove(me);
         }
     }
@@ -128,16 +131,14 @@ fn rows(
         .map(|(topic, t)| Row {
             subscribers: others.as_ref().map(|list| {
                 list.iter()
-                    .filter(|prefixes| {
-                        prefixes
-                            .iter()
-                            .any(|p| topic.as_bytes().starts_with(p))
-                    })
+                    .filter(|prefixes| prefixes.iter().any(|p| topic.as_bytes().starts_with(p)))
                     .count()
             }),
             msgs_per_s: t.msgs as f64 / secs,
             bytes_per_s: t.bytes as f64 / secs,
-            last_seen_s: t.last.map(|l| now.saturating_duration_since(l).as_secs_f64()),
+            last_seen_s: t
+                .last
+                .map(|l| now.saturating_duration_since(l).as_secs_f64()),
             topic,
         })
         .collect()
@@ -210,7 +211,10 @@ pub fn run(args: Args) -> Result<()> {
         .ok()
         .filter(|d| !d.is_zero())
         .ok_or_else(|| {
-            Failure::usage(format!("--duration must be seconds > 0, not {}", args.duration))
+            Failure::usage(format!(
+                "--duration must be seconds > 0, not {}",
+                args.duration
+            ))
         })?;
     let mut config = args.connect.config(&args.name);
     config.linger = Duration::ZERO;
@@ -310,9 +314,9 @@ mod tests {
             },
         );
         let subs = vec![
-            vec![b"".to_vec(), STATS.as_bytes().to_vec()],  // this command
+            vec![b"".to_vec(), STATS.as_bytes().to_vec()], // this command
             vec![b"run_motors".to_vec(), b"light".to_vec()], // a gateway
-            vec![b"".to_vec()],                             // a monitor
+            vec![b"".to_vec()],                            // a monitor
         ];
         let r = rows(&traffic, Some(&subs), Duration::from_secs(2), t0);
         assert_eq!(r.len(), 2);

@@ -77,11 +77,11 @@
 
 #[cfg(feature = "libzmq")]
 mod component;
+pub mod feedback;
 #[cfg(feature = "libzmq")]
 pub mod monitor;
 #[cfg(feature = "libzmq")]
 pub mod multi;
-pub mod feedback;
 pub mod routing;
 #[cfg(feature = "libzmq")]
 #[doc(hidden)]
