@@ -179,7 +179,7 @@ pub fn main() -> ExitCode {
     };
     output::init_logging(name, cli.verbose, cli.quiet);
     let result = run(cli);
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             if !f.message.is_empty() {
@@ -187,7 +187,11 @@ pub fn main() -> ExitCode {
             }
             ExitCode::from(f.code)
         }
-    }
+    };
+    // The last lines (summaries, the error) are out before we leave, unless
+    // stderr is stuck.
+    output::flush_stderr(std::time::Duration::from_millis(500));
+    code
 }
 
 fn run(cli: Cli) -> Result<()> {

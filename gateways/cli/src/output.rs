@@ -54,10 +54,46 @@ pub fn program() -> &'static str {
     PROGRAM.get().map_or("banyan", String::as_str)
 }
 
-/// Writes one line to stderr, ignoring failures (there is nobody to tell).
-/// When stderr's reader has gone away, stderr is pointed at `/dev/null`, so
-/// that no later `eprintln!` anywhere in the process can panic.
-pub fn stderr_line(line: &str) {
+/// Lines for stderr, written by one thread so that a full or stuck stderr
+/// never blocks the program (lines that do not fit are dropped and counted).
+struct LogQueue {
+    tx: std::sync::mpsc::SyncSender<String>,
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+    dropped: std::sync::atomic::AtomicU64,
+}
+
+/// Lines queued for stderr before more are dropped.
+const LOG_QUEUE: usize = 1024;
+
+fn log_queue() -> &'static LogQueue {
+    static QUEUE: OnceLock<LogQueue> = OnceLock::new();
+    QUEUE.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<String>(LOG_QUEUE);
+        let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let done = Arc::clone(&pending);
+        let spawned = std::thread::Builder::new()
+            .name("stderr".into())
+            .spawn(move || {
+                for line in rx {
+                    write_stderr(&line);
+                    done.fetch_sub(1, Ordering::AcqRel);
+                }
+            });
+        if spawned.is_err() {
+            // No thread: lines are dropped (counted), never a panic.
+        }
+        LogQueue {
+            tx,
+            pending,
+            dropped: std::sync::atomic::AtomicU64::new(0),
+        }
+    })
+}
+
+/// Writes one line to stderr now, ignoring failures (there is nobody to
+/// tell). When stderr's reader has gone away, stderr is pointed at
+/// `/dev/null`, so that no later `eprintln!` anywhere can panic.
+fn write_stderr(line: &str) {
     let mut err = io::stderr().lock();
     let result = err
         .write_all(line.as_bytes())
@@ -66,6 +102,35 @@ pub fn stderr_line(line: &str) {
         if is_closed(&e) {
             silence_stderr();
         }
+    }
+}
+
+/// Queues one line for stderr; never blocks, never fails (a line that does
+/// not fit in the queue is dropped and counted in the next line).
+pub fn stderr_line(line: &str) {
+    let q = log_queue();
+    let dropped = q.dropped.swap(0, Ordering::Relaxed);
+    let line = if dropped > 0 {
+        format!(
+            "{}: ({dropped} log line(s) dropped: stderr was full)\n{line}",
+            program()
+        )
+    } else {
+        line.to_owned()
+    };
+    q.pending.fetch_add(1, Ordering::AcqRel);
+    if q.tx.try_send(line).is_err() {
+        q.pending.fetch_sub(1, Ordering::AcqRel);
+        q.dropped.fetch_add(1 + dropped, Ordering::Relaxed);
+    }
+}
+
+/// Waits up to `limit` for the queued stderr lines to be written.
+pub fn flush_stderr(limit: std::time::Duration) {
+    let q = log_queue();
+    let until = std::time::Instant::now() + limit;
+    while q.pending.load(Ordering::Acquire) > 0 && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
 
@@ -225,8 +290,7 @@ pub fn quiet_ok(r: Result<()>) -> Result<()> {
 }
 
 /// A flag set by SIGINT or SIGTERM; a second SIGINT/SIGTERM while the first
-/// is being handled ends the process at once (exit code 1 + signal: 130/143
-/// is left to the shell, this is immediate).
+/// is being handled ends the process at once (exit code 1).
 ///
 /// # Errors
 /// When the handlers cannot be installed.
@@ -246,4 +310,25 @@ pub fn stop_flag() -> Result<Arc<AtomicBool>> {
 /// Whether `stop` is set.
 pub fn stopped(stop: &AtomicBool) -> bool {
     stop.load(Ordering::Relaxed)
+}
+
+/// Ends the process (exit code 1) if it is still running `grace` after
+/// `stop` was set: for subcommands whose stdout may block (a reader that
+/// stopped reading), so that SIGTERM always ends them.
+pub fn exit_after_stop(stop: Arc<AtomicBool>, grace: std::time::Duration) {
+    let _ = std::thread::Builder::new()
+        .name("stop-watchdog".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            std::thread::sleep(grace);
+            stderr_line(&format!(
+                "{}: error: still blocked {} s after the stop signal (stdout not read?); exiting",
+                program(),
+                grace.as_secs()
+            ));
+            flush_stderr(std::time::Duration::from_millis(200));
+            std::process::exit(1);
+        });
 }

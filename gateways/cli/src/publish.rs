@@ -12,6 +12,8 @@
 //! backplane subscribes to everything: then this returns at connection).
 
 use std::io::BufRead;
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use banyan_component::Component;
@@ -50,21 +52,51 @@ pub struct Args {
     pub echo: bool,
 }
 
-/// The payloads: one repeated, or stdin lines.
+/// What [`Source::next`] found.
+enum Next {
+    /// A payload to send.
+    Value(rmpv::Value),
+    /// Nothing yet (stdin is quiet); ask again.
+    Idle,
+    /// End of input, or stop requested.
+    End,
+}
+
+/// The payloads: one repeated, or stdin lines (read by a thread, so that a
+/// stop signal is seen while stdin has nothing to say).
 enum Source {
     Repeat(rmpv::Value),
-    Stdin(std::io::Lines<std::io::StdinLock<'static>>, u64),
+    Stdin(Receiver<std::io::Result<String>>, u64),
+}
+
+/// Reads stdin lines on a thread.
+fn stdin_lines() -> Receiver<std::io::Result<String>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(64);
+    let _ = std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    rx
 }
 
 impl Source {
-    /// The next payload; `None` at end of input. Bad stdin lines are
-    /// reported and skipped (counted in `bad`).
-    fn next(&mut self, bad: &mut u64) -> Result<Option<rmpv::Value>> {
+    /// The next payload. Bad stdin lines are reported and skipped (counted
+    /// in `bad`).
+    fn next(&mut self, bad: &mut u64, stop: &AtomicBool) -> Result<Next> {
         match self {
-            Source::Repeat(v) => Ok(Some(v.clone())),
+            Source::Repeat(v) => Ok(Next::Value(v.clone())),
             Source::Stdin(lines, n) => loop {
-                let Some(line) = lines.next() else {
-                    return Ok(None);
+                let line = match lines.recv_timeout(Duration::from_millis(100)) {
+                    Ok(line) => line,
+                    Err(RecvTimeoutError::Timeout) if !output::stopped(stop) => {
+                        return Ok(Next::Idle)
+                    }
+                    Err(_) => return Ok(Next::End),
                 };
                 *n += 1;
                 let line = line.map_err(|e| Failure::new(1, format!("cannot read stdin: {e}")))?;
@@ -73,7 +105,7 @@ impl Source {
                     continue;
                 }
                 match crate::json::parse(text) {
-                    Ok(v) => return Ok(Some(v)),
+                    Ok(v) => return Ok(Next::Value(v)),
                     Err(e) => {
                         *bad += 1;
                         log::warn!("stdin line {n}: not JSON ({e}); skipped");
@@ -103,7 +135,7 @@ pub fn run(args: Args) -> Result<()> {
     let wait = Duration::try_from_secs_f64(args.wait)
         .map_err(|_| Failure::usage(format!("--wait must be seconds >= 0, not {}", args.wait)))?;
     let mut source = match args.json.as_deref() {
-        None | Some("-") => Source::Stdin(std::io::stdin().lock().lines(), 0),
+        None | Some("-") => Source::Stdin(stdin_lines(), 0),
         Some(text) => Source::Repeat(
             crate::json::parse(text)
                 .map_err(|e| Failure::usage(format!("the payload is not JSON: {e}")))?,
@@ -145,11 +177,13 @@ pub fn run(args: Args) -> Result<()> {
                 break;
             }
         }
-        let Some(value) = source.next(&mut bad)? else {
-            break;
-        };
         // Keeps the connection feedback up to date for a pure publisher.
         let _ = component.link_state();
+        let value = match source.next(&mut bad, &stop)? {
+            Next::Value(v) => v,
+            Next::Idle => continue,
+            Next::End => break,
+        };
         match component.publish_value(&args.topic, &value) {
             Ok(()) => {
                 sent += 1;

@@ -207,6 +207,8 @@ pub fn json_line(r: &Row) -> String {
 /// Bad flags, component failures, stdout errors other than a closed pipe.
 pub fn run(args: Args) -> Result<()> {
     let stop = output::stop_flag()?;
+    // A stdout nobody reads could block us past a stop signal.
+    output::exit_after_stop(std::sync::Arc::clone(&stop), Duration::from_secs(3));
     let window = Duration::try_from_secs_f64(args.duration)
         .ok()
         .filter(|d| !d.is_zero())
