@@ -378,3 +378,191 @@ fn rpi_gateway_config_dump_errors_and_empty_config() {
     );
     let _ = std::fs::remove_file(&bad);
 }
+
+const PY_ECHO: &str = r#"
+import sys
+from python_banyan.banyan_base import BanyanBase
+
+class Echo(BanyanBase):
+    def __init__(self, pp, sp):
+        super().__init__(back_plane_ip_address='127.0.0.1', publisher_port=pp,
+                         subscriber_port=sp, process_name='py-echo', loop_time=0.005)
+        self.set_subscriber_topic('ping')
+        self.receive_loop()
+
+    def incoming_message_processing(self, topic, payload):
+        self.publish_payload(payload, 'pong')
+
+Echo(sys.argv[1], sys.argv[2])
+"#;
+
+/// Next message on `topic` (others skipped).
+fn next_on(c: &mut Component, topic: &str) -> rmpv::Value {
+    let until = Instant::now() + T;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        let m = c
+            .recv_timeout(left)
+            .unwrap()
+            .unwrap_or_else(|| panic!("nothing on {topic} in time"));
+        if m.topic == topic {
+            return m.value().unwrap();
+        }
+    }
+}
+
+#[test]
+fn launch_starts_restarts_and_stops_a_robot_with_python_and_rust_components() {
+    let (pp, sp) = (free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!("banyan-launch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("echo.py");
+    std::fs::write(&script, PY_ECHO).unwrap();
+    let robot = dir.join("robot.toml");
+    let python = common::python();
+    std::fs::write(
+        &robot,
+        format!(
+            r#"
+[backplane]
+publisher_port = {pp}
+subscriber_port = {sp}
+args = ["--bind", "127.0.0.1"]
+
+[[process]]
+name = "motors"
+command = ["banyan", "rpi-gateway", "--sim"]
+motor = true
+backplane_args = true
+ready_topic = "run_motors"
+
+[[process]]
+name = "py"
+command = [{python:?}, {script:?}, "{pp}", "{sp}"]
+restart = "always"
+restart_delay_ms = 200
+max_restarts = 2
+ready_topic = "ping"
+
+[[process]]
+name = "mon"
+command = ["banyan", "sub", "--json", "--summary", "0", "pong"]
+backplane_args = true
+ready_topic = "pong"
+"#
+        ),
+    )
+    .unwrap();
+    let mut cmd = banyan(&["launch"]);
+    cmd.arg(&robot);
+    let mut launcher = Proc::spawn("launch", cmd);
+    launcher.wait_line(T, |l| l == "[launch] all started");
+    let cfg = component::Config::new("127.0.0.1", pp, sp);
+    let mut probe = Component::connect(cfg).unwrap();
+    probe.subscribe("pong").unwrap();
+    probe.subscribe("banyan_launch").unwrap();
+    assert!(probe.wait_for_subscriber("ping", T).unwrap());
+    probe
+        .publish(
+            "ping",
+            &[("n", 1)]
+                .into_iter()
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        )
+        .unwrap();
+    assert_eq!(next_on(&mut probe, "pong")["n"], 1.into());
+    // The Rust component's output, prefixed with its name.
+    launcher.wait_line(T, |l| l.starts_with("[mon] {") && l.contains("\"pong\""));
+
+    // Kill the Python component: an event, a restart, and it works again.
+    let py_line = launcher.output();
+    let pid: i32 = py_line
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("[launch] py")?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        })
+        .expect("py pid line");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let exited = next_on(&mut probe, "banyan_launch");
+    assert_eq!(exited["event"], "exited".into(), "{exited}");
+    assert_eq!(exited["process"], "py".into());
+    let restarted = next_on(&mut probe, "banyan_launch");
+    assert_eq!(restarted["event"], "restarted".into(), "{restarted}");
+    assert_eq!(restarted["restarts"], 1.into());
+    assert!(wait_until_pong(&mut probe), "restarted py does not answer");
+
+    // Stop: motors first, the backplane last; every child gone.
+    launcher.signal("TERM");
+    assert!(launcher.wait_exit(T).success(), "{}", launcher.output());
+    let out = launcher.output();
+    let at = |name: &str| {
+        out.lines()
+            .position(|l| {
+                l.strip_prefix("[launch] ")
+                    .is_some_and(|r| r.split_whitespace().next() == Some(name))
+                    && l.contains(" stopped (")
+            })
+            .unwrap_or_else(|| panic!("{name} not stopped:\n{out}"))
+    };
+    let (motors, py, mon, bp) = (at("motors"), at("py"), at("mon"), at("backplane"));
+    assert!(motors < mon && mon < py && py < bp, "stop order:\n{out}");
+    assert!(
+        out.contains("sim: GPIO18 duty 0.000") || out.contains("stopped; outputs in safe state"),
+        "{out}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn wait_until_pong(probe: &mut Component) -> bool {
+    let until = Instant::now() + T;
+    while Instant::now() < until {
+        let _ = probe.publish(
+            "ping",
+            &[("n", 2)]
+                .into_iter()
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        );
+        if let Ok(Some(m)) = probe.recv_timeout(Duration::from_millis(200)) {
+            if m.topic == "pong" {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[test]
+fn launch_reads_bls_csv_and_writes_systemd_units() {
+    let dir = std::env::temp_dir().join(format!("banyan-launch-units-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("robot.csv");
+    std::fs::write(
+        &csv,
+        "command_string,spawn,topic,append_bp_address,auto_restart,wait\n\
+         banyan sub,no,local,yes,yes,0\n\
+         python3 remote.py,no,pi2,no,no,0\n",
+    )
+    .unwrap();
+    let units = dir.join("units");
+    let out = banyan(&["launch", "--systemd"])
+        .arg(&units)
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("remote launcher"), "{err}");
+    let sub = std::fs::read_to_string(units.join("banyan-robot-banyan.service")).unwrap();
+    assert!(sub.contains(" sub -b 127.0.0.1\n"), "{sub}");
+    assert!(sub.contains("Restart=always"), "{sub}");
+    assert!(units.join("banyan-robot.target").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -255,3 +255,33 @@ fn sub_ends_cleanly_when_its_reader_leaves_like_head_1() {
     assert!(line.starts_with("{\"time\":"), "{line}");
     assert_eq!(status.code(), Some(0), "{status}");
 }
+
+#[test]
+fn launch_exits_on_signals_with_dead_pipes() {
+    let (pp, sp) = (free_port(), free_port());
+    let robot = std::env::temp_dir().join(format!("banyan-robust-{}.toml", std::process::id()));
+    std::fs::write(
+        &robot,
+        format!(
+            "[backplane]\npublisher_port = {pp}\nsubscriber_port = {sp}\n\
+             args = [\"--bind\", \"127.0.0.1\"]\n\
+             [[process]]\nname = \"mon\"\ncommand = [\"banyan\", \"sub\"]\nbackplane_args = true\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = banyan(&["launch"]);
+    cmd.arg(&robot);
+    let g = spawn_deaf(cmd);
+    let bp_probe = Component::connect(component::Config::new("127.0.0.1", pp, sp));
+    let mut bp_probe = bp_probe.unwrap();
+    // Readiness: the launched monitor subscribed (so the backplane is up).
+    assert!(bp_probe.wait_for_subscriber("anything", T).unwrap());
+    expect_clean_exit(g, "TERM", "launch");
+    // The backplane it started is gone too.
+    assert!(wait_until(T, || std::net::TcpStream::connect((
+        "127.0.0.1",
+        sp
+    ))
+    .is_err()));
+    let _ = std::fs::remove_file(&robot);
+}

@@ -13,7 +13,7 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 apt_install() {
   $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "$@"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
 }
 
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
