@@ -89,7 +89,7 @@ fn pub_to_sub_json_round_trip_is_exact_and_stdout_has_only_data() {
         .filter(|l| !l.starts_with("[stderr] "))
         .map(str::to_owned)
         .collect();
-    assert_eq!(stdout, [line.clone()], "{}", s.output());
+    assert_eq!(stdout, std::slice::from_ref(&line), "{}", s.output());
     assert!(s.output().contains("robot/motors"), "{}", s.output());
 }
 

@@ -30,7 +30,7 @@ where
                     Err(_) => rmpv::Value::Binary(p.to_vec()),
                 })
                 .collect();
-            v.sort_by(|a, b| a.to_string().cmp(&b.to_string()));
+            v.sort_by_key(ToString::to_string);
             rmpv::Value::Array(v)
         })
         .collect();

@@ -77,7 +77,7 @@ pub fn run(args: Args, quiet: bool) -> Result<()> {
     config.linger = Duration::ZERO;
     let period = match args.summary {
         s if s > 0.0 && s.is_finite() => Some(Duration::from_secs_f64(s)),
-        s if s == 0.0 => None,
+        0.0 => None,
         s => {
             return Err(output::Failure::usage(format!(
                 "--summary must be a number of seconds >= 0, not {s}"
