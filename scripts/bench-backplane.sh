@@ -14,7 +14,7 @@ LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
 bp() {
   P=$(free_port); S=$(free_port)
-  target/release/backplane -p "$P" -s "$S" --bind 127.0.0.1 "$@" >"$LOG" 2>&1 & BPP=$!
+  target/release/banyan backplane -p "$P" -s "$S" --bind 127.0.0.1 "$@" >"$LOG" 2>&1 & BPP=$!
   for _ in $(seq 1 100); do grep -q "Publisher  Port" "$LOG" && return 0; sleep 0.05; done
   echo "backplane did not start:" >&2; cat "$LOG" >&2; exit 1
 }

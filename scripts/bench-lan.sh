@@ -3,7 +3,7 @@
 #   throughput: one publisher sends COUNT {"value": i} messages to one subscriber
 #               through a backplane on loopback (msgs/s and messages lost);
 #   latency:    echo round trips (median, p99).
-# banyan-rs: the `backplane` binary + `banyan-bench --backplane`.
+# banyan-rs: `banyan backplane` + `banyan-bench --backplane`.
 # python-banyan: its unmodified backplane + BanyanBase components
 #               (tests/lan_py/bench.py), at its default loop time (0.1 s) and at 1 ms.
 # Usage: bash scripts/bench-lan.sh [COUNT (default 1000000)] [ROUND_TRIPS (default 1000)]
@@ -30,7 +30,7 @@ echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---- banyan-rs ----
 P=$(free_port); S=$(free_port)
-"$BIN/backplane" --bind 127.0.0.1 -p "$P" -s "$S" > "$TMP/rs-bp.log" 2>&1 & PIDS+=($!)
+"$BIN/banyan" backplane --bind 127.0.0.1 -p "$P" -s "$S" > "$TMP/rs-bp.log" 2>&1 & PIDS+=($!)
 wait_for "$TMP/rs-bp.log" "Publisher  Port"
 RS_TP=$("$BIN/banyan-bench" --backplane "127.0.0.1:$P:$S" throughput --count "$COUNT")
 RS_LAT=$("$BIN/banyan-bench" --backplane "127.0.0.1:$P:$S" latency --count "$RTTS")
@@ -38,7 +38,7 @@ echo "banyan-rs:     $RS_TP"
 echo "banyan-rs:     $RS_LAT"
 # The same backplane with busy polling (see docs/lan.md).
 P=$(free_port); S=$(free_port)
-"$BIN/backplane" --bind 127.0.0.1 -p "$P" -s "$S" --busy-poll-us 200 > "$TMP/rs-bp2.log" 2>&1 & PIDS+=($!)
+"$BIN/banyan" backplane --bind 127.0.0.1 -p "$P" -s "$S" --busy-poll-us 200 > "$TMP/rs-bp2.log" 2>&1 & PIDS+=($!)
 wait_for "$TMP/rs-bp2.log" "Publisher  Port"
 RS_LAT_BUSY=$("$BIN/banyan-bench" --backplane "127.0.0.1:$P:$S" latency --count "$RTTS")
 echo "banyan-rs:     busy-poll 200 us: $RS_LAT_BUSY"

@@ -7,8 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
-echo "==> building rpi-gateway and robot-demo"
-cargo build --quiet -p banyan-rpi -p banyan-cli --bin rpi-gateway --bin robot-demo
+echo "==> building banyan and robot-demo"
+cargo build --quiet -p banyan-cli --bin banyan --bin robot-demo
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 echo "==> running the demo"
-exec timeout --kill-after=5 60 "$target_dir/debug/robot-demo" --gateway "$target_dir/debug/rpi-gateway" "$@"
+exec timeout --kill-after=5 60 "$target_dir/debug/robot-demo" --banyan "$target_dir/debug/banyan" "$@"

@@ -5,16 +5,26 @@
 #   fmt, clippy -D warnings, host tests, docs -D warnings, the no_std core
 #   for thumbv6m/thumbv7em with and without defmt, and every step in
 #   scripts/ci.d/*.sh (firmware link + QEMU, cross builds, interop, ...).
-# Usage: bash scripts/test.sh
+# Usage: bash scripts/test.sh [--quick]
+#   --quick: fmt, clippy and the host tests only (no setup, docs, no_std
+#            builds or scripts/ci.d steps): the check to run before a commit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+QUICK=0
+case "${1:-}" in
+  --quick) QUICK=1 ;;
+  "") ;;
+  *) echo "usage: bash scripts/test.sh [--quick]" >&2; exit 2 ;;
+esac
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "setup"
-bash scripts/setup.sh
+if [ "$QUICK" = 0 ]; then
+  step "setup"
+  bash scripts/setup.sh
+fi
 
 step "cargo fmt --check"
 cargo fmt --all --check
@@ -24,6 +34,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "host tests"
 cargo test --workspace --locked
+
+if [ "$QUICK" = 1 ]; then
+  step "quick checks passed (fmt, clippy, host tests)"
+  exit 0
+fi
 
 step "docs (warnings denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked

@@ -26,7 +26,18 @@ use common::{cargo_bin, python, wait_until, Proc};
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 fn gateway_bin() -> PathBuf {
+<<<<<<< HEAD
     cargo_bin("banyan-rpi", "rpi-gateway")
+=======
+    cargo_bin("banyan-cli", "banyan")
+}
+
+/// `banyan rpi-gateway`.
+fn gateway_cmd() -> Command {
+    let mut cmd = Command::new(gateway_bin());
+    cmd.arg("rpi-gateway");
+    cmd
+>>>>>>> cli
 }
 
 /// A temporary file removed on drop.
@@ -64,7 +75,7 @@ fn rig(config: Option<&str>) -> Rig {
         fs::write(&f.0, text).unwrap();
         f
     });
-    let mut cmd = Command::new(gateway_bin());
+    let mut cmd = gateway_cmd();
     cmd.args(["--sim", "-v", "-b", "127.0.0.1", "-p"])
         .arg(pp.to_string())
         .arg("-s")
@@ -265,7 +276,7 @@ fn assert_safe_at_exit(log: &str) {
     assert!(log.contains("stopped; outputs in safe state"), "{log}");
     let mut last = std::collections::BTreeMap::new();
     for l in log.lines() {
-        if let Some(rest) = l.trim_start_matches("[stderr] ").strip_prefix("sim: GPIO") {
+        if let Some((_, rest)) = l.split_once("sim: GPIO") {
             let (pin, what) = rest.split_once(' ').unwrap();
             if what.starts_with("duty") || what.starts_with("level") {
                 last.insert(pin.to_owned(), what.to_owned());
@@ -340,7 +351,7 @@ fn losing_the_backplane_stops_the_motors() {
 fn bad_config_is_a_clear_error() {
     let bad = TempFile::new("bad.toml");
     fs::write(&bad.0, "[motors.left]\npwm = 18\nin1 = 5\nin2 = 18\n").unwrap();
-    let out = Command::new(gateway_bin())
+    let out = gateway_cmd()
         .args(["--sim", "--config"])
         .arg(&bad.0)
         .output()
@@ -351,7 +362,7 @@ fn bad_config_is_a_clear_error() {
         err.contains("motors.left.in2") && err.contains("already used by motors.left.pwm"),
         "{err}"
     );
-    let out = Command::new(gateway_bin())
+    let out = gateway_cmd()
         .args(["--check-config", "--config"])
         .arg(common::workspace_root().join("deploy/rpi-gateway.toml"))
         .output()

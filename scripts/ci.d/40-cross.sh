@@ -17,7 +17,7 @@ done
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
 fi
 installed=$(rustup target list --installed)
 for t in aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf; do
@@ -25,13 +25,14 @@ for t in aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf; do
 done
 
 for t in aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf; do
-  echo "--> $t: build gateways (lib + binaries)"
+  echo "--> $t: build the gateways and the banyan command"
   start=$SECONDS
-  cargo build --locked -p banyan-rpi -p banyan-serial --target "$t" --lib --bins
+  cargo build --locked -p banyan-rpi -p banyan-serial --target "$t" --lib
+  cargo build --locked -p banyan-cli --target "$t" --bin banyan
   echo "--> $t: rpi-gateway unit tests under qemu-user"
   cargo test --locked -p banyan-rpi --target "$t" --lib
-  echo "--> $t: rpi-gateway --check-config under qemu-user"
+  echo "--> $t: banyan rpi-gateway --check-config under qemu-user"
   runner=$([ "$t" = armv7-unknown-linux-gnueabihf ] && echo "qemu-arm -L /usr/arm-linux-gnueabihf" || echo "qemu-aarch64 -L /usr/aarch64-linux-gnu")
-  $runner "target/$t/debug/rpi-gateway" --check-config --config deploy/rpi-gateway.toml >/dev/null
+  $runner "target/$t/debug/banyan" rpi-gateway --check-config --config deploy/rpi-gateway.toml >/dev/null
   echo "--> $t: done in $((SECONDS - start)) s"
 done

@@ -7,16 +7,17 @@
 # No --locked: firmware/Cargo.lock is committed, but the core it builds is
 # edited in the host workspace; cargo adds what a core change needs.
 set -euo pipefail
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 cd "$(dirname "$0")/../../firmware"
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
 if ! command -v arm-none-eabi-size >/dev/null; then
-  apt-get update -q
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q binutils-arm-none-eabi
+  $SUDO apt-get update -q
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q binutils-arm-none-eabi
 fi
 command -v qemu-system-arm >/dev/null || {
-  apt-get update -q
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q qemu-system-arm
+  $SUDO apt-get update -q
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q qemu-system-arm
 }
 
 echo "-- firmware: fmt"

@@ -250,6 +250,20 @@ impl Proc {
         }
     }
 
+    /// Waits until everything printed so far (stdout and stderr, see
+    /// [`Proc::output`]) satisfies `pred`, e.g. a line on stderr.
+    ///
+    /// # Panics
+    /// On timeout, showing the output.
+    pub fn wait_output(&self, timeout: Duration, pred: impl Fn(&str) -> bool) {
+        assert!(
+            wait_until(timeout, || pred(&self.output())),
+            "{}: expected output not printed within {timeout:?}; output:\n{}",
+            self.name,
+            self.output()
+        );
+    }
+
     /// The OS process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)

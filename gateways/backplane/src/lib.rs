@@ -79,6 +79,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+mod census;
 mod libzmq;
 mod native;
 
@@ -324,6 +325,8 @@ struct Reporter {
     name: String,
     last_warn: Option<Instant>,
     dropped_at_warn: u64,
+    /// A report was requested (see `census`).
+    requested: bool,
 }
 
 impl Reporter {
@@ -338,6 +341,7 @@ impl Reporter {
             name: config.name.clone(),
             last_warn: None,
             dropped_at_warn: stats.dropped,
+            requested: false,
         }
     }
 
@@ -363,12 +367,18 @@ impl Reporter {
     /// The statistics payload when a report is due and a counter changed
     /// since the last one sent; call [`Reporter::reported`] once sent.
     fn due(&mut self, now: Instant) -> Option<Vec<u8>> {
+        self.due_value(now)
+            .map(|v| banyan_component::wire::encode_value(&v))
+    }
+
+    /// [`Reporter::due`] before encoding.
+    fn due_value(&mut self, now: Instant) -> Option<rmpv::Value> {
         let at = self.next_report?;
         if now < at {
             return None;
         }
         self.next_report = Some(now + self.interval);
-        if self.stats == self.reported {
+        if self.stats == self.reported && !self.requested {
             return None;
         }
         let s = self.stats;
@@ -383,11 +393,12 @@ impl Reporter {
             ("oversize".into(), s.oversize.into()),
             ("refused".into(), s.refused.into()),
         ]);
-        Some(banyan_component::wire::encode_value(&value))
+        Some(value)
     }
 
     fn reported(&mut self) {
         self.reported = self.stats;
+        self.requested = false;
     }
 }
 

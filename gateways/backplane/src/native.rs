@@ -792,6 +792,9 @@ impl<'a> Forwarder<'a> {
             },
         };
         if let Some((topic, subscribe)) = changed {
+            if subscribe {
+                super::census::subscribed(&mut self.reporter, topic);
+            }
             self.upstream_change(topic, subscribe);
         }
     }
@@ -946,9 +949,18 @@ impl<'a> Forwarder<'a> {
 
     fn report(&mut self, now: Instant) {
         self.reporter.warn_if_due(now);
-        let Some(payload) = self.reporter.due(now) else {
+        let Some(mut value) = self.reporter.due_value(now) else {
             return;
         };
+        super::census::add_subscribers(
+            &mut value,
+            self.connections
+                .iter()
+                .flatten()
+                .filter(|c| c.role == Role::Subscriber && c.phase == Phase::Traffic)
+                .map(|c| c.subscriptions.keys().map(Vec::as_slice)),
+        );
+        let payload = banyan_component::wire::encode_value(&value);
         let mut message = Vec::with_capacity(payload.len() + 32);
         zmtp::put_frame(&mut message, zmtp::MORE, super::STATS_TOPIC.as_bytes());
         zmtp::put_frame(&mut message, 0, &payload);

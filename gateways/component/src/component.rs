@@ -258,10 +258,14 @@ pub struct Component {
     send_dropped: u64,
     topics: Vec<String>,
     scratch: Vec<u8>,
+<<<<<<< HEAD
     /// Conflated messages held back within a batch: per conflated topic
     /// (index as in `config.conflate`), in arrival order.
     held: Vec<Vec<Held>>,
     stale: u64,
+=======
+    feedback: crate::feedback::Feedback,
+>>>>>>> cli
     _context: zmq::Context,
 }
 
@@ -499,8 +503,19 @@ impl Component {
                 endpoint: sub_endpoint,
                 source,
             })?;
+<<<<<<< HEAD
         let held = config.conflate.iter().map(|_| Vec::new()).collect();
+=======
+        let feedback = crate::feedback::Feedback::new(
+            config.name.clone(),
+            config.address.clone(),
+            config.publisher_port,
+            config.subscriber_port,
+            Instant::now(),
+        );
+>>>>>>> cli
         Ok(Component {
+            feedback,
             publisher,
             subscriber,
             monitor,
@@ -712,8 +727,16 @@ impl Component {
         loop {
             let frame = match self.monitor.recv_msg(zmq::DONTWAIT) {
                 Ok(f) => f,
+<<<<<<< HEAD
                 Err(zmq::Error::EAGAIN) => return Ok(()),
                 Err(e) => return Err(zmq_error(e)),
+=======
+                Err(zmq::Error::EAGAIN) => {
+                    self.feedback.poll(Instant::now());
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+>>>>>>> cli
             };
             // Event frames are [u16 event, u32 value] then the endpoint.
             if frame.get_more() {
@@ -725,11 +748,11 @@ impl Component {
             let event = u16::from_ne_bytes([a, b]);
             if event == zmq::SocketEvent::HANDSHAKE_SUCCEEDED as u16 {
                 self.link = LinkState::Up;
-                log::info!("{}: backplane connected", self.config.name);
+                self.feedback.up(Instant::now());
                 self.pending.push_back(Event::BackplaneUp);
             } else if event == zmq::SocketEvent::DISCONNECTED as u16 {
                 self.link = LinkState::Down;
-                log::warn!("{}: backplane connection lost", self.config.name);
+                self.feedback.down(Instant::now());
                 self.pending.push_back(Event::BackplaneDown);
             }
         }
@@ -900,6 +923,18 @@ impl Component {
             if ms == 0 {
                 return Ok(None);
             }
+            // Wake for the connection feedback's next line too.
+            let ms = match self.feedback.next_deadline() {
+                Some(at) => {
+                    let f = poll_timeout(Some(at)).max(1);
+                    if ms < 0 {
+                        f
+                    } else {
+                        ms.min(f)
+                    }
+                }
+                None => ms,
+            };
             let mut items = self.poll_items();
             if interrupted(zmq::poll(&mut items, ms)).map_err(zmq_error)? {
                 return Ok(None);

@@ -63,6 +63,10 @@
 //!   "slow joiner" effect. With Python's backplane (which subscribes to
 //!   everything) it returns as soon as the backplane is connected.
 //!
+//! - Every component says in its log when it has waited 2 s for the
+//!   backplane (and the likely causes), when it connects and when it loses
+//!   the connection: see [`feedback`].
+//!
 //! # Integrating with other file descriptors
 //! A gateway that also waits on a serial port, a GPIO wake-up or a timer
 //! uses the [`driver`]: one run loop over the component's sockets, its own
@@ -81,10 +85,14 @@
 
 #[cfg(feature = "libzmq")]
 mod component;
+<<<<<<< HEAD
 pub mod conflate;
 #[cfg(feature = "libzmq")]
 pub mod driver;
 pub mod logging;
+=======
+pub mod feedback;
+>>>>>>> cli
 #[cfg(feature = "libzmq")]
 pub mod monitor;
 #[cfg(feature = "libzmq")]

@@ -22,9 +22,10 @@ use rmpv::Value;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// The rpi-gateway binary (default: next to this one).
+    /// The `banyan` binary that runs `banyan rpi-gateway` (default: next to
+    /// this one).
     #[arg(long)]
-    gateway: Option<PathBuf>,
+    banyan: Option<PathBuf>,
     /// Show every simulated pin change logged by the gateway.
     #[arg(short = 'v', long)]
     verbose: bool,
@@ -227,11 +228,11 @@ fn main() -> ExitCode {
 }
 
 fn demo(args: Args) -> Result<(), String> {
-    let gateway = match args.gateway {
+    let gateway = match args.banyan {
         Some(p) => p,
         None => std::env::current_exe()
             .map_err(|e| e.to_string())?
-            .with_file_name("rpi-gateway"),
+            .with_file_name("banyan"),
     };
     let bp = Backplane::bind(&backplane::Config::new("127.0.0.1", 0, 0))
         .map_err(|e| format!("backplane: {e}"))?;
@@ -241,7 +242,7 @@ fn demo(args: Args) -> Result<(), String> {
 
     let mut gw_cmd = Command::new(&gateway);
     gw_cmd
-        .args(["--sim", "-b", "127.0.0.1", "-p"])
+        .args(["rpi-gateway", "--sim", "-b", "127.0.0.1", "-p"])
         .arg(pp.to_string())
         .arg("-s")
         .arg(sp.to_string())
@@ -255,7 +256,10 @@ fn demo(args: Args) -> Result<(), String> {
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", gateway.display()))?;
     let mut child = ChildGuard(Some(child));
-    println!("robot-demo: started {} --sim", gateway.display());
+    println!(
+        "robot-demo: started {} rpi-gateway --sim",
+        gateway.display()
+    );
 
     let mut cc = component::Config::new("127.0.0.1", pp, sp);
     cc.name = "robot-demo".into();

@@ -1,0 +1,123 @@
+//! `banyan backplane`: the backplane (XSUB/XPUB forwarder), flag-compatible
+//! with Python Banyan's `backplane` (`-n`, `-p`, `-s`; `-t` is accepted and
+//! ignored: there is no loop time).
+//!
+//! The banner (with the ports actually bound, so `-p 0 -s 0` can be used)
+//! and the counters at exit are printed on stdout; logs on stderr. SIGINT or
+//! SIGTERM stops it cleanly whatever state stdout and stderr are in.
+
+use std::time::Duration;
+
+use banyan_backplane::{Backplane, Config, Engine};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::output::{self, Failure, Result};
+
+/// Flags of `banyan backplane`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Name of this backplane (banner, stats reports).
+    #[arg(short = 'n', long = "name", default_value = "")]
+    pub name: String,
+    /// Publisher port (components' publishers connect here); 0 = any free port.
+    #[arg(
+        short = 'p',
+        long = "publisher-port",
+        value_name = "PORT",
+        default_value_t = 43124
+    )]
+    pub publisher_port: u16,
+    /// Subscriber port (components' subscribers connect here); 0 = any free port.
+    #[arg(
+        short = 's',
+        long = "subscriber-port",
+        value_name = "PORT",
+        default_value_t = 43125
+    )]
+    pub subscriber_port: u16,
+    /// Address to listen on: 0.0.0.0 = all interfaces (anyone who can reach
+    /// this machine may publish and subscribe), 127.0.0.1 = this machine only.
+    #[arg(long, value_name = "ADDRESS", default_value = "0.0.0.0")]
+    pub bind: String,
+    /// Per-connection queue limit in messages (0 = unlimited).
+    #[arg(long, default_value_t = banyan_component::DEFAULT_HWM)]
+    pub hwm: i32,
+    /// Per-subscriber queue limit in bytes (native engine; 0 = none): a
+    /// queue is full at --hwm messages or this many bytes.
+    #[arg(long, default_value_t = banyan_backplane::DEFAULT_QUEUE_BYTES)]
+    pub queue_bytes: usize,
+    /// How long (ms) a message for a subscriber whose queue is full is
+    /// retried, with publishers paused, before it is dropped and counted.
+    #[arg(long, default_value_t = 1000)]
+    pub stall_ms: u64,
+    /// Publish the counters on topic `banyan_backplane` every this many
+    /// seconds when something changed; 0 = never.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    pub stats_interval: f64,
+    /// Largest message in bytes (all frames) that is forwarded; larger ones
+    /// are skipped and counted (native engine).
+    #[arg(long, default_value_t = banyan_backplane::DEFAULT_MAX_MESSAGE)]
+    pub max_message: usize,
+    /// Forwarding engine: `native` (one thread speaking ZMTP) or `libzmq`.
+    #[arg(long, default_value = "native")]
+    pub engine: Engine,
+    /// Busy polling (native engine), in microseconds: while messages arrive
+    /// less than this apart, poll instead of sleeping. 0 = off. Try 200.
+    #[arg(long, default_value_t = banyan_backplane::DEFAULT_BUSY_POLL.as_micros() as u64)]
+    pub busy_poll_us: u64,
+    /// Python Banyan's loop time; accepted for compatibility and ignored.
+    #[arg(short = 't', hide = true)]
+    pub loop_time: Option<String>,
+}
+
+/// Runs the backplane until SIGINT/SIGTERM.
+///
+/// # Errors
+/// Bad flags (exit 2), ports in use or other bind errors (exit 1).
+pub fn run(args: Args) -> Result<()> {
+    let stats_interval = Duration::try_from_secs_f64(args.stats_interval).map_err(|_| {
+        Failure::usage(format!(
+            "--stats-interval must be a number of seconds >= 0, not {}",
+            args.stats_interval
+        ))
+    })?;
+    let mut config = Config::new(args.bind, args.publisher_port, args.subscriber_port);
+    config.name = args.name;
+    config.hwm = args.hwm;
+    config.queue_bytes = args.queue_bytes;
+    config.stall = Duration::from_millis(args.stall_ms);
+    config.stats_interval = stats_interval;
+    config.max_message = args.max_message;
+    config.engine = args.engine;
+    config.busy_poll = Duration::from_micros(args.busy_poll_us);
+    // Signals first: a SIGTERM right after start must not be lost.
+    let mut signals = Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| Failure::new(1, format!("cannot install signal handlers: {e}")))?;
+    let backplane = Backplane::bind(&config).map_err(|e| Failure::new(1, e.to_string()))?;
+    let handle = backplane.shutdown_handle();
+    let signal_handle = signals.handle();
+    let waiter = std::thread::spawn(move || {
+        // Nothing here may panic (a dead stderr included): the shutdown
+        // must happen whatever the log does.
+        if let Some(signal) = signals.forever().next() {
+            handle.shutdown();
+            log::info!(target: "banyan", "stopping (signal {signal})");
+        }
+    });
+    let mut out = output::Stdout::default();
+    // stdout may be closed or dead: the banner is informational.
+    let _ = out.line(&backplane.banner()).and_then(|()| out.flush());
+    let stats = backplane.shutdown_handle();
+    let result = backplane.run();
+    signal_handle.close();
+    let _ = waiter.join();
+    let s = stats.stats();
+    let _ = out
+        .line(&format!(
+            "backplane exiting: {} forwarded, {} dropped, {} stalls; {} unmatched, {} undelivered, {} oversize, {} connections refused",
+            s.forwarded, s.dropped, s.stalls, s.unmatched, s.undelivered, s.oversize, s.refused
+        ))
+        .and_then(|()| out.flush());
+    result.map_err(|e| Failure::new(1, e.to_string()))
+}

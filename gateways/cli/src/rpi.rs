@@ -1,0 +1,185 @@
+//! `banyan rpi-gateway`: drives a Raspberry Pi's GPIO (motors, LEDs,
+//! OneGPIO commands) from the backplane. Off a Pi, or with `--sim`, it
+//! simulates the pins. See `docs/rpi-gateway.md`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use banyan_component::Component;
+use banyan_rpi::backend::{self, Backend, Selected};
+use banyan_rpi::config::Config;
+use banyan_rpi::gateway::Gateway;
+
+use crate::output::{self, Failure, Result};
+
+/// The config file used when `--config` is not given, if it exists.
+pub const SYSTEM_CONFIG: &str = "/etc/banyan/rpi-gateway.toml";
+
+/// Flags of `banyan rpi-gateway`. `-b`, `-p` and `-s` override the config
+/// file's `[backplane]` table.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Backplane host (default: the config's backplane.address).
+    #[arg(
+        short = 'b',
+        long = "backplane",
+        env = "BANYAN_BACKPLANE",
+        value_name = "HOST"
+    )]
+    pub backplane: Option<String>,
+    /// The backplane's publisher port (default: the config's, 43124).
+    #[arg(short = 'p', long = "publisher-port", value_name = "PORT")]
+    pub publisher_port: Option<u16>,
+    /// The backplane's subscriber port (default: the config's, 43125).
+    #[arg(short = 's', long = "subscriber-port", value_name = "PORT")]
+    pub subscriber_port: Option<u16>,
+    /// Name of this gateway (banner, logs).
+    #[arg(short = 'n', long = "name", default_value = "rpi-gateway")]
+    pub name: String,
+    /// TOML config file (default: /etc/banyan/rpi-gateway.toml if present,
+    /// else the built-in default robot).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Simulate the pins even on a Raspberry Pi.
+    #[arg(long)]
+    pub sim: bool,
+    /// Check the config, print it (TOML) and exit.
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+/// Loads the config named by the flags; errors name the file.
+fn load(args: &Args) -> Result<(Config, Option<PathBuf>)> {
+    let path = match &args.config {
+        Some(p) => Some(p.clone()),
+        None if Path::new(SYSTEM_CONFIG).exists() => Some(PathBuf::from(SYSTEM_CONFIG)),
+        None => None,
+    };
+    let Some(path) = path else {
+        log::info!(target: "banyan", "no --config: using the built-in default robot");
+        return Ok((Config::default(), None));
+    };
+    let cfg = match Config::load(&path) {
+        Ok(c) => c,
+        // Read errors name the file already.
+        Err(e @ banyan_rpi::config::Error::Read { .. }) => {
+            return Err(Failure::usage(e.to_string()))
+        }
+        Err(e) => return Err(Failure::usage(format!("{}: {e}", path.display()))),
+    };
+    log::info!(target: "banyan", "config {}", path.display());
+    if cfg.motors.is_empty() && cfg.leds.is_empty() {
+        log::warn!(
+            "{}: no [motors.*] and no [leds.*]: run_motors and light_leds will do nothing \
+             (only OneGPIO commands work); see deploy/rpi-gateway.toml",
+            path.display()
+        );
+    }
+    Ok((cfg, Some(path)))
+}
+
+fn quote(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+fn key(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        s.to_owned()
+    } else {
+        quote(s)
+    }
+}
+
+/// The config as TOML text (what `--check-config` prints; it loads back to
+/// the same config).
+pub fn config_toml(cfg: &Config) -> String {
+    let mut s = String::new();
+    let b = &cfg.backplane;
+    let t = &cfg.topics;
+    let sa = &cfg.safety;
+    let _ = writeln!(s, "[backplane]");
+    let _ = writeln!(s, "address = {}", quote(&b.address));
+    let _ = writeln!(s, "publisher_port = {}", b.publisher_port);
+    let _ = writeln!(s, "subscriber_port = {}", b.subscriber_port);
+    let _ = writeln!(s, "\n[topics]");
+    let _ = writeln!(s, "run_motors = {}", quote(&t.run_motors));
+    let _ = writeln!(s, "light_leds = {}", quote(&t.light_leds));
+    let _ = writeln!(s, "commands = {}", quote(&t.commands));
+    let _ = writeln!(s, "reports = {}", quote(&t.reports));
+    let _ = writeln!(s, "\n[safety]");
+    let _ = writeln!(s, "deadman_timeout_ms = {}", sa.deadman_timeout_ms);
+    let _ = writeln!(s, "state_interval_ms = {}", sa.state_interval_ms);
+    let _ = writeln!(s, "max_run_ms = {}", sa.max_run_ms);
+    for (name, m) in &cfg.motors {
+        let _ = writeln!(s, "\n[motors.{}]", key(name));
+        let _ = writeln!(s, "pwm = {}", m.pwm);
+        let _ = writeln!(s, "in1 = {}", m.in1);
+        let _ = writeln!(s, "in2 = {}", m.in2);
+        let _ = writeln!(s, "invert = {}", m.invert);
+        let _ = writeln!(s, "max_duty = {:?}", m.max_duty);
+        let _ = writeln!(s, "pwm_frequency_hz = {}", m.pwm_frequency_hz);
+    }
+    for (name, l) in &cfg.leds {
+        let _ = writeln!(s, "\n[leds.{}]", key(name));
+        let _ = writeln!(s, "pin = {}", l.pin);
+        let _ = writeln!(s, "pwm = {}", l.pwm);
+        let _ = writeln!(s, "active_low = {}", l.active_low);
+    }
+    s
+}
+
+fn serve<B: Backend>(backend: B, cfg: Config, args: &Args) -> Result<()> {
+    let stop = output::stop_flag()?;
+    let mut cc = banyan_component::Config::new(
+        args.backplane
+            .clone()
+            .unwrap_or_else(|| cfg.backplane.address.clone()),
+        args.publisher_port.unwrap_or(cfg.backplane.publisher_port),
+        args.subscriber_port
+            .unwrap_or(cfg.backplane.subscriber_port),
+    );
+    cc.name = args.name.clone();
+    let mut gw =
+        Gateway::new(backend, cfg, Instant::now()).map_err(|e| Failure::new(1, e.to_string()))?;
+    let mut comp = Component::connect(cc).map_err(crate::args::component_error)?;
+    output::note(&crate::args::banner_line(comp.config()));
+    let result = banyan_rpi::run::run(&mut gw, &mut comp, &stop);
+    output::note("stopped; outputs in safe state");
+    result.map_err(crate::args::component_error)
+}
+
+/// Runs the gateway (or checks its config).
+///
+/// # Errors
+/// Config errors (exit 2, naming the file), GPIO or backplane failures.
+pub fn run(args: Args, verbose: bool) -> Result<()> {
+    let (cfg, _path) = load(&args)?;
+    if args.check_config {
+        return output::write_stdout(config_toml(&cfg).as_bytes());
+    }
+    match backend::select(args.sim).map_err(|e| Failure::new(1, e.to_string()))? {
+        Selected::Sim(b) => {
+            b.board().set_echo(verbose);
+            serve(b, cfg, &args)
+        }
+        Selected::Rppal(b) => serve(b, cfg, &args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_dump_is_toml_that_loads_back() {
+        let cfg = Config::default();
+        let text = config_toml(&cfg);
+        assert!(text.contains("[motors.left]\npwm = 18\n"), "{text}");
+        assert!(!text.contains("Config {"), "{text}");
+        assert_eq!(Config::from_toml_str(&text).unwrap(), cfg);
+    }
+}
