@@ -33,11 +33,7 @@ fn backplane_bin() -> (Proc, u16, u16) {
 }
 
 fn backplane_bin_with(args: &[&str]) -> (Proc, u16, u16) {
-<<<<<<< HEAD
-    let mut cmd = Command::new(cargo_bin("banyan-backplane", "backplane"));
-=======
     let mut cmd = banyan("backplane");
->>>>>>> cli
     cmd.args(["--bind", "127.0.0.1", "-p", "0", "-s", "0"])
         .args(args);
     let mut bp = Proc::spawn("backplane", cmd);
@@ -68,11 +64,7 @@ fn backplane_binary_forwards_and_exits_cleanly_on_sigint_and_sigterm() {
     assert_eq!(m.payload, [0x81, 0xa5, b'v', b'a', b'l', b'u', b'e', 0x01]);
 
     // A second backplane on the same port: clear error, exit code 1.
-<<<<<<< HEAD
-    let mut cmd = Command::new(cargo_bin("banyan-backplane", "backplane"));
-=======
     let mut cmd = banyan("backplane");
->>>>>>> cli
     cmd.args(["--bind", "127.0.0.1", "-p", &publ.to_string(), "-s", "0"]);
     let mut clash = Proc::spawn("backplane-clash", cmd);
     assert_eq!(clash.wait_exit(T).code(), Some(1));
@@ -115,11 +107,7 @@ fn hostile_input_is_counted_and_never_stops_subscribers_or_monitor() {
     small_cfg.limits.max_payload = 1 << 20;
     let mut small = Component::connect(small_cfg).unwrap();
     small.subscribe("").unwrap();
-<<<<<<< HEAD
-    let mut cmd = Command::new(cargo_bin("banyan-cli", "monitor"));
-=======
     let mut cmd = banyan("monitor");
->>>>>>> cli
     cmd.args([
         "-b",
         "127.0.0.1",
@@ -456,11 +444,7 @@ fn backplane_binary_logs_publishes_and_prints_its_drops() {
         "--stats-interval",
         "0.1",
     ]);
-<<<<<<< HEAD
-    let mut cmd = Command::new(cargo_bin("banyan-cli", "monitor"));
-=======
     let mut cmd = banyan("monitor");
->>>>>>> cli
     cmd.args(["-p", &publ.to_string(), "-s", &sub.to_string()])
         .args(["-t", backplane::STATS_TOPIC, "--summary", "0"]);
     let mut monitor = Proc::spawn("monitor", cmd);

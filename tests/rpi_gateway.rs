@@ -26,9 +26,6 @@ use common::{cargo_bin, python, wait_until, Proc};
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 fn gateway_bin() -> PathBuf {
-<<<<<<< HEAD
-    cargo_bin("banyan-rpi", "rpi-gateway")
-=======
     cargo_bin("banyan-cli", "banyan")
 }
 
@@ -37,7 +34,6 @@ fn gateway_cmd() -> Command {
     let mut cmd = Command::new(gateway_bin());
     cmd.arg("rpi-gateway");
     cmd
->>>>>>> cli
 }
 
 /// A temporary file removed on drop.

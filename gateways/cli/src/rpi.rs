@@ -41,6 +41,11 @@ pub struct Args {
     /// else the built-in default robot).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Prefix every topic of the config's `[topics]` with this, e.g.
+    /// `robot1/` subscribes to `robot1/run_motors` and reports on
+    /// `robot1/from_rpi_gateway`, so several robots share one backplane.
+    #[arg(long, value_name = "PREFIX")]
+    pub topic_prefix: Option<String>,
     /// Simulate the pins even on a Raspberry Pi.
     #[arg(long)]
     pub sim: bool,
@@ -143,6 +148,8 @@ fn serve<B: Backend>(backend: B, cfg: Config, args: &Args) -> Result<()> {
             .unwrap_or(cfg.backplane.subscriber_port),
     );
     cc.name = args.name.clone();
+    // Of a backlog of run_motors only the newest counts (fresh commands).
+    cc.conflate = vec![cfg.topics.run_motors.clone()];
     let mut gw =
         Gateway::new(backend, cfg, Instant::now()).map_err(|e| Failure::new(1, e.to_string()))?;
     let mut comp = Component::connect(cc).map_err(crate::args::component_error)?;
@@ -157,7 +164,18 @@ fn serve<B: Backend>(backend: B, cfg: Config, args: &Args) -> Result<()> {
 /// # Errors
 /// Config errors (exit 2, naming the file), GPIO or backplane failures.
 pub fn run(args: Args, verbose: bool) -> Result<()> {
-    let (cfg, _path) = load(&args)?;
+    let (mut cfg, _path) = load(&args)?;
+    if let Some(p) = &args.topic_prefix {
+        let t = &mut cfg.topics;
+        for topic in [
+            &mut t.run_motors,
+            &mut t.light_leds,
+            &mut t.commands,
+            &mut t.reports,
+        ] {
+            topic.insert_str(0, p);
+        }
+    }
     if args.check_config {
         return output::write_stdout(config_toml(&cfg).as_bytes());
     }

@@ -32,9 +32,32 @@ pub struct Args {
     /// Backplane messages held while the device has no credit.
     #[arg(long, default_value_t = 32)]
     pub queue: usize,
+    /// A control topic: of a backlog of commands on it only the newest is
+    /// forwarded, and a queued one is replaced by a newer one (repeatable;
+    /// backplane names). Default: run_motors. `--conflate ''` turns it off.
+    #[arg(long = "conflate", default_values_t = ["run_motors".to_string()])]
+    pub conflate: Vec<String>,
+    /// Drop a message that waited this long (ms) for device credit instead of
+    /// sending it late.
+    #[arg(long, default_value_t = 250)]
+    pub max_queue_age_ms: u64,
+    /// Prefix for the device's topics on the backplane, e.g. `robot1/`: the
+    /// device's `run_motors` is the backplane's `robot1/run_motors`.
+    #[arg(long, default_value = "")]
+    pub topic_prefix: String,
+    /// Map device topics starting with FROM to backplane topics starting
+    /// with TO (repeatable, tried in order, before --topic-prefix).
+    #[arg(long = "remap", value_name = "FROM=TO", value_parser = parse_remap)]
+    pub remap: Vec<(String, String)>,
     /// Python Banyan's loop time; accepted for compatibility and ignored.
     #[arg(short = 't', hide = true)]
     pub loop_time: Option<String>,
+}
+
+fn parse_remap(s: &str) -> std::result::Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .ok_or_else(|| format!("expected FROM=TO, got {s:?}"))
 }
 
 /// Runs the gateway until SIGINT/SIGTERM.
@@ -43,13 +66,22 @@ pub struct Args {
 /// Backplane configuration errors.
 pub fn run(args: Args) -> Result<()> {
     let stop = output::stop_flag()?;
-    let backplane: component::Config = args.connect.config(&args.name);
+    let mut backplane: component::Config = args.connect.config(&args.name);
+    let conflate: Vec<String> = args
+        .conflate
+        .into_iter()
+        .filter(|t| !t.is_empty())
+        .collect();
+    backplane.conflate = conflate.clone();
     let mut config = serial::Config::new(backplane, args.device);
     config.baud = args.baud;
     config.bridge.name = args.name;
     config.bridge.status_topic = args.status_topic;
     config.bridge.status_interval_ms = args.status_interval_ms.max(1);
     config.bridge.queue_limit = args.queue;
+    config.bridge.conflate = conflate;
+    config.bridge.max_queue_age_ms = args.max_queue_age_ms;
+    config.bridge.topics = serial::TopicMap::new(args.topic_prefix, args.remap);
     output::note(&format!(
         "{}; device {} (baud {})",
         crate::args::banner_line(&config.backplane),

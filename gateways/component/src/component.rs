@@ -258,14 +258,11 @@ pub struct Component {
     send_dropped: u64,
     topics: Vec<String>,
     scratch: Vec<u8>,
-<<<<<<< HEAD
     /// Conflated messages held back within a batch: per conflated topic
     /// (index as in `config.conflate`), in arrival order.
     held: Vec<Vec<Held>>,
     stale: u64,
-=======
     feedback: crate::feedback::Feedback,
->>>>>>> cli
     _context: zmq::Context,
 }
 
@@ -503,9 +500,7 @@ impl Component {
                 endpoint: sub_endpoint,
                 source,
             })?;
-<<<<<<< HEAD
         let held = config.conflate.iter().map(|_| Vec::new()).collect();
-=======
         let feedback = crate::feedback::Feedback::new(
             config.name.clone(),
             config.address.clone(),
@@ -513,7 +508,6 @@ impl Component {
             config.subscriber_port,
             Instant::now(),
         );
->>>>>>> cli
         Ok(Component {
             feedback,
             publisher,
@@ -727,16 +721,11 @@ impl Component {
         loop {
             let frame = match self.monitor.recv_msg(zmq::DONTWAIT) {
                 Ok(f) => f,
-<<<<<<< HEAD
-                Err(zmq::Error::EAGAIN) => return Ok(()),
-                Err(e) => return Err(zmq_error(e)),
-=======
                 Err(zmq::Error::EAGAIN) => {
                     self.feedback.poll(Instant::now());
                     return Ok(());
                 }
-                Err(e) => return Err(e.into()),
->>>>>>> cli
+                Err(e) => return Err(zmq_error(e)),
             };
             // Event frames are [u16 event, u32 value] then the endpoint.
             if frame.get_more() {

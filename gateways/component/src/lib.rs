@@ -85,14 +85,11 @@
 
 #[cfg(feature = "libzmq")]
 mod component;
-<<<<<<< HEAD
 pub mod conflate;
 #[cfg(feature = "libzmq")]
 pub mod driver;
 pub mod logging;
-=======
 pub mod feedback;
->>>>>>> cli
 #[cfg(feature = "libzmq")]
 pub mod monitor;
 #[cfg(feature = "libzmq")]

@@ -403,11 +403,7 @@ impl<B: Backend> Gateway<B> {
                 }
                 Err(e) => {
                     // Cannot happen for our reports; never panic over it.
-<<<<<<< HEAD
-                    log::error!("rpi-gateway: report not encodable: {e}");
-=======
                     log::error!("report not encodable: {e}");
->>>>>>> cli
                     return self.report_bytes(Vec::new());
                 }
             }
@@ -632,11 +628,7 @@ impl<B: Backend> Gateway<B> {
     /// reports), e.g. when the backplane connection is lost.
     pub fn stop_motors(&mut self, reason: &'static str) {
         if let Err(e) = self.motors.stop_all() {
-<<<<<<< HEAD
-            log::error!("rpi-gateway: stopping motors failed: {e}");
-=======
             log::error!("stopping motors failed: {e}");
->>>>>>> cli
         }
         self.stopped_by = Some(reason);
     }
@@ -934,11 +926,7 @@ fn watch_input<B: Backend>(
         Ok(true) => Some(id),
         Ok(false) => None,
         Err(e) => {
-<<<<<<< HEAD
-            log::warn!("rpi-gateway: GPIO {pin}: no edge interrupts ({e}); polling it");
-=======
             log::warn!("GPIO {pin}: no edge interrupts ({e}); polling it");
->>>>>>> cli
             None
         }
     }

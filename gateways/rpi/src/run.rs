@@ -29,8 +29,7 @@ fn publish(comp: &mut Component, reports: Vec<Report>) {
     for r in reports {
         if let Err(e) = comp.publish_raw(&r.topic, &r.payload) {
             // Counted by the component (Stats::send_dropped); never fatal.
-<<<<<<< HEAD
-            log::warn!("rpi-gateway: report on {} not sent: {e}", r.topic);
+            log::warn!("report on {} not sent: {e}", r.topic);
         }
     }
 }
@@ -70,10 +69,9 @@ impl<B: Backend> Handler for Rpi<'_, B> {
             }
             Event::BackplaneDown => {
                 self.gw.stop_motors("backplane lost");
-                log::warn!("rpi-gateway: backplane lost: motors stopped");
+                log::warn!("backplane lost: motors stopped");
             }
             Event::BackplaneUp => {
-                log::info!("rpi-gateway: backplane connected");
                 let r = self.gw.state_report();
                 publish(comp, vec![r]);
             }
@@ -88,9 +86,6 @@ impl<B: Backend> Handler for Rpi<'_, B> {
         // Readable when an input edge is queued; `tick` clears it.
         if let Some(fd) = self.gw.wake_fd() {
             watches.push(Watch::read(fd));
-=======
-            log::warn!("report on {} not sent: {e}", r.topic);
->>>>>>> cli
         }
     }
 }
@@ -120,79 +115,3 @@ pub fn run<B: Backend>(
     publish(comp, vec![last]);
     result
 }
-<<<<<<< HEAD
-=======
-
-fn run_inner<B: Backend>(
-    gw: &mut Gateway<B>,
-    comp: &mut Component,
-    stop: &AtomicBool,
-) -> Result<(), component::Error> {
-    let wake = gw.wake_fd();
-    while !stop.load(Ordering::Relaxed) {
-        let now = Instant::now();
-        let reports = gw.tick(now);
-        publish(comp, reports);
-        // What the component holds is handled before waiting (the poll below
-        // only sees what arrives after), in batches, so that a flood of
-        // messages cannot hold off `tick` and with it the deadman.
-        let mut handled = false;
-        for _ in 0..MAX_BATCH {
-            let event = match comp.try_recv_event() {
-                Ok(Some(e)) => e,
-                Ok(None) => break,
-                Err(component::Error::Zmq(zmq::Error::EINTR)) => break,
-                Err(e) => return Err(e),
-            };
-            handled = true;
-            dispatch(gw, comp, event);
-        }
-        if handled {
-            // Tick again first (e.g. to read a pin a command just configured).
-            continue;
-        }
-        let wait = gw
-            .next_deadline(now)
-            .saturating_duration_since(Instant::now())
-            .min(MAX_WAIT);
-        let ms = i64::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i64::MAX);
-        let mut items: Vec<zmq::PollItem<'_>> = comp.poll_items().into_iter().collect();
-        if let Some(fd) = wake {
-            // Readable when an input edge is queued; `tick` clears it.
-            items.push(zmq::PollItem::from_fd(fd, zmq::POLLIN));
-        }
-        match zmq::poll(&mut items, ms) {
-            Ok(_) => {}
-            // A signal (SIGINT/SIGTERM) interrupted the wait: check `stop`.
-            Err(zmq::Error::EINTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
-}
-
-fn dispatch<B: Backend>(gw: &mut Gateway<B>, comp: &mut Component, event: Event) {
-    match event {
-        Event::Message(m) => {
-            let reports = gw.handle(&m.topic, &m.payload, Instant::now());
-            publish(comp, reports);
-        }
-        Event::Rejected(rej) => {
-            let r = gw.error_report(
-                &rej.topic,
-                &format_args!("malformed message: {}", rej.reason),
-            );
-            publish(comp, vec![r]);
-        }
-        Event::BackplaneDown => {
-            gw.stop_motors("backplane lost");
-            log::warn!("backplane lost: motors stopped");
-        }
-        Event::BackplaneUp => {
-            log::info!(target: "banyan", "backplane connected");
-            let r = gw.state_report();
-            publish(comp, vec![r]);
-        }
-    }
-}
->>>>>>> cli

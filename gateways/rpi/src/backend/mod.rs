@@ -183,11 +183,7 @@ impl EdgeQueue {
         let (wake, waker) = match pair {
             Ok((r, w)) => (Some(r), Some(w)),
             Err(e) => {
-<<<<<<< HEAD
-                log::warn!("rpi-gateway: no wake-up socket for input edges ({e}); polling inputs");
-=======
                 log::warn!("no wake-up socket for input edges ({e}); polling inputs");
->>>>>>> cli
                 (None, None)
             }
         };
@@ -316,28 +312,16 @@ pub enum Selected {
 /// `gpio` group?).
 pub fn select(force_sim: bool) -> Result<Selected, Error> {
     if force_sim {
-<<<<<<< HEAD
-        log::info!("rpi-gateway: backend sim (--sim)");
-=======
         log::info!(target: "banyan", "backend sim (--sim)");
->>>>>>> cli
         return Ok(Selected::Sim(sim::SimBackend::new(sim::SimBoard::new())));
     }
     match self::rppal::RppalBackend::new() {
         Ok(b) => {
-<<<<<<< HEAD
-            log::info!("rpi-gateway: backend rppal ({})", b.model());
-            Ok(Selected::Rppal(b))
-        }
-        Err(self::rppal::OpenError::NotAPi(why)) => {
-            log::warn!("rpi-gateway: not a Raspberry Pi ({why}); using the sim backend");
-=======
             log::info!(target: "banyan", "backend rppal ({})", b.model());
             Ok(Selected::Rppal(b))
         }
         Err(self::rppal::OpenError::NotAPi(why)) => {
             log::warn!("not a Raspberry Pi ({why}); using the sim backend");
->>>>>>> cli
             Ok(Selected::Sim(sim::SimBackend::new(sim::SimBoard::new())))
         }
         Err(self::rppal::OpenError::Gpio(e)) => Err(e),

@@ -194,11 +194,7 @@ impl Backend for RppalBackend {
             match Pwm::with_frequency(ch, freq, 0.0, Polarity::Normal, true) {
                 Ok(p) => return Ok(PiPwm::Hardware(p)),
                 Err(e) => log::warn!(
-<<<<<<< HEAD
-                    "rpi-gateway: GPIO {pin}: hardware PWM {ch} unavailable ({e}); \
-=======
                     "GPIO {pin}: hardware PWM {ch} unavailable ({e}); \
->>>>>>> cli
                      using software PWM (add dtoverlay=pwm-2chan to config.txt)"
                 ),
             }

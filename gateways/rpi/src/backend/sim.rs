@@ -209,13 +209,8 @@ impl SimBoard {
 fn record(s: &mut BoardState, pin: Option<u8>, what: String) {
     if s.echo {
         match pin {
-<<<<<<< HEAD
-            Some(p) => log::info!("sim: GPIO{p} {what}"),
-            None => log::info!("sim: I2C {what}"),
-=======
             Some(p) => log::info!(target: "banyan::sim", "sim: GPIO{p} {what}"),
             None => log::info!(target: "banyan::sim", "sim: I2C {what}"),
->>>>>>> cli
         }
     }
     s.changes += 1;
