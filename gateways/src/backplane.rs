@@ -243,11 +243,12 @@ pub struct Config {
     pub memory_budget: usize,
     /// Native engine: unread control output allowed per peer. A `PING` is
     /// not answered while this many bytes wait to be written to its sender
-    /// ([`Stats::limited`]); a publisher with more than this (beyond the
+    /// ([`Stats::limited`]). A publisher with more than this (beyond the
     /// subscription list sent when it connected) of subscription notices
     /// unread is disconnected ([`Stats::refused`]; it reconnects and gets the
-    /// whole list again). 0 = no limit. Default
-    /// [`DEFAULT_CONTROL_QUEUE_BYTES`] (64 KiB).
+    /// whole list again) when it has read nothing for
+    /// [`Config::handshake_timeout`] or the memory budget is used up. 0 = no
+    /// limit. Default [`DEFAULT_CONTROL_QUEUE_BYTES`] (64 KiB).
     pub control_queue_bytes: usize,
     /// Native engine: a connection that has not finished the ZeroMQ
     /// handshake (greeting and `READY`) this long after it was accepted is

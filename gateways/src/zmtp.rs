@@ -633,7 +633,11 @@ mod tests {
             }
         );
         for n in 0..msg.len() {
-            assert_eq!(parse(&msg[..n], lim(1 << 20)).unwrap().0, Step::NeedMore, "{n}");
+            assert_eq!(
+                parse(&msg[..n], lim(1 << 20)).unwrap().0,
+                Step::NeedMore,
+                "{n}"
+            );
         }
         let mut cmd = Vec::new();
         put_ready(&mut cmd, "PUB");

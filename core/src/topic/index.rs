@@ -274,7 +274,12 @@ impl<I: Copy + Eq + Hash, S: BuildHasher + Clone> Index<I, S> {
                 let prefix = topic.get(..len)?;
                 self.prefixes.get_key_value(prefix)
             })
-            .flat_map(|(key, holders)| holders.as_slice().iter().map(move |(id, _)| (&key[..], *id)))
+            .flat_map(|(key, holders)| {
+                holders
+                    .as_slice()
+                    .iter()
+                    .map(move |(id, _)| (&key[..], *id))
+            })
     }
 
     /// Returns `true` if any subscriber would receive a message on `topic`.
@@ -352,7 +357,10 @@ mod tests {
         assert_eq!(ix.unsubscribe(2, b"ab"), Ok(false));
         assert!(matches!(ix.prefixes.get(&b"ab"[..]), Some(Holders::Many(v)) if v.len() == 2));
         assert_eq!(ix.unsubscribe(3, b"ab"), Ok(false));
-        assert!(matches!(ix.prefixes.get(&b"ab"[..]), Some(Holders::One((1, 1)))));
+        assert!(matches!(
+            ix.prefixes.get(&b"ab"[..]),
+            Some(Holders::One((1, 1)))
+        ));
         assert_eq!(ix.lengths.get(&2), Some(&1));
         assert_eq!(ix.unsubscribe(1, b"ab"), Ok(true));
         assert!(ix.lengths.is_empty() && ix.prefixes.is_empty() && ix.by_subscriber.is_empty());

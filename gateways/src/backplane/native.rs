@@ -205,6 +205,8 @@ struct Connection {
     /// [`Config::control_queue_bytes`] (the subscription list it was sent
     /// on connecting).
     allowance: u64,
+    /// When something was last written to it (or it connected).
+    last_write: Instant,
     /// Subscriber: bytes its subscriptions count for the memory budget.
     sub_bytes: usize,
     /// Bytes counted for this connection in the forwarder's total.
@@ -218,6 +220,7 @@ impl Connection {
         role: Role,
         serial: u64,
         max_command: usize,
+        now: Instant,
     ) -> Connection {
         let mut output = Vec::with_capacity(zmtp::GREETING_LEN);
         output.extend_from_slice(&zmtp::greeting());
@@ -243,6 +246,7 @@ impl Connection {
             overflow: false,
             stamp: 0,
             allowance: 0,
+            last_write: now,
             sub_bytes: 0,
             accounted: 0,
         }
@@ -321,13 +325,14 @@ impl Connection {
     }
 
     /// Writes queued output until done or the socket is full.
-    fn flush(&mut self) -> io::Result<()> {
+    fn flush(&mut self, now: Instant) -> io::Result<()> {
         while self.writable && self.has_output() {
             match self.stream.write(&self.output[self.sent..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.sent += n;
                     self.written_total += n as u64;
+                    self.last_write = now;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -529,7 +534,10 @@ impl<'a> Forwarder<'a> {
             return;
         }
         self.last_limit_warn = Some(now);
-        log::warn!("backplane: {} (further limit warnings for 5 s suppressed)", what());
+        log::warn!(
+            "backplane: {} (further limit warnings for 5 s suppressed)",
+            what()
+        );
     }
 
     /// The memory budget is set and `extra` more bytes would exceed it.
@@ -592,7 +600,7 @@ impl<'a> Forwarder<'a> {
             self.report(now);
             // Closing a subscriber queues cancellations for publishers:
             // flush after everything else, so that they leave in this turn.
-            self.flush_all();
+            self.flush_all(now);
             self.retry_accepts(now);
             self.handle.counters.store(self.reporter.stats);
         }
@@ -677,7 +685,7 @@ impl<'a> Forwarder<'a> {
             log::debug!("backplane: {} connection from {peer}", role.port());
             self.next_serial += 1;
             let serial = self.next_serial;
-            let mut c = Connection::new(stream, peer, role, serial, self.config.max_command);
+            let mut c = Connection::new(stream, peer, role, serial, self.config.max_command, now);
             c.mark(index, &mut self.dirty);
             c.listed = true;
             self.ready.push(index);
@@ -962,7 +970,12 @@ impl<'a> Forwarder<'a> {
         }
     }
 
-    fn command(&mut self, index: usize, body: &[u8], now: Instant) -> std::result::Result<(), Close> {
+    fn command(
+        &mut self,
+        index: usize,
+        body: &[u8],
+        now: Instant,
+    ) -> std::result::Result<(), Close> {
         let (name, data) =
             zmtp::split_command(body).map_err(|e| Close::Frame(zmtp::FrameError::BadCommand(e)))?;
         match name {
@@ -1068,12 +1081,16 @@ impl<'a> Forwarder<'a> {
     }
 
     /// `topic` entered or left the union of all subscriptions: tell every
-    /// publisher. A publisher that left more than its allowance unread is
-    /// disconnected (it reconnects and is told the whole union again).
+    /// publisher. A publisher with more than its allowance unread is
+    /// disconnected (it reconnects and is told the whole union again) if it
+    /// has read nothing for [`Config::handshake_timeout`], or if the memory
+    /// budget is used up.
     fn upstream_change(&mut self, topic: &[u8], subscribe: bool, now: Instant) {
         self.scratch.clear();
         zmtp::put_subscription(&mut self.scratch, topic, subscribe);
         let limit = self.config.control_queue_bytes as u64;
+        let idle = self.config.handshake_timeout;
+        let over_budget = self.over_budget(self.scratch.len());
         let mut k = 0;
         while k < self.publishers.len() {
             let i = self.publishers[k];
@@ -1081,18 +1098,17 @@ impl<'a> Forwarder<'a> {
             let Some(c) = self.connections[i].as_mut() else {
                 continue;
             };
-            if limit > 0 && c.unsent() > limit + c.allowance {
+            let behind = limit > 0 && c.unsent() > limit + c.allowance;
+            let stuck = now.saturating_duration_since(c.last_write) >= idle;
+            if behind && (stuck || over_budget) {
                 let peer = c.peer;
-                self.limit_warn(now, || {
-                    format!("disconnecting publisher {peer}: it does not read its subscriptions")
-                });
-                self.close(
-                    i,
-                    &Close::Limit(
-                        "it does not read the subscriptions sent to it (--control-queue-bytes)"
-                            .into(),
-                    ),
-                );
+                let why = if stuck {
+                    "it does not read the subscriptions sent to it (--control-queue-bytes)"
+                } else {
+                    "subscriptions sent to it are unread and the memory budget is used up"
+                };
+                self.limit_warn(now, || format!("disconnecting publisher {peer}: {why}"));
+                self.close(i, &Close::Limit(why.into()));
                 k -= 1; // `close` removed it from the list
                 continue;
             }
@@ -1128,6 +1144,18 @@ impl<'a> Forwarder<'a> {
         let mut lost = false;
         for k in 0..self.targets.len() {
             let i = self.targets[k];
+            let Some(c) = self.connections[i].as_mut() else {
+                continue;
+            };
+            if c.is_full(hwm, max_bytes) && c.writable {
+                // Full only if the socket takes nothing more now: a burst
+                // read in one turn must not count against a subscriber
+                // that keeps up. (An error closes it at the next flush.)
+                if c.flush(now).is_err() {
+                    c.mark(i, &mut self.dirty);
+                }
+                self.touch(i);
+            }
             let Some(c) = self.connections[i].as_mut() else {
                 continue;
             };
@@ -1210,13 +1238,13 @@ impl<'a> Forwarder<'a> {
         }
     }
 
-    fn flush_all(&mut self) {
+    fn flush_all(&mut self, now: Instant) {
         while let Some(index) = self.dirty.pop() {
             let Some(c) = self.connections[index].as_mut() else {
                 continue;
             };
             c.dirty = false;
-            let result = c.flush();
+            let result = c.flush(now);
             self.touch(index);
             if let Err(e) = result {
                 self.close(index, &Close::Io(e));

@@ -34,10 +34,10 @@ struct Args {
     /// queue is full at --hwm messages or this many bytes.
     #[arg(long, default_value_t = banyan_gateways::backplane::DEFAULT_QUEUE_BYTES)]
     queue_bytes: usize,
-    /// How long (ms) a message for a subscriber whose queue is full is retried,
-    /// with publishers paused, before it is dropped and counted. After such a
-    /// drop, messages that cannot be queued at once are dropped at once until
-    /// that topic flows again.
+    /// Libzmq engine only: how long (ms) a message for a subscriber whose
+    /// queue is full is retried, with publishers paused, before it is
+    /// dropped and counted. The native engine never pauses: it drops for the
+    /// full subscriber at once (counted), so nobody else waits.
     #[arg(long, default_value_t = 1000)]
     stall_ms: u64,
     /// Publish the counters (forwarded, dropped, stalls) on topic
@@ -48,6 +48,30 @@ struct Args {
     /// are skipped and counted (native engine).
     #[arg(long, default_value_t = banyan_gateways::backplane::DEFAULT_MAX_MESSAGE)]
     max_message: usize,
+    /// Largest command (READY, SUBSCRIBE, PING, ...) or subscription a peer
+    /// may send, in bytes (native engine). Before the handshake nothing
+    /// larger is buffered: the connection is closed.
+    #[arg(long, default_value_t = banyan_gateways::backplane::DEFAULT_MAX_COMMAND)]
+    max_command: usize,
+    /// Distinct subscriptions one subscriber may hold; more are ignored and
+    /// counted (native engine; 0 = no limit).
+    #[arg(long, default_value_t = banyan_gateways::backplane::DEFAULT_MAX_SUBSCRIPTIONS)]
+    max_subscriptions: usize,
+    /// Bytes the backplane may hold in all (queues, partial messages,
+    /// subscriptions). When used up: new connections are refused and the
+    /// largest queues lose their newest messages, counted and logged
+    /// (native engine; 0 = no budget).
+    #[arg(long, default_value_t = banyan_gateways::backplane::DEFAULT_MEMORY_BUDGET)]
+    memory_budget: usize,
+    /// Unread control output allowed per peer, in bytes: PINGs are not
+    /// answered beyond it, and a publisher that does not read its
+    /// subscriptions is disconnected (native engine; 0 = no limit).
+    #[arg(long, default_value_t = banyan_gateways::backplane::DEFAULT_CONTROL_QUEUE_BYTES)]
+    control_queue_bytes: usize,
+    /// Seconds a connection may take to finish the ZeroMQ handshake
+    /// (native engine).
+    #[arg(long, default_value_t = 10.0)]
+    handshake_timeout: f64,
     /// Forwarding engine: `native` (one thread speaking ZMTP directly) or
     /// `libzmq` (libzmq's XSUB/XPUB sockets; kept for comparison).
     #[arg(long, default_value = "native")]
@@ -77,6 +101,16 @@ fn main() {
             std::process::exit(2);
         }
     };
+    let handshake_timeout = match Duration::try_from_secs_f64(args.handshake_timeout) {
+        Ok(d) if !d.is_zero() => d,
+        _ => {
+            eprintln!(
+                "backplane: --handshake-timeout must be a number of seconds > 0, not {}",
+                args.handshake_timeout
+            );
+            std::process::exit(2);
+        }
+    };
     let mut config = Config::new(args.bind, args.publisher_port, args.subscriber_port);
     config.name = args.name;
     config.hwm = args.hwm;
@@ -84,6 +118,11 @@ fn main() {
     config.stall = Duration::from_millis(args.stall_ms);
     config.stats_interval = stats_interval;
     config.max_message = args.max_message;
+    config.max_command = args.max_command;
+    config.max_subscriptions = args.max_subscriptions;
+    config.memory_budget = args.memory_budget;
+    config.control_queue_bytes = args.control_queue_bytes;
+    config.handshake_timeout = handshake_timeout;
     config.engine = args.engine;
     config.busy_poll = Duration::from_micros(args.busy_poll_us);
     let backplane = match Backplane::bind(&config) {
@@ -114,6 +153,10 @@ fn main() {
     println!(
         "backplane exiting: {} forwarded, {} dropped, {} stalls; {} unmatched, {} undelivered, {} oversize, {} connections refused",
         s.forwarded, s.dropped, s.stalls, s.unmatched, s.undelivered, s.oversize, s.refused
+    );
+    println!(
+        "backplane limits: {} shed (memory budget), {} limited (subscriptions, PONGs)",
+        s.shed, s.limited
     );
     if let Err(e) = result {
         eprintln!("backplane: {e}");
