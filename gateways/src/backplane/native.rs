@@ -546,6 +546,14 @@ impl<'a> Forwarder<'a> {
         budget > 0 && self.memory.saturating_add(extra) > budget
     }
 
+    /// Less than an eighth of the memory budget is free: new peers are
+    /// refused (shedding brings the total back under seven eighths when a
+    /// message does not fit).
+    fn budget_reached(&self) -> bool {
+        let budget = self.config.memory_budget;
+        budget > 0 && self.memory > budget - budget / 8
+    }
+
     /// Updates the memory total after connection `index` changed.
     fn touch(&mut self, index: usize) {
         if let Some(c) = self.connections.get_mut(index).and_then(Option::as_mut) {
@@ -653,7 +661,7 @@ impl<'a> Forwarder<'a> {
                     return;
                 }
             };
-            if self.over_budget(0) {
+            if self.budget_reached() {
                 // Refuse new peers while the memory budget is used up.
                 drop(stream);
                 self.stats().refused += 1;
@@ -1501,6 +1509,135 @@ mod tests {
             std::thread::yield_now();
         }
         assert_eq!(bp.stats().forwarded, 200);
+        bp.stop().unwrap();
+    }
+
+    /// A raw ZMTP 3.1 SUB that completes the handshake and never reads.
+    fn raw_subscriber(port: u16) -> std::net::TcpStream {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut hello = zmtp::greeting().to_vec();
+        let mut ready = Vec::new();
+        // Our READY with "SUB" instead of "XPUB" is a SUB's READY.
+        zmtp::put_ready(&mut ready, "SUB");
+        hello.extend_from_slice(&ready);
+        s.write_all(&hello).unwrap();
+        let mut ours = Vec::new();
+        zmtp::put_ready(&mut ours, "XPUB");
+        let mut theirs = vec![0u8; zmtp::GREETING_LEN + ours.len()];
+        s.read_exact(&mut theirs).unwrap();
+        assert_eq!(theirs[zmtp::GREETING_LEN..], ours);
+        s
+    }
+
+    fn subscribe(s: &mut std::net::TcpStream, topic: &[u8]) {
+        use std::io::Write as _;
+        let mut out = Vec::new();
+        zmtp::put_subscription(&mut out, topic, true);
+        s.write_all(&out).unwrap();
+    }
+
+    #[test]
+    fn subscriptions_are_limited_per_peer_and_by_the_budget_then_peers_are_refused() {
+        use crate::backplane::{Backplane, Config as BpConfig};
+        use crate::component::{Component, Config};
+        use std::io::Read as _;
+        let wait = |bp: &crate::backplane::Running, f: &dyn Fn(Stats) -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !f(bp.stats()) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            bp.stats()
+        };
+        // At most 5 subscriptions per subscriber.
+        let mut cfg = BpConfig::new("127.0.0.1", 0, 0);
+        cfg.max_subscriptions = 5;
+        cfg.stats_interval = Duration::ZERO;
+        let bp = Backplane::bind(&cfg).unwrap().spawn().unwrap();
+        let c = Config::new("127.0.0.1", bp.publisher_port(), bp.subscriber_port());
+        let mut publisher = Component::connect(c).unwrap();
+        let mut s1 = raw_subscriber(bp.subscriber_port());
+        for t in ["a0", "a1", "a2", "a3", "a4", "a5", "a0"] {
+            subscribe(&mut s1, t.as_bytes()); // a5 is one too many; a0 again counts
+        }
+        assert!(publisher
+            .wait_for_subscriber("a4", Duration::from_secs(10))
+            .unwrap());
+        let s = wait(&bp, &|s| s.limited == 1);
+        assert_eq!(s.limited, 1, "{s:?}");
+        assert!(!publisher.has_subscriber("a5"));
+        bp.stop().unwrap();
+
+        // A 20,000-byte budget: subscriptions (128 + length bytes each) fill
+        // it, further ones are ignored, and new connections are refused.
+        let mut cfg = BpConfig::new("127.0.0.1", 0, 0);
+        cfg.max_subscriptions = 0;
+        cfg.memory_budget = 20_000;
+        cfg.stats_interval = Duration::ZERO;
+        let bp = Backplane::bind(&cfg).unwrap().spawn().unwrap();
+        let mut s2 = raw_subscriber(bp.subscriber_port());
+        for i in 0..200 {
+            subscribe(&mut s2, format!("topic{i:03}").as_bytes());
+        }
+        // 20,000 / (128 + 8) = 147 fit.
+        let s = wait(&bp, &|s| s.limited == 200 - 147);
+        assert_eq!(s.limited, 200 - 147, "{s:?}");
+        let mut late = std::net::TcpStream::connect(("127.0.0.1", bp.publisher_port())).unwrap();
+        late.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(
+            late.read(&mut buf).unwrap_or(0),
+            0,
+            "closed without a greeting"
+        );
+        let s = wait(&bp, &|s| s.refused == 1);
+        assert_eq!(s.refused, 1, "{s:?}");
+        drop(s2);
+        bp.stop().unwrap();
+    }
+
+    #[test]
+    fn over_the_memory_budget_the_largest_queue_loses_its_newest_messages() {
+        use crate::backplane::{Backplane, Config as BpConfig};
+        use crate::component::{Component, Config};
+        let mut cfg = BpConfig::new("127.0.0.1", 0, 0);
+        cfg.hwm = 0;
+        cfg.queue_bytes = 0; // only the budget limits the queues
+        cfg.memory_budget = 4 << 20;
+        cfg.stats_interval = Duration::ZERO;
+        let bp = Backplane::bind(&cfg).unwrap().spawn().unwrap();
+        let ctx = zmq::Context::new();
+        let (_stuck, mut publisher) = stuck_subscriber_and_publisher(&ctx, &bp);
+        let c = Config::new("127.0.0.1", bp.publisher_port(), bp.subscriber_port());
+        let mut healthy = Component::connect(c).unwrap();
+        healthy.subscribe("big").unwrap();
+        healthy.subscribe("ready").unwrap();
+        assert!(publisher
+            .wait_for_subscriber("ready", Duration::from_secs(10))
+            .unwrap());
+        const N: u64 = 300; // 9.6 MiB, over twice the budget
+        for i in 0..N {
+            let v = rmpv::Value::Array(vec![i.into(), rmpv::Value::Binary(vec![0x55; 32 * 1024])]);
+            publisher.publish_value("big", &v).unwrap();
+        }
+        // The healthy subscriber (a short queue) gets everything, in order.
+        for i in 0..N {
+            let m = healthy
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap()
+                .expect("a message");
+            assert_eq!(m.value().unwrap()[0], i.into());
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while bp.stats().forwarded < N && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let s = bp.stats();
+        assert_eq!(s.forwarded, N, "{s:?}");
+        assert!(s.shed > 0, "{s:?}");
+        assert_eq!(s.dropped, s.shed, "only the budget dropped: {s:?}");
         bp.stop().unwrap();
     }
 }
