@@ -4,13 +4,15 @@
 //!
 //! - a subscriber cycling between stuck and reading does not delay another
 //!   subscriber's stream (max latency ≤ baseline max + 10 ms);
-//! - four connections sending 250 MiB frames before the handshake do not
-//!   make the backplane hold them (peak RSS growth ≤ 64 MiB);
+//! - four connections sending 250 MiB frames before the handshake, and a
+//!   64 MiB subscription after it, do not make the backplane hold them (peak
+//!   RSS growth ≤ 64 MiB);
 //! - a PING flood from a peer that never reads does not queue PONGs without
 //!   bound (peak RSS growth ≤ 16 MiB, refusals counted);
 //! - one peer holding 1,000,000 subscriptions does not slow an unrelated
 //!   stream (complete, throughput ≥ baseline ÷ 2);
-//! - 5,000 idle handshaked peers do not slow a stream (≥ baseline ÷ 1.5);
+//! - 5,000 idle handshaked peers do not slow a stream (≥ baseline ÷ 1.5)
+//!   and cost at most 8 KiB of resident memory each;
 //! - after file-descriptor exhaustion, a connection waiting in the listen
 //!   backlog is accepted ≤ 1 s after a descriptor is free, and the loop does
 //!   not spin meanwhile.
@@ -424,6 +426,20 @@ fn giant_frames_before_the_handshake_are_not_buffered() {
             })
         })
         .collect();
+    // A fifth peer finishes its handshake, then sends a 64 MiB SUBSCRIBE:
+    // skipped unread (`oversize`), the connection carries on.
+    let mut fifth = handshake(sub, "SUB");
+    let mut big = header(COMMAND, 64 << 20);
+    big.extend_from_slice(b"\x09SUBSCRIBE");
+    big.resize(9 + (64 << 20), b'x');
+    fifth.write_all(&big).unwrap();
+    let mut watcher = Component::connect(Config::new("127.0.0.1", publ, sub)).unwrap();
+    fifth.write_all(&command(b"SUBSCRIBE", b"after")).unwrap();
+    assert!(watcher.wait_for_subscriber("after", T).unwrap());
+    assert!(
+        !watcher.has_subscriber("xxxx"),
+        "the big subscription was applied"
+    );
     let sent: Vec<u64> = peers.into_iter().map(|p| p.join().unwrap()).collect();
     let (peak, rss) = memory_of(bp.pid());
     let out = stop_process(bp);
@@ -438,6 +454,7 @@ fn giant_frames_before_the_handshake_are_not_buffered() {
             .unwrap_or("")
     );
     assert_eq!(n[6], 4, "four connections refused: {out}");
+    assert_eq!(n[5], 1, "the big subscription skipped as oversize: {out}");
     assert!(
         peak.saturating_sub(base_peak) <= 64 << 20,
         "peak RSS grew by {} MiB",
@@ -570,6 +587,7 @@ fn five_thousand_idle_peers_do_not_slow_a_stream() {
     let baseline = stream.best_rate(COUNT, 3);
     // 2,500 idle publishers and 2,500 idle subscribers (each subscribed to
     // a topic of its own), all past the handshake.
+    let (_, rss_before) = memory_of(std::process::id());
     let mut idle = Vec::with_capacity(5000);
     for i in 0..2500 {
         idle.push(handshake(publ, "PUB"));
@@ -578,8 +596,17 @@ fn five_thousand_idle_peers_do_not_slow_a_stream() {
             .unwrap();
         idle.push(s);
     }
+    // The last subscription has reached the stream's publisher: all are in.
+    assert!(stream.publisher.wait_for_subscriber("idle2499", T).unwrap());
+    let (_, rss_after) = memory_of(std::process::id());
+    let per_peer = rss_after.saturating_sub(rss_before) / 5000;
     let loaded = stream.best_rate(COUNT, 3);
-    eprintln!("stream: {baseline:.0} msgs/s, {loaded:.0} msgs/s with 5,000 idle peers");
+    eprintln!(
+        "stream: {baseline:.0} msgs/s, {loaded:.0} msgs/s with 5,000 idle peers; \
+         resident memory per idle peer {per_peer} bytes"
+    );
+    // (The peers' side of the connections is kernel memory only.)
+    assert!(per_peer <= 8 << 10, "{per_peer} bytes per idle peer");
     assert!(
         loaded >= baseline / 1.5,
         "{loaded:.0} msgs/s with 5,000 idle peers, {baseline:.0} without"
@@ -655,15 +682,19 @@ fn connections_in_the_backlog_are_accepted_once_a_descriptor_is_free() {
 
 // ---- figures for docs/benchmarks/lan.md (ignored: run by hand)
 
-/// Throughput of a stream through a `backplane` process with 0, 10,000 and
-/// 1,000,000 unrelated subscriptions and with 5,000 idle peers. The binary
-/// is `$BANYAN_BACKPLANE` (default: ours, in this profile); the stream is
-/// `banyan-bench --backplane … throughput --count N` from
-/// `$BANYAN_BENCH` (default: ours). Run:
+/// Throughput of a stream (one publisher, one subscriber, `{"value": i}`
+/// messages as fast as possible, all received in order) through a
+/// `backplane` process with 0, 10,000 and 1,000,000 unrelated
+/// subscriptions (from one peer) and with 5,000 idle handshaked peers. The
+/// stream's components connect before the load is set up. The binary is
+/// `$BANYAN_BACKPLANE` (default: ours). Each scenario: a 200-message probe
+/// sizes a run of about 3 s (at most 1,000,000 messages, at least
+/// `$BANYAN_FIGURES_MIN`, default 200), best of two runs.
 ///
 /// ```sh
-/// BANYAN_BACKPLANE=target/release/backplane BANYAN_BENCH=target/release/banyan-bench \
-///   cargo test --test lan_limits figures -- --ignored --nocapture
+/// cargo build --release -p banyan-gateways --bins
+/// BANYAN_BACKPLANE=target/release/backplane \
+///   cargo test --release --test lan_limits figures -- --ignored --nocapture
 /// ```
 #[test]
 #[ignore]
@@ -671,53 +702,37 @@ fn figures() {
     let _serial = serial();
     raise_nofile(12_000);
     let bin = std::env::var("BANYAN_BACKPLANE").ok();
-    let bench = std::env::var("BANYAN_BENCH").unwrap_or_else(|_| {
-        cargo_bin("banyan-gateways", "banyan-bench")
+    // Older binaries do not know the limit flags.
+    let path = bin.clone().unwrap_or_else(|| {
+        cargo_bin("banyan-gateways", "backplane")
             .display()
             .to_string()
     });
-    let args = ["--max-subscriptions", "0", "--memory-budget", "0"];
-    let rate = |publ: u16, sub: u16, count: u64| -> (f64, String) {
-        let out = Command::new(&bench)
-            .arg("--backplane")
-            .arg(format!("127.0.0.1:{publ}:{sub}"))
-            .args(["throughput", "--count", &count.to_string()])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let rate = text
-            .split(" = ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|r| r.parse().ok())
-            .unwrap_or_else(|| panic!("no rate in {text:?} {:?}", out.stderr));
-        (rate, text.trim().to_owned())
+    let help = Command::new(&path).arg("--help").output().unwrap();
+    let new = String::from_utf8_lossy(&help.stdout).contains("--max-subscriptions");
+    let args: &[&str] = if new {
+        &["--max-subscriptions", "0", "--memory-budget", "0"]
+    } else {
+        &[]
     };
-    // A first short run tells how many messages fit in about 3 s.
-    let measure = |publ: u16, sub: u16| -> String {
-        let (probe, _) = rate(publ, sub, 2_000);
-        let count = ((probe * 3.0) as u64).clamp(2_000, 1_000_000);
-        let (r, line) = rate(publ, sub, count);
-        format!("{r:.0} msgs/s ({line})")
-    };
-    // Older binaries do not know the limit flags.
-    let old = bin.is_some()
-        && !Command::new(bin.as_deref().unwrap_or_default())
-            .arg("--help")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).contains("--max-subscriptions"))
-            .unwrap_or(false);
-    let args: &[&str] = if old { &[] } else { &args };
+    // `$BANYAN_FIGURES_MIN`: the least number of messages per run.
+    let min: u64 = std::env::var("BANYAN_FIGURES_MIN")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(200);
+    println!("backplane {path} (limit flags: {new})");
     for scenario in ["0 subscriptions", "10k", "1M", "5000 idle"] {
-        let (bp, publ, sub) = backplane_process(bin.as_deref(), "", args);
+        let (bp, publ, sub) = backplane_process(Some(&path), "", args);
+        let mut stream = Stream::connect(publ, sub, "bench");
         let mut keep = Vec::new();
+        let setup = Instant::now();
         match scenario {
             "10k" | "1M" => {
                 let n = if scenario == "10k" { 10_000 } else { 1_000_000 };
                 let mut s = handshake(sub, "SUB");
-                let mut w = Component::connect(Config::new("127.0.0.1", publ, sub)).unwrap();
                 subscribe_many(&mut s, n, "marker");
-                assert!(w
+                assert!(stream
+                    .publisher
                     .wait_for_subscriber("marker", Duration::from_secs(600))
                     .unwrap());
                 keep.push(s);
@@ -733,8 +748,22 @@ fn figures() {
             }
             _ => {}
         }
-        println!("{scenario}: {}", measure(publ, sub));
+        let setup = setup.elapsed();
+        let probe = stream.rate(200);
+        let count = ((probe * 3.0) as u64).clamp(min, 1_000_000);
+        let best = stream.best_rate(count, 2);
+        println!(
+            "{scenario}: {best:.0} msgs/s (best of 2 × {count} messages; set-up {:.1} s; load {})",
+            setup.as_secs_f64(),
+            std::fs::read_to_string("/proc/loadavg")
+                .unwrap_or_default()
+                .split(' ')
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
         drop(keep);
+        drop(stream);
         stop_process(bp);
     }
 }

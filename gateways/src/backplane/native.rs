@@ -783,13 +783,10 @@ impl<'a> Forwarder<'a> {
                 let mut start = 0;
                 let handled = self.handle_bytes(index, &rx[..end], &mut start, now);
                 if let Some(c) = self.connections[index].as_mut() {
+                    // (A fresh allocation: a buffer that grew for a large
+                    // message is given back here.)
                     c.start = 0;
-                    if start == end {
-                        c.input = Vec::new();
-                    } else {
-                        c.input.clear();
-                        c.input.extend_from_slice(&rx[start..end]);
-                    }
+                    c.input = rx[start..end].to_vec();
                 }
                 self.rx = rx;
                 (read, handled)
