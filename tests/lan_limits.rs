@@ -582,9 +582,9 @@ fn five_thousand_idle_peers_do_not_slow_a_stream() {
     raise_nofile(12_000);
     let bp = start(|_| {});
     let (publ, sub) = (bp.publisher_port(), bp.subscriber_port());
-    const COUNT: u64 = 20_000;
+    const COUNT: u64 = 30_000;
     let mut stream = Stream::connect(publ, sub, "victim");
-    let baseline = stream.best_rate(COUNT, 3);
+    let baseline = stream.best_rate(COUNT, 5);
     // 2,500 idle publishers and 2,500 idle subscribers (each subscribed to
     // a topic of its own), all past the handshake.
     let (_, rss_before) = memory_of(std::process::id());
@@ -600,18 +600,25 @@ fn five_thousand_idle_peers_do_not_slow_a_stream() {
     assert!(stream.publisher.wait_for_subscriber("idle2499", T).unwrap());
     let (_, rss_after) = memory_of(std::process::id());
     let per_peer = rss_after.saturating_sub(rss_before) / 5000;
-    let loaded = stream.best_rate(COUNT, 3);
+    let loaded = stream.best_rate(COUNT, 5);
+    // The baseline again once they are gone: the machine is shared, and a
+    // load that changed meanwhile shows in both.
+    drop(idle);
+    assert!(wait_until(T, || !stream
+        .publisher
+        .has_subscriber("idle2499")));
+    let after = stream.best_rate(COUNT, 5);
     eprintln!(
-        "stream: {baseline:.0} msgs/s, {loaded:.0} msgs/s with 5,000 idle peers; \
-         resident memory per idle peer {per_peer} bytes"
+        "stream: {baseline:.0} msgs/s, {loaded:.0} msgs/s with 5,000 idle peers, {after:.0} \
+         msgs/s after they left; resident memory per idle peer {per_peer} bytes"
     );
     // (The peers' side of the connections is kernel memory only.)
     assert!(per_peer <= 8 << 10, "{per_peer} bytes per idle peer");
+    let baseline = baseline.min(after);
     assert!(
         loaded >= baseline / 1.5,
         "{loaded:.0} msgs/s with 5,000 idle peers, {baseline:.0} without"
     );
-    drop(idle);
     bp.stop().unwrap();
 }
 

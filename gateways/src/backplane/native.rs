@@ -52,9 +52,9 @@ const SMALL_PENDING: usize = 16 * 1024;
 /// Output already written is removed from the front of a buffer once it is
 /// this large (and always when everything was written).
 const COMPACT_AT: usize = 1 << 20;
-/// An empty buffer that grew beyond this (a large message passed) gives its
-/// memory back.
-const SHRINK_AT: usize = 4 << 20;
+/// An empty output buffer larger than this gives its memory back (smaller
+/// ones are kept for the next messages).
+const KEEP_OUTPUT: usize = 4 << 10;
 /// After `accept` failed for want of descriptors or memory, it is retried
 /// this often (and at once whenever a connection closes) until it works.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
@@ -342,8 +342,9 @@ impl Connection {
         if self.sent == self.output.len() {
             self.output.clear();
             self.sent = 0;
-            if self.output.capacity() > SHRINK_AT {
-                self.output.shrink_to(READ_CHUNK);
+            if self.output.capacity() > KEEP_OUTPUT {
+                // An idle connection keeps no large buffer.
+                self.output = Vec::new();
             }
         } else if self.sent >= COMPACT_AT {
             self.output.drain(..self.sent);
