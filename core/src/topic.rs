@@ -20,14 +20,17 @@
 //! - [`Subscribers`] holds the counted subscriptions of several subscribers
 //!   (tasks, devices) and yields the subscribers an incoming topic goes to —
 //!   in the spirit of `embassy-sync`'s pub/sub, without the channels.
+//! - `Index` (with the `std` feature) holds the counted subscriptions of
+//!   any number of subscribers, indexed by prefix: finding a topic's
+//!   subscribers costs at most `topic.len() + 1` hash probes whatever the
+//!   number of unrelated subscriptions. The backplane routes with it.
 //! - [`matches()`] is the rule itself, for a prefix you already hold as bytes.
 //!
 //! # When not to use it
 //!
-//! - Tables search linearly (`O(N × L)` per lookup). That is the right
-//!   trade-off for the tens of subscriptions of a robot or a device; a
-//!   backplane routing thousands of topics should leave matching to ZeroMQ
-//!   (`XPUB`/`XSUB` do it in a trie) rather than use a `Table`.
+//! - [`Table`] and [`Subscribers`] search linearly (`O(N × L)` per lookup).
+//!   That is the right trade-off for the tens of subscriptions of a robot or
+//!   a device; a host routing thousands of topics uses `Index`.
 //! - Topics are matched as raw bytes: no wildcards, no case folding, no
 //!   Unicode normalisation — a deliberate match for ZeroMQ.
 //!
@@ -52,8 +55,12 @@ use core::fmt;
 
 use heapless::Vec;
 
+#[cfg(any(test, feature = "std"))]
+mod index;
 mod subscribers;
 
+#[cfg(any(test, feature = "std"))]
+pub use index::Index;
 pub use subscribers::Subscribers;
 
 /// Returns `true` when `topic` starts with `prefix`: the ZeroMQ subscription

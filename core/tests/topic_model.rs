@@ -198,3 +198,178 @@ fn errors_display_terse_lowercase() {
         let _: &dyn std::error::Error = &e;
     }
 }
+
+/// `topic::Index` (std) against a model of `(subscriber, topic, count)`
+/// entries, and against the fixed-capacity `topic::Subscribers` fed the
+/// same operations (its capacity is never reached here): same results, same
+/// matches, same union. Orders are compared as sets (the index is a hash
+/// table). Needs the `std` feature (on in workspace runs).
+#[cfg(feature = "std")]
+mod index {
+    use std::collections::BTreeSet;
+
+    use banyan_core::topic::{Error, Index, Subscribers};
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Subscribe(u8, Vec<u8>),
+        Unsubscribe(u8, Vec<u8>),
+        RemoveSubscriber(u8),
+        Match(Vec<u8>),
+        Clear,
+    }
+
+    fn topic(max: usize) -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(prop_oneof![Just(b'a'), Just(b'b')], 0..=max)
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0..4u8, topic(4)).prop_map(|(i, t)| Op::Subscribe(i, t)),
+            4 => (0..4u8, topic(4)).prop_map(|(i, t)| Op::Unsubscribe(i, t)),
+            1 => (0..4u8).prop_map(Op::RemoveSubscriber),
+            4 => topic(7).prop_map(Op::Match),
+            1 => Just(Op::Clear),
+        ]
+    }
+
+    #[derive(Default)]
+    struct Model(Vec<(u8, Vec<u8>, u32)>);
+
+    impl Model {
+        fn held(&self, t: &[u8]) -> bool {
+            self.0.iter().any(|(_, x, _)| x == t)
+        }
+        fn subscribe(&mut self, id: u8, t: &[u8]) -> Result<bool, Error> {
+            let new = !self.held(t);
+            match self.0.iter().position(|(i, x, _)| *i == id && x == t) {
+                Some(p) => self.0[p].2 += 1,
+                None => self.0.push((id, t.to_vec(), 1)),
+            }
+            Ok(new)
+        }
+        fn unsubscribe(&mut self, id: u8, t: &[u8]) -> Result<bool, Error> {
+            let p = self
+                .0
+                .iter()
+                .position(|(i, x, _)| *i == id && x == t)
+                .ok_or(Error::NotSubscribed)?;
+            self.0[p].2 -= 1;
+            if self.0[p].2 == 0 {
+                self.0.remove(p);
+            }
+            Ok(!self.held(t))
+        }
+        fn remove_subscriber(&mut self, id: u8) -> (usize, BTreeSet<Vec<u8>>) {
+            let mine: Vec<Vec<u8>> = self
+                .0
+                .iter()
+                .filter(|(i, _, _)| *i == id)
+                .map(|(_, x, _)| x.clone())
+                .collect();
+            self.0.retain(|(i, _, _)| *i != id);
+            let gone = mine.iter().filter(|x| !self.held(x)).cloned().collect();
+            (mine.len(), gone)
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn index_follows_model_and_subscribers(ops in prop::collection::vec(op(), 0..80)) {
+            let mut index: Index<u8> = Index::new();
+            let mut fixed: Subscribers<u8, 512, 8> = Subscribers::new();
+            let mut model = Model::default();
+            for op in ops {
+                match op {
+                    Op::Subscribe(id, t) => {
+                        let r = index.subscribe(id, &t);
+                        prop_assert_eq!(r, model.subscribe(id, &t));
+                        prop_assert_eq!(r, fixed.subscribe(id, &t));
+                    }
+                    Op::Unsubscribe(id, t) => {
+                        let r = index.unsubscribe(id, &t);
+                        prop_assert_eq!(r, model.unsubscribe(id, &t));
+                        prop_assert_eq!(r, fixed.unsubscribe(id, &t));
+                    }
+                    Op::RemoveSubscriber(id) => {
+                        let mut gone = BTreeSet::new();
+                        let n = index.remove_subscriber(id, |t| {
+                            assert!(gone.insert(t.to_vec()), "gone twice");
+                        });
+                        prop_assert_eq!((n, gone), model.remove_subscriber(id));
+                        fixed.remove_subscriber(id, |_| {});
+                    }
+                    Op::Clear => {
+                        index.clear();
+                        fixed.clear();
+                        model.0.clear();
+                    }
+                    Op::Match(t) => {
+                        let want: BTreeSet<(Vec<u8>, u8)> = model
+                            .0
+                            .iter()
+                            .filter(|(_, x, _)| t.starts_with(x))
+                            .map(|(i, x, _)| (x.clone(), *i))
+                            .collect();
+                        let got: Vec<(Vec<u8>, u8)> =
+                            index.matching(&t).map(|(x, i)| (x.to_vec(), i)).collect();
+                        prop_assert_eq!(got.len(), want.len(), "a match yielded twice");
+                        prop_assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), want.clone());
+                        let ids: BTreeSet<u8> = want.iter().map(|(_, i)| *i).collect();
+                        let subs: Vec<u8> = index.subscribers(&t).collect();
+                        prop_assert_eq!(subs.len(), ids.len(), "a subscriber yielded twice");
+                        prop_assert_eq!(subs.iter().copied().collect::<BTreeSet<_>>(), ids.clone());
+                        let fixed_ids: BTreeSet<u8> = fixed.subscribers(&t).collect();
+                        prop_assert_eq!(&fixed_ids, &ids);
+                        prop_assert_eq!(index.matches(&t), !ids.is_empty());
+                        for id in 0..4u8 {
+                            prop_assert_eq!(index.receives(id, &t), ids.contains(&id));
+                        }
+                    }
+                }
+                // Invariants after every step.
+                let got: BTreeSet<(u8, Vec<u8>, u32)> =
+                    index.iter().map(|(i, x, c)| (i, x.to_vec(), c)).collect();
+                let want: BTreeSet<(u8, Vec<u8>, u32)> = model.0.iter().cloned().collect();
+                prop_assert_eq!(&got, &want);
+                prop_assert_eq!(index.len(), model.0.len());
+                prop_assert_eq!(index.is_empty(), model.0.is_empty());
+                let union: BTreeSet<Vec<u8>> = model.0.iter().map(|(_, x, _)| x.clone()).collect();
+                let topics: Vec<Vec<u8>> = index.topics().map(<[u8]>::to_vec).collect();
+                prop_assert_eq!(topics.len(), union.len());
+                prop_assert_eq!(topics.into_iter().collect::<BTreeSet<_>>(), union.clone());
+                prop_assert_eq!(index.topic_count(), union.len());
+                for id in 0..4u8 {
+                    let mine = model.0.iter().filter(|(i, _, _)| *i == id).count();
+                    prop_assert_eq!(index.subscriber_len(id), mine);
+                }
+                for (i, x, c) in &model.0 {
+                    prop_assert_eq!(index.count(*i, x), *c);
+                }
+            }
+        }
+    }
+
+    /// Matching cost does not grow with unrelated subscriptions: a lookup
+    /// visits one hash probe per distinct prefix length (not timed: the
+    /// result set stays exact with 100,000 unrelated entries).
+    #[test]
+    fn many_unrelated_subscriptions() {
+        let mut index: Index<u32> = Index::new();
+        for i in 0..100_000u32 {
+            assert_eq!(index.subscribe(i % 7, format!("z{i}").as_bytes()), Ok(true));
+        }
+        index.subscribe(1_000, b"victim").unwrap();
+        index.subscribe(1_001, b"").unwrap();
+        let mut to: Vec<u32> = index.subscribers(b"victim/stream").collect();
+        to.sort_unstable();
+        assert_eq!(to, [1_000, 1_001]);
+        assert_eq!(index.len(), 100_002);
+        let mut gone = 0;
+        assert_eq!(index.remove_subscriber(3, |_| gone += 1), gone);
+        assert!(gone > 14_000);
+    }
+}

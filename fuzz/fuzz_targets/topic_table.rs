@@ -1,12 +1,18 @@
-//! `topic::Table` and `topic::Subscribers` operations against a reference
-//! model (a plain `Vec` of counted entries), on arbitrary byte topics.
+//! `topic::Table`, `topic::Subscribers` and `topic::Index` operations
+//! against a reference model (a plain `Vec` of counted entries), on
+//! arbitrary byte topics.
 //!
 //! Input: records `op u8, len u8, topic[len]`. Every result (counts, errors,
 //! `matches`, `matching`, iteration order, `len`/`is_full`) must equal the
-//! model's.
+//! model's. The growable `Index` gets every `Subscribers` operation that
+//! succeeded (it has no capacity limits) and must hold the same
+//! subscriptions, report the same union changes and match the same
+//! subscribers (compared as sets: it is a hash table).
 #![no_main]
 
-use banyan_core::topic::{self, Error, Filter, Subscribers, Table};
+use std::collections::BTreeSet;
+
+use banyan_core::topic::{self, Error, Filter, Index, Subscribers, Table};
 use libfuzzer_sys::fuzz_target;
 
 const N: usize = 4;
@@ -100,6 +106,7 @@ fuzz_target!(|data: &[u8]| {
     let mut table: Table<N, L> = Table::new();
     let mut model = Model::default();
     let mut subs: Subscribers<u8, N, L> = Subscribers::new();
+    let mut index: Index<u8> = Index::new();
     let mut rest = data;
     while let Some((&op, r)) = rest.split_first() {
         let len = r.first().map_or(0, |&n| usize::from(n % 10));
@@ -126,6 +133,9 @@ fuzz_target!(|data: &[u8]| {
                 let before: Vec<Vec<u8>> = subs.topics().map(<[u8]>::to_vec).collect();
                 let r = subs.subscribe(id, t);
                 assert_eq!(r, smodel.subscribe(id, t), "subscribers.subscribe");
+                if let Ok(new) = r {
+                    assert_eq!(index.subscribe(id, t), Ok(new), "index.subscribe");
+                }
                 if r.is_ok() {
                     assert!(subs.receives(id, t));
                     assert!(subs.count(id, t) >= 1);
@@ -138,11 +148,15 @@ fuzz_target!(|data: &[u8]| {
                 if op & 0x20 != 0 {
                     let mut gone = Vec::new();
                     let n = subs.remove_subscriber(id, |x| gone.push(x.to_vec()));
+                    let mut index_gone = BTreeSet::new();
+                    let m = index.remove_subscriber(id, |x| assert!(index_gone.insert(x.to_vec())));
+                    assert_eq!((m, index_gone), (n, gone.iter().cloned().collect()));
                     assert_eq!((n, gone), smodel.remove_subscriber(id));
                     assert!(subs.iter().all(|(i, _, _)| i != id));
                 } else {
                     let had = subs.count(id, t);
                     let r = subs.unsubscribe(id, t);
+                    assert_eq!(index.unsubscribe(id, t), r, "index.unsubscribe");
                     assert_eq!(r, smodel.unsubscribe(id, t), "subscribers.unsubscribe");
                     assert_eq!(r.is_ok(), had > 0);
                     assert_eq!(subs.count(id, t), had.saturating_sub(1));
@@ -200,6 +214,29 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(got, expect);
         assert_eq!(subs.matches(t), !expect.is_empty());
         assert!(subs.len() <= N);
+
+        // The index holds the same pairs and matches the same subscribers.
+        let pairs: BTreeSet<(u8, Vec<u8>, u32)> =
+            index.iter().map(|(i, x, c)| (i, x.to_vec(), c)).collect();
+        assert_eq!(pairs, smodel.0.iter().cloned().collect());
+        assert_eq!(index.len(), smodel.0.len());
+        let topics: BTreeSet<Vec<u8>> = index.topics().map(<[u8]>::to_vec).collect();
+        assert_eq!(topics, union.iter().cloned().collect());
+        let mut from_index: Vec<u8> = index.subscribers(t).collect();
+        from_index.sort_unstable();
+        assert_eq!(from_index, expect, "index.subscribers");
+        for probe in [t, rest] {
+            let want: BTreeSet<(Vec<u8>, u8)> = smodel
+                .0
+                .iter()
+                .filter(|(_, x, _)| topic::matches(x, probe))
+                .map(|(i, x, _)| (x.clone(), *i))
+                .collect();
+            let got: Vec<(Vec<u8>, u8)> =
+                index.matching(probe).map(|(x, i)| (x.to_vec(), i)).collect();
+            assert_eq!(got.len(), want.len());
+            assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), want);
+        }
 
         // Filter agrees with the rule.
         match Filter::<L>::new(t) {

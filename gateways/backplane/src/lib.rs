@@ -22,37 +22,37 @@
 //! - [`Engine::Libzmq`]: libzmq's XSUB/XPUB sockets with a forwarding loop
 //!   of ours (`ZMQ_XPUB_NODROP`), kept for comparison (`--engine libzmq`).
 //!
-//! # Queues, backpressure and counted loss
+//! # Queues and counted loss
 //! Each subscriber gets a queue of up to [`Config::hwm`] messages in the
-//! backplane (default 1,000,000; `hwm = 0` means unlimited: memory then grows
-//! with the backlog), and (native engine) of up to [`Config::queue_bytes`]
-//! bytes (default 256 MiB), whichever fills first. Nothing is dropped silently. When a message is for a
-//! subscriber whose queue is full:
+//! backplane (default 1,000,000; `hwm = 0` means unlimited), and (native
+//! engine) of up to [`Config::queue_bytes`] bytes (default 64 MiB),
+//! whichever fills first. Nothing is dropped silently.
 //!
-//! 1. The backplane stops reading from publishers (backpressure: their own
-//!    send queues fill, and a full one is counted by their
-//!    [`banyan_component::Stats::send_dropped`]) and retries the message for
-//!    up to [`Config::stall`] (default 1 s), counted in [`Stats::stalls`].
-//!    The message and everything after it wait: order is kept for everyone.
-//! 2. If the queue is still full, the stuck subscriber loses the message,
-//!    counted in [`Stats::dropped`]; the native engine still delivers it to
-//!    every other subscriber (the libzmq engine cannot: ZeroMQ queues a
-//!    message for all matching subscribers or for none, so there it is lost
-//!    for all of them). The stuck subscriber is now *in overflow*: further
-//!    messages for it that cannot be queued at once are dropped for it at
-//!    once (counted) instead of stalling again, so one stuck subscriber
-//!    cannot throttle everyone to a message per stall. (The libzmq engine
-//!    keeps the overflow per topic.)
-//! 3. The overflow ends as soon as a message for it is queued again (it
-//!    caught up, or left), or after a whole [`Config::stall`] without a
-//!    refused message.
+//! Native engine: a message for a subscriber whose queue is full is
+//! dropped **for that subscriber only**, at once, counted in
+//! [`Stats::dropped`]; every other subscriber gets it, and nothing waits:
+//! a stuck subscriber never delays anyone else's traffic (publishers are
+//! never paused). A subscriber that drains its queue loses nothing: the
+//! queue limits are the backlog it may build. [`Stats::stalls`] counts the
+//! times a subscriber's queue filled up (the start of a run of drops for
+//! it). On top of that the native engine keeps every connection and the
+//! whole process within limits (see [`Config::memory_budget`] and
+//! `docs/lan.md`, "Limits"): the largest queues lose their newest messages
+//! first when the budget is used up ([`Stats::shed`]).
+//!
+//! Libzmq engine ([`Engine::Libzmq`], kept for comparison): the backplane
+//! stops reading from publishers and retries the message for up to
+//! [`Config::stall`] (counted in [`Stats::stalls`]), then drops it for every
+//! subscriber of it (ZeroMQ queues a message for all matching subscribers
+//! or for none), and drops further messages of that topic that cannot be
+//! queued at once until one is queued again.
 //!
 //! Drops are logged at `warn` (at most every 5 s), readable with
 //! [`Backplane::stats`] / [`ShutdownHandle::stats`], and published by the
 //! backplane itself on topic [`STATS_TOPIC`] every [`Config::stats_interval`]
 //! when a counter changed: `{"report": "stats", "name": …, "forwarded": …,
 //! "dropped": …, "stalls": …, "unmatched": …, "undelivered": …,
-//! "oversize": …, "refused": …}` (see [`Stats`]). Messages are forwarded
+//! "oversize": …, "refused": …, "shed": …, "limited": …}` (see [`Stats`]). Messages are forwarded
 //! whole: all frames of a multipart message are read before the first is
 //! sent, and a drop drops all of them.
 //!
@@ -60,9 +60,12 @@
 //! The native engine closes (and counts in [`Stats::refused`], logs at
 //! `warn`) a connection that is not ZMTP 3 with the NULL mechanism, whose
 //! socket type cannot talk to that port (a SUB on the publisher port),
-//! that breaks the framing, or that has not finished its handshake within
-//! [`Config::handshake_timeout`] (10 s). A message larger than [`Config::max_message`] is skipped as it
-//! arrives (counted in [`Stats::oversize`]) and the connection carries on.
+//! that breaks the framing, whose first command is over
+//! [`Config::max_command`], or that has not finished its handshake within
+//! [`Config::handshake_timeout`] (10 s). A message larger than
+//! [`Config::max_message`] (or a subscription or command larger than
+//! [`Config::max_command`]) is skipped as it arrives, never buffered
+//! (counted in [`Stats::oversize`]), and the connection carries on.
 //!
 //! ```no_run
 //! use banyan_backplane::{Backplane, Config};
@@ -89,10 +92,21 @@ pub const STATS_TOPIC: &str = "banyan_backplane";
 pub const DEFAULT_STALL: Duration = Duration::from_secs(1);
 /// Default for [`Config::stats_interval`].
 pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(5);
-/// Default for [`Config::queue_bytes`]: 256 MiB.
-pub const DEFAULT_QUEUE_BYTES: usize = 256 << 20;
-/// Default for [`Config::max_message`]: 256 MiB.
-pub const DEFAULT_MAX_MESSAGE: usize = 256 << 20;
+/// Default for [`Config::queue_bytes`]: 64 MiB.
+pub const DEFAULT_QUEUE_BYTES: usize = 64 << 20;
+/// Default for [`Config::max_message`]: the components' payload limit
+/// ([`banyan_component::wire::DEFAULT_MAX_PAYLOAD`], 64 MiB) plus 64 KiB for the topic
+/// and frame headers, so that the backplane forwards what a component
+/// accepts and no more.
+pub const DEFAULT_MAX_MESSAGE: usize = banyan_component::wire::DEFAULT_MAX_PAYLOAD + (64 << 10);
+/// Default for [`Config::max_command`]: 4 KiB.
+pub const DEFAULT_MAX_COMMAND: usize = 4 << 10;
+/// Default for [`Config::max_subscriptions`]: 10,000 per subscriber.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 10_000;
+/// Default for [`Config::memory_budget`]: 256 MiB.
+pub const DEFAULT_MEMORY_BUDGET: usize = 256 << 20;
+/// Default for [`Config::control_queue_bytes`]: 64 KiB.
+pub const DEFAULT_CONTROL_QUEUE_BYTES: usize = 64 << 10;
 /// Default for [`Config::busy_poll`]: off (the kernel's idle loop usually
 /// polls already; see the option).
 pub const DEFAULT_BUSY_POLL: Duration = Duration::ZERO;
@@ -191,20 +205,54 @@ pub struct Config {
     pub hwm: i32,
     /// Native engine: per-subscriber queue limit in bytes as well (a queue
     /// is full at [`Config::hwm`] messages or this many bytes, whichever
-    /// comes first), so a stuck subscriber of large messages cannot exhaust
-    /// memory. 0 = no byte limit. Default [`DEFAULT_QUEUE_BYTES`].
+    /// comes first; a message is queued when the queue is below the limit,
+    /// so a queue holds at most this plus one message). 0 = no byte limit.
+    /// Default [`DEFAULT_QUEUE_BYTES`] (64 MiB).
     pub queue_bytes: usize,
-    /// How long a message for a subscriber whose queue is full is retried
-    /// (while publishers are not read) before it is dropped and counted.
-    /// Default 1 s ([`DEFAULT_STALL`]).
+    /// Libzmq engine only: how long a message for a subscriber whose queue
+    /// is full is retried (while publishers are not read) before it is
+    /// dropped and counted. The native engine never waits: it drops for the
+    /// full subscriber at once. Default 1 s ([`DEFAULT_STALL`]).
     pub stall: Duration,
     /// How often the counters are published on [`STATS_TOPIC`] (only when
     /// one changed). Default 5 s; zero = never.
     pub stats_interval: Duration,
     /// Largest message (all frames with their headers) the native engine
     /// forwards; larger ones are skipped as they arrive and counted in
-    /// [`Stats::oversize`]. Default [`DEFAULT_MAX_MESSAGE`].
+    /// [`Stats::oversize`]. Default [`DEFAULT_MAX_MESSAGE`] (64 MiB + 64 KiB,
+    /// matching the components' payload limit).
     pub max_message: usize,
+    /// Native engine: largest command frame (`READY`, `SUBSCRIBE`, `PING`,
+    /// …) any peer may send, and largest subscription or message a
+    /// subscriber may send, headers included. Before the handshake nothing
+    /// larger is buffered: a bigger first command closes the connection
+    /// (counted in [`Stats::refused`]); after it a bigger one is skipped
+    /// unread ([`Stats::oversize`]). Default [`DEFAULT_MAX_COMMAND`] (4 KiB).
+    pub max_command: usize,
+    /// Native engine: distinct subscriptions one subscriber connection may
+    /// hold; further new ones are ignored (counted in [`Stats::limited`],
+    /// logged). 0 = no limit. Default [`DEFAULT_MAX_SUBSCRIPTIONS`].
+    pub max_subscriptions: usize,
+    /// Native engine: bytes the backplane may hold in all: queued messages
+    /// and control output, partly received messages and subscriptions
+    /// (counted at their length plus 128 bytes each). When it is used up:
+    /// new connections are refused (closed at once, [`Stats::refused`]);
+    /// the largest subscriber queues lose their newest messages until an
+    /// eighth of the budget is free again ([`Stats::shed`], also in
+    /// [`Stats::dropped`]); a message from a publisher that does not fit is
+    /// discarded as it arrives ([`Stats::shed`]); new subscriptions are
+    /// ignored ([`Stats::limited`]). All logged at `warn`. 0 = no budget.
+    /// Default [`DEFAULT_MEMORY_BUDGET`] (256 MiB).
+    pub memory_budget: usize,
+    /// Native engine: unread control output allowed per peer. A `PING` is
+    /// not answered while this many bytes wait to be written to its sender
+    /// ([`Stats::limited`]). A publisher with more than this (beyond the
+    /// subscription list sent when it connected) of subscription notices
+    /// unread is disconnected ([`Stats::refused`]; it reconnects and gets the
+    /// whole list again) when it has read nothing for
+    /// [`Config::handshake_timeout`] or the memory budget is used up. 0 = no
+    /// limit. Default [`DEFAULT_CONTROL_QUEUE_BYTES`] (64 KiB).
+    pub control_queue_bytes: usize,
     /// Native engine: a connection that has not finished the ZeroMQ
     /// handshake (greeting and `READY`) this long after it was accepted is
     /// closed and counted in [`Stats::refused`]. Default 10 s.
@@ -234,6 +282,10 @@ impl Default for Config {
             stall: DEFAULT_STALL,
             stats_interval: DEFAULT_STATS_INTERVAL,
             max_message: DEFAULT_MAX_MESSAGE,
+            max_command: DEFAULT_MAX_COMMAND,
+            max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
+            control_queue_bytes: DEFAULT_CONTROL_QUEUE_BYTES,
             handshake_timeout: Duration::from_secs(10),
             engine: Engine::Native,
             busy_poll: DEFAULT_BUSY_POLL,
@@ -262,10 +314,13 @@ pub struct Stats {
     /// Messages (all their frames) passed from publishers to at least one
     /// subscriber.
     pub forwarded: u64,
-    /// Message deliveries dropped because a subscriber's queue stayed full
-    /// (one per subscriber that missed the message).
+    /// Message deliveries dropped because a subscriber's queue was full, or
+    /// (native engine) for the memory budget (one per subscriber that
+    /// missed the message).
     pub dropped: u64,
-    /// Times forwarding paused because a subscriber's queue was full.
+    /// Native engine: times a subscriber's queue filled up (the start of a
+    /// run of drops for it). Libzmq engine: times forwarding paused because
+    /// a subscriber's queue was full.
     pub stalls: u64,
     /// Messages that matched no subscriber (a publisher learns of an
     /// unsubscription a moment after it happened). Native engine.
@@ -276,13 +331,24 @@ pub struct Stats {
     /// Messages over [`Config::max_message`], skipped. Native engine.
     pub oversize: u64,
     /// Connections closed for breaking the protocol (not ZeroMQ, wrong
-    /// socket type, bad frames, no handshake in time). Native engine.
+    /// socket type, bad frames, no handshake in time) or by a limit (an
+    /// oversize first command, a publisher not reading its subscriptions,
+    /// the memory budget used up when it connected). Native engine.
     pub refused: u64,
+    /// Message deliveries dropped to stay within [`Config::memory_budget`]
+    /// (counted in `dropped` too), plus messages discarded as they arrived
+    /// for the same reason. Native engine.
+    pub shed: u64,
+    /// Requests refused by a per-peer limit, the connection kept:
+    /// subscriptions over [`Config::max_subscriptions`] (or over the memory
+    /// budget), `PING`s not answered to a peer that does not read
+    /// ([`Config::control_queue_bytes`]). Native engine.
+    pub limited: u64,
 }
 
 #[derive(Debug, Default)]
 struct Counters {
-    values: [AtomicU64; 7],
+    values: [AtomicU64; 9],
 }
 
 impl Counters {
@@ -296,6 +362,8 @@ impl Counters {
             undelivered: v(4),
             oversize: v(5),
             refused: v(6),
+            shed: v(7),
+            limited: v(8),
         }
     }
 
@@ -308,6 +376,8 @@ impl Counters {
             s.undelivered,
             s.oversize,
             s.refused,
+            s.shed,
+            s.limited,
         ];
         for (a, v) in self.values.iter().zip(values) {
             a.store(v, Ordering::Relaxed);
@@ -321,7 +391,6 @@ struct Reporter {
     reported: Stats,
     next_report: Option<Instant>,
     interval: Duration,
-    stall: Duration,
     name: String,
     last_warn: Option<Instant>,
     dropped_at_warn: u64,
@@ -337,7 +406,6 @@ impl Reporter {
             reported: stats,
             next_report: (!interval.is_zero()).then(|| Instant::now() + interval),
             interval,
-            stall: config.stall,
             name: config.name.clone(),
             last_warn: None,
             dropped_at_warn: stats.dropped,
@@ -353,10 +421,9 @@ impl Reporter {
         }
         let name = &self.name;
         log::warn!(
-            "backplane{}{name}: dropped {new} message(s): a subscriber's queue stayed full \
-             for {} ms ({} dropped, {} forwarded in total)",
+            "backplane{}{name}: dropped {new} message(s) for subscribers whose queue was full \
+             ({} dropped, {} forwarded in total)",
             if name.is_empty() { "" } else { " " },
-            self.stall.as_millis(),
             self.stats.dropped,
             self.stats.forwarded
         );
@@ -392,6 +459,8 @@ impl Reporter {
             ("undelivered".into(), s.undelivered.into()),
             ("oversize".into(), s.oversize.into()),
             ("refused".into(), s.refused.into()),
+            ("shed".into(), s.shed.into()),
+            ("limited".into(), s.limited.into()),
         ]);
         Some(value)
     }

@@ -4,18 +4,33 @@
 //! in the same turn: no hand-over to I/O threads, no copies but the one into
 //! each subscriber's output buffer, frames forwarded byte for byte.
 //!
-//! Per connection state: an input buffer, an output buffer with the end
-//! offset of every queued message (the queue length the high-water mark is
-//! checked against) and, for subscribers, their subscriptions. Upstream
-//! subscriptions are the union of all subscribers' (like XSUB/XPUB): a
-//! publisher is told a topic when the first subscriber wants it and told to
-//! cancel when the last one leaves.
+//! Per connection state: unconsumed input (only while a message is partly
+//! received: complete reads are handled straight from one shared read
+//! buffer, so an idle connection holds no buffer), an output buffer with the
+//! byte range of every queued message (the queue the high-water mark is
+//! checked against), and the connection's limits. Subscriptions live in one
+//! [`Index`] (the core's prefix index) keyed by connection: a message costs
+//! one probe per distinct subscription length up to its topic's length,
+//! then work only for the subscribers it goes to. Upstream subscriptions
+//! are the union of all subscribers' (like XSUB/XPUB): a publisher is told a
+//! topic when the first subscriber wants it and told to cancel when the
+//! last one leaves.
+//!
+//! Work per turn is proportional to the connections that had an event (a
+//! list of readable ones, a list of ones with output to flush, handshake
+//! deadlines in a queue in accept order), never to the number of
+//! connections.
+//!
+//! A subscriber whose queue is full loses the message (counted): nothing
+//! waits for it, so no subscriber can hold up another. Memory is bounded by
+//! the limits documented on [`Config`] and in `docs/lan.md` ("Limits").
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use banyan_core::topic::Index;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
@@ -30,12 +45,26 @@ const FIRST_CONNECTION: usize = 3;
 const READ_CHUNK: usize = 64 * 1024;
 /// Bytes read from one connection per turn before the others get theirs.
 const READ_BUDGET: usize = 256 * 1024;
+/// Unconsumed input up to this size is moved to the shared read buffer for
+/// the next read; a larger part of a message is completed in the
+/// connection's own buffer.
+const SMALL_PENDING: usize = 16 * 1024;
 /// Output already written is removed from the front of a buffer once it is
 /// this large (and always when everything was written).
 const COMPACT_AT: usize = 1 << 20;
-/// An empty buffer that grew beyond this (a large message passed) gives its
-/// memory back.
-const SHRINK_AT: usize = 4 << 20;
+/// An empty output buffer larger than this gives its memory back (smaller
+/// ones are kept for the next messages).
+const KEEP_OUTPUT: usize = 4 << 10;
+/// After `accept` failed for want of descriptors or memory, it is retried
+/// this often (and at once whenever a connection closes) until it works.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+/// Bytes counted per subscription for the memory budget besides its prefix
+/// (hash table entries, shared key).
+pub(super) const SUBSCRIPTION_OVERHEAD: usize = 128;
+/// Bytes counted per queued message besides the message (its range).
+const QUEUE_ENTRY: usize = 16;
+/// Minimum time between two warnings about limits in the log.
+const WARN_EVERY: Duration = Duration::from_secs(5);
 
 /// The bound listening sockets of a native backplane.
 pub(super) struct Sockets {
@@ -122,6 +151,13 @@ impl Role {
             Role::Subscriber => matches!(peer, "SUB" | "XSUB"),
         }
     }
+
+    fn slot(self) -> usize {
+        match self {
+            Role::Publisher => 0,
+            Role::Subscriber => 1,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,33 +172,45 @@ struct Connection {
     peer: SocketAddr,
     role: Role,
     phase: Phase,
-    accepted: Instant,
-    /// Received bytes live in `input[start..end]` (`input` is kept zeroed
-    /// beyond, so reading never re-initializes memory).
+    /// Unique per accepted connection (slots are reused).
+    serial: u64,
+    /// Unconsumed input is `input[start..]`; empty (no allocation) unless a
+    /// message is partly received.
     input: Vec<u8>,
     start: usize,
-    end: usize,
     /// The socket may have more to read (edge-triggered readiness).
     readable: bool,
+    /// Listed in the forwarder's `ready` (to read).
+    listed: bool,
     decoder: Decoder,
     output: Vec<u8>,
     /// Bytes of `output` already written.
     sent: usize,
     /// Total bytes written and appended since the connection opened, and the
-    /// end offset (in appended bytes) of every queued message.
+    /// range (in appended bytes) of every queued message.
     written_total: u64,
     appended_total: u64,
-    queued: VecDeque<u64>,
+    queued: VecDeque<(u64, u64)>,
     /// The socket may accept more bytes.
     writable: bool,
     /// Listed in the forwarder's `dirty` (output to flush).
     dirty: bool,
-    /// Subscriber: prefixes with their subscription counts.
-    subscriptions: HashMap<Vec<u8>, u32>,
-    /// Subscriber: when a message for it was last refused while it was in
-    /// overflow (see the module docs of [`crate`]).
-    overflow: Option<Instant>,
-    closing: bool,
+    /// Subscriber: its queue was full for the last message for it (it is
+    /// losing messages until one can be queued again).
+    overflow: bool,
+    /// The number of the last message routed to it (each subscriber gets a
+    /// message once, however many of its prefixes match).
+    stamp: u64,
+    /// Publisher: unread output allowed on top of
+    /// [`Config::control_queue_bytes`] (the subscription list it was sent
+    /// on connecting).
+    allowance: u64,
+    /// When something was last written to it (or it connected).
+    last_write: Instant,
+    /// Subscriber: bytes its subscriptions count for the memory budget.
+    sub_bytes: usize,
+    /// Bytes counted for this connection in the forwarder's total.
+    accounted: usize,
 }
 
 impl Connection {
@@ -170,8 +218,9 @@ impl Connection {
         stream: TcpStream,
         peer: SocketAddr,
         role: Role,
+        serial: u64,
+        max_command: usize,
         now: Instant,
-        max_message: usize,
     ) -> Connection {
         let mut output = Vec::with_capacity(zmtp::GREETING_LEN);
         output.extend_from_slice(&zmtp::greeting());
@@ -180,12 +229,13 @@ impl Connection {
             peer,
             role,
             phase: Phase::Greeting,
-            accepted: now,
+            serial,
             input: Vec::new(),
             start: 0,
-            end: 0,
             readable: true,
-            decoder: Decoder::new(max_message),
+            listed: false,
+            // Before READY nothing larger than a command is buffered.
+            decoder: Decoder::with_limits(max_command, max_command),
             output,
             sent: 0,
             written_total: 0,
@@ -193,16 +243,26 @@ impl Connection {
             queued: VecDeque::new(),
             writable: true,
             dirty: false,
-            subscriptions: HashMap::new(),
-            overflow: None,
-            closing: false,
+            overflow: false,
+            stamp: 0,
+            allowance: 0,
+            last_write: now,
+            sub_bytes: 0,
+            accounted: 0,
         }
     }
 
-    fn wants(&self, topic: &[u8]) -> bool {
-        self.subscriptions
-            .keys()
-            .any(|prefix| topic.starts_with(prefix))
+    /// Bytes appended and not yet written.
+    fn unsent(&self) -> u64 {
+        self.appended_total - self.written_total
+    }
+
+    /// Bytes this connection holds, for the memory budget.
+    fn held(&self) -> usize {
+        self.unsent() as usize
+            + (self.input.len() - self.start)
+            + self.queued.len() * QUEUE_ENTRY
+            + self.sub_bytes
     }
 
     /// Messages queued for this connection and not yet fully written.
@@ -210,7 +270,7 @@ impl Connection {
         while self
             .queued
             .front()
-            .is_some_and(|&e| e <= self.written_total)
+            .is_some_and(|&(_, e)| e <= self.written_total)
         {
             self.queued.pop_front();
         }
@@ -221,12 +281,7 @@ impl Connection {
     /// (0 = no limit).
     fn is_full(&mut self, hwm: i32, max_bytes: usize) -> bool {
         (hwm > 0 && self.queue_len() >= hwm as usize)
-            || (max_bytes > 0 && self.appended_total - self.written_total >= max_bytes as u64)
-    }
-
-    fn in_overflow(&self, now: Instant, stall: Duration) -> bool {
-        self.overflow
-            .is_some_and(|t| now.saturating_duration_since(t) < stall)
+            || (max_bytes > 0 && self.unsent() >= max_bytes as u64)
     }
 
     /// Appends bytes that are not a message (handshake, subscriptions,
@@ -238,8 +293,23 @@ impl Connection {
 
     /// Appends one whole message.
     fn push_message(&mut self, bytes: &[u8]) {
+        let start = self.appended_total;
         self.push_control(bytes);
-        self.queued.push_back(self.appended_total);
+        self.queued.push_back((start, self.appended_total));
+    }
+
+    /// Removes the newest queued message if nothing of it was written and
+    /// nothing was appended after it; returns its length.
+    fn pop_newest(&mut self) -> Option<usize> {
+        let &(start, end) = self.queued.back()?;
+        if end != self.appended_total || start < self.written_total {
+            return None;
+        }
+        let len = (end - start) as usize;
+        self.output.truncate(self.output.len() - len);
+        self.appended_total = start;
+        self.queued.pop_back();
+        Some(len)
     }
 
     /// Lists the connection for the next flush (once).
@@ -254,54 +324,15 @@ impl Connection {
         self.sent < self.output.len()
     }
 
-    /// Reads what the socket has, up to [`READ_BUDGET`].
-    fn fill(&mut self) -> io::Result<()> {
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-            if self.input.len() > SHRINK_AT {
-                self.input.truncate(READ_CHUNK);
-                self.input.shrink_to_fit();
-            }
-        } else if self.start >= READ_CHUNK {
-            self.input.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        let mut budget = READ_BUDGET;
-        while budget > 0 {
-            if self.input.len() < self.end + READ_CHUNK {
-                self.input.resize(self.end + READ_CHUNK, 0);
-            }
-            match self.stream.read(&mut self.input[self.end..]) {
-                Ok(0) => {
-                    self.readable = false;
-                    self.closing = true;
-                    return Ok(());
-                }
-                Ok(n) => {
-                    self.end += n;
-                    budget = budget.saturating_sub(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.readable = false;
-                    return Ok(());
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
     /// Writes queued output until done or the socket is full.
-    fn flush(&mut self) -> io::Result<()> {
+    fn flush(&mut self, now: Instant) -> io::Result<()> {
         while self.writable && self.has_output() {
             match self.stream.write(&self.output[self.sent..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.sent += n;
                     self.written_total += n as u64;
+                    self.last_write = now;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -311,14 +342,29 @@ impl Connection {
         if self.sent == self.output.len() {
             self.output.clear();
             self.sent = 0;
-            if self.output.capacity() > SHRINK_AT {
-                self.output.shrink_to(READ_CHUNK);
+            if self.output.capacity() > KEEP_OUTPUT {
+                // An idle connection keeps no large buffer.
+                self.output = Vec::new();
             }
         } else if self.sent >= COMPACT_AT {
             self.output.drain(..self.sent);
             self.sent = 0;
         }
+        self.queue_len();
+        if self.queued.is_empty() && self.queued.capacity() > 1024 {
+            self.queued.shrink_to(64);
+        }
         Ok(())
+    }
+}
+
+/// Reads into `buf`; `Ok(0)` is end of file.
+fn read_some(stream: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match stream.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
     }
 }
 
@@ -330,6 +376,8 @@ enum Close {
     Frame(zmtp::FrameError),
     Timeout(Duration),
     PeerError(String),
+    /// A limit of the backplane's (see [`Config`]).
+    Limit(String),
 }
 
 impl std::fmt::Display for Close {
@@ -341,6 +389,7 @@ impl std::fmt::Display for Close {
             Close::Frame(e) => write!(f, "protocol error: {e}"),
             Close::Timeout(t) => write!(f, "no ZeroMQ handshake within {t:?}"),
             Close::PeerError(reason) => write!(f, "peer sent ERROR: {reason}"),
+            Close::Limit(what) => f.write_str(what),
         }
     }
 }
@@ -407,13 +456,6 @@ impl BusyPoll {
     }
 }
 
-/// A message a publisher sent that could not be queued yet.
-#[derive(Debug, Clone, Copy)]
-struct Stall {
-    connection: usize,
-    until: Instant,
-}
-
 /// The forwarding loop.
 pub(super) struct Forwarder<'a> {
     sockets: Sockets,
@@ -421,14 +463,35 @@ pub(super) struct Forwarder<'a> {
     handle: &'a ShutdownHandle,
     connections: Vec<Option<Connection>>,
     free: Vec<usize>,
-    /// Upstream subscriptions: prefix → number of subscribers holding it.
-    upstream: HashMap<Vec<u8>, usize>,
-    stall: Option<Stall>,
-    /// Reused per message: subscribers it goes to / whose queue is full.
-    targets: Vec<usize>,
-    full: Vec<usize>,
+    /// Every subscriber's subscriptions, by connection slot.
+    index: Index<usize>,
+    /// Publishers past their handshake (they are told subscriptions).
+    publishers: Vec<usize>,
+    /// Connections that may have input (`Connection::listed`).
+    ready: Vec<usize>,
+    ready_spare: Vec<usize>,
+    /// Connections with output to flush (`Connection::dirty`).
     dirty: Vec<usize>,
+    /// Handshake deadlines in accept order: (deadline, slot, serial).
+    handshakes: VecDeque<(Instant, usize, u64)>,
+    /// Per port: when to retry `accept` after it failed (out of
+    /// descriptors or memory).
+    accept_retry: [Option<Instant>; 2],
+    /// A connection closed in this turn (a descriptor is free again).
+    closed_any: bool,
+    next_serial: u64,
+    /// Number of the message being routed (see `Connection::stamp`).
+    seq: u64,
+    /// Bytes held for connections and subscriptions (see
+    /// `Connection::held`), checked against [`Config::memory_budget`].
+    memory: usize,
+    /// Shared read buffer: reads of connections without partial input land
+    /// here.
+    rx: Vec<u8>,
+    /// Reused per message: subscribers it goes to.
+    targets: Vec<usize>,
     scratch: Vec<u8>,
+    last_limit_warn: Option<Instant>,
     pub(super) reporter: Reporter,
 }
 
@@ -440,18 +503,65 @@ impl<'a> Forwarder<'a> {
             handle,
             connections: Vec::new(),
             free: Vec::new(),
-            upstream: HashMap::new(),
-            stall: None,
-            targets: Vec::new(),
-            full: Vec::new(),
+            index: Index::new(),
+            publishers: Vec::new(),
+            ready: Vec::new(),
+            ready_spare: Vec::new(),
             dirty: Vec::new(),
+            handshakes: VecDeque::new(),
+            accept_retry: [None; 2],
+            closed_any: false,
+            next_serial: 0,
+            seq: 0,
+            memory: 0,
+            rx: vec![0; SMALL_PENDING + READ_CHUNK],
+            targets: Vec::new(),
             scratch: Vec::new(),
+            last_limit_warn: None,
             reporter: Reporter::new(config, handle.stats()),
         }
     }
 
     fn stats(&mut self) -> &mut Stats {
         &mut self.reporter.stats
+    }
+
+    /// Logs a limit being hit, at most every [`WARN_EVERY`].
+    fn limit_warn(&mut self, now: Instant, what: impl FnOnce() -> String) {
+        if self
+            .last_limit_warn
+            .is_some_and(|t| now.saturating_duration_since(t) < WARN_EVERY)
+        {
+            return;
+        }
+        self.last_limit_warn = Some(now);
+        log::warn!(
+            "backplane: {} (further limit warnings for 5 s suppressed)",
+            what()
+        );
+    }
+
+    /// The memory budget is set and `extra` more bytes would exceed it.
+    fn over_budget(&self, extra: usize) -> bool {
+        let budget = self.config.memory_budget;
+        budget > 0 && self.memory.saturating_add(extra) > budget
+    }
+
+    /// Less than an eighth of the memory budget is free: new peers are
+    /// refused (shedding brings the total back under seven eighths when a
+    /// message does not fit).
+    fn budget_reached(&self) -> bool {
+        let budget = self.config.memory_budget;
+        budget > 0 && self.memory > budget - budget / 8
+    }
+
+    /// Updates the memory total after connection `index` changed.
+    fn touch(&mut self, index: usize) {
+        if let Some(c) = self.connections.get_mut(index).and_then(Option::as_mut) {
+            let held = c.held();
+            self.memory = self.memory - c.accounted + held;
+            c.accounted = held;
+        }
     }
 
     pub(super) fn run(&mut self) -> Result<()> {
@@ -466,91 +576,106 @@ impl<'a> Forwarder<'a> {
                 }
                 return Err(e.into());
             }
+            let now = Instant::now();
             for event in &events {
                 match event.token() {
-                    PUBLISHERS => self.accept(Role::Publisher),
-                    SUBSCRIBERS => self.accept(Role::Subscriber),
+                    PUBLISHERS => self.accept(Role::Publisher, now),
+                    SUBSCRIBERS => self.accept(Role::Subscriber, now),
                     WAKER => {}
                     Token(t) => {
-                        let Some(Some(c)) = self.connections.get_mut(t - FIRST_CONNECTION) else {
+                        let index = t - FIRST_CONNECTION;
+                        let Some(Some(c)) = self.connections.get_mut(index) else {
                             continue;
                         };
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             c.readable = true;
+                            if !c.listed {
+                                c.listed = true;
+                                self.ready.push(index);
+                            }
                         }
                         if event.is_writable() || event.is_write_closed() || event.is_error() {
                             c.writable = true;
-                            c.mark(t - FIRST_CONNECTION, &mut self.dirty);
+                            c.mark(index, &mut self.dirty);
                         }
                     }
                 }
             }
             if self.handle.stop_requested() {
-                if self.stall.take().is_some() {
-                    // The held message dies with the backplane: count it.
-                    self.stats().dropped += 1;
-                }
                 return Ok(());
             }
-            let now = Instant::now();
             self.read_all(now);
-            self.flush_all();
-            if self.stall.is_some() {
-                self.retry(now);
-                self.flush_all();
-            }
             self.expire_handshakes(now);
             self.report(now);
-            // Closing a subscriber queues cancellations for publishers: close
-            // before the last flush, so that they leave in this turn.
-            self.close_finished();
-            self.flush_all();
+            // Closing a subscriber queues cancellations for publishers:
+            // flush after everything else, so that they leave in this turn.
+            self.flush_all(now);
+            self.retry_accepts(now);
             self.handle.counters.store(self.reporter.stats);
         }
     }
 
     fn timeout(&self, now: Instant) -> Option<Duration> {
-        let busy = self.connections.iter().flatten().any(|c| {
-            c.readable
-                && !c.closing
-                && (self.stall.is_none() || c.role == Role::Subscriber || c.phase != Phase::Traffic)
-        });
-        if busy {
+        if !self.ready.is_empty() {
             return Some(Duration::ZERO);
         }
         let mut deadline = self.reporter.next_report;
         let mut earliest = |t: Instant| {
             deadline = Some(deadline.map_or(t, |d| d.min(t)));
         };
-        if let Some(s) = self.stall {
-            earliest(s.until);
+        if let Some(&(t, _, _)) = self.handshakes.front() {
+            earliest(t);
         }
-        for c in self.connections.iter().flatten() {
-            if c.phase != Phase::Traffic {
-                earliest(c.accepted + self.config.handshake_timeout);
-            }
+        for t in self.accept_retry.iter().flatten() {
+            earliest(*t);
         }
         // Round up so the deadline has passed when poll returns.
         deadline.map(|d| d.saturating_duration_since(now) + Duration::from_millis(1))
     }
 
-    fn accept(&mut self, role: Role) {
-        let listener = match role {
-            Role::Publisher => &self.sockets.publishers,
-            Role::Subscriber => &self.sockets.subscribers,
-        };
+    fn accept(&mut self, role: Role, now: Instant) {
         loop {
+            let listener = match role {
+                Role::Publisher => &self.sockets.publishers,
+                Role::Subscriber => &self.sockets.subscribers,
+            };
             let (mut stream, peer) = match listener.accept() {
                 Ok(s) => s,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_retry[role.slot()] = None;
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // Out of file descriptors, for example: the peer stays
-                    // in the backlog and ZeroMQ retries.
-                    log::warn!("backplane: cannot accept a {} connection: {e}", role.port());
+                    // in the backlog. The listener is edge-triggered, so no
+                    // new event comes for it: retry when a connection
+                    // closes, and every ACCEPT_RETRY (never in a spin).
+                    if self.accept_retry[role.slot()].is_none() {
+                        log::warn!(
+                            "backplane: cannot accept a {} connection: {e} (retrying every {} ms)",
+                            role.port(),
+                            ACCEPT_RETRY.as_millis()
+                        );
+                    }
+                    self.accept_retry[role.slot()] = Some(now + ACCEPT_RETRY);
                     return;
                 }
             };
+            if self.budget_reached() {
+                // Refuse new peers while the memory budget is used up.
+                drop(stream);
+                self.stats().refused += 1;
+                let (memory, budget) = (self.memory, self.config.memory_budget);
+                self.limit_warn(now, || {
+                    format!(
+                        "refused a {} connection from {peer}: memory budget reached \
+                         ({memory} of {budget} bytes, --memory-budget)",
+                        role.port()
+                    )
+                });
+                continue;
+            }
             let _ = stream.set_nodelay(true);
             let index = self.free.pop().unwrap_or_else(|| {
                 self.connections.push(None);
@@ -567,75 +692,167 @@ impl<'a> Forwarder<'a> {
                 continue;
             }
             log::debug!("backplane: {} connection from {peer}", role.port());
-            let mut c =
-                Connection::new(stream, peer, role, Instant::now(), self.config.max_message);
+            self.next_serial += 1;
+            let serial = self.next_serial;
+            let mut c = Connection::new(stream, peer, role, serial, self.config.max_command, now);
             c.mark(index, &mut self.dirty);
+            c.listed = true;
+            self.ready.push(index);
+            self.handshakes
+                .push_back((now + self.config.handshake_timeout, index, serial));
             self.connections[index] = Some(c);
+            self.touch(index);
         }
     }
 
-    /// Reads and handles input: subscribers and handshakes always, message
-    /// data from publishers only while not stalled.
+    /// Retries a failed `accept` when a descriptor may be free again.
+    fn retry_accepts(&mut self, now: Instant) {
+        let closed = std::mem::take(&mut self.closed_any);
+        for role in [Role::Publisher, Role::Subscriber] {
+            if let Some(at) = self.accept_retry[role.slot()] {
+                if closed || now >= at {
+                    self.accept(role, now);
+                }
+            }
+        }
+    }
+
+    /// Reads and handles the input of the connections that have some.
     fn read_all(&mut self, now: Instant) {
-        for index in 0..self.connections.len() {
-            let Some(c) = &self.connections[index] else {
+        let list = std::mem::replace(&mut self.ready, std::mem::take(&mut self.ready_spare));
+        for &index in &list {
+            let Some(Some(c)) = self.connections.get_mut(index) else {
                 continue;
             };
-            let publishing = c.role == Role::Publisher && c.phase == Phase::Traffic;
-            if !c.readable || c.closing || (publishing && self.stall.is_some()) {
+            if !c.listed {
+                continue; // listed twice (a slot reused)
+            }
+            c.listed = false;
+            if !c.readable {
                 continue;
             }
             self.read_connection(index, now);
-        }
-    }
-
-    fn read_connection(&mut self, index: usize, now: Instant) {
-        let Some(c) = self.connections[index].as_mut() else {
-            return;
-        };
-        if let Err(e) = c.fill() {
-            self.close(index, &Close::Io(e));
-            return;
-        }
-        if let Err(reason) = self.handle_input(index, now) {
-            self.close(index, &reason);
-        }
-    }
-
-    /// Handles everything complete in a connection's input buffer.
-    fn handle_input(&mut self, index: usize, now: Instant) -> std::result::Result<(), Close> {
-        let Some(c) = self.connections[index].as_mut() else {
-            return Ok(());
-        };
-        // The buffer is taken out so that messages can be copied from it
-        // into other connections.
-        let input = std::mem::take(&mut c.input);
-        let (mut start, end) = (c.start, c.end);
-        let result = self.handle_bytes(index, &input, &mut start, end, now);
-        if let Some(c) = self.connections[index].as_mut() {
-            c.input = input;
-            c.start = start;
-            if c.closing && result.is_ok() && c.phase != Phase::Traffic {
-                return Err(Close::Eof);
+            if let Some(Some(c)) = self.connections.get_mut(index) {
+                if c.readable && !c.listed {
+                    c.listed = true;
+                    self.ready.push(index);
+                }
             }
         }
-        result
+        self.ready_spare = list;
+        self.ready_spare.clear();
     }
 
+    /// Reads what one connection has (up to [`READ_BUDGET`]) and handles
+    /// it; closes the connection at end of file or on an error.
+    fn read_connection(&mut self, index: usize, now: Instant) {
+        let mut budget = READ_BUDGET;
+        while budget > 0 {
+            let Some(c) = self.connections[index].as_mut() else {
+                return;
+            };
+            let pending = c.input.len() - c.start;
+            let (read, handled) = if pending > SMALL_PENDING {
+                // A large message arriving: complete it in its own buffer.
+                if c.start > 0 {
+                    c.input.drain(..c.start);
+                    c.start = 0;
+                }
+                let old = c.input.len();
+                c.input.resize(old + READ_CHUNK, 0);
+                let read = read_some(&mut c.stream, &mut c.input[old..]);
+                c.input.truncate(old + *read.as_ref().unwrap_or(&0));
+                let input = std::mem::take(&mut c.input);
+                let mut start = c.start;
+                let handled = self.handle_bytes(index, &input, &mut start, now);
+                if let Some(c) = self.connections[index].as_mut() {
+                    c.input = input;
+                    c.start = start;
+                    if c.start == c.input.len() {
+                        c.input = Vec::new();
+                        c.start = 0;
+                    }
+                }
+                (read, handled)
+            } else {
+                // The usual case: read into the shared buffer after what is
+                // left of a partial message, keep only what is left then.
+                let mut rx = std::mem::take(&mut self.rx);
+                rx[..pending].copy_from_slice(&c.input[c.start..]);
+                let read = read_some(&mut c.stream, &mut rx[pending..]);
+                let end = pending + *read.as_ref().unwrap_or(&0);
+                let mut start = 0;
+                let handled = self.handle_bytes(index, &rx[..end], &mut start, now);
+                if let Some(c) = self.connections[index].as_mut() {
+                    // (A fresh allocation: a buffer that grew for a large
+                    // message is given back here.)
+                    c.start = 0;
+                    c.input = rx[start..end].to_vec();
+                }
+                self.rx = rx;
+                (read, handled)
+            };
+            self.touch(index);
+            if let Err(reason) = handled {
+                self.close(index, &reason);
+                return;
+            }
+            match read {
+                Ok(0) => {
+                    self.close(index, &Close::Eof);
+                    return;
+                }
+                Ok(n) => budget = budget.saturating_sub(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Some(c) = self.connections[index].as_mut() {
+                        c.readable = false;
+                    }
+                    return;
+                }
+                Err(e) => {
+                    self.close(index, &Close::Io(e));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The largest message publisher `index` may send now: the configured
+    /// limit, lowered to what the memory budget has room for (never below
+    /// one read's worth).
+    fn message_limit(&self, pending: usize) -> usize {
+        let max = self.config.max_message;
+        let budget = self.config.memory_budget;
+        if budget == 0 {
+            return max;
+        }
+        let room = budget.saturating_sub(self.memory).saturating_add(pending);
+        max.min(room.max(READ_CHUNK))
+    }
+
+    /// Handles everything complete in `input[*start..]`.
     fn handle_bytes(
         &mut self,
         index: usize,
         input: &[u8],
         start: &mut usize,
-        end: usize,
         now: Instant,
     ) -> std::result::Result<(), Close> {
-        let max_message = self.config.max_message;
         loop {
+            let limit = match self.connections[index].as_ref() {
+                Some(c) if c.role == Role::Publisher && c.phase == Phase::Traffic => {
+                    Some(self.message_limit(input.len() - *start))
+                }
+                Some(_) => None,
+                None => return Ok(()),
+            };
             let Some(c) = self.connections[index].as_mut() else {
                 return Ok(());
             };
-            let buf = &input[*start..end];
+            if let Some(limit) = limit {
+                c.decoder.set_max_message(limit);
+            }
+            let buf = &input[*start..];
             match c.phase {
                 Phase::Greeting => {
                     let have = &buf[..buf.len().min(zmtp::GREETING_LEN)];
@@ -676,78 +893,120 @@ impl<'a> Forwarder<'a> {
                         *start += len;
                         c.phase = Phase::Traffic;
                         log::debug!("backplane: {} {} ready", c.peer, peer);
+                        let max_command = self.config.max_command;
                         if c.role == Role::Publisher {
+                            c.decoder = Decoder::with_limits(self.config.max_message, max_command);
                             self.scratch.clear();
-                            for topic in self.upstream.keys() {
+                            for topic in self.index.topics() {
                                 zmtp::put_subscription(&mut self.scratch, topic, true);
                             }
                             c.push_control(&self.scratch);
+                            c.allowance = self.scratch.len() as u64;
                             c.mark(index, &mut self.dirty);
+                            self.publishers.push(index);
+                        } else {
+                            // Subscribers send subscriptions: nothing larger
+                            // than a command is buffered for them.
+                            c.decoder = Decoder::with_limits(max_command, max_command);
                         }
                     }
-                    Step::Message { .. } | Step::Oversize { .. } | Step::Skipped(_) => {
+                    Step::Oversize { .. } => {
+                        return Err(Close::Limit(format!(
+                            "handshake command over {} bytes (--max-command)",
+                            self.config.max_command
+                        )))
+                    }
+                    Step::Message { .. } | Step::Skipped(_) => {
                         return Err(Close::Handshake(HandshakeError::BadReady(
                             "message before READY",
                         )))
                     }
                 },
-                Phase::Traffic => {
-                    if c.role == Role::Publisher && self.stall.is_some() {
-                        return Ok(());
+                Phase::Traffic => match c.decoder.step(buf).map_err(Close::Frame)? {
+                    Step::NeedMore => return Ok(()),
+                    Step::Skipped(n) => *start += n,
+                    Step::Command { len, body } => {
+                        *start += len;
+                        self.command(index, &buf[body..len], now)?;
                     }
-                    match c.decoder.step(buf).map_err(Close::Frame)? {
-                        Step::NeedMore => return Ok(()),
-                        Step::Skipped(n) => *start += n,
-                        Step::Command { len, body } => {
-                            *start += len;
-                            self.command(index, &buf[body..len])?;
-                        }
-                        Step::Oversize { skip } => {
-                            *start += skip;
+                    Step::Oversize { skip } => {
+                        *start += skip;
+                        let size = c.decoder.oversize_len();
+                        let (peer, role) = (c.peer, c.role);
+                        let limit = c.decoder.max_message();
+                        if role == Role::Publisher && (size as usize) <= self.config.max_message {
+                            // Under the size limit, over the memory left.
+                            self.reporter.stats.shed += 1;
+                            self.reporter.stats.dropped += 1;
+                            self.limit_warn(now, || {
+                                format!(
+                                    "discarded a message of {size} bytes from {peer}: the memory \
+                                     budget had room for {limit} (--memory-budget)"
+                                )
+                            });
+                        } else {
                             self.reporter.stats.oversize += 1;
                             log::warn!(
-                                "backplane: discarded a message over {} bytes from {} ({} port)",
-                                max_message,
-                                c.peer,
-                                c.role.port()
+                                "backplane: discarded a message or command of {size} bytes \
+                                 from {peer} ({} port): over {} bytes",
+                                role.port(),
+                                match role {
+                                    Role::Publisher => "the --max-message of",
+                                    Role::Subscriber => "the --max-command of",
+                                }
+                                .to_owned()
+                                    + &limit.to_string()
                             );
                         }
-                        Step::Message { len, first } => {
-                            let message = &buf[..len];
-                            let first = &message[first.0..first.1];
-                            if c.role == Role::Subscriber {
-                                *start += len;
-                                if let Some(s) = zmtp::message_subscription(first) {
-                                    self.subscription(index, s);
-                                }
-                            } else if self.route(message, first, now, true) {
-                                *start += len;
-                            } else {
-                                self.stall = Some(Stall {
-                                    connection: index,
-                                    until: now + self.config.stall,
-                                });
-                                self.stats().stalls += 1;
-                                return Ok(());
+                    }
+                    Step::Message { len, first } => {
+                        *start += len;
+                        let message = &buf[..len];
+                        let first = &message[first.0..first.1];
+                        if c.role == Role::Subscriber {
+                            if let Some(s) = zmtp::message_subscription(first) {
+                                self.subscription(index, s, now);
                             }
+                        } else {
+                            self.route(message, first, now);
                         }
                     }
-                }
+                },
             }
         }
     }
 
-    fn command(&mut self, index: usize, body: &[u8]) -> std::result::Result<(), Close> {
+    fn command(
+        &mut self,
+        index: usize,
+        body: &[u8],
+        now: Instant,
+    ) -> std::result::Result<(), Close> {
         let (name, data) =
             zmtp::split_command(body).map_err(|e| Close::Frame(zmtp::FrameError::BadCommand(e)))?;
         match name {
             b"PING" => {
+                let limit = self.config.control_queue_bytes as u64;
+                let Some(c) = self.connections[index].as_mut() else {
+                    return Ok(());
+                };
+                if limit > 0 && c.unsent() >= limit {
+                    // It does not read what we send: no more answers.
+                    let peer = c.peer;
+                    self.reporter.stats.limited += 1;
+                    self.limit_warn(now, || {
+                        format!(
+                            "not answering PINGs of {peer}: it does not read \
+                             (--control-queue-bytes)"
+                        )
+                    });
+                    return Ok(());
+                }
                 self.scratch.clear();
                 zmtp::put_pong(&mut self.scratch, data);
-                if let Some(c) = self.connections[index].as_mut() {
-                    c.push_control(&self.scratch);
-                    c.mark(index, &mut self.dirty);
-                }
+                c.push_control(&self.scratch);
+                c.mark(index, &mut self.dirty);
+                self.touch(index);
             }
             b"ERROR" => {
                 return Err(Close::PeerError(
@@ -760,7 +1019,7 @@ impl<'a> Forwarder<'a> {
                     .is_some_and(|c| c.role == Role::Subscriber);
                 if let Some(s) = zmtp::command_subscription(name, data) {
                     if is_subscriber {
-                        self.subscription(index, s);
+                        self.subscription(index, s, now);
                     }
                 }
                 // PONG and unknown commands are ignored, as the spec asks.
@@ -769,180 +1028,248 @@ impl<'a> Forwarder<'a> {
         Ok(())
     }
 
-    fn subscription(&mut self, index: usize, s: Subscription<'_>) {
-        let Some(c) = self.connections[index].as_mut() else {
-            return;
-        };
-        let changed = match s {
+    fn subscription(&mut self, index: usize, s: Subscription<'_>, now: Instant) {
+        match s {
             Subscription::Subscribe(topic) => {
-                let n = c.subscriptions.entry(topic.to_vec()).or_insert(0);
-                *n += 1;
-                (*n == 1).then_some((topic, true))
-            }
-            Subscription::Cancel(topic) => match c.subscriptions.get_mut(topic) {
-                Some(n) if *n > 1 => {
-                    *n -= 1;
-                    None
+                let new_pair = self.index.count(index, topic) == 0;
+                if new_pair {
+                    let max = self.config.max_subscriptions;
+                    let cost = SUBSCRIPTION_OVERHEAD + topic.len();
+                    let why = if max > 0 && self.index.subscriber_len(index) >= max {
+                        Some("--max-subscriptions")
+                    } else if self.over_budget(cost) {
+                        Some("--memory-budget")
+                    } else {
+                        None
+                    };
+                    if let Some(why) = why {
+                        self.reporter.stats.limited += 1;
+                        let peer = self.connections[index].as_ref().map(|c| c.peer);
+                        let n = self.index.subscriber_len(index);
+                        self.limit_warn(now, || {
+                            format!(
+                                "ignored a subscription of {peer:?} (it holds {n}): {why} reached"
+                            )
+                        });
+                        return;
+                    }
                 }
-                Some(_) => {
-                    c.subscriptions.remove(topic);
-                    Some((topic, false))
+                let Ok(new_upstream) = self.index.subscribe(index, topic) else {
+                    self.reporter.stats.limited += 1; // a count at u32::MAX
+                    return;
+                };
+                if new_pair {
+                    if let Some(c) = self.connections[index].as_mut() {
+                        c.sub_bytes += SUBSCRIPTION_OVERHEAD + topic.len();
+                    }
+                    self.touch(index);
+                    super::census::subscribed(&mut self.reporter, topic);
                 }
-                None => None,
-            },
-        };
-        if let Some((topic, subscribe)) = changed {
-            if subscribe {
-                super::census::subscribed(&mut self.reporter, topic);
+                if new_upstream {
+                    self.upstream_change(topic, true, now);
+                }
             }
-            self.upstream_change(topic, subscribe);
+            Subscription::Cancel(topic) => {
+                let was = self.index.count(index, topic);
+                let Ok(gone) = self.index.unsubscribe(index, topic) else {
+                    return;
+                };
+                if was == 1 {
+                    if let Some(c) = self.connections[index].as_mut() {
+                        c.sub_bytes -= SUBSCRIPTION_OVERHEAD + topic.len();
+                    }
+                    self.touch(index);
+                }
+                if gone {
+                    self.upstream_change(topic, false, now);
+                }
+            }
         }
     }
 
-    /// One subscriber gained or lost `topic`: tell publishers when the
-    /// union changed.
-    fn upstream_change(&mut self, topic: &[u8], subscribe: bool) {
-        let tell = if subscribe {
-            let n = self.upstream.entry(topic.to_vec()).or_insert(0);
-            *n += 1;
-            *n == 1
-        } else {
-            match self.upstream.get_mut(topic) {
-                Some(n) if *n > 1 => {
-                    *n -= 1;
-                    false
-                }
-                Some(_) => {
-                    self.upstream.remove(topic);
-                    true
-                }
-                None => false,
-            }
-        };
-        if !tell {
-            return;
-        }
+    /// `topic` entered or left the union of all subscriptions: tell every
+    /// publisher. A publisher with more than its allowance unread is
+    /// disconnected (it reconnects and is told the whole union again) if it
+    /// has read nothing for [`Config::handshake_timeout`], or if the memory
+    /// budget is used up.
+    fn upstream_change(&mut self, topic: &[u8], subscribe: bool, now: Instant) {
         self.scratch.clear();
         zmtp::put_subscription(&mut self.scratch, topic, subscribe);
-        for (i, c) in self.connections.iter_mut().enumerate() {
-            if let Some(c) = c {
-                if c.role == Role::Publisher && c.phase == Phase::Traffic {
-                    c.push_control(&self.scratch);
-                    c.mark(i, &mut self.dirty);
-                }
+        let limit = self.config.control_queue_bytes as u64;
+        let idle = self.config.handshake_timeout;
+        let over_budget = self.over_budget(self.scratch.len());
+        let mut k = 0;
+        while k < self.publishers.len() {
+            let i = self.publishers[k];
+            k += 1;
+            let Some(c) = self.connections[i].as_mut() else {
+                continue;
+            };
+            let behind = limit > 0 && c.unsent() > limit + c.allowance;
+            let stuck = now.saturating_duration_since(c.last_write) >= idle;
+            if behind && (stuck || over_budget) {
+                let peer = c.peer;
+                let why = if stuck {
+                    "it does not read the subscriptions sent to it (--control-queue-bytes)"
+                } else {
+                    "subscriptions sent to it are unread and the memory budget is used up"
+                };
+                self.limit_warn(now, || format!("disconnecting publisher {peer}: {why}"));
+                self.close(i, &Close::Limit(why.into()));
+                k -= 1; // `close` removed it from the list
+                continue;
             }
+            c.push_control(&self.scratch);
+            c.mark(i, &mut self.dirty);
+            self.touch(i);
         }
     }
 
     /// Queues `message` (whole frames, bytes as received) for every
-    /// subscriber whose subscriptions match `topic`. Returns `false` (and
-    /// queues nothing) when a matching subscriber's queue is full, it is not
-    /// in overflow and `may_stall`; otherwise full subscribers lose the
-    /// message (counted) and it goes to the others.
-    fn route(&mut self, message: &[u8], topic: &[u8], now: Instant, may_stall: bool) -> bool {
-        let (hwm, max_bytes, stall) = (self.config.hwm, self.config.queue_bytes, self.config.stall);
+    /// subscriber whose subscriptions match `topic`. A subscriber whose
+    /// queue is full loses it (counted), the others get it. Over the memory
+    /// budget, the largest queues lose their newest messages first.
+    fn route(&mut self, message: &[u8], topic: &[u8], now: Instant) {
+        let (hwm, max_bytes) = (self.config.hwm, self.config.queue_bytes);
+        self.seq += 1;
+        let seq = self.seq;
         self.targets.clear();
-        self.full.clear();
-        let mut must_stall = false;
-        for (i, c) in self.connections.iter_mut().enumerate() {
-            let Some(c) = c else { continue };
-            if c.role != Role::Subscriber || c.phase != Phase::Traffic || !c.wants(topic) {
-                continue;
-            }
-            if c.is_full(hwm, max_bytes) {
-                must_stall |= !c.in_overflow(now, stall);
-                self.full.push(i);
-            } else {
-                self.targets.push(i);
-            }
-        }
-        if must_stall && may_stall {
-            return false;
-        }
-        for &i in &self.full {
-            if let Some(c) = self.connections[i].as_mut() {
-                c.overflow = Some(now);
-            }
-        }
-        self.reporter.stats.dropped += self.full.len() as u64;
-        for &i in &self.targets {
-            if let Some(c) = self.connections[i].as_mut() {
-                c.push_message(message);
-                c.overflow = None;
-                c.mark(i, &mut self.dirty);
+        for (_, id) in self.index.matching(topic) {
+            if let Some(Some(c)) = self.connections.get_mut(id) {
+                if c.stamp != seq && c.phase == Phase::Traffic {
+                    c.stamp = seq;
+                    self.targets.push(id);
+                }
             }
         }
         if self.targets.is_empty() {
-            if self.full.is_empty() {
-                self.reporter.stats.unmatched += 1;
-            }
-        } else {
-            self.reporter.stats.forwarded += 1;
-        }
-        if !self.full.is_empty() {
-            self.reporter.warn_if_due(now);
-        }
-        true
-    }
-
-    /// Retries the held message; at the deadline, delivers it to the
-    /// subscribers with room and drops it for the others.
-    fn retry(&mut self, now: Instant) {
-        let Some(stall) = self.stall else { return };
-        let may_stall = now < stall.until;
-        let Some(c) = self.connections[stall.connection].as_mut() else {
-            // The publisher went away; its message with it.
-            self.stall = None;
+            self.reporter.stats.unmatched += 1;
             return;
-        };
-        let input = std::mem::take(&mut c.input);
-        let buf = &input[c.start..c.end];
-        // A fresh decoder: the held message is whole and not being skipped.
-        let delivered = match Decoder::new(self.config.max_message).step(buf) {
-            Ok(Step::Message { len, first }) => {
-                let sent = self.route(&buf[..len], &buf[first.0..first.1], now, may_stall);
-                if sent {
-                    if let Some(c) = self.connections[stall.connection].as_mut() {
-                        c.start += len;
-                    }
+        }
+        let cost = message.len() + QUEUE_ENTRY;
+        let mut delivered = false;
+        let mut lost = false;
+        for k in 0..self.targets.len() {
+            let i = self.targets[k];
+            let Some(c) = self.connections[i].as_mut() else {
+                continue;
+            };
+            if c.is_full(hwm, max_bytes) && c.writable {
+                // Full only if the socket takes nothing more now: a burst
+                // read in one turn must not count against a subscriber
+                // that keeps up. (An error closes it at the next flush.)
+                if c.flush(now).is_err() {
+                    c.mark(i, &mut self.dirty);
                 }
-                sent
+                self.touch(i);
             }
-            // Cannot happen (the message was complete when it stalled); do
-            // not hold everything for it.
-            _ => true,
-        };
-        if let Some(c) = self.connections[stall.connection].as_mut() {
-            c.input = input;
+            let Some(c) = self.connections[i].as_mut() else {
+                continue;
+            };
+            if c.is_full(hwm, max_bytes) {
+                if !c.overflow {
+                    c.overflow = true;
+                    self.reporter.stats.stalls += 1;
+                }
+                self.reporter.stats.dropped += 1;
+                lost = true;
+                continue;
+            }
+            if self.over_budget(cost) {
+                self.shed(cost);
+                if self.over_budget(cost) {
+                    self.reporter.stats.dropped += 1;
+                    self.reporter.stats.shed += 1;
+                    lost = true;
+                    continue;
+                }
+            }
+            if let Some(c) = self.connections[i].as_mut() {
+                c.push_message(message);
+                c.overflow = false;
+                c.mark(i, &mut self.dirty);
+                delivered = true;
+            }
+            self.touch(i);
         }
         if delivered {
-            self.stall = None;
-            // Handle what followed it in the same buffer.
-            if let Err(reason) = self.handle_input(stall.connection, now) {
-                self.close(stall.connection, &reason);
+            self.reporter.stats.forwarded += 1;
+        }
+        if lost {
+            self.reporter.warn_if_due(now);
+        }
+    }
+
+    /// Over the memory budget: drops the newest queued messages of the
+    /// largest queues until `need` more bytes fit with an eighth of the
+    /// budget to spare (so that this runs rarely). Counted in `dropped` and
+    /// `shed`.
+    fn shed(&mut self, need: usize) {
+        let budget = self.config.memory_budget;
+        let low = budget - budget / 8;
+        let fits = |memory: usize| memory.saturating_add(need) <= low;
+        let mut tried = Vec::new();
+        while !fits(self.memory) {
+            let largest = self
+                .connections
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| Some((i, c.as_ref()?)))
+                .filter(|(i, c)| c.role == Role::Subscriber && !tried.contains(i))
+                .max_by_key(|(_, c)| c.unsent())
+                .map(|(i, _)| i);
+            let Some(i) = largest else { break };
+            tried.push(i);
+            let mut n = 0u64;
+            while !fits(self.memory) {
+                let Some(c) = self.connections[i].as_mut() else {
+                    break;
+                };
+                if c.unsent() == 0 || c.pop_newest().is_none() {
+                    break;
+                }
+                n += 1;
+                self.touch(i);
+            }
+            if n > 0 {
+                self.reporter.stats.dropped += n;
+                self.reporter.stats.shed += n;
+                if let Some(c) = self.connections[i].as_ref() {
+                    log::warn!(
+                        "backplane: memory budget ({budget} bytes, --memory-budget) reached: \
+                         dropped the {n} newest message(s) queued for {}, the largest queue",
+                        c.peer
+                    );
+                }
             }
         }
     }
 
-    fn flush_all(&mut self) {
+    fn flush_all(&mut self, now: Instant) {
         while let Some(index) = self.dirty.pop() {
             let Some(c) = self.connections[index].as_mut() else {
                 continue;
             };
             c.dirty = false;
-            if let Err(e) = c.flush() {
+            let result = c.flush(now);
+            self.touch(index);
+            if let Err(e) = result {
                 self.close(index, &Close::Io(e));
             }
         }
     }
 
     fn expire_handshakes(&mut self, now: Instant) {
-        for index in 0..self.connections.len() {
-            if let Some(c) = &self.connections[index] {
-                let limit = self.config.handshake_timeout;
-                if c.phase != Phase::Traffic && now >= c.accepted + limit {
-                    self.close(index, &Close::Timeout(limit));
-                }
+        while let Some(&(deadline, index, serial)) = self.handshakes.front() {
+            if deadline > now {
+                return;
+            }
+            self.handshakes.pop_front();
+            let pending = self.connections[index]
+                .as_ref()
+                .is_some_and(|c| c.serial == serial && c.phase != Phase::Traffic);
+            if pending {
+                self.close(index, &Close::Timeout(self.config.handshake_timeout));
             }
         }
     }
@@ -952,20 +1279,25 @@ impl<'a> Forwarder<'a> {
         let Some(mut value) = self.reporter.due_value(now) else {
             return;
         };
+        let mut by_subscriber: std::collections::BTreeMap<usize, Vec<&[u8]>> =
+            std::collections::BTreeMap::new();
+        for (id, topic, _) in self.index.iter() {
+            by_subscriber.entry(id).or_default().push(topic);
+        }
         super::census::add_subscribers(
             &mut value,
-            self.connections
-                .iter()
-                .flatten()
-                .filter(|c| c.role == Role::Subscriber && c.phase == Phase::Traffic)
-                .map(|c| c.subscriptions.keys().map(Vec::as_slice)),
+            by_subscriber.into_iter().filter_map(|(id, topics)| {
+                let c = self.connections.get(id)?.as_ref()?;
+                (c.role == Role::Subscriber && c.phase == Phase::Traffic)
+                    .then(|| topics.into_iter())
+            }),
         );
         let payload = banyan_component::wire::encode_value(&value);
         let mut message = Vec::with_capacity(payload.len() + 32);
         zmtp::put_frame(&mut message, zmtp::MORE, super::STATS_TOPIC.as_bytes());
         zmtp::put_frame(&mut message, 0, &payload);
         let before = self.reporter.stats;
-        self.route(&message, super::STATS_TOPIC.as_bytes(), now, false);
+        self.route(&message, super::STATS_TOPIC.as_bytes(), now);
         // Our own reports are not forwarded messages, and nobody listening
         // to them is not news; a subscriber too full for one counts a drop.
         self.reporter.stats.forwarded = before.forwarded;
@@ -976,28 +1308,14 @@ impl<'a> Forwarder<'a> {
         }
     }
 
-    /// Closes connections whose peer finished sending.
-    fn close_finished(&mut self) {
-        for index in 0..self.connections.len() {
-            let closing = self.connections[index].as_ref().is_some_and(|c| c.closing);
-            // A publisher whose message is held keeps its buffer until the
-            // stall ends.
-            let held = self.stall.is_some_and(|s| s.connection == index);
-            if closing && !held {
-                self.close(index, &Close::Eof);
-            }
-        }
-    }
-
     fn close(&mut self, index: usize, reason: &Close) {
         let Some(mut c) = self.connections[index].take() else {
             return;
         };
         self.free.push(index);
+        self.closed_any = true;
+        self.memory -= c.accounted;
         let _ = self.sockets.poll.registry().deregister(&mut c.stream);
-        if self.stall.is_some_and(|s| s.connection == index) {
-            self.stall = None;
-        }
         match reason {
             Close::Eof | Close::Io(_) => {
                 log::debug!("backplane: {} ({} port): {reason}", c.peer, c.role.port());
@@ -1019,8 +1337,17 @@ impl<'a> Forwarder<'a> {
                 c.peer
             );
         }
-        for topic in std::mem::take(&mut c.subscriptions).into_keys() {
-            self.upstream_change(&topic, false);
+        match c.role {
+            Role::Publisher => self.publishers.retain(|&p| p != index),
+            Role::Subscriber => {
+                let mut gone = Vec::new();
+                self.index
+                    .remove_subscriber(index, |topic| gone.push(topic.to_vec()));
+                let now = Instant::now();
+                for topic in gone {
+                    self.upstream_change(&topic, false, now);
+                }
+            }
         }
     }
 }
@@ -1195,6 +1522,135 @@ mod tests {
             std::thread::yield_now();
         }
         assert_eq!(bp.stats().forwarded, 200);
+        bp.stop().unwrap();
+    }
+
+    /// A raw ZMTP 3.1 SUB that completes the handshake and never reads.
+    fn raw_subscriber(port: u16) -> std::net::TcpStream {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut hello = zmtp::greeting().to_vec();
+        let mut ready = Vec::new();
+        // Our READY with "SUB" instead of "XPUB" is a SUB's READY.
+        zmtp::put_ready(&mut ready, "SUB");
+        hello.extend_from_slice(&ready);
+        s.write_all(&hello).unwrap();
+        let mut ours = Vec::new();
+        zmtp::put_ready(&mut ours, "XPUB");
+        let mut theirs = vec![0u8; zmtp::GREETING_LEN + ours.len()];
+        s.read_exact(&mut theirs).unwrap();
+        assert_eq!(theirs[zmtp::GREETING_LEN..], ours);
+        s
+    }
+
+    fn subscribe(s: &mut std::net::TcpStream, topic: &[u8]) {
+        use std::io::Write as _;
+        let mut out = Vec::new();
+        zmtp::put_subscription(&mut out, topic, true);
+        s.write_all(&out).unwrap();
+    }
+
+    #[test]
+    fn subscriptions_are_limited_per_peer_and_by_the_budget_then_peers_are_refused() {
+        use crate::{Backplane, Config as BpConfig};
+        use banyan_component::{Component, Config};
+        use std::io::Read as _;
+        let wait = |bp: &crate::Running, f: &dyn Fn(Stats) -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !f(bp.stats()) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            bp.stats()
+        };
+        // At most 5 subscriptions per subscriber.
+        let mut cfg = BpConfig::new("127.0.0.1", 0, 0);
+        cfg.max_subscriptions = 5;
+        cfg.stats_interval = Duration::ZERO;
+        let bp = Backplane::bind(&cfg).unwrap().spawn().unwrap();
+        let c = Config::new("127.0.0.1", bp.publisher_port(), bp.subscriber_port());
+        let mut publisher = Component::connect(c).unwrap();
+        let mut s1 = raw_subscriber(bp.subscriber_port());
+        for t in ["a0", "a1", "a2", "a3", "a4", "a5", "a0"] {
+            subscribe(&mut s1, t.as_bytes()); // a5 is one too many; a0 again counts
+        }
+        assert!(publisher
+            .wait_for_subscriber("a4", Duration::from_secs(10))
+            .unwrap());
+        let s = wait(&bp, &|s| s.limited == 1);
+        assert_eq!(s.limited, 1, "{s:?}");
+        assert!(!publisher.has_subscriber("a5"));
+        bp.stop().unwrap();
+
+        // A 20,000-byte budget: subscriptions (128 + length bytes each) fill
+        // it, further ones are ignored, and new connections are refused.
+        let mut cfg = BpConfig::new("127.0.0.1", 0, 0);
+        cfg.max_subscriptions = 0;
+        cfg.memory_budget = 20_000;
+        cfg.stats_interval = Duration::ZERO;
+        let bp = Backplane::bind(&cfg).unwrap().spawn().unwrap();
+        let mut s2 = raw_subscriber(bp.subscriber_port());
+        for i in 0..200 {
+            subscribe(&mut s2, format!("topic{i:03}").as_bytes());
+        }
+        // 20,000 / (128 + 8) = 147 fit.
+        let s = wait(&bp, &|s| s.limited == 200 - 147);
+        assert_eq!(s.limited, 200 - 147, "{s:?}");
+        let mut late = std::net::TcpStream::connect(("127.0.0.1", bp.publisher_port())).unwrap();
+        late.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(
+            late.read(&mut buf).unwrap_or(0),
+            0,
+            "closed without a greeting"
+        );
+        let s = wait(&bp, &|s| s.refused == 1);
+        assert_eq!(s.refused, 1, "{s:?}");
+        drop(s2);
+        bp.stop().unwrap();
+    }
+
+    #[test]
+    fn over_the_memory_budget_the_largest_queue_loses_its_newest_messages() {
+        use crate::{Backplane, Config as BpConfig};
+        use banyan_component::{Component, Config};
+        let mut cfg = BpConfig::new("127.0.0.1", 0, 0);
+        cfg.hwm = 0;
+        cfg.queue_bytes = 0; // only the budget limits the queues
+        cfg.memory_budget = 4 << 20;
+        cfg.stats_interval = Duration::ZERO;
+        let bp = Backplane::bind(&cfg).unwrap().spawn().unwrap();
+        let ctx = zmq::Context::new();
+        let (_stuck, mut publisher) = stuck_subscriber_and_publisher(&ctx, &bp);
+        let c = Config::new("127.0.0.1", bp.publisher_port(), bp.subscriber_port());
+        let mut healthy = Component::connect(c).unwrap();
+        healthy.subscribe("big").unwrap();
+        healthy.subscribe("ready").unwrap();
+        assert!(publisher
+            .wait_for_subscriber("ready", Duration::from_secs(10))
+            .unwrap());
+        const N: u64 = 300; // 9.6 MiB, over twice the budget
+        for i in 0..N {
+            let v = rmpv::Value::Array(vec![i.into(), rmpv::Value::Binary(vec![0x55; 32 * 1024])]);
+            publisher.publish_value("big", &v).unwrap();
+        }
+        // The healthy subscriber (a short queue) gets everything, in order.
+        for i in 0..N {
+            let m = healthy
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap()
+                .expect("a message");
+            assert_eq!(m.value().unwrap()[0], i.into());
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while bp.stats().forwarded < N && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let s = bp.stats();
+        assert_eq!(s.forwarded, N, "{s:?}");
+        assert!(s.shed > 0, "{s:?}");
+        assert_eq!(s.dropped, s.shed, "only the budget dropped: {s:?}");
         bp.stop().unwrap();
     }
 }

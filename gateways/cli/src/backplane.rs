@@ -47,8 +47,10 @@ pub struct Args {
     /// queue is full at --hwm messages or this many bytes.
     #[arg(long, default_value_t = banyan_backplane::DEFAULT_QUEUE_BYTES)]
     pub queue_bytes: usize,
-    /// How long (ms) a message for a subscriber whose queue is full is
-    /// retried, with publishers paused, before it is dropped and counted.
+    /// Libzmq engine only: how long (ms) a message for a subscriber whose
+    /// queue is full is retried, with publishers paused, before it is
+    /// dropped and counted. The native engine never pauses: it drops for the
+    /// full subscriber at once (counted), so nobody else waits.
     #[arg(long, default_value_t = 1000)]
     pub stall_ms: u64,
     /// Publish the counters on topic `banyan_backplane` every this many
@@ -59,6 +61,39 @@ pub struct Args {
     /// are skipped and counted (native engine).
     #[arg(long, default_value_t = banyan_backplane::DEFAULT_MAX_MESSAGE)]
     pub max_message: usize,
+    /// Largest command (READY, SUBSCRIBE, PING, ...) or subscription a peer
+    /// may send, in bytes (native engine). Before the handshake nothing
+    /// larger is buffered: the connection is closed.
+    #[arg(long, default_value_t = banyan_backplane::DEFAULT_MAX_COMMAND)]
+    pub max_command: usize,
+    /// Distinct subscriptions one subscriber may hold; more are ignored and
+    /// counted (native engine; 0 = no limit).
+    #[arg(long, default_value_t = banyan_backplane::DEFAULT_MAX_SUBSCRIPTIONS)]
+    pub max_subscriptions: usize,
+    /// Bytes the backplane may hold in all (queues, partial messages,
+    /// subscriptions). When used up: new connections are refused and the
+    /// largest queues lose their newest messages, counted and logged
+    /// (native engine; 0 = no budget).
+    #[arg(long, default_value_t = banyan_backplane::DEFAULT_MEMORY_BUDGET)]
+    pub memory_budget: usize,
+    /// Unread control output allowed per peer, in bytes: PINGs are not
+    /// answered beyond it, and a publisher that does not read its
+    /// subscriptions is disconnected (native engine; 0 = no limit).
+    #[arg(long, default_value_t = banyan_backplane::DEFAULT_CONTROL_QUEUE_BYTES)]
+    pub control_queue_bytes: usize,
+    /// Seconds a connection may take to finish the ZeroMQ handshake
+    /// (native engine).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub handshake_timeout: f64,
+    /// Heartbeats: send a PING to each ZMTP 3.1 peer every this many
+    /// milliseconds (0 = never; peers' own heartbeat TTLs still count).
+    #[arg(long, default_value_t = banyan_backplane::DEFAULT_HEARTBEAT_INTERVAL.as_millis() as u64)]
+    pub heartbeat_ivl_ms: u64,
+    /// Heartbeats: close a peer that shows no sign of life this many
+    /// milliseconds after a PING; also the TTL our PINGs ask peers to
+    /// apply to us (0 = never close for that).
+    #[arg(long, default_value_t = banyan_backplane::DEFAULT_HEARTBEAT_TIMEOUT.as_millis() as u64)]
+    pub heartbeat_timeout_ms: u64,
     /// Forwarding engine: `native` (one thread speaking ZMTP) or `libzmq`.
     #[arg(long, default_value = "native")]
     pub engine: Engine,
@@ -82,6 +117,15 @@ pub fn run(args: Args) -> Result<()> {
             args.stats_interval
         ))
     })?;
+    let handshake_timeout = match Duration::try_from_secs_f64(args.handshake_timeout) {
+        Ok(d) if !d.is_zero() => d,
+        _ => {
+            return Err(Failure::usage(format!(
+                "--handshake-timeout must be a number of seconds > 0, not {}",
+                args.handshake_timeout
+            )))
+        }
+    };
     let mut config = Config::new(args.bind, args.publisher_port, args.subscriber_port);
     config.name = args.name;
     config.hwm = args.hwm;
@@ -89,6 +133,13 @@ pub fn run(args: Args) -> Result<()> {
     config.stall = Duration::from_millis(args.stall_ms);
     config.stats_interval = stats_interval;
     config.max_message = args.max_message;
+    config.max_command = args.max_command;
+    config.max_subscriptions = args.max_subscriptions;
+    config.memory_budget = args.memory_budget;
+    config.control_queue_bytes = args.control_queue_bytes;
+    config.handshake_timeout = handshake_timeout;
+    config.heartbeat_interval = Duration::from_millis(args.heartbeat_ivl_ms);
+    config.heartbeat_timeout = Duration::from_millis(args.heartbeat_timeout_ms);
     config.engine = args.engine;
     config.busy_poll = Duration::from_micros(args.busy_poll_us);
     // Signals first: a SIGTERM right after start must not be lost.
@@ -118,6 +169,23 @@ pub fn run(args: Args) -> Result<()> {
             "backplane exiting: {} forwarded, {} dropped, {} stalls; {} unmatched, {} undelivered, {} oversize, {} connections refused",
             s.forwarded, s.dropped, s.stalls, s.unmatched, s.undelivered, s.oversize, s.refused
         ))
+        .and_then(|()| {
+            // Lines of their own: scripts read the one above.
+            out.line(&format!(
+                "backplane limits: {} shed (memory budget), {} limited (subscriptions, PONGs)",
+                s.shed, s.limited
+            ))
+        })
+        .and_then(|()| {
+            if s.expired > 0 {
+                out.line(&format!(
+                    "backplane: {} connection(s) closed for silence (heartbeats)",
+                    s.expired
+                ))
+            } else {
+                Ok(())
+            }
+        })
         .and_then(|()| out.flush());
     result.map_err(|e| Failure::new(1, e.to_string()))
 }

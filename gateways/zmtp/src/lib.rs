@@ -182,11 +182,19 @@ struct Discard {
     more: bool,
 }
 
+/// Size limits of a [`Decoder`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Limits {
+    message: usize,
+    command: usize,
+}
+
 /// Parses the whole message or command at the front of `buf`, refusing to
-/// wait for more than `max_message` bytes of it (then the step is
-/// [`Step::Oversize`] and the rest of the message is described by the
-/// [`Discard`]).
-fn parse(buf: &[u8], max_message: usize) -> Result<(Step, Option<Discard>), FrameError> {
+/// wait for more than `limits.message` bytes of a message or
+/// `limits.command` bytes of a command (then the step is [`Step::Oversize`],
+/// the rest of it is described by the [`Discard`], and the `u64` is its
+/// size as far as the headers tell).
+fn parse(buf: &[u8], limits: Limits) -> Result<(Step, Option<(Discard, u64)>), FrameError> {
     let mut at = 0usize;
     let mut first = None;
     loop {
@@ -195,12 +203,20 @@ fn parse(buf: &[u8], max_message: usize) -> Result<(Step, Option<Discard>), Fram
         };
         let body = at + h.header_len;
         let total = (body as u64).saturating_add(h.body_len);
-        if total > max_message as u64 {
+        let limit = if h.command() {
+            limits.command.min(limits.message)
+        } else {
+            limits.message
+        };
+        if total > limit as u64 {
+            if h.command() && at > 0 {
+                return Err(FrameError::CommandMore);
+            }
             let discard = Discard {
                 left: h.body_len,
                 more: h.more(),
             };
-            return Ok((Step::Oversize { skip: body }, Some(discard)));
+            return Ok((Step::Oversize { skip: body }, Some((discard, total))));
         }
         // `total` fits in usize: it is at most `max_message`.
         let total = total as usize;
@@ -262,17 +278,50 @@ pub enum Step {
 /// the bytes and consumes what each [`Step`] says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decoder {
-    max_message: usize,
+    limits: Limits,
     discard: Option<Discard>,
+    oversize_len: u64,
 }
 
 impl Decoder {
-    /// A decoder that skips messages over `max_message` bytes.
+    /// A decoder that skips messages (and commands) over `max_message`
+    /// bytes.
     pub fn new(max_message: usize) -> Decoder {
+        Decoder::with_limits(max_message, max_message)
+    }
+
+    /// A decoder that skips messages over `max_message` bytes and commands
+    /// over `max_command` bytes (whole frames, headers included), without
+    /// buffering them.
+    pub fn with_limits(max_message: usize, max_command: usize) -> Decoder {
         Decoder {
-            max_message,
+            limits: Limits {
+                message: max_message,
+                command: max_command,
+            },
             discard: None,
+            oversize_len: 0,
         }
+    }
+
+    /// Changes the message limit from the next [`Decoder::step`] on: a
+    /// message already partly buffered that is over the new limit is then
+    /// skipped ([`Step::Oversize`]).
+    pub fn set_max_message(&mut self, max_message: usize) {
+        self.limits.message = max_message;
+    }
+
+    /// The message limit.
+    pub fn max_message(&self) -> usize {
+        self.limits.message
+    }
+
+    /// The size, as far as its headers told, of the last message or command
+    /// skipped for being over a limit (what was known when
+    /// [`Step::Oversize`] was returned: the frames up to the first one that
+    /// went over).
+    pub fn oversize_len(&self) -> u64 {
+        self.oversize_len
     }
 
     /// A message is being skipped.
@@ -316,8 +365,11 @@ impl Decoder {
         if self.discard.is_some() {
             return Ok(Step::NeedMore);
         }
-        let (step, discard) = parse(buf, self.max_message)?;
-        self.discard = discard;
+        let (step, discard) = parse(buf, self.limits)?;
+        if let Some((discard, len)) = discard {
+            self.discard = Some(discard);
+            self.oversize_len = len;
+        }
         Ok(step)
     }
 }
@@ -557,6 +609,13 @@ mod tests {
         assert_eq!(command_subscription(b"PING", b""), None);
     }
 
+    fn lim(n: usize) -> Limits {
+        Limits {
+            message: n,
+            command: n,
+        }
+    }
+
     fn frames(parts: &[(u8, &[u8])]) -> Vec<u8> {
         let mut out = Vec::new();
         for (flags, body) in parts {
@@ -569,19 +628,23 @@ mod tests {
     fn parse_messages_commands_and_partials() {
         let msg = frames(&[(MORE, b"topic"), (0, b"\x81\xa1v\x01")]);
         assert_eq!(
-            parse(&msg, 1 << 20).unwrap().0,
+            parse(&msg, lim(1 << 20)).unwrap().0,
             Step::Message {
                 len: msg.len(),
                 first: (2, 7)
             }
         );
         for n in 0..msg.len() {
-            assert_eq!(parse(&msg[..n], 1 << 20).unwrap().0, Step::NeedMore, "{n}");
+            assert_eq!(
+                parse(&msg[..n], lim(1 << 20)).unwrap().0,
+                Step::NeedMore,
+                "{n}"
+            );
         }
         let mut cmd = Vec::new();
         put_ready(&mut cmd, "PUB");
         assert_eq!(
-            parse(&cmd, 1 << 20).unwrap().0,
+            parse(&cmd, lim(1 << 20)).unwrap().0,
             Step::Command {
                 len: cmd.len(),
                 body: 2
@@ -590,29 +653,32 @@ mod tests {
         // A command in the middle of a message is a protocol error.
         let mut bad = frames(&[(MORE, b"t")]);
         bad.extend_from_slice(&cmd);
-        assert_eq!(parse(&bad, 1 << 20), Err(FrameError::CommandMore));
+        assert_eq!(parse(&bad, lim(1 << 20)), Err(FrameError::CommandMore));
         // Over the limit: skip up to the offending frame's body.
         let big = frames(&[(MORE, b"t"), (0, &[0u8; 300])]);
         assert_eq!(
-            parse(&big[..12], 100).unwrap(),
+            parse(&big[..12], lim(100)).unwrap(),
             (
                 Step::Oversize { skip: 3 + 9 },
-                Some(Discard {
-                    left: 300,
-                    more: false
-                })
+                Some((
+                    Discard {
+                        left: 300,
+                        more: false
+                    },
+                    312
+                ))
             )
         );
         // A frame claiming 2^64-1 bytes is oversize, not an overflow.
         let mut huge = vec![LONG];
         huge.extend_from_slice(&u64::MAX.to_be_bytes());
         assert!(matches!(
-            parse(&huge, 1 << 30).unwrap().0,
+            parse(&huge, lim(1 << 30)).unwrap().0,
             Step::Oversize { skip: 9 }
         ));
         // An empty message (one empty frame) is a message.
         assert_eq!(
-            parse(&[0, 0], 10).unwrap().0,
+            parse(&[0, 0], lim(10)).unwrap().0,
             Step::Message {
                 len: 2,
                 first: (2, 2)
@@ -688,6 +754,31 @@ mod tests {
             assert!(failed);
             assert_eq!(items.len(), 1);
         }
+    }
+
+    #[test]
+    fn commands_have_their_own_limit_and_the_message_limit_can_shrink() {
+        // A 5000-byte SUBSCRIBE with a 100-byte command limit is skipped
+        // without being buffered; a 5000-byte message still passes.
+        let mut sub = Vec::new();
+        put_header(&mut sub, COMMAND, 5000);
+        sub.extend_from_slice(b"\x09SUBSCRIBE");
+        sub.resize(9 + 5000, b'x');
+        let mut stream = sub.clone();
+        stream.extend(frames(&[(MORE, b"t"), (0, &[7; 4990])]));
+        let mut d = Decoder::with_limits(1 << 20, 100);
+        assert_eq!(d.step(&stream[..9]), Ok(Step::Oversize { skip: 9 }));
+        assert_eq!(d.oversize_len(), 9 + 5000);
+        assert_eq!(d.step(&stream[9..]), Ok(Step::Skipped(5000)));
+        let rest = &stream[sub.len()..];
+        assert!(matches!(d.step(rest), Ok(Step::Message { len, .. }) if len == rest.len()));
+        // The same message with the limit lowered below its size, while
+        // half of it is buffered: skipped from its start.
+        d.set_max_message(1000);
+        assert_eq!(d.max_message(), 1000);
+        assert_eq!(d.step(&rest[..2000]), Ok(Step::Oversize { skip: 3 + 9 }));
+        assert_eq!(d.oversize_len(), (3 + 9 + 4990) as u64);
+        assert!(d.discarding());
     }
 
     #[test]
