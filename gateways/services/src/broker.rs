@@ -171,7 +171,7 @@ pub enum SendFailure {
 }
 
 /// What the broker knows about one service (see [`Broker::services`]).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct ServiceInfo {
     /// The service name.

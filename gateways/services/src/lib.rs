@@ -26,3 +26,19 @@
 
 pub mod broker;
 pub mod proto;
+
+#[cfg(feature = "libzmq")]
+pub mod cli;
+#[cfg(feature = "libzmq")]
+pub mod client;
+#[cfg(feature = "libzmq")]
+pub mod devices;
+#[cfg(feature = "libzmq")]
+mod error;
+#[cfg(feature = "libzmq")]
+mod wake;
+#[cfg(feature = "libzmq")]
+pub mod worker;
+
+#[cfg(feature = "libzmq")]
+pub use error::{Error, Result};
