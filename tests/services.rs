@@ -322,7 +322,7 @@ fn worker_restarted() {
     let b = start_broker(0);
     let port = b.port();
     let mut c = client(port);
-    let mut p = worker_process(port, "svc", "first", 0, 100);
+    let p = worker_process(port, "svc", "first", 0, 100);
     wait_workers(&b, "svc", 1);
     let r = c
         .request("svc", &1, Duration::from_secs(5))
