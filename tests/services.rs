@@ -355,23 +355,21 @@ fn worker_restarted() {
     assert_eq!(b.stats().dead_workers, 1);
 }
 
-#[test]
-fn broker_restarted_under_load() {
-    let b = start_broker(0);
-    let port = b.port();
-    let served = Arc::new(AtomicU64::new(0));
-    let workers: Vec<_> = (0..3)
-        .map(|_| echo_worker(port, "load", 100, Arc::clone(&served)))
-        .collect();
-    wait_workers(&b, "load", 3);
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..4)
+/// Clients sending idempotent requests (8 in flight each) until `stop`;
+/// each returns (sent, replies, errors) and checks one answer per request,
+/// each within its deadline.
+fn load_clients(
+    port: u16,
+    n: usize,
+    stop: &Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<(u64, u64, u64)>> {
+    (0..n)
         .map(|_| {
-            let stop = Arc::clone(&stop);
+            let stop = Arc::clone(stop);
             std::thread::spawn(move || {
                 let mut c = client(port);
-                let options = Options::new(Duration::from_secs(3))
-                    .idempotent(Retry::new(6, Duration::from_millis(20)));
+                let options = Options::new(Duration::from_secs(5))
+                    .idempotent(Retry::new(6, Duration::from_millis(20)).with_unknown_service());
                 let (mut ok, mut failed, mut sent) = (0u64, 0u64, 0u64);
                 let mut ids = std::collections::HashSet::new();
                 while !stop.load(Ordering::Relaxed) || c.in_flight() > 0 {
@@ -382,13 +380,18 @@ fn broker_restarted_under_load() {
                     if let Some(done) = c.poll(Duration::from_millis(100)).expect("poll") {
                         assert!(ids.remove(&done.id), "one answer per request");
                         assert!(
-                            done.elapsed <= Duration::from_millis(3500),
+                            done.elapsed <= Duration::from_millis(5500),
                             "{:?}",
                             done.elapsed
                         );
                         match done.result {
                             Ok(_) => ok += 1,
-                            Err(_) => failed += 1,
+                            Err(e) => {
+                                if failed == 0 {
+                                    println!("first error: {e}");
+                                }
+                                failed += 1
+                            }
                         }
                     }
                 }
@@ -396,15 +399,10 @@ fn broker_restarted_under_load() {
                 (sent, ok, failed)
             })
         })
-        .collect();
-    // Load flows, then the broker goes away and comes back on the same port.
-    assert!(wait_until(WAIT, || b.stats().replies > 500));
-    let before = b.shutdown().expect("first broker");
-    let b = start_broker(port);
-    // Workers notice (DISCONNECT to strays, or silence) and register again.
-    wait_workers(&b, "load", 3);
-    assert!(wait_until(WAIT, || b.stats().replies > 500));
-    stop.store(true, Ordering::Relaxed);
+        .collect()
+}
+
+fn join_load(clients: Vec<std::thread::JoinHandle<(u64, u64, u64)>>) -> (u64, u64, u64) {
     let (mut sent, mut ok, mut failed) = (0, 0, 0);
     for t in clients {
         let (s, o, f) = t.join().expect("client thread");
@@ -412,17 +410,84 @@ fn broker_restarted_under_load() {
         ok += o;
         failed += f;
     }
+    (sent, ok, failed)
+}
+
+#[test]
+fn broker_restarted_under_load() {
+    let b = start_broker(0);
+    let port = b.port();
+    let served = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..3)
+        .map(|_| echo_worker(port, "load", 100, Arc::clone(&served)))
+        .collect();
+    wait_workers(&b, "load", 3);
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = load_clients(port, 4, &stop);
+    // Load flows, then the broker stops (answering what it holds with
+    // `unavailable`, DISCONNECT to workers) and comes back on the same port.
+    assert!(wait_until(WAIT, || b.stats().replies > 500));
+    let before = b.shutdown().expect("first broker");
+    let b = start_broker(port);
+    wait_workers(&b, "load", 3);
+    assert!(wait_until(WAIT, || b.stats().replies > 500));
+    stop.store(true, Ordering::Relaxed);
+    let (sent, ok, failed) = join_load(clients);
     let after = b.stats();
     println!(
         "broker restart under load: {sent} requests, {ok} replies, {failed} errors; \
-         first broker {} replies, second {} replies ({} strays)",
-        before.replies, after.replies, after.strays
+         first broker {} replies, second {} replies",
+        before.replies, after.replies
     );
     assert_eq!(sent, ok + failed, "every request completed exactly once");
-    assert!(ok > 1000);
+    assert_eq!(failed, 0, "idempotent requests ride over the restart");
     for w in workers {
         let s = w.shutdown();
         assert!(s.registrations >= 2, "{s:?}");
+    }
+}
+
+#[test]
+fn broker_killed_under_load_and_started_again() {
+    let port = common::free_port();
+    let spawn_broker = || {
+        let mut cmd = Command::new(services_example("services-broker"));
+        cmd.arg(port.to_string());
+        let mut p = Proc::spawn("services-broker", cmd);
+        p.wait_line(WAIT, |l| l.starts_with("listening"));
+        p
+    };
+    let broker = spawn_broker();
+    let served = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..3)
+        .map(|_| echo_worker(port, "load", 100, Arc::clone(&served)))
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = load_clients(port, 4, &stop);
+    assert!(wait_until(WAIT, || served.load(Ordering::Relaxed) > 500));
+    // SIGKILL: no answers, no DISCONNECT. Requests in the broker are lost;
+    // clients re-send them after an attempt's deadline, workers register
+    // again after three silent heartbeats.
+    broker.signal("KILL");
+    drop(broker);
+    let _broker = spawn_broker();
+    let at_restart = served.load(Ordering::Relaxed);
+    assert!(
+        wait_until(WAIT, || served.load(Ordering::Relaxed) > at_restart + 500),
+        "no load after the restart"
+    );
+    stop.store(true, Ordering::Relaxed);
+    let (sent, ok, failed) = join_load(clients);
+    println!(
+        "broker killed under load: {sent} requests, {ok} replies, {failed} errors, \
+         {} served (more than replies: re-sent requests served twice)",
+        served.load(Ordering::Relaxed)
+    );
+    assert_eq!(sent, ok + failed, "every request completed exactly once");
+    assert_eq!(failed, 0, "idempotent requests ride over the restart");
+    for w in workers {
+        let s = w.shutdown();
+        assert!(s.registrations >= 2 && s.reconnects >= 1, "{s:?}");
     }
 }
 

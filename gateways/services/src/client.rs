@@ -12,9 +12,10 @@
 //! Only idempotent requests are retried ([`Options::idempotent`]), as a
 //! request that ran once must not run twice otherwise. With
 //! [`Retry::attempts`] > 1 an idempotent request is re-sent (after
-//! [`Retry::backoff`], under a new wire id) when the broker answers with a
-//! transient error (`no_workers`, `worker_lost`, `queue_full`,
-//! `unavailable`) or when an attempt's own deadline passes (by default the
+//! [`Retry::backoff`], doubling each time, under a new wire id) when the
+//! broker answers with a transient error (`no_workers`, `worker_lost`,
+//! `queue_full`, `unavailable`, and `unknown_service` if
+//! [`Retry::unknown_service`]) or when an attempt's own deadline passes (by default the
 //! timeout divided by the attempts: this is what carries a request over a
 //! broker restart). All attempts share the request's deadline. A late
 //! answer to an earlier attempt is ignored and counted
@@ -97,10 +98,15 @@ impl Config {
 pub struct Retry {
     /// Sends in all, the first included (1 = never retry).
     pub attempts: u32,
-    /// Wait before re-sending after a transient error.
+    /// Wait before the first re-send after an error; doubles with every
+    /// further re-send.
     pub backoff: Duration,
     /// Deadline of one attempt; `None` = the timeout divided by `attempts`.
     pub attempt_timeout: Option<Duration>,
+    /// Also retry after `unknown_service` (default false: a misspelt name
+    /// fails at once). Turn on to ride over a broker restart, when the
+    /// workers have not registered with the new broker yet.
+    pub unknown_service: bool,
 }
 
 impl Retry {
@@ -109,6 +115,7 @@ impl Retry {
         attempts: 1,
         backoff: Duration::ZERO,
         attempt_timeout: None,
+        unknown_service: false,
     };
 
     /// `attempts` sends, `backoff` apart after a transient error.
@@ -117,6 +124,15 @@ impl Retry {
             attempts: attempts.max(1),
             backoff,
             attempt_timeout: None,
+            unknown_service: false,
+        }
+    }
+
+    /// The same, also retrying after `unknown_service`.
+    pub fn with_unknown_service(self) -> Retry {
+        Retry {
+            unknown_service: true,
+            ..self
         }
     }
 }
@@ -592,14 +608,16 @@ impl Client {
                 );
             }
             Answer::Error { code, detail, .. } => {
-                let retry = self
-                    .calls
-                    .get(&id)
-                    .is_some_and(|c| code.is_transient() && c.can_retry(now));
+                let retry = self.calls.get(&id).is_some_and(|c| {
+                    (code.is_transient()
+                        || (code == ErrorCode::UnknownService && c.options.retry.unknown_service))
+                        && c.can_retry(now)
+                });
                 if retry {
                     if let Some(call) = self.calls.get_mut(&id) {
                         let wire = call.wire;
-                        call.resend_at = Some(now + call.options.retry.backoff);
+                        let doubling = 1u32 << call.attempts.saturating_sub(1).min(16);
+                        call.resend_at = Some(now + call.options.retry.backoff * doubling);
                         call.attempt_deadline = call.deadline;
                         let t = call.next_event();
                         self.wire.remove(&wire);
