@@ -656,3 +656,37 @@ fn bad_calls_are_refused_locally() {
         .is_err()
     );
 }
+
+#[test]
+fn broker_publishes_its_counters_on_the_backplane_stats_topic() {
+    // A SUB socket stands in for the backplane's publisher port.
+    let ctx = zmq::Context::new();
+    let sub = ctx.socket(zmq::SUB).unwrap();
+    sub.set_linger(0).unwrap();
+    sub.set_subscribe(broker::STATS_TOPIC.as_bytes()).unwrap();
+    sub.bind("tcp://127.0.0.1:0").unwrap();
+    let stats_ep = sub.get_last_endpoint().unwrap().unwrap();
+    let mut config = SocketConfig::new("127.0.0.1", 0);
+    config.stats_to = Some(stats_ep);
+    config.stats_interval = Duration::from_millis(50);
+    config.name = "bp".into();
+    let b = broker::spawn(config).expect("broker");
+    let mut c = client(b.port());
+    // Keep making requests until a report counting them arrives (the first
+    // reports may be lost to the PUB/SUB connection set-up).
+    let mut seen = None;
+    assert!(wait_until(WAIT, || {
+        let _ = c.request("nobody", &(), Duration::from_secs(1));
+        while let Ok(frames) = sub.recv_multipart(zmq::DONTWAIT) {
+            let v = rmpv::decode::read_value(&mut &frames[1][..]).unwrap();
+            if v["report"].as_str() == Some("services") && v["requests"].as_u64() > Some(0) {
+                seen = Some(v);
+            }
+        }
+        seen.is_some()
+    }));
+    let v = seen.unwrap();
+    println!("stats report: {v}");
+    assert_eq!(v["name"].as_str(), Some("bp"));
+    assert!(v["errors"].as_u64() >= Some(1));
+}
