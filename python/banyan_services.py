@@ -106,8 +106,8 @@ class Client:
         self.socket.close()
 
     def in_flight(self):
-        """Requests sent and not answered yet."""
-        return len(self._pending)
+        """Requests sent whose answer poll() has not returned yet."""
+        return len(self._pending) + len(self._done)
 
     def _transmit(self, service, body, timeout, idempotent):
         wid = next(self._ids) & 0xFFFFFFFFFFFFFFFF

@@ -19,6 +19,9 @@ pub const STATS_TOPIC: &str = "banyan_backplane";
 /// Messages handled between two looks at the timers and the stop signal.
 const BATCH: usize = 1024;
 
+/// How often the counters seen by [`Handle`] are refreshed under load.
+const SHARE_EVERY: Duration = Duration::from_millis(5);
+
 /// Where and how to run the broker.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -92,12 +95,13 @@ impl Handle {
         self.port
     }
 
-    /// The broker's counters (updated after every batch of messages).
+    /// The broker's counters (refreshed every 5 ms while messages flow, and
+    /// whenever the broker goes idle).
     pub fn stats(&self) -> Stats {
         self.shared.lock().unwrap_or_else(|p| p.into_inner()).stats
     }
 
-    /// The known services (updated after every batch of messages).
+    /// The known services (refreshed like [`Handle::stats`]).
     pub fn services(&self) -> Vec<ServiceInfo> {
         self.shared
             .lock()
@@ -187,6 +191,8 @@ pub fn spawn(config: SocketConfig) -> Result<Handle> {
                 shared: thread_shared,
                 config,
                 last_report: None,
+                last_share: None,
+                last_change: Instant::now(),
             }
             .run()
         })
@@ -207,6 +213,8 @@ struct Loop {
     shared: Arc<Mutex<Shared>>,
     config: SocketConfig,
     last_report: Option<(Instant, Stats)>,
+    last_share: Option<Instant>,
+    last_change: Instant,
 }
 
 impl Loop {
@@ -245,6 +253,14 @@ impl Loop {
             } else {
                 timeout
             };
+            let idle = !self
+                .router
+                .get_events()
+                .map_err(transport)?
+                .contains(zmq::POLLIN);
+            if idle && self.last_share.is_none_or(|t| t < self.last_change) {
+                self.share();
+            }
             let mut items = [
                 self.router.as_poll_item(zmq::POLLIN),
                 self.stop.as_poll_item(zmq::POLLIN),
@@ -260,6 +276,7 @@ impl Loop {
                         if let Some((peer, rest)) = frames.split_first() {
                             self.broker.handle(peer, rest, now);
                         }
+                        self.last_change = now;
                         self.flush(now);
                     }
                     Err(zmq::Error::EAGAIN) => break,
@@ -270,8 +287,11 @@ impl Loop {
             let now = Instant::now();
             self.broker.poll(now);
             self.flush(now);
+            self.last_change = now;
             self.publish(now, false);
-            self.share();
+            if self.last_share.is_none_or(|t| now.duration_since(t) >= SHARE_EVERY) {
+                self.share();
+            }
         }
     }
 
@@ -284,7 +304,8 @@ impl Loop {
         }
     }
 
-    fn share(&self) {
+    fn share(&mut self) {
+        self.last_share = Some(Instant::now());
         let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
         shared.stats = self.broker.stats();
         shared.services = self.broker.services();
