@@ -289,7 +289,10 @@ impl Loop {
             self.flush(now);
             self.last_change = now;
             self.publish(now, false);
-            if self.last_share.is_none_or(|t| now.duration_since(t) >= SHARE_EVERY) {
+            if self
+                .last_share
+                .is_none_or(|t| now.duration_since(t) >= SHARE_EVERY)
+            {
                 self.share();
             }
         }
