@@ -1,0 +1,37 @@
+//! A standalone services broker (what the backplane runs beside its
+//! forwarder), for tests, benchmarks and trying things out:
+//!
+//! ```text
+//! cargo run -p banyan-services --example services-broker -- 43126
+//! ```
+//!
+//! Listens on 127.0.0.1:PORT (0 = any free port), prints `listening PORT`,
+//! then its counters every second while they change; runs until killed.
+
+use std::time::Duration;
+
+use banyan_services::broker::{spawn, SocketConfig};
+
+fn main() {
+    let port = std::env::args()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(banyan_services::broker::DEFAULT_PORT);
+    let handle = match spawn(SocketConfig::new("127.0.0.1", port)) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("services-broker: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!("listening {}", handle.port());
+    let mut last = handle.stats();
+    while handle.is_running() {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = handle.stats();
+        if now != last {
+            println!("{now:?}");
+            last = now;
+        }
+    }
+}
