@@ -102,7 +102,7 @@
 //! ```
 
 mod error;
-#[cfg(feature = "std")]
+#[cfg(any(test, feature = "std"))]
 pub mod golden;
 
 pub use error::Error;
@@ -553,7 +553,7 @@ where
     /// # Errors
     /// [`AddError`]; the LED is dropped.
     pub fn add_led(&mut self, name: &'static str, mut led: L) -> Result<(), AddError> {
-        if self.led_names.iter().any(|n| *n == name) {
+        if self.led_names.contains(&name) {
             return Err(AddError::Duplicate);
         }
         if led.set_brightness(0.0).is_err() {

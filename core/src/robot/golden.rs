@@ -1,6 +1,6 @@
 //! Golden command sequences (feature `std`): a plain-text fixture of timed
 //! steps and the exact report bytes each must produce, replayed by every
-//! node that embeds a [`Robot`](super::Robot) so they provably answer alike.
+//! node that embeds a [`Robot`] so they provably answer alike.
 //!
 //! The fixture `tests/golden/robot_sequence.txt` is written in this format
 //! (by `tests/golden/robot_sequence.py`, from Python dicts packed with
@@ -24,11 +24,12 @@
 //! - Each step is `<t_ms> <verb> [args]`, times in ms from the start and
 //!   never decreasing; verbs: `cmd <topic> <payload hex>` (`-` for an empty
 //!   payload), `poll`, `state`, `stop <reason>` (a
-//!   [`StoppedBy`](super::StoppedBy) name).
+//!   [`StoppedBy`] name).
 //! - `> <hex>` lines after a step are the reports it produces, in order.
 //!
-//! A reader in another language needs a dozen lines; in Rust, [`parse`] and
-//! [`Fixture::check`]:
+//! A reader in another language needs a dozen lines; in Rust, [`parse`],
+//! then [`Fixture::replay`] for a bare [`Robot`] or [`Fixture::check`] for a
+//! node that embeds one (a gateway replays through its own entry points):
 //!
 //! ```
 //! use banyan_core::robot::golden;
@@ -44,7 +45,8 @@ use std::fmt;
 use std::string::{String, ToString};
 use std::vec::Vec;
 
-use super::StoppedBy;
+use super::{Outcome, Robot, StoppedBy};
+use crate::actuator::{self, SetBrightness, SetSpeed};
 
 /// A parsed fixture.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,7 +141,7 @@ pub fn hex(bytes: &[u8]) -> String {
 /// The bytes of a hex string (either case, even length), `None` if it is
 /// not one.
 pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || !s.is_ascii() {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
         return None;
     }
     (0..s.len())
@@ -271,6 +273,68 @@ pub fn parse(text: &str) -> Result<Fixture, ParseError> {
 }
 
 impl Fixture {
+    /// Replays every step on `robot` and compares its reports byte for
+    /// byte. The caller builds the robot as the `robot` line says: motors
+    /// [`motors`](Self::motors) and LEDs [`leds`](Self::leds) added in this
+    /// order, deadman [`deadman_ms`](Self::deadman_ms),
+    /// [`Robot::set_max_run_ms`] with [`max_run_ms`](Self::max_run_ms);
+    /// the names and the limit are checked first (a mismatch at line 0).
+    ///
+    /// # Errors
+    /// The first [`Mismatch`].
+    pub fn replay<M, L, P, D, const NM: usize, const NL: usize>(
+        &self,
+        robot: &mut Robot<M, L, NM, NL>,
+    ) -> Result<(), Mismatch>
+    where
+        M: SetSpeed<Error = actuator::Error<P, D>>,
+        L: SetBrightness,
+    {
+        let setup = |r: &Robot<M, L, NM, NL>| {
+            let mut v: Vec<String> = r.motor_names().iter().map(|n| n.to_string()).collect();
+            v.push(String::from("/"));
+            v.extend(r.led_names().iter().map(|n| n.to_string()));
+            v.push(r.max_run_ms().to_string());
+            v
+        };
+        let mut want = self.motors.clone();
+        want.push(String::from("/"));
+        want.extend(self.leds.iter().cloned());
+        want.push(self.max_run_ms.to_string());
+        let have = setup(robot);
+        if have != want {
+            return Err(Mismatch {
+                line: 0,
+                expected: want,
+                actual: have,
+            });
+        }
+        let mut out = std::vec![0u8; 4096];
+        self.check(|step| {
+            let n = match &step.action {
+                Action::Command { topic, payload } => {
+                    match robot.handle(step.t_ms, topic, payload, &mut out) {
+                        Outcome::Changed(n) | Outcome::Refused(n) => Some(n),
+                        Outcome::Unchanged | Outcome::ReportTooLarge => None,
+                    }
+                }
+                Action::Poll => robot
+                    .poll(step.t_ms)
+                    .then(|| robot.state_report(&mut out).ok())
+                    .flatten(),
+                Action::State => robot.state_report(&mut out).ok(),
+                Action::Stop(reason) => robot
+                    .stop_motors(*reason)
+                    .then(|| robot.state_report(&mut out).ok())
+                    .flatten(),
+            };
+            n.and_then(|n| out.get(..n))
+                .map(<[u8]>::to_vec)
+                .into_iter()
+                .collect()
+        })
+    }
+
     /// Runs every step through `node` (which returns the report payloads the
     /// step produced, in order) and compares them byte for byte.
     ///
