@@ -60,6 +60,9 @@ pub enum Error<'a> {
     UnknownTopic,
 }
 
+/// [`cmd::Error::UnknownField`] becomes [`Error::UnknownName`] with no valid
+/// names yet ([`Robot::handle`](super::Robot::handle) fills them in); every
+/// other parser error is [`Error::Command`].
 impl<'a> From<cmd::Error<'a>> for Error<'a> {
     fn from(e: cmd::Error<'a>) -> Self {
         match e {
