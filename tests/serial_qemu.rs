@@ -457,6 +457,7 @@ fn pipelined_throughput_figures() {
             map(&[("left", 0.5.into()), ("right", 0.0.into())]),
         ),
         ("leds", map(&[("status", 0.0.into()), ("aux", 0.0.into())])),
+        ("stopped_by", rmpv::Value::Nil),
     ]))
     .len();
     let overhead = banyan::core::link::wire::PUBLISH_OVERHEAD;
@@ -688,7 +689,12 @@ impl Audit {
     }
 
     fn check_state(&self, v: &rmpv::Value) {
-        assert_eq!(keys(v), Some(vec!["leds", "motors", "report"]), "{v}");
+        // `stopped_by` since the one robot contract (issue 9).
+        assert_eq!(
+            keys(v),
+            Some(vec!["leds", "motors", "report", "stopped_by"]),
+            "{v}"
+        );
         let motors = get(v, "motors").unwrap();
         let leds = get(v, "leds").unwrap();
         assert_eq!(keys(motors), Some(vec!["left", "right"]), "{v}");

@@ -16,6 +16,9 @@
 //! - [`cmd`]: the typed robot command model (`run_motors`, `light_leds`,
 //!   OneGPIO commands and reports).
 //! - [`actuator`]: H-bridge motors, LEDs and a deadman over `embedded-hal` 1.0.
+//! - [`robot`]: the robot itself — `run_motors` / `light_leds` payloads in,
+//!   actuator changes and state/error reports out, deadman and timed runs;
+//!   the one implementation behind the Pi gateway and the firmware.
 //!
 //! Nothing here allocates, performs I/O or reads a clock.
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
@@ -27,4 +30,5 @@ pub mod cmd;
 pub mod frame;
 pub mod link;
 pub mod msg;
+pub mod robot;
 pub mod topic;

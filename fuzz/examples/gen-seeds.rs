@@ -7,6 +7,7 @@
 
 use banyan_core::frame;
 use banyan_core::link::{Config, Device, Gateway, Instant};
+use banyan_core::robot::{golden, StoppedBy};
 use banyan_fuzz::push_op;
 use std::fs;
 use std::path::Path;
@@ -222,4 +223,31 @@ fn main() {
         "fill",
         b"\x00\x01a\x00\x01b\x00\x01c\x00\x01d\x00\x01e\x00\x07toolong",
     );
+
+    // Robot: the golden command sequence of tests/golden/ as robot_handle
+    // records (op, dt in 8 ms units, len, data).
+    let golden = golden::parse(include_str!("../../tests/golden/robot_sequence.txt")).unwrap();
+    let (mut seq, mut t) = (Vec::new(), 0u64);
+    for step in &golden.steps {
+        let dt = u8::try_from((step.t_ms - t) / 8).unwrap_or(u8::MAX);
+        t += u64::from(dt) * 8;
+        match &step.action {
+            golden::Action::Command { topic, payload } => {
+                let op = match topic.as_str() {
+                    "run_motors" => 0,
+                    "light_leds" => 1,
+                    _ => 0x40,
+                };
+                seq.extend([op, dt, u8::try_from(payload.len()).unwrap()]);
+                seq.extend_from_slice(payload);
+            }
+            golden::Action::Poll => seq.extend([2, dt, 0]),
+            golden::Action::Stop(r) => {
+                let i = StoppedBy::ALL.iter().position(|x| x == r).unwrap();
+                seq.extend([3, dt, 1, i as u8]);
+            }
+            _ => seq.extend([2, dt, 0]),
+        }
+    }
+    write("robot_handle", "golden", &seq);
 }

@@ -75,19 +75,26 @@ pub enum Error<'a> {
 
 impl fmt::Display for Error<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Msg(e) => write!(f, "malformed payload: {e}"),
-            Error::NotAMap => f.write_str("payload is not a map"),
-            Error::KeyNotStr => f.write_str("map key is not a str"),
-            Error::MissingField(n) => write!(f, "missing field {n}"),
-            Error::WrongType(n) => write!(f, "wrong type for field {n}"),
-            Error::OutOfRange(n) => write!(f, "value out of range for field {n}"),
-            Error::NotANumber(n) => write!(f, "NaN for field {n}"),
-            Error::DuplicateName(n) => write!(f, "duplicate field {n}"),
-            Error::TooMany(n) => write!(f, "too many entries at field {n}"),
-            Error::UnknownField(n) => write!(f, "unknown field {n}"),
-            Error::UnknownCommand(n) => write!(f, "unknown command {n}"),
-        }
+        // Text then name with `write_str`, not `write!`: no format
+        // arguments to build per variant, which keeps firmware small.
+        let (text, name) = match self {
+            Error::Msg(e) => {
+                f.write_str("malformed payload: ")?;
+                return fmt::Display::fmt(e, f);
+            }
+            Error::NotAMap => ("payload is not a map", ""),
+            Error::KeyNotStr => ("map key is not a str", ""),
+            Error::MissingField(n) => ("missing field ", *n),
+            Error::WrongType(n) => ("wrong type for field ", *n),
+            Error::OutOfRange(n) => ("value out of range for field ", *n),
+            Error::NotANumber(n) => ("NaN for field ", *n),
+            Error::DuplicateName(n) => ("duplicate field ", *n),
+            Error::TooMany(n) => ("too many entries at field ", *n),
+            Error::UnknownField(n) => ("unknown field ", *n),
+            Error::UnknownCommand(n) => ("unknown command ", *n),
+        };
+        f.write_str(text)?;
+        f.write_str(name)
     }
 }
 
@@ -110,9 +117,12 @@ fn top_map(payload: &[u8]) -> Result<MapRef<'_>, Error<'_>> {
         .ok_or(Error::NotAMap)
 }
 
-/// A number in `[lo, hi]`: ints and floats accepted, NaN and anything else refused.
+/// A number in `[lo, hi]`: ints and floats accepted, NaN and anything else
+/// refused. Returns it as `f32` (for the actuator) and as `f64`, which is
+/// exactly the number sent: every float32 and float64 is, and so is every
+/// integer in range.
 #[inline]
-fn fraction<'a>(name: &'a str, v: &Value<'a>, lo: f32, hi: f32) -> Result<f32, Error<'a>> {
+fn fraction<'a>(name: &'a str, v: &Value<'a>, lo: f32, hi: f32) -> Result<(f32, f64), Error<'a>> {
     let x = v.as_f64().ok_or(Error::WrongType(name))?;
     if x.is_nan() {
         return Err(Error::NotANumber(name));
@@ -120,19 +130,22 @@ fn fraction<'a>(name: &'a str, v: &Value<'a>, lo: f32, hi: f32) -> Result<f32, E
     if !(f64::from(lo)..=f64::from(hi)).contains(&x) {
         return Err(Error::OutOfRange(name));
     }
-    Ok(x as f32)
+    Ok((x as f32, x))
 }
 
 #[inline]
 fn push_unique<'a, const N: usize>(
     list: &mut Vec<(&'a str, f32), N>,
+    sent: &mut Vec<f64, N>,
     name: &'a str,
-    x: f32,
+    (x, number): (f32, f64),
 ) -> Result<(), Error<'a>> {
     if list.iter().any(|(n, _)| *n == name) {
         return Err(Error::DuplicateName(name));
     }
-    list.push((name, x)).map_err(|_| Error::TooMany(name))
+    // Same capacity and length: both pushes succeed or the first fails.
+    list.push((name, x)).map_err(|_| Error::TooMany(name))?;
+    sent.push(number).map_err(|_| Error::TooMany(name))
 }
 
 fn check_known<'a>(list: &[(&'a str, f32)], known: &[&str]) -> Result<(), Error<'a>> {
@@ -154,6 +167,11 @@ fn check_known<'a>(list: &[(&'a str, f32)], known: &[&str]) -> Result<(), Error<
 pub struct RunMotors<'a, const N: usize> {
     /// `(name, speed)` in payload order, names unique, speeds in [-1, 1].
     pub speeds: Vec<(&'a str, f32), N>,
+    /// The speeds exactly as they were sent (every MessagePack float and
+    /// every integer in range is an exact `f64`), in the same order as
+    /// [`speeds`](Self::speeds): what a report sends back, so `0.3` comes
+    /// back as `0.3`, not as the `f32` nearest to it (`0.30000001192092896`).
+    pub sent: Vec<f64, N>,
     /// How long to run, in milliseconds, if given.
     pub duration_ms: Option<u32>,
 }
@@ -180,6 +198,7 @@ impl<'a, const N: usize> RunMotors<'a, N> {
     /// As [`RunMotors::parse`].
     pub fn from_map(map: MapRef<'a>) -> Result<Self, Error<'a>> {
         let mut speeds = Vec::new();
+        let mut sent = Vec::new();
         let mut duration_ms = None;
         for (k, v) in map.iter() {
             let name = k.as_str().ok_or(Error::KeyNotStr)?;
@@ -189,11 +208,13 @@ impl<'a, const N: usize> RunMotors<'a, N> {
                 }
                 duration_ms = Some(uint::<u32>(name, &v)?);
             } else {
-                push_unique(&mut speeds, name, fraction(name, &v, -1.0, 1.0)?)?;
+                let x = fraction(name, &v, -1.0, 1.0)?;
+                push_unique(&mut speeds, &mut sent, name, x)?;
             }
         }
         Ok(Self {
             speeds,
+            sent,
             duration_ms,
         })
     }
@@ -224,6 +245,10 @@ impl<'a, const N: usize> RunMotors<'a, N> {
 pub struct LightLeds<'a, const N: usize> {
     /// `(name, brightness)` in payload order, names unique, brightness in [0, 1].
     pub levels: Vec<(&'a str, f32), N>,
+    /// The levels exactly as they were sent, in the same order as
+    /// [`levels`](Self::levels) (see [`RunMotors::sent`]); `true`/`false`
+    /// are `1.0`/`0.0`.
+    pub sent: Vec<f64, N>,
 }
 
 impl<'a, const N: usize> LightLeds<'a, N> {
@@ -241,15 +266,17 @@ impl<'a, const N: usize> LightLeds<'a, N> {
     /// As [`LightLeds::parse`].
     pub fn from_map(map: MapRef<'a>) -> Result<Self, Error<'a>> {
         let mut levels = Vec::new();
+        let mut sent = Vec::new();
         for (k, v) in map.iter() {
             let name = k.as_str().ok_or(Error::KeyNotStr)?;
             let x = match v {
-                Value::Bool(b) => f32::from(u8::from(b)),
+                Value::Bool(true) => (1.0, 1.0),
+                Value::Bool(false) => (0.0, 0.0),
                 _ => fraction(name, &v, 0.0, 1.0)?,
             };
-            push_unique(&mut levels, name, x)?;
+            push_unique(&mut levels, &mut sent, name, x)?;
         }
-        Ok(Self { levels })
+        Ok(Self { levels, sent })
     }
 
     /// The brightness given for `name`, if any.

@@ -84,7 +84,11 @@ pub fn sonar_data(buf: &mut [u8], distance_cm: f64) -> Result<usize, msg::Error>
 
 /// `{"report": "state", "motors": {name: speed, ...}, "leds": {name: brightness, ...}}`.
 ///
-/// Values are written as float64 (widened exactly from `f32`).
+/// Values are written as float64 (widened exactly from `f32`, so `0.3f32`
+/// reads back as `0.30000001192092896`). This is **not** the robot
+/// contract's state report: nodes that drive motors send
+/// [`Robot::state_report`](crate::robot::Robot::state_report) (numbers as
+/// sent, `stopped_by`).
 ///
 /// # Errors
 /// [`msg::Error::BufferFull`].
@@ -106,6 +110,9 @@ pub fn state(
 /// `{"report": "error", "topic": topic, "reason": reason}`, the reason being
 /// `reason`'s `Display` text — for a [`super::Error`] that names the
 /// offending field, e.g. `"value out of range for field left"`.
+///
+/// The robot contract's error report also echoes the refused command:
+/// [`robot::error_report`](crate::robot::error_report).
 ///
 /// # Errors
 /// [`msg::Error::BufferFull`]; [`msg::Error::Unencodable`] if `reason`'s

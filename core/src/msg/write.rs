@@ -58,7 +58,7 @@ impl<'b> Writer<'b> {
         &self.buf[..self.len]
     }
 
-    fn put(&mut self, parts: &[&[u8]]) -> Result<&mut Self, Error> {
+    pub(crate) fn put(&mut self, parts: &[&[u8]]) -> Result<&mut Self, Error> {
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let end = self.len.checked_add(total).ok_or(Error::BufferFull)?;
         let out = self.buf.get_mut(self.len..end).ok_or(Error::BufferFull)?;
@@ -69,6 +69,12 @@ impl<'b> Writer<'b> {
         }
         self.len = end;
         Ok(self)
+    }
+
+    /// Copies `bytes` verbatim: for constant, already encoded fragments
+    /// (fixed keys of a report) that the caller knows to be well-formed.
+    pub(crate) fn raw(&mut self, bytes: &[u8]) -> Result<&mut Self, Error> {
+        self.put(&[bytes])
     }
 
     /// Writes `nil` (Python `None`).
@@ -201,6 +207,21 @@ impl<'b> Writer<'b> {
     /// [`Error::BufferFull`]; [`Error::Unencodable`] beyond `u32::MAX` entries.
     pub fn map(&mut self, len: usize) -> Result<&mut Self, Error> {
         self.len_header(len, Some((0x80, 15)), [0, 0xde, 0xdf], &[])
+    }
+
+    /// Copies `value`, one already encoded MessagePack value, verbatim (e.g.
+    /// a received payload echoed inside a report), after checking it with
+    /// [`validate`](super::validate) and `limits`: the writer never emits a
+    /// malformed value. Nesting adds up: a value of depth `d` written inside
+    /// a map is at depth `d + 1` of the result, so choose `limits` such that
+    /// readers of the result accept it.
+    ///
+    /// # Errors
+    /// Any [`validate`](super::validate) error (nothing is written);
+    /// [`Error::BufferFull`].
+    pub fn embed(&mut self, value: &[u8], limits: &super::Limits) -> Result<&mut Self, Error> {
+        super::validate(value, limits)?;
+        self.put(&[value])
     }
 
     /// Writes the text that `v` displays as a str, without a temporary

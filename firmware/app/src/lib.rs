@@ -12,19 +12,22 @@
 //!   the UART: HELLO with the device's name, firmware version and capacities,
 //!   subscriptions [`RUN_MOTORS`](robot::RUN_MOTORS) and
 //!   [`LIGHT_LEDS`](robot::LIGHT_LEDS), heartbeats and credits;
-//! - applies each `run_motors` / `light_leds` payload to the motors and LEDs
-//!   ([`robot`]), and publishes on the report topic `from_<device name>` a
-//!   `{"report": "state", ...}` after every change and a
-//!   `{"report": "error", "topic": ..., "reason": ...}` for every refused
-//!   command, and every `stats_interval_ms` a `{"report": "stats", ...}` with
-//!   every error and drop counter;
-//! - stops the motors when no `run_motors` arrives within the deadman timeout,
-//!   and when the link goes down (the gateway went away).
+//! - hands each `run_motors` / `light_leds` payload to the core's robot
+//!   ([`banyan_core::robot`], re-exported as [`robot`]) — the same code
+//!   rpi-gateway runs — and publishes on the report topic
+//!   `from_<device name>` the report it writes: `{"report": "state", ...}`
+//!   after every change, `{"report": "error", "topic": ..., "reason": ...,
+//!   "command": ...}` for every refused command; and every
+//!   `stats_interval_ms` a `{"report": "stats", ...}` with every error and
+//!   drop counter;
+//! - stops the motors when no `run_motors` arrives within the deadman timeout
+//!   or a timed run ends, and when the link goes down (the gateway went
+//!   away: `stopped_by: link_lost`).
 //!
 //! Layers:
 //! - [`io`]: non-blocking byte pumping with counters; [`clock`]: a
 //!   millisecond clock from a 32-bit microsecond counter.
-//! - [`robot`]: commands → actuators → report payloads.
+//! - [`robot`]: commands → actuators → report payloads (the core's).
 //! - [`App`]: the link, the robot and the UART tied together.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
@@ -32,7 +35,7 @@
 
 pub mod clock;
 pub mod io;
-pub mod robot;
+pub use banyan_core::robot;
 
 use banyan_core::actuator::{self, SetBrightness, SetSpeed};
 use banyan_core::link::{self, device::Event, Device, Instant};
@@ -41,6 +44,7 @@ use embedded_io::{Read, ReadReady, Write, WriteReady};
 use heapless::String;
 
 pub use robot::Robot;
+use robot::StoppedBy;
 
 /// Largest link frame the device accepts (COBS-encoded, delimiter excluded).
 pub const FRAME: usize = 256;
@@ -136,10 +140,7 @@ pub struct App<M: SetSpeed, L, const NM: usize, const NL: usize> {
 impl<M, L, P, D, const NM: usize, const NL: usize> App<M, L, NM, NL>
 where
     M: SetSpeed<Error = actuator::Error<P, D>>,
-    P: fmt::Debug,
-    D: fmt::Debug,
     L: SetBrightness,
-    L::Error: fmt::Debug,
 {
     /// Starts the application with `robot`'s motors and LEDs; the link
     /// starts saying HELLO at the first [`poll`](App::poll).
@@ -189,9 +190,10 @@ where
         &self.robot
     }
 
-    /// Stops every motor now (for a board shutting down).
+    /// Stops every motor now (for a board shutting down: `stopped_by:
+    /// exit`).
     pub fn stop_motors(&mut self) {
-        self.robot.stop_motors();
+        self.robot.stop_motors(StoppedBy::Exit);
     }
 
     /// Runs one step at `now_ms`: reads what the UART has ready and handles
@@ -281,7 +283,7 @@ where
                 self.stats.link_downs = self.stats.link_downs.wrapping_add(1);
                 #[cfg(feature = "defmt")]
                 defmt::warn!("link down: motors stopped");
-                self.robot.stop_motors();
+                self.robot.stop_motors(StoppedBy::LinkLost);
             }
             Event::Received => self.take_commands(now),
             _ => {}
@@ -314,8 +316,8 @@ where
     fn publish_state(&mut self, now: Instant) {
         let mut report = [0u8; REPORT_CAPACITY];
         match self.robot.state_report(&mut report) {
-            Some(n) => self.publish_slice(&report, n, now),
-            None => self.stats.reports_too_large = self.stats.reports_too_large.wrapping_add(1),
+            Ok(n) => self.publish_slice(&report, n, now),
+            Err(_) => self.stats.reports_too_large = self.stats.reports_too_large.wrapping_add(1),
         }
     }
 
@@ -329,30 +331,45 @@ where
         now_ms: u64,
         out: &mut [u8],
     ) -> Result<usize, banyan_core::msg::Error> {
+        // The keys in a constant table and the values in a `u32` array:
+        // smaller code than a list of (key, u64) pairs built at run time.
+        const KEYS: [&str; 12] = [
+            "uart_errors",
+            "tx_dropped",
+            "frames_dropped",
+            "seq_gaps",
+            "malformed",
+            "publish_lost",
+            "send_refused",
+            "refused",
+            "deadman_stops",
+            "pin_errors",
+            "reports_dropped",
+            "link_downs",
+        ];
         let link = self.device.stats();
         let robot = self.robot.stats();
-        let fields: [(&str, u64); 13] = [
-            ("uptime_ms", now_ms),
-            ("uart_errors", self.stats.io.uart_errors.into()),
-            ("tx_dropped", self.stats.io.tx_dropped.into()),
-            ("frames_dropped", link.frame.dropped().into()),
-            ("seq_gaps", link.seq_gaps.into()),
-            ("malformed", link.malformed.into()),
-            ("publish_lost", link.publish_lost.into()),
-            ("send_refused", link.send_refused().into()),
-            ("refused", robot.refused.into()),
-            ("deadman_stops", robot.deadman_stops.into()),
-            ("pin_errors", robot.pin_errors.into()),
-            (
-                "reports_dropped",
-                u64::from(self.stats.reports_dropped) + u64::from(self.stats.reports_too_large),
-            ),
-            ("link_downs", self.stats.link_downs.into()),
+        let values: [u32; 12] = [
+            self.stats.io.uart_errors,
+            self.stats.io.tx_dropped,
+            link.frame.dropped(),
+            link.seq_gaps,
+            link.malformed,
+            link.publish_lost,
+            link.send_refused(),
+            robot.refused,
+            robot.deadman_stops,
+            robot.pin_errors,
+            self.stats
+                .reports_dropped
+                .saturating_add(self.stats.reports_too_large),
+            self.stats.link_downs,
         ];
         let mut w = banyan_core::msg::Writer::new(out);
-        w.map(fields.len() + 1)?.str("report")?.str("stats")?;
-        for (k, v) in fields {
-            w.str(k)?.uint(v)?;
+        w.map(KEYS.len() + 2)?.str("report")?.str("stats")?;
+        w.str("uptime_ms")?.uint(now_ms)?;
+        for (k, v) in KEYS.iter().zip(values) {
+            w.str(k)?.uint(v.into())?;
         }
         Ok(w.len())
     }

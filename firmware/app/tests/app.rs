@@ -147,9 +147,15 @@ fn commands_drive_actuators_and_publish_state_or_errors() {
         field(&reports[2], "reason").as_str(),
         Some("value out of range for field left")
     );
+    // Contract change (issue 9): the reason lists the valid names, and the
+    // refused command is echoed.
     assert_eq!(
         field(&reports[3], "reason").as_str(),
-        Some("unknown field wheel")
+        Some("unknown field wheel (valid: left, right)")
+    );
+    assert_eq!(
+        field(&reports[3], "command"),
+        &map(&[("wheel", 0.1.into())])
     );
     assert_eq!(r.app.robot().stats().refused, 2);
 }

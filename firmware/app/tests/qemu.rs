@@ -354,7 +354,8 @@ fn round_trip_figures() {
 }
 
 /// The state report the QEMU board sends with `left` at `left` and
-/// everything else at 0 (after the LEDs were never lit).
+/// everything else at 0 (after the LEDs were never lit). `stopped_by` is
+/// part of the one robot contract since issue 9.
 fn state_of(left: f64) -> Value {
     map(&[
         ("report", "state".into()),
@@ -363,5 +364,6 @@ fn state_of(left: f64) -> Value {
             map(&[("left", left.into()), ("right", 0.0.into())]),
         ),
         ("leds", map(&[("status", 0.0.into()), ("aux", 0.0.into())])),
+        ("stopped_by", Value::Nil),
     ])
 }

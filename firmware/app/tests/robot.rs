@@ -3,7 +3,7 @@
 
 mod common;
 
-use banyan_firmware_app::robot::{Outcome, Robot, LIGHT_LEDS, RUN_MOTORS};
+use banyan_firmware_app::robot::{Outcome, Robot, StoppedBy, LIGHT_LEDS, RUN_MOTORS};
 use common::{field, map, pack, unpack, FakeLed, FakeMotor};
 use rmpv::Value;
 
@@ -85,7 +85,11 @@ fn timed_runs_over_the_limit_are_refused() {
         ]))
     };
     let reason = r.refused(RUN_MOTORS, &cmd(10_001));
-    assert_eq!(reason, "value out of range for field duration_ms");
+    // Contract change (issue 9): the reason gives the limit.
+    assert_eq!(
+        reason,
+        "value out of range for field duration_ms (max 10000)"
+    );
     assert_eq!(r.left.speed.get(), 0.0);
     let (outcome, _) = r.handle(0, RUN_MOTORS, &cmd(10_000));
     assert!(matches!(outcome, Outcome::Changed(_)), "{outcome:?}");
@@ -133,9 +137,9 @@ fn timed_run_stops_at_duration() {
 fn stop_motors_on_link_down() {
     let mut r = rig();
     r.handle(0, RUN_MOTORS, &pack(&map(&[("left", 1.into())])));
-    assert!(r.robot.stop_motors());
+    assert!(r.robot.stop_motors(StoppedBy::LinkLost));
     assert_eq!(r.left.speed.get(), 0.0);
-    assert!(!r.robot.stop_motors(), "already stopped");
+    assert!(!r.robot.stop_motors(StoppedBy::LinkLost), "already stopped");
 }
 
 #[test]
