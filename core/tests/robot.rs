@@ -603,8 +603,8 @@ fn golden_replay_fails_on_a_changed_report() {
     robot.set_max_run_ms(fixture.max_run_ms);
     robot.add_motor("left", Sim::default()).unwrap();
     robot.add_motor("right", Sim::default()).unwrap();
-    robot.add_led("status", Sim::default()).unwrap();
     robot.add_led("beacon", Sim::default()).unwrap();
+    robot.add_led("status", Sim::default()).unwrap();
     let e = fixture.replay(&mut robot).unwrap_err();
     assert_eq!(e.line, line);
     // A robot set up unlike the fixture is refused before any step.

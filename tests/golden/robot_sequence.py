@@ -16,7 +16,9 @@ import os
 import msgpack
 
 MOTORS = ["left", "right"]
-LEDS = ["status", "beacon"]
+# Sorted: rpi-gateway keeps its configured names in a sorted map, and both
+# nodes must list them in the same order.
+LEDS = ["beacon", "status"]
 DEADMAN_MS = 500
 MAX_RUN_MS = 2000
 
@@ -114,7 +116,7 @@ poll(850, True)
 
 cmd(900, "run_motors", {"left": 1.5}, expect="value out of range for field left")
 cmd(910, "run_motors", {"wheel": 0.1}, expect="unknown field wheel (valid: left, right)")
-cmd(920, "light_leds", {"disco": True}, expect="unknown field disco (valid: status, beacon)")
+cmd(920, "light_leds", {"disco": True}, expect="unknown field disco (valid: beacon, status)")
 cmd(930, "run_motors", {"left": 0.1, "duration_ms": 5000},
     expect=f"value out of range for field duration_ms (max {MAX_RUN_MS})")
 cmd(940, "run_motors", raw=b"\xc1garbage",

@@ -31,8 +31,9 @@ use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use banyan_core::actuator::{self, DualMotor, MotorSet, PwmLed};
-use banyan_core::cmd::{report, LightLeds, OneGpio, PinRef, RunMotors};
+use banyan_core::actuator::{self, DualMotor, PwmLed, SetBrightness};
+use banyan_core::cmd::{report, OneGpio, PinRef};
+use banyan_core::robot::{self, Outcome, Robot, StoppedBy, Topics};
 use embedded_hal::digital::{InputPin, OutputPin};
 use embedded_hal::i2c::I2c;
 use embedded_hal::pwm::SetDutyCycle;
@@ -144,6 +145,14 @@ impl<B: Backend> Led<B> {
     }
 }
 
+impl<B: Backend> SetBrightness for Led<B> {
+    type Error = String;
+
+    fn set_brightness(&mut self, brightness: f32) -> Result<(), String> {
+        self.set(brightness)
+    }
+}
+
 enum Gpio<B: Backend> {
     Output(B::Output, bool),
     Input {
@@ -214,8 +223,9 @@ pub struct SetupError {
 /// The gateway: configured motors and LEDs, OneGPIO pins, the deadman.
 pub struct Gateway<B: Backend> {
     // Declared first so it is dropped first: motors stop before anything else.
-    motors: MotorSet<Motor<B>, MAX_ACTUATORS>,
-    leds: BTreeMap<String, Led<B>>,
+    // The core's robot model (run_motors, light_leds, deadman, state and
+    // error reports): the same code as the firmware's.
+    robot: Robot<Motor<B>, Led<B>, MAX_ACTUATORS, MAX_ACTUATORS>,
     gpio: BTreeMap<u8, Gpio<B>>,
     tags: BTreeMap<String, u8>,
     i2c: Option<B::I2c>,
@@ -224,8 +234,6 @@ pub struct Gateway<B: Backend> {
     backend: B,
     cfg: Config,
     registry: Registry,
-    motor_names: Vec<&'static str>,
-    stopped_by: Option<&'static str>,
     next_state: Instant,
     start: (Instant, SystemTime),
     stats: Stats,
@@ -248,8 +256,14 @@ impl<B: Backend> Gateway<B> {
                 &format_args!("at most {MAX_ACTUATORS} of each"),
             ));
         }
-        let mut motors = MotorSet::new(cfg.safety.deadman_timeout_ms);
-        let mut motor_names = Vec::new();
+        let mut robot = Robot::new(cfg.safety.deadman_timeout_ms);
+        robot.set_max_run_ms(cfg.safety.max_run_ms);
+        // Names and topics live as long as the process; leaked once at
+        // start-up.
+        robot.set_topics(Topics {
+            run_motors: String::leak(cfg.topics.run_motors.clone()),
+            light_leds: String::leak(cfg.topics.light_leds.clone()),
+        });
         for (name, m) in &cfg.motors {
             let key = |k: &str| format!("motors.{name}.{k}");
             let pwm = backend
@@ -261,19 +275,20 @@ impl<B: Backend> Gateway<B> {
                 .with_invert(m.invert)
                 .with_max_duty(m.max_duty)
                 .map_err(|e| fail(key("max_duty"), &e))?;
-            let mut motor = DualMotor::new(pwm, in1, in2, mc);
-            motor.stop().map_err(|e| fail(key("pwm"), &e))?;
-            // Names live as long as the process; leaked once at start-up.
+            let motor = DualMotor::new(pwm, in1, in2, mc);
             let name: &'static str = String::leak(name.clone());
-            motors
-                .add(name, motor)
-                .map_err(|(e, _)| fail(format!("motors.{name}"), &e))?;
-            motor_names.push(name);
+            // The robot stops the motor as it takes it (a known state).
+            let pin_errors = robot.stats().pin_errors;
+            robot
+                .add_motor(name, motor)
+                .map_err(|e| fail(format!("motors.{name}"), &e))?;
+            if robot.stats().pin_errors != pin_errors {
+                return Err(fail(key("pwm"), &"stopping the motor failed"));
+            }
         }
-        let mut leds = BTreeMap::new();
         for (name, l) in &cfg.leds {
             let key = format!("leds.{name}.pin");
-            let mut led = if l.pwm {
+            let led = if l.pwm {
                 let p = backend
                     .pwm(l.pin, GPIO_PWM_HZ)
                     .map_err(|e| fail(key.clone(), &e))?;
@@ -282,20 +297,23 @@ impl<B: Backend> Gateway<B> {
                 let p = backend.output(l.pin).map_err(|e| fail(key.clone(), &e))?;
                 Led::OnOff(actuator::Led::new(p, l.active_low))
             };
-            led.set(0.0).map_err(|e| fail(key, &e))?;
-            leds.insert(name.clone(), led);
+            // The robot switches the LED off as it takes it.
+            let pin_errors = robot.stats().pin_errors;
+            robot
+                .add_led(String::leak(name.clone()), led)
+                .map_err(|e| fail(format!("leds.{name}"), &e))?;
+            if robot.stats().pin_errors != pin_errors {
+                return Err(fail(key, &"switching the LED off failed"));
+            }
         }
         Ok(Self {
             registry: Registry::from_config(&cfg),
             backend,
-            motors,
-            motor_names,
-            leds,
+            robot,
             gpio: BTreeMap::new(),
             tags: BTreeMap::new(),
             i2c: None,
             edges: EdgeQueue::new(),
-            stopped_by: None,
             next_state: now,
             start: (now, SystemTime::now()),
             stats: Stats::default(),
@@ -315,8 +333,10 @@ impl<B: Backend> Gateway<B> {
 
     /// Counters.
     pub fn stats(&self) -> Stats {
+        let robot = self.robot.stats();
         Stats {
             edge_overflows: self.edges.overflowed(),
+            deadman_stops: u64::from(robot.deadman_stops) + u64::from(robot.run_ends),
             ..self.stats
         }
     }
@@ -353,17 +373,22 @@ impl<B: Backend> Gateway<B> {
 
     /// Current speed of each motor (0 when unknown after a pin failure).
     pub fn motor_speeds(&self) -> BTreeMap<String, f32> {
-        self.motors
+        self.robot
+            .motor_names()
             .iter()
-            .map(|(k, m)| (k.to_owned(), m.speed().unwrap_or(0.0)))
+            .map(|&k| {
+                let speed = self.robot.motor(k).and_then(|m| m.speed());
+                (k.to_owned(), speed.unwrap_or(0.0))
+            })
             .collect()
     }
 
     /// Current level of each LED (0.0–1.0).
     pub fn led_levels(&self) -> BTreeMap<String, f32> {
-        self.leds
+        self.robot
+            .led_names()
             .iter()
-            .map(|(k, l)| (k.clone(), l.level()))
+            .map(|&k| (k.to_owned(), self.robot.led(k).map_or(0.0, Led::level)))
             .collect()
     }
 
@@ -388,9 +413,10 @@ impl<B: Backend> Gateway<B> {
     /// until it fits.
     fn core_report(
         &self,
+        size: usize,
         mut f: impl FnMut(&mut [u8]) -> Result<usize, banyan_core::msg::Error>,
     ) -> Report {
-        let mut buf = vec![0u8; 256];
+        let mut buf = vec![0u8; size.max(256)];
         loop {
             match f(&mut buf) {
                 Ok(n) => {
@@ -412,32 +438,39 @@ impl<B: Backend> Gateway<B> {
 
     /// An error report for a message refused before it reached
     /// [`handle`](Self::handle) (e.g. malformed frames), counted in
-    /// [`Stats::errors`].
+    /// [`Stats::errors`]. Same shape as every error report (the core's
+    /// [`robot::error_report`]), with `command` nil.
     pub fn error_report(&mut self, topic: &str, reason: &dyn Display) -> Report {
-        self.stats.errors += 1;
-        self.core_report(|buf| report::error(buf, topic, reason))
+        self.refusal(topic, reason, &[])
     }
 
-    /// The state report: `{"report": "state", "motors": {name: speed},
-    /// "leds": {name: level}}` as the core encodes it, plus `backend`,
-    /// `gpio` (`{"4": {"mode": "digital_output", "value": 1}}`),
-    /// `stopped_by` (`"deadman"`, `"backplane lost"`, `"exit"` or nil) and
-    /// every counter of [`Stats`] under its field name (`received`,
-    /// `errors`, `deadman_stops`, `ignored`, `input_edges`, `stale_edges`,
-    /// `edge_overflows`, `stale`, `log_lost`).
+    /// `{"report": "error", "topic", "reason", "command"}` echoing the
+    /// refused payload, counted in [`Stats::errors`].
+    fn refusal(&mut self, topic: &str, reason: &dyn Display, payload: &[u8]) -> Report {
+        self.stats.errors += 1;
+        self.core_report(payload.len() + 256, |buf| {
+            robot::error_report(buf, topic, reason, payload)
+        })
+    }
+
+    /// The robot's state report, byte for byte the core's contract shared
+    /// with the firmware ([`banyan_core::robot`], docs/robot-protocol.md):
+    /// `{"report": "state", "motors": {name: speed as sent}, "leds": {name:
+    /// level}, "stopped_by": nil | "deadman" | "run_end" | "backplane_lost" |
+    /// "exit" | "pin_failure"}`.
     pub fn state_report(&self) -> Report {
-        let motors = Value::Map(
-            self.motor_speeds()
-                .into_iter()
-                .map(|(k, s)| (k.into(), f64::from(s).into()))
-                .collect(),
-        );
-        let leds = Value::Map(
-            self.led_levels()
-                .into_iter()
-                .map(|(k, l)| (k.into(), f64::from(l).into()))
-                .collect(),
-        );
+        self.core_report(256, |buf| self.robot.state_report(buf))
+    }
+
+    /// The gateway's status report (what the firmware's `stats` report is
+    /// for a device): `{"report": "status", "backend": "sim" | "rppal",
+    /// "gpio": {"4": {"mode": "digital_output", "value": 1}}, "robot": {the
+    /// robot's counters}}` plus every counter of [`Stats`] under its field
+    /// name (`received`, `errors`, `deadman_stops`, `ignored`,
+    /// `input_edges`, `stale_edges`, `edge_overflows`, `stale`,
+    /// `log_lost`). Sent after a OneGPIO change and with every periodic
+    /// state report.
+    pub fn status_report(&self) -> Report {
         let gpio = Value::Map(
             self.gpio
                 .iter()
@@ -450,28 +483,23 @@ impl<B: Backend> Gateway<B> {
                 })
                 .collect(),
         );
-        let entries: Vec<(&str, Value)> = vec![
-            ("report", "state".into()),
-            ("motors", motors),
-            ("leds", leds),
-            ("backend", self.backend.name().into()),
-            ("gpio", gpio),
-            (
-                "stopped_by",
-                self.stopped_by.map_or(Value::Nil, Value::from),
-            ),
+        // Counters by serde: none can be forgotten here.
+        let to_value = |bytes: Option<Vec<u8>>| {
+            bytes
+                .and_then(|b| rmpv::decode::read_value(&mut &b[..]).ok())
+                .unwrap_or(Value::Nil)
+        };
+        let robot = to_value(rmp_serde::to_vec_named(&self.robot.stats()).ok());
+        let mut entries: Vec<(Value, Value)> = vec![
+            ("report".into(), "status".into()),
+            ("backend".into(), self.backend.name().into()),
+            ("gpio".into(), gpio),
+            ("robot".into(), robot),
         ];
-        let mut entries: Vec<(Value, Value)> =
-            entries.into_iter().map(|(k, v)| (k.into(), v)).collect();
-        // Every counter of Stats, by serde: none can be forgotten here.
-        let counters = rmp_serde::to_vec_named(&self.stats())
-            .ok()
-            .and_then(|b| rmpv::decode::read_value(&mut &b[..]).ok());
-        if let Some(Value::Map(counters)) = counters {
+        if let Value::Map(counters) = to_value(rmp_serde::to_vec_named(&self.stats()).ok()) {
             entries.extend(counters);
         }
-        let v = Value::Map(entries);
-        self.report_bytes(encode(&v))
+        self.report_bytes(encode(&Value::Map(entries)))
     }
 
     /// Handles one message received on `topic` at `now`; returns the reports
@@ -484,34 +512,58 @@ impl<B: Backend> Gateway<B> {
             return Vec::new();
         }
         self.stats.received += 1;
+        if topic == self.cfg.topics.run_motors || topic == self.cfg.topics.light_leds {
+            return self.robot_command(topic, payload, now);
+        }
         let mut out = Vec::new();
-        let result = if topic == self.cfg.topics.run_motors {
-            self.run_motors(payload, now)
-        } else if topic == self.cfg.topics.light_leds {
-            self.light_leds(payload)
-        } else {
-            self.onegpio(payload, now, &mut out)
-        };
-        match result {
+        match self.onegpio(payload, now, &mut out) {
             Ok(changed) => {
                 if changed {
-                    out.push(self.state_report());
+                    out.push(self.status_report());
                     self.next_state = now + self.state_interval();
                 }
                 out
             }
-            Err(e) => vec![self.error_report(topic, &e)],
+            Err(e) => vec![self.refusal(topic, &e, payload)],
+        }
+    }
+
+    /// `run_motors` / `light_leds` through the core's robot: one state
+    /// report after a change, none for a keep-alive, one error report for a
+    /// refusal.
+    fn robot_command(&mut self, topic: &str, payload: &[u8], now: Instant) -> Vec<Report> {
+        let names: usize = self
+            .robot
+            .motor_names()
+            .iter()
+            .chain(self.robot.led_names())
+            .map(|n| n.len() + 16)
+            .sum();
+        let mut buf = vec![0u8; 512 + 2 * payload.len() + 2 * names];
+        let before = self.robot.stats().refused;
+        match self.robot.handle(self.ms(now), topic, payload, &mut buf) {
+            Outcome::Changed(n) | Outcome::Refused(n) => {
+                if self.robot.stats().refused == before {
+                    // A state report now: the periodic one can wait.
+                    self.next_state = now + self.state_interval();
+                } else {
+                    self.stats.errors += 1;
+                }
+                buf.truncate(n);
+                vec![self.report_bytes(buf)]
+            }
+            Outcome::Unchanged => Vec::new(),
+            Outcome::ReportTooLarge => {
+                // Cannot happen with the buffer sized above; the state
+                // is what matters to a listener.
+                log::warn!("report for {topic} larger than {} bytes", buf.len());
+                vec![self.state_report()]
+            }
         }
     }
 
     fn state_interval(&self) -> Duration {
         Duration::from_millis(self.cfg.safety.state_interval_ms)
-    }
-
-    fn moving(&self) -> bool {
-        self.motors
-            .iter()
-            .any(|(_, m)| m.speed().is_none_or(|s| s != 0.0))
     }
 
     /// Runs timers at `now`: the deadman, the end of tones, queued input
@@ -520,18 +572,14 @@ impl<B: Backend> Gateway<B> {
     pub fn tick(&mut self, now: Instant) -> Vec<Report> {
         let mut out = Vec::new();
         let mut changed = false;
-        let was_moving = self.moving();
-        match self.motors.poll(self.ms(now)) {
-            Ok(true) if was_moving => {
-                self.stopped_by = Some("deadman");
-                self.stats.deadman_stops += 1;
-                changed = true;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                let e = format!("deadman stop failed (retrying): {e}");
-                out.push(self.error_report("run_motors", &e));
-            }
+        let errors = self.robot.stats().pin_errors;
+        // The deadman (or the end of a timed run): the robot stops the
+        // motors and says so in one state report.
+        let stopped = self.robot.poll(self.ms(now));
+        if self.robot.stats().pin_errors != errors {
+            // The robot retries the stop at the next poll.
+            let topic = self.cfg.topics.run_motors.clone();
+            out.push(self.error_report(&topic, &"deadman stop failed (retrying)"));
         }
         for g in self.gpio.values_mut() {
             if let Gpio::Tone(p, t) = g {
@@ -586,10 +634,21 @@ impl<B: Backend> Gateway<B> {
         }
         for (pin, level, at) in inputs {
             let ts = self.timestamp(at);
-            out.push(self.core_report(|buf| report::digital_input(buf, pin, u8::from(level), ts)));
+            out.push(self.core_report(256, |buf| report::digital_input(buf, pin, u8::from(level), ts)));
         }
-        if changed || now >= self.next_state {
+        if stopped {
             out.push(self.state_report());
+        }
+        if changed {
+            out.push(self.status_report());
+        }
+        if now >= self.next_state {
+            if !stopped {
+                out.push(self.state_report());
+            }
+            if !changed {
+                out.push(self.status_report());
+            }
             self.next_state = now + self.state_interval();
         }
         out
@@ -601,7 +660,7 @@ impl<B: Backend> Gateway<B> {
     /// polled ones every [`INPUT_POLL`]; queued edges make it `now`.
     pub fn next_deadline(&self, now: Instant) -> Instant {
         let mut d = self.next_state;
-        if let Some(ms) = self.motors.poll_at() {
+        if let Some(ms) = self.robot.poll_at() {
             d = d.min(self.start.0 + Duration::from_millis(ms));
         }
         if !self.edges.is_empty() {
@@ -625,21 +684,17 @@ impl<B: Backend> Gateway<B> {
     }
 
     /// Stops every motor now (`reason` appears as `stopped_by` in state
-    /// reports), e.g. when the backplane connection is lost.
-    pub fn stop_motors(&mut self, reason: &'static str) {
-        if let Err(e) = self.motors.stop_all() {
-            log::error!("stopping motors failed: {e}");
-        }
-        self.stopped_by = Some(reason);
+    /// reports), e.g. when the backplane connection is lost. Returns
+    /// whether that changed the state (then publish
+    /// [`state_report`](Self::state_report)).
+    pub fn stop_motors(&mut self, reason: StoppedBy) -> bool {
+        self.robot.stop_motors(reason)
     }
 
     /// Safe state: motors stopped, LEDs off, OneGPIO outputs low, PWM, servo
     /// and tone outputs at duty 0. Called on exit and by `Drop`.
-    pub fn safe_state(&mut self, reason: &'static str) {
-        self.stop_motors(reason);
-        for l in self.leds.values_mut() {
-            let _ = l.set(0.0);
-        }
+    pub fn safe_state(&mut self, reason: StoppedBy) {
+        self.robot.safe_state(reason);
         for g in self.gpio.values_mut() {
             match g {
                 Gpio::Output(p, v) => {
@@ -657,37 +712,6 @@ impl<B: Backend> Gateway<B> {
                 Gpio::Input { .. } => {}
             }
         }
-    }
-
-    fn run_motors(&mut self, payload: &[u8], now: Instant) -> Result<bool, String> {
-        let cmd = RunMotors::<MAX_ACTUATORS>::parse(payload).map_err(|e| e.to_string())?;
-        cmd.check_names(&self.motor_names)
-            .map_err(|e| format!("{e} (configured motors: {})", self.motor_names.join(", ")))?;
-        let max_run_ms = self.cfg.safety.max_run_ms;
-        if let Some(d) = cmd.duration_ms.filter(|&d| u64::from(d) > max_run_ms) {
-            return Err(format!(
-                "duration_ms {d} is over safety.max_run_ms ({max_run_ms}); nothing changed"
-            ));
-        }
-        let now_ms = self.ms(now);
-        self.motors
-            .run(now_ms, &cmd.speeds, cmd.duration_ms.map(u64::from))
-            .map_err(|e| e.to_string())?;
-        self.stopped_by = None;
-        Ok(!cmd.speeds.is_empty())
-    }
-
-    fn light_leds(&mut self, payload: &[u8]) -> Result<bool, String> {
-        let cmd = LightLeds::<MAX_ACTUATORS>::parse(payload).map_err(|e| e.to_string())?;
-        let names: Vec<&str> = self.leds.keys().map(String::as_str).collect();
-        cmd.check_names(&names)
-            .map_err(|e| format!("{e} (configured LEDs: {})", names.join(", ")))?;
-        for (name, level) in &cmd.levels {
-            if let Some(l) = self.leds.get_mut(*name) {
-                l.set(*level)?;
-            }
-        }
-        Ok(!cmd.levels.is_empty())
     }
 
     /// The pin a command addresses: `pin` (registering `tag` for it), else
@@ -875,7 +899,7 @@ impl<B: Backend> Gateway<B> {
                     None => bus.read(addr, &mut buf),
                 }
                 .map_err(|e| format!("i2c_read at 0x{addr:02x} failed: {e:?}"))?;
-                out.push(self.core_report(|b| report::i2c_data(b, &buf)));
+                out.push(self.core_report(256, |b| report::i2c_data(b, &buf)));
                 Ok(false)
             }
             OneGpio::I2cWrite { addr, data } => {
@@ -940,7 +964,7 @@ fn command_name(payload: &[u8]) -> Option<String> {
 
 impl<B: Backend> Drop for Gateway<B> {
     fn drop(&mut self) {
-        self.safe_state("exit");
+        self.safe_state(StoppedBy::Exit);
     }
 }
 

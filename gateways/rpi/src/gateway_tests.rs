@@ -58,6 +58,15 @@ fn state_of(reports: &[Report]) -> Value {
         .value()
 }
 
+/// The gateway's status report among `reports` (backend, gpio, counters).
+fn status_of(reports: &[Report]) -> Value {
+    reports
+        .iter()
+        .find(|r| kind(r).as_deref() == Some("status"))
+        .expect("a status report")
+        .value()
+}
+
 fn field<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
     get(v, key)
 }
@@ -126,7 +135,8 @@ fn timed_runs_over_the_limit_are_refused() {
         t0,
     );
     let reason = only_error(&r);
-    assert!(reason.contains("safety.max_run_ms"), "{reason}");
+    // The core robot's reason (one contract with the firmware).
+    assert!(reason.contains("duration_ms (max 10000)"), "{reason}");
     assert_eq!(board.pin(18).duty, 0.3);
     assert_eq!(gw.motor_speeds()["left"], 0.3);
 }
@@ -175,11 +185,17 @@ fn periodic_state_report() {
     let (mut gw, _board, t0) = gateway();
     let r = gw.tick(t0);
     assert_eq!(
-        field(&state_of(&r), "backend").and_then(Value::as_str),
+        field(&status_of(&r), "backend").and_then(Value::as_str),
         Some("sim")
     );
     assert!(gw.tick(t0 + Duration::from_millis(999)).is_empty());
-    assert_eq!(gw.tick(t0 + Duration::from_millis(1000)).len(), 1);
+    // The robot's state and the gateway's status, once a period.
+    let kinds: Vec<_> = gw
+        .tick(t0 + Duration::from_millis(1000))
+        .iter()
+        .map(Report::kind)
+        .collect();
+    assert_eq!(kinds, [Some("state".into()), Some("status".into())]);
 }
 
 #[test]
@@ -211,8 +227,8 @@ fn blinker_with_tags() {
         t0,
     );
     assert_eq!(
-        field(&state_of(&r), "report").and_then(Value::as_str),
-        Some("state")
+        field(&status_of(&r), "report").and_then(Value::as_str),
+        Some("status")
     );
     assert_eq!(board.pin(4).mode, Mode::Output);
     for v in [1, 0, 1] {
@@ -226,7 +242,7 @@ fn blinker_with_tags() {
         );
         assert_eq!(board.pin(4).level, v == 1);
     }
-    let st = gw.state_report().value();
+    let st = gw.status_report().value();
     let pin4 = get(field(&st, "gpio").unwrap(), "4").unwrap();
     assert_eq!(
         get(pin4, "mode").and_then(Value::as_str),
@@ -270,7 +286,7 @@ fn pwm_servo_and_tone() {
         t0,
     );
     assert!(
-        r.iter().all(|r| r.kind().as_deref() == Some("state")),
+        r.iter().all(|r| r.kind().as_deref() == Some("status")),
         "{r:?}"
     );
     assert_eq!(board.pin(22).frequency_hz, 440);
@@ -490,7 +506,7 @@ fn hostile_input_gets_one_error_and_changes_nothing() {
         (
             "run_motors",
             pack(&[("left", 0.9.into()), ("middle", 0.1.into())]),
-            "unknown field middle (configured motors: left, right)",
+            "unknown field middle (valid: left, right)",
         ),
         (
             "run_motors",
@@ -740,7 +756,7 @@ fn stale_and_overflowing_edges_are_counted() {
     let s = gw.stats();
     assert_eq!((s.edge_overflows, s.stale_edges), (5, 1));
     assert_eq!(s.input_edges, EDGE_QUEUE_CAPACITY as u64);
-    let state = gw.state_report().value();
+    let state = gw.status_report().value();
     assert_eq!(
         field(&state, "edge_overflows").and_then(Value::as_u64),
         Some(5)
@@ -753,4 +769,61 @@ fn stale_and_overflowing_edges_are_counted() {
         field(&state, "input_edges").and_then(Value::as_u64),
         Some(EDGE_QUEUE_CAPACITY as u64)
     );
+}
+
+/// The golden robot sequence shared with the firmware
+/// (`tests/golden/robot_sequence.txt`, expected bytes generated from
+/// Python's `packb`; `firmware/app/tests/golden.rs` replays the same file):
+/// rpi-gateway on the sim backend answers every step with exactly the
+/// fixture's report bytes — one report and error contract for both nodes.
+#[test]
+fn rpi_gateway_answers_the_golden_sequence_byte_for_byte() {
+    use banyan_core::robot::golden::{self, Action};
+    let fixture = golden::parse(include_str!("../../../tests/golden/robot_sequence.txt")).unwrap();
+    let mut toml = format!(
+        "[safety]\ndeadman_timeout_ms = {}\nmax_run_ms = {}\nstate_interval_ms = 3600000\n",
+        fixture.deadman_ms, fixture.max_run_ms
+    );
+    for (i, m) in fixture.motors.iter().enumerate() {
+        let base = 5 + 3 * i;
+        toml += &format!(
+            "[motors.{m}]\npwm = {}\nin1 = {}\nin2 = {}\n",
+            [18, 19][i % 2],
+            base,
+            base + 1
+        );
+    }
+    for (i, l) in fixture.leds.iter().enumerate() {
+        toml += &format!("[leds.{l}]\npin = {}\npwm = true\n", [12, 13][i % 2]);
+    }
+    let cfg = Config::from_toml_str(&toml).unwrap();
+    let t0 = Instant::now();
+    let mut gw = Gateway::new(SimBackend::new(SimBoard::new()), cfg, t0).unwrap();
+    // The first periodic reports are due at start: take them now.
+    gw.tick(t0);
+    let robot_reports = |reports: Vec<Report>| -> Vec<Vec<u8>> {
+        reports
+            .into_iter()
+            .filter(|r| matches!(r.kind().as_deref(), Some("state" | "error")))
+            .map(|r| r.payload)
+            .collect()
+    };
+    let result = fixture.check(|step| {
+        let at = t0 + Duration::from_millis(step.t_ms);
+        match &step.action {
+            Action::Command { topic, payload } => robot_reports(gw.handle(topic, payload, at)),
+            Action::Poll => robot_reports(gw.tick(at)),
+            Action::State => vec![gw.state_report().payload],
+            Action::Stop(reason) => {
+                if gw.stop_motors(*reason) {
+                    vec![gw.state_report().payload]
+                } else {
+                    Vec::new()
+                }
+            }
+        }
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
 }

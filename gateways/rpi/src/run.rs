@@ -22,6 +22,8 @@ use std::time::Instant;
 use banyan_component::driver::{self, Driver, Handler, Watch};
 use banyan_component::{self as component, Component, Event};
 
+use banyan_core::robot::StoppedBy;
+
 use super::backend::Backend;
 use super::gateway::{Gateway, Report};
 
@@ -68,7 +70,9 @@ impl<B: Backend> Handler for Rpi<'_, B> {
                 publish(comp, vec![r]);
             }
             Event::BackplaneDown => {
-                self.gw.stop_motors("backplane lost");
+                self.gw.stop_motors(StoppedBy::BackplaneLost);
+                let r = self.gw.state_report();
+                publish(comp, vec![r]);
                 log::warn!("backplane lost: motors stopped");
             }
             Event::BackplaneUp => {
@@ -110,7 +114,7 @@ pub fn run<B: Backend>(
     comp.set_conflate(&[gw.config().topics.run_motors.as_str()]);
     let mut driver = Driver::new(driver::Config::default());
     let result = driver.run(comp, &mut Rpi { gw: &mut *gw }, stop);
-    gw.safe_state("exit");
+    gw.safe_state(StoppedBy::Exit);
     let last = gw.state_report();
     publish(comp, vec![last]);
     result

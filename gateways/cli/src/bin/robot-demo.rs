@@ -67,6 +67,7 @@ struct Demo {
     comp: Component,
     start: Instant,
     last_state: Option<Value>,
+    last_gpio: Option<String>,
     states: usize,
     errors: usize,
     last_run_motors: Instant,
@@ -168,6 +169,17 @@ impl Demo {
                     }
                     self.last_state = Some(v);
                     self.states += 1;
+                }
+                Some("status") => {
+                    // The gateway's own status: its OneGPIO pins.
+                    let line = describe_state(&v);
+                    if let Some((_, gpio)) = line.split_once(" | gpio ") {
+                        let gpio = gpio.to_owned();
+                        if self.last_gpio.as_deref() != Some(gpio.as_str()) {
+                            println!("[{:5.2}s] status gpio {gpio}", self.t());
+                            self.last_gpio = Some(gpio);
+                        }
+                    }
                 }
                 Some("error") => {
                     self.errors += 1;
@@ -281,6 +293,7 @@ fn demo(args: Args) -> Result<(), String> {
         comp,
         start: Instant::now(),
         last_state: None,
+        last_gpio: None,
         states: 0,
         errors: 0,
         last_run_motors: Instant::now(),
