@@ -101,6 +101,13 @@ pub struct Args {
     /// less than this apart, poll instead of sleeping. 0 = off. Try 200.
     #[arg(long, default_value_t = banyan_backplane::DEFAULT_BUSY_POLL.as_micros() as u64)]
     pub busy_poll_us: u64,
+    /// Do not run the service broker (request/reply, docs/services.md) beside
+    /// the forwarder.
+    #[arg(long)]
+    pub no_services: bool,
+    /// The service broker's port (clients and workers connect here).
+    #[arg(long, value_name = "PORT", default_value_t = banyan_services::broker::DEFAULT_PORT)]
+    pub services_port: u16,
     /// Python Banyan's loop time; accepted for compatibility and ignored.
     #[arg(short = 't', hide = true)]
     pub loop_time: Option<String>,
@@ -126,6 +133,7 @@ pub fn run(args: Args) -> Result<()> {
             )))
         }
     };
+    let bind = args.bind.clone();
     let mut config = Config::new(args.bind, args.publisher_port, args.subscriber_port);
     config.name = args.name;
     config.hwm = args.hwm;
@@ -146,6 +154,25 @@ pub fn run(args: Args) -> Result<()> {
     let mut signals = Signals::new([SIGINT, SIGTERM])
         .map_err(|e| Failure::new(1, format!("cannot install signal handlers: {e}")))?;
     let backplane = Backplane::bind(&config).map_err(|e| Failure::new(1, e.to_string()))?;
+    // The service broker beside the forwarder; its counters go out on the
+    // backplane's stats topic.
+    let services = if args.no_services {
+        None
+    } else {
+        let mut sc = banyan_services::broker::SocketConfig::new(bind.clone(), args.services_port);
+        sc.stats_to = Some(format!("tcp://127.0.0.1:{}", backplane.publisher_port()));
+        sc.name.clone_from(&config.name);
+        Some(banyan_services::broker::spawn(sc).map_err(|e| {
+            Failure::new(
+                1,
+                format!(
+                    "service broker on port {}: {e} (another backplane running? choose another \
+                     --services-port, or --no-services)",
+                    args.services_port
+                ),
+            )
+        })?)
+    };
     let handle = backplane.shutdown_handle();
     let signal_handle = signals.handle();
     let waiter = std::thread::spawn(move || {
@@ -162,6 +189,11 @@ pub fn run(args: Args) -> Result<()> {
     let stats = backplane.shutdown_handle();
     let result = backplane.run();
     signal_handle.close();
+    if let Some(services) = services {
+        if let Err(e) = services.shutdown() {
+            log::warn!("service broker: {e}");
+        }
+    }
     let _ = waiter.join();
     let s = stats.stats();
     let _ = out

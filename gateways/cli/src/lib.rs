@@ -38,6 +38,7 @@ pub mod output;
 pub mod publish;
 pub mod rpi;
 pub mod serial;
+pub mod services;
 pub mod sub;
 pub mod topics;
 
@@ -90,6 +91,13 @@ pub enum Command {
     /// Put a microcontroller running the banyan-rs firmware on the backplane
     /// over a serial port (or tcp:HOST:PORT for QEMU).
     SerialGateway(serial::Args),
+    /// Call a service through the backplane's broker with a JSON body and
+    /// print the reply (docs/services.md).
+    Call(services::CallArgs),
+    /// List the services the broker knows, with their workers.
+    Services(services::ListArgs),
+    /// Run ZeroMQ's queue (ROUTER/DEALER) or streamer (PULL/PUSH) device.
+    Devices(services::DeviceArgs),
     /// Start a whole robot from one file: a TOML robot file or Python
     /// Banyan's `bls` launch CSV; `--systemd DIR` writes units instead.
     Launch(launch::Args),
@@ -118,6 +126,9 @@ impl Command {
             Command::RpiGateway(_) => "rpi-gateway",
             Command::SerialGateway(_) => "serial-gateway",
             Command::Launch(_) => "launch",
+            Command::Call(_) => "call",
+            Command::Services(_) => "services",
+            Command::Devices(_) => "devices",
             Command::Completions { .. } => "completions",
             Command::Man { .. } => "man",
         }
@@ -203,6 +214,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::RpiGateway(a) => rpi::run(a, cli.verbose > 0),
         Command::SerialGateway(a) => serial::run(a),
         Command::Launch(a) => launch::run(a),
+        Command::Call(a) => services::call(a),
+        Command::Services(a) => services::list(a),
+        Command::Devices(a) => services::device(a),
         Command::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "banyan", &mut out);
