@@ -16,6 +16,14 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod heartbeat;
+pub mod parts;
+pub mod ready;
+pub mod v2;
+
+pub use heartbeat::{ping_ttl, put_ping};
+pub use v2::{Negotiation, Progress};
+
 /// Length of a ZMTP 3 greeting.
 pub const GREETING_LEN: usize = 64;
 
@@ -400,31 +408,8 @@ pub fn split_command(body: &[u8]) -> Result<(&[u8], &[u8]), &'static str> {
 /// # Errors
 /// [`HandshakeError::BadReady`] when the properties are malformed or
 /// `Socket-Type` is missing.
-pub fn ready_socket_type(mut props: &[u8]) -> Result<String, HandshakeError> {
-    let mut socket_type = None;
-    while !props.is_empty() {
-        let n = usize::from(props[0]);
-        let name = props.get(1..1 + n).ok_or(HandshakeError::BadReady(
-            "property name runs past the frame",
-        ))?;
-        let len_at = 1 + n;
-        let len = props
-            .get(len_at..len_at + 4)
-            .ok_or(HandshakeError::BadReady("property length missing"))?;
-        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-        let value_at = len_at + 4;
-        let value =
-            props
-                .get(value_at..value_at.saturating_add(len))
-                .ok_or(HandshakeError::BadReady(
-                    "property value runs past the frame",
-                ))?;
-        if name.eq_ignore_ascii_case(b"Socket-Type") {
-            socket_type = Some(String::from_utf8_lossy(value).into_owned());
-        }
-        props = &props[value_at + len..];
-    }
-    socket_type.ok_or(HandshakeError::BadReady("no Socket-Type property"))
+pub fn ready_socket_type(props: &[u8]) -> Result<String, HandshakeError> {
+    ready::socket_type(props)?.ok_or(HandshakeError::BadReady("no Socket-Type property"))
 }
 
 /// What a command or message from a subscriber means for its subscriptions.
