@@ -271,8 +271,8 @@ fn raw_subscriber_both_subscription_forms_cancel_ping_and_socket_types() {
     let (_pub_peer, minor, their_type) = Peer::handshake(bp.publisher_port(), 1, "PUB");
     assert_eq!((minor, their_type.as_str()), (1, "XSUB"));
 
-    // "a" as a ZMTP 3.1 command (twice: subscriptions are counted), "b" as
-    // a ZMTP 3.0 message.
+    // "a" as a ZMTP 3.1 command (twice, as libzmq's SUB sends it on a
+    // repeated subscribe), "b" as a ZMTP 3.0 message.
     sub.write(&command(b"SUBSCRIBE", b"a"));
     sub.write(&command(b"SUBSCRIBE", b"a"));
     sub.write(&frame(0, b"\x01b"));
@@ -295,21 +295,24 @@ fn raw_subscriber_both_subscription_forms_cancel_ping_and_socket_types() {
     expect(&mut sub, "b1", "2");
     expect(&mut sub, "a1", "3");
 
-    // One CANCEL of two subscriptions: "a" still flows.
-    sub.write(&command(b"CANCEL", b"a"));
-    sub.write(&command(b"SUBSCRIBE", b"mark"));
-    assert!(publisher.wait_for_subscriber("mark", T).unwrap());
-    assert!(publisher.has_subscriber("a1"));
-    publisher.publish_value("a1", &"4".into()).unwrap();
-    expect(&mut sub, "a1", "4");
-
-    // The second CANCEL removes it, upstream too.
+    // One CANCEL removes "a" however many SUBSCRIBEs came before (a set
+    // per connection, as libzmq's XPUB keeps; libzmq's SUB sends CANCEL
+    // only on the last unsubscribe), upstream too; another CANCEL changes
+    // nothing.
     sub.write(&command(b"CANCEL", b"a"));
     assert!(wait_until(T, || !publisher.has_subscriber("a1")));
-    for (topic, payload) in [("a1", "5"), ("b1", "6")] {
+    sub.write(&command(b"CANCEL", b"a"));
+    for (topic, payload) in [("a1", "4"), ("b1", "5")] {
         publisher.publish_value(topic, &payload.into()).unwrap();
     }
-    expect(&mut sub, "b1", "6");
+    expect(&mut sub, "b1", "5");
+    // Subscribed again, it flows again.
+    sub.write(&command(b"SUBSCRIBE", b"a"));
+    assert!(publisher.wait_for_subscriber("a1", T).unwrap());
+    publisher.publish_value("a1", &"6".into()).unwrap();
+    expect(&mut sub, "a1", "6");
+    sub.write(&command(b"CANCEL", b"a"));
+    assert!(wait_until(T, || !publisher.has_subscriber("a1")));
     // ... and a 3.0-style cancel works as well.
     sub.write(&frame(0, b"\x00b"));
     assert!(wait_until(T, || !publisher.has_subscriber("b1")));
@@ -506,11 +509,8 @@ fn hostile_connections_are_closed_and_counted_and_traffic_goes_on() {
             ("PING before READY", ping_first.clone()),
             ("wrong socket type", after_handshake(wrong, b"")),
             ("reserved flags", after_handshake(ours, &[0x08, 0x01, 0x00])),
-            // More protocol breakers:
-            (
-                "READY without Socket-Type",
-                [greeting(3, 1, b"NULL"), ready(None)].concat(),
-            ),
+            // More protocol breakers (a READY without Socket-Type is not
+            // one: libzmq accepts it, so do we; see zmtp_conformance.rs):
             (
                 "message before READY",
                 [greeting(3, 1, b"NULL"), message(&[b"t", b"\x01"])].concat(),
@@ -549,7 +549,7 @@ fn hostile_connections_are_closed_and_counted_and_traffic_goes_on() {
     assert_eq!(next(&mut subscriber).payload, value("after"));
     let stats = stop(bp);
     assert_eq!(stats.refused, refused, "{stats:?}");
-    assert_eq!(refused, 22);
+    assert_eq!(refused, 20);
     assert_eq!(stats.forwarded, 2, "{stats:?}");
 }
 

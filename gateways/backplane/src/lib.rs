@@ -52,7 +52,7 @@
 //! backplane itself on topic [`STATS_TOPIC`] every [`Config::stats_interval`]
 //! when a counter changed: `{"report": "stats", "name": …, "forwarded": …,
 //! "dropped": …, "stalls": …, "unmatched": …, "undelivered": …,
-//! "oversize": …, "refused": …}` (see [`Stats`]). Messages are forwarded
+//! "oversize": …, "refused": …, "expired": …}` (see [`Stats`]). Messages are forwarded
 //! whole: all frames of a multipart message are read before the first is
 //! sent, and a drop drops all of them.
 //!
@@ -63,6 +63,19 @@
 //! that breaks the framing, or that has not finished its handshake within
 //! [`Config::handshake_timeout`] (10 s). A message larger than [`Config::max_message`] is skipped as it
 //! arrives (counted in [`Stats::oversize`]) and the connection carries on.
+//!
+//! # Heartbeats
+//! Both engines send ZMTP 3.1 peers a `PING` every
+//! [`Config::heartbeat_interval`] (default 1 s) asking them to drop the
+//! backplane after [`Config::heartbeat_timeout`] (default 3 s) of silence,
+//! close a peer that shows no sign of life for that long after a `PING`,
+//! and honour the time to live in peers' `PING`s (libzmq's
+//! `ZMQ_HEARTBEAT_TTL`): a subscriber that vanished without closing its
+//! connection (SIGSTOP, out of Wi-Fi range) loses its subscriptions and its
+//! queue instead of holding both forever. The native engine counts such
+//! closes in [`Stats::expired`] and what was queued for them in
+//! [`Stats::undelivered`]; see `heartbeat.rs` for what counts as a sign of
+//! life.
 //!
 //! ```no_run
 //! use banyan_backplane::{Backplane, Config};
@@ -79,6 +92,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+mod heartbeat;
 mod libzmq;
 mod native;
 
@@ -95,6 +109,10 @@ pub const DEFAULT_MAX_MESSAGE: usize = 256 << 20;
 /// Default for [`Config::busy_poll`]: off (the kernel's idle loop usually
 /// polls already; see the option).
 pub const DEFAULT_BUSY_POLL: Duration = Duration::ZERO;
+/// Default for [`Config::heartbeat_interval`].
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// Default for [`Config::heartbeat_timeout`].
+pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Minimum time between two drop warnings in the log.
 const WARN_EVERY: Duration = Duration::from_secs(5);
 
@@ -219,6 +237,15 @@ pub struct Config {
     /// 200 µs halves an idle echo round trip; see `docs/lan.md`. Zero (the
     /// default, [`DEFAULT_BUSY_POLL`]) = always sleep.
     pub busy_poll: Duration,
+    /// How often the backplane sends a `PING` to each ZMTP 3.1 peer
+    /// (libzmq's `ZMQ_HEARTBEAT_IVL`). Zero = never (peers' own time to
+    /// live is still honoured). Default [`DEFAULT_HEARTBEAT_INTERVAL`].
+    pub heartbeat_interval: Duration,
+    /// A peer that shows no sign of life this long after a `PING` is
+    /// closed, and the time to live our `PING`s ask for (libzmq's
+    /// `ZMQ_HEARTBEAT_TIMEOUT` and `ZMQ_HEARTBEAT_TTL`). Zero = never close
+    /// for that. Default [`DEFAULT_HEARTBEAT_TIMEOUT`].
+    pub heartbeat_timeout: Duration,
 }
 
 impl Default for Config {
@@ -236,6 +263,8 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             engine: Engine::Native,
             busy_poll: DEFAULT_BUSY_POLL,
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
         }
     }
 }
@@ -262,7 +291,8 @@ pub struct Stats {
     /// subscriber.
     pub forwarded: u64,
     /// Message deliveries dropped because a subscriber's queue stayed full
-    /// (one per subscriber that missed the message).
+    /// (one per subscriber that missed the message), or, for a message a
+    /// subscriber sent upstream, because a publisher's queue was full.
     pub dropped: u64,
     /// Times forwarding paused because a subscriber's queue was full.
     pub stalls: u64,
@@ -277,11 +307,15 @@ pub struct Stats {
     /// Connections closed for breaking the protocol (not ZeroMQ, wrong
     /// socket type, bad frames, no handshake in time). Native engine.
     pub refused: u64,
+    /// Connections closed because the peer stopped answering heartbeats
+    /// or outlived the time to live its own heartbeats asked for. Native
+    /// engine.
+    pub expired: u64,
 }
 
 #[derive(Debug, Default)]
 struct Counters {
-    values: [AtomicU64; 7],
+    values: [AtomicU64; 8],
 }
 
 impl Counters {
@@ -295,6 +329,7 @@ impl Counters {
             undelivered: v(4),
             oversize: v(5),
             refused: v(6),
+            expired: v(7),
         }
     }
 
@@ -307,6 +342,7 @@ impl Counters {
             s.undelivered,
             s.oversize,
             s.refused,
+            s.expired,
         ];
         for (a, v) in self.values.iter().zip(values) {
             a.store(v, Ordering::Relaxed);
@@ -382,6 +418,7 @@ impl Reporter {
             ("undelivered".into(), s.undelivered.into()),
             ("oversize".into(), s.oversize.into()),
             ("refused".into(), s.refused.into()),
+            ("expired".into(), s.expired.into()),
         ]);
         Some(banyan_component::wire::encode_value(&value))
     }

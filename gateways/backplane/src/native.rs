@@ -11,7 +11,7 @@
 //! publisher is told a topic when the first subscriber wants it and told to
 //! cancel when the last one leaves.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -19,8 +19,14 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use super::heartbeat::{Expiry, Liveness};
 use super::{Config, Error, Reporter, Result, ShutdownHandle, Stats};
 use banyan_zmtp::{self as zmtp, Decoder, HandshakeError, Step, Subscription};
+
+// Interoperability additions, kept apart: heartbeats, and what subscribers
+// send besides one subscription per message.
+mod heartbeats;
+mod upstream;
 
 const PUBLISHERS: Token = Token(0);
 const SUBSCRIBERS: Token = Token(1);
@@ -157,12 +163,17 @@ struct Connection {
     writable: bool,
     /// Listed in the forwarder's `dirty` (output to flush).
     dirty: bool,
-    /// Subscriber: prefixes with their subscription counts.
-    subscriptions: HashMap<Vec<u8>, u32>,
+    /// Subscriber: its prefixes, a set as in libzmq's XPUB (a repeated
+    /// subscription changes nothing, one cancel removes it).
+    subscriptions: HashSet<Vec<u8>>,
     /// Subscriber: when a message for it was last refused while it was in
     /// overflow (see the module docs of [`crate`]).
     overflow: Option<Instant>,
     closing: bool,
+    /// The greeting exchange (ZMTP 3.x or 2.0).
+    negotiation: zmtp::Negotiation,
+    /// Heartbeats (see [`super::heartbeat`]).
+    liveness: Liveness,
 }
 
 impl Connection {
@@ -174,7 +185,7 @@ impl Connection {
         max_message: usize,
     ) -> Connection {
         let mut output = Vec::with_capacity(zmtp::GREETING_LEN);
-        output.extend_from_slice(&zmtp::greeting());
+        output.extend_from_slice(&zmtp::v2::OPENING);
         Connection {
             stream,
             peer,
@@ -189,19 +200,21 @@ impl Connection {
             output,
             sent: 0,
             written_total: 0,
-            appended_total: zmtp::GREETING_LEN as u64,
+            appended_total: zmtp::v2::OPENING.len() as u64,
             queued: VecDeque::new(),
             writable: true,
             dirty: false,
-            subscriptions: HashMap::new(),
+            subscriptions: HashSet::new(),
             overflow: None,
             closing: false,
+            negotiation: zmtp::Negotiation::new(),
+            liveness: Liveness::default(),
         }
     }
 
     fn wants(&self, topic: &[u8]) -> bool {
         self.subscriptions
-            .keys()
+            .iter()
             .any(|prefix| topic.starts_with(prefix))
     }
 
@@ -282,6 +295,7 @@ impl Connection {
                 Ok(n) => {
                     self.end += n;
                     budget = budget.saturating_sub(n);
+                    self.liveness.heard();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.readable = false;
@@ -330,6 +344,7 @@ enum Close {
     Frame(zmtp::FrameError),
     Timeout(Duration),
     PeerError(String),
+    Silent(Expiry),
 }
 
 impl std::fmt::Display for Close {
@@ -341,6 +356,7 @@ impl std::fmt::Display for Close {
             Close::Frame(e) => write!(f, "protocol error: {e}"),
             Close::Timeout(t) => write!(f, "no ZeroMQ handshake within {t:?}"),
             Close::PeerError(reason) => write!(f, "peer sent ERROR: {reason}"),
+            Close::Silent(expiry) => write!(f, "{expiry}"),
         }
     }
 }
@@ -430,6 +446,8 @@ pub(super) struct Forwarder<'a> {
     dirty: Vec<usize>,
     scratch: Vec<u8>,
     pub(super) reporter: Reporter,
+    /// When a connection's heartbeats next need looking at.
+    next_heartbeat: Option<Instant>,
 }
 
 impl<'a> Forwarder<'a> {
@@ -447,6 +465,7 @@ impl<'a> Forwarder<'a> {
             dirty: Vec::new(),
             scratch: Vec::new(),
             reporter: Reporter::new(config, handle.stats()),
+            next_heartbeat: None,
         }
     }
 
@@ -479,6 +498,10 @@ impl<'a> Forwarder<'a> {
                             c.readable = true;
                         }
                         if event.is_writable() || event.is_write_closed() || event.is_error() {
+                            if !c.writable && event.is_writable() {
+                                // The peer took bytes that were waiting.
+                                c.liveness.progressed();
+                            }
                             c.writable = true;
                             c.mark(t - FIRST_CONNECTION, &mut self.dirty);
                         }
@@ -500,6 +523,7 @@ impl<'a> Forwarder<'a> {
                 self.flush_all();
             }
             self.expire_handshakes(now);
+            self.heartbeats(now);
             self.report(now);
             // Closing a subscriber queues cancellations for publishers: close
             // before the last flush, so that they leave in this turn.
@@ -524,6 +548,9 @@ impl<'a> Forwarder<'a> {
         };
         if let Some(s) = self.stall {
             earliest(s.until);
+        }
+        if let Some(t) = self.next_heartbeat {
+            earliest(t);
         }
         for c in self.connections.iter().flatten() {
             if c.phase != Phase::Traffic {
@@ -638,16 +665,38 @@ impl<'a> Forwarder<'a> {
             let buf = &input[*start..end];
             match c.phase {
                 Phase::Greeting => {
-                    let have = &buf[..buf.len().min(zmtp::GREETING_LEN)];
-                    match zmtp::check_greeting(have).map_err(Close::Handshake)? {
-                        None => return Ok(()),
-                        Some(_minor) => {
+                    self.scratch.clear();
+                    let progress = c
+                        .negotiation
+                        .step(buf, c.role.our_type(), &mut self.scratch)
+                        .map_err(Close::Handshake)?;
+                    if !self.scratch.is_empty() {
+                        c.push_control(&self.scratch);
+                        c.mark(index, &mut self.dirty);
+                    }
+                    match progress {
+                        zmtp::Progress::NeedMore => return Ok(()),
+                        zmtp::Progress::V3 { minor } => {
                             *start += zmtp::GREETING_LEN;
                             c.phase = Phase::Ready;
                             self.scratch.clear();
                             zmtp::put_ready(&mut self.scratch, c.role.our_type());
                             c.push_control(&self.scratch);
                             c.mark(index, &mut self.dirty);
+                            let pings = zmtp::heartbeat::has_heartbeats(minor);
+                            self.start_heartbeats(index, now, pings);
+                        }
+                        zmtp::Progress::V2 { len, peer } => {
+                            if !c.role.accepts(peer) {
+                                return Err(Close::Handshake(HandshakeError::SocketType {
+                                    peer: peer.to_owned(),
+                                    port: c.role.port(),
+                                }));
+                            }
+                            *start += len;
+                            log::debug!("backplane: {} {peer} ready (ZMTP 2.0)", c.peer);
+                            self.start_heartbeats(index, now, false);
+                            self.ready(index);
                         }
                     }
                 }
@@ -666,24 +715,18 @@ impl<'a> Forwarder<'a> {
                                 "first command is not READY",
                             )));
                         }
-                        let peer = zmtp::ready_socket_type(data).map_err(Close::Handshake)?;
-                        if !c.role.accepts(&peer) {
+                        // No Socket-Type (RFC 37 says SHOULD): the port
+                        // decides, as in libzmq.
+                        let peer = zmtp::ready::socket_type(data).map_err(Close::Handshake)?;
+                        if let Some(peer) = peer.as_deref().filter(|p| !c.role.accepts(p)) {
                             return Err(Close::Handshake(HandshakeError::SocketType {
-                                peer,
+                                peer: peer.to_owned(),
                                 port: c.role.port(),
                             }));
                         }
                         *start += len;
-                        c.phase = Phase::Traffic;
-                        log::debug!("backplane: {} {} ready", c.peer, peer);
-                        if c.role == Role::Publisher {
-                            self.scratch.clear();
-                            for topic in self.upstream.keys() {
-                                zmtp::put_subscription(&mut self.scratch, topic, true);
-                            }
-                            c.push_control(&self.scratch);
-                            c.mark(index, &mut self.dirty);
-                        }
+                        log::debug!("backplane: {} {peer:?} ready", c.peer);
+                        self.ready(index);
                     }
                     Step::Message { .. } | Step::Oversize { .. } | Step::Skipped(_) => {
                         return Err(Close::Handshake(HandshakeError::BadReady(
@@ -700,7 +743,7 @@ impl<'a> Forwarder<'a> {
                         Step::Skipped(n) => *start += n,
                         Step::Command { len, body } => {
                             *start += len;
-                            self.command(index, &buf[body..len])?;
+                            self.command(index, &buf[body..len], now)?;
                         }
                         Step::Oversize { skip } => {
                             *start += skip;
@@ -717,9 +760,7 @@ impl<'a> Forwarder<'a> {
                             let first = &message[first.0..first.1];
                             if c.role == Role::Subscriber {
                                 *start += len;
-                                if let Some(s) = zmtp::message_subscription(first) {
-                                    self.subscription(index, s);
-                                }
+                                self.from_subscriber(index, message, first);
                             } else if self.route(message, first, now, true) {
                                 *start += len;
                             } else {
@@ -737,7 +778,29 @@ impl<'a> Forwarder<'a> {
         }
     }
 
-    fn command(&mut self, index: usize, body: &[u8]) -> std::result::Result<(), Close> {
+    /// The handshake is done: traffic flows, and a publisher is told the
+    /// union of the subscriptions.
+    fn ready(&mut self, index: usize) {
+        let Some(c) = self.connections[index].as_mut() else {
+            return;
+        };
+        c.phase = Phase::Traffic;
+        if c.role == Role::Publisher {
+            self.scratch.clear();
+            for topic in self.upstream.keys() {
+                zmtp::put_subscription(&mut self.scratch, topic, true);
+            }
+            c.push_control(&self.scratch);
+            c.mark(index, &mut self.dirty);
+        }
+    }
+
+    fn command(
+        &mut self,
+        index: usize,
+        body: &[u8],
+        now: Instant,
+    ) -> std::result::Result<(), Close> {
         let (name, data) =
             zmtp::split_command(body).map_err(|e| Close::Frame(zmtp::FrameError::BadCommand(e)))?;
         match name {
@@ -748,6 +811,7 @@ impl<'a> Forwarder<'a> {
                     c.push_control(&self.scratch);
                     c.mark(index, &mut self.dirty);
                 }
+                self.ping_received(index, now, zmtp::ping_ttl(data));
             }
             b"ERROR" => {
                 return Err(Close::PeerError(
@@ -773,23 +837,16 @@ impl<'a> Forwarder<'a> {
         let Some(c) = self.connections[index].as_mut() else {
             return;
         };
+        // A set per connection, as libzmq's XPUB keeps: libzmq's SUB sends
+        // SUBSCRIBE on every subscribe but CANCEL only on the last
+        // unsubscribe, zmq.rs sends every CANCEL.
         let changed = match s {
             Subscription::Subscribe(topic) => {
-                let n = c.subscriptions.entry(topic.to_vec()).or_insert(0);
-                *n += 1;
-                (*n == 1).then_some((topic, true))
+                let new =
+                    !c.subscriptions.contains(topic) && c.subscriptions.insert(topic.to_vec());
+                new.then_some((topic, true))
             }
-            Subscription::Cancel(topic) => match c.subscriptions.get_mut(topic) {
-                Some(n) if *n > 1 => {
-                    *n -= 1;
-                    None
-                }
-                Some(_) => {
-                    c.subscriptions.remove(topic);
-                    Some((topic, false))
-                }
-                None => None,
-            },
+            Subscription::Cancel(topic) => c.subscriptions.remove(topic).then_some((topic, false)),
         };
         if let Some((topic, subscribe)) = changed {
             self.upstream_change(topic, subscribe);
@@ -990,6 +1047,14 @@ impl<'a> Forwarder<'a> {
             Close::Eof | Close::Io(_) => {
                 log::debug!("backplane: {} ({} port): {reason}", c.peer, c.role.port());
             }
+            Close::Silent(_) => {
+                self.reporter.stats.expired += 1;
+                log::warn!(
+                    "backplane: closed connection from {} ({} port): {reason}",
+                    c.peer,
+                    c.role.port()
+                );
+            }
             _ => {
                 self.reporter.stats.refused += 1;
                 log::warn!(
@@ -1007,7 +1072,7 @@ impl<'a> Forwarder<'a> {
                 c.peer
             );
         }
-        for topic in std::mem::take(&mut c.subscriptions).into_keys() {
+        for topic in std::mem::take(&mut c.subscriptions) {
             self.upstream_change(&topic, false);
         }
     }
@@ -1120,7 +1185,8 @@ mod tests {
         cfg.stats_interval = Duration::ZERO;
         let bp = Backplane::bind(&cfg).unwrap().spawn().unwrap();
         // A connection that never says anything is closed after 200 ms (it
-        // gets our greeting, then end of file) and counted as refused.
+        // gets the start of our greeting — the rest waits for its version,
+        // see `zmtp::v2` — then end of file) and counted as refused.
         let mut silent = std::net::TcpStream::connect(("127.0.0.1", bp.publisher_port())).unwrap();
         silent
             .set_read_timeout(Some(Duration::from_secs(10)))
@@ -1128,7 +1194,7 @@ mod tests {
         let started = Instant::now();
         let mut greeting = Vec::new();
         silent.read_to_end(&mut greeting).unwrap();
-        assert_eq!(greeting.len(), zmtp::GREETING_LEN);
+        assert_eq!(greeting, zmtp::v2::OPENING);
         assert!(started.elapsed() >= Duration::from_millis(150));
         // A subscriber that stops reading, then leaves with messages queued
         // for it: they are counted as undelivered.

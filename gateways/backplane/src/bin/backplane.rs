@@ -59,6 +59,15 @@ struct Args {
     /// without guest halt polling); 0 = off (default). Try 200.
     #[arg(long, default_value_t = banyan_backplane::DEFAULT_BUSY_POLL.as_micros() as u64)]
     busy_poll_us: u64,
+    /// Heartbeats: send a PING to each ZMTP 3.1 peer every this many
+    /// milliseconds (0 = never; peers' own heartbeat TTLs still count).
+    #[arg(long, default_value_t = banyan_backplane::DEFAULT_HEARTBEAT_INTERVAL.as_millis() as u64)]
+    heartbeat_ivl_ms: u64,
+    /// Heartbeats: close a peer that shows no sign of life this many
+    /// milliseconds after a PING; also the TTL our PINGs ask peers to
+    /// apply to us (0 = never close for that).
+    #[arg(long, default_value_t = banyan_backplane::DEFAULT_HEARTBEAT_TIMEOUT.as_millis() as u64)]
+    heartbeat_timeout_ms: u64,
     /// Python Banyan's loop time; accepted for compatibility and ignored.
     #[arg(short = 't', hide = true)]
     loop_time: Option<String>,
@@ -86,6 +95,8 @@ fn main() {
     config.max_message = args.max_message;
     config.engine = args.engine;
     config.busy_poll = Duration::from_micros(args.busy_poll_us);
+    config.heartbeat_interval = Duration::from_millis(args.heartbeat_ivl_ms);
+    config.heartbeat_timeout = Duration::from_millis(args.heartbeat_timeout_ms);
     let backplane = match Backplane::bind(&config) {
         Ok(b) => b,
         Err(e) => {
@@ -112,8 +123,8 @@ fn main() {
     let result = backplane.run();
     let s = stats.stats();
     println!(
-        "backplane exiting: {} forwarded, {} dropped, {} stalls; {} unmatched, {} undelivered, {} oversize, {} connections refused",
-        s.forwarded, s.dropped, s.stalls, s.unmatched, s.undelivered, s.oversize, s.refused
+        "backplane exiting: {} forwarded, {} dropped, {} stalls; {} unmatched, {} undelivered, {} oversize, {} connections refused, {} expired",
+        s.forwarded, s.dropped, s.stalls, s.unmatched, s.undelivered, s.oversize, s.refused, s.expired
     );
     if let Err(e) = result {
         eprintln!("backplane: {e}");

@@ -1,0 +1,52 @@
+//! What subscribers send, read as libzmq's XPUB reads it: a message whose
+//! first frame is a subscription (`0x01`/`0x00` + prefix) applies every
+//! frame that is one (several subscriptions in one multipart message), and
+//! any other frame of it goes to the publishers as a one-frame message;
+//! any other message goes to the publishers whole (libzmq's proxy forwards
+//! it upstream through its XSUB). (libzmq would also apply a `0x01`/`0x00`
+//! frame after the first frame of such a message as a subscription; we do
+//! not.)
+
+use super::{Forwarder, Phase, Role};
+use banyan_zmtp::{self as zmtp, parts::Upstream};
+
+impl Forwarder<'_> {
+    /// A whole `message` from subscriber `index`; `first` is its first
+    /// frame's body.
+    pub(super) fn from_subscriber(&mut self, index: usize, message: &[u8], first: &[u8]) {
+        if zmtp::parts::upstream_kind(first) == Upstream::Message {
+            self.to_publishers(message);
+            return;
+        }
+        let mut single = Vec::new();
+        for part in zmtp::parts::subscriptions(message) {
+            match part {
+                Ok(s) => self.subscription(index, s),
+                Err(body) => {
+                    single.clear();
+                    zmtp::put_frame(&mut single, 0, body);
+                    self.to_publishers(&single);
+                }
+            }
+        }
+    }
+
+    /// Queues a message from a subscriber for every publisher; a publisher
+    /// whose queue is full loses it (counted in `dropped`; no stall:
+    /// upstream messages never hold the forwarding back).
+    fn to_publishers(&mut self, message: &[u8]) {
+        let (hwm, max_bytes) = (self.config.hwm, self.config.queue_bytes);
+        for (i, c) in self.connections.iter_mut().enumerate() {
+            let Some(c) = c else { continue };
+            if c.role != Role::Publisher || c.phase != Phase::Traffic {
+                continue;
+            }
+            if c.is_full(hwm, max_bytes) {
+                self.reporter.stats.dropped += 1;
+            } else {
+                c.push_message(message);
+                c.mark(i, &mut self.dirty);
+            }
+        }
+    }
+}
