@@ -123,9 +123,16 @@ fn main() {
     let result = backplane.run();
     let s = stats.stats();
     println!(
-        "backplane exiting: {} forwarded, {} dropped, {} stalls; {} unmatched, {} undelivered, {} oversize, {} connections refused, {} expired",
-        s.forwarded, s.dropped, s.stalls, s.unmatched, s.undelivered, s.oversize, s.refused, s.expired
+        "backplane exiting: {} forwarded, {} dropped, {} stalls; {} unmatched, {} undelivered, {} oversize, {} connections refused",
+        s.forwarded, s.dropped, s.stalls, s.unmatched, s.undelivered, s.oversize, s.refused
     );
+    if s.expired > 0 {
+        // A line of its own: scripts read the one above.
+        println!(
+            "backplane: {} connection(s) closed for silence (heartbeats)",
+            s.expired
+        );
+    }
     if let Err(e) = result {
         eprintln!("backplane: {e}");
         std::process::exit(1);
