@@ -180,7 +180,13 @@ fn zmqrs_peer() -> PathBuf {
         .get_or_init(|| {
             let manifest = peers_dir().join("zmqrs/Cargo.toml");
             let out = Command::new(env!("CARGO"))
-                .args(["build", "--quiet", "--release", "--locked", "--manifest-path"])
+                .args([
+                    "build",
+                    "--quiet",
+                    "--release",
+                    "--locked",
+                    "--manifest-path",
+                ])
                 .arg(&manifest)
                 .output()
                 .expect("running cargo build for the zmq.rs peer");
@@ -240,7 +246,9 @@ impl Driver {
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{which:?} peer: {e}"));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("{which:?} peer: {e}"));
         let stdin = child.stdin.take().unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut err = child.stderr.take().unwrap();
@@ -483,7 +491,10 @@ impl Raw {
                 let flags = self.buf[0];
                 let (head, len) = if flags & LONG != 0 {
                     if self.buf.len() >= 9 {
-                        (9, u64::from_be_bytes(self.buf[1..9].try_into().unwrap()) as usize)
+                        (
+                            9,
+                            u64::from_be_bytes(self.buf[1..9].try_into().unwrap()) as usize,
+                        )
                     } else {
                         (9, usize::MAX)
                     }
@@ -622,9 +633,9 @@ fn basic_delivery_in_order() {
             }
             let mut got = Vec::new();
             while got.len() < N {
-                let m = d.recv("s", T.as_millis() as u64).unwrap_or_else(|| {
-                    panic!("{who}: {} of {N} messages arrived", got.len())
-                });
+                let m = d
+                    .recv("s", T.as_millis() as u64)
+                    .unwrap_or_else(|| panic!("{who}: {} of {N} messages arrived", got.len()));
                 if m[0] != b"t0" {
                     got.push(m);
                 }
@@ -665,7 +676,9 @@ fn duplicate_subscriptions_are_a_set() {
             let m = d.recv("s", T.as_millis() as u64);
             assert_eq!(m, Some(vec![b"mark2".to_vec(), b"y".to_vec()]), "{who}");
             if let Some(s) = bp.stats() {
-                assert_eq!(s.unmatched, 1, "{who}: {s:?}");
+                // (The counters are published after each turn of the loop.)
+                let one = || bp.stats().is_some_and(|s| s.unmatched == 1);
+                assert!(common::wait_until(T, one), "{who}: {s:?}");
             }
         }
     }
@@ -705,11 +718,12 @@ fn several_subscriptions_in_one_message() {
 
 /// Non-subscription messages an XSUB subscriber sends go upstream to the
 /// publishers (libzmq's proxy forwards them through its XSUB). Expected:
-/// the observer receives them whole and in order.
+/// the observer receives them whole and in order. (JeroMQ 0.3.6's XSUB
+/// refuses to send anything but subscriptions: not run with it.)
 #[test]
 #[ignore = "needs JeroMQ, python3-zmq and the zmq.rs peer: run scripts/ci.d/55-zmtp-conformance.sh"]
 fn upstream_messages_reach_publishers() {
-    for which in ALL {
+    for which in [Impl::Pyzmq, Impl::DebianPyzmq, Impl::ZmqRs] {
         for kind in BOTH {
             let bp = Under::start(kind, None);
             let mut obs = observer(&bp);
@@ -747,11 +761,7 @@ fn raw_peers_ready_without_socket_type_and_mixed_messages() {
         assert_eq!(s.next(T), msg(&["r1", "payload"]), "{who}");
         s.write(&message(&[b"\x01c", b"hello"]));
         s.write(&message(&[b"\x01mark2"]));
-        assert_eq!(
-            obs.until_sub("mark2"),
-            [sub("c"), msg(&["hello"])],
-            "{who}"
-        );
+        assert_eq!(obs.until_sub("mark2"), [sub("c"), msg(&["hello"])], "{who}");
         // A raw publisher without Socket-Type is served too.
         let mut p = Raw::connect(bp.publisher_port(), 1, None);
         let union: Vec<Event> = (0..4).map(|_| p.next(T)).collect();
@@ -799,7 +809,8 @@ fn heartbeat_ttl_of_a_stopped_libzmq_subscriber() {
                 "{who}: cancelled {after:?} after SIGSTOP (TTL {ttl:?})"
             );
             if let Some(s) = bp.stats() {
-                assert_eq!(s.expired, 1, "{who}: {s:?}");
+                let one = || bp.stats().is_some_and(|s| s.expired == 1);
+                assert!(common::wait_until(T, one), "{who}: {s:?}");
             }
         }
     }
@@ -886,7 +897,8 @@ fn heartbeat_raw_peers() {
         // The PINGs carry the timeout as TTL (deciseconds).
         assert_eq!(&live.pings[0][..2], &[0, 8], "{who}");
         if let Some(s) = bp.stats() {
-            assert_eq!(s.expired, 2, "{who}: {s:?}");
+            let two = || bp.stats().is_some_and(|s| s.expired == 2);
+            assert!(common::wait_until(T, two), "{who}: {s:?}");
         }
     }
 }
