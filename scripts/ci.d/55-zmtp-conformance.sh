@@ -30,6 +30,7 @@ echo "-- zmtp-conformance: peers"
 /usr/bin/python3 -c 'import zmq; print("   python3-zmq: pyzmq", zmq.__version__, "libzmq", zmq.zmq_version())'
 .venv/bin/python -c 'import zmq; print("   venv pyzmq:", zmq.__version__, "libzmq", zmq.zmq_version())'
 echo "   JeroMQ: $(readlink -f /usr/share/java/jeromq.jar)"
+cargo fmt --check --manifest-path tests/zmtp_peers/zmqrs/Cargo.toml
 cargo build --release --locked --quiet --manifest-path tests/zmtp_peers/zmqrs/Cargo.toml
 echo "   zmq.rs peer built ($((SECONDS - t0)) s)"
 

@@ -760,7 +760,7 @@ impl<'a> Forwarder<'a> {
                             let first = &message[first.0..first.1];
                             if c.role == Role::Subscriber {
                                 *start += len;
-                                self.from_subscriber(index, message, first);
+                                self.subscriber_message(index, message, first);
                             } else if self.route(message, first, now, true) {
                                 *start += len;
                             } else {

@@ -13,9 +13,9 @@ use banyan_zmtp::{self as zmtp, parts::Upstream};
 impl Forwarder<'_> {
     /// A whole `message` from subscriber `index`; `first` is its first
     /// frame's body.
-    pub(super) fn from_subscriber(&mut self, index: usize, message: &[u8], first: &[u8]) {
+    pub(super) fn subscriber_message(&mut self, index: usize, message: &[u8], first: &[u8]) {
         if zmtp::parts::upstream_kind(first) == Upstream::Message {
-            self.to_publishers(message);
+            self.send_upstream(message);
             return;
         }
         let mut single = Vec::new();
@@ -25,7 +25,7 @@ impl Forwarder<'_> {
                 Err(body) => {
                     single.clear();
                     zmtp::put_frame(&mut single, 0, body);
-                    self.to_publishers(&single);
+                    self.send_upstream(&single);
                 }
             }
         }
@@ -34,7 +34,7 @@ impl Forwarder<'_> {
     /// Queues a message from a subscriber for every publisher; a publisher
     /// whose queue is full loses it (counted in `dropped`; no stall:
     /// upstream messages never hold the forwarding back).
-    fn to_publishers(&mut self, message: &[u8]) {
+    fn send_upstream(&mut self, message: &[u8]) {
         let (hwm, max_bytes) = (self.config.hwm, self.config.queue_bytes);
         for (i, c) in self.connections.iter_mut().enumerate() {
             let Some(c) = c else { continue };

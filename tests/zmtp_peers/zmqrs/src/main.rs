@@ -41,7 +41,11 @@ fn topic(s: &str) -> Result<String, String> {
 }
 
 async fn handle(sockets: &mut HashMap<String, Sock>, w: &[&str]) -> Result<String, String> {
-    let arg = |i: usize| w.get(i).copied().ok_or_else(|| "missing argument".to_string());
+    let arg = |i: usize| {
+        w.get(i)
+            .copied()
+            .ok_or_else(|| "missing argument".to_string())
+    };
     let err = |e: zeromq::ZmqError| format!("{e}");
     match w[0] {
         "version" => Ok("version zmq.rs (crate zeromq 0.7, ZMTP 3.0)".into()),
