@@ -17,6 +17,10 @@
 
 use std::time::{Duration, Instant};
 
+/// A `PING` due less than `interval / COALESCE` from now is sent now, so
+/// that the pings of many connections share wake-ups of the loop.
+const COALESCE: u32 = 8;
+
 /// Heartbeat settings of a backplane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Settings {
@@ -117,7 +121,7 @@ impl Liveness {
             return Due::Expired(Expiry::NoAnswer(settings.timeout));
         }
         match self.next_ping {
-            Some(at) if now >= at => {
+            Some(at) if now + settings.interval / COALESCE >= at => {
                 self.next_ping = Some(now + settings.interval);
                 if self.answer_by.is_none() && !settings.timeout.is_zero() {
                     self.answer_by = Some(now + settings.timeout);
@@ -168,8 +172,11 @@ mod tests {
         let mut l = Liveness::default();
         l.start(t0, true, &S);
         assert_eq!(l.next_at(), Some(ms(t0, 1000)));
-        assert_eq!(l.poll(ms(t0, 999), &S), Due::Nothing);
-        for k in 1..=10 {
+        assert_eq!(l.poll(ms(t0, 874), &S), Due::Nothing);
+        // Due within interval / 8: sent now (shared wake-ups).
+        assert_eq!(l.poll(ms(t0, 875), &S), Due::Ping);
+        assert_eq!(l.next_at(), Some(ms(t0, 1875)));
+        for k in 2..=10 {
             assert_eq!(l.poll(ms(t0, k * 1000), &S), Due::Ping);
             l.heard(); // PONG
         }

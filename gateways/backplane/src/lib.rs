@@ -58,7 +58,7 @@
 //!
 //! # Bad peers
 //! The native engine closes (and counts in [`Stats::refused`], logs at
-//! `warn`) a connection that is not ZMTP 3 with the NULL mechanism, whose
+//! `warn`) a connection that is not ZMTP 3 (or 2.0) with the NULL mechanism, whose
 //! socket type cannot talk to that port (a SUB on the publisher port),
 //! that breaks the framing, or that has not finished its handshake within
 //! [`Config::handshake_timeout`] (10 s). A message larger than [`Config::max_message`] is skipped as it
