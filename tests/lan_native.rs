@@ -520,13 +520,9 @@ fn hostile_connections_are_closed_and_counted_and_traffic_goes_on() {
                 "ERROR instead of READY",
                 [greeting(3, 1, b"NULL"), command(b"ERROR", b"\x04nope")].concat(),
             ),
-            (
-                "command inside a multipart message",
-                after_handshake(
-                    ours,
-                    &[frame(MORE, b"t"), command(b"PING", b"\x00\x00")].concat(),
-                ),
-            ),
+            // (A command between the frames of a message is not one either:
+            // libzmq sends its PONGs there; see
+            // `commands_between_the_frames_of_a_message_are_answered_and_cut_out`.)
         ];
         for (what, bytes) in &cases {
             hostile(port, what, bytes);
@@ -549,7 +545,7 @@ fn hostile_connections_are_closed_and_counted_and_traffic_goes_on() {
     assert_eq!(next(&mut subscriber).payload, value("after"));
     let stats = stop(bp);
     assert_eq!(stats.refused, refused, "{stats:?}");
-    assert_eq!(refused, 20);
+    assert_eq!(refused, 18);
     assert_eq!(stats.forwarded, 2, "{stats:?}");
 }
 
@@ -832,4 +828,38 @@ fn a_publisher_hanging_up_during_a_stall_loses_nothing_for_others() {
     assert_eq!(stats.forwarded, N, "{stats:?}");
     assert!(stats.dropped > 0 && stats.stalls > 0, "{stats:?}");
     assert_eq!(stats.refused, 0, "{stats:?}");
+}
+
+/// libzmq's engine answers a PING between the frames of a message it is
+/// sending (its PONG lands inside the message), and sends its own PINGs
+/// there too; libzmq's decoder takes them. So does ours: the command is
+/// handled and cut out, the message forwarded byte for byte without it.
+#[test]
+fn commands_between_the_frames_of_a_message_are_answered_and_cut_out() {
+    let bp = start(Engine::Native, |_| {});
+    let mut subscriber = Component::connect(component_config(&bp)).unwrap();
+    subscriber.subscribe("t").unwrap();
+    let (mut publ, _, _) = Peer::handshake(bp.publisher_port(), 1, "PUB");
+    assert_eq!(publ.read_subscription(), (true, b"t".to_vec()));
+    let payload = value("between");
+    let wire = [
+        frame(MORE, b"t1"),
+        command(b"PING", b"\x00\x00ctx"),
+        command(b"PONG", b"ours"),
+        frame(0, &payload),
+    ]
+    .concat();
+    // Whole, and a byte at a time.
+    publ.write(&wire);
+    for b in &wire {
+        publ.write(&[*b]);
+    }
+    for _ in 0..2 {
+        let m = next(&mut subscriber);
+        assert_eq!((m.topic.as_str(), &m.payload), ("t1", &payload));
+        let pong = publ.read_frame();
+        assert_eq!(pong.command(), (&b"PONG"[..], &b"ctx"[..]));
+    }
+    let stats = stop(bp);
+    assert_eq!((stats.forwarded, stats.refused), (2, 0), "{stats:?}");
 }

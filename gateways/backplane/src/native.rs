@@ -636,9 +636,9 @@ impl<'a> Forwarder<'a> {
         };
         // The buffer is taken out so that messages can be copied from it
         // into other connections.
-        let input = std::mem::take(&mut c.input);
+        let mut input = std::mem::take(&mut c.input);
         let (mut start, end) = (c.start, c.end);
-        let result = self.handle_bytes(index, &input, &mut start, end, now);
+        let result = self.handle_bytes(index, &mut input, &mut start, end, now);
         if let Some(c) = self.connections[index].as_mut() {
             c.input = input;
             c.start = start;
@@ -652,7 +652,7 @@ impl<'a> Forwarder<'a> {
     fn handle_bytes(
         &mut self,
         index: usize,
-        input: &[u8],
+        input: &mut [u8],
         start: &mut usize,
         end: usize,
         now: Instant,
@@ -728,7 +728,10 @@ impl<'a> Forwarder<'a> {
                         log::debug!("backplane: {} {peer:?} ready", c.peer);
                         self.ready(index);
                     }
-                    Step::Message { .. } | Step::Oversize { .. } | Step::Skipped(_) => {
+                    Step::Message { .. }
+                    | Step::Oversize { .. }
+                    | Step::Skipped(_)
+                    | Step::Interleaved { .. } => {
                         return Err(Close::Handshake(HandshakeError::BadReady(
                             "message before READY",
                         )))
@@ -744,6 +747,13 @@ impl<'a> Forwarder<'a> {
                         Step::Command { len, body } => {
                             *start += len;
                             self.command(index, &buf[body..len], now)?;
+                        }
+                        Step::Interleaved { at, len, body } => {
+                            self.command(index, &buf[body..at + len], now)?;
+                            // Cut it out of the message: the frames before it
+                            // move up to its end.
+                            input.copy_within(*start..*start + at, *start + len);
+                            *start += len;
                         }
                         Step::Oversize { skip } => {
                             *start += skip;

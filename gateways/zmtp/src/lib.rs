@@ -203,6 +203,9 @@ fn parse(buf: &[u8], max_message: usize) -> Result<(Step, Option<Discard>), Fram
         };
         let body = at + h.header_len;
         let total = (body as u64).saturating_add(h.body_len);
+        if h.command() && at > 0 {
+            return interleaved(buf, max_message, at, h).map(|step| (step, None));
+        }
         if total > max_message as u64 {
             let discard = Discard {
                 left: h.body_len,
@@ -213,9 +216,6 @@ fn parse(buf: &[u8], max_message: usize) -> Result<(Step, Option<Discard>), Fram
         // `total` fits in usize: it is at most `max_message`.
         let total = total as usize;
         if h.command() {
-            if at > 0 {
-                return Err(FrameError::CommandMore);
-            }
             let step = if buf.len() < total {
                 Step::NeedMore
             } else {
@@ -234,6 +234,26 @@ fn parse(buf: &[u8], max_message: usize) -> Result<(Step, Option<Discard>), Fram
     }
 }
 
+/// A command frame with header `h` at `at`, after frames of a message:
+/// libzmq's engine sends `PING`/`PONG` between the frames of a message
+/// (it answers between frames), and libzmq's decoder takes commands there.
+fn interleaved(buf: &[u8], max_message: usize, at: usize, h: Header) -> Result<Step, FrameError> {
+    let len = (h.header_len as u64).saturating_add(h.body_len);
+    if len > max_message as u64 {
+        return Err(FrameError::BadCommand("oversize command inside a message"));
+    }
+    // `len` fits in usize: it is at most `max_message`.
+    let len = len as usize;
+    if buf.len() < at + len {
+        return Ok(Step::NeedMore);
+    }
+    Ok(Step::Interleaved {
+        at,
+        len,
+        body: at + h.header_len,
+    })
+}
+
 /// What [`Decoder::step`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -246,6 +266,18 @@ pub enum Step {
         /// Bytes of the whole frame.
         len: usize,
         /// Offset of the body.
+        body: usize,
+    },
+    /// A command frame between the frames of a message (libzmq sends its
+    /// `PING`/`PONG` there): it is `at..at + len`, its body starts at
+    /// `body`. Handle it, then cut it out — move the `at` bytes before it
+    /// up by `len` and consume `len` — and step again.
+    Interleaved {
+        /// Offset of the command frame (the message's frames before it).
+        at: usize,
+        /// Bytes of the command frame.
+        len: usize,
+        /// Offset of the command's body.
         body: usize,
     },
     /// A whole message: consume `len` bytes; its first frame's body is
@@ -313,7 +345,9 @@ impl Decoder {
                 };
                 *d = Discard {
                     left: h.body_len,
-                    more: h.more(),
+                    // A command between the frames does not end the
+                    // message (it is skipped with it).
+                    more: h.more() || h.command(),
                 };
                 used += h.header_len;
             }
@@ -572,10 +606,26 @@ mod tests {
                 body: 2
             }
         );
-        // A command in the middle of a message is a protocol error.
-        let mut bad = frames(&[(MORE, b"t")]);
-        bad.extend_from_slice(&cmd);
-        assert_eq!(parse(&bad, 1 << 20), Err(FrameError::CommandMore));
+        // A command in the middle of a message (libzmq sends PONGs there)
+        // is reported apart, to be cut out.
+        let mut mid = frames(&[(MORE, b"t")]);
+        mid.extend_from_slice(&cmd);
+        assert_eq!(
+            parse(&mid, 1 << 20).unwrap().0,
+            Step::Interleaved {
+                at: 3,
+                len: cmd.len(),
+                body: 5
+            }
+        );
+        assert_eq!(
+            parse(&mid[..mid.len() - 1], 1 << 20).unwrap().0,
+            Step::NeedMore
+        );
+        assert_eq!(
+            parse(&mid, 10),
+            Err(FrameError::BadCommand("oversize command inside a message"))
+        );
         // Over the limit: skip up to the offending frame's body.
         let big = frames(&[(MORE, b"t"), (0, &[0u8; 300])]);
         assert_eq!(
@@ -640,6 +690,12 @@ mod tests {
                     out.push((b'M', buf[..len].to_vec()));
                     len
                 }
+                Step::Interleaved { at, len, body } => {
+                    assert!(at < body && body <= at + len && at + len <= buf.len());
+                    out.push((b'I', buf[body..at + len].to_vec()));
+                    buf.drain(at..at + len);
+                    continue;
+                }
             };
             assert!(used > 0 && used <= buf.len());
             buf.drain(..used);
@@ -665,6 +721,30 @@ mod tests {
                 "{chunk}"
             );
         }
+        // A PONG between the frames of a message is reported and cut out;
+        // one inside a skipped message is skipped with it.
+        let mut stream = frames(&[(MORE, b"a")]);
+        put_pong(&mut stream, b"\0\0p1");
+        stream.extend(frames(&[(0, b"\x01")]));
+        stream.extend(frames(&[(MORE, b"big"), (MORE, &[1; 300])]));
+        put_pong(&mut stream, b"\0\0p2");
+        stream.extend(frames(&[(0, &[2; 50])]));
+        stream.extend(frames(&[(MORE, b"b"), (0, b"\x02")]));
+        let (whole, failed) = decode_all(&stream, 100, usize::MAX);
+        assert!(!failed);
+        let kinds: Vec<u8> = whole.iter().map(|(k, _)| *k).collect();
+        assert_eq!(kinds, b"IMOM");
+        assert_eq!(whole[0].1, b"\x04PONGp1");
+        assert_eq!(whole[1].1, frames(&[(MORE, b"a"), (0, b"\x01")]));
+        assert_eq!(whole[3].1, frames(&[(MORE, b"b"), (0, b"\x02")]));
+        for chunk in 1..20 {
+            assert_eq!(
+                decode_all(&stream, 100, chunk),
+                (whole.clone(), false),
+                "{chunk}"
+            );
+        }
+
         // A broken frame after good ones: the good ones, then the error.
         let mut broken = frames(&[(0, b"x")]);
         broken.extend_from_slice(&[0x40, 0]);
