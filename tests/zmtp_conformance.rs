@@ -657,8 +657,10 @@ fn duplicate_subscriptions_are_a_set() {
     for which in ALL {
         for kind in BOTH {
             let bp = Under::start(kind, None);
-            let mut obs = observer(&bp);
+            // The peer first: the observer must not wait unanswered for our
+            // PINGs while a JVM starts.
             let mut d = Driver::spawn(which);
+            let mut obs = observer(&bp);
             let who = label(kind, &d.name);
             d.socket("s", "SUB", &bp.subscriber_endpoint());
             d.sub("s", b"dup");
@@ -693,8 +695,10 @@ fn several_subscriptions_in_one_message() {
     for which in ALL {
         for kind in BOTH {
             let bp = Under::start(kind, None);
-            let mut obs = observer(&bp);
+            // The peer first: the observer must not wait unanswered for our
+            // PINGs while a JVM starts.
             let mut d = Driver::spawn(which);
+            let mut obs = observer(&bp);
             let who = label(kind, &d.name);
             d.socket("x", "XSUB", &bp.subscriber_endpoint());
             d.send("x", &[b"\x01a", b"\x01b", b"\x01c"]);
@@ -726,8 +730,10 @@ fn upstream_messages_reach_publishers() {
     for which in [Impl::Pyzmq, Impl::DebianPyzmq, Impl::ZmqRs] {
         for kind in BOTH {
             let bp = Under::start(kind, None);
-            let mut obs = observer(&bp);
+            // The peer first: the observer must not wait unanswered for our
+            // PINGs while a JVM starts.
             let mut d = Driver::spawn(which);
+            let mut obs = observer(&bp);
             let who = label(kind, &d.name);
             d.socket("x", "XSUB", &bp.subscriber_endpoint());
             d.send("x", &[b"hello", b"world"]);
@@ -784,8 +790,10 @@ fn heartbeat_ttl_of_a_stopped_libzmq_subscriber() {
     for which in [Impl::Pyzmq, Impl::DebianPyzmq] {
         for kind in BOTH {
             let bp = Under::start(kind, None);
-            let mut obs = observer(&bp);
+            // The peer first: the observer must not wait unanswered for our
+            // PINGs while a JVM starts.
             let mut d = Driver::spawn(which);
+            let mut obs = observer(&bp);
             let who = label(kind, &d.name);
             d.cmd(&format!(
                 "socket s SUB {} 200 {}",
