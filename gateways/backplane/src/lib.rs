@@ -65,17 +65,19 @@
 //! arrives (counted in [`Stats::oversize`]) and the connection carries on.
 //!
 //! # Heartbeats
-//! Both engines send ZMTP 3.1 peers a `PING` every
+//! The native engine sends ZMTP 3.1 peers a `PING` every
 //! [`Config::heartbeat_interval`] (default 1 s) asking them to drop the
 //! backplane after [`Config::heartbeat_timeout`] (default 3 s) of silence,
 //! close a peer that shows no sign of life for that long after a `PING`,
 //! and honour the time to live in peers' `PING`s (libzmq's
 //! `ZMQ_HEARTBEAT_TTL`): a subscriber that vanished without closing its
 //! connection (SIGSTOP, out of Wi-Fi range) loses its subscriptions and its
-//! queue instead of holding both forever. The native engine counts such
+//! queue instead of holding both forever. It counts such
 //! closes in [`Stats::expired`] and what was queued for them in
 //! [`Stats::undelivered`]; see `heartbeat.rs` for what counts as a sign of
-//! life.
+//! life. (The libzmq engine sets no heartbeat options: libzmq would ping
+//! ZMTP 3.0 peers too, and zmq.rs, one of them, drops the connection on a
+//! `PING`.)
 //!
 //! ```no_run
 //! use banyan_backplane::{Backplane, Config};
@@ -237,11 +239,11 @@ pub struct Config {
     /// 200 µs halves an idle echo round trip; see `docs/lan.md`. Zero (the
     /// default, [`DEFAULT_BUSY_POLL`]) = always sleep.
     pub busy_poll: Duration,
-    /// How often the backplane sends a `PING` to each ZMTP 3.1 peer
+    /// Native engine: how often the backplane sends a `PING` to each ZMTP 3.1 peer
     /// (libzmq's `ZMQ_HEARTBEAT_IVL`). Zero = never (peers' own time to
     /// live is still honoured). Default [`DEFAULT_HEARTBEAT_INTERVAL`].
     pub heartbeat_interval: Duration,
-    /// A peer that shows no sign of life this long after a `PING` is
+    /// Native engine: a peer that shows no sign of life this long after a `PING` is
     /// closed, and the time to live our `PING`s ask for (libzmq's
     /// `ZMQ_HEARTBEAT_TIMEOUT` and `ZMQ_HEARTBEAT_TTL`). Zero = never close
     /// for that. Default [`DEFAULT_HEARTBEAT_TIMEOUT`].

@@ -34,9 +34,6 @@ pub(super) fn bind(config: &Config) -> Result<(Sockets, Mutex<zmq::Socket>, u16,
     backend.set_sndhwm(config.hwm)?;
     backend.set_linger(0)?;
     banyan_component::sockopt::set_xpub_nodrop(&mut backend, true)?;
-    for socket in [&frontend, &backend] {
-        set_heartbeats(socket, config)?;
-    }
     let publisher_port = bind_socket(&frontend, "publisher", &config.bind, config.publisher_port)?;
     let subscriber_port =
         bind_socket(&backend, "subscriber", &config.bind, config.subscriber_port)?;
@@ -60,19 +57,6 @@ pub(super) fn bind(config: &Config) -> Result<(Sockets, Mutex<zmq::Socket>, u16,
         publisher_port,
         subscriber_port,
     ))
-}
-
-/// libzmq's heartbeat options from [`Config::heartbeat_interval`] and
-/// [`Config::heartbeat_timeout`] (libzmq honours peers' TTLs by itself).
-fn set_heartbeats(socket: &zmq::Socket, config: &Config) -> Result<()> {
-    let ms = |d: Duration, max: u128| d.as_millis().min(max) as i32;
-    socket.set_heartbeat_ivl(ms(config.heartbeat_interval, i32::MAX as u128))?;
-    if !config.heartbeat_timeout.is_zero() {
-        socket.set_heartbeat_timeout(ms(config.heartbeat_timeout, i32::MAX as u128))?;
-        // libzmq's largest TTL: 6,553,599 ms.
-        socket.set_heartbeat_ttl(ms(config.heartbeat_timeout, 6_553_599))?;
-    }
-    Ok(())
 }
 
 fn bind_socket(socket: &zmq::Socket, role: &'static str, address: &str, port: u16) -> Result<u16> {
