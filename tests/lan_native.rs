@@ -271,8 +271,8 @@ fn raw_subscriber_both_subscription_forms_cancel_ping_and_socket_types() {
     let (_pub_peer, minor, their_type) = Peer::handshake(bp.publisher_port(), 1, "PUB");
     assert_eq!((minor, their_type.as_str()), (1, "XSUB"));
 
-    // "a" as a ZMTP 3.1 command (twice: subscriptions are counted), "b" as
-    // a ZMTP 3.0 message.
+    // "a" as a ZMTP 3.1 command (twice, as libzmq's SUB sends it on a
+    // repeated subscribe), "b" as a ZMTP 3.0 message.
     sub.write(&command(b"SUBSCRIBE", b"a"));
     sub.write(&command(b"SUBSCRIBE", b"a"));
     sub.write(&frame(0, b"\x01b"));
@@ -295,21 +295,24 @@ fn raw_subscriber_both_subscription_forms_cancel_ping_and_socket_types() {
     expect(&mut sub, "b1", "2");
     expect(&mut sub, "a1", "3");
 
-    // One CANCEL of two subscriptions: "a" still flows.
-    sub.write(&command(b"CANCEL", b"a"));
-    sub.write(&command(b"SUBSCRIBE", b"mark"));
-    assert!(publisher.wait_for_subscriber("mark", T).unwrap());
-    assert!(publisher.has_subscriber("a1"));
-    publisher.publish_value("a1", &"4".into()).unwrap();
-    expect(&mut sub, "a1", "4");
-
-    // The second CANCEL removes it, upstream too.
+    // One CANCEL removes "a" however many SUBSCRIBEs came before (a set
+    // per connection, as libzmq's XPUB keeps; libzmq's SUB sends CANCEL
+    // only on the last unsubscribe), upstream too; another CANCEL changes
+    // nothing.
     sub.write(&command(b"CANCEL", b"a"));
     assert!(wait_until(T, || !publisher.has_subscriber("a1")));
-    for (topic, payload) in [("a1", "5"), ("b1", "6")] {
+    sub.write(&command(b"CANCEL", b"a"));
+    for (topic, payload) in [("a1", "4"), ("b1", "5")] {
         publisher.publish_value(topic, &payload.into()).unwrap();
     }
-    expect(&mut sub, "b1", "6");
+    expect(&mut sub, "b1", "5");
+    // Subscribed again, it flows again.
+    sub.write(&command(b"SUBSCRIBE", b"a"));
+    assert!(publisher.wait_for_subscriber("a1", T).unwrap());
+    publisher.publish_value("a1", &"6".into()).unwrap();
+    expect(&mut sub, "a1", "6");
+    sub.write(&command(b"CANCEL", b"a"));
+    assert!(wait_until(T, || !publisher.has_subscriber("a1")));
     // ... and a 3.0-style cancel works as well.
     sub.write(&frame(0, b"\x00b"));
     assert!(wait_until(T, || !publisher.has_subscriber("b1")));
@@ -506,11 +509,8 @@ fn hostile_connections_are_closed_and_counted_and_traffic_goes_on() {
             ("PING before READY", ping_first.clone()),
             ("wrong socket type", after_handshake(wrong, b"")),
             ("reserved flags", after_handshake(ours, &[0x08, 0x01, 0x00])),
-            // More protocol breakers:
-            (
-                "READY without Socket-Type",
-                [greeting(3, 1, b"NULL"), ready(None)].concat(),
-            ),
+            // More protocol breakers (a READY without Socket-Type is not
+            // one: libzmq accepts it, so do we; see zmtp_conformance.rs):
             (
                 "message before READY",
                 [greeting(3, 1, b"NULL"), message(&[b"t", b"\x01"])].concat(),
@@ -520,13 +520,9 @@ fn hostile_connections_are_closed_and_counted_and_traffic_goes_on() {
                 "ERROR instead of READY",
                 [greeting(3, 1, b"NULL"), command(b"ERROR", b"\x04nope")].concat(),
             ),
-            (
-                "command inside a multipart message",
-                after_handshake(
-                    ours,
-                    &[frame(MORE, b"t"), command(b"PING", b"\x00\x00")].concat(),
-                ),
-            ),
+            // (A command between the frames of a message is not one either:
+            // libzmq sends its PONGs there; see
+            // `commands_between_the_frames_of_a_message_are_answered_and_cut_out`.)
         ];
         for (what, bytes) in &cases {
             hostile(port, what, bytes);
@@ -549,7 +545,7 @@ fn hostile_connections_are_closed_and_counted_and_traffic_goes_on() {
     assert_eq!(next(&mut subscriber).payload, value("after"));
     let stats = stop(bp);
     assert_eq!(stats.refused, refused, "{stats:?}");
-    assert_eq!(refused, 22);
+    assert_eq!(refused, 18);
     assert_eq!(stats.forwarded, 2, "{stats:?}");
 }
 
@@ -832,4 +828,38 @@ fn a_publisher_hanging_up_during_a_stall_loses_nothing_for_others() {
     assert_eq!(stats.forwarded, N, "{stats:?}");
     assert!(stats.dropped > 0 && stats.stalls > 0, "{stats:?}");
     assert_eq!(stats.refused, 0, "{stats:?}");
+}
+
+/// libzmq's engine answers a PING between the frames of a message it is
+/// sending (its PONG lands inside the message), and sends its own PINGs
+/// there too; libzmq's decoder takes them. So does ours: the command is
+/// handled and cut out, the message forwarded byte for byte without it.
+#[test]
+fn commands_between_the_frames_of_a_message_are_answered_and_cut_out() {
+    let bp = start(Engine::Native, |_| {});
+    let mut subscriber = Component::connect(component_config(&bp)).unwrap();
+    subscriber.subscribe("t").unwrap();
+    let (mut publ, _, _) = Peer::handshake(bp.publisher_port(), 1, "PUB");
+    assert_eq!(publ.read_subscription(), (true, b"t".to_vec()));
+    let payload = value("between");
+    let wire = [
+        frame(MORE, b"t1"),
+        command(b"PING", b"\x00\x00ctx"),
+        command(b"PONG", b"ours"),
+        frame(0, &payload),
+    ]
+    .concat();
+    // Whole, and a byte at a time.
+    publ.write(&wire);
+    for b in &wire {
+        publ.write(&[*b]);
+    }
+    for _ in 0..2 {
+        let m = next(&mut subscriber);
+        assert_eq!((m.topic.as_str(), &m.payload), ("t1", &payload));
+        let pong = publ.read_frame();
+        assert_eq!(pong.command(), (&b"PONG"[..], &b"ctx"[..]));
+    }
+    let stats = stop(bp);
+    assert_eq!((stats.forwarded, stats.refused), (2, 0), "{stats:?}");
 }

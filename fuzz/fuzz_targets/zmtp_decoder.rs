@@ -4,7 +4,8 @@
 //! Input: byte 0 picks the size limit (`16 + 4 * b0` bytes), byte 1 the
 //! chunk size (`1 + b1 % 64`), the rest is the stream. Checks: no panic;
 //! every step consumes at least one byte and no more than it has; message
-//! and command ranges lie inside what is buffered; and the stream decodes to
+//! and command ranges (commands between a message's frames too, cut out as
+//! the backplane does) lie inside what is buffered; and the stream decodes to
 //! the same commands, messages and skipped-message count, and the same
 //! error-or-not, whether it arrives whole or in chunks.
 #![no_main]
@@ -51,6 +52,17 @@ fn decode(stream: &[u8], max: usize, chunk: usize) -> (Vec<(u8, Vec<u8>)>, bool)
                 assert!(len <= max, "message of {len} bytes over the limit {max}");
                 out.push((b'M', buf[..len].to_vec()));
                 len
+            }
+            Step::Interleaved { at, len, body } => {
+                assert!(
+                    at > 0 && at < body && body <= at + len && at + len <= buf.len(),
+                    "interleaved command {at}+{len} (body {body}) outside {}",
+                    buf.len()
+                );
+                out.push((b'I', buf[body..at + len].to_vec()));
+                // Cut the command out, as the backplane does.
+                buf.drain(at..at + len);
+                continue;
             }
         };
         assert!(

@@ -52,13 +52,13 @@
 //! backplane itself on topic [`STATS_TOPIC`] every [`Config::stats_interval`]
 //! when a counter changed: `{"report": "stats", "name": …, "forwarded": …,
 //! "dropped": …, "stalls": …, "unmatched": …, "undelivered": …,
-//! "oversize": …, "refused": …, "shed": …, "limited": …}` (see [`Stats`]). Messages are forwarded
+//! "oversize": …, "refused": …, "shed": …, "limited": …, "expired": …}` (see [`Stats`]). Messages are forwarded
 //! whole: all frames of a multipart message are read before the first is
 //! sent, and a drop drops all of them.
 //!
 //! # Bad peers
 //! The native engine closes (and counts in [`Stats::refused`], logs at
-//! `warn`) a connection that is not ZMTP 3 with the NULL mechanism, whose
+//! `warn`) a connection that is not ZMTP 3 (or 2.0) with the NULL mechanism, whose
 //! socket type cannot talk to that port (a SUB on the publisher port),
 //! that breaks the framing, whose first command is over
 //! [`Config::max_command`], or that has not finished its handshake within
@@ -66,6 +66,21 @@
 //! [`Config::max_message`] (or a subscription or command larger than
 //! [`Config::max_command`]) is skipped as it arrives, never buffered
 //! (counted in [`Stats::oversize`]), and the connection carries on.
+//!
+//! # Heartbeats
+//! The native engine sends ZMTP 3.1 peers a `PING` every
+//! [`Config::heartbeat_interval`] (default 1 s) asking them to drop the
+//! backplane after [`Config::heartbeat_timeout`] (default 3 s) of silence,
+//! close a peer that shows no sign of life for that long after a `PING`,
+//! and honour the time to live in peers' `PING`s (libzmq's
+//! `ZMQ_HEARTBEAT_TTL`): a subscriber that vanished without closing its
+//! connection (SIGSTOP, out of Wi-Fi range) loses its subscriptions and its
+//! queue instead of holding both forever. It counts such
+//! closes in [`Stats::expired`] and what was queued for them in
+//! [`Stats::undelivered`]; see `heartbeat.rs` for what counts as a sign of
+//! life. (The libzmq engine sets no heartbeat options: libzmq would ping
+//! ZMTP 3.0 peers too, and zmq.rs, one of them, drops the connection on a
+//! `PING`.)
 //!
 //! ```no_run
 //! use banyan_backplane::{Backplane, Config};
@@ -83,6 +98,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 mod census;
+mod heartbeat;
 mod libzmq;
 mod native;
 
@@ -110,6 +126,10 @@ pub const DEFAULT_CONTROL_QUEUE_BYTES: usize = 64 << 10;
 /// Default for [`Config::busy_poll`]: off (the kernel's idle loop usually
 /// polls already; see the option).
 pub const DEFAULT_BUSY_POLL: Duration = Duration::ZERO;
+/// Default for [`Config::heartbeat_interval`].
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// Default for [`Config::heartbeat_timeout`].
+pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Minimum time between two drop warnings in the log.
 const WARN_EVERY: Duration = Duration::from_secs(5);
 
@@ -268,6 +288,15 @@ pub struct Config {
     /// 200 µs halves an idle echo round trip; see `docs/lan.md`. Zero (the
     /// default, [`DEFAULT_BUSY_POLL`]) = always sleep.
     pub busy_poll: Duration,
+    /// Native engine: how often the backplane sends a `PING` to each ZMTP 3.1 peer
+    /// (libzmq's `ZMQ_HEARTBEAT_IVL`). Zero = never (peers' own time to
+    /// live is still honoured). Default [`DEFAULT_HEARTBEAT_INTERVAL`].
+    pub heartbeat_interval: Duration,
+    /// Native engine: a peer that shows no sign of life this long after a `PING` is
+    /// closed, and the time to live our `PING`s ask for (libzmq's
+    /// `ZMQ_HEARTBEAT_TIMEOUT` and `ZMQ_HEARTBEAT_TTL`). Zero = never close
+    /// for that. Default [`DEFAULT_HEARTBEAT_TIMEOUT`].
+    pub heartbeat_timeout: Duration,
 }
 
 impl Default for Config {
@@ -289,6 +318,8 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             engine: Engine::Native,
             busy_poll: DEFAULT_BUSY_POLL,
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
         }
     }
 }
@@ -316,7 +347,8 @@ pub struct Stats {
     pub forwarded: u64,
     /// Message deliveries dropped because a subscriber's queue was full, or
     /// (native engine) for the memory budget (one per subscriber that
-    /// missed the message).
+    /// missed the message), or, for a message a subscriber sent upstream,
+    /// because a publisher's queue was full.
     pub dropped: u64,
     /// Native engine: times a subscriber's queue filled up (the start of a
     /// run of drops for it). Libzmq engine: times forwarding paused because
@@ -344,11 +376,15 @@ pub struct Stats {
     /// budget), `PING`s not answered to a peer that does not read
     /// ([`Config::control_queue_bytes`]). Native engine.
     pub limited: u64,
+    /// Connections closed because the peer stopped answering heartbeats
+    /// or outlived the time to live its own heartbeats asked for. Native
+    /// engine.
+    pub expired: u64,
 }
 
 #[derive(Debug, Default)]
 struct Counters {
-    values: [AtomicU64; 9],
+    values: [AtomicU64; 10],
 }
 
 impl Counters {
@@ -364,6 +400,7 @@ impl Counters {
             refused: v(6),
             shed: v(7),
             limited: v(8),
+            expired: v(9),
         }
     }
 
@@ -378,6 +415,7 @@ impl Counters {
             s.refused,
             s.shed,
             s.limited,
+            s.expired,
         ];
         for (a, v) in self.values.iter().zip(values) {
             a.store(v, Ordering::Relaxed);
@@ -461,6 +499,7 @@ impl Reporter {
             ("refused".into(), s.refused.into()),
             ("shed".into(), s.shed.into()),
             ("limited".into(), s.limited.into()),
+            ("expired".into(), s.expired.into()),
         ]);
         Some(value)
     }

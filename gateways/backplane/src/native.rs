@@ -34,8 +34,14 @@ use banyan_core::topic::Index;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use super::heartbeat::{Expiry, Liveness};
 use super::{Config, Error, Reporter, Result, ShutdownHandle, Stats};
 use banyan_zmtp::{self as zmtp, Decoder, HandshakeError, Step, Subscription};
+
+// Interoperability additions, kept apart: heartbeats, and what subscribers
+// send besides one subscription per message.
+mod heartbeats;
+mod upstream;
 
 const PUBLISHERS: Token = Token(0);
 const SUBSCRIBERS: Token = Token(1);
@@ -211,6 +217,10 @@ struct Connection {
     sub_bytes: usize,
     /// Bytes counted for this connection in the forwarder's total.
     accounted: usize,
+    /// The greeting exchange (ZMTP 3.x or 2.0).
+    negotiation: zmtp::Negotiation,
+    /// Heartbeats (see [`super::heartbeat`]).
+    liveness: Liveness,
 }
 
 impl Connection {
@@ -223,7 +233,7 @@ impl Connection {
         now: Instant,
     ) -> Connection {
         let mut output = Vec::with_capacity(zmtp::GREETING_LEN);
-        output.extend_from_slice(&zmtp::greeting());
+        output.extend_from_slice(&zmtp::v2::OPENING);
         Connection {
             stream,
             peer,
@@ -239,7 +249,7 @@ impl Connection {
             output,
             sent: 0,
             written_total: 0,
-            appended_total: zmtp::GREETING_LEN as u64,
+            appended_total: zmtp::v2::OPENING.len() as u64,
             queued: VecDeque::new(),
             writable: true,
             dirty: false,
@@ -249,6 +259,8 @@ impl Connection {
             last_write: now,
             sub_bytes: 0,
             accounted: 0,
+            negotiation: zmtp::Negotiation::new(),
+            liveness: Liveness::default(),
         }
     }
 
@@ -378,6 +390,8 @@ enum Close {
     PeerError(String),
     /// A limit of the backplane's (see [`Config`]).
     Limit(String),
+    /// Heartbeats: the peer went silent.
+    Silent(Expiry),
 }
 
 impl std::fmt::Display for Close {
@@ -390,6 +404,7 @@ impl std::fmt::Display for Close {
             Close::Timeout(t) => write!(f, "no ZeroMQ handshake within {t:?}"),
             Close::PeerError(reason) => write!(f, "peer sent ERROR: {reason}"),
             Close::Limit(what) => f.write_str(what),
+            Close::Silent(expiry) => write!(f, "{expiry}"),
         }
     }
 }
@@ -493,6 +508,8 @@ pub(super) struct Forwarder<'a> {
     scratch: Vec<u8>,
     last_limit_warn: Option<Instant>,
     pub(super) reporter: Reporter,
+    /// When a connection's heartbeats next need looking at.
+    next_heartbeat: Option<Instant>,
 }
 
 impl<'a> Forwarder<'a> {
@@ -519,6 +536,7 @@ impl<'a> Forwarder<'a> {
             scratch: Vec::new(),
             last_limit_warn: None,
             reporter: Reporter::new(config, handle.stats()),
+            next_heartbeat: None,
         }
     }
 
@@ -595,6 +613,10 @@ impl<'a> Forwarder<'a> {
                             }
                         }
                         if event.is_writable() || event.is_write_closed() || event.is_error() {
+                            if !c.writable && event.is_writable() {
+                                // The peer took bytes that were waiting.
+                                c.liveness.progressed();
+                            }
                             c.writable = true;
                             c.mark(index, &mut self.dirty);
                         }
@@ -606,6 +628,7 @@ impl<'a> Forwarder<'a> {
             }
             self.read_all(now);
             self.expire_handshakes(now);
+            self.heartbeats(now);
             self.report(now);
             // Closing a subscriber queues cancellations for publishers:
             // flush after everything else, so that they leave in this turn.
@@ -628,6 +651,9 @@ impl<'a> Forwarder<'a> {
         }
         for t in self.accept_retry.iter().flatten() {
             earliest(*t);
+        }
+        if let Some(t) = self.next_heartbeat {
+            earliest(t);
         }
         // Round up so the deadline has passed when poll returns.
         deadline.map(|d| d.saturating_duration_since(now) + Duration::from_millis(1))
@@ -762,9 +788,9 @@ impl<'a> Forwarder<'a> {
                 c.input.resize(old + READ_CHUNK, 0);
                 let read = read_some(&mut c.stream, &mut c.input[old..]);
                 c.input.truncate(old + *read.as_ref().unwrap_or(&0));
-                let input = std::mem::take(&mut c.input);
+                let mut input = std::mem::take(&mut c.input);
                 let mut start = c.start;
-                let handled = self.handle_bytes(index, &input, &mut start, now);
+                let handled = self.handle_bytes(index, &mut input, &mut start, now);
                 if let Some(c) = self.connections[index].as_mut() {
                     c.input = input;
                     c.start = start;
@@ -782,7 +808,7 @@ impl<'a> Forwarder<'a> {
                 let read = read_some(&mut c.stream, &mut rx[pending..]);
                 let end = pending + *read.as_ref().unwrap_or(&0);
                 let mut start = 0;
-                let handled = self.handle_bytes(index, &rx[..end], &mut start, now);
+                let handled = self.handle_bytes(index, &mut rx[..end], &mut start, now);
                 if let Some(c) = self.connections[index].as_mut() {
                     // (A fresh allocation: a buffer that grew for a large
                     // message is given back here.)
@@ -802,7 +828,12 @@ impl<'a> Forwarder<'a> {
                     self.close(index, &Close::Eof);
                     return;
                 }
-                Ok(n) => budget = budget.saturating_sub(n),
+                Ok(n) => {
+                    if let Some(c) = self.connections[index].as_mut() {
+                        c.liveness.heard();
+                    }
+                    budget = budget.saturating_sub(n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if let Some(c) = self.connections[index].as_mut() {
                         c.readable = false;
@@ -834,7 +865,7 @@ impl<'a> Forwarder<'a> {
     fn handle_bytes(
         &mut self,
         index: usize,
-        input: &[u8],
+        input: &mut [u8],
         start: &mut usize,
         now: Instant,
     ) -> std::result::Result<(), Close> {
@@ -855,16 +886,38 @@ impl<'a> Forwarder<'a> {
             let buf = &input[*start..];
             match c.phase {
                 Phase::Greeting => {
-                    let have = &buf[..buf.len().min(zmtp::GREETING_LEN)];
-                    match zmtp::check_greeting(have).map_err(Close::Handshake)? {
-                        None => return Ok(()),
-                        Some(_minor) => {
+                    self.scratch.clear();
+                    let progress = c
+                        .negotiation
+                        .step(buf, c.role.our_type(), &mut self.scratch)
+                        .map_err(Close::Handshake)?;
+                    if !self.scratch.is_empty() {
+                        c.push_control(&self.scratch);
+                        c.mark(index, &mut self.dirty);
+                    }
+                    match progress {
+                        zmtp::Progress::NeedMore => return Ok(()),
+                        zmtp::Progress::V3 { minor } => {
                             *start += zmtp::GREETING_LEN;
                             c.phase = Phase::Ready;
                             self.scratch.clear();
                             zmtp::put_ready(&mut self.scratch, c.role.our_type());
                             c.push_control(&self.scratch);
                             c.mark(index, &mut self.dirty);
+                            let pings = zmtp::heartbeat::has_heartbeats(minor);
+                            self.start_heartbeats(index, now, pings);
+                        }
+                        zmtp::Progress::V2 { len, peer } => {
+                            if !c.role.accepts(peer) {
+                                return Err(Close::Handshake(HandshakeError::SocketType {
+                                    peer: peer.to_owned(),
+                                    port: c.role.port(),
+                                }));
+                            }
+                            *start += len;
+                            log::debug!("backplane: {} {peer} ready (ZMTP 2.0)", c.peer);
+                            self.start_heartbeats(index, now, false);
+                            self.ready(index);
                         }
                     }
                 }
@@ -883,32 +936,18 @@ impl<'a> Forwarder<'a> {
                                 "first command is not READY",
                             )));
                         }
-                        let peer = zmtp::ready_socket_type(data).map_err(Close::Handshake)?;
-                        if !c.role.accepts(&peer) {
+                        // No Socket-Type (RFC 37 says SHOULD): the port
+                        // decides, as in libzmq.
+                        let peer = zmtp::ready::socket_type(data).map_err(Close::Handshake)?;
+                        if let Some(peer) = peer.as_deref().filter(|p| !c.role.accepts(p)) {
                             return Err(Close::Handshake(HandshakeError::SocketType {
-                                peer,
+                                peer: peer.to_owned(),
                                 port: c.role.port(),
                             }));
                         }
                         *start += len;
-                        c.phase = Phase::Traffic;
-                        log::debug!("backplane: {} {} ready", c.peer, peer);
-                        let max_command = self.config.max_command;
-                        if c.role == Role::Publisher {
-                            c.decoder = Decoder::with_limits(self.config.max_message, max_command);
-                            self.scratch.clear();
-                            for topic in self.index.topics() {
-                                zmtp::put_subscription(&mut self.scratch, topic, true);
-                            }
-                            c.push_control(&self.scratch);
-                            c.allowance = self.scratch.len() as u64;
-                            c.mark(index, &mut self.dirty);
-                            self.publishers.push(index);
-                        } else {
-                            // Subscribers send subscriptions: nothing larger
-                            // than a command is buffered for them.
-                            c.decoder = Decoder::with_limits(max_command, max_command);
-                        }
+                        log::debug!("backplane: {} {peer:?} ready", c.peer);
+                        self.ready(index);
                     }
                     Step::Oversize { .. } => {
                         return Err(Close::Limit(format!(
@@ -916,7 +955,7 @@ impl<'a> Forwarder<'a> {
                             self.config.max_command
                         )))
                     }
-                    Step::Message { .. } | Step::Skipped(_) => {
+                    Step::Message { .. } | Step::Skipped(_) | Step::Interleaved { .. } => {
                         return Err(Close::Handshake(HandshakeError::BadReady(
                             "message before READY",
                         )))
@@ -928,6 +967,13 @@ impl<'a> Forwarder<'a> {
                     Step::Command { len, body } => {
                         *start += len;
                         self.command(index, &buf[body..len], now)?;
+                    }
+                    Step::Interleaved { at, len, body } => {
+                        self.command(index, &buf[body..at + len], now)?;
+                        // Cut it out of the message: the frames before it
+                        // move up to its end.
+                        input.copy_within(*start..*start + at, *start + len);
+                        *start += len;
                     }
                     Step::Oversize { skip } => {
                         *start += skip;
@@ -964,15 +1010,40 @@ impl<'a> Forwarder<'a> {
                         let message = &buf[..len];
                         let first = &message[first.0..first.1];
                         if c.role == Role::Subscriber {
-                            if let Some(s) = zmtp::message_subscription(first) {
-                                self.subscription(index, s, now);
-                            }
+                            self.subscriber_message(index, message, first, now);
                         } else {
                             self.route(message, first, now);
                         }
                     }
                 },
             }
+        }
+    }
+
+    /// The handshake is done (READY, or a ZMTP 2.0 greeting): traffic
+    /// flows with the role's limits, and a publisher is told the union of
+    /// the subscriptions.
+    fn ready(&mut self, index: usize) {
+        let (max_message, max_command) = (self.config.max_message, self.config.max_command);
+        let Some(c) = self.connections[index].as_mut() else {
+            return;
+        };
+        c.phase = Phase::Traffic;
+        if c.role == Role::Publisher {
+            c.decoder = Decoder::with_limits(max_message, max_command);
+            self.scratch.clear();
+            for topic in self.index.topics() {
+                zmtp::put_subscription(&mut self.scratch, topic, true);
+            }
+            c.push_control(&self.scratch);
+            c.allowance = self.scratch.len() as u64;
+            c.mark(index, &mut self.dirty);
+            self.publishers.push(index);
+            self.touch(index);
+        } else {
+            // Subscribers send subscriptions: nothing larger than a command
+            // is buffered for them.
+            c.decoder = Decoder::with_limits(max_command, max_command);
         }
     }
 
@@ -986,6 +1057,8 @@ impl<'a> Forwarder<'a> {
             zmtp::split_command(body).map_err(|e| Close::Frame(zmtp::FrameError::BadCommand(e)))?;
         match name {
             b"PING" => {
+                // Its time to live counts whether or not it gets an answer.
+                self.ping_received(index, now, zmtp::ping_ttl(data));
                 let limit = self.config.control_queue_bytes as u64;
                 let Some(c) = self.connections[index].as_mut() else {
                     return Ok(());
@@ -1028,58 +1101,59 @@ impl<'a> Forwarder<'a> {
         Ok(())
     }
 
+    /// A subscription or cancel from subscriber `index`. Its subscriptions
+    /// are a set, as libzmq's XPUB keeps them: libzmq's SUB sends SUBSCRIBE
+    /// on every subscribe but CANCEL only on the last unsubscribe, zmq.rs
+    /// sends every CANCEL. So a SUBSCRIBE for a (subscriber, topic) pair the
+    /// index holds changes nothing, and one CANCEL removes the pair (its
+    /// count in the index is never above 1).
     fn subscription(&mut self, index: usize, s: Subscription<'_>, now: Instant) {
         match s {
             Subscription::Subscribe(topic) => {
-                let new_pair = self.index.count(index, topic) == 0;
-                if new_pair {
-                    let max = self.config.max_subscriptions;
-                    let cost = SUBSCRIPTION_OVERHEAD + topic.len();
-                    let why = if max > 0 && self.index.subscriber_len(index) >= max {
-                        Some("--max-subscriptions")
-                    } else if self.over_budget(cost) {
-                        Some("--memory-budget")
-                    } else {
-                        None
-                    };
-                    if let Some(why) = why {
-                        self.reporter.stats.limited += 1;
-                        let peer = self.connections[index].as_ref().map(|c| c.peer);
-                        let n = self.index.subscriber_len(index);
-                        self.limit_warn(now, || {
-                            format!(
-                                "ignored a subscription of {peer:?} (it holds {n}): {why} reached"
-                            )
-                        });
-                        return;
-                    }
+                if self.index.count(index, topic) > 0 {
+                    return;
+                }
+                let max = self.config.max_subscriptions;
+                let cost = SUBSCRIPTION_OVERHEAD + topic.len();
+                let why = if max > 0 && self.index.subscriber_len(index) >= max {
+                    Some("--max-subscriptions")
+                } else if self.over_budget(cost) {
+                    Some("--memory-budget")
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    self.reporter.stats.limited += 1;
+                    let peer = self.connections[index].as_ref().map(|c| c.peer);
+                    let n = self.index.subscriber_len(index);
+                    self.limit_warn(now, || {
+                        format!("ignored a subscription of {peer:?} (it holds {n}): {why} reached")
+                    });
+                    return;
                 }
                 let Ok(new_upstream) = self.index.subscribe(index, topic) else {
-                    self.reporter.stats.limited += 1; // a count at u32::MAX
+                    // (Unreachable: a new pair's count is 1.)
+                    self.reporter.stats.limited += 1;
                     return;
                 };
-                if new_pair {
-                    if let Some(c) = self.connections[index].as_mut() {
-                        c.sub_bytes += SUBSCRIPTION_OVERHEAD + topic.len();
-                    }
-                    self.touch(index);
-                    super::census::subscribed(&mut self.reporter, topic);
+                if let Some(c) = self.connections[index].as_mut() {
+                    c.sub_bytes += cost;
                 }
+                self.touch(index);
+                super::census::subscribed(&mut self.reporter, topic);
                 if new_upstream {
                     self.upstream_change(topic, true, now);
                 }
             }
             Subscription::Cancel(topic) => {
-                let was = self.index.count(index, topic);
+                // Not subscribed: nothing to cancel (NotSubscribed).
                 let Ok(gone) = self.index.unsubscribe(index, topic) else {
                     return;
                 };
-                if was == 1 {
-                    if let Some(c) = self.connections[index].as_mut() {
-                        c.sub_bytes -= SUBSCRIPTION_OVERHEAD + topic.len();
-                    }
-                    self.touch(index);
+                if let Some(c) = self.connections[index].as_mut() {
+                    c.sub_bytes -= SUBSCRIPTION_OVERHEAD + topic.len();
                 }
+                self.touch(index);
                 if gone {
                     self.upstream_change(topic, false, now);
                 }
@@ -1320,6 +1394,14 @@ impl<'a> Forwarder<'a> {
             Close::Eof | Close::Io(_) => {
                 log::debug!("backplane: {} ({} port): {reason}", c.peer, c.role.port());
             }
+            Close::Silent(_) => {
+                self.reporter.stats.expired += 1;
+                log::warn!(
+                    "backplane: closed connection from {} ({} port): {reason}",
+                    c.peer,
+                    c.role.port()
+                );
+            }
             _ => {
                 self.reporter.stats.refused += 1;
                 log::warn!(
@@ -1459,7 +1541,8 @@ mod tests {
         cfg.stats_interval = Duration::ZERO;
         let bp = Backplane::bind(&cfg).unwrap().spawn().unwrap();
         // A connection that never says anything is closed after 200 ms (it
-        // gets our greeting, then end of file) and counted as refused.
+        // gets the start of our greeting — the rest waits for its version,
+        // see `zmtp::v2` — then end of file) and counted as refused.
         let mut silent = std::net::TcpStream::connect(("127.0.0.1", bp.publisher_port())).unwrap();
         silent
             .set_read_timeout(Some(Duration::from_secs(10)))
@@ -1467,7 +1550,7 @@ mod tests {
         let started = Instant::now();
         let mut greeting = Vec::new();
         silent.read_to_end(&mut greeting).unwrap();
-        assert_eq!(greeting.len(), zmtp::GREETING_LEN);
+        assert_eq!(greeting, zmtp::v2::OPENING);
         assert!(started.elapsed() >= Duration::from_millis(150));
         // A subscriber that stops reading, then leaves with messages queued
         // for it: they are counted as undelivered.

@@ -16,6 +16,14 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod heartbeat;
+pub mod parts;
+pub mod ready;
+pub mod v2;
+
+pub use heartbeat::{ping_ttl, put_ping};
+pub use v2::{Negotiation, Progress};
+
 /// Length of a ZMTP 3 greeting.
 pub const GREETING_LEN: usize = 64;
 
@@ -208,10 +216,10 @@ fn parse(buf: &[u8], limits: Limits) -> Result<(Step, Option<(Discard, u64)>), F
         } else {
             limits.message
         };
+        if h.command() && at > 0 {
+            return interleaved(buf, limit, at, h).map(|step| (step, None));
+        }
         if total > limit as u64 {
-            if h.command() && at > 0 {
-                return Err(FrameError::CommandMore);
-            }
             let discard = Discard {
                 left: h.body_len,
                 more: h.more(),
@@ -221,9 +229,6 @@ fn parse(buf: &[u8], limits: Limits) -> Result<(Step, Option<(Discard, u64)>), F
         // `total` fits in usize: it is at most `max_message`.
         let total = total as usize;
         if h.command() {
-            if at > 0 {
-                return Err(FrameError::CommandMore);
-            }
             let step = if buf.len() < total {
                 Step::NeedMore
             } else {
@@ -242,6 +247,26 @@ fn parse(buf: &[u8], limits: Limits) -> Result<(Step, Option<(Discard, u64)>), F
     }
 }
 
+/// A command frame with header `h` at `at`, after frames of a message:
+/// libzmq's engine sends `PING`/`PONG` between the frames of a message
+/// (it answers between frames), and libzmq's decoder takes commands there.
+fn interleaved(buf: &[u8], limit: usize, at: usize, h: Header) -> Result<Step, FrameError> {
+    let len = (h.header_len as u64).saturating_add(h.body_len);
+    if len > limit as u64 {
+        return Err(FrameError::BadCommand("oversize command inside a message"));
+    }
+    // `len` fits in usize: it is at most `limit`.
+    let len = len as usize;
+    if buf.len() < at + len {
+        return Ok(Step::NeedMore);
+    }
+    Ok(Step::Interleaved {
+        at,
+        len,
+        body: at + h.header_len,
+    })
+}
+
 /// What [`Decoder::step`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -254,6 +279,18 @@ pub enum Step {
         /// Bytes of the whole frame.
         len: usize,
         /// Offset of the body.
+        body: usize,
+    },
+    /// A command frame between the frames of a message (libzmq sends its
+    /// `PING`/`PONG` there): it is `at..at + len`, its body starts at
+    /// `body`. Handle it, then cut it out — move the `at` bytes before it
+    /// up by `len` and consume `len` — and step again.
+    Interleaved {
+        /// Offset of the command frame (the message's frames before it).
+        at: usize,
+        /// Bytes of the command frame.
+        len: usize,
+        /// Offset of the command's body.
         body: usize,
     },
     /// A whole message: consume `len` bytes; its first frame's body is
@@ -354,7 +391,9 @@ impl Decoder {
                 };
                 *d = Discard {
                     left: h.body_len,
-                    more: h.more(),
+                    // A command between the frames does not end the
+                    // message (it is skipped with it).
+                    more: h.more() || h.command(),
                 };
                 used += h.header_len;
             }
@@ -452,31 +491,8 @@ pub fn split_command(body: &[u8]) -> Result<(&[u8], &[u8]), &'static str> {
 /// # Errors
 /// [`HandshakeError::BadReady`] when the properties are malformed or
 /// `Socket-Type` is missing.
-pub fn ready_socket_type(mut props: &[u8]) -> Result<String, HandshakeError> {
-    let mut socket_type = None;
-    while !props.is_empty() {
-        let n = usize::from(props[0]);
-        let name = props.get(1..1 + n).ok_or(HandshakeError::BadReady(
-            "property name runs past the frame",
-        ))?;
-        let len_at = 1 + n;
-        let len = props
-            .get(len_at..len_at + 4)
-            .ok_or(HandshakeError::BadReady("property length missing"))?;
-        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-        let value_at = len_at + 4;
-        let value =
-            props
-                .get(value_at..value_at.saturating_add(len))
-                .ok_or(HandshakeError::BadReady(
-                    "property value runs past the frame",
-                ))?;
-        if name.eq_ignore_ascii_case(b"Socket-Type") {
-            socket_type = Some(String::from_utf8_lossy(value).into_owned());
-        }
-        props = &props[value_at + len..];
-    }
-    socket_type.ok_or(HandshakeError::BadReady("no Socket-Type property"))
+pub fn ready_socket_type(props: &[u8]) -> Result<String, HandshakeError> {
+    ready::socket_type(props)?.ok_or(HandshakeError::BadReady("no Socket-Type property"))
 }
 
 /// What a command or message from a subscriber means for its subscriptions.
@@ -650,10 +666,26 @@ mod tests {
                 body: 2
             }
         );
-        // A command in the middle of a message is a protocol error.
-        let mut bad = frames(&[(MORE, b"t")]);
-        bad.extend_from_slice(&cmd);
-        assert_eq!(parse(&bad, lim(1 << 20)), Err(FrameError::CommandMore));
+        // A command in the middle of a message (libzmq sends PONGs there)
+        // is reported apart, to be cut out.
+        let mut mid = frames(&[(MORE, b"t")]);
+        mid.extend_from_slice(&cmd);
+        assert_eq!(
+            parse(&mid, lim(1 << 20)).unwrap().0,
+            Step::Interleaved {
+                at: 3,
+                len: cmd.len(),
+                body: 5
+            }
+        );
+        assert_eq!(
+            parse(&mid[..mid.len() - 1], lim(1 << 20)).unwrap().0,
+            Step::NeedMore
+        );
+        assert_eq!(
+            parse(&mid, lim(10)),
+            Err(FrameError::BadCommand("oversize command inside a message"))
+        );
         // Over the limit: skip up to the offending frame's body.
         let big = frames(&[(MORE, b"t"), (0, &[0u8; 300])]);
         assert_eq!(
@@ -721,6 +753,12 @@ mod tests {
                     out.push((b'M', buf[..len].to_vec()));
                     len
                 }
+                Step::Interleaved { at, len, body } => {
+                    assert!(at < body && body <= at + len && at + len <= buf.len());
+                    out.push((b'I', buf[body..at + len].to_vec()));
+                    buf.drain(at..at + len);
+                    continue;
+                }
             };
             assert!(used > 0 && used <= buf.len());
             buf.drain(..used);
@@ -746,6 +784,30 @@ mod tests {
                 "{chunk}"
             );
         }
+        // A PONG between the frames of a message is reported and cut out;
+        // one inside a skipped message is skipped with it.
+        let mut stream = frames(&[(MORE, b"a")]);
+        put_pong(&mut stream, b"\0\0p1");
+        stream.extend(frames(&[(0, b"\x01")]));
+        stream.extend(frames(&[(MORE, b"big"), (MORE, &[1; 300])]));
+        put_pong(&mut stream, b"\0\0p2");
+        stream.extend(frames(&[(0, &[2; 50])]));
+        stream.extend(frames(&[(MORE, b"b"), (0, b"\x02")]));
+        let (whole, failed) = decode_all(&stream, 100, usize::MAX);
+        assert!(!failed);
+        let kinds: Vec<u8> = whole.iter().map(|(k, _)| *k).collect();
+        assert_eq!(kinds, b"IMOM");
+        assert_eq!(whole[0].1, b"\x04PONGp1");
+        assert_eq!(whole[1].1, frames(&[(MORE, b"a"), (0, b"\x01")]));
+        assert_eq!(whole[3].1, frames(&[(MORE, b"b"), (0, b"\x02")]));
+        for chunk in 1..20 {
+            assert_eq!(
+                decode_all(&stream, 100, chunk),
+                (whole.clone(), false),
+                "{chunk}"
+            );
+        }
+
         // A broken frame after good ones: the good ones, then the error.
         let mut broken = frames(&[(0, b"x")]);
         broken.extend_from_slice(&[0x40, 0]);

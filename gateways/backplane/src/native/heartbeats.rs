@@ -1,0 +1,81 @@
+//! Heartbeats in the forwarding loop: the per-connection clocks of
+//! [`crate::heartbeat`] looked at only when one of them is due (no cost
+//! per message), `PING`s queued like any other output, silent peers closed
+//! with what was queued for them counted as undelivered.
+
+use std::time::Instant;
+
+use super::{Close, Forwarder, Phase};
+use crate::heartbeat::{earliest, Due, Settings};
+use banyan_zmtp as zmtp;
+
+impl Forwarder<'_> {
+    fn heartbeat_settings(&self) -> Settings {
+        Settings {
+            interval: self.config.heartbeat_interval,
+            timeout: self.config.heartbeat_timeout,
+        }
+    }
+
+    /// The greeting is done: start the connection's clocks; `pings`: the
+    /// peer understands `PING`.
+    pub(super) fn start_heartbeats(&mut self, index: usize, now: Instant, pings: bool) {
+        let settings = self.heartbeat_settings();
+        if let Some(c) = self.connections[index].as_mut() {
+            c.liveness.start(now, pings, &settings);
+            self.next_heartbeat = earliest(self.next_heartbeat, c.liveness.next_at());
+        }
+    }
+
+    /// The peer sent a `PING` asking for `ttl`.
+    pub(super) fn ping_received(&mut self, index: usize, now: Instant, ttl: std::time::Duration) {
+        if let Some(c) = self.connections[index].as_mut() {
+            c.liveness.ping_received(now, ttl);
+            self.next_heartbeat = earliest(self.next_heartbeat, c.liveness.next_at());
+        }
+    }
+
+    /// Sends the `PING`s that are due and closes the peers that went
+    /// silent, when something is due.
+    pub(super) fn heartbeats(&mut self, now: Instant) {
+        if self.next_heartbeat.is_none_or(|t| now < t) {
+            return;
+        }
+        let settings = self.heartbeat_settings();
+        let mut next = None;
+        for index in 0..self.connections.len() {
+            let Some(c) = self.connections[index].as_mut() else {
+                continue;
+            };
+            if c.phase != Phase::Traffic {
+                // Clocks start at the greeting; PINGs wait for READY.
+                next = earliest(next, c.liveness.next_at());
+                continue;
+            }
+            if c.readable {
+                // Bytes wait in the socket (a publisher not read during a
+                // stall): the peer is there.
+                c.liveness.heard();
+            }
+            match c.liveness.poll(now, &settings) {
+                Due::Nothing => {}
+                Due::Ping => {
+                    self.scratch.clear();
+                    zmtp::put_ping(&mut self.scratch, settings.ttl(), b"");
+                    c.push_control(&self.scratch);
+                    c.mark(index, &mut self.dirty);
+                    let at = c.liveness.next_at();
+                    self.touch(index);
+                    next = earliest(next, at);
+                    continue;
+                }
+                Due::Expired(why) => {
+                    self.close(index, &Close::Silent(why));
+                    continue;
+                }
+            }
+            next = earliest(next, c.liveness.next_at());
+        }
+        self.next_heartbeat = next;
+    }
+}
