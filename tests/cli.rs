@@ -566,3 +566,77 @@ fn launch_reads_bls_csv_and_writes_systemd_units() {
     assert!(units.join("banyan-robot.target").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `banyan backplane` runs the service broker beside the forwarder; `banyan
+/// services` lists a Rust worker's service and `banyan call` gets its reply
+/// as JSON; an unknown service is an immediate, clear error (exit 1).
+#[test]
+fn call_and_services_through_the_backplane_broker() {
+    let sport = free_port();
+    let mut cmd = banyan(&["backplane", "--bind", "127.0.0.1", "-p", "0", "-s", "0"]);
+    cmd.arg("--services-port").arg(sport.to_string());
+    let mut bp = Proc::spawn("backplane", cmd);
+    bp.wait_line(T, |l| l.starts_with("Publisher  Port = "));
+    bp.wait_output(T, |o| {
+        o.contains(&format!("service broker on port {sport}"))
+    });
+    let endpoint = format!("tcp://127.0.0.1:{sport}");
+    let worker = banyan_services::worker::serve(
+        banyan_services::worker::Config::new(endpoint),
+        "echo",
+        |req| {
+            rmpv::decode::read_value(&mut &req.body[..])
+                .map_err(|e| banyan_services::worker::Failure::new(e.to_string()))
+        },
+    )
+    .unwrap();
+    let port = sport.to_string();
+    let services = || {
+        let out = banyan(&["services", "--json", "--services-port", &port])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Ready when the worker has registered.
+    assert!(
+        common::wait_until(T, || services().contains("\"service\":\"echo\"")),
+        "{}",
+        services()
+    );
+    let listed = json(services().lines().find(|l| l.contains("echo")).unwrap());
+    assert_eq!(listed["workers"], 1, "{listed}");
+    let out = banyan(&[
+        "call",
+        "--services-port",
+        &port,
+        "echo",
+        r#"{"x": 1, "s": "é"}"#,
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        json(String::from_utf8_lossy(&out.stdout).trim()),
+        serde_json::json!({"x": 1, "s": "é"})
+    );
+    let started = Instant::now();
+    let out = banyan(&["call", "--services-port", &port, "nosuch", "{}"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("nosuch") && err.contains("unknown"), "{err}");
+    // At once, not after the 2.5 s deadline.
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(worker);
+    bp.signal("TERM");
+    assert!(bp.wait_exit(T).success(), "{}", bp.output());
+}

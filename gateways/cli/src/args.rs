@@ -6,7 +6,8 @@ use banyan_component as component;
 /// in banners and logs, `-n/--name`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Connect {
-    /// Backplane host: IP address or name. Python Banyan's backplane listens
+    /// Backplane: an IP address or host name, or the name of a backplane in
+    /// the discovery pool. Python Banyan's backplane listens
     /// only on its LAN address, not 127.0.0.1: give that address then.
     #[arg(
         short = 'b',
@@ -27,15 +28,33 @@ pub struct Connect {
 }
 
 impl Connect {
-    /// A component config for this backplane, named `name`.
-    pub fn config(&self, name: &str) -> component::Config {
-        let mut c = component::Config::new(
-            self.backplane.clone(),
-            self.publisher_port,
-            self.subscriber_port,
-        );
+    /// A component config for this backplane, named `name`. `-b` is an
+    /// address (IP, `localhost`, a host name with a dot) used as given, as
+    /// in Python Banyan, or a backplane *name* looked up in the discovery
+    /// pool (docs/discovery.md), whose ports then override `-p`/`-s`.
+    ///
+    /// # Errors
+    /// A name that no backplane in the pool answers to (the error lists the
+    /// backplanes seen).
+    pub fn config(&self, name: &str) -> crate::output::Result<component::Config> {
+        use banyan_discovery::announce::{classify_backplane_arg, resolve_backplane, BackplaneArg};
+        let (host, publisher_port, subscriber_port) = match classify_backplane_arg(&self.backplane)
+        {
+            BackplaneArg::Address(a) => (a, self.publisher_port, self.subscriber_port),
+            BackplaneArg::Name(n) => {
+                let bp = resolve_backplane(Some(&n), std::time::Duration::from_secs(2))
+                    .map_err(|e| crate::output::Failure::new(1, format!("backplane {n:?}: {e}")))?;
+                log::info!(target: "banyan", "backplane {n:?} found at {}", bp.addr());
+                (
+                    bp.addr().to_string(),
+                    bp.publisher.port(),
+                    bp.subscriber.port(),
+                )
+            }
+        };
+        let mut c = component::Config::new(host, publisher_port, subscriber_port);
         c.name = name.to_owned();
-        c
+        Ok(c)
     }
 }
 

@@ -101,13 +101,18 @@ pub struct Args {
     /// less than this apart, poll instead of sleeping. 0 = off. Try 200.
     #[arg(long, default_value_t = banyan_backplane::DEFAULT_BUSY_POLL.as_micros() as u64)]
     pub busy_poll_us: u64,
+    /// Do not announce this backplane in the discovery pool (components
+    /// then need its address: `-b ADDR`).
+    #[arg(long)]
+    pub no_discovery: bool,
     /// Do not run the service broker (request/reply, docs/services.md) beside
     /// the forwarder.
     #[arg(long)]
     pub no_services: bool,
     /// The service broker's port (clients and workers connect here).
-    #[arg(long, value_name = "PORT", default_value_t = banyan_services::broker::DEFAULT_PORT)]
-    pub services_port: u16,
+    /// Default 43126, or any free port when `-p 0` is given.
+    #[arg(long, value_name = "PORT")]
+    pub services_port: Option<u16>,
     /// Python Banyan's loop time; accepted for compatibility and ignored.
     #[arg(short = 't', hide = true)]
     pub loop_time: Option<String>,
@@ -154,24 +159,52 @@ pub fn run(args: Args) -> Result<()> {
     let mut signals = Signals::new([SIGINT, SIGTERM])
         .map_err(|e| Failure::new(1, format!("cannot install signal handlers: {e}")))?;
     let backplane = Backplane::bind(&config).map_err(|e| Failure::new(1, e.to_string()))?;
+    // Announced in the discovery pool: components find it with `-b NAME`
+    // and `banyan ls` lists it.
+    // A backplane on a loopback address cannot be reached from the LAN:
+    // nothing to announce there.
+    let loopback = bind
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|a| a.is_loopback())
+        || bind == "localhost";
+    let _announcer = if args.no_discovery || loopback {
+        None
+    } else {
+        let name = if config.name.is_empty() {
+            "backplane"
+        } else {
+            config.name.as_str()
+        };
+        let local = banyan_discovery::announce::backplane_node(
+            name,
+            backplane.publisher_port(),
+            backplane.subscriber_port(),
+        );
+        match banyan_discovery::announce::Announcer::start(local) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                log::warn!("not announced in the discovery pool ({e}); components need -b ADDR");
+                None
+            }
+        }
+    };
     // The service broker beside the forwarder; its counters go out on the
     // backplane's stats topic.
     let services = if args.no_services {
         None
     } else {
-        let mut sc = banyan_services::broker::SocketConfig::new(bind.clone(), args.services_port);
+        let port = args.services_port.unwrap_or(if args.publisher_port == 0 {
+            0
+        } else {
+            banyan_services::broker::DEFAULT_PORT
+        });
+        let mut sc = banyan_services::broker::SocketConfig::new(bind.clone(), port);
         sc.stats_to = Some(format!("tcp://127.0.0.1:{}", backplane.publisher_port()));
         sc.name.clone_from(&config.name);
-        Some(banyan_services::broker::spawn(sc).map_err(|e| {
-            Failure::new(
-                1,
-                format!(
-                    "service broker on port {}: {e} (another backplane running? choose another \
-                     --services-port, or --no-services)",
-                    args.services_port
-                ),
-            )
-        })?)
+        let broker = banyan_services::broker::spawn(sc)
+            .map_err(|e| Failure::new(1, format!("service broker: {e} (or --no-services)")))?;
+        output::note(&format!("service broker on port {}", broker.port()));
+        Some(broker)
     };
     let handle = backplane.shutdown_handle();
     let signal_handle = signals.handle();

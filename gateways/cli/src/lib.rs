@@ -32,6 +32,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 pub mod args;
 pub mod backplane;
+pub mod discover;
 pub mod json;
 pub mod launch;
 pub mod output;
@@ -91,6 +92,10 @@ pub enum Command {
     /// Put a microcontroller running the banyan-rs firmware on the backplane
     /// over a serial port (or tcp:HOST:PORT for QEMU).
     SerialGateway(serial::Args),
+    /// List everything in the discovery pool (backplanes, components,
+    /// gateways, devices), show one node's identity, or watch joins and
+    /// leaves (docs/discovery.md).
+    Ls(discover::Args),
     /// Call a service through the backplane's broker with a JSON body and
     /// print the reply (docs/services.md).
     Call(services::CallArgs),
@@ -126,6 +131,7 @@ impl Command {
             Command::RpiGateway(_) => "rpi-gateway",
             Command::SerialGateway(_) => "serial-gateway",
             Command::Launch(_) => "launch",
+            Command::Ls(_) => "ls",
             Command::Call(_) => "call",
             Command::Services(_) => "services",
             Command::Devices(_) => "devices",
@@ -214,6 +220,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::RpiGateway(a) => rpi::run(a, cli.verbose > 0),
         Command::SerialGateway(a) => serial::run(a),
         Command::Launch(a) => launch::run(a),
+        Command::Ls(a) => discover::run(a),
         Command::Call(a) => services::call(a),
         Command::Services(a) => services::list(a),
         Command::Devices(a) => services::device(a),

@@ -147,7 +147,7 @@ pub fn run(args: Args) -> Result<()> {
         _ => None,
     };
     let mut component =
-        Component::connect(args.connect.config(&args.name)).map_err(component_error)?;
+        Component::connect(args.connect.config(&args.name)?).map_err(component_error)?;
     let found = component
         .wait_for_subscriber(&args.topic, wait)
         .map_err(component_error)?;

@@ -66,7 +66,7 @@ fn parse_remap(s: &str) -> std::result::Result<(String, String), String> {
 /// Backplane configuration errors.
 pub fn run(args: Args) -> Result<()> {
     let stop = output::stop_flag()?;
-    let mut backplane: component::Config = args.connect.config(&args.name);
+    let mut backplane: component::Config = args.connect.config(&args.name)?;
     let conflate: Vec<String> = args
         .conflate
         .into_iter()

@@ -98,7 +98,11 @@ pub fn list(args: ListArgs) -> Result<()> {
             );
         }
     } else {
-        let _ = writeln!(out, "{:<32} {:>7} {:>5} {:>6}", "SERVICE", "WORKERS", "IDLE", "QUEUED");
+        let _ = writeln!(
+            out,
+            "{:<32} {:>7} {:>5} {:>6}",
+            "SERVICE", "WORKERS", "IDLE", "QUEUED"
+        );
         for s in &list {
             let _ = writeln!(
                 out,
@@ -152,7 +156,9 @@ pub fn device(args: DeviceArgs) -> Result<()> {
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let stats = device.shutdown().map_err(|e| Failure::new(1, e.to_string()))?;
+    let stats = device
+        .shutdown()
+        .map_err(|e| Failure::new(1, e.to_string()))?;
     let json = serde_json::to_string(&stats).unwrap_or_default();
     output::write_stdout(format!("{json}\n").as_bytes())
 }

@@ -72,7 +72,7 @@ pub fn run(args: Args, quiet: bool) -> Result<()> {
     let stop = output::stop_flag()?;
     // A stdout nobody reads could block us past a stop signal.
     output::exit_after_stop(std::sync::Arc::clone(&stop), Duration::from_secs(3));
-    let mut config = args.connect.config(&args.name);
+    let mut config = args.connect.config(&args.name)?;
     config.limits.max_payload = args.max_payload;
     config.linger = Duration::ZERO;
     let period = match args.summary {

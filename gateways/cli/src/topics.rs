@@ -218,7 +218,7 @@ pub fn run(args: Args) -> Result<()> {
                 args.duration
             ))
         })?;
-    let mut config = args.connect.config(&args.name);
+    let mut config = args.connect.config(&args.name)?;
     config.linger = Duration::ZERO;
     let mut component = Component::connect(config).map_err(component_error)?;
     // Everything; the stats topic itself asks the backplane for a report.
