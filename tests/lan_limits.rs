@@ -146,20 +146,18 @@ fn port_from(line: &str) -> u16 {
         .unwrap_or_else(|| panic!("no port in {line:?}"))
 }
 
-/// The `backplane` binary (`bin`, else `$BANYAN_BACKPLANE`, else ours) on
+/// The backplane command (`bin`, else `$BANYAN_BACKPLANE_CMD`, else `banyan backplane`) on
 /// free ports, with a shell prefix (such as `ulimit -n 64;`); returns it
-/// and (pub, sub). (`BANYAN_BACKPLANE=<an older build>` shows which tests
-/// an older backplane fails.)
+/// and (pub, sub). (`BANYAN_BACKPLANE_CMD=<an older build's command>` shows
+/// which tests an older backplane fails.)
 fn backplane_process(bin: Option<&str>, prefix: &str, args: &[&str]) -> (Proc, u16, u16) {
     let bin = match bin {
         Some(b) => b.to_owned(),
-        None => std::env::var("BANYAN_BACKPLANE").unwrap_or_else(|_| {
-            cargo_bin("banyan-gateways", "backplane")
-                .display()
-                .to_string()
+        None => std::env::var("BANYAN_BACKPLANE_CMD").unwrap_or_else(|_| {
+            format!("'{}' backplane", cargo_bin("banyan-cli", "banyan").display())
         }),
     };
-    let mut line = format!("{prefix} exec '{bin}' --bind 127.0.0.1 -p 0 -s 0");
+    let mut line = format!("{prefix} exec {bin} --bind 127.0.0.1 -p 0 -s 0 --no-services");
     for a in args {
         line.push_str(&format!(" '{a}'"));
     }
@@ -694,13 +692,13 @@ fn connections_in_the_backlog_are_accepted_once_a_descriptor_is_free() {
 /// `backplane` process with 0, 10,000 and 1,000,000 unrelated
 /// subscriptions (from one peer) and with 5,000 idle handshaked peers. The
 /// stream's components connect before the load is set up. The binary is
-/// `$BANYAN_BACKPLANE` (default: ours). Each scenario: a 200-message probe
+/// `$BANYAN_BACKPLANE_CMD` (default: ours). Each scenario: a 200-message probe
 /// sizes a run of about 3 s (at most 1,000,000 messages, at least
 /// `$BANYAN_FIGURES_MIN`, default 200), best of two runs.
 ///
 /// ```sh
 /// cargo build --release -p banyan-gateways --bins
-/// BANYAN_BACKPLANE=target/release/backplane \
+/// BANYAN_BACKPLANE_CMD="target/release/banyan backplane" \
 ///   cargo test --release --test lan_limits figures -- --ignored --nocapture
 /// ```
 #[test]
@@ -708,7 +706,7 @@ fn connections_in_the_backlog_are_accepted_once_a_descriptor_is_free() {
 fn figures() {
     let _serial = serial();
     raise_nofile(12_000);
-    let bin = std::env::var("BANYAN_BACKPLANE").ok();
+    let bin = std::env::var("BANYAN_BACKPLANE_CMD").ok();
     // Older binaries do not know the limit flags.
     let path = bin.clone().unwrap_or_else(|| {
         cargo_bin("banyan-gateways", "backplane")
