@@ -3,7 +3,7 @@
 //! per message), `PING`s queued like any other output, silent peers closed
 //! with what was queued for them counted as undelivered.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{Close, Forwarder, Phase};
 use crate::heartbeat::{earliest, Due, Settings};
@@ -28,7 +28,7 @@ impl Forwarder<'_> {
     }
 
     /// The peer sent a `PING` asking for `ttl`.
-    pub(super) fn ping_received(&mut self, index: usize, now: Instant, ttl: std::time::Duration) {
+    pub(super) fn ping_received(&mut self, index: usize, now: Instant, ttl: Duration) {
         if let Some(c) = self.connections[index].as_mut() {
             c.liveness.ping_received(now, ttl);
             self.next_heartbeat = earliest(self.next_heartbeat, c.liveness.next_at());
@@ -76,6 +76,42 @@ impl Forwarder<'_> {
             }
             next = earliest(next, c.liveness.next_at());
         }
-        self.next_heartbeat = next;
+        // One scan looks at every connection: the next waits at least a
+        // tick, so that connections whose clocks started at different
+        // times cost one scan per tick, not one each (N scans of N
+        // connections per interval). Clocks are late by a tick at most.
+        self.next_heartbeat = next.map(|t| t.max(now + tick(&settings)));
+    }
+}
+
+/// The least time between two heartbeat scans: a tenth of the shorter of
+/// the interval and the timeout (those that are set), between 1 and 100 ms.
+fn tick(settings: &Settings) -> Duration {
+    [settings.interval, settings.timeout]
+        .into_iter()
+        .filter(|d| !d.is_zero())
+        .min()
+        .map_or(MAX_TICK, |d| {
+            (d / 10).clamp(Duration::from_millis(1), MAX_TICK)
+        })
+}
+
+const MAX_TICK: Duration = Duration::from_millis(100);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scans_are_a_tick_apart() {
+        let s = |interval: u64, timeout: u64| Settings {
+            interval: Duration::from_millis(interval),
+            timeout: Duration::from_millis(timeout),
+        };
+        assert_eq!(tick(&s(1000, 3000)), MAX_TICK);
+        assert_eq!(tick(&s(200, 300)), Duration::from_millis(20));
+        assert_eq!(tick(&s(0, 50)), Duration::from_millis(5));
+        assert_eq!(tick(&s(5, 0)), Duration::from_millis(1));
+        assert_eq!(tick(&s(0, 0)), MAX_TICK);
     }
 }
