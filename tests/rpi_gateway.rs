@@ -135,10 +135,13 @@ def wait_for(pred, send=None, seconds=5.0, what=''):
     raise AssertionError('timed out waiting for ' + what)
 
 is_state = lambda r: r.get('report') == 'state'
+is_status = lambda r: r.get('report') == 'status'
 
 # run_motors: the state report shows the speeds.
 st = wait_for(lambda r: is_state(r) and r['motors'] == {'left': 0.5, 'right': -0.5},
               ('run_motors', {'left': 0.5, 'right': -0.5}), what='motors')
+# The gateway's own status (backend, pins, counters) is its status report.
+st = wait_for(is_status, what='status')
 assert st['backend'] == 'sim', st
 # light_leds
 st = wait_for(lambda r: is_state(r) and r['leds'] == {'status': 1.0, 'headlight': 0.5},
@@ -148,7 +151,7 @@ bb.publish_payload({'left': 0, 'right': 0}, 'run_motors')
 bb.publish_payload({'command': 'set_mode_digital_output', 'pin': 4, 'tag': 'led'},
                    'to_rpi_gateway')
 for v in (1, 0, 1):
-    wait_for(lambda r: is_state(r) and r['gpio'].get('4', {}).get('value') == v,
+    wait_for(lambda r: is_status(r) and r['gpio'].get('4', {}).get('value') == v,
              ('to_rpi_gateway', {'command': 'digital_write', 'tag': 'led', 'value': v}),
              what='digital_write %d' % v)
 # i2c through the simulated EEPROM at 0x50
@@ -186,12 +189,15 @@ for r in reports(1.0):
     (errors if r.get('report') == 'error' else others).append(r)
 assert len(errors) == len(hostile), (len(errors), errors)
 assert all(e['reason'] for e in errors), errors
-# Only periodic state reports may appear, showing the unchanged robot.
+# Only periodic state and status reports may appear, showing the unchanged
+# robot and pins.
 for r in others:
-    assert is_state(r), r
-    assert r['motors'] == {'left': 0.0, 'right': 0.0}, r
-    assert r['leds'] == {'status': 1.0, 'headlight': 0.5}, r
-    assert r['gpio']['4']['value'] == 1, r
+    assert is_state(r) or is_status(r), r
+    if is_state(r):
+        assert r['motors'] == {'left': 0.0, 'right': 0.0}, r
+        assert r['leds'] == {'status': 1.0, 'headlight': 0.5}, r
+    else:
+        assert r['gpio']['4']['value'] == 1, r
 
 # Deadman: motors stop within the timeout (+ margin) after the last command.
 wait_for(lambda r: is_state(r) and abs(r['motors']['left'] - 0.8) < 1e-6,
@@ -473,7 +479,7 @@ fn run_loop_reports_input_edges_from_the_sim_board() {
     }
     // The reports came from edges (counted), none was dropped.
     rig.command("set_mode_digital_output", 24);
-    let state = rig.report("state", Duration::from_secs(10)).unwrap();
+    let state = rig.report("status", Duration::from_secs(10)).unwrap();
     assert_eq!(u(&state, "input_edges"), Some(3), "{state}");
     assert_eq!(u(&state, "stale_edges"), Some(0), "{state}");
     assert_eq!(u(&state, "edge_overflows"), Some(0), "{state}");

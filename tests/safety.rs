@@ -117,6 +117,11 @@ fn wait_stopped(board: &SimBoard, within: Duration) -> Option<Instant> {
 
 /// The last state report the probe receives within `within`.
 fn last_state(probe: &mut Component, within: Duration) -> Option<rmpv::Value> {
+    last_report(probe, "state", within)
+}
+
+/// The last `{"report": kind}` received within `within`.
+fn last_report(probe: &mut Component, kind: &str, within: Duration) -> Option<rmpv::Value> {
     let deadline = Instant::now() + within;
     let mut last = None;
     loop {
@@ -127,7 +132,7 @@ fn last_state(probe: &mut Component, within: Duration) -> Option<rmpv::Value> {
         match probe.recv_event(Some(left)).unwrap() {
             Some(Event::Message(m)) => {
                 let v = m.value().unwrap();
-                if get(&v, "report").and_then(rmpv::Value::as_str) == Some("state") {
+                if get(&v, "report").and_then(rmpv::Value::as_str) == Some(kind) {
                     last = Some(v);
                 }
             }
@@ -216,7 +221,9 @@ fn a_burst_of_commands_stops_within_the_deadman_after_the_last_send() {
     };
     let after_burst = stopped.duration_since(last_send);
     let upstream = marker.duration_since(last_send);
-    let state = last_state(&mut rig.probe, Duration::from_millis(300));
+    // The gateway's counters are in its status report (sent with every
+    // periodic state report, once a second).
+    let state = last_report(&mut rig.probe, "status", Duration::from_millis(1200));
     let stale = state
         .as_ref()
         .and_then(|s| get(s, "stale"))

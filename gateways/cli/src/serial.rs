@@ -37,8 +37,9 @@ pub struct Args {
     /// backplane names). Default: run_motors. `--conflate ''` turns it off.
     #[arg(long = "conflate", default_values_t = ["run_motors".to_string()])]
     pub conflate: Vec<String>,
-    /// Drop a message that waited this long (ms) for device credit instead of
-    /// sending it late.
+    /// Drop a command on a --conflate topic that waited this long (ms) for
+    /// device credit instead of sending it late (other messages wait, up to
+    /// --queue of them).
     #[arg(long, default_value_t = 250)]
     pub max_queue_age_ms: u64,
     /// Prefix for the device's topics on the backplane, e.g. `robot1/`: the

@@ -529,7 +529,10 @@ impl Bridge {
             return;
         }
         while let Some(q) = self.queue.pop_front() {
-            if now.millis_since(q.at) > self.cfg.max_queue_age_ms {
+            // Only commands on control topics go stale: data waits for
+            // credit (bounded by the queue limit).
+            let control = self.cfg.conflate.iter().any(|t| *t == q.topic);
+            if control && now.millis_since(q.at) > self.cfg.max_queue_age_ms {
                 self.counters.drop_stale += 1;
                 continue;
             }
