@@ -531,7 +531,7 @@ impl Bridge {
         while let Some(q) = self.queue.pop_front() {
             // Only commands on control topics go stale: data waits for
             // credit (bounded by the queue limit).
-            let control = self.cfg.conflate.iter().any(|t| *t == q.topic);
+            let control = self.cfg.conflate.contains(&q.topic);
             if control && now.millis_since(q.at) > self.cfg.max_queue_age_ms {
                 self.counters.drop_stale += 1;
                 continue;
