@@ -1,6 +1,7 @@
 //! The bounded validator and the zero-copy [`Value`] reader.
 
-use super::{Error, Limits};
+use super::{Error, ErrorAt, Limits};
+use heapless::vec::VecView;
 
 /// One MessagePack header with its immediate payload; containers carry their
 /// item count (array elements, map entries), not their contents.
@@ -197,12 +198,19 @@ fn check_timestamp(d: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
+/// One open container while validating: the values it still expects (a map
+/// of n entries expects 2n) and whether it is a map (then every even count
+/// left means the next value is a key).
 #[derive(Clone, Copy)]
 struct Level {
-    /// Values still expected in this container (a map counts keys and values).
     left: usize,
     is_map: bool,
 }
+
+/// Stack slots used for `max_depth` up to this; deeper limits (such as
+/// [`Limits::LAN`]) use a [`Limits::MAX_DEPTH`]-slot stack in their own
+/// stack frame, so embedded callers never pay for it.
+const SHALLOW: usize = 64;
 
 /// Checks that `bytes` is exactly one well-formed MessagePack value within
 /// `limits`: every length inside the input, no reserved marker, str values
@@ -213,7 +221,8 @@ struct Level {
 /// bytes.
 ///
 /// Runs in time linear in `bytes.len()` and constant stack (a fixed array of
-/// [`Limits::MAX_DEPTH`] levels), never recursing and never panicking.
+/// at most [`Limits::MAX_DEPTH`] levels), never recursing, never allocating
+/// and never panicking. [`validate_at`] also says where the problem is.
 ///
 /// # Errors
 /// The first problem found, as an [`Error`]: [`Error::TooLarge`],
@@ -227,67 +236,216 @@ struct Level {
 /// assert_eq!(validate(b"\x81\xa5value", &Limits::DEFAULT), Err(Error::Truncated));
 /// assert_eq!(validate(b"\x01\x02", &Limits::DEFAULT), Err(Error::TrailingBytes));
 /// ```
+#[inline]
 pub fn validate(bytes: &[u8], limits: &Limits) -> Result<(), Error> {
+    validate_at(bytes, limits).map_err(|e| e.error)
+}
+
+/// [`validate`], saying where the first problem is ([`ErrorAt::offset`]).
+///
+/// The checks, their order and the verdict are exactly those of
+/// [`validate`]; only the error carries more.
+///
+/// # Errors
+/// As [`validate`], with the offset documented at [`ErrorAt::offset`].
+///
+/// ```
+/// use banyan_core::msg::{validate_at, Error, ErrorAt, Limits};
+/// // {1: 1}: the key at byte 1 is an int
+/// assert_eq!(
+///     validate_at(b"\x81\x01\x01", &Limits::LAN),
+///     Err(ErrorAt { error: Error::MapKey, offset: 1 })
+/// );
+/// ```
+pub fn validate_at(bytes: &[u8], limits: &Limits) -> Result<(), ErrorAt> {
     if bytes.len() > limits.max_size {
-        return Err(Error::TooLarge);
+        return Err(ErrorAt {
+            error: Error::TooLarge,
+            offset: limits.max_size,
+        });
     }
-    let max_depth = limits.max_depth.min(Limits::MAX_DEPTH);
-    // Open containers, innermost last; heapless::Vec leaves unused slots
-    // uninitialised, so a shallow payload pays nothing for the deep cap.
-    let mut stack: heapless::Vec<Level, { Limits::MAX_DEPTH }> = heapless::Vec::new();
-    let mut cur = Cursor::new(bytes);
+    if limits.max_depth <= SHALLOW {
+        // heapless::Vec leaves unused slots uninitialised: a shallow payload
+        // pays nothing for the capacity.
+        let mut stack = heapless::Vec::<Level, SHALLOW>::new();
+        walk(bytes, limits, stack.as_mut_view())
+    } else {
+        walk_deep(bytes, limits)
+    }
+}
+
+/// [`walk`] with a [`Limits::MAX_DEPTH`]-slot stack, in its own frame.
+#[inline(never)]
+fn walk_deep(bytes: &[u8], limits: &Limits) -> Result<(), ErrorAt> {
+    let mut stack = heapless::Vec::<Level, { Limits::MAX_DEPTH }>::new();
+    walk(bytes, limits, stack.as_mut_view())
+}
+
+/// The validator proper: one pass over `bytes`, the innermost open
+/// container kept in locals and its parents on `stack` (which holds at least
+/// `min(max_depth, MAX_DEPTH)` levels).
+#[inline(always)]
+fn walk(bytes: &[u8], limits: &Limits, stack: &mut VecView<Level>) -> Result<(), ErrorAt> {
+    let len = bytes.len();
+    let max_depth = limits.max_depth.min(stack.capacity());
+    let max_len = limits.max_len;
+    let fail = |error, offset| Err(ErrorAt { error, offset });
+    let truncated = ErrorAt {
+        error: Error::Truncated,
+        offset: len,
+    };
+    // The innermost open container; the top level is a virtual array of one.
+    let mut left: usize = 1;
+    let mut is_map = false;
+    let mut pos = 0usize;
     loop {
-        let head = cur.head(limits.max_len)?;
-        if let Some(top) = stack.last_mut() {
-            let is_key = top.is_map && top.left % 2 == 0;
-            top.left -= 1;
-            if is_key && limits.strict_map_keys && !matches!(head, Head::Str(_) | Head::Bin(_)) {
-                return Err(Error::MapKey);
+        let at = pos;
+        let marker = *bytes.get(pos).ok_or(truncated)?;
+        pos += 1;
+        let is_key = is_map && left.is_multiple_of(2);
+        left -= 1;
+        // Scalars are read in full and their content checked here (before
+        // their eligibility as a key, as Python does); containers only
+        // declare their item count.
+        let kind = match marker {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => Kind::Scalar,
+            0x80..=0x8f => Kind::Container(usize::from(marker & 0x0f), true),
+            0x90..=0x9f => Kind::Container(usize::from(marker & 0x0f), false),
+            0xdc..=0xdf => {
+                let n = be(bytes, &mut pos, 2 << (marker & 1)).ok_or(truncated)?;
+                Kind::Container(n, marker >= 0xde)
             }
-        }
-        match head {
-            Head::Str(s) => {
-                core::str::from_utf8(s).map_err(|_| Error::InvalidUtf8)?;
+            0xc1 => return fail(Error::ReservedMarker, at),
+            // fixstr, str8/16/32
+            0xa0..=0xbf | 0xd9..=0xdb => {
+                let n = if marker <= 0xbf {
+                    usize::from(marker & 0x1f)
+                } else {
+                    be(bytes, &mut pos, 1 << (marker - 0xd9)).ok_or(truncated)?
+                };
+                if n > max_len {
+                    return fail(Error::TooLong, at);
+                }
+                let s = take(bytes, &mut pos, n).ok_or(truncated)?;
+                if !s.is_ascii() && core::str::from_utf8(s).is_err() {
+                    return fail(Error::InvalidUtf8, at);
+                }
+                Kind::Key
             }
-            Head::Ext(TIMESTAMP, d) => check_timestamp(d)?,
-            Head::Ext(ty, _) if ty < 0 => return Err(Error::ReservedExt),
-            Head::Array(n) | Head::Map(n) => {
+            // bin8/16/32
+            0xc4..=0xc6 => {
+                let n = be(bytes, &mut pos, 1 << (marker - 0xc4)).ok_or(truncated)?;
+                if n > max_len {
+                    return fail(Error::TooLong, at);
+                }
+                take(bytes, &mut pos, n).ok_or(truncated)?;
+                Kind::Key
+            }
+            // ext8/16/32, fixext1..16: type byte, then data
+            0xc7..=0xc9 | 0xd4..=0xd8 => {
+                let n = if marker <= 0xc9 {
+                    be(bytes, &mut pos, 1 << (marker - 0xc7)).ok_or(truncated)?
+                } else {
+                    1 << (marker - 0xd4)
+                };
+                let ty = *bytes.get(pos).ok_or(truncated)? as i8;
+                pos += 1;
+                if n > max_len {
+                    return fail(Error::TooLong, at);
+                }
+                let data = take(bytes, &mut pos, n).ok_or(truncated)?;
+                if ty == TIMESTAMP {
+                    check_timestamp(data).or_else(|e| fail(e, at))?;
+                } else if ty < 0 {
+                    return fail(Error::ReservedExt, at);
+                }
+                Kind::Scalar
+            }
+            // The fixed-size numbers: float32/64, uint8..64, int8..64.
+            0xca..=0xd3 => {
+                let n = match marker {
+                    0xcc | 0xd0 => 1,
+                    0xcd | 0xd1 => 2,
+                    0xca | 0xce | 0xd2 => 4,
+                    _ => 8, // 0xcb, 0xcf, 0xd3
+                };
+                take(bytes, &mut pos, n).ok_or(truncated)?;
+                Kind::Scalar
+            }
+        };
+        match kind {
+            Kind::Key => {}
+            Kind::Scalar => {
+                if is_key && limits.strict_map_keys {
+                    return fail(Error::MapKey, at);
+                }
+            }
+            Kind::Container(n, map) => {
+                if is_key && limits.strict_map_keys {
+                    return fail(Error::MapKey, at);
+                }
                 if n > limits.max_items {
-                    return Err(Error::TooLong);
+                    return fail(Error::TooLong, at);
                 }
+                // A map of n entries holds 2n values, each at least one
+                // byte: refuse impossible counts before walking them.
+                let values = if map { n.saturating_mul(2) } else { n };
+                if values > len - pos {
+                    return Err(truncated);
+                }
+                // Every open container counts, this one included (an empty
+                // one too, as in Python's unpacker).
                 if stack.len() >= max_depth {
-                    return Err(Error::TooDeep);
-                }
-                let is_map = matches!(head, Head::Map(_));
-                // n <= max_items; a map of n entries holds 2n values, each at
-                // least one byte: reject impossible counts before walking them.
-                let values = if is_map { n.saturating_mul(2) } else { n };
-                if values > cur.remaining() {
-                    return Err(Error::Truncated);
+                    return fail(Error::TooDeep, at);
                 }
                 if values > 0 {
-                    // Cannot fail: stack.len() < max_depth <= MAX_DEPTH.
+                    // Cannot fail: stack.len() < max_depth <= capacity.
                     stack
-                        .push(Level {
-                            left: values,
-                            is_map,
-                        })
-                        .map_err(|_| Error::TooDeep)?;
+                        .push(Level { left, is_map })
+                        .or_else(|_| fail(Error::TooDeep, at))?;
+                    left = values;
+                    is_map = map;
+                    continue;
                 }
             }
-            _ => {}
         }
-        while stack.last().is_some_and(|top| top.left == 0) {
-            stack.pop();
-        }
-        if stack.is_empty() {
-            break;
+        // One value done: close every container it completes.
+        while left == 0 {
+            match stack.pop() {
+                Some(parent) => {
+                    left = parent.left;
+                    is_map = parent.is_map;
+                }
+                None if pos == len => return Ok(()),
+                None => return fail(Error::TrailingBytes, pos),
+            }
         }
     }
-    if cur.remaining() != 0 {
-        return Err(Error::TrailingBytes);
-    }
-    Ok(())
+}
+
+/// What [`walk`] read: a scalar that may be a map key (str, bin), one that
+/// may not, or a container header with its item count and map flag.
+enum Kind {
+    Key,
+    Scalar,
+    Container(usize, bool),
+}
+
+/// Reads a `width`-byte big-endian length at `*pos` (1, 2 or 4 bytes).
+#[inline(always)]
+fn be(bytes: &[u8], pos: &mut usize, width: usize) -> Option<usize> {
+    let b = take(bytes, pos, width)?;
+    let v = b.iter().fold(0u32, |acc, &x| (acc << 8) | u32::from(x));
+    usize::try_from(v).ok()
+}
+
+/// The `n` bytes at `*pos`, advancing past them; `None` if fewer remain.
+#[inline(always)]
+fn take<'a>(bytes: &'a [u8], pos: &mut usize, n: usize) -> Option<&'a [u8]> {
+    let end = pos.checked_add(n)?;
+    let s = bytes.get(*pos..end)?;
+    *pos = end;
+    Some(s)
 }
 
 /// One MessagePack value borrowed from a validated payload.
