@@ -88,8 +88,8 @@ mod component;
 pub mod conflate;
 #[cfg(feature = "libzmq")]
 pub mod driver;
-pub mod logging;
 pub mod feedback;
+pub mod logging;
 #[cfg(feature = "libzmq")]
 pub mod monitor;
 #[cfg(feature = "libzmq")]

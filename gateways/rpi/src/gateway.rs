@@ -634,7 +634,9 @@ impl<B: Backend> Gateway<B> {
         }
         for (pin, level, at) in inputs {
             let ts = self.timestamp(at);
-            out.push(self.core_report(256, |buf| report::digital_input(buf, pin, u8::from(level), ts)));
+            out.push(self.core_report(256, |buf| {
+                report::digital_input(buf, pin, u8::from(level), ts)
+            }));
         }
         if stopped {
             out.push(self.state_report());
