@@ -1,6 +1,9 @@
 //! Benchmarks of `msg` and `cmd`: decode + validate of a typical `run_motors`
 //! command, OneGPIO parsing, state report encoding, validation of a ~1 KB
-//! nested payload. Run: `cargo bench -p banyan-core --bench msg`.
+//! nested payload, and validation with the LAN profile (`Limits::LAN`, what
+//! every gateway receiver runs) of that payload and of a 1 MiB one made of
+//! copies of it. Run: `cargo bench -p banyan-core --bench msg`
+//! (`-- validate` for the validator only).
 //!
 //! Before the timed runs it prints how many heap allocations one decode of
 //! each payload makes (a counting global allocator; expected: 0).
@@ -75,6 +78,17 @@ fn nested_1k() -> Vec<u8> {
     buf
 }
 
+/// A 1 MiB payload: an array of as many copies of [`nested_1k`] as fit.
+fn nested_1m(one: &[u8]) -> Vec<u8> {
+    let copies = (1usize << 20) / one.len();
+    let mut out = vec![0xdd];
+    out.extend_from_slice(&u32::try_from(copies).unwrap().to_be_bytes());
+    for _ in 0..copies {
+        out.extend_from_slice(one);
+    }
+    out
+}
+
 fn allocations_of(f: impl Fn()) -> usize {
     let before = ALLOCS.load(Ordering::Relaxed);
     for _ in 0..1000 {
@@ -84,7 +98,7 @@ fn allocations_of(f: impl Fn()) -> usize {
 }
 
 fn report_allocations(nested: &[u8]) {
-    let cases: [(&str, &dyn Fn()); 5] = [
+    let cases: [(&str, &dyn Fn()); 6] = [
         ("RunMotors::<4>::parse", &|| {
             black_box(RunMotors::<4>::parse(black_box(RUN_MOTORS)).unwrap());
         }),
@@ -107,6 +121,9 @@ fn report_allocations(nested: &[u8]) {
         }),
         ("msg::validate 1 KB", &|| {
             msg::validate(black_box(nested), &Limits::DEFAULT).unwrap();
+        }),
+        ("msg::validate 1 KB, Limits::LAN", &|| {
+            msg::validate(black_box(nested), &Limits::LAN).unwrap();
         }),
     ];
     for (name, f) in cases {
@@ -181,6 +198,18 @@ fn benches(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    // The LAN receive path: the profile every gateway receiver validates with.
+    let big = nested_1m(&nested);
+    for (name, payload) in [("lan_1k", &nested), ("lan_1m", &big)] {
+        assert_eq!(msg::validate(payload, &Limits::LAN), Ok(()));
+        let mut g = c.benchmark_group(name);
+        g.throughput(Throughput::Bytes(payload.len() as u64));
+        g.bench_function(format!("validate Limits::LAN {} B", payload.len()), |b| {
+            b.iter(|| msg::validate(black_box(payload), &Limits::LAN))
+        });
+        g.finish();
+    }
 }
 
 criterion_group!(msg_benches, benches);

@@ -1,7 +1,7 @@
 //! The bounded validator on hostile input: truncation at every length,
 //! trailing bytes, bad UTF-8, depth bombs, huge declared lengths, limits.
 
-use banyan_core::msg::{self, validate, Error, Limits, Value};
+use banyan_core::msg::{self, validate, Error, ErrorAt, Limits, Value};
 
 fn unhex(s: &str) -> Vec<u8> {
     (0..s.len())
@@ -320,5 +320,87 @@ fn timestamps_are_checked_like_python() {
             &Limits::DEFAULT
         ),
         Ok(())
+    );
+}
+
+#[test]
+fn lan_profile_is_python_sized() {
+    use banyan_core::msg::validate_at;
+    let lan = Limits::LAN;
+    assert_eq!(lan.max_depth, Limits::MAX_DEPTH);
+    assert_eq!(lan.max_size, 64 * 1024 * 1024);
+    // 512 nested arrays around nil pass, 513 do not; an empty array is a
+    // level too (Python counts it as well).
+    let mut ok = vec![0x91u8; 512];
+    ok.push(0xc0);
+    assert_eq!(validate(&ok, &lan), Ok(()));
+    let mut deep = vec![0x91u8; 512];
+    deep.push(0x90);
+    assert_eq!(
+        validate_at(&deep, &lan),
+        Err(ErrorAt {
+            error: Error::TooDeep,
+            offset: 512
+        })
+    );
+    // A 16 MB bin under a bin key (msgpack-numpy) passes.
+    let mut numpy = unhex("81c4046461746 1c6".replace(' ', "").as_str());
+    numpy.extend_from_slice(&(16u32 << 20).to_be_bytes());
+    numpy.resize(numpy.len() + (16 << 20), 0);
+    assert_eq!(validate(&numpy, &lan), Ok(()));
+    assert_eq!(
+        validate(&numpy, &lan.with_max_size(1 << 20)),
+        Err(Error::TooLarge)
+    );
+    // Containers of any size the input can hold.
+    let mut big = unhex("dc1000");
+    big.resize(3 + 4096, 0xc0);
+    assert_eq!(validate(&big, &lan), Ok(()));
+}
+
+#[test]
+fn validate_at_says_where() {
+    use banyan_core::msg::validate_at;
+    let at = |h: &str| validate_at(&unhex(h), &Limits::LAN).map_err(|e| (e.error, e.offset));
+    assert_eq!(at("81a576616c756501"), Ok(()));
+    assert_eq!(at(""), Err((Error::Truncated, 0)));
+    assert_eq!(at("81a1"), Err((Error::Truncated, 2)));
+    assert_eq!(at("ddffffffff"), Err((Error::Truncated, 5)));
+    assert_eq!(at("0102c0"), Err((Error::TrailingBytes, 1)));
+    assert_eq!(at("9301c101"), Err((Error::ReservedMarker, 2)));
+    assert_eq!(
+        at("8101 02".replace(' ', "").as_str()),
+        Err((Error::MapKey, 1))
+    );
+    assert_eq!(at("91810102"), Err((Error::MapKey, 2)));
+    assert_eq!(at("92c0a2c328"), Err((Error::InvalidUtf8, 2)));
+    assert_eq!(at("81a16bd4fe00"), Err((Error::ReservedExt, 3)));
+    assert_eq!(at("91d5ff0000"), Err((Error::InvalidTimestamp, 1)));
+    // Python checks an ext key's type before refusing it as a key.
+    assert_eq!(at("81d4fe0001"), Err((Error::ReservedExt, 1)));
+    assert_eq!(at("81d4050001"), Err((Error::MapKey, 1)));
+    // A container's missing items are found before its depth is judged.
+    assert_eq!(
+        validate_at(&[0x91; 40], &Limits::DEFAULT).map_err(|e| e.error),
+        Err(Error::TooDeep)
+    );
+    assert_eq!(
+        validate_at(&[0x91; 33], &Limits::DEFAULT).map_err(|e| e.error),
+        Err(Error::Truncated)
+    );
+    assert_eq!(
+        validate_at(b"\x81\xa5value\x01", &Limits::DEFAULT.with_max_size(4)),
+        Err(ErrorAt {
+            error: Error::TooLarge,
+            offset: 4
+        })
+    );
+    assert_eq!(
+        ErrorAt {
+            error: Error::MapKey,
+            offset: 3
+        }
+        .to_string(),
+        "msgpack map key is not str or bin at byte 3"
     );
 }

@@ -8,8 +8,16 @@
 //!   accepted payload is one rmpv value with nothing left over and the same
 //!   tree, and a payload rmpv reads in full that meets every documented rule
 //!   is accepted;
+//! - `validate_at` gives `validate`'s verdict and says where: `Truncated` at
+//!   the input's end, `TrailingBytes` exactly where rmpv's one value ends,
+//!   value errors at a marker byte of the right kind;
 //! - `decode` never accepts what `validate` refuses, decodes every valid
 //!   payload as `serde::de::IgnoredAny`, and never panics.
+//!
+//! `validate` is the project's only MessagePack validator (the gateways'
+//! `wire::Validator` calls it with `Limits::LAN`), so rmpv, an independent
+//! allocating reader, is the oracle; where rmpv is no oracle (it reads the
+//! reserved marker `0xc1`) the documented rules are checked instead.
 #![no_main]
 
 use banyan_core::msg::{self, Error, Limits, Value};
@@ -18,7 +26,12 @@ use rmpv::Value as R;
 
 fn limits_from(b: u8) -> Limits {
     if b & 0x80 == 0 {
-        return Limits::DEFAULT;
+        // The LAN profile (deep stack, no length limits) or the defaults.
+        return if b & 0x40 != 0 {
+            Limits::LAN
+        } else {
+            Limits::DEFAULT
+        };
     }
     Limits::new()
         .with_max_size(if b & 1 != 0 { 64 } else { 65_536 })
@@ -159,6 +172,29 @@ fuzz_target!(|data: &[u8]| {
         "validate and Value::parse disagree"
     );
 
+    let at = msg::validate_at(bytes, &l);
+    assert_eq!(at.map_err(|e| e.error), checked, "validate_at disagrees");
+    if let Err(e) = at {
+        let marker = bytes.get(e.offset).copied();
+        match e.error {
+            Error::TooLarge => assert_eq!(e.offset, l.max_size),
+            Error::Truncated => assert_eq!(e.offset, bytes.len()),
+            Error::TrailingBytes => assert!(e.offset > 0 && e.offset < bytes.len()),
+            Error::ReservedMarker => assert_eq!(marker, Some(0xc1)),
+            Error::InvalidUtf8 => {
+                assert!(matches!(marker, Some(0xa0..=0xbf | 0xd9..=0xdb)))
+            }
+            Error::ReservedExt | Error::InvalidTimestamp => {
+                assert!(matches!(marker, Some(0xc7..=0xc9 | 0xd4..=0xd8)))
+            }
+            Error::TooDeep => {
+                assert!(matches!(marker, Some(0x80..=0x9f | 0xdc..=0xdf)))
+            }
+            Error::MapKey | Error::TooLong => assert!(marker.is_some()),
+            other => panic!("validate_at returned a decode-only error {other:?}"),
+        }
+    }
+
     let mut cursor = bytes;
     let theirs = rmpv::decode::read_value(&mut cursor);
     match (&parsed, &theirs) {
@@ -180,6 +216,11 @@ fuzz_target!(|data: &[u8]| {
             );
             if !cursor.is_empty() && acceptable(r, 0, &l) && bytes.len() <= l.max_size {
                 assert_eq!(*e, Error::TrailingBytes);
+                // ... found where rmpv's one value ends.
+                assert_eq!(
+                    at.map_err(|e| e.offset),
+                    Err(bytes.len() - cursor.len())
+                );
             }
         }
         (Err(_), Err(_)) => {}

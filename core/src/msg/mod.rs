@@ -62,7 +62,7 @@
 mod read;
 mod write;
 
-pub use read::{validate, ArrayIter, ArrayRef, MapIter, MapRef, Value};
+pub use read::{validate, validate_at, ArrayIter, ArrayRef, MapIter, MapRef, Value};
 pub use write::Writer;
 
 use core::fmt;
@@ -134,6 +134,30 @@ impl fmt::Display for Error {
 
 impl core::error::Error for Error {}
 
+/// A [`validate_at`] error: what is wrong and where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ErrorAt {
+    /// What is wrong.
+    pub error: Error,
+    /// Where, as a byte offset into the input: the offset of the offending
+    /// value's first (marker) byte for [`Error::ReservedMarker`],
+    /// [`Error::InvalidUtf8`], [`Error::MapKey`], [`Error::ReservedExt`],
+    /// [`Error::InvalidTimestamp`], [`Error::TooLong`] and [`Error::TooDeep`];
+    /// the input's length (where more bytes were needed) for
+    /// [`Error::Truncated`]; the first trailing byte for
+    /// [`Error::TrailingBytes`]; [`Limits::max_size`] for [`Error::TooLarge`].
+    pub offset: usize,
+}
+
+impl fmt::Display for ErrorAt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at byte {}", self.error, self.offset)
+    }
+}
+
+impl core::error::Error for ErrorAt {}
+
 /// Bounds that [`validate`] enforces on untrusted input.
 ///
 /// `#[non_exhaustive]`: start from [`Limits::DEFAULT`] (or `Limits::default()`)
@@ -151,8 +175,9 @@ pub struct Limits {
     /// Largest accepted input, in bytes (default 65 536).
     pub max_size: usize,
     /// Deepest accepted nesting of arrays and maps; a top-level map is depth 1,
-    /// a scalar depth 0 (default 32). Values above [`Limits::MAX_DEPTH`] act as
-    /// [`Limits::MAX_DEPTH`].
+    /// a scalar depth 0, and an empty array or map is a level too (as in
+    /// Python's unpacker) (default 32). Values above [`Limits::MAX_DEPTH`] act
+    /// as [`Limits::MAX_DEPTH`].
     pub max_depth: usize,
     /// Longest accepted str, bin or ext payload, in bytes (default 65 536).
     pub max_len: usize,
@@ -163,9 +188,14 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The hard cap on [`Limits::max_depth`]: the validator's stack has this
-    /// many fixed slots (8 bytes each), so no input can make it use more.
-    pub const MAX_DEPTH: usize = 64;
+    /// The hard cap on [`Limits::max_depth`], the depth of [`Limits::LAN`].
+    ///
+    /// The validator keeps one fixed stack slot per open container (two
+    /// words): a `max_depth` up to 64 uses a 64-slot array (512 bytes on a
+    /// 32-bit MCU), a deeper one a separate 512-slot array (4 KiB on 32 bits,
+    /// 8 KiB on 64 bits) that only callers with such limits ever touch. No
+    /// input can make it use more, and nothing is allocated.
+    pub const MAX_DEPTH: usize = 512;
 
     /// The defaults: 64 KiB input, depth 32, 64 KiB per str/bin/ext, 4 096
     /// items per container, str/bin map keys only. Generous for any Banyan
@@ -175,6 +205,23 @@ impl Limits {
         max_depth: 32,
         max_len: 65_536,
         max_items: 4_096,
+        strict_map_keys: true,
+    };
+
+    /// The LAN profile: what a Banyan receiver on the LAN accepts, which is
+    /// what Python Banyan 3.17's `unpackb(raw=False)` accepts (strict map
+    /// keys; `bin` keys allowed, as msgpack-numpy sends them) up to a depth
+    /// and a size: 64 MiB input (so a 16 MB payload passes), depth 512
+    /// ([`Limits::MAX_DEPTH`]; Python's own cap is 1 024), no limit on one
+    /// str/bin/ext or on the items of one container beyond the input size.
+    ///
+    /// The gateways' message check (`banyan_component::wire`) is this profile
+    /// with its configured maximum payload as [`Limits::max_size`].
+    pub const LAN: Limits = Limits {
+        max_size: 64 * 1024 * 1024,
+        max_depth: Self::MAX_DEPTH,
+        max_len: usize::MAX,
+        max_items: usize::MAX,
         strict_map_keys: true,
     };
 

@@ -1,22 +1,114 @@
 //! The bounded validator and the zero-copy [`Value`] reader.
+//!
+//! Both read MessagePack through one header decoder ([`Cursor::head`]),
+//! driven by a 32-byte table for the `0xc0..=0xdf` markers, so the format's
+//! grammar exists once in the binary (the Pico firmware's flash budget counts
+//! every copy).
 
-use super::{Error, Limits};
+use super::{Error, ErrorAt, Limits};
+use heapless::vec::VecView;
+
+/// What a header is; [`Head::data`] and [`Head::n`] carry the rest.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tag {
+    Nil,
+    False,
+    True,
+    /// An unsigned integer: `data` is its big-endian bytes (a positive
+    /// fixint is its own marker byte).
+    UInt,
+    /// A signed integer: `data` is its big-endian two's complement bytes (a
+    /// negative fixint is its own marker byte).
+    Int,
+    /// A float: `data` is its 4 or 8 big-endian bytes.
+    Float,
+    Str,
+    Bin,
+    /// An extension: its type in [`Head::ty`], its payload in `data`.
+    Ext,
+    /// An array of [`Head::n`] elements (not read).
+    Array,
+    /// A map of [`Head::n`] entries (not read).
+    Map,
+    /// `0xc1`, never used.
+    Reserved,
+}
 
 /// One MessagePack header with its immediate payload; containers carry their
 /// item count (array elements, map entries), not their contents.
-enum Head<'a> {
-    Nil,
-    Bool(bool),
-    Int(i64),
-    UInt(u64),
-    F32(f32),
-    F64(f64),
-    Str(&'a [u8]),
-    Bin(&'a [u8]),
-    Ext(i8, &'a [u8]),
-    Array(usize),
-    Map(usize),
+#[derive(Clone, Copy)]
+struct Head<'a> {
+    tag: Tag,
+    /// A container's item count; else the length of `data`.
+    n: usize,
+    /// A scalar's bytes (see [`Tag`]); empty for nil, bools and containers.
+    data: &'a [u8],
+    /// An extension's type; 0 otherwise.
+    ty: i8,
 }
+
+/// A [`MARKERS`] entry whose low 3 bits give the width of a big-endian
+/// length (or count) field that follows the marker.
+const LEN: u8 = 0x08;
+
+/// The `0xc0..=0xdf` markers: the [`Tag`] in the high nibble; in the low
+/// nibble, with [`LEN`] a length field of `SIZE[k]` bytes follows, without
+/// it the value has `SIZE[k]` bytes of fixed-size data (`k` = bits 0–2).
+const MARKERS: [u8; 32] = {
+    const fn e(tag: Tag, code: u8) -> u8 {
+        ((tag as u8) << 4) | code
+    }
+    [
+        e(Tag::Nil, 0),         // c0
+        e(Tag::Reserved, 0),    // c1
+        e(Tag::False, 0),       // c2
+        e(Tag::True, 0),        // c3
+        e(Tag::Bin, LEN | 1),   // c4 bin8
+        e(Tag::Bin, LEN | 2),   // c5 bin16
+        e(Tag::Bin, LEN | 3),   // c6 bin32
+        e(Tag::Ext, LEN | 1),   // c7 ext8
+        e(Tag::Ext, LEN | 2),   // c8 ext16
+        e(Tag::Ext, LEN | 3),   // c9 ext32
+        e(Tag::Float, 3),       // ca float32
+        e(Tag::Float, 4),       // cb float64
+        e(Tag::UInt, 1),        // cc uint8
+        e(Tag::UInt, 2),        // cd uint16
+        e(Tag::UInt, 3),        // ce uint32
+        e(Tag::UInt, 4),        // cf uint64
+        e(Tag::Int, 1),         // d0 int8
+        e(Tag::Int, 2),         // d1 int16
+        e(Tag::Int, 3),         // d2 int32
+        e(Tag::Int, 4),         // d3 int64
+        e(Tag::Ext, 1),         // d4 fixext1
+        e(Tag::Ext, 2),         // d5 fixext2
+        e(Tag::Ext, 3),         // d6 fixext4
+        e(Tag::Ext, 4),         // d7 fixext8
+        e(Tag::Ext, 5),         // d8 fixext16
+        e(Tag::Str, LEN | 1),   // d9 str8
+        e(Tag::Str, LEN | 2),   // da str16
+        e(Tag::Str, LEN | 3),   // db str32
+        e(Tag::Array, LEN | 2), // dc array16
+        e(Tag::Array, LEN | 3), // dd array32
+        e(Tag::Map, LEN | 2),   // de map16
+        e(Tag::Map, LEN | 3),   // df map32
+    ]
+};
+
+/// The [`Tag`]s by number, to decode [`MARKERS`] without `unsafe`.
+const TAGS: [Tag; 12] = [
+    Tag::Nil,
+    Tag::False,
+    Tag::True,
+    Tag::UInt,
+    Tag::Int,
+    Tag::Float,
+    Tag::Str,
+    Tag::Bin,
+    Tag::Ext,
+    Tag::Array,
+    Tag::Map,
+    Tag::Reserved,
+];
 
 /// A read position in a slice; every read is bounds-checked.
 struct Cursor<'a> {
@@ -30,122 +122,74 @@ impl<'a> Cursor<'a> {
     }
 
     fn remaining(&self) -> usize {
-        self.bytes.len() - self.pos
+        self.bytes.len().saturating_sub(self.pos)
     }
 
-    #[inline]
+    /// The next `n` bytes, advancing past them.
+    #[inline(always)]
     fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
-        if n > self.remaining() {
-            return Err(Error::Truncated);
-        }
-        let s = &self.bytes[self.pos..self.pos + n];
-        self.pos += n;
+        let end = self.pos.checked_add(n).ok_or(Error::Truncated)?;
+        let s = self.bytes.get(self.pos..end).ok_or(Error::Truncated)?;
+        self.pos = end;
         Ok(s)
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], Error> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N)?);
-        Ok(a)
-    }
-
-    fn u8(&mut self) -> Result<u8, Error> {
-        Ok(self.array::<1>()?[0])
-    }
-
-    fn u16(&mut self) -> Result<usize, Error> {
-        Ok(u16::from_be_bytes(self.array()?).into())
-    }
-
-    fn u32(&mut self) -> Result<usize, Error> {
-        // usize is at least 32 bits on every target this crate builds for.
-        usize::try_from(u32::from_be_bytes(self.array()?)).map_err(|_| Error::TooLong)
-    }
-
-    /// Reads one header. `max_len` bounds str/bin/ext payloads (checked before
-    /// the bounds check, so a huge declared length is `TooLong`).
+    /// Reads one header. `max_len` bounds str/bin/ext payloads (checked
+    /// before the bounds check, so a huge declared length is `TooLong`).
+    ///
+    /// The one MessagePack decoder of this crate: [`walk`] (the validator)
+    /// and the [`Value`] reader both call it.
     #[inline]
     fn head(&mut self, max_len: usize) -> Result<Head<'a>, Error> {
-        let marker = self.u8()?;
-        let h = match marker {
-            0x00..=0x7f => Head::UInt(marker.into()),
-            0x80..=0x8f => Head::Map((marker & 0x0f).into()),
-            0x90..=0x9f => Head::Array((marker & 0x0f).into()),
-            0xa0..=0xbf => Head::Str(self.data((marker & 0x1f).into(), max_len)?),
-            0xc0 => Head::Nil,
-            0xc1 => return Err(Error::ReservedMarker),
-            0xc2 => Head::Bool(false),
-            0xc3 => Head::Bool(true),
-            0xc4 => {
-                let n = self.u8()?.into();
-                Head::Bin(self.data(n, max_len)?)
+        let at = self.pos;
+        let marker = *self.bytes.get(at).ok_or(Error::Truncated)?;
+        self.pos = at + 1;
+        let (tag, mut n) = match marker {
+            // A fixint is its own data: step back onto it.
+            0x00..=0x7f => {
+                self.pos = at;
+                (Tag::UInt, 1)
             }
-            0xc5 => {
-                let n = self.u16()?;
-                Head::Bin(self.data(n, max_len)?)
+            0xe0..=0xff => {
+                self.pos = at;
+                (Tag::Int, 1)
             }
-            0xc6 => {
-                let n = self.u32()?;
-                Head::Bin(self.data(n, max_len)?)
+            0x80..=0x8f => (Tag::Map, usize::from(marker & 0x0f)),
+            0x90..=0x9f => (Tag::Array, usize::from(marker & 0x0f)),
+            0xa0..=0xbf => (Tag::Str, usize::from(marker & 0x1f)),
+            0xc0..=0xdf => {
+                let e = MARKERS[usize::from(marker & 0x1f)];
+                let tag = TAGS[usize::from(e >> 4) % TAGS.len()];
+                let size = (1usize << (e & 7)) >> 1;
+                let n = if e & LEN != 0 {
+                    let field = self.take(size)?;
+                    usize::try_from(be(field)).map_err(|_| Error::TooLong)?
+                } else {
+                    size
+                };
+                (tag, n)
             }
-            0xc7 => {
-                let n = self.u8()?.into();
-                self.ext(n, max_len)?
-            }
-            0xc8 => {
-                let n = self.u16()?;
-                self.ext(n, max_len)?
-            }
-            0xc9 => {
-                let n = self.u32()?;
-                self.ext(n, max_len)?
-            }
-            0xca => Head::F32(f32::from_be_bytes(self.array()?)),
-            0xcb => Head::F64(f64::from_be_bytes(self.array()?)),
-            0xcc => Head::UInt(self.u8()?.into()),
-            0xcd => Head::UInt(u16::from_be_bytes(self.array()?).into()),
-            0xce => Head::UInt(u32::from_be_bytes(self.array()?).into()),
-            0xcf => Head::UInt(u64::from_be_bytes(self.array()?)),
-            0xd0 => int(i8::from_be_bytes(self.array()?).into()),
-            0xd1 => int(i16::from_be_bytes(self.array()?).into()),
-            0xd2 => int(i32::from_be_bytes(self.array()?).into()),
-            0xd3 => int(i64::from_be_bytes(self.array()?)),
-            0xd4 => self.ext(1, max_len)?,
-            0xd5 => self.ext(2, max_len)?,
-            0xd6 => self.ext(4, max_len)?,
-            0xd7 => self.ext(8, max_len)?,
-            0xd8 => self.ext(16, max_len)?,
-            0xd9 => {
-                let n = self.u8()?.into();
-                Head::Str(self.data(n, max_len)?)
-            }
-            0xda => {
-                let n = self.u16()?;
-                Head::Str(self.data(n, max_len)?)
-            }
-            0xdb => {
-                let n = self.u32()?;
-                Head::Str(self.data(n, max_len)?)
-            }
-            0xdc => Head::Array(self.u16()?),
-            0xdd => Head::Array(self.u32()?),
-            0xde => Head::Map(self.u16()?),
-            0xdf => Head::Map(self.u32()?),
-            0xe0..=0xff => Head::Int((marker as i8).into()),
         };
-        Ok(h)
-    }
-
-    fn data(&mut self, n: usize, max_len: usize) -> Result<&'a [u8], Error> {
-        if n > max_len {
-            return Err(Error::TooLong);
-        }
-        self.take(n)
-    }
-
-    fn ext(&mut self, n: usize, max_len: usize) -> Result<Head<'a>, Error> {
-        let ty = self.u8()? as i8;
-        Ok(Head::Ext(ty, self.data(n, max_len)?))
+        let mut ty = 0;
+        let data: &[u8] = match tag {
+            Tag::Array | Tag::Map => &[],
+            Tag::Reserved => return Err(Error::ReservedMarker),
+            Tag::Str | Tag::Bin | Tag::Ext => {
+                if tag == Tag::Ext {
+                    ty = self.take(1)?.first().map_or(0, |&t| t as i8);
+                }
+                if n > max_len {
+                    return Err(Error::TooLong);
+                }
+                self.take(n)?
+            }
+            _ => {
+                let d = self.take(n)?;
+                n = d.len();
+                d
+            }
+        };
+        Ok(Head { tag, n, data, ty })
     }
 
     /// Skips `count` whole values without recursion: a counter of values
@@ -154,14 +198,13 @@ impl<'a> Cursor<'a> {
         let mut pending = count;
         while pending > 0 {
             pending -= 1;
-            match self.head(usize::MAX)? {
-                Head::Array(n) => pending = pending.checked_add(n).ok_or(Error::TooLong)?,
-                Head::Map(n) => {
-                    let items = n.checked_mul(2).ok_or(Error::TooLong)?;
-                    pending = pending.checked_add(items).ok_or(Error::TooLong)?;
-                }
-                _ => {}
-            }
+            let h = self.head(usize::MAX)?;
+            let items = match h.tag {
+                Tag::Array => h.n,
+                Tag::Map => h.n.checked_mul(2).ok_or(Error::TooLong)?,
+                _ => 0,
+            };
+            pending = pending.checked_add(items).ok_or(Error::TooLong)?;
             // Every pending value needs at least one more byte.
             if pending > self.remaining() {
                 return Err(Error::Truncated);
@@ -171,12 +214,10 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Negative integers are `Int`, non-negative ones `UInt`, whatever the encoding.
-fn int(v: i64) -> Head<'static> {
-    match u64::try_from(v) {
-        Ok(u) => Head::UInt(u),
-        Err(_) => Head::Int(v),
-    }
+/// `data` as a big-endian unsigned number (at most 8 bytes are ever passed).
+#[inline(always)]
+fn be(data: &[u8]) -> u64 {
+    data.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x))
 }
 
 /// The extension type of MessagePack timestamps.
@@ -187,8 +228,8 @@ const TIMESTAMP: i8 = -1;
 fn check_timestamp(d: &[u8]) -> Result<(), Error> {
     let nanos = match d.len() {
         4 => 0,
-        8 => u64::from_be_bytes(d.try_into().map_err(|_| Error::InvalidTimestamp)?) >> 34,
-        12 => u32::from_be_bytes(d[..4].try_into().map_err(|_| Error::InvalidTimestamp)?).into(),
+        8 => be(d) >> 34,
+        12 => be(d.get(..4).ok_or(Error::InvalidTimestamp)?),
         _ => return Err(Error::InvalidTimestamp),
     };
     if nanos >= 1_000_000_000 {
@@ -197,12 +238,19 @@ fn check_timestamp(d: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
+/// One open container while validating: the values it still expects (a map
+/// of n entries expects 2n) and whether it is a map (then every even count
+/// left means the next value is a key).
 #[derive(Clone, Copy)]
 struct Level {
-    /// Values still expected in this container (a map counts keys and values).
     left: usize,
     is_map: bool,
 }
+
+/// Stack slots used for `max_depth` up to this; deeper limits (such as
+/// [`Limits::LAN`]) use a [`Limits::MAX_DEPTH`]-slot stack in their own
+/// stack frame, so embedded callers never pay for it.
+const SHALLOW: usize = 64;
 
 /// Checks that `bytes` is exactly one well-formed MessagePack value within
 /// `limits`: every length inside the input, no reserved marker, str values
@@ -213,7 +261,8 @@ struct Level {
 /// bytes.
 ///
 /// Runs in time linear in `bytes.len()` and constant stack (a fixed array of
-/// [`Limits::MAX_DEPTH`] levels), never recursing and never panicking.
+/// at most [`Limits::MAX_DEPTH`] levels), never recursing, never allocating
+/// and never panicking. [`validate_at`] also says where the problem is.
 ///
 /// # Errors
 /// The first problem found, as an [`Error`]: [`Error::TooLarge`],
@@ -227,67 +276,133 @@ struct Level {
 /// assert_eq!(validate(b"\x81\xa5value", &Limits::DEFAULT), Err(Error::Truncated));
 /// assert_eq!(validate(b"\x01\x02", &Limits::DEFAULT), Err(Error::TrailingBytes));
 /// ```
+#[inline]
 pub fn validate(bytes: &[u8], limits: &Limits) -> Result<(), Error> {
+    validate_at(bytes, limits).map_err(|e| e.error)
+}
+
+/// [`validate`], saying where the first problem is ([`ErrorAt::offset`]).
+///
+/// The checks, their order and the verdict are exactly those of
+/// [`validate`]; only the error carries more.
+///
+/// # Errors
+/// As [`validate`], with the offset documented at [`ErrorAt::offset`].
+///
+/// ```
+/// use banyan_core::msg::{validate_at, Error, ErrorAt, Limits};
+/// // {1: 1}: the key at byte 1 is an int
+/// assert_eq!(
+///     validate_at(b"\x81\x01\x01", &Limits::LAN),
+///     Err(ErrorAt { error: Error::MapKey, offset: 1 })
+/// );
+/// ```
+pub fn validate_at(bytes: &[u8], limits: &Limits) -> Result<(), ErrorAt> {
     if bytes.len() > limits.max_size {
-        return Err(Error::TooLarge);
+        return Err(ErrorAt {
+            error: Error::TooLarge,
+            offset: limits.max_size,
+        });
     }
-    let max_depth = limits.max_depth.min(Limits::MAX_DEPTH);
-    // Open containers, innermost last; heapless::Vec leaves unused slots
-    // uninitialised, so a shallow payload pays nothing for the deep cap.
-    let mut stack: heapless::Vec<Level, { Limits::MAX_DEPTH }> = heapless::Vec::new();
+    if limits.max_depth <= SHALLOW {
+        // heapless::Vec leaves unused slots uninitialised: a shallow payload
+        // pays nothing for the capacity.
+        let mut stack = heapless::Vec::<Level, SHALLOW>::new();
+        walk(bytes, limits, stack.as_mut_view())
+    } else {
+        walk_deep(bytes, limits)
+    }
+}
+
+/// [`walk`] with a [`Limits::MAX_DEPTH`]-slot stack, in its own frame.
+#[inline(never)]
+fn walk_deep(bytes: &[u8], limits: &Limits) -> Result<(), ErrorAt> {
+    let mut stack = heapless::Vec::<Level, { Limits::MAX_DEPTH }>::new();
+    walk(bytes, limits, stack.as_mut_view())
+}
+
+/// The validator proper: one pass over `bytes`, the innermost open
+/// container kept in locals and its parents on `stack` (which holds at least
+/// `min(max_depth, MAX_DEPTH)` levels). One copy serves every depth.
+fn walk(bytes: &[u8], limits: &Limits, stack: &mut VecView<Level>) -> Result<(), ErrorAt> {
+    let len = bytes.len();
+    let max_depth = limits.max_depth.min(stack.capacity());
+    let fail = |error, offset| Err(ErrorAt { error, offset });
     let mut cur = Cursor::new(bytes);
+    // The innermost open container; the top level is a virtual array of one.
+    let mut left: usize = 1;
+    let mut is_map = false;
     loop {
-        let head = cur.head(limits.max_len)?;
-        if let Some(top) = stack.last_mut() {
-            let is_key = top.is_map && top.left % 2 == 0;
-            top.left -= 1;
-            if is_key && limits.strict_map_keys && !matches!(head, Head::Str(_) | Head::Bin(_)) {
-                return Err(Error::MapKey);
-            }
-        }
-        match head {
-            Head::Str(s) => {
-                core::str::from_utf8(s).map_err(|_| Error::InvalidUtf8)?;
-            }
-            Head::Ext(TIMESTAMP, d) => check_timestamp(d)?,
-            Head::Ext(ty, _) if ty < 0 => return Err(Error::ReservedExt),
-            Head::Array(n) | Head::Map(n) => {
-                if n > limits.max_items {
-                    return Err(Error::TooLong);
-                }
-                if stack.len() >= max_depth {
-                    return Err(Error::TooDeep);
-                }
-                let is_map = matches!(head, Head::Map(_));
-                // n <= max_items; a map of n entries holds 2n values, each at
-                // least one byte: reject impossible counts before walking them.
-                let values = if is_map { n.saturating_mul(2) } else { n };
-                if values > cur.remaining() {
-                    return Err(Error::Truncated);
-                }
-                if values > 0 {
-                    // Cannot fail: stack.len() < max_depth <= MAX_DEPTH.
-                    stack
-                        .push(Level {
-                            left: values,
-                            is_map,
-                        })
-                        .map_err(|_| Error::TooDeep)?;
+        let at = cur.pos;
+        let head = cur.head(limits.max_len).map_err(|error| ErrorAt {
+            error,
+            // Where more bytes were needed, the input's end.
+            offset: if error == Error::Truncated { len } else { at },
+        })?;
+        let is_key = is_map && left.is_multiple_of(2);
+        left -= 1;
+        // A scalar's content is checked before its eligibility as a key, as
+        // Python does; containers only declare their item count.
+        match head.tag {
+            Tag::Str => {
+                let s = head.data;
+                if !s.is_ascii() && core::str::from_utf8(s).is_err() {
+                    return fail(Error::InvalidUtf8, at);
                 }
             }
-            _ => {}
+            Tag::Bin => {}
+            tag => {
+                if tag == Tag::Ext {
+                    if head.ty == TIMESTAMP {
+                        check_timestamp(head.data).or_else(|e| fail(e, at))?;
+                    } else if head.ty < 0 {
+                        return fail(Error::ReservedExt, at);
+                    }
+                }
+                if is_key && limits.strict_map_keys {
+                    return fail(Error::MapKey, at);
+                }
+                let map = tag == Tag::Map;
+                if map || tag == Tag::Array {
+                    let n = head.n;
+                    if n > limits.max_items {
+                        return fail(Error::TooLong, at);
+                    }
+                    // A map of n entries holds 2n values, each at least one
+                    // byte: refuse impossible counts before walking them.
+                    let values = if map { n.saturating_mul(2) } else { n };
+                    if values > cur.remaining() {
+                        return fail(Error::Truncated, len);
+                    }
+                    // Every open container counts, this one included (an
+                    // empty one too, as in Python's unpacker).
+                    if stack.len() >= max_depth {
+                        return fail(Error::TooDeep, at);
+                    }
+                    if values > 0 {
+                        // Cannot fail: stack.len() < max_depth <= capacity.
+                        stack
+                            .push(Level { left, is_map })
+                            .or_else(|_| fail(Error::TooDeep, at))?;
+                        left = values;
+                        is_map = map;
+                        continue;
+                    }
+                }
+            }
         }
-        while stack.last().is_some_and(|top| top.left == 0) {
-            stack.pop();
-        }
-        if stack.is_empty() {
-            break;
+        // One value done: close every container it completes.
+        while left == 0 {
+            match stack.pop() {
+                Some(parent) => {
+                    left = parent.left;
+                    is_map = parent.is_map;
+                }
+                None if cur.pos == len => return Ok(()),
+                None => return fail(Error::TrailingBytes, cur.pos),
+            }
         }
     }
-    if cur.remaining() != 0 {
-        return Err(Error::TrailingBytes);
-    }
-    Ok(())
 }
 
 /// One MessagePack value borrowed from a validated payload.
@@ -352,14 +467,16 @@ impl<'a> Value<'a> {
         // A validated payload is one value with nothing after it, so a
         // top-level container's items are the rest of the input: no need to
         // skip over them to find its end.
-        let v = match cur.head(usize::MAX)? {
-            Head::Array(len) => Value::Array(ArrayRef {
-                bytes: &bytes[cur.pos..],
-                len,
+        let head = cur.head(usize::MAX)?;
+        let rest = bytes.get(cur.pos..).unwrap_or_default();
+        let v = match head.tag {
+            Tag::Array => Value::Array(ArrayRef {
+                bytes: rest,
+                len: head.n,
             }),
-            Head::Map(len) => Value::Map(MapRef {
-                bytes: &bytes[cur.pos..],
-                len,
+            Tag::Map => Value::Map(MapRef {
+                bytes: rest,
+                len: head.n,
             }),
             _ => {
                 cur.pos = 0;
@@ -448,31 +565,44 @@ impl<'a> Value<'a> {
 /// validated (never panics either way).
 #[inline]
 fn read_value<'a>(cur: &mut Cursor<'a>) -> Option<Value<'a>> {
-    let v = match cur.head(usize::MAX).ok()? {
-        Head::Nil => Value::Nil,
-        Head::Bool(b) => Value::Bool(b),
-        Head::Int(i) => Value::Int(i),
-        Head::UInt(u) => Value::UInt(u),
-        Head::F32(f) => Value::F32(f),
-        Head::F64(f) => Value::F64(f),
-        Head::Str(s) => Value::Str(core::str::from_utf8(s).ok()?),
-        Head::Bin(b) => Value::Bin(b),
-        Head::Ext(t, d) => Value::Ext(t, d),
-        Head::Array(len) => {
-            let start = cur.pos;
-            cur.skip(len).ok()?;
-            Value::Array(ArrayRef {
-                bytes: &cur.bytes[start..cur.pos],
-                len,
-            })
+    let head = cur.head(usize::MAX).ok()?;
+    let d = head.data;
+    let v = match head.tag {
+        Tag::Nil | Tag::Reserved => Value::Nil,
+        Tag::False => Value::Bool(false),
+        Tag::True => Value::Bool(true),
+        Tag::UInt => Value::UInt(be(d)),
+        Tag::Int => {
+            // Sign-extend from the encoded width (1 to 8 bytes).
+            let shift = 64u32.wrapping_sub(8 * head.n as u32);
+            let v = ((be(d) << (shift & 63)) as i64) >> (shift & 63);
+            // Negative integers are `Int`, non-negative ones `UInt`,
+            // whatever the encoding.
+            match u64::try_from(v) {
+                Ok(u) => Value::UInt(u),
+                Err(_) => Value::Int(v),
+            }
         }
-        Head::Map(len) => {
+        Tag::Float if head.n == 4 => Value::F32(f32::from_bits(be(d) as u32)),
+        Tag::Float => Value::F64(f64::from_bits(be(d))),
+        Tag::Str => Value::Str(core::str::from_utf8(d).ok()?),
+        Tag::Bin => Value::Bin(d),
+        Tag::Ext => Value::Ext(head.ty, d),
+        Tag::Array | Tag::Map => {
+            let len = head.n;
+            let values = if head.tag == Tag::Map {
+                len.checked_mul(2)?
+            } else {
+                len
+            };
             let start = cur.pos;
-            cur.skip(len.checked_mul(2)?).ok()?;
-            Value::Map(MapRef {
-                bytes: &cur.bytes[start..cur.pos],
-                len,
-            })
+            cur.skip(values).ok()?;
+            let bytes = cur.bytes.get(start..cur.pos)?;
+            if head.tag == Tag::Map {
+                Value::Map(MapRef { bytes, len })
+            } else {
+                Value::Array(ArrayRef { bytes, len })
+            }
         }
     };
     Some(v)

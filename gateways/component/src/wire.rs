@@ -10,13 +10,21 @@
 //!    value with no trailing bytes;
 //! 4. every `str` inside is UTF-8, every map key (at any depth) is a `str` or
 //!    a `bin` (`bin` keys are what msgpack-numpy sends), the reserved marker
-//!    `0xc1` never appears, and containers nest at most [`MAX_DEPTH`] deep.
+//!    `0xc1` never appears, extension types are 0–127 or a well-formed
+//!    timestamp (type -1: 4, 8 or 12 bytes, nanoseconds below 10⁹), and
+//!    containers nest at most [`MAX_DEPTH`] deep (an empty array or map is a
+//!    level too).
+//!
+//! Rules 3 (size and one value) and 4 are the core's validator,
+//! [`banyan_core::msg::validate`] with [`msg::Limits::LAN`] — the same code
+//! the firmware and the serial link run, with the LAN's size and depth.
 //!
 //! These are exactly the conditions under which Python Banyan 3.17's
-//! `unpackb(raw=False)` (strict map keys) accepts a payload, so a message we
-//! accept never crashes a Python receiver, and anything Python publishes is
-//! accepted. The top-level value need not be a map (Banyan's own
-//! `publish_payload` does not require one either).
+//! `unpackb(raw=False)` (strict map keys) accepts a payload, up to the depth:
+//! Python packs and unpacks up to 1 024 levels, we accept 512. So a message
+//! we accept never crashes a Python receiver, and anything Python publishes
+//! that is nested at most 512 deep is accepted. The top-level value need not
+//! be a map (Banyan's own `publish_payload` does not require one either).
 //!
 //! A message that fails a check is *rejected*: it is counted, logged at
 //! `warn` level through the [`log`] facade and described by a [`Rejection`];
@@ -26,14 +34,17 @@
 //! gateway forwarding payloads from a serial line): [`Validator::check`]
 //! validates a payload without allocating per message.
 
+use banyan_core::msg;
 use std::fmt;
 use std::ops::Deref;
 
-/// Deepest container nesting accepted in a payload (arrays and maps count).
-pub const MAX_DEPTH: usize = 512;
+/// Deepest container nesting accepted in a payload (arrays and maps count,
+/// empty ones too): [`msg::Limits::LAN`]'s depth.
+pub const MAX_DEPTH: usize = msg::Limits::LAN.max_depth;
 
-/// Default [`Limits::max_payload`]: 64 MiB, so a 16 MB payload is accepted.
-pub const DEFAULT_MAX_PAYLOAD: usize = 64 * 1024 * 1024;
+/// Default [`Limits::max_payload`]: 64 MiB, so a 16 MB payload is accepted
+/// ([`msg::Limits::LAN`]'s size).
+pub const DEFAULT_MAX_PAYLOAD: usize = msg::Limits::LAN.max_size;
 
 /// Size limits applied to received messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +138,16 @@ pub enum Reject {
     /// Containers nest deeper than [`MAX_DEPTH`].
     #[error("containers nested deeper than {MAX_DEPTH}")]
     TooDeep,
+    /// Another rule of the core validator was broken. Not produced with the
+    /// LAN limits (which bound neither str/bin/ext lengths nor container
+    /// sizes); present so that every core error has a reason.
+    #[error("invalid msgpack at byte {at}: {reason}")]
+    Invalid {
+        /// The core's reason.
+        reason: msg::Error,
+        /// Offset of the offending value.
+        at: usize,
+    },
 }
 
 /// A rejected message: why, and what it looked like.
@@ -229,18 +250,15 @@ impl Message {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Level {
-    /// Items still to read; a map of n entries starts at 2n.
-    remaining: u64,
-    map: bool,
-}
-
-/// Checks payloads against the rules in the [module docs](self), reusing one
-/// small buffer so that checking allocates nothing in the steady state.
+/// Checks payloads against the rules in the [module docs](self).
+///
+/// The check is the core's [`msg::validate_at`] with [`msg::Limits::LAN`]
+/// (one validator for the whole project, also used by the firmware and the
+/// serial link): iterative, allocation-free, linear in the payload size. Its
+/// errors are mapped to [`Reject`] reasons with their byte offsets.
 #[derive(Debug, Default, Clone)]
 pub struct Validator {
-    stack: Vec<Level>,
+    _private: (),
 }
 
 impl Validator {
@@ -255,155 +273,49 @@ impl Validator {
     /// # Errors
     /// The first rule broken, as a [`Reject`].
     pub fn check(&mut self, buf: &[u8]) -> Result<(), Reject> {
-        if buf.is_empty() {
-            return Err(Reject::EmptyPayload);
-        }
-        self.stack.clear();
-        let mut pos = 0usize;
-        loop {
-            let at = pos;
-            let is_key =
-                matches!(self.stack.last(), Some(l) if l.map && l.remaining.is_multiple_of(2));
-            let marker = *buf.get(pos).ok_or(Reject::Truncated { at })?;
-            pos += 1;
-            // (payload bytes to skip, container: Some((len, is_map)), kind)
-            let mut container: Option<(u64, bool)> = None;
-            let mut key_ok = false;
-            match marker {
-                0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => {}
-                0x80..=0x8f => container = Some((u64::from(marker & 0x0f), true)),
-                0x90..=0x9f => container = Some((u64::from(marker & 0x0f), false)),
-                0xa0..=0xbf => {
-                    pos = take_str(buf, pos, usize::from(marker & 0x1f), at)?;
-                    key_ok = true;
-                }
-                0xc1 => return Err(Reject::ReservedMarker { at }),
-                0xc4..=0xc6 => {
-                    let n = read_len(buf, &mut pos, 1 << (marker - 0xc4), at)?;
-                    pos = skip(buf, pos, n, at)?;
-                    key_ok = true;
-                }
-                0xc7..=0xc9 => {
-                    let n = read_len(buf, &mut pos, 1 << (marker - 0xc7), at)?;
-                    pos = take_ext(buf, pos, n, at)?;
-                }
-                0xca => pos = skip(buf, pos, 4, at)?,
-                0xcb => pos = skip(buf, pos, 8, at)?,
-                0xcc..=0xcf => pos = skip(buf, pos, 1 << (marker - 0xcc), at)?,
-                0xd0..=0xd3 => pos = skip(buf, pos, 1 << (marker - 0xd0), at)?,
-                0xd4..=0xd8 => pos = take_ext(buf, pos, 1 << (marker - 0xd4), at)?,
-                0xd9..=0xdb => {
-                    let n = read_len(buf, &mut pos, 1 << (marker - 0xd9), at)?;
-                    pos = take_str(buf, pos, n, at)?;
-                    key_ok = true;
-                }
-                0xdc | 0xdd => {
-                    let n = read_len(buf, &mut pos, 2 << (marker - 0xdc), at)?;
-                    container = Some((n as u64, false));
-                }
-                0xde | 0xdf => {
-                    let n = read_len(buf, &mut pos, 2 << (marker - 0xde), at)?;
-                    container = Some((n as u64, true));
-                }
-            }
-            if is_key && !key_ok {
-                return Err(Reject::BadMapKey { at });
-            }
-            if let Some((n, map)) = container {
-                let items = if map { n * 2 } else { n };
-                // Every item needs at least one byte: reject absurd lengths early.
-                if items > (buf.len() - pos) as u64 {
-                    return Err(Reject::Truncated { at: buf.len() });
-                }
-                if items > 0 {
-                    if self.stack.len() >= MAX_DEPTH {
-                        return Err(Reject::TooDeep);
-                    }
-                    self.stack.push(Level {
-                        remaining: items,
-                        map,
-                    });
-                    continue;
-                }
-            }
-            // One item finished: close every container it completes.
-            loop {
-                match self.stack.last_mut() {
-                    None => {
-                        return if pos == buf.len() {
-                            Ok(())
-                        } else {
-                            Err(Reject::TrailingBytes {
-                                extra: buf.len() - pos,
-                            })
-                        };
-                    }
-                    Some(level) => {
-                        level.remaining -= 1;
-                        if level.remaining == 0 {
-                            self.stack.pop();
-                        } else {
-                            break;
-                        }
-                    }
-                }
-            }
-        }
+        check_payload(buf, usize::MAX)
+    }
+
+    /// Checks rules 3 and 4 of the [module docs](self), the size limit of
+    /// `limits` included.
+    ///
+    /// # Errors
+    /// The first rule broken, as a [`Reject`].
+    pub fn check_with(&mut self, buf: &[u8], limits: &Limits) -> Result<(), Reject> {
+        check_payload(buf, limits.max_payload)
     }
 }
 
-fn skip(buf: &[u8], pos: usize, n: usize, at: usize) -> Result<usize, Reject> {
-    let end = pos.checked_add(n).ok_or(Reject::Truncated { at })?;
-    if end > buf.len() {
-        Err(Reject::Truncated { at: buf.len() })
-    } else {
-        Ok(end)
+/// Rules 3 and 4 with the size limit `max_payload`.
+fn check_payload(buf: &[u8], max_payload: usize) -> Result<(), Reject> {
+    if buf.is_empty() {
+        return Err(Reject::EmptyPayload);
     }
+    let limits = msg::Limits::LAN.with_max_size(max_payload);
+    msg::validate_at(buf, &limits).map_err(|e| reject(e, buf.len(), max_payload))
 }
 
-fn take_str(buf: &[u8], pos: usize, n: usize, at: usize) -> Result<usize, Reject> {
-    let end = skip(buf, pos, n, at)?;
-    std::str::from_utf8(&buf[pos..end]).map_err(|_| Reject::BadUtf8 { at })?;
-    Ok(end)
-}
-
-/// Skips an ext value's type byte and `n` data bytes, refusing what Python's
-/// `unpackb` refuses: reserved (negative) types other than timestamps, and
-/// timestamps (type -1) that are not 4, 8 or 12 bytes or have nanoseconds
-/// of 10^9 or more.
-fn take_ext(buf: &[u8], pos: usize, n: usize, at: usize) -> Result<usize, Reject> {
-    let end = skip(
-        buf,
-        pos,
-        n.checked_add(1).ok_or(Reject::Truncated { at })?,
-        at,
-    )?;
-    let ty = buf[pos] as i8;
-    let data = &buf[pos + 1..end];
-    if ty == -1 {
-        let be = |b: &[u8]| b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x));
-        let nanos = match data.len() {
-            4 => 0,
-            8 => be(data) >> 34,
-            12 => be(&data[..4]),
-            _ => return Err(Reject::BadTimestamp { at }),
-        };
-        if nanos >= 1_000_000_000 {
-            return Err(Reject::BadTimestamp { at });
-        }
-    } else if ty < 0 {
-        return Err(Reject::ReservedExt { at });
+/// The [`Reject`] reason for a core validation error on a payload of `len`
+/// bytes checked with `max_payload`.
+fn reject(e: msg::ErrorAt, len: usize, max_payload: usize) -> Reject {
+    let at = e.offset;
+    match e.error {
+        msg::Error::Truncated => Reject::Truncated { at },
+        msg::Error::TrailingBytes => Reject::TrailingBytes {
+            extra: len.saturating_sub(at),
+        },
+        msg::Error::ReservedMarker => Reject::ReservedMarker { at },
+        msg::Error::MapKey => Reject::BadMapKey { at },
+        msg::Error::InvalidUtf8 => Reject::BadUtf8 { at },
+        msg::Error::ReservedExt => Reject::ReservedExt { at },
+        msg::Error::InvalidTimestamp => Reject::BadTimestamp { at },
+        msg::Error::TooDeep => Reject::TooDeep,
+        msg::Error::TooLarge => Reject::TooLarge {
+            len,
+            max: max_payload,
+        },
+        reason => Reject::Invalid { reason, at },
     }
-    Ok(end)
-}
-
-fn read_len(buf: &[u8], pos: &mut usize, width: usize, at: usize) -> Result<usize, Reject> {
-    let end = skip(buf, *pos, width, at)?;
-    let n = buf[*pos..end]
-        .iter()
-        .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-    *pos = end;
-    Ok(n)
 }
 
 /// Checks a whole multipart message: frame count, topic, size and payload.
@@ -423,13 +335,7 @@ pub fn check_frames<'a, F: Deref<Target = [u8]>>(
     }
     let topic = std::str::from_utf8(&frames[0]).map_err(|_| Reject::TopicNotUtf8)?;
     let payload: &[u8] = &frames[1];
-    if payload.len() > limits.max_payload {
-        return Err(Reject::TooLarge {
-            len: payload.len(),
-            max: limits.max_payload,
-        });
-    }
-    validator.check(payload)?;
+    validator.check_with(payload, limits)?;
     Ok(topic)
 }
 

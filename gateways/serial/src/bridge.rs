@@ -182,6 +182,9 @@ pub struct Counters {
     pub transport_losses: u64,
     /// Status messages produced.
     pub status_published: u64,
+    /// Status messages that could not be encoded (not published; each one
+    /// is logged at `error` level).
+    pub status_unencodable: u64,
 }
 
 impl Counters {
@@ -558,12 +561,23 @@ impl Bridge {
             self.published_faults = faults;
             self.status_due = false;
             self.last_status = Some(now);
-            let payload = self.status_payload();
-            self.counters.status_published += 1;
-            self.actions.push_back(Action::Publish {
-                topic: self.cfg.status_topic.clone(),
-                payload,
-            });
+            match self.status_payload() {
+                Ok(payload) => {
+                    self.counters.status_published += 1;
+                    self.actions.push_back(Action::Publish {
+                        topic: self.cfg.status_topic.clone(),
+                        payload,
+                    });
+                }
+                Err(e) => {
+                    self.counters.status_unencodable += 1;
+                    log::error!(
+                        "serial gateway {}: status not published on {:?}: {e}",
+                        self.cfg.name,
+                        self.cfg.status_topic
+                    );
+                }
+            }
         }
     }
 
@@ -578,10 +592,18 @@ impl Bridge {
             + c.dropped_to_device()
             + c.invalid_from_device
             + c.transport_losses
+            + c.status_unencodable
     }
 
-    /// The status as a msgpack map (what is published on the status topic).
-    pub fn status_payload(&self) -> Vec<u8> {
+    /// The status as a msgpack map (what is published on the status topic),
+    /// encoded by [`wire::encode`](banyan_component::wire::encode) like every serde
+    /// payload the gateways send.
+    ///
+    /// # Errors
+    /// The encoder's error (not expected for this plain struct of strings and
+    /// integers; [`Bridge::poll`] counts it in
+    /// [`Counters::status_unencodable`] and logs it).
+    pub fn status_payload(&self) -> Result<Vec<u8>, rmp_serde::encode::Error> {
         let stats = self.link.stats();
         let device = if self.link.is_up() {
             self.link.identity()
@@ -605,8 +627,7 @@ impl Bridge {
             counters: &self.counters,
             link_counters: &stats,
         };
-        // Plain structs of strings and integers: encoding cannot fail.
-        rmp_serde::to_vec_named(&status).unwrap_or_default()
+        banyan_component::wire::encode(&status)
     }
 
     /// The next bytes to write to the device (`out` should hold

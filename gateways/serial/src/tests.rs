@@ -427,7 +427,7 @@ fn status_carries_every_link_counter() {
     let want = want.as_map().unwrap();
     // Fields of link::Stats plus those of the flattened frame::Stats.
     assert!(want.len() >= 28, "{want:?}");
-    let status = rmpv::decode::read_value(&mut &rig.bridge.status_payload()[..]).unwrap();
+    let status = rmpv::decode::read_value(&mut &rig.bridge.status_payload().unwrap()[..]).unwrap();
     let got = get(&status, "link_counters");
     for (k, v) in want {
         let k = k.as_str().unwrap();
