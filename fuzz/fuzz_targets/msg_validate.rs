@@ -217,10 +217,7 @@ fuzz_target!(|data: &[u8]| {
             if !cursor.is_empty() && acceptable(r, 0, &l) && bytes.len() <= l.max_size {
                 assert_eq!(*e, Error::TrailingBytes);
                 // ... found where rmpv's one value ends.
-                assert_eq!(
-                    at.map_err(|e| e.offset),
-                    Err(bytes.len() - cursor.len())
-                );
+                assert_eq!(at.map_err(|e| e.offset), Err(bytes.len() - cursor.len()));
             }
         }
         (Err(_), Err(_)) => {}

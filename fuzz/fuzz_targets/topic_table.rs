@@ -232,8 +232,10 @@ fuzz_target!(|data: &[u8]| {
                 .filter(|(_, x, _)| topic::matches(x, probe))
                 .map(|(i, x, _)| (x.clone(), *i))
                 .collect();
-            let got: Vec<(Vec<u8>, u8)> =
-                index.matching(probe).map(|(x, i)| (x.to_vec(), i)).collect();
+            let got: Vec<(Vec<u8>, u8)> = index
+                .matching(probe)
+                .map(|(x, i)| (x.to_vec(), i))
+                .collect();
             assert_eq!(got.len(), want.len());
             assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), want);
         }
