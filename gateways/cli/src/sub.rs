@@ -177,6 +177,7 @@ pub fn run(args: Args, quiet: bool) -> Result<()> {
             stats.received, stats.rejected, secs
         ));
         for (topic, seen) in &per_topic {
+            let topic = monitor::printable_topic(topic);
             output::note(&format!(
                 "  {topic:<24} {:>8} msgs {:>10} bytes {:>9.1} msgs/s",
                 seen.msgs,

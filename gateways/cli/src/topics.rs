@@ -10,6 +10,7 @@
 //! Python Banyan's backplane (and `--engine libzmq`) do not report
 //! subscribers: the column then shows `?`.
 
+use banyan_component::monitor::printable_topic;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -158,7 +159,7 @@ fn human_bytes(b: f64) -> String {
 pub fn table(rows: &[Row]) -> String {
     let width = rows
         .iter()
-        .map(|r| r.topic.chars().count())
+        .map(|r| printable_topic(&r.topic).chars().count())
         .max()
         .unwrap_or(0)
         .max(5);
@@ -175,7 +176,7 @@ pub fn table(rows: &[Row]) -> String {
             .map_or_else(|| "?".to_owned(), |n| n.to_string());
         s.push_str(&format!(
             "{:<width$}  {:>9.1}  {:>11}  {:>10}  {:>11}\n",
-            r.topic,
+            printable_topic(&r.topic),
             r.msgs_per_s,
             human_bytes(r.bytes_per_s),
             last,

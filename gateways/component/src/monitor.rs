@@ -133,6 +133,26 @@ fn cut(mut s: String, max: usize) -> String {
     s
 }
 
+/// A topic as the human lines print it: control characters (terminal escape
+/// sequences, line breaks), whitespace and `\\` are written as `\u{..}`
+/// escapes, so a topic can neither drive the terminal nor forge a line or a
+/// field. Other topics print unchanged.
+pub fn printable_topic(topic: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() || c.is_whitespace() || c == '\\';
+    if !topic.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(topic);
+    }
+    let mut out = String::with_capacity(topic.len() + 8);
+    for c in topic.chars() {
+        if unsafe_char(c) {
+            let _ = write!(out, "{}", c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// The line printed for a valid message.
 pub fn message_line(at: SystemTime, message: &Message, format: &Format) -> String {
     let body = if format.raw {
@@ -150,7 +170,7 @@ pub fn message_line(at: SystemTime, message: &Message, format: &Format) -> Strin
     format!(
         "{} {} {}",
         clock(at),
-        message.topic,
+        printable_topic(&message.topic),
         cut(body, format.max_width)
     )
 }
@@ -269,5 +289,19 @@ mod tests {
             rate.summary(Duration::from_secs(2), s),
             "# 2.0 s: 10 msgs (5.0/s), 1 rejected; totals 10 received, 1 rejected"
         );
+    }
+
+    #[test]
+    fn topics_cannot_drive_the_terminal_or_forge_lines() {
+        assert_eq!(printable_topic("run_motors"), "run_motors");
+        assert_eq!(printable_topic("héllo/✓"), "héllo/✓");
+        assert_eq!(
+            printable_topic("a\nb\u{1b}[31m c\\"),
+            "a\\u{a}b\\u{1b}[31m\\u{20}c\\u{5c}"
+        );
+        let m = Message::new("x\n12:00:00.000 fake", vec![0xc0]);
+        let line = message_line(UNIX_EPOCH, &m, &Format::default());
+        assert!(!line.contains('\n'), "{line}");
+        assert!(line.contains("x\\u{a}12:00:00.000\\u{20}fake"), "{line}");
     }
 }

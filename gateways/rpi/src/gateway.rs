@@ -562,6 +562,11 @@ impl<B: Backend> Gateway<B> {
         }
     }
 
+    /// How many OneGPIO tags are registered (at most one per pin).
+    pub fn tag_count(&self) -> usize {
+        self.tags.len()
+    }
+
     fn state_interval(&self) -> Duration {
         Duration::from_millis(self.cfg.safety.state_interval_ms)
     }
@@ -777,6 +782,10 @@ impl<B: Backend> Gateway<B> {
         let g = make(&mut self.backend, &self.edges, p).map_err(|e| e.to_string())?;
         self.gpio.insert(p, g);
         if let Some(tag) = pin.tag {
+            // One tag per pin: a new tag replaces the pin's old one, so the
+            // table holds at most one entry per GPIO (not one per tag ever
+            // sent).
+            self.tags.retain(|_, &mut tagged| tagged != p);
             self.tags.insert(tag.to_owned(), p);
         }
         Ok(true)

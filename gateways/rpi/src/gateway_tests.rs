@@ -827,3 +827,46 @@ fn rpi_gateway_answers_the_golden_sequence_byte_for_byte() {
         panic!("{e}");
     }
 }
+
+/// Tags do not accumulate: a pin re-tagged a thousand times keeps one tag,
+/// and the old names no longer resolve.
+#[test]
+fn tags_are_one_per_pin() {
+    let (mut gw, _board, t0) = gateway();
+    for i in 0..1000 {
+        let r = gw.handle(
+            CMD,
+            &cmd(
+                "set_mode_digital_output",
+                &[("pin", 4.into()), ("tag", format!("t{i}").into())],
+            ),
+            t0,
+        );
+        assert!(
+            r.iter().all(|r| r.kind().as_deref() == Some("status")),
+            "{r:?}"
+        );
+    }
+    assert_eq!(gw.tag_count(), 1);
+    let e = only_error(&gw.handle(
+        CMD,
+        &cmd(
+            "digital_write",
+            &[("tag", "t0".into()), ("value", 1.into())],
+        ),
+        t0,
+    ));
+    assert!(e.contains("unknown tag"), "{e}");
+    let r = gw.handle(
+        CMD,
+        &cmd(
+            "digital_write",
+            &[("tag", "t999".into()), ("value", 1.into())],
+        ),
+        t0,
+    );
+    assert!(
+        r.iter().all(|r| r.kind().as_deref() != Some("error")),
+        "{r:?}"
+    );
+}

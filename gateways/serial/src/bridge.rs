@@ -13,6 +13,12 @@ use serde::Serialize;
 use banyan_component::conflate;
 use banyan_component::wire::Validator;
 
+/// Status messages published because something changed: a burst of
+/// [`STATUS_BURST`], then at most one per this many ms.
+pub const STATUS_MIN_GAP_MS: u64 = 100;
+/// See [`STATUS_MIN_GAP_MS`].
+pub const STATUS_BURST: u32 = 4;
+
 /// The link gateway as the serial gateway sizes it: frames up to 1024 bytes
 /// (COBS-encoded), 4 KiB of queued PUBLISHes, up to 32 device subscriptions.
 pub type LinkGateway = link::Gateway<1024, 4096, 32>;
@@ -252,6 +258,10 @@ pub struct Bridge {
     validator: Validator,
     counters: Counters,
     status_due: bool,
+    /// Changed-status messages that may go out now (see
+    /// [`STATUS_MIN_GAP_MS`]), refilled from `status_tokens_at`.
+    status_tokens: u32,
+    status_tokens_at: Instant,
     last_status: Option<Instant>,
     /// [`Bridge::faults`] when the last status was published.
     published_faults: u64,
@@ -271,6 +281,8 @@ impl Bridge {
             validator: Validator::new(),
             counters: Counters::default(),
             status_due: true,
+            status_tokens: STATUS_BURST,
+            status_tokens_at: Instant::ZERO,
             last_status: None,
             published_faults: 0,
         }
@@ -555,9 +567,26 @@ impl Bridge {
         self.flush_queue(now);
         let since = |ms: u64| self.last_status.is_none_or(|t| now.millis_since(t) >= ms);
         let periodic = since(self.cfg.status_interval_ms);
+        // A change is published at once, but not more than once per
+        // STATUS_MIN_GAP_MS: a device that resets in a loop (a HELLO storm)
+        // cannot flood the backplane; the status is a snapshot, so the
+        // changes in between are in the next one.
+        let refill = now.millis_since(self.status_tokens_at) / STATUS_MIN_GAP_MS;
+        if refill > 0 {
+            let tokens = u64::from(self.status_tokens).saturating_add(refill);
+            self.status_tokens =
+                u32::try_from(tokens.min(u64::from(STATUS_BURST))).unwrap_or(STATUS_BURST);
+            self.status_tokens_at = Instant::from_millis(
+                self.status_tokens_at.millis() + refill.saturating_mul(STATUS_MIN_GAP_MS),
+            );
+        }
+        let changed = self.status_due && self.status_tokens > 0;
+        if changed {
+            self.status_tokens -= 1;
+        }
         let faults = self.faults();
         let fault_due = faults != self.published_faults && since(self.cfg.fault_status_ms);
-        if self.status_due || periodic || fault_due {
+        if changed || periodic || fault_due {
             self.published_faults = faults;
             self.status_due = false;
             self.last_status = Some(now);
@@ -642,7 +671,10 @@ impl Bridge {
             Instant::from_millis(t.millis() + self.cfg.status_interval_ms)
         });
         if self.status_due {
-            return Instant::ZERO;
+            if self.status_tokens > 0 {
+                return Instant::ZERO;
+            }
+            return Instant::from_millis(self.status_tokens_at.millis() + STATUS_MIN_GAP_MS);
         }
         let status = if self.faults() != self.published_faults {
             let fault = self.last_status.map_or(Instant::ZERO, |t| {

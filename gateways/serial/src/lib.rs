@@ -48,7 +48,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant as StdInstant};
 
 pub use bridge::{
-    Action, Bridge, BridgeConfig, Counters, LinkGateway, LinkState, TopicMap, NOT_FAULTS, TX_FRAME,
+    Action, Bridge, BridgeConfig, Counters, LinkGateway, LinkState, TopicMap, NOT_FAULTS,
+    STATUS_BURST, STATUS_MIN_GAP_MS, TX_FRAME,
 };
 pub use transport::{DeviceSpec, Transport};
 

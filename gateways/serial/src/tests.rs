@@ -555,3 +555,37 @@ fn queued_commands_for_the_device_stay_fresh() {
     assert!(!r.received.iter().any(|(_, p)| p == &cmd(19)));
     assert_eq!(r.received.len(), 4);
 }
+
+/// A device that keeps resetting (transport lost and re-opened in a loop)
+/// gets a short burst, then at most one status per STATUS_MIN_GAP_MS, and the last change is
+/// still published.
+#[test]
+fn a_reset_storm_does_not_flood_the_status_topic() {
+    let mut b = Bridge::new(1, cfg());
+    let statuses = |b: &mut Bridge| {
+        let mut n = 0;
+        while let Some(a) = b.take_action() {
+            if matches!(a, Action::Publish { ref topic, .. } if topic == "serial_gateway_status") {
+                n += 1;
+            }
+        }
+        n
+    };
+    b.poll(Instant::from_millis(0));
+    assert_eq!(statuses(&mut b), 1, "the first status goes out at once");
+    let mut published = 0;
+    for ms in 1..1000 {
+        b.transport_opened();
+        b.transport_lost();
+        b.poll(Instant::from_millis(ms));
+        published += statuses(&mut b);
+    }
+    // 999 changes in 999 ms: a burst, then one per 100 ms at most.
+    assert!(
+        published <= STATUS_BURST as usize + 10,
+        "{published} status messages"
+    );
+    assert!(published >= 9, "{published} status messages");
+    // The last change is still due: poll_at says when.
+    assert!(b.poll_at() <= Instant::from_millis(999 + STATUS_MIN_GAP_MS));
+}
