@@ -58,6 +58,17 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn start(pub_port: u16, sub_port: u16, device: &str, status_ms: u64) -> Gateway {
+        Gateway::start_with(pub_port, sub_port, device, status_ms, |_| {})
+    }
+
+    /// [`Gateway::start`] with the configuration adjusted by `tweak`.
+    pub fn start_with(
+        pub_port: u16,
+        sub_port: u16,
+        device: &str,
+        status_ms: u64,
+        tweak: impl FnOnce(&mut serial::Config),
+    ) -> Gateway {
         let mut bp = component::Config::new("127.0.0.1", pub_port, sub_port);
         bp.name = "serial_gateway_test".into();
         let spec: DeviceSpec = device.parse().expect("device spec");
@@ -65,6 +76,7 @@ impl Gateway {
         cfg.bridge.status_interval_ms = status_ms;
         cfg.min_backoff = Duration::from_millis(20);
         cfg.max_backoff = Duration::from_millis(200);
+        tweak(&mut cfg);
         let stop = Arc::new(AtomicBool::new(false));
         let s = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
