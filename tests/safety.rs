@@ -266,8 +266,8 @@ fn deadman_under_bad_flood(blocked: bool) -> (Duration, rmpv::Value) {
     let bp = Backplane::bind(&backplane::Config::new("127.0.0.1", 0, 0)).unwrap();
     let (pp, sp) = (bp.publisher_port(), bp.subscriber_port());
     let _running = bp.spawn().unwrap();
-    let mut cmd = Command::new(cargo_bin("banyan-rpi", "rpi-gateway"));
-    cmd.args(["--sim", "-b", "127.0.0.1", "-p"])
+    let mut cmd = Command::new(cargo_bin("banyan-cli", "banyan"));
+    cmd.args(["rpi-gateway", "--sim", "-b", "127.0.0.1", "-p"])
         .arg(pp.to_string())
         .arg("-s")
         .arg(sp.to_string())
@@ -354,11 +354,14 @@ fn deadman_under_bad_flood(blocked: bool) -> (Duration, rmpv::Value) {
             "no deadman stop 20 s after the last command ({sent} bad messages sent; blocked {blocked})"
         );
     };
+    // The gateway's counters (`log_lost` among them) are in its status
+    // report, sent with every periodic state report (once a second).
+    let status = last_report(&mut probe, "status", Duration::from_millis(1500));
     drop(child);
     if let Some(d) = drain {
         let _ = d.join();
     }
-    stop
+    (stop.0, status.unwrap_or(rmpv::Value::Nil))
 }
 
 #[test]

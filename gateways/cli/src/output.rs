@@ -122,6 +122,8 @@ pub fn stderr_line(line: &str) {
     if q.tx.try_send(line).is_err() {
         q.pending.fetch_sub(1, Ordering::AcqRel);
         q.dropped.fetch_add(1 + dropped, Ordering::Relaxed);
+        // Visible where the gateways publish it (`log_lost`).
+        banyan_component::logging::count_lost(1);
     }
 }
 

@@ -94,6 +94,13 @@ pub fn lost() -> u64 {
     LOST.load(Ordering::Relaxed)
 }
 
+/// Counts `n` log lines lost by another non-blocking writer of this process
+/// (e.g. a command-line tool's own stderr queue), so that [`lost`] — and the
+/// gateways' `log_lost` counter — includes them.
+pub fn count_lost(n: u64) {
+    LOST.fetch_add(n, Ordering::Relaxed);
+}
+
 impl Sink {
     fn admit(&self) -> bool {
         let Ok(mut b) = self.bucket.lock() else {
