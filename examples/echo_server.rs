@@ -2,7 +2,7 @@
 //! message with a `reply` carrying the same payload.
 //!
 //! ```sh
-//! cargo run -p banyan-gateways --bin backplane      # terminal 1
+//! cargo run -p banyan-cli --bin banyan -- backplane  # terminal 1
 //! cargo run --example echo_server                   # terminal 2
 //! cargo run --example echo_client -- -n 10          # terminal 3
 //! ```

@@ -4,8 +4,8 @@
 //! listens).
 //!
 //! ```sh
-//! cargo run -p banyan-gateways --bin backplane -- -n BP1                     # 43124/43125
-//! cargo run -p banyan-gateways --bin backplane -- -n BP2 -p 43126 -s 43127
+//! cargo run -p banyan-cli --bin banyan -- backplane -n BP1 --services-port 43128 # 43124/43125
+//! cargo run -p banyan-cli --bin banyan -- backplane -n BP2 -p 43126 -s 43127 --services-port 43129
 //! cargo run --example notifier -- -p 43126 -s 43127
 //! cargo run --example multi_echo_server -- -f examples/multi_echo_spec.csv
 //! cargo run --example echo_client

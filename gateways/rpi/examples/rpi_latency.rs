@@ -7,7 +7,7 @@
 //! board until the motor's PWM pin shows the new duty. Results go to
 //! `docs/benchmarks/rpi-gateway.md`.
 //!
-//! `cargo run --release -p banyan-gateways --example rpi_latency [-- N]`
+//! `cargo run --release -p banyan-rpi --example rpi_latency [-- N]`
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
