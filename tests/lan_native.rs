@@ -790,8 +790,12 @@ fn handshake_variants_long_subscriptions_and_unmatched_messages() {
 
 #[test]
 fn a_publisher_hanging_up_during_a_stall_loses_nothing_for_others() {
+    // The native engine drops for a full subscriber at once (no stall):
+    // the queue limit is set so that only the stuck subscriber (12.8 MB
+    // unread) overflows, while the healthy one may lag by up to 8 MiB.
     let bp = start(Engine::Native, |c| {
-        c.hwm = 50;
+        c.hwm = 1000;
+        c.queue_bytes = 8 << 20;
         c.stall = Duration::from_millis(100);
     });
     let mut healthy = Component::connect(component_config(&bp)).unwrap();
