@@ -367,6 +367,57 @@ mod tests {
         assert_eq!(ix.len(), 0);
     }
 
+    /// A hasher that counts how many keys it hashed.
+    #[derive(Clone, Default)]
+    struct Counting(Arc<core::sync::atomic::AtomicUsize>);
+
+    impl BuildHasher for Counting {
+        type Hasher = std::collections::hash_map::DefaultHasher;
+        fn build_hasher(&self) -> Self::Hasher {
+            self.0.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            std::collections::hash_map::DefaultHasher::new()
+        }
+    }
+
+    impl Counting {
+        fn take(&self) -> usize {
+            self.0.swap(0, core::sync::atomic::Ordering::Relaxed)
+        }
+    }
+
+    /// Routing a message costs at most one hash probe per byte of its topic
+    /// (plus one for the empty prefix) to find the matching prefixes, and as
+    /// many again per receiver to deliver to it once, however many unrelated
+    /// subscriptions the index holds: the backplane's claim that a million
+    /// subscriptions do not slow an unrelated stream, counted, not timed.
+    #[test]
+    fn matching_costs_do_not_grow_with_unrelated_subscriptions() {
+        let probes = Counting::default();
+        let mut ix: Index<u32, Counting> = Index::with_hasher(probes.clone());
+        ix.subscribe(0, b"victim").unwrap();
+        probes.take();
+        assert_eq!(ix.subscribers(b"victim").collect::<Vec<_>>(), [0]);
+        let alone = probes.take();
+        // 100,000 subscriptions of 1 to 24 bytes, every length present,
+        // none a prefix of "victim".
+        for i in 1..=100_000u32 {
+            let mut t = std::format!("z{i:x}").into_bytes();
+            t.resize(t.len().max(1 + (i % 24) as usize), b'.');
+            ix.subscribe(i, &t).unwrap();
+        }
+        assert_eq!(ix.len(), 100_001);
+        probes.take();
+        assert_eq!(ix.subscribers(b"victim").collect::<Vec<_>>(), [0]);
+        let crowded = probes.take();
+        // One receiver: the probes to find it and those to deduplicate it.
+        let bound = 2 * (b"victim".len() + 1);
+        assert!(alone <= bound, "{alone} probes alone");
+        assert!(
+            crowded <= bound,
+            "{crowded} probes among 100,001 subscriptions ({alone} alone)"
+        );
+    }
+
     #[test]
     fn count_overflow_leaves_index_unchanged() {
         let mut ix: Index<u8> = Index::new();

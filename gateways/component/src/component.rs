@@ -1112,7 +1112,7 @@ mod tests {
         }
         p.publish_value("run_motors", &cmd("right", 0.25)).unwrap();
         p.publish_value("other", &cmd("n", -1.0)).unwrap();
-        // Wait until everything is queued at the subscriber.
+        // Read until every message has arrived (received or superseded).
         let mut events = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(10);
         while s.stats().received + s.stats().stale < 1013 {
@@ -1120,7 +1120,8 @@ mod tests {
             let mut batch = Vec::new();
             s.recv_batch(1000, 100_000, &mut batch).unwrap();
             events.extend(batch);
-            let _ = s.recv_event(Some(Duration::from_millis(10)));
+            // Waits for more (what it returns is part of the stream too).
+            events.extend(s.recv_event(Some(Duration::from_millis(10))).unwrap());
         }
         let got: Vec<(String, rmpv::Value)> = events
             .into_iter()
