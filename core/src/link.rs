@@ -123,6 +123,7 @@ pub mod gateway;
 pub mod wire;
 
 pub use device::Device;
+pub use endpoint::IDLE_FLUSH_MS;
 pub use gateway::Gateway;
 
 use crate::frame;

@@ -351,3 +351,56 @@ fn poll_at_schedules_heartbeats_and_timeouts() {
     assert!(ds.frames_tx > 200 && gs.frames_tx > 200, "{ds:?} {gs:?}");
     assert!(wakeups < 1_000, "{wakeups} wake-ups for 60 s");
 }
+
+/// After a pause the next frame starts with a lone delimiter: garbage the
+/// line left in the peer's de-framer (noise, the tail of a corrupted frame
+/// whose delimiter was lost) becomes a frame of its own, dropped and
+/// counted, and the good frame after it arrives. Within a burst frames go
+/// back to back.
+#[test]
+fn a_frame_after_a_pause_flushes_the_peers_garbage() {
+    let mut dev: Device<128, 512, 2, 8> = Device::new("d", "1", 1, Config::default()).unwrap();
+    let mut gw: Gateway<128, 512, 4> = Gateway::new(2, Config::default());
+    exchange(&mut dev, &mut gw, 0, 100);
+    assert!(gw.is_up() && dev.is_up());
+    let errors = |gw: &Gateway<128, 512, 4>| gw.stats().frame.dropped();
+    let before = errors(&gw);
+    // Noise with no delimiter: the gateway holds it as a partial frame.
+    let t = Instant::from_millis(100);
+    assert!(matches!(gw.handle_rx(&[0x55, 0x13, 0x77], t), (None, [])));
+    // 50 ms later the device publishes twice in the same millisecond.
+    let now = Instant::from_millis(150);
+    dev.publish("a", &[0xc0], now).unwrap();
+    dev.publish("a", &[0xc3], now).unwrap();
+    let mut buf = [0u8; 130];
+    let mut frames = Vec::new();
+    while let Some(n) = dev.poll_transmit(now, &mut buf) {
+        frames.push(buf[..n].to_vec());
+    }
+    // (A heartbeat may lead: the first frame of the burst carries the
+    // delimiter, the others do not.)
+    assert_eq!(frames[0][0], frame::DELIMITER, "{frames:?}");
+    assert!(
+        frames[1..].iter().all(|f| f[0] != frame::DELIMITER),
+        "{frames:?}"
+    );
+    let mut published = 0;
+    for f in &frames {
+        let mut input = &f[..];
+        while let (Some(ev), rest) = gw.handle_rx(input, now) {
+            published += usize::from(format!("{ev:?}").starts_with("Publish"));
+            input = rest;
+        }
+    }
+    assert_eq!(published, 2, "{:?}", gw.stats());
+    assert_eq!(errors(&gw), before + 1, "{:?}", gw.stats());
+    // A buffer too small for a frame and the delimiter: no delimiter.
+    let later = Instant::from_millis(300);
+    dev.publish("a", &[0xc2], later).unwrap();
+    let mut small = [0u8; 129];
+    let mut firsts = Vec::new();
+    while let Some(n) = dev.poll_transmit(later, &mut small) {
+        firsts.push(small[..n][0]);
+    }
+    assert!(!firsts.is_empty() && !firsts.contains(&frame::DELIMITER));
+}

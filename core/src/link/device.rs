@@ -5,7 +5,7 @@ use heapless::{Deque, String, Vec};
 use super::endpoint::Endpoint;
 use super::wire::{self, Hello, Message};
 use super::{Config, IdentityError, Instant, SendError, Stats, SubscribeError};
-use crate::frame::{self, Deframer, Feed};
+use crate::frame::{Deframer, Feed};
 
 /// What [`Device::handle_rx`] and [`Device::poll`] report.
 #[non_exhaustive]
@@ -70,7 +70,6 @@ pub struct Device<
     subs: Vec<Sub, SUBS>,
     unsubs: Vec<String<{ wire::MAX_SUB_TOPIC_LEN }>, SUBS>,
     queue: Deque<Vec<u8, FRAME>, QUEUE>,
-    flush_first: bool,
     force_resync: bool,
 }
 
@@ -113,7 +112,6 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
             subs: Vec::new(),
             unsubs: Vec::new(),
             queue: Deque::new(),
-            flush_first: true,
             force_resync: false,
         })
     }
@@ -282,9 +280,19 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
     }
 
     /// Writes the next frame to send into `out` (give it `FRAME + 2` bytes:
-    /// then any frame fits) and returns its length; `None` when nothing is due.
-    /// Call it until it returns `None` after every other call.
+    /// then any frame fits, with the lone delimiter that follows a pause —
+    /// see [`IDLE_FLUSH_MS`](super::IDLE_FLUSH_MS)) and returns its length;
+    /// `None` when nothing is due. Call it until it returns `None` after
+    /// every other call.
     pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
+        let lead = self.ep.lead(now, out.len());
+        let (pre, body) = out.split_at_mut(lead);
+        let n = self.next_frame(now, body)?;
+        self.ep.sent(now, pre);
+        Some(lead + n)
+    }
+
+    fn next_frame(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
         match self.state {
             State::Hello { last, .. } => {
                 if last
@@ -292,14 +300,6 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
                 {
                     return None;
                 }
-                // A lone delimiter first flushes whatever partial frame the
-                // gateway holds (once per HELLO round, 1 byte).
-                let (pre, out) = if self.flush_first && !out.is_empty() {
-                    out[0] = frame::DELIMITER;
-                    out.split_at_mut(1)
-                } else {
-                    out.split_at_mut(0)
-                };
                 let hello = Hello {
                     session: self.session,
                     max_frame: FRAME.min(0xFFFF) as u16,
@@ -309,12 +309,11 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
                     version: &self.version,
                 };
                 let (n, seq) = self.ep.transmit(&Message::Hello(hello), out)?;
-                self.flush_first = false;
                 self.state = State::Hello {
                     last: Some(now),
                     seq: Some(seq),
                 };
-                Some(pre.len() + n)
+                Some(n)
             }
             State::Up => {
                 if let Some(t) = self.unsubs.first() {
@@ -369,7 +368,6 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
             last: None,
             seq: None,
         };
-        self.flush_first = true;
         self.force_resync = false;
         self.unsubs.clear();
         // Queued messages stay: the new session starts with the free slots.

@@ -8,6 +8,15 @@ use crate::frame;
 /// Bytes of a queued PUBLISH record header (its length, u16).
 const REC_HDR: usize = 2;
 
+/// A transmitter silent for this long starts its next frame with a lone
+/// delimiter. Noise on an idle line (a cable plugged in, a motor starting)
+/// or the corrupted tail of the last frame would otherwise sit in the
+/// peer's de-framer and spoil the next good frame; the extra `0x00` ends
+/// that garbage as a frame of its own (dropped and counted) and costs one
+/// byte per frame after a pause, nothing within a burst. (SLIP, RFC 1055,
+/// flushes the same way.)
+pub const IDLE_FLUSH_MS: u64 = 10;
+
 #[derive(Debug, Clone)]
 pub(crate) struct Endpoint<const TX: usize> {
     pub(crate) cfg: Config,
@@ -39,6 +48,11 @@ pub(crate) struct Endpoint<const TX: usize> {
     last_status: Option<Instant>,
     pub(crate) peer_max_frame: u16,
     pub(crate) stats: Stats,
+    /// When the last frame was handed out by `poll_transmit`.
+    last_tx: Option<Instant>,
+    /// The next frame starts with a lone delimiter whatever the timing
+    /// (set when a session starts).
+    pub(crate) flush_due: bool,
 }
 
 impl<const TX: usize> Endpoint<TX> {
@@ -66,7 +80,28 @@ impl<const TX: usize> Endpoint<TX> {
             last_status: None,
             peer_max_frame: 0,
             stats: Stats::new(),
+            last_tx: None,
+            flush_due: true,
         }
+    }
+
+    /// Bytes of lone delimiter (0 or 1) to put before the next frame in an
+    /// `out_len`-byte buffer: 1 after [`IDLE_FLUSH_MS`] of silence or when a
+    /// flush is due, if the buffer holds any frame with it (`FRAME + 2`).
+    pub(crate) fn lead(&self, now: Instant, out_len: usize) -> usize {
+        let due = self.flush_due
+            || self
+                .last_tx
+                .is_none_or(|t| now.millis_since(t) >= IDLE_FLUSH_MS);
+        usize::from(due && out_len >= self.local_max + 2)
+    }
+
+    /// Writes `lead` delimiters (see [`Endpoint::lead`]) before a frame
+    /// handed out at `now`.
+    pub(crate) fn sent(&mut self, now: Instant, pre: &mut [u8]) {
+        pre.fill(frame::DELIMITER);
+        self.last_tx = Some(now);
+        self.flush_due = false;
     }
 
     /// Starts a new session: counters to zero, queued PUBLISHes discarded
@@ -81,6 +116,7 @@ impl<const TX: usize> Endpoint<TX> {
         self.advertised = advertised;
         self.status_due = false;
         self.last_status = None;
+        self.flush_due = true;
     }
 
     /// Counts our PUBLISHes the peer never acknowledged (they may or may not

@@ -460,10 +460,20 @@ impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, 
         }
     }
 
-    /// Writes the next frame to send into `out` (give it `FRAME + 1` bytes:
-    /// then any frame fits) and returns its length; `None` when nothing is due. Call it until it
-    /// returns `None` after every other call.
+    /// Writes the next frame to send into `out` (give it `FRAME + 2` bytes:
+    /// then any frame fits, with the lone delimiter that follows a pause —
+    /// see [`IDLE_FLUSH_MS`](super::IDLE_FLUSH_MS)) and returns its length;
+    /// `None` when nothing is due. Call it until it returns `None` after
+    /// every other call.
     pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
+        let lead = self.st.ep.lead(now, out.len());
+        let (pre, body) = out.split_at_mut(lead);
+        let n = self.next_frame(now, body)?;
+        self.st.ep.sent(now, pre);
+        Some(lead + n)
+    }
+
+    fn next_frame(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
         if let Some(hello_seq) = self.st.welcome_due {
             let device_session = self.st.identity.as_ref().map_or(0, |i| i.session);
             let w = Welcome {
