@@ -63,7 +63,7 @@ fuzz_target!(|data: &[u8]| {
     dev.subscribe("light").unwrap();
     let mut now = 0u64;
     let mut seen = Seen::default();
-    let mut out = [0u8; FRAME + 1];
+    let mut out = [0u8; FRAME + 2];
     for op in Script(data) {
         let before = dev.stats();
         now = step_time(now, op.dt_ms);

@@ -70,7 +70,7 @@ fuzz_target!(|data: &[u8]| {
     let mut gw: Gateway<FRAME, 512, 4> = Gateway::new(0x6a7e_0001, Config::default());
     let mut now = 0u64;
     let mut seen = Seen::default();
-    let mut out = [0u8; FRAME + 1];
+    let mut out = [0u8; FRAME + 2];
     for op in Script(data) {
         let before = gw.stats();
         now = step_time(now, op.dt_ms);

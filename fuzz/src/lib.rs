@@ -149,8 +149,9 @@ pub fn split_publish(data: &[u8]) -> (String, &[u8]) {
 /// # Panics
 /// If it is not: that is a bug in the transmitting end.
 pub fn check_tx_frame(wire: &[u8]) -> u8 {
-    // A device starts its first frame with a lone delimiter that flushes
-    // whatever partial frame the receiver holds (see `frame`'s docs).
+    // Either end starts a frame after a pause (and its first) with a lone
+    // delimiter that flushes whatever partial frame the receiver holds
+    // (`link::IDLE_FLUSH_MS`).
     let wire = match wire.split_first() {
         Some((0, rest)) if !rest.is_empty() => rest,
         _ => wire,
