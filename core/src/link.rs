@@ -366,6 +366,9 @@ pub struct Stats {
     /// Frames not sent because the `out` buffer given to `poll_transmit`
     /// was too small.
     pub drop_out_too_small: u32,
+    /// Gateway: PUBLISHes the device sent beyond the credit the gateway
+    /// granted (a device that ignores flow control): dropped.
+    pub drop_over_credit: u32,
     /// Gateway: subscriptions beyond its table size (not tracked).
     pub sub_overflow: u32,
     /// Times the link came up.
@@ -406,6 +409,7 @@ impl Stats {
             drop_queue_full: 0,
             drop_discarded: 0,
             drop_out_too_small: 0,
+            drop_over_credit: 0,
             sub_overflow: 0,
             ups: 0,
             downs: 0,

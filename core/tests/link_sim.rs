@@ -367,6 +367,8 @@ impl Sim {
     /// Checks the accounting: every message either arrived or is counted.
     fn check_accounting(&self) {
         let (ds, gs) = (self.dev.stats(), self.gw.stats());
+        // An honest device never exceeds its credit, whatever the line did.
+        assert_eq!(gs.drop_over_credit, 0, "{gs:?}");
         // Every refused publish is counted.
         assert_eq!(
             self.dev_attempts,

@@ -404,3 +404,37 @@ fn a_frame_after_a_pause_flushes_the_peers_garbage() {
     }
     assert!(!firsts.is_empty() && !firsts.contains(&frame::DELIMITER));
 }
+
+/// A device that ignores flow control: the gateway delivers the PUBLISHes
+/// within the credit it granted and drops the rest, counted.
+#[test]
+fn publishes_beyond_the_granted_credit_are_dropped_and_counted() {
+    let mut dev: Device<128, 512, 2, 8> = Device::new("d", "1", 1, Config::default()).unwrap();
+    let mut gw: Gateway<128, 512, 4> = Gateway::new(2, Config::default());
+    exchange(&mut dev, &mut gw, 0, 100);
+    assert!(gw.is_up());
+    let window = usize::from(Config::default().gateway_credits);
+    // Raw PUBLISH frames, in sequence after the device's last frame, with
+    // no heartbeat from the gateway in between (no new credit).
+    let seq0 = dev.stats().frames_tx as u8;
+    let now = Instant::from_millis(100);
+    let mut delivered = 0;
+    for i in 0..window + 5 {
+        let payload = [0xcd, 0, i as u8];
+        let msg = Message::Publish {
+            topic: "t",
+            payload: &payload,
+        };
+        let wire = encode(&msg, seq0.wrapping_add(i as u8));
+        let mut input = &wire[..];
+        while let (Some(ev), rest) = gw.handle_rx(input, now) {
+            delivered += usize::from(format!("{ev:?}").starts_with("Publish"));
+            input = rest;
+        }
+    }
+    let s = gw.stats();
+    assert_eq!(delivered, window, "{s:?}");
+    assert_eq!(s.drop_over_credit, 5, "{s:?}");
+    assert_eq!(s.publish_rx as usize, window + 5, "{s:?}");
+    assert_eq!((s.seq_gaps, s.duplicates), (0, 0), "{s:?}");
+}

@@ -27,8 +27,9 @@ fn check_stats(before: &Stats, s: &Stats, seen: &Seen) {
         "publish_tx vs PUBLISH frames sent"
     );
     assert_eq!(
-        s.publish_rx, seen.publish_events,
-        "publish_rx vs Publish events"
+        s.publish_rx,
+        seen.publish_events + s.drop_over_credit,
+        "publish_rx vs Publish events + over-credit drops"
     );
     let pairs = [
         (before.frame.dropped(), s.frame.dropped()),
@@ -44,6 +45,7 @@ fn check_stats(before: &Stats, s: &Stats, seen: &Seen) {
         (before.drop_queue_full, s.drop_queue_full),
         (before.drop_discarded, s.drop_discarded),
         (before.drop_out_too_small, s.drop_out_too_small),
+        (before.drop_over_credit, s.drop_over_credit),
         (before.sub_overflow, s.sub_overflow),
         (before.ups, s.ups),
         (before.downs, s.downs),

@@ -333,6 +333,12 @@ impl<const TX: usize> Endpoint<TX> {
         self.peer_acked = hb.pub_received;
     }
 
+    /// Whether a PUBLISH arriving now exceeds the credit we advertised
+    /// (a peer that ignores flow control).
+    pub(crate) fn beyond_credit(&self) -> bool {
+        self.pub_received.wrapping_sub(self.advertised) < 0x8000
+    }
+
     pub(crate) fn on_publish_received(&mut self) {
         self.pub_received = self.pub_received.wrapping_add(1);
         self.stats.publish_rx = self.stats.publish_rx.wrapping_add(1);

@@ -242,7 +242,14 @@ impl<const TX: usize, const SUBS: usize> Inner<TX, SUBS> {
                 None => Step::None,
             },
             Message::Publish { .. } => {
+                // Counted as received either way (the device's heartbeat
+                // accounting stays exact), delivered only within credit.
+                let over = self.ep.beyond_credit();
                 self.ep.on_publish_received();
+                if over {
+                    self.ep.stats.drop_over_credit = self.ep.stats.drop_over_credit.wrapping_add(1);
+                    return Step::None;
+                }
                 let limit = self.credit_limit();
                 let window = self.window();
                 self.ep.credit_changed(limit, window);
