@@ -636,10 +636,9 @@ impl Component {
         loop {
             match self.publisher.recv_bytes(zmq::DONTWAIT) {
                 Ok(notice) => match notice.split_first() {
-                    Some((1, prefix)) => {
-                        if self.remote_subscriptions.count((), prefix) == 0 {
-                            let _ = self.remote_subscriptions.subscribe((), prefix);
-                        }
+                    // (Already held: a repeated notice changes nothing.)
+                    Some((1, prefix)) if self.remote_subscriptions.count((), prefix) == 0 => {
+                        let _ = self.remote_subscriptions.subscribe((), prefix);
                     }
                     Some((0, prefix)) => {
                         // (Not held: nothing to do.)
