@@ -89,6 +89,7 @@ pub mod conflate;
 #[cfg(feature = "libzmq")]
 pub mod driver;
 pub mod feedback;
+pub mod locate;
 pub mod logging;
 #[cfg(feature = "libzmq")]
 pub mod monitor;
