@@ -21,7 +21,11 @@ pub struct Connect {
     pub backplane: Option<String>,
     /// The name of a backplane in the discovery pool (only the pool is
     /// asked, even for a name with a dot).
-    #[arg(long = "backplane-name", value_name = "NAME", conflicts_with = "backplane")]
+    #[arg(
+        long = "backplane-name",
+        value_name = "NAME",
+        conflicts_with = "backplane"
+    )]
     pub backplane_name: Option<String>,
     /// The backplane's publisher port (components publish here). Default
     /// 43124, or what the backplane found in the pool announces.

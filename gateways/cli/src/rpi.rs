@@ -32,7 +32,11 @@ pub struct Args {
     )]
     pub backplane: Option<String>,
     /// The name of a backplane in the discovery pool.
-    #[arg(long = "backplane-name", value_name = "NAME", conflicts_with = "backplane")]
+    #[arg(
+        long = "backplane-name",
+        value_name = "NAME",
+        conflicts_with = "backplane"
+    )]
     pub backplane_name: Option<String>,
     /// The backplane's publisher port (default: the config's, 43124).
     #[arg(short = 'p', long = "publisher-port", value_name = "PORT")]
@@ -157,7 +161,10 @@ fn serve<B: Backend>(backend: B, cfg: Config, args: &Args) -> Result<()> {
         &spec,
         &Options::with_ports(
             Some(args.publisher_port.unwrap_or(cfg.backplane.publisher_port)),
-            Some(args.subscriber_port.unwrap_or(cfg.backplane.subscriber_port)),
+            Some(
+                args.subscriber_port
+                    .unwrap_or(cfg.backplane.subscriber_port),
+            ),
         ),
     )
     .map_err(|e| Failure::new(1, format!("backplane: {e}")))?;

@@ -447,7 +447,10 @@ mod pool {
 
     /// Nothing given: the only backplane (with the explicit ports, if
     /// any), several is an error, none is this host.
-    pub(super) fn any(opts: &Options, given: impl Fn(&str, How) -> Located) -> Result<Located, Error> {
+    pub(super) fn any(
+        opts: &Options,
+        given: impl Fn(&str, How) -> Located,
+    ) -> Result<Located, Error> {
         let cfg = match config(opts) {
             Ok(c) => c,
             Err(e) => {
@@ -469,7 +472,9 @@ mod pool {
             .into_iter()
             .filter(|b| {
                 opts.publisher_port.is_none_or(|p| b.publisher.port() == p)
-                    && opts.subscriber_port.is_none_or(|p| b.subscriber.port() == p)
+                    && opts
+                        .subscriber_port
+                        .is_none_or(|p| b.subscriber.port() == p)
             })
             .collect();
         if found.len() > 1 {

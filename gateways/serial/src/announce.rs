@@ -155,8 +155,7 @@ impl Announce {
             }
             self.published.clear();
             if let Some(hello) = hello {
-                let mut local =
-                    LocalNode::new(&node_name(&hello.0, "device"), NodeKind::Device);
+                let mut local = LocalNode::new(&node_name(&hello.0, "device"), NodeKind::Device);
                 local.parent = gateway.node().id();
                 local.version = node_name(&hello.1, "");
                 if let Some(node) = self.start(local) {
