@@ -1065,3 +1065,56 @@ fn figure_cpu_in_a_pool_of_50() {
     );
     assert!(peers >= 49.0, "{s1}");
 }
+
+/// Figure: what finding the backplane adds to a component's start. The
+/// wall time of `banyan pub --wait 0 x 1` (start, locate, connect, publish,
+/// exit) run 20 times per way of naming the backplane, against an address
+/// (no lookup) as the baseline; and with nothing given and no backplane in
+/// the pool.
+#[test]
+#[ignore = "figure (about 40 s): run with --ignored --nocapture"]
+fn figure_locate_cost() {
+    require_netns!();
+    let mut lab = Lab::new();
+    let h = lab.lan(2);
+    let runs = |args: &[&str]| -> (u64, u64) {
+        let mut ms: Vec<u64> = (0..20)
+            .map(|_| {
+                let mut a = vec!["pub", "--wait", "0"];
+                a.extend_from_slice(args);
+                a.extend_from_slice(&["x", "1"]);
+                let t = Instant::now();
+                let (code, _, err) = banyan_once(&h[1], &a);
+                assert_eq!(code, Some(0), "{err}");
+                t.elapsed().as_millis() as u64
+            })
+            .collect();
+        ms.sort_unstable();
+        (percentile(&ms, 0.5), percentile(&ms, 0.99))
+    };
+    let (m, p) = runs(&[]);
+    println!("figure locate: nothing given, empty pool: median {m} ms, p99 {p} ms (then 127.0.0.1)");
+    let _bp = banyan_backplane(&h[0], "solo");
+    let lines = ls_until(&h[1], Duration::from_secs(10), |l| named(l, "solo").is_some());
+    let solo = named(&lines, "solo").unwrap();
+    let eps: Vec<String> = solo["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap().rsplit(':').next().unwrap().to_owned())
+        .collect();
+    let (pp, sp) = (eps[0].clone(), eps[1].clone());
+    let (m0, p0) = runs(&["-b", "10.77.0.1", "-p", &pp, "-s", &sp]);
+    println!("figure locate: -b ADDR (baseline): median {m0} ms, p99 {p0} ms");
+    for (what, args) in [
+        ("nothing given, one backplane", vec![]),
+        ("-b NAME", vec!["-b", "solo"]),
+        ("--backplane-name NAME", vec!["--backplane-name", "solo"]),
+    ] {
+        let (m, p) = runs(&args);
+        println!(
+            "figure locate: {what}: median {m} ms (+{} ms), p99 {p} ms",
+            m.saturating_sub(m0)
+        );
+    }
+}

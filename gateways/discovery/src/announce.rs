@@ -21,8 +21,7 @@ pub const DEFAULT_PUBLISHER_PORT: u16 = 43124;
 /// The default backplane subscriber port.
 pub const DEFAULT_SUBSCRIBER_PORT: u16 = 43125;
 
-/// How long a resolver listens at least before deciding, and all it
-/// listens for "the only backplane" ([`survey_backplanes_with`] with this
+/// How long a resolver listens before deciding "the only backplane" ([`survey_backplanes_with`] with this
 /// timeout): it queries at 0 and 100 ms, and every backplane answers a
 /// query within [`answer_spread_ms`](crate::pool::Config::answer_spread_ms)
 /// (50 ms) plus the network's latency. So two query rounds have been
@@ -217,7 +216,8 @@ pub enum ResolveError {
 /// backplane — in the pool configured by the environment, waiting at most
 /// `timeout` (1 s is plenty on a LAN).
 ///
-/// Returns as soon as [`SETTLE`] has passed since the first match answered.
+/// Returns [`SETTLE`] after the name answered, or (no name) after
+/// [`WINDOW`]; see [`survey_backplanes_with`].
 ///
 /// # Errors
 /// [`ResolveError::NotFound`] (with the backplanes of other names that were
@@ -267,10 +267,11 @@ pub struct Survey {
 /// Lists the backplanes in the pool (those named `name`, if given, in
 /// [`Survey::found`]; the others in [`Survey::others`]).
 ///
-/// It returns when a match has been heard and both [`WINDOW`] (or
-/// `timeout` if shorter) has passed since the start and [`SETTLE`] since
-/// the first match; or at `timeout`. With `timeout` = [`WINDOW`] it
-/// returns after exactly that: what "the only backplane" is decided from.
+/// With a name it returns [`SETTLE`] after that name first answered; without
+/// one, when [`WINDOW`] (or `timeout` if shorter) has passed since the start
+/// and [`SETTLE`] since the first answer; in both cases at `timeout` at the
+/// latest. With no name and `timeout` = [`WINDOW`] it returns after exactly
+/// that: what "the only backplane" is decided from.
 ///
 /// # Errors
 /// The pool could not be joined ([`driver::Error`]).
@@ -309,7 +310,13 @@ pub fn survey_backplanes_with(
         if !found.is_empty() && first_match.is_none() {
             first_match = Some(now);
         }
-        let decide_at = first_match.map(|f| window.max(f + SETTLE).min(deadline));
+        // A name: SETTLE after it answered (a duplicate answers the same
+        // query). No name: the whole window (absence and "several" are
+        // decided from what did not answer).
+        let decide_at = first_match.map(|f| match name {
+            Some(_) => (f + SETTLE).min(deadline),
+            None => window.max(f + SETTLE).min(deadline),
+        });
         if decide_at.is_some_and(|d| now >= d) || now >= deadline {
             node.stop();
             return Ok(Survey { found, others });
