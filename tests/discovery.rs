@@ -1093,9 +1093,13 @@ fn figure_locate_cost() {
         (percentile(&ms, 0.5), percentile(&ms, 0.99))
     };
     let (m, p) = runs(&[]);
-    println!("figure locate: nothing given, empty pool: median {m} ms, p99 {p} ms (then 127.0.0.1)");
+    println!(
+        "figure locate: nothing given, empty pool: median {m} ms, p99 {p} ms (then 127.0.0.1)"
+    );
     let _bp = banyan_backplane(&h[0], "solo");
-    let lines = ls_until(&h[1], Duration::from_secs(10), |l| named(l, "solo").is_some());
+    let lines = ls_until(&h[1], Duration::from_secs(10), |l| {
+        named(l, "solo").is_some()
+    });
     let solo = named(&lines, "solo").unwrap();
     let eps: Vec<String> = solo["endpoints"]
         .as_array()
