@@ -488,6 +488,10 @@ impl<M: SetSpeed, L, const NM: usize, const NL: usize> Robot<M, L, NM, NL> {
     /// # Errors
     /// [`msg::Error::BufferFull`]; [`msg::Error::Unencodable`] for an
     /// absurd `extra`.
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "every `stopped_by` name is shorter than 32 bytes"
+    )]
     pub fn write_state(&self, w: &mut Writer<'_>, extra: usize) -> Result<(), msg::Error> {
         let entries = extra.checked_add(4).ok_or(msg::Error::Unencodable)?;
         // Fixed keys as constant MessagePack fragments.

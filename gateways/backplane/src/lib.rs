@@ -389,18 +389,19 @@ struct Counters {
 
 impl Counters {
     fn snapshot(&self) -> Stats {
-        let v = |i: usize| self.values[i].load(Ordering::Relaxed);
+        let [forwarded, dropped, stalls, unmatched, undelivered, oversize, refused, shed, limited, expired] =
+            self.values.each_ref().map(|a| a.load(Ordering::Relaxed));
         Stats {
-            forwarded: v(0),
-            dropped: v(1),
-            stalls: v(2),
-            unmatched: v(3),
-            undelivered: v(4),
-            oversize: v(5),
-            refused: v(6),
-            shed: v(7),
-            limited: v(8),
-            expired: v(9),
+            forwarded,
+            dropped,
+            stalls,
+            unmatched,
+            undelivered,
+            oversize,
+            refused,
+            shed,
+            limited,
+            expired,
         }
     }
 
