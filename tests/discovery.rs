@@ -743,6 +743,19 @@ fn banyan_ls_lists_a_backplane_and_a_serial_gateways_device() {
         id["counters"]["transport_opens"].as_u64().unwrap() >= 1,
         "{id}"
     );
+    // The backplane's: its stats topic and counters (the gateway's status
+    // messages went through it).
+    let (code, out, err) = banyan_once(&h[1], &["ls", "bp-ls", "--json"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let id: serde_json::Value = serde_json::from_str(out.trim()).expect(&out);
+    assert_eq!(id["kind"], "backplane", "{id}");
+    assert_eq!(
+        id["publishes"],
+        serde_json::json!(["banyan_backplane"]),
+        "{id}"
+    );
+    assert!(id["counters"].get("forwarded").is_some(), "{id}");
+    assert!(id["counters"].get("dropped").is_some(), "{id}");
     // The device goes away: withdrawn from the pool, the gateway stays.
     drop(device);
     gw.wait_output(Duration::from_secs(10), |o| {
