@@ -135,15 +135,23 @@ impl Announce {
         let Some(gateway) = &self.gateway else {
             return;
         };
-        let hello = match (bridge.state(), bridge.link().identity()) {
-            (LinkState::Up, Some(id)) => Some((
-                id.name.as_str().to_owned(),
-                id.version.as_str().to_owned(),
-                id.session,
-            )),
+        // Compared in place: this runs at every turn of the run loop.
+        let current = match (bridge.state(), bridge.link().identity()) {
+            (LinkState::Up, Some(id)) => Some(id),
             _ => None,
         };
-        let changed = self.device.as_ref().map(|d| &d.hello) != hello.as_ref();
+        let changed = match (&self.device, current) {
+            (Some(d), Some(id)) => {
+                d.hello.2 != id.session
+                    || d.hello.0 != id.name.as_str()
+                    || d.hello.1 != id.version.as_str()
+            }
+            (None, None) => false,
+            _ => true,
+        };
+        let hello = current
+            .filter(|_| changed)
+            .map(|id| (id.name.to_string(), id.version.to_string(), id.session));
         if changed {
             if let Some(d) = self.device.take() {
                 log::info!(
