@@ -339,7 +339,8 @@ impl Config {
 static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
 
 /// The backplane's counters (see the [module documentation](self)).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Serializes as a map of its fields (the discovery identity's counters).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct Stats {
     /// Messages (all their frames) passed from publishers to at least one
