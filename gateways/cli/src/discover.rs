@@ -185,7 +185,9 @@ pub fn run(args: Args) -> Result<()> {
         if let Some((what, p)) = line {
             let text = if args.json {
                 let mut v = peer_json(&p);
-                v["event"] = what.into();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("event".into(), what.into());
+                }
                 format!("{v}\n")
             } else {
                 format!("{what:<6} {} ({}) {}\n", p.name, p.kind.as_str(), p.addr)

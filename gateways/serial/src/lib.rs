@@ -318,8 +318,8 @@ fn would_block(e: &std::io::Error) -> bool {
 
 fn write_some(t: &mut dyn Transport, buf: &mut Vec<u8>) -> std::io::Result<()> {
     let mut done = 0;
-    while done < buf.len() {
-        match t.write(&buf[done..]) {
+    while let Some(rest) = buf.get(done..).filter(|r| !r.is_empty()) {
+        match t.write(rest) {
             Ok(0) => {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::WriteZero,
