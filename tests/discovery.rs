@@ -859,6 +859,15 @@ fn sub_and_pub_find_a_backplane_by_name() {
         err.contains("bp-green") && err.contains("bp-red") && err.contains("bp-blue"),
         "{err}"
     );
+    // The service broker too: its port (free, not 43126) is announced
+    // with the backplane, so `-b NAME` reaches it; an address alone means
+    // the default port, where nothing listens here.
+    let (code, out, err) = banyan_once(&h[2], &["call", "-b", "bp-blue", "banyan.stats"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let stats: serde_json::Value = serde_json::from_str(out.trim()).expect(&out);
+    assert!(stats.get("requests").is_some(), "{out}");
+    let (code, _, err) = banyan_once(&h[2], &["services", "-b", "10.77.0.2", "--timeout", "0.5"]);
+    assert_eq!(code, Some(1), "{err}");
 }
 
 #[test]

@@ -2,11 +2,12 @@
 
 use banyan_component as component;
 
-/// Where the backplane is: `-b/--backplane`, `--backplane-name`, `-p`,
-/// `-s`. Resolved by [`banyan_component::locate`] (one implementation for
-/// every component; docs/discovery.md).
-#[derive(Debug, Clone, clap::Args)]
-pub struct Connect {
+/// Which backplane: `-b/--backplane` or `--backplane-name` (shared by every
+/// subcommand that talks to a backplane or its service broker). Resolved by
+/// [`banyan_component::locate`] (one implementation for every component;
+/// docs/discovery.md).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Which {
     /// Backplane: an IP address or host name (as in Python Banyan), or the
     /// name of a backplane in the discovery pool (a one-word value is
     /// looked up there first). Default: the only backplane in the pool,
@@ -27,6 +28,40 @@ pub struct Connect {
         conflicts_with = "backplane"
     )]
     pub backplane_name: Option<String>,
+}
+
+impl Which {
+    /// Finds the backplane (see [`banyan_component::locate`]) with the
+    /// ports given as `opts`.
+    ///
+    /// # Errors
+    /// Both `-b` and `--backplane-name`; a name that no backplane in the
+    /// pool answers to; several backplanes and no `-b` (the errors list the
+    /// backplanes seen).
+    pub fn locate(
+        &self,
+        opts: &component::locate::Options,
+    ) -> crate::output::Result<component::locate::Located> {
+        let spec = self.spec()?;
+        component::locate::locate(&spec, opts)
+            .map_err(|e| crate::output::Failure::new(1, format!("backplane: {e}")))
+    }
+
+    fn spec(&self) -> crate::output::Result<component::locate::Spec> {
+        component::locate::Spec::from_args(
+            self.backplane.as_deref(),
+            self.backplane_name.as_deref(),
+        )
+        .map_err(|e| crate::output::Failure::usage(e.to_string()))
+    }
+}
+
+/// Where the backplane is: [`Which`] one, `-p`, `-s`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Connect {
+    /// Which backplane.
+    #[command(flatten)]
+    pub which: Which,
     /// The backplane's publisher port (components publish here). Default
     /// 43124, or what the backplane found in the pool announces.
     #[arg(short = 'p', long = "publisher-port", value_name = "PORT")]
@@ -44,13 +79,10 @@ impl Connect {
     /// backplane there or 127.0.0.1).
     ///
     /// # Errors
-    /// Both `-b` and `--backplane-name`; a name that no backplane in the
-    /// pool answers to; several backplanes and no `-b` (the errors list the
-    /// backplanes seen).
+    /// As [`Which::locate`].
     pub fn config(&self, name: &str) -> crate::output::Result<component::Config> {
-        use component::locate::{Options, Spec};
-        let spec = Spec::from_args(self.backplane.as_deref(), self.backplane_name.as_deref())
-            .map_err(|e| crate::output::Failure::usage(e.to_string()))?;
+        use component::locate::Options;
+        let spec = self.which.spec()?;
         let mut c = component::Config::default();
         c.name = name.to_owned();
         c.locate(

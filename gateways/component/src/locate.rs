@@ -214,6 +214,9 @@ pub struct Located {
     pub publisher_port: u16,
     /// Its subscriber port (a component's SUB connects here).
     pub subscriber_port: u16,
+    /// Its service broker's port, when the pool announced one (`None` for
+    /// an address given: the caller's default applies).
+    pub services_port: Option<u16>,
     /// How it was chosen.
     pub how: How,
 }
@@ -294,6 +297,7 @@ pub fn locate(spec: &Spec, opts: &Options) -> Result<Located, Error> {
         address: address.to_owned(),
         publisher_port,
         subscriber_port,
+        services_port: None,
         how,
     };
     match spec {
@@ -348,6 +352,7 @@ mod pool {
             address: b.addr().to_string(),
             publisher_port: b.publisher.port(),
             subscriber_port: b.subscriber.port(),
+            services_port: b.services.map(|s| s.port()),
             how,
         }
     }

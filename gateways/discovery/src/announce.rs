@@ -110,6 +110,8 @@ pub struct Backplane {
     pub publisher: SocketAddrV4,
     /// Where a component's SUB socket connects.
     pub subscriber: SocketAddrV4,
+    /// Its service broker, when it announces one.
+    pub services: Option<SocketAddrV4>,
     /// The interface it was heard on, if known.
     pub interface: Option<String>,
 }
@@ -133,6 +135,7 @@ impl Backplane {
         let subscriber = p
             .endpoint(EndpointKind::BackplaneSub)
             .unwrap_or(SocketAddrV4::new(ip, DEFAULT_SUBSCRIBER_PORT));
+        let services = p.endpoint(EndpointKind::Services);
         let interface = path
             .iface
             .and_then(|i| interfaces.iter().find(|f| f.index == i))
@@ -142,6 +145,7 @@ impl Backplane {
             id: p.id,
             publisher,
             subscriber,
+            services,
             interface,
         })
     }
