@@ -14,7 +14,10 @@
 //!
 //! ```text
 //! cargo run --release -p banyan-services --example services-bench -- [--python .venv/bin/python] [--quick]
+//! cargo run --release -p banyan-services --example services-bench -- --ceiling
 //! ```
+//! (`--ceiling`: the asynchronous throughput of libzmq's own queue device,
+//! `zmq_proxy`, with 10 echo workers — what no libzmq broker can beat here.)
 //! Prints a Markdown table (docs/benchmarks/services.md).
 
 // A benchmark tool, not product code: a failed step ends the measurement
@@ -245,6 +248,54 @@ fn lb_async(front: u16, body: &[u8], n: usize, window: usize) -> f64 {
     n as f64 / t.elapsed().as_secs_f64()
 }
 
+// ------------------------------------------------- the libzmq ceiling
+
+/// libzmq's own queue device (`zmq_proxy` between a ROUTER frontend and a
+/// DEALER backend, all C++) with `workers` DEALER echo threads: no broker
+/// logic at all, the same hops as a broker (client → device → worker →
+/// device → client). Its asynchronous throughput bounds what any broker
+/// built on libzmq with this topology can reach on this machine.
+fn ceiling(body: &[u8], n: usize, window: usize, workers: usize) -> f64 {
+    let ctx = zmq::Context::new();
+    let front = ctx.socket(zmq::ROUTER).unwrap();
+    let back = ctx.socket(zmq::DEALER).unwrap();
+    for s in [&front, &back] {
+        s.set_rcvhwm(0).unwrap();
+        s.set_sndhwm(0).unwrap();
+        s.bind("tcp://127.0.0.1:*").unwrap();
+    }
+    let port = |s: &zmq::Socket| {
+        s.get_last_endpoint()
+            .unwrap()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse::<u16>()
+            .unwrap()
+    };
+    let (front_port, back_port) = (port(&front), port(&back));
+    // The device runs until the process ends (a benchmark tool).
+    std::thread::spawn(move || {
+        let _ = zmq::proxy(&front, &back);
+    });
+    for _ in 0..workers {
+        let ctx = ctx.clone();
+        std::thread::spawn(move || {
+            let w = ctx.socket(zmq::DEALER).unwrap();
+            w.set_rcvhwm(0).unwrap();
+            w.set_sndhwm(0).unwrap();
+            w.connect(&format!("tcp://127.0.0.1:{back_port}")).unwrap();
+            while let Ok(frames) = w.recv_multipart(0) {
+                if w.send_multipart(frames, 0).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    lb_async(front_port, body, n, window)
+}
+
 // ---------------------------------------------------------------- main
 
 fn us(d: Duration) -> f64 {
@@ -261,6 +312,14 @@ fn main() {
             concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/python").to_owned()
         });
     let quick = args.iter().any(|a| a == "--quick");
+    if args.iter().any(|a| a == "--ceiling") {
+        // `--ceiling`: only libzmq's queue device, 10 echo workers.
+        for size in [8usize, 1024] {
+            let rate = ceiling(&body(size), 200_000, 500, 10);
+            println!("libzmq queue device (zmq_proxy), {size} B, 10 workers: {rate:.0} req/s");
+        }
+        return;
+    }
     let sizes = if quick {
         Sizes {
             sync_n: 2_000,
