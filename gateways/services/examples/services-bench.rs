@@ -14,6 +14,7 @@
 //!
 //! ```text
 //! cargo run --release -p banyan-services --example services-bench -- [--python .venv/bin/python] [--quick]
+//! cargo run --release -p banyan-services --example services-bench -- --credit 16 [--quick]
 //! cargo run --release -p banyan-services --example services-bench -- --ceiling
 //! ```
 //! (`--ceiling`: the asynchronous throughput of libzmq's own queue device,
@@ -63,15 +64,12 @@ struct Sizes {
 
 // ---------------------------------------------------------------- ours
 
-fn ours_workers(port: u16, n: usize) -> Vec<worker::Handle> {
+fn ours_workers(port: u16, n: usize, credit: u16) -> Vec<worker::Handle> {
     let handles: Vec<_> = (0..n)
         .map(|_| {
-            worker::serve_raw(
-                worker::Config::new(format!("tcp://127.0.0.1:{port}")),
-                "bench",
-                |r: &Request| Ok(r.body.clone()),
-            )
-            .expect("worker")
+            let mut config = worker::Config::new(format!("tcp://127.0.0.1:{port}"));
+            config.credit = credit;
+            worker::serve_raw(config, "bench", |r: &Request| Ok(r.body.clone())).expect("worker")
         })
         .collect();
     handles
@@ -312,6 +310,13 @@ fn main() {
             concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/python").to_owned()
         });
     let quick = args.iter().any(|a| a == "--quick");
+    // `--credit N`: our workers' credit (default 1, the LRU rule).
+    let credit: u16 = args
+        .iter()
+        .position(|a| a == "--credit")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1);
     if args.iter().any(|a| a == "--ceiling") {
         // `--ceiling`: only libzmq's queue device, 10 echo workers.
         for size in [8usize, 1024] {
@@ -341,11 +346,11 @@ fn main() {
         // Ours.
         let broker = spawn(SocketConfig::new("127.0.0.1", 0)).expect("broker");
         let port = broker.port();
-        let w1 = ours_workers(port, 1);
+        let w1 = ours_workers(port, 1, credit);
         wait_ours(&broker, 1);
         let sync = ours_sync(port, &b, sizes.sync_n);
         let async1 = ours_async(port, &b, sizes.async_n / 4, sizes.window);
-        let w9 = ours_workers(port, 9);
+        let w9 = ours_workers(port, 9, credit);
         wait_ours(&broker, 10);
         let async10 = ours_async(port, &b, sizes.async_n, sizes.window);
         let stats = broker.stats();
