@@ -25,4 +25,5 @@ start=$SECONDS
 bash scripts/demo.sh --mcu </dev/null
 echo "--> demo --mcu took $((SECONDS - start)) s (build included)"
 echo "--> its try-it commands against the QEMU firmware"
-cargo test --locked -p banyan-cli --test demo -- --ignored --test-threads=1
+# --workspace: the host tests' build (same features), nothing compiled again.
+cargo test --workspace --locked --test demo -- --ignored --test-threads=1
