@@ -32,7 +32,9 @@ done
 for t in aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf; do
   echo "--> $t: build the gateways and the banyan command"
   start=$SECONDS
-  cargo build --locked --release -p banyan-rpi -p banyan-serial --target "$t" --lib
+  # The banyan command holds both gateways (a separate `-p banyan-rpi -p
+  # banyan-serial --lib` build compiled them a second time, with other
+  # features: ~1 min per target).
   cargo build --locked --release -p banyan-cli --target "$t" --bin banyan
   echo "--> $t: rpi-gateway unit tests under qemu-user"
   cargo test --locked --release -p banyan-rpi --target "$t" --lib
