@@ -57,7 +57,7 @@ pub const SUBS: usize = 4;
 /// Capacity of the UART transmit queue (at least one whole frame).
 pub const TX_CAPACITY: usize = 512;
 /// Largest report payload.
-pub const REPORT_CAPACITY: usize = 256;
+pub const REPORT_CAPACITY: usize = 288;
 
 /// UART reads of up to [`io::READ_CHUNK`] bytes per [`App::poll`].
 pub const MAX_READS_PER_POLL: usize = 8;
@@ -333,7 +333,8 @@ where
     ) -> Result<usize, banyan_core::msg::Error> {
         // The keys in a constant table and the values in a `u32` array:
         // smaller code than a list of (key, u64) pairs built at run time.
-        const KEYS: [&str; 12] = [
+        // The robot's counters come whole from the core (`Stats::FIELDS`).
+        const KEYS: [&str; 9] = [
             "uart_errors",
             "tx_dropped",
             "frames_dropped",
@@ -341,15 +342,11 @@ where
             "malformed",
             "publish_lost",
             "send_refused",
-            "refused",
-            "deadman_stops",
-            "pin_errors",
             "reports_dropped",
             "link_downs",
         ];
         let link = self.device.stats();
-        let robot = self.robot.stats();
-        let values: [u32; 12] = [
+        let values: [u32; 9] = [
             self.stats.io.uart_errors,
             self.stats.io.tx_dropped,
             link.frame.dropped(),
@@ -357,18 +354,22 @@ where
             link.malformed,
             link.publish_lost,
             link.send_refused(),
-            robot.refused,
-            robot.deadman_stops,
-            robot.pin_errors,
             self.stats
                 .reports_dropped
                 .saturating_add(self.stats.reports_too_large),
             self.stats.link_downs,
         ];
+        let robot = self.robot.stats().values();
+        let fields = banyan_core::robot::Stats::FIELDS;
         let mut w = banyan_core::msg::Writer::new(out);
-        w.map(KEYS.len() + 2)?.str("report")?.str("stats")?;
+        w.map(KEYS.len() + fields.len() + 2)?
+            .str("report")?
+            .str("stats")?;
         w.str("uptime_ms")?.uint(now_ms)?;
         for (k, v) in KEYS.iter().zip(values) {
+            w.str(k)?.uint(v.into())?;
+        }
+        for (k, v) in fields.iter().zip(robot) {
             w.str(k)?.uint(v.into())?;
         }
         Ok(w.len())

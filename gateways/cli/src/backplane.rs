@@ -167,7 +167,7 @@ pub fn run(args: Args) -> Result<()> {
         .parse::<std::net::IpAddr>()
         .is_ok_and(|a| a.is_loopback())
         || bind == "localhost";
-    let _announcer = if args.no_discovery || loopback {
+    let announcer = if args.no_discovery || loopback {
         None
     } else {
         let name = if config.name.is_empty() {
@@ -206,6 +206,36 @@ pub fn run(args: Args) -> Result<()> {
         output::note(&format!("service broker on port {}", broker.port()));
         Some(broker)
     };
+    // Its identity (`banyan ls NAME`) carries its stats topic and counters,
+    // refreshed every second by a thread that owns the announcer; it says
+    // BYE when the backplane stops.
+    let (identity_stop, identity_rx) = std::sync::mpsc::channel::<()>();
+    let identity = announcer.map(|a| {
+        let h = backplane.shutdown_handle();
+        std::thread::spawn(move || {
+            use std::sync::mpsc::RecvTimeoutError;
+            loop {
+                let counters = match serde_json::to_value(h.stats()) {
+                    Ok(serde_json::Value::Object(m)) => m
+                        .into_iter()
+                        .filter_map(|(k, v)| Some((k, v.as_u64()?)))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                a.set_identity(
+                    vec![banyan_backplane::STATS_TOPIC.to_owned()],
+                    Vec::new(),
+                    counters,
+                );
+                if identity_rx.recv_timeout(Duration::from_secs(1))
+                    != Err(RecvTimeoutError::Timeout)
+                {
+                    break;
+                }
+            }
+            a.stop();
+        })
+    });
     let handle = backplane.shutdown_handle();
     let signal_handle = signals.handle();
     let waiter = std::thread::spawn(move || {
@@ -221,6 +251,10 @@ pub fn run(args: Args) -> Result<()> {
     let _ = out.line(&backplane.banner()).and_then(|()| out.flush());
     let stats = backplane.shutdown_handle();
     let result = backplane.run();
+    drop(identity_stop);
+    if let Some(t) = identity {
+        let _ = t.join();
+    }
     signal_handle.close();
     if let Some(services) = services {
         if let Err(e) = services.shutdown() {

@@ -20,14 +20,24 @@ pub const SYSTEM_CONFIG: &str = "/etc/banyan/rpi-gateway.toml";
 /// file's `[backplane]` table.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// Backplane host (default: the config's backplane.address).
+    /// Backplane: an IP address or host name, or the name of a backplane
+    /// in the discovery pool (default: the config's backplane.address,
+    /// read the same way; never "whichever backplane is there": this
+    /// gateway drives motors).
     #[arg(
         short = 'b',
         long = "backplane",
         env = "BANYAN_BACKPLANE",
-        value_name = "HOST"
+        value_name = "HOST|NAME"
     )]
     pub backplane: Option<String>,
+    /// The name of a backplane in the discovery pool.
+    #[arg(
+        long = "backplane-name",
+        value_name = "NAME",
+        conflicts_with = "backplane"
+    )]
+    pub backplane_name: Option<String>,
     /// The backplane's publisher port (default: the config's, 43124).
     #[arg(short = 'p', long = "publisher-port", value_name = "PORT")]
     pub publisher_port: Option<u16>,
@@ -139,15 +149,25 @@ pub fn config_toml(cfg: &Config) -> String {
 
 fn serve<B: Backend>(backend: B, cfg: Config, args: &Args) -> Result<()> {
     let stop = output::stop_flag()?;
-    let mut cc = banyan_component::Config::new(
-        args.backplane
-            .clone()
-            .unwrap_or_else(|| cfg.backplane.address.clone()),
-        args.publisher_port.unwrap_or(cfg.backplane.publisher_port),
-        args.subscriber_port
-            .unwrap_or(cfg.backplane.subscriber_port),
-    );
+    use banyan_component::locate::{Options, Spec};
+    let spec = match (&args.backplane, &args.backplane_name) {
+        (None, None) => Spec::parse(&cfg.backplane.address),
+        (b, n) => Spec::from_args(b.as_deref(), n.as_deref())
+            .map_err(|e| Failure::usage(e.to_string()))?,
+    };
+    let mut cc = banyan_component::Config::default();
     cc.name = args.name.clone();
+    cc.locate(
+        &spec,
+        &Options::with_ports(
+            Some(args.publisher_port.unwrap_or(cfg.backplane.publisher_port)),
+            Some(
+                args.subscriber_port
+                    .unwrap_or(cfg.backplane.subscriber_port),
+            ),
+        ),
+    )
+    .map_err(|e| Failure::new(1, format!("backplane: {e}")))?;
     // Of a backlog of run_motors only the newest counts (fresh commands).
     cc.conflate = vec![cfg.topics.run_motors.clone()];
     let mut gw =

@@ -17,7 +17,9 @@
 //!   [`Driver`](driver::Driver) or a background [`Node`](node::Node).
 //! - `announce` (feature `driver`): what the other programs call —
 //!   `Announcer::start` for a backplane or a gateway, `resolve_backplane`
-//!   for components.
+//!   and `survey_backplanes_with` for a backplane by name or the only one
+//!   (what `-b` means is decided by `banyan_component::locate`, which
+//!   calls these).
 //!
 //! # Channels and ports
 //!

@@ -38,6 +38,7 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+mod announce;
 mod bridge;
 pub mod transport;
 
@@ -93,6 +94,10 @@ pub struct Config {
     /// The run loop (batch of backplane events per turn, read budget,
     /// longest wait).
     pub driver: driver::Config,
+    /// Announce the gateway, and the device while its link is up, in the
+    /// discovery pool (docs/discovery.md; pool settings from the
+    /// environment). Default true.
+    pub discovery: bool,
 }
 
 impl Config {
@@ -108,6 +113,7 @@ impl Config {
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(500),
             driver,
+            discovery: true,
         }
     }
 }
@@ -138,6 +144,11 @@ pub fn run(config: Config, stop: &AtomicBool) -> Result<(), Error> {
         let _ = comp.recv_event(Some(Duration::from_millis(50)));
     }
     let mut serial = Serial {
+        announce: announce::Announce::new(
+            &config.bridge.name,
+            &config.bridge.status_topic,
+            config.discovery,
+        ),
         bridge: Bridge::new(session, config.bridge.clone()),
         config: &config,
         start: StdInstant::now(),
@@ -169,6 +180,8 @@ struct Serial<'a> {
     frame: Vec<u8>,
     rx: Vec<u8>,
     last_open_error: String,
+    /// The gateway and its device in the discovery pool.
+    announce: announce::Announce,
 }
 
 impl Serial<'_> {
@@ -231,7 +244,8 @@ impl Handler for Serial<'_> {
         self.bridge
             .set_loop_counters(comp.stats().stale, banyan_component::logging::lost());
         self.bridge.poll(now);
-        apply_actions(&mut self.bridge, comp);
+        apply_actions(&mut self.bridge, comp, &mut self.announce);
+        self.announce.update(&self.bridge, comp.stats(), at);
         if self.transport.is_some() {
             while self.out_buf.len() < 8192 {
                 match self.bridge.poll_transmit(now, &mut self.frame) {
@@ -251,7 +265,7 @@ impl Handler for Serial<'_> {
         if let component::Event::Message(m) = event {
             let now = self.link_time(at);
             self.bridge.handle_backplane(&m.topic, &m.payload, now);
-            apply_actions(&mut self.bridge, comp);
+            apply_actions(&mut self.bridge, comp, &mut self.announce);
         }
     }
 
@@ -347,13 +361,16 @@ fn read_all(
     }
 }
 
-fn apply_actions(bridge: &mut Bridge, comp: &mut Component) {
+fn apply_actions(bridge: &mut Bridge, comp: &mut Component, announce: &mut announce::Announce) {
     let name = &bridge.config().name.clone();
     while let Some(a) = bridge.take_action() {
         let r = match &a {
             Action::Subscribe(t) => comp.subscribe(t),
             Action::Unsubscribe(t) => comp.unsubscribe(t),
-            Action::Publish { topic, payload } => comp.publish_raw(topic, payload),
+            Action::Publish { topic, payload } => {
+                announce.published(topic);
+                comp.publish_raw(topic, payload)
+            }
         };
         if let Err(e) = r {
             // Counted by the component (send queue full); never fatal.
