@@ -101,8 +101,8 @@ fn the_shell_splitter_splits_like_sh() {
         ["banyan", "pub", "t", r#"{"a": 1}"#, "--rate", "10"]
     );
     assert_eq!(
-        words(r#"export PATH=/a/b:"$PATH"  # x"#),
-        ["export", "PATH=/a/b:$PATH"]
+        words(r#"export PATH=/a/b:"$PATH" B=1  # x"#),
+        ["export", "PATH=/a/b:$PATH", "B=1"]
     );
     assert_eq!(words(r"a 'it'\''s' b"), ["a", "it's", "b"]);
 }
@@ -119,7 +119,14 @@ fn checked(mcu: bool) -> Vec<Vec<String>> {
         .unwrap()
         .to_string_lossy()
         .into_owned();
-    assert_eq!(export, ["export", &format!("PATH={bin_dir}:$PATH")]);
+    assert_eq!(
+        export,
+        [
+            "export",
+            &format!("PATH={bin_dir}:$PATH"),
+            "BANYAN_BACKPLANE=127.0.0.1"
+        ]
+    );
     let cmds: Vec<Vec<String>> = lines[1..].iter().map(|l| words(l)).collect();
     let mut subcommands = Vec::new();
     for w in &cmds {
@@ -173,7 +180,8 @@ impl Proc {
             Stdio::null()
         };
         cmd.args(&words[1..])
-            .env_remove("BANYAN_BACKPLANE")
+            // As the try-it block's first line sets it.
+            .env("BANYAN_BACKPLANE", "127.0.0.1")
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(Stdio::null());

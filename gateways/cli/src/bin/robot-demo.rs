@@ -400,8 +400,13 @@ fn try_it(kind: Kind, banyan: &Path, run_qemu: &Path, reports: Option<&str>) -> 
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
+    // BANYAN_BACKPLANE: the clients take this backplane (bound to 127.0.0.1,
+    // so not in the discovery pool) rather than one announced on the LAN.
     let mut cmds: Vec<(String, String)> = vec![(
-        format!("export PATH={}:\"$PATH\"", sh_quote(&dir.to_string_lossy())),
+        format!(
+            "export PATH={}:\"$PATH\" BANYAN_BACKPLANE=127.0.0.1",
+            sh_quote(&dir.to_string_lossy())
+        ),
         "in each terminal".into(),
     )];
     let mut add = |cmd: String, comment: &str| cmds.push((cmd, comment.to_owned()));
