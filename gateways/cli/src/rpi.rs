@@ -19,25 +19,18 @@ pub const SYSTEM_CONFIG: &str = "/etc/banyan/rpi-gateway.toml";
 /// Flags of `banyan rpi-gateway`. `-b`, `-p` and `-s` override the config
 /// file's `[backplane]` table.
 #[derive(Debug, Clone, clap::Args)]
+#[command(mut_arg("backplane", |a| a.help(
+    "Backplane: an IP address or host name, or the name of a backplane in the discovery \
+     pool (default: the config's backplane.address, read the same way; never \"whichever \
+     backplane is there\": this gateway drives motors)"
+)))]
 pub struct Args {
-    /// Backplane: an IP address or host name, or the name of a backplane
-    /// in the discovery pool (default: the config's backplane.address,
-    /// read the same way; never "whichever backplane is there": this
-    /// gateway drives motors).
-    #[arg(
-        short = 'b',
-        long = "backplane",
-        env = "BANYAN_BACKPLANE",
-        value_name = "HOST|NAME"
-    )]
-    pub backplane: Option<String>,
-    /// The name of a backplane in the discovery pool.
-    #[arg(
-        long = "backplane-name",
-        value_name = "NAME",
-        conflicts_with = "backplane"
-    )]
-    pub backplane_name: Option<String>,
+    /// Which backplane (`-b`, `--backplane-name`): unlike other
+    /// components, the default is the config's backplane.address, read the
+    /// same way, never "whichever backplane is there": this gateway drives
+    /// motors.
+    #[command(flatten)]
+    pub which: crate::args::Which,
     /// The backplane's publisher port (default: the config's, 43124).
     #[arg(short = 'p', long = "publisher-port", value_name = "PORT")]
     pub publisher_port: Option<u16>,
@@ -150,7 +143,7 @@ pub fn config_toml(cfg: &Config) -> String {
 fn serve<B: Backend>(backend: B, cfg: Config, args: &Args) -> Result<()> {
     let stop = output::stop_flag()?;
     use banyan_component::locate::{Options, Spec};
-    let spec = match (&args.backplane, &args.backplane_name) {
+    let spec = match (&args.which.backplane, &args.which.backplane_name) {
         (None, None) => Spec::parse(&cfg.backplane.address),
         (b, n) => Spec::from_args(b.as_deref(), n.as_deref())
             .map_err(|e| Failure::usage(e.to_string()))?,
