@@ -471,12 +471,19 @@ fn lossy_delivery_still_converges() {
         .zip(names)
         .map(|(ns, n)| node(ns, n, &["--beacon-loss", "50"]))
         .collect();
+    // Convergence is the claim, not its time: with half the beacons
+    // (about one a second) lost at random, a pair stays unseen for n
+    // seconds with a chance of about 2^-n, so a 4 s bound failed now and
+    // then (5.25 s seen once in CI). 20 s: ~1e-5 for the 12 pairs. The
+    // times are printed for docs/discovery.md.
+    let mut worst = 0;
     for (i, p) in nodes.iter_mut().enumerate() {
         let others: Vec<&str> = names.iter().copied().filter(|n| *n != names[i]).collect();
-        for l in found_all(p, &others, Duration::from_secs(5)) {
-            assert!(ms(&l) < 4000, "{l}");
+        for l in found_all(p, &others, Duration::from_secs(20)) {
+            worst = worst.max(ms(&l));
         }
     }
+    eprintln!("50 % beacon loss: every node found every other within {worst} ms");
 }
 
 #[test]
