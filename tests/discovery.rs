@@ -372,9 +372,10 @@ fn a_killed_node_is_gone_after_the_timeout_and_found_again_after_restart() {
     let after = killed.elapsed();
     assert_eq!(field(&l, "reason"), Some("silent"), "{l}");
     // Gone 2 s after the last beacon heard, which came at most ~1.2 s
-    // before the kill.
+    // before the kill: not before 0.7 s; the upper bound leaves a loaded
+    // machine 2.5 s for the check and the line to arrive.
     assert!(
-        after >= Duration::from_millis(700) && after < Duration::from_millis(3000),
+        after >= Duration::from_millis(700) && after < Duration::from_millis(4500),
         "{after:?}"
     );
     let (ok, out) = tool(&h[1], &["resolve", "--timeout-ms", "500"]);
