@@ -266,7 +266,13 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
     /// # Errors
     /// [`SendError`]; every refused reply is counted in [`Stats`] (the
     /// gateway answers the client with an error at the request's deadline).
-    pub fn reply(&mut self, id: u32, status: u8, body: &[u8], _now: Instant) -> Result<(), SendError> {
+    pub fn reply(
+        &mut self,
+        id: u32,
+        status: u8,
+        body: &[u8],
+        _now: Instant,
+    ) -> Result<(), SendError> {
         if !self.is_up() {
             self.ep.stats.count_send_error(SendError::NotUp);
             return Err(SendError::NotUp);

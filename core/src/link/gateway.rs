@@ -228,7 +228,9 @@ impl<const TX: usize, const SUBS: usize> Inner<TX, SUBS> {
                     .mirror
                     .iter()
                     .filter(|s| !s.stale)
-                    .fold((0usize, 0u16), |(n, d), s| (n + 1, d.wrapping_add(s.digest())));
+                    .fold((0usize, 0u16), |(n, d), s| {
+                        (n + 1, d.wrapping_add(s.digest()))
+                    });
                 if !self.sub_overflowed
                     && (count != usize::from(hb.sub_count) || digest != hb.sub_digest)
                 {
@@ -531,7 +533,9 @@ impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, 
                 }
                 Some(Message::Serve(t)) => Some(Event::Serve(t)),
                 Some(Message::Unserve(t)) => Some(Event::Unserve(t)),
-                Some(Message::Reply { id, status, body }) => Some(Event::Reply { id, status, body }),
+                Some(Message::Reply { id, status, body }) => {
+                    Some(Event::Reply { id, status, body })
+                }
                 _ => None,
             },
         }
