@@ -238,7 +238,7 @@ fn run(dev: &mut Dev, gw: &mut Gw, from: u64, ms: u64, drop_every: usize) -> Vec
         serve_all(dev, now);
         while let Some(n) = dev.poll_transmit(now, &mut buf) {
             n_frames += 1;
-            if drop_every > 0 && n_frames % drop_every == 0 {
+            if drop_every > 0 && n_frames.is_multiple_of(drop_every) {
                 continue;
             }
             let mut input = &buf[..n];
@@ -249,7 +249,7 @@ fn run(dev: &mut Dev, gw: &mut Gw, from: u64, ms: u64, drop_every: usize) -> Vec
         }
         while let Some(n) = gw.poll_transmit(now, &mut buf) {
             n_frames += 1;
-            if drop_every > 0 && n_frames % drop_every == 0 {
+            if drop_every > 0 && n_frames.is_multiple_of(drop_every) {
                 continue;
             }
             let mut input = &buf[..n];
