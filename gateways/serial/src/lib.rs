@@ -39,17 +39,20 @@
 #![deny(missing_docs)]
 
 mod bridge;
+mod serve;
 pub mod transport;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_services;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant as StdInstant};
 
 pub use bridge::{
-    Action, Bridge, BridgeConfig, Counters, LinkGateway, LinkState, TopicMap, NOT_FAULTS,
-    STATUS_BURST, STATUS_MIN_GAP_MS, TX_FRAME,
+    Action, Bridge, BridgeConfig, Counters, LinkGateway, LinkState, ServiceAction, TopicMap,
+    NOT_FAULTS, STATUS_BURST, STATUS_MIN_GAP_MS, TX_FRAME,
 };
 pub use transport::{DeviceSpec, Transport};
 
@@ -93,6 +96,10 @@ pub struct Config {
     /// The run loop (batch of backplane events per turn, read budget,
     /// longest wait).
     pub driver: driver::Config,
+    /// The services broker (`tcp://HOST:43126`) with which the device's
+    /// services are registered (`docs/services.md`); `None` (the default of
+    /// [`Config::new`]): the device's services are not offered.
+    pub services: Option<String>,
 }
 
 impl Config {
@@ -108,6 +115,7 @@ impl Config {
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(500),
             driver,
+            services: None,
         }
     }
 }
@@ -148,6 +156,16 @@ pub fn run(config: Config, stop: &AtomicBool) -> Result<(), Error> {
         frame: vec![0u8; TX_FRAME],
         rx: vec![0u8; 4096],
         last_open_error: String::new(),
+        services: match &config.services {
+            Some(endpoint) => match serve::Services::new(endpoint, &config.bridge.name) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    log::error!("{}: services not offered: {e}", config.bridge.name);
+                    None
+                }
+            },
+            None => None,
+        },
     };
     let mut driver = Driver::new(config.driver);
     driver.run(&mut comp, &mut serial, stop)?;
@@ -169,6 +187,8 @@ struct Serial<'a> {
     frame: Vec<u8>,
     rx: Vec<u8>,
     last_open_error: String,
+    /// The device's services on the broker (`Config::services`).
+    services: Option<serve::Services>,
 }
 
 impl Serial<'_> {
@@ -185,7 +205,17 @@ impl Serial<'_> {
     fn lose(&mut self, delay: Duration) {
         self.transport = None;
         self.bridge.transport_lost();
+        self.apply_services();
         self.next_open = StdInstant::now() + delay;
+    }
+
+    /// Registrations and answers of the device's services (dropped when no
+    /// broker is configured: then no request ever comes in).
+    fn apply_services(&mut self) {
+        match self.services.as_mut() {
+            Some(s) => s.apply(&mut self.bridge),
+            None => while self.bridge.take_service_action().is_some() {},
+        }
     }
 
     fn open_if_due(&mut self) {
@@ -212,6 +242,21 @@ impl Serial<'_> {
         }
     }
 
+    /// Moves the frames due for the device to the output buffer and writes.
+    fn flush_frames(&mut self, now: Instant) {
+        if self.transport.is_some() {
+            while self.out_buf.len() < 8192 {
+                match self.bridge.poll_transmit(now, &mut self.frame) {
+                    Some(n) => self
+                        .out_buf
+                        .extend_from_slice(self.frame.get(..n).unwrap_or_default()),
+                    None => break,
+                }
+            }
+        }
+        self.write();
+    }
+
     fn write(&mut self) {
         let Some(t) = self.transport.as_mut() else {
             return;
@@ -232,17 +277,8 @@ impl Handler for Serial<'_> {
             .set_loop_counters(comp.stats().stale, banyan_component::logging::lost());
         self.bridge.poll(now);
         apply_actions(&mut self.bridge, comp);
-        if self.transport.is_some() {
-            while self.out_buf.len() < 8192 {
-                match self.bridge.poll_transmit(now, &mut self.frame) {
-                    Some(n) => self
-                        .out_buf
-                        .extend_from_slice(self.frame.get(..n).unwrap_or_default()),
-                    None => break,
-                }
-            }
-        }
-        self.write();
+        self.apply_services();
+        self.flush_frames(now);
     }
 
     fn event(&mut self, comp: &mut Component, event: component::Event, at: StdInstant) {
@@ -252,6 +288,7 @@ impl Handler for Serial<'_> {
             let now = self.link_time(at);
             self.bridge.handle_backplane(&m.topic, &m.payload, now);
             apply_actions(&mut self.bridge, comp);
+            self.apply_services();
         }
     }
 
@@ -272,9 +309,22 @@ impl Handler for Serial<'_> {
                 write: !self.out_buf.is_empty(),
             });
         }
+        if let Some(s) = self.services.as_ref() {
+            watches.push(Watch::read(s.fd()));
+        }
     }
 
-    fn ready(&mut self, _comp: &mut Component, _index: usize, ready: Ready, at: StdInstant) {
+    fn ready(&mut self, comp: &mut Component, index: usize, ready: Ready, at: StdInstant) {
+        // Watches: the transport (if open), then the services' wake-up.
+        if index == usize::from(self.transport.is_some()) {
+            let now = self.link_time(at);
+            if let Some(s) = self.services.as_mut() {
+                s.take_requests(&mut self.bridge, now);
+            }
+            self.apply_services();
+            self.flush_frames(now);
+            return;
+        }
         if ready.writable {
             self.write();
         }
@@ -290,6 +340,8 @@ impl Handler for Serial<'_> {
             self.lose(self.config.min_backoff);
             self.backoff = self.config.min_backoff;
         }
+        apply_actions(&mut self.bridge, comp);
+        self.apply_services();
     }
 }
 
