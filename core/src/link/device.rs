@@ -36,11 +36,15 @@ struct Sub {
 }
 
 impl Sub {
+    /// Its term of the heartbeat digest ([`wire::sub_digest`],
+    /// [`wire::service_digest`]), with one CRC call site.
+    #[inline(always)]
     fn digest(&self) -> u16 {
+        let crc = crate::frame::CRC.checksum(self.topic.as_bytes());
         if self.service {
-            wire::service_digest(&self.topic)
+            !crc
         } else {
-            wire::sub_digest([self.topic.as_str()])
+            crc
         }
     }
 }
@@ -330,6 +334,7 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
                 self.session,
                 seq,
                 msg,
+                (frame.kind(), frame.payload()),
                 now,
             );
             if let Some(ev) = ev {
@@ -509,6 +514,7 @@ fn on_message<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUB
     session: u32,
     seq: u8,
     msg: Message<'_>,
+    raw: (u8, &[u8]),
     now: Instant,
 ) -> Option<Event> {
     match *state {
@@ -557,24 +563,11 @@ fn on_message<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUB
                 Message::Publish { .. } | Message::Request { .. } => {
                     ep.on_publish_received();
                     // The slot holds the kind and the frame payload as
-                    // received (re-encoded from the parsed fields).
+                    // received (checked by the parser).
                     let mut slot = Vec::new();
-                    let ok = match msg {
-                        Message::Publish { topic, payload } => {
-                            slot.push(wire::kind::PUBLISH).is_ok()
-                                && slot.push(topic.len() as u8).is_ok()
-                                && slot.extend_from_slice(topic.as_bytes()).is_ok()
-                                && slot.extend_from_slice(payload).is_ok()
-                        }
-                        Message::Request { id, service, body } => {
-                            slot.push(wire::kind::REQUEST).is_ok()
-                                && slot.extend_from_slice(&id.to_le_bytes()).is_ok()
-                                && slot.push(service.len() as u8).is_ok()
-                                && slot.extend_from_slice(service.as_bytes()).is_ok()
-                                && slot.extend_from_slice(body).is_ok()
-                        }
-                        _ => false,
-                    } && queue.push_back(slot).is_ok();
+                    let ok = slot.push(raw.0).is_ok()
+                        && slot.extend_from_slice(raw.1).is_ok()
+                        && queue.push_back(slot).is_ok();
                     if ok {
                         Some(Event::Received)
                     } else {
@@ -615,16 +608,28 @@ pub struct Request<'a> {
 impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
     Received<'_, FRAME, TX, QUEUE, SUBS>
 {
-    /// The message, parsed again from its slot (it was checked on arrival).
-    pub fn message(&self) -> Option<Message<'_>> {
-        let (&kind, payload) = self.dev.queue.front()?.split_first()?;
-        Message::parse(kind, payload).ok()
+    /// The slot: the frame kind, then the frame payload as received (its
+    /// layout was checked by the parser on arrival).
+    fn slot(&self) -> (u8, &[u8]) {
+        match self.dev.queue.front().and_then(|v| v.split_first()) {
+            Some((&kind, payload)) => (kind, payload),
+            None => (0, &[]),
+        }
+    }
+
+    /// A `str8` at the start of `b` and the bytes after it.
+    fn str8(b: &[u8]) -> (&str, &[u8]) {
+        let n = b.first().map_or(0, |&n| usize::from(n));
+        match (b.get(1..1 + n), b.get(1 + n..)) {
+            (Some(s), Some(rest)) => (core::str::from_utf8(s).unwrap_or(""), rest),
+            _ => ("", &[]),
+        }
     }
 
     /// The topic of a PUBLISH (`""` for a REQUEST).
     pub fn topic(&self) -> &str {
-        match self.message() {
-            Some(Message::Publish { topic, .. }) => topic,
+        match self.slot() {
+            (wire::kind::PUBLISH, p) => Self::str8(p).0,
             _ => "",
         }
     }
@@ -632,16 +637,24 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
     /// The msgpack payload bytes of a PUBLISH, exactly as the gateway
     /// forwarded them (empty for a REQUEST).
     pub fn payload(&self) -> &[u8] {
-        match self.message() {
-            Some(Message::Publish { payload, .. }) => payload,
+        match self.slot() {
+            (wire::kind::PUBLISH, p) => Self::str8(p).1,
             _ => &[],
         }
     }
 
     /// The request, if this is a REQUEST.
     pub fn request(&self) -> Option<Request<'_>> {
-        match self.message() {
-            Some(Message::Request { id, service, body }) => Some(Request { id, service, body }),
+        match self.slot() {
+            (wire::kind::REQUEST, p) => {
+                let id = p.get(..4)?;
+                let (service, body) = Self::str8(p.get(4..)?);
+                Some(Request {
+                    id: u32::from_le_bytes([id[0], id[1], id[2], id[3]]),
+                    service,
+                    body,
+                })
+            }
             _ => None,
         }
     }

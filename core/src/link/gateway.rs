@@ -63,10 +63,11 @@ struct MirrorSub {
 
 impl MirrorSub {
     fn digest(&self) -> u16 {
+        let crc = crate::frame::CRC.checksum(self.topic.as_bytes());
         if self.service {
-            wire::service_digest(&self.topic)
+            !crc
         } else {
-            wire::sub_digest([self.topic.as_str()])
+            crc
         }
     }
 }

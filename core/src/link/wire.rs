@@ -230,14 +230,11 @@ pub fn sub_digest<'a>(topics: impl IntoIterator<Item = &'a str>) -> u16 {
     })
 }
 
-/// The digest term of a service name in [`Heartbeat::sub_digest`]: the frame
-/// CRC of the SERVE kind byte followed by the name, so that a service and a
-/// subscription of the same text differ.
+/// The digest term of a service name in [`Heartbeat::sub_digest`]: the
+/// bitwise complement of the frame CRC of the name, so that a service and a
+/// subscription of the same text weigh differently.
 pub fn service_digest(name: &str) -> u16 {
-    let mut d = frame::CRC.digest();
-    d.update(&[kind::SERVE]);
-    d.update(name.as_bytes());
-    d.finalize()
+    !frame::CRC.checksum(name.as_bytes())
 }
 
 struct Reader<'a> {
@@ -417,7 +414,12 @@ impl<'a> Message<'a> {
                 fixed[0..4].copy_from_slice(&gateway_session.to_le_bytes());
                 frame::encode(k, seq, &[&fixed[..4]], out)
             }
-            Message::Subscribe(t) | Message::Unsubscribe(t) => {
+            // Service names were checked against MAX_SERVICE_LEN where they
+            // were made (`Device::serve`); one arm keeps the code small.
+            Message::Subscribe(t)
+            | Message::Unsubscribe(t)
+            | Message::Serve(t)
+            | Message::Unserve(t) => {
                 frame::encode(k, seq, &[clamp(t.as_bytes(), MAX_SUB_TOPIC_LEN)], out)
             }
             Message::Publish { topic, payload } => {
@@ -425,19 +427,18 @@ impl<'a> Message<'a> {
                 let tlen = [topic.len() as u8];
                 frame::encode(k, seq, &[&tlen, topic, payload], out)
             }
-            Message::Serve(t) | Message::Unserve(t) => {
-                frame::encode(k, seq, &[clamp(t.as_bytes(), MAX_SERVICE_LEN)], out)
-            }
-            Message::Request { id, service, body } => {
-                let service = clamp(service.as_bytes(), MAX_SERVICE_LEN);
+            Message::Request { id, .. } | Message::Reply { id, .. } => {
+                let (x, name, body) = match *self {
+                    Message::Request { service, body, .. } => {
+                        let service = clamp(service.as_bytes(), MAX_SERVICE_LEN);
+                        (service.len() as u8, service, body)
+                    }
+                    Message::Reply { status, body, .. } => (status, &[][..], body),
+                    _ => (0, &[][..], &[][..]),
+                };
                 fixed[0..4].copy_from_slice(&id.to_le_bytes());
-                fixed[4] = service.len() as u8;
-                frame::encode(k, seq, &[&fixed[..5], service, body], out)
-            }
-            Message::Reply { id, status, body } => {
-                fixed[0..4].copy_from_slice(&id.to_le_bytes());
-                fixed[4] = status;
-                frame::encode(k, seq, &[&fixed[..5], body], out)
+                fixed[4] = x;
+                frame::encode(k, seq, &[&fixed[..5], name, body], out)
             }
         }
     }
