@@ -461,7 +461,9 @@ impl Bridge {
         now: Instant,
     ) {
         self.counters.requests += 1;
-        let refuse = if !self.link.is_up() {
+        let refuse = if !self.transport_open {
+            Some("the device is not connected".to_owned())
+        } else if !self.link.is_up() {
             Some("the device's link is down".to_owned())
         } else if !self.services.iter().any(|s| s == service) {
             Some(format!("the device does not serve {service:?}"))
