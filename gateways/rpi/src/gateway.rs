@@ -54,6 +54,12 @@ pub const MAX_I2C_READ: usize = 32;
 /// How often digital inputs that the backend cannot watch are polled.
 pub const INPUT_POLL: Duration = Duration::from_millis(10);
 
+/// The services the gateway answers through the services broker
+/// (`docs/rpi-gateway.md`, "Services"), as [`Gateway::serve`] names them;
+/// the broker's names are prefixed with the gateway's name and a dot
+/// (`rpi-gateway.state`).
+pub const SERVICES: [&str; 3] = ["state", "status", "i2c_read"];
+
 /// One message to publish.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
@@ -500,6 +506,49 @@ impl<B: Backend> Gateway<B> {
             entries.extend(counters);
         }
         self.report_bytes(encode(&Value::Map(entries)))
+    }
+
+    /// Answers a request for one of [`SERVICES`] with one msgpack map, the
+    /// same map the matching report carries:
+    /// - `state`: the state report ([`Gateway::state_report`]);
+    /// - `status`: the status report ([`Gateway::status_report`]);
+    /// - `i2c_read`: body `{"addr", "register", "number_of_bytes"}` (the
+    ///   OneGPIO command's fields, checked by the same parser; a `command`
+    ///   key, if any, must be `i2c_read`), reply `{"report": "i2c_data",
+    ///   "value": [bytes]}`.
+    ///
+    /// Changes nothing but what the command itself does (an `i2c_read`
+    /// opens the bus); publishes nothing.
+    ///
+    /// # Errors
+    /// A text for the client naming the problem: unknown service, a bad
+    /// body, a failed read.
+    pub fn serve(&mut self, service: &str, body: &[u8], now: Instant) -> Result<Vec<u8>, String> {
+        match service {
+            "state" => Ok(self.state_report().payload),
+            "status" => Ok(self.status_report().payload),
+            "i2c_read" => {
+                let mut v = rmpv::decode::read_value(&mut &body[..])
+                    .map_err(|e| format!("request body is not msgpack: {e}"))?;
+                let Value::Map(entries) = &mut v else {
+                    return Err("request body must be a map".into());
+                };
+                match entries.iter().find(|(k, _)| k.as_str() == Some("command")) {
+                    Some((_, c)) if c.as_str() == Some("i2c_read") => {}
+                    Some(_) => return Err("field command must be i2c_read".into()),
+                    None => entries.push(("command".into(), "i2c_read".into())),
+                }
+                let mut out = Vec::new();
+                self.onegpio(&encode(&v), now, &mut out)?;
+                out.pop()
+                    .map(|r| r.payload)
+                    .ok_or_else(|| "i2c_read produced no data".into())
+            }
+            other => Err(format!(
+                "unknown service {other:?} (served: {})",
+                SERVICES.join(", ")
+            )),
+        }
     }
 
     /// Handles one message received on `topic` at `now`; returns the reports
