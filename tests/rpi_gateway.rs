@@ -29,10 +29,11 @@ fn gateway_bin() -> PathBuf {
     cargo_bin("banyan-cli", "banyan")
 }
 
-/// `banyan rpi-gateway`.
+/// `banyan rpi-gateway`, without its services (they would register with
+/// a broker on the default port 43126, which tests never use).
 fn gateway_cmd() -> Command {
     let mut cmd = Command::new(gateway_bin());
-    cmd.arg("rpi-gateway");
+    cmd.args(["rpi-gateway", "--no-services"]);
     cmd
 }
 
