@@ -156,9 +156,10 @@ pub enum Action {
 }
 
 /// What the run loop must do for the device's services (registrations with
-/// the services broker and answers to requests). Apart from [`Action`]: a
-/// run loop without a broker ignores them and sees none of them, since it
-/// never calls [`Bridge::handle_request`]; registrations then stay unused.
+/// the services broker and answers to requests), taken with
+/// [`Bridge::take_service_action`], apart from the backplane's [`Action`]s.
+/// A run loop without a broker drains and ignores them: it never hands in
+/// requests, so no answer is ever due.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServiceAction {
     /// Serve broker service `service` for the device's `device_service`.

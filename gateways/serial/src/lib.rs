@@ -22,6 +22,13 @@
 //!   it with backoff; the link re-handshakes and the subscriptions are
 //!   restored. Corrupted bytes are dropped by the frame CRC and counted.
 //!
+//! - Services: the services the device declares are registered with the
+//!   services broker ([`Config::services`], `<device name>.<service>`);
+//!   requests go to the device as link REQUESTs and every one is answered
+//!   exactly once, with the device's REPLY or an explicit, counted error
+//!   (device reset or gone, link down, no reply in time). See
+//!   `docs/serial-gateway.md`, "Services".
+//!
 //! - Fresh commands: control topics (`--conflate`, default `run_motors`)
 //!   are conflated on the way in (a backlog is skipped to the newest
 //!   command), a queued message for the device is replaced by a newer one
