@@ -327,8 +327,10 @@ pub struct Bridge {
     last_status: Option<Instant>,
     /// [`Bridge::faults`] when the last status was published.
     published_faults: u64,
-    /// The device's services (device names) registered with the broker.
-    services: Vec<String>,
+    /// The device's services registered with the broker: (device name,
+    /// broker name as registered — the device's name may change with a
+    /// reset).
+    services: Vec<(String, String)>,
     service_actions: VecDeque<ServiceAction>,
     /// Requests waiting for the device, by link request id.
     pending: BTreeMap<u32, Pending>,
@@ -428,7 +430,7 @@ impl Bridge {
 
     /// The device's services (device names), in the order declared.
     pub fn services(&self) -> impl Iterator<Item = &str> {
-        self.services.iter().map(String::as_str)
+        self.services.iter().map(|(s, _)| s.as_str())
     }
 
     /// Requests waiting for the device's reply.
@@ -466,7 +468,7 @@ impl Bridge {
             Some("the device is not connected".to_owned())
         } else if !self.link.is_up() {
             Some("the device's link is down".to_owned())
-        } else if !self.services.iter().any(|s| s == service) {
+        } else if !self.services.iter().any(|(s, _)| s == service) {
             Some(format!("the device does not serve {service:?}"))
         } else if self.pending.len() >= self.cfg.max_pending_requests {
             Some(format!(
@@ -596,8 +598,7 @@ impl Bridge {
     }
 
     fn unregister_all(&mut self) {
-        for s in std::mem::take(&mut self.services) {
-            let service = self.service_name(&s);
+        for (_, service) in std::mem::take(&mut self.services) {
             self.service_actions
                 .push_back(ServiceAction::Unregister { service });
         }
@@ -675,10 +676,10 @@ impl Bridge {
                 self.status_due = true;
             }
             OwnedEvent::Serve(s) => {
-                if !self.services.contains(&s) {
+                if !self.services.iter().any(|(x, _)| *x == s) {
                     let service = self.service_name(&s);
                     log::info!("{}: device serves {s:?} (as {service:?})", self.cfg.name);
-                    self.services.push(s.clone());
+                    self.services.push((s.clone(), service.clone()));
                     self.service_actions.push_back(ServiceAction::Register {
                         service,
                         device_service: s,
@@ -687,9 +688,8 @@ impl Bridge {
                 }
             }
             OwnedEvent::Unserve(s) => {
-                if let Some(i) = self.services.iter().position(|x| *x == s) {
-                    self.services.remove(i);
-                    let service = self.service_name(&s);
+                if let Some(i) = self.services.iter().position(|(x, _)| *x == s) {
+                    let (_, service) = self.services.remove(i);
                     log::info!("{}: device no longer serves {s:?}", self.cfg.name);
                     self.service_actions
                         .push_back(ServiceAction::Unregister { service });

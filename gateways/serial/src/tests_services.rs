@@ -247,16 +247,19 @@ fn device_reset_mid_request_answers_with_an_error_and_services_return() {
     r.request(1, "slow", b"\x80", 5000);
     r.settle();
     assert_eq!(r.bridge.pending_requests(), 1);
-    // The MCU reboots: a new session, same services.
-    let mut dev = Dev::new("fake-mcu", "1.2.3", 2, link::Config::default()).unwrap();
+    // The MCU reboots, flashed with another name: a new session, one
+    // service.
+    let mut dev = Dev::new("new-mcu", "1.2.4", 2, link::Config::default()).unwrap();
     dev.serve("echo").unwrap();
     r.dev = dev;
     r.run_for(30, 10);
     let e = r.answer(1).unwrap_err();
     assert!(e.contains("device reset"), "{e}");
     assert_eq!(r.bridge.counters().request_lost, 1);
-    // Unregistered on reset, the re-declared one registered again.
-    assert_eq!(r.registered, ["fake-mcu.echo"]);
+    // Every old registration withdrawn under its old name (the rig panics
+    // on an unregistration of a name never registered), the re-declared
+    // service registered under the new name.
+    assert_eq!(r.registered, ["new-mcu.echo"]);
     r.request(2, "echo", b"\x80", 1000);
     r.settle();
     assert_eq!(r.answer(2), Ok(b"\x80".to_vec()));
@@ -283,9 +286,14 @@ fn transport_loss_and_link_down_answer_at_once() {
     assert!(!r.bridge.link().is_up());
     r.request(2, "echo", b"\x80", 1000);
     let e = r.answer(2).unwrap_err();
+    assert!(e.contains("not connected"), "{e}");
+    // The port is back, the device not yet.
+    r.bridge.transport_opened();
+    r.request(3, "echo", b"\x80", 1000);
+    let e = r.answer(3).unwrap_err();
     assert!(e.contains("link is down"), "{e}");
     let c = r.bridge.counters();
-    assert_eq!((c.request_lost, c.request_refused), (1, 1));
+    assert_eq!((c.request_lost, c.request_refused), (1, 2));
     // Services stay registered while the link is down (requests get the
     // explicit error above rather than the broker's no_workers).
     assert_eq!(r.registered.len(), 4);
