@@ -574,6 +574,7 @@ fn a_message_flood_does_not_hold_off_the_deadman() {
 /// The run loop in-process on a sim board with its services on a broker;
 /// stops and joins on drop.
 struct Served {
+    board: SimBoard,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     broker: banyan_services::broker::Handle,
@@ -597,15 +598,12 @@ fn served() -> Served {
     let broker = spawn(SocketConfig::new("127.0.0.1", 0)).expect("broker");
     let endpoint = format!("tcp://127.0.0.1:{}", broker.port());
     let stop = Arc::new(AtomicBool::new(false));
+    let board = SimBoard::new();
     let thread = {
-        let stop = Arc::clone(&stop);
+        let (stop, board) = (Arc::clone(&stop), board.clone());
         std::thread::spawn(move || {
-            let mut gw = Gateway::new(
-                SimBackend::new(SimBoard::new()),
-                Config::default(),
-                Instant::now(),
-            )
-            .unwrap();
+            let mut gw =
+                Gateway::new(SimBackend::new(board), Config::default(), Instant::now()).unwrap();
             let mut comp = Component::connect(component::Config::new("127.0.0.1", pp, sp)).unwrap();
             let mut relay =
                 banyan_services::relay::Relay::new(banyan_services::worker::Config::new(endpoint))
@@ -615,6 +613,7 @@ fn served() -> Served {
         })
     };
     let s = Served {
+        board,
         stop,
         thread: Some(thread),
         broker,
@@ -635,7 +634,7 @@ fn served() -> Served {
 }
 
 #[test]
-fn state_status_and_i2c_read_are_services() {
+fn state_status_i2c_read_and_digital_read_are_services() {
     use banyan_services::client::{Client, Config as ClientConfig, Options};
     use banyan_services::proto::ErrorCode;
     let s = served();
@@ -707,6 +706,33 @@ fn state_status_and_i2c_read_are_services() {
         "i2c_read never returned the written bytes: {last:?}"
     );
 
+    // digital_read: the level now, of a pin configured as an input.
+    let input = rmpv::Value::Map(vec![
+        ("command".into(), "set_mode_digital_input".into()),
+        ("pin".into(), 23.into()),
+        ("tag".into(), "button".into()),
+    ]);
+    probe.publish_value("to_rpi_gateway", &input).unwrap();
+    for level in [true, false] {
+        s.board.set_input(23, level);
+        let want = rmpv::Value::from(u8::from(level));
+        let mut last = None;
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                let body = rmpv::Value::Map(vec![("tag".into(), "button".into())]);
+                let Ok(r) = call(&mut c, "rpi-gateway.digital_read", body) else {
+                    return false; // the set_mode command is on its way
+                };
+                let ok = get(&r, "report").and_then(|v| v.as_str()) == Some("digital_input")
+                    && get(&r, "pin").and_then(|v| v.as_u64()) == Some(23)
+                    && get(&r, "value") == Some(&want);
+                last = Some(r);
+                ok
+            }),
+            "digital_read never gave {want}: {last:?}"
+        );
+    }
+
     // Errors are explicit: a bad body, a failed read, an unknown service.
     let worker_error = |r: Result<rmpv::Value, banyan_services::Error>, what: &str| match r {
         Err(banyan_services::Error::Service { code, detail }) => {
@@ -732,6 +758,11 @@ fn state_status_and_i2c_read_are_services() {
     worker_error(call(&mut c, "rpi-gateway.i2c_read", nobody), "0x11");
     let wrong = rmpv::Value::Map(vec![("command".into(), "i2c_write".into())]);
     worker_error(call(&mut c, "rpi-gateway.i2c_read", wrong), "command");
+    let not_input = rmpv::Value::Map(vec![("pin".into(), 26.into())]);
+    worker_error(
+        call(&mut c, "rpi-gateway.digital_read", not_input),
+        "not configured",
+    );
     match call(&mut c, "rpi-gateway.nope", empty) {
         Err(banyan_services::Error::Service { code, .. }) => {
             assert_eq!(code, ErrorCode::UnknownService)

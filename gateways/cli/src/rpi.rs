@@ -46,8 +46,8 @@ pub struct Args {
     /// `robot1/from_rpi_gateway`, so several robots share one backplane.
     #[arg(long, value_name = "PREFIX")]
     pub topic_prefix: Option<String>,
-    /// The services broker's port on the backplane host: `state`, `status`
-    /// and `i2c_read` are served there as `<name>.state` etc.
+    /// The services broker's port on the backplane host: `state`, `status`,
+    /// `i2c_read` and `digital_read` are served there as `<name>.state` etc.
     /// (docs/rpi-gateway.md, "Services").
     #[arg(long = "services-port", value_name = "PORT",
           default_value_t = banyan_services::broker::DEFAULT_PORT)]

@@ -58,7 +58,7 @@ pub const INPUT_POLL: Duration = Duration::from_millis(10);
 /// (`docs/rpi-gateway.md`, "Services"), as [`Gateway::serve`] names them;
 /// the broker's names are prefixed with the gateway's name and a dot
 /// (`rpi-gateway.state`).
-pub const SERVICES: [&str; 3] = ["state", "status", "i2c_read"];
+pub const SERVICES: [&str; 4] = ["state", "status", "i2c_read", "digital_read"];
 
 /// One message to publish.
 #[derive(Debug, Clone, PartialEq)]
@@ -515,7 +515,11 @@ impl<B: Backend> Gateway<B> {
     /// - `i2c_read`: body `{"addr", "register", "number_of_bytes"}` (the
     ///   OneGPIO command's fields, checked by the same parser; a `command`
     ///   key, if any, must be `i2c_read`), reply `{"report": "i2c_data",
-    ///   "value": [bytes]}`.
+    ///   "value": [bytes]}`;
+    /// - `digital_read`: body `{"pin"}` or `{"tag"}` of a pin in a
+    ///   `digital_input(_pullup)` mode, reply `{"report": "digital_input",
+    ///   "pin", "value", "timestamp"}` with the level read now (reporting
+    ///   and its change detection are not affected).
     ///
     /// Changes nothing but what the command itself does (an `i2c_read`
     /// opens the bus); publishes nothing.
@@ -543,6 +547,36 @@ impl<B: Backend> Gateway<B> {
                 out.pop()
                     .map(|r| r.payload)
                     .ok_or_else(|| "i2c_read produced no data".into())
+            }
+            "digital_read" => {
+                let v = rmpv::decode::read_value(&mut &body[..])
+                    .map_err(|e| format!("request body is not msgpack: {e}"))?;
+                let field = |k: &str| get(&v, k);
+                let pin = match field("pin") {
+                    None | Some(Value::Nil) => None,
+                    Some(p) => Some(
+                        p.as_u64()
+                            .and_then(|p| u8::try_from(p).ok())
+                            .ok_or("value out of range for field pin")?,
+                    ),
+                };
+                let tag = match field("tag") {
+                    None | Some(Value::Nil) => None,
+                    Some(t) => Some(t.as_str().ok_or("field tag must be a string")?),
+                };
+                let p = self.in_mode(&PinRef { pin, tag }, Need::Input)?;
+                let level = match self.gpio.get_mut(&p) {
+                    Some(Gpio::Input { pin, .. }) => pin
+                        .is_high()
+                        .map_err(|e| format!("pin {p} read failed: {e:?}"))?,
+                    _ => return Err(format!("pin {p} is not an input")),
+                };
+                let ts = self.timestamp(now);
+                Ok(self
+                    .core_report(128, |buf| {
+                        report::digital_input(buf, p, u8::from(level), ts)
+                    })
+                    .payload)
             }
             other => Err(format!(
                 "unknown service {other:?} (served: {})",
