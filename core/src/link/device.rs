@@ -618,6 +618,7 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
     }
 
     /// A `str8` at the start of `b` and the bytes after it.
+    #[inline(always)]
     fn str8(b: &[u8]) -> (&str, &[u8]) {
         let n = b.first().map_or(0, |&n| usize::from(n));
         match (b.get(1..1 + n), b.get(1 + n..)) {
