@@ -20,12 +20,14 @@
 //!   (RESYNC) and it re-declares everything. Nothing needs a manual restart.
 //! - **PUBLISH both ways** carries the topic and the msgpack payload bytes
 //!   unchanged; the link never parses payloads.
-//! - **Services.** The device declares service names ([`Device::serve`],
+//! - **Services.** The device declares service names (`Device::serve`,
 //!   SERVE) like subscriptions; the gateway sends REQUESTs for them
-//!   ([`Gateway::request`]) and the device answers each with a REPLY
-//!   ([`Device::reply`]) carrying the request's id. REQUEST and REPLY are
+//!   (`Gateway::request`) and the device answers each with a REPLY
+//!   (`Device::reply`) carrying the request's id. REQUEST and REPLY are
 //!   *data* messages like PUBLISH: the same credits, queue and loss
 //!   accounting (the `publish_*` counters of [`Stats`] count all three).
+//!   Needs the `services` feature; without it the four service kinds are
+//!   unknown (counted as malformed) and a device build is ~0.4 KB smaller.
 //! - **Credit-based flow control.** Each receiver grants credits for its
 //!   receive queue (the device: its fixed queue of `QUEUE` slots, released as
 //!   the application consumes messages; the gateway: a window,

@@ -183,6 +183,7 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
     /// # Errors
     /// [`SubscribeError::TopicTooLong`] for a name longer than
     /// [`wire::MAX_SERVICE_LEN`] or empty, [`SubscribeError::TableFull`].
+    #[cfg(feature = "services")]
     pub fn serve(&mut self, name: &str) -> Result<(), SubscribeError> {
         if name.is_empty() || name.len() > wire::MAX_SERVICE_LEN {
             return Err(SubscribeError::TopicTooLong);
@@ -226,6 +227,7 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
     }
 
     /// Withdraws a service; returns whether it was declared.
+    #[cfg(feature = "services")]
     pub fn unserve(&mut self, name: &str) -> bool {
         self.undeclare(name, true)
     }
@@ -255,6 +257,7 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
     }
 
     /// The services the device declares.
+    #[cfg(feature = "services")]
     pub fn services(&self) -> impl Iterator<Item = &str> {
         self.subs
             .iter()
@@ -270,6 +273,7 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
     /// # Errors
     /// [`SendError`]; every refused reply is counted in [`Stats`] (the
     /// gateway answers the client with an error at the request's deadline).
+    #[cfg(feature = "services")]
     pub fn reply(
         &mut self,
         id: u32,
@@ -421,21 +425,13 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
             }
             State::Up => {
                 if let Some((t, service)) = self.unsubs.first() {
-                    let msg = if *service {
-                        Message::Unserve(t)
-                    } else {
-                        Message::Unsubscribe(t)
-                    };
+                    let msg = declaration(t, *service, true);
                     let (n, _) = self.ep.transmit(&msg, out)?;
                     self.unsubs.remove(0);
                     return Some(n);
                 }
                 if let Some(sub) = self.subs.iter_mut().find(|s| !s.declared) {
-                    let msg = if sub.service {
-                        Message::Serve(&sub.topic)
-                    } else {
-                        Message::Subscribe(&sub.topic)
-                    };
+                    let msg = declaration(&sub.topic, sub.service, false);
                     let (n, _) = self.ep.transmit(&msg, out)?;
                     sub.declared = true;
                     return Some(n);
@@ -503,6 +499,35 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
     }
 }
 
+/// The SUBSCRIBE / SERVE (or, `withdraw`, UNSUBSCRIBE / UNSERVE) of a
+/// table entry.
+fn declaration(topic: &str, service: bool, withdraw: bool) -> Message<'_> {
+    #[cfg(feature = "services")]
+    if service {
+        return if withdraw {
+            Message::Unserve(topic)
+        } else {
+            Message::Serve(topic)
+        };
+    }
+    let _ = service;
+    if withdraw {
+        Message::Unsubscribe(topic)
+    } else {
+        Message::Subscribe(topic)
+    }
+}
+
+/// Data messages the device receives: PUBLISH and (`services`) REQUEST.
+fn inbound_data(msg: &Message<'_>) -> bool {
+    match msg {
+        Message::Publish { .. } => true,
+        #[cfg(feature = "services")]
+        Message::Request { .. } => true,
+        _ => false,
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn on_message<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>(
     ep: &mut Endpoint<TX>,
@@ -560,7 +585,7 @@ fn on_message<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUB
                     ep.on_heartbeat(&hb);
                     None
                 }
-                Message::Publish { .. } | Message::Request { .. } => {
+                msg if inbound_data(&msg) => {
                     ep.on_publish_received();
                     // The slot holds the kind and the frame payload as
                     // received (checked by the parser).
@@ -594,6 +619,7 @@ pub struct Received<'a, const FRAME: usize, const TX: usize, const QUEUE: usize,
 }
 
 /// A request for one of the device's services (see [`Device::serve`]).
+#[cfg(feature = "services")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Request<'a> {
@@ -645,6 +671,7 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
     }
 
     /// The request, if this is a REQUEST.
+    #[cfg(feature = "services")]
     pub fn request(&self) -> Option<Request<'_>> {
         match self.slot() {
             (wire::kind::REQUEST, p) => {

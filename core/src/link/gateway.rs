@@ -37,10 +37,13 @@ pub enum Event<'a> {
         payload: &'a [u8],
     },
     /// The device serves this service name (register it with the broker).
+    #[cfg(feature = "services")]
     Serve(&'a str),
     /// The device no longer serves this service name.
+    #[cfg(feature = "services")]
     Unserve(&'a str),
     /// The device answers the request `id` sent with [`Gateway::request`].
+    #[cfg(feature = "services")]
     Reply {
         /// The request's id.
         id: u32,
@@ -81,9 +84,27 @@ enum Step {
     Subscribe,
     Unsubscribe,
     Publish,
+    #[cfg(feature = "services")]
     Serve,
+    #[cfg(feature = "services")]
     Unserve,
+    #[cfg(feature = "services")]
     Reply,
+}
+
+/// The step of a declaration (`Subscribe` / `Unsubscribe`) for a service
+/// entry: `Serve` / `Unserve`.
+fn entry_step(service: bool, topic_step: Step) -> Step {
+    #[cfg(feature = "services")]
+    if service {
+        return match topic_step {
+            Step::Subscribe => Step::Serve,
+            Step::Unsubscribe => Step::Unserve,
+            s => s,
+        };
+    }
+    let _ = service;
+    topic_step
 }
 
 /// The gateway end of the serial link: a sans-IO state machine.
@@ -133,11 +154,11 @@ impl<const TX: usize, const SUBS: usize> Inner<TX, SUBS> {
                 Some(i) => {
                     let entry = self.mirror.remove(i);
                     self.removed = entry.topic;
-                    return Some(if entry.service {
-                        Event::Unserve(&self.removed)
-                    } else {
-                        Event::Unsubscribe(&self.removed)
-                    });
+                    #[cfg(feature = "services")]
+                    if entry.service {
+                        return Some(Event::Unserve(&self.removed));
+                    }
+                    return Some(Event::Unsubscribe(&self.removed));
                 }
                 None => self.sweeping = false,
             }
@@ -244,80 +265,81 @@ impl<const TX: usize, const SUBS: usize> Inner<TX, SUBS> {
                 self.ep.credit_changed(limit, window);
                 Step::None
             }
-            Message::Subscribe(t) | Message::Serve(t) => {
-                let service = matches!(msg, Message::Serve(_));
-                if let Some(s) = self
-                    .mirror
-                    .iter_mut()
-                    .find(|s| s.service == service && s.topic == t)
-                {
-                    s.stale = false;
-                    return Step::None;
-                }
-                let Ok(topic) = String::try_from(t) else {
-                    self.ep.stats.malformed = self.ep.stats.malformed.wrapping_add(1);
-                    return Step::None;
-                };
-                if self
-                    .mirror
-                    .push(MirrorSub {
-                        topic,
-                        stale: false,
-                        service,
-                    })
-                    .is_err()
-                {
-                    self.sub_overflowed = true;
-                    self.ep.stats.sub_overflow = self.ep.stats.sub_overflow.wrapping_add(1);
-                    return Step::None;
-                }
-                if service {
-                    Step::Serve
-                } else {
-                    Step::Subscribe
-                }
-            }
-            Message::Unsubscribe(t) | Message::Unserve(t) => {
-                let service = matches!(msg, Message::Unserve(_));
-                match self
-                    .mirror
-                    .iter()
-                    .position(|s| s.service == service && s.topic == t)
-                {
-                    Some(i) => {
-                        self.mirror.remove(i);
-                        if service {
-                            Step::Unserve
-                        } else {
-                            Step::Unsubscribe
-                        }
-                    }
-                    None => Step::None,
-                }
-            }
-            Message::Publish { .. } | Message::Reply { .. } => {
-                // Counted as received either way (the device's heartbeat
-                // accounting stays exact), delivered only within credit.
-                let over = self.ep.beyond_credit();
-                self.ep.on_publish_received();
-                if over {
-                    self.ep.stats.drop_over_credit = self.ep.stats.drop_over_credit.wrapping_add(1);
-                    return Step::None;
-                }
-                let limit = self.credit_limit();
-                let window = self.window();
-                self.ep.credit_changed(limit, window);
-                if matches!(msg, Message::Reply { .. }) {
-                    Step::Reply
-                } else {
-                    Step::Publish
-                }
-            }
+            Message::Subscribe(t) => self.declared(t, false),
+            #[cfg(feature = "services")]
+            Message::Serve(t) => self.declared(t, true),
+            Message::Unsubscribe(t) => self.withdrawn(t, false),
+            #[cfg(feature = "services")]
+            Message::Unserve(t) => self.withdrawn(t, true),
+            Message::Publish { .. } => self.data_received(Step::Publish),
+            #[cfg(feature = "services")]
+            Message::Reply { .. } => self.data_received(Step::Reply),
             _ => {
                 self.ep.stats.unexpected = self.ep.stats.unexpected.wrapping_add(1);
                 Step::None
             }
         }
+    }
+
+    /// A SUBSCRIBE or (`service`) SERVE.
+    fn declared(&mut self, t: &str, service: bool) -> Step {
+        if let Some(s) = self
+            .mirror
+            .iter_mut()
+            .find(|s| s.service == service && s.topic == t)
+        {
+            s.stale = false;
+            return Step::None;
+        }
+        let Ok(topic) = String::try_from(t) else {
+            self.ep.stats.malformed = self.ep.stats.malformed.wrapping_add(1);
+            return Step::None;
+        };
+        if self
+            .mirror
+            .push(MirrorSub {
+                topic,
+                stale: false,
+                service,
+            })
+            .is_err()
+        {
+            self.sub_overflowed = true;
+            self.ep.stats.sub_overflow = self.ep.stats.sub_overflow.wrapping_add(1);
+            return Step::None;
+        }
+        entry_step(service, Step::Subscribe)
+    }
+
+    /// An UNSUBSCRIBE or (`service`) UNSERVE.
+    fn withdrawn(&mut self, t: &str, service: bool) -> Step {
+        match self
+            .mirror
+            .iter()
+            .position(|s| s.service == service && s.topic == t)
+        {
+            Some(i) => {
+                self.mirror.remove(i);
+                entry_step(service, Step::Unsubscribe)
+            }
+            None => Step::None,
+        }
+    }
+
+    /// A data message (PUBLISH, REPLY): counted as received either way (the
+    /// device's heartbeat accounting stays exact), delivered only within
+    /// credit.
+    fn data_received(&mut self, step: Step) -> Step {
+        let over = self.ep.beyond_credit();
+        self.ep.on_publish_received();
+        if over {
+            self.ep.stats.drop_over_credit = self.ep.stats.drop_over_credit.wrapping_add(1);
+            return Step::None;
+        }
+        let limit = self.credit_limit();
+        let window = self.window();
+        self.ep.credit_changed(limit, window);
+        step
     }
 
     fn window(&self) -> u16 {
@@ -394,6 +416,7 @@ impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, 
     }
 
     /// The services the device declared, as the gateway knows them.
+    #[cfg(feature = "services")]
     pub fn services(&self) -> impl Iterator<Item = &str> {
         self.st
             .mirror
@@ -444,6 +467,7 @@ impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, 
     /// is full, [`SendError::TopicTooLong`] for a service name longer than
     /// [`wire::MAX_SERVICE_LEN`] or empty, and so on. Every refused request
     /// is counted in [`Stats`].
+    #[cfg(feature = "services")]
     pub fn request(
         &mut self,
         id: u32,
@@ -517,12 +541,7 @@ impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, 
             Step::None => None,
             Step::Up => self.st.identity.as_ref().map(Event::Up),
             Step::Reset => self.st.identity.as_ref().map(Event::Reset),
-            Step::Subscribe
-            | Step::Unsubscribe
-            | Step::Publish
-            | Step::Serve
-            | Step::Unserve
-            | Step::Reply => match self
+            _ => match self
                 .deframer
                 .last_frame()
                 .and_then(|f| Message::parse(f.kind(), f.into_payload()).ok())
@@ -532,8 +551,11 @@ impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, 
                 Some(Message::Publish { topic, payload }) => {
                     Some(Event::Publish { topic, payload })
                 }
+                #[cfg(feature = "services")]
                 Some(Message::Serve(t)) => Some(Event::Serve(t)),
+                #[cfg(feature = "services")]
                 Some(Message::Unserve(t)) => Some(Event::Unserve(t)),
+                #[cfg(feature = "services")]
                 Some(Message::Reply { id, status, body }) => {
                     Some(Event::Reply { id, status, body })
                 }

@@ -8,7 +8,9 @@ use core::fmt;
 
 use crate::frame::{self, EncodeError};
 
-/// Frame kinds of the link protocol.
+/// Frame kinds of the link protocol. SERVE, UNSERVE, REQUEST and REPLY are
+/// parsed only with the `services` feature; without it they are unknown
+/// kinds (counted as malformed by the state machines).
 pub mod kind {
     /// Device → gateway: identity, capacities, session id.
     pub const HELLO: u8 = 0x01;
@@ -186,10 +188,13 @@ pub enum Message<'a> {
         payload: &'a [u8],
     },
     /// The device serves requests for this service name.
+    #[cfg(feature = "services")]
     Serve(&'a str),
     /// The device no longer serves this service name.
+    #[cfg(feature = "services")]
     Unserve(&'a str),
     /// A request for one of the device's services.
+    #[cfg(feature = "services")]
     Request {
         /// Chosen by the gateway, echoed in the REPLY.
         id: u32,
@@ -199,6 +204,7 @@ pub enum Message<'a> {
         body: &'a [u8],
     },
     /// The device's answer to a REQUEST.
+    #[cfg(feature = "services")]
     Reply {
         /// The id of the REQUEST.
         id: u32,
@@ -214,10 +220,12 @@ impl Message<'_> {
     /// `pub_sent` / `pub_received` accounting: PUBLISH, REQUEST and REPLY
     /// (the *data* messages); the others are control messages.
     pub fn is_data(&self) -> bool {
-        matches!(
-            self,
-            Message::Publish { .. } | Message::Request { .. } | Message::Reply { .. }
-        )
+        match self {
+            Message::Publish { .. } => true,
+            #[cfg(feature = "services")]
+            Message::Request { .. } | Message::Reply { .. } => true,
+            _ => false,
+        }
     }
 }
 
@@ -276,6 +284,7 @@ impl<'a> Reader<'a> {
         core::str::from_utf8(rest).map_err(|_| Error::NotUtf8)
     }
     /// A service name: `str8`, or the rest of the payload when `rest`.
+    #[cfg(feature = "services")]
     fn service(&mut self, rest: bool) -> Result<&'a str, Error> {
         let s = if rest {
             self.rest_str(MAX_SERVICE_LEN)?
@@ -336,13 +345,17 @@ impl<'a> Message<'a> {
                 let payload = core::mem::take(&mut r.data);
                 Message::Publish { topic, payload }
             }
+            #[cfg(feature = "services")]
             kind::SERVE => Message::Serve(r.service(true)?),
+            #[cfg(feature = "services")]
             kind::UNSERVE => Message::Unserve(r.service(true)?),
+            #[cfg(feature = "services")]
             kind::REQUEST => Message::Request {
                 id: r.u32()?,
                 service: r.service(false)?,
                 body: core::mem::take(&mut r.data),
             },
+            #[cfg(feature = "services")]
             kind::REPLY => Message::Reply {
                 id: r.u32()?,
                 status: r.u8()?,
@@ -364,9 +377,13 @@ impl<'a> Message<'a> {
             Message::Subscribe(_) => kind::SUBSCRIBE,
             Message::Unsubscribe(_) => kind::UNSUBSCRIBE,
             Message::Publish { .. } => kind::PUBLISH,
+            #[cfg(feature = "services")]
             Message::Serve(_) => kind::SERVE,
+            #[cfg(feature = "services")]
             Message::Unserve(_) => kind::UNSERVE,
+            #[cfg(feature = "services")]
             Message::Request { .. } => kind::REQUEST,
+            #[cfg(feature = "services")]
             Message::Reply { .. } => kind::REPLY,
         }
     }
@@ -414,19 +431,19 @@ impl<'a> Message<'a> {
                 fixed[0..4].copy_from_slice(&gateway_session.to_le_bytes());
                 frame::encode(k, seq, &[&fixed[..4]], out)
             }
-            // Service names were checked against MAX_SERVICE_LEN where they
-            // were made (`Device::serve`); one arm keeps the code small.
-            Message::Subscribe(t)
-            | Message::Unsubscribe(t)
-            | Message::Serve(t)
-            | Message::Unserve(t) => {
+            Message::Subscribe(t) | Message::Unsubscribe(t) => {
                 frame::encode(k, seq, &[clamp(t.as_bytes(), MAX_SUB_TOPIC_LEN)], out)
+            }
+            #[cfg(feature = "services")]
+            Message::Serve(t) | Message::Unserve(t) => {
+                frame::encode(k, seq, &[clamp(t.as_bytes(), MAX_SERVICE_LEN)], out)
             }
             Message::Publish { topic, payload } => {
                 let topic = clamp(topic.as_bytes(), MAX_PUBLISH_TOPIC_LEN);
                 let tlen = [topic.len() as u8];
                 frame::encode(k, seq, &[&tlen, topic, payload], out)
             }
+            #[cfg(feature = "services")]
             Message::Request { id, .. } | Message::Reply { id, .. } => {
                 let (x, name, body) = match *self {
                     Message::Request { service, body, .. } => {

@@ -118,7 +118,9 @@ pub enum GwEvent {
         topic: String,
         payload: Vec<u8>,
     },
+    #[cfg(feature = "services")]
     Serve(String),
+    #[cfg(feature = "services")]
     Reply {
         id: u32,
         status: u8,
@@ -156,7 +158,9 @@ impl GwSide {
                 topic: topic.to_owned(),
                 payload: payload.to_vec(),
             },
+            #[cfg(feature = "services")]
             gateway::Event::Serve(s) => GwEvent::Serve(s.to_owned()),
+            #[cfg(feature = "services")]
             gateway::Event::Reply { id, status, body } => GwEvent::Reply {
                 id,
                 status,
