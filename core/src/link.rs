@@ -26,8 +26,10 @@
 //!   (`Device::reply`) carrying the request's id. REQUEST and REPLY are
 //!   *data* messages like PUBLISH: the same credits, queue and loss
 //!   accounting (the `publish_*` counters of [`Stats`] count all three).
-//!   Needs the `services` feature; without it the four service kinds are
-//!   unknown (counted as malformed) and a device build is ~0.4 KB smaller.
+//!   REQUEST/REPLY and the API to serve need the `services` feature;
+//!   without it they are unknown kinds (counted as malformed) and a device
+//!   build is ~0.3 KB smaller. SERVE/UNSERVE are always understood, so a
+//!   gateway without the feature still keeps its declaration digest in step.
 //! - **Credit-based flow control.** Each receiver grants credits for its
 //!   receive queue (the device: its fixed queue of `QUEUE` slots, released as
 //!   the application consumes messages; the gateway: a window,

@@ -37,10 +37,8 @@ pub enum Event<'a> {
         payload: &'a [u8],
     },
     /// The device serves this service name (register it with the broker).
-    #[cfg(feature = "services")]
     Serve(&'a str),
     /// The device no longer serves this service name.
-    #[cfg(feature = "services")]
     Unserve(&'a str),
     /// The device answers the request `id` sent with [`Gateway::request`].
     #[cfg(feature = "services")]
@@ -84,9 +82,7 @@ enum Step {
     Subscribe,
     Unsubscribe,
     Publish,
-    #[cfg(feature = "services")]
     Serve,
-    #[cfg(feature = "services")]
     Unserve,
     #[cfg(feature = "services")]
     Reply,
@@ -95,7 +91,6 @@ enum Step {
 /// The step of a declaration (`Subscribe` / `Unsubscribe`) for a service
 /// entry: `Serve` / `Unserve`.
 fn entry_step(service: bool, topic_step: Step) -> Step {
-    #[cfg(feature = "services")]
     if service {
         return match topic_step {
             Step::Subscribe => Step::Serve,
@@ -154,7 +149,6 @@ impl<const TX: usize, const SUBS: usize> Inner<TX, SUBS> {
                 Some(i) => {
                     let entry = self.mirror.remove(i);
                     self.removed = entry.topic;
-                    #[cfg(feature = "services")]
                     if entry.service {
                         return Some(Event::Unserve(&self.removed));
                     }
@@ -266,10 +260,8 @@ impl<const TX: usize, const SUBS: usize> Inner<TX, SUBS> {
                 Step::None
             }
             Message::Subscribe(t) => self.declared(t, false),
-            #[cfg(feature = "services")]
             Message::Serve(t) => self.declared(t, true),
             Message::Unsubscribe(t) => self.withdrawn(t, false),
-            #[cfg(feature = "services")]
             Message::Unserve(t) => self.withdrawn(t, true),
             Message::Publish { .. } => self.data_received(Step::Publish),
             #[cfg(feature = "services")]
@@ -416,7 +408,6 @@ impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, 
     }
 
     /// The services the device declared, as the gateway knows them.
-    #[cfg(feature = "services")]
     pub fn services(&self) -> impl Iterator<Item = &str> {
         self.st
             .mirror
@@ -551,9 +542,7 @@ impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, 
                 Some(Message::Publish { topic, payload }) => {
                     Some(Event::Publish { topic, payload })
                 }
-                #[cfg(feature = "services")]
                 Some(Message::Serve(t)) => Some(Event::Serve(t)),
-                #[cfg(feature = "services")]
                 Some(Message::Unserve(t)) => Some(Event::Unserve(t)),
                 #[cfg(feature = "services")]
                 Some(Message::Reply { id, status, body }) => {

@@ -8,9 +8,9 @@ use core::fmt;
 
 use crate::frame::{self, EncodeError};
 
-/// Frame kinds of the link protocol. SERVE, UNSERVE, REQUEST and REPLY are
-/// parsed only with the `services` feature; without it they are unknown
-/// kinds (counted as malformed by the state machines).
+/// Frame kinds of the link protocol. REQUEST and REPLY are parsed only with
+/// the `services` feature; without it they are unknown kinds (counted as
+/// malformed by the state machines). SERVE and UNSERVE are always parsed.
 pub mod kind {
     /// Device → gateway: identity, capacities, session id.
     pub const HELLO: u8 = 0x01;
@@ -188,10 +188,8 @@ pub enum Message<'a> {
         payload: &'a [u8],
     },
     /// The device serves requests for this service name.
-    #[cfg(feature = "services")]
     Serve(&'a str),
     /// The device no longer serves this service name.
-    #[cfg(feature = "services")]
     Unserve(&'a str),
     /// A request for one of the device's services.
     #[cfg(feature = "services")]
@@ -284,7 +282,6 @@ impl<'a> Reader<'a> {
         core::str::from_utf8(rest).map_err(|_| Error::NotUtf8)
     }
     /// A service name: `str8`, or the rest of the payload when `rest`.
-    #[cfg(feature = "services")]
     fn service(&mut self, rest: bool) -> Result<&'a str, Error> {
         let s = if rest {
             self.rest_str(MAX_SERVICE_LEN)?
@@ -345,9 +342,7 @@ impl<'a> Message<'a> {
                 let payload = core::mem::take(&mut r.data);
                 Message::Publish { topic, payload }
             }
-            #[cfg(feature = "services")]
             kind::SERVE => Message::Serve(r.service(true)?),
-            #[cfg(feature = "services")]
             kind::UNSERVE => Message::Unserve(r.service(true)?),
             #[cfg(feature = "services")]
             kind::REQUEST => Message::Request {
@@ -377,9 +372,7 @@ impl<'a> Message<'a> {
             Message::Subscribe(_) => kind::SUBSCRIBE,
             Message::Unsubscribe(_) => kind::UNSUBSCRIBE,
             Message::Publish { .. } => kind::PUBLISH,
-            #[cfg(feature = "services")]
             Message::Serve(_) => kind::SERVE,
-            #[cfg(feature = "services")]
             Message::Unserve(_) => kind::UNSERVE,
             #[cfg(feature = "services")]
             Message::Request { .. } => kind::REQUEST,
@@ -434,7 +427,6 @@ impl<'a> Message<'a> {
             Message::Subscribe(t) | Message::Unsubscribe(t) => {
                 frame::encode(k, seq, &[clamp(t.as_bytes(), MAX_SUB_TOPIC_LEN)], out)
             }
-            #[cfg(feature = "services")]
             Message::Serve(t) | Message::Unserve(t) => {
                 frame::encode(k, seq, &[clamp(t.as_bytes(), MAX_SERVICE_LEN)], out)
             }

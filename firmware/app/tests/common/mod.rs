@@ -118,7 +118,6 @@ pub enum GwEvent {
         topic: String,
         payload: Vec<u8>,
     },
-    #[cfg(feature = "services")]
     Serve(String),
     #[cfg(feature = "services")]
     Reply {
@@ -158,7 +157,6 @@ impl GwSide {
                 topic: topic.to_owned(),
                 payload: payload.to_vec(),
             },
-            #[cfg(feature = "services")]
             gateway::Event::Serve(s) => GwEvent::Serve(s.to_owned()),
             #[cfg(feature = "services")]
             gateway::Event::Reply { id, status, body } => GwEvent::Reply {
