@@ -12,21 +12,26 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+use banyan::component::locate::{Options, Spec};
 use banyan::component::{Component, Config};
 use clap::Parser;
 
 /// Replies to `echo` messages with `reply`.
 #[derive(Parser)]
 struct Args {
-    /// Backplane address.
-    #[arg(short = 'b', default_value = "127.0.0.1")]
-    backplane: String,
-    /// Backplane publisher port.
-    #[arg(short = 'p', default_value_t = 43124)]
-    publisher_port: u16,
-    /// Backplane subscriber port.
-    #[arg(short = 's', default_value_t = 43125)]
-    subscriber_port: u16,
+    /// Backplane: an IP address or host name, or a backplane's name in the
+    /// discovery pool (default: the only backplane there, else 127.0.0.1).
+    #[arg(short = 'b')]
+    backplane: Option<String>,
+    /// A backplane's name in the discovery pool.
+    #[arg(long = "backplane-name", conflicts_with = "backplane")]
+    backplane_name: Option<String>,
+    /// Backplane publisher port (default 43124, or the found backplane's).
+    #[arg(short = 'p')]
+    publisher_port: Option<u16>,
+    /// Backplane subscriber port (default 43125, or the found backplane's).
+    #[arg(short = 's')]
+    subscriber_port: Option<u16>,
     /// Print each message number.
     #[arg(short = 'v')]
     verbose: bool,
@@ -37,8 +42,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))?;
-    let mut config = Config::new(args.backplane, args.publisher_port, args.subscriber_port);
+    // -b ADDR as in Python Banyan, -b NAME / --backplane-name through the
+    // discovery pool, nothing: the only backplane there (docs/discovery.md).
+    let spec = Spec::from_args(args.backplane.as_deref(), args.backplane_name.as_deref())?;
+    let mut config = Config::default();
     config.name = "EchoServer".into();
+    config.locate(
+        &spec,
+        &Options::with_ports(args.publisher_port, args.subscriber_port),
+    )?;
     let mut server = Component::connect(config)?;
     println!("{}", server.config().banner());
     server.subscribe("echo")?;

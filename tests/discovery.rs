@@ -17,6 +17,7 @@
 //! `DISCOVERY_NODE_PROFILE=release cargo test --test discovery -- --ignored --nocapture --test-threads 1`.
 
 mod common;
+mod serial_support;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -558,6 +559,375 @@ fn each_interface_gets_its_own_address() {
     assert!(!ok, "{out}");
 }
 
+// ---------------------------------------------------------------------
+// The `banyan` command in the namespaces: `banyan ls`, `-b NAME`, the only
+// backplane without `-b`, the refusal listing several; serial-gateway's
+// device in the pool.
+// ---------------------------------------------------------------------
+
+/// `banyan <args>` in namespace `ns`, on the test channel, with no
+/// `$BANYAN_BACKPLANE` (so "nothing given" means nothing).
+fn banyan_cmd(ns: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns])
+        .arg(common::cargo_bin("banyan-cli", "banyan"))
+        .args(args)
+        .env("BANYAN_DISCOVERY_CHANNEL", CHANNEL)
+        .env_remove("BANYAN_BACKPLANE")
+        .env_remove("BANYAN_DISCOVERY_SEEDS")
+        .env_remove("BANYAN_DISCOVERY_INTERFACES");
+    cmd
+}
+
+/// A one-shot `banyan <args>` in `ns`: (exit code, stdout, stderr).
+fn banyan_once(ns: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = banyan_cmd(ns, args).output().expect("spawn banyan");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `banyan backplane -n NAME` in `ns` on free ports (announced in the
+/// pool with them), waited for until it listens.
+fn banyan_backplane(ns: &str, name: &str) -> Proc {
+    let cmd = banyan_cmd(ns, &["backplane", "-n", name, "-p", "0", "-s", "0"]);
+    let mut p = Proc::spawn(&format!("backplane {name}@{ns}"), cmd);
+    p.wait_line(Duration::from_secs(20), |l| {
+        l.starts_with("Publisher  Port = ")
+    });
+    p
+}
+
+/// `banyan ls --json` in `ns` until `done` holds for its lines (asking
+/// again each time), or panics with the last output after `timeout`.
+fn ls_until(
+    ns: &str,
+    timeout: Duration,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (code, out, err) = banyan_once(ns, &["ls", "--json", "--wait", "0.5"]);
+        assert_eq!(code, Some(0), "{out}\n{err}");
+        let lines: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        if done(&lines) {
+            return lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "banyan ls never matched:\n{out}\n{err}"
+        );
+    }
+}
+
+fn named<'a>(lines: &'a [serde_json::Value], name: &str) -> Option<&'a serde_json::Value> {
+    lines.iter().find(|v| v["name"] == name)
+}
+
+/// The fake device of tests/serial_support (the core's `link::Device`
+/// named `fake-mcu`, version `9.9.9`, subscribed to `cmd`) listening on
+/// 127.0.0.1 inside namespace `ns`: a thread enters the namespace, so the
+/// device's socket (and its thread) live there. Returns it and its port.
+fn fake_device_in(ns: &str) -> (serial_support::FakeDevice, u16) {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::File::open(&path).expect("open netns");
+        nix::sched::setns(f.as_raw_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port in the namespace")
+            .port();
+        (
+            serial_support::FakeDevice::start(port, 0x5eed, &["cmd"]),
+            port,
+        )
+    })
+    .join()
+    .expect("fake device thread")
+}
+
+#[test]
+fn banyan_ls_lists_a_backplane_and_a_serial_gateways_device() {
+    require_netns!();
+    let mut lab = Lab::new();
+    let h = lab.lan(2);
+    let _bp = banyan_backplane(&h[0], "bp-ls");
+    let (device, port) = fake_device_in(&h[1]);
+    // The gateway finds the backplane by name (-b NAME) and announces
+    // itself and, once the link is up, the device.
+    let dev = format!("tcp:127.0.0.1:{port}");
+    let gw_cmd = banyan_cmd(
+        &h[1],
+        &[
+            "serial-gateway",
+            "-v",
+            "-b",
+            "bp-ls",
+            "-n",
+            "gw-ls",
+            "--device",
+            &dev,
+        ],
+    );
+    let gw = Proc::spawn("serial-gateway", gw_cmd);
+    gw.wait_output(Duration::from_secs(10), |o| o.contains("link up"));
+    assert!(
+        gw.output()
+            .contains("backplane \"bp-ls\" found at 10.77.0.1"),
+        "{}",
+        gw.output()
+    );
+    // `banyan ls --json` from the other host: all three, the device behind
+    // the gateway.
+    let lines = ls_until(&h[0], Duration::from_secs(10), |l| {
+        named(l, "fake-mcu").is_some() && named(l, "gw-ls").is_some()
+    });
+    let bp = named(&lines, "bp-ls").expect("backplane listed");
+    assert_eq!(bp["kind"], "backplane");
+    assert_eq!(bp["parent"], serde_json::Value::Null);
+    let gwl = named(&lines, "gw-ls").unwrap();
+    assert_eq!(gwl["kind"], "gateway");
+    assert!(
+        gwl["addr"].as_str().unwrap().starts_with("10.77.0.2:"),
+        "{gwl}"
+    );
+    let d = named(&lines, "fake-mcu").unwrap();
+    assert_eq!(d["kind"], "device");
+    assert_eq!(d["parent"], gwl["id"], "{d}");
+    // The table says the same.
+    let (code, table, err) = banyan_once(&h[0], &["ls", "--wait", "0.8"]);
+    assert_eq!(code, Some(0), "{err}");
+    let row = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("{name} not in\n{table}"))
+            .to_owned()
+    };
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(row("bp-ls").contains(" backplane "), "{table}");
+    assert!(row("gw-ls").contains(" gateway "), "{table}");
+    assert!(
+        row("fake-mcu").contains(" device ") && row("fake-mcu").contains("gw-ls"),
+        "{table}"
+    );
+    // The device's identity: its HELLO's name and version, its
+    // subscription, the link's counters.
+    let (code, out, err) = banyan_once(&h[0], &["ls", "fake-mcu", "--json"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let id: serde_json::Value = serde_json::from_str(out.trim()).expect(&out);
+    assert_eq!(id["kind"], "device", "{id}");
+    assert_eq!(id["version"], "9.9.9", "{id}");
+    assert_eq!(id["subscribes"], serde_json::json!(["cmd"]), "{id}");
+    assert!(id["counters"]["frames_rx"].as_u64().unwrap() > 0, "{id}");
+    assert!(id["counters"].get("to_device").is_some(), "{id}");
+    // The gateway's: its status topic, the bridge counters.
+    let (code, out, err) = banyan_once(&h[0], &["ls", "gw-ls", "--json"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let id: serde_json::Value = serde_json::from_str(out.trim()).expect(&out);
+    assert_eq!(id["kind"], "gateway", "{id}");
+    assert!(
+        id["publishes"]
+            .as_array()
+            .unwrap()
+            .contains(&"serial_gateway_status".into()),
+        "{id}"
+    );
+    assert!(
+        id["counters"]["transport_opens"].as_u64().unwrap() >= 1,
+        "{id}"
+    );
+    // The backplane's: its stats topic and counters (the gateway's status
+    // messages went through it).
+    let (code, out, err) = banyan_once(&h[1], &["ls", "bp-ls", "--json"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let id: serde_json::Value = serde_json::from_str(out.trim()).expect(&out);
+    assert_eq!(id["kind"], "backplane", "{id}");
+    assert_eq!(
+        id["publishes"],
+        serde_json::json!(["banyan_backplane"]),
+        "{id}"
+    );
+    assert!(id["counters"].get("forwarded").is_some(), "{id}");
+    assert!(id["counters"].get("dropped").is_some(), "{id}");
+    // The device goes away: withdrawn from the pool, the gateway stays.
+    drop(device);
+    gw.wait_output(Duration::from_secs(10), |o| {
+        o.contains("fake-mcu left the discovery pool")
+    });
+    let lines = ls_until(&h[0], Duration::from_secs(10), |l| {
+        named(l, "fake-mcu").is_none()
+    });
+    assert!(named(&lines, "gw-ls").is_some(), "{lines:?}");
+}
+
+#[test]
+fn sub_and_pub_find_a_backplane_by_name() {
+    require_netns!();
+    let mut lab = Lab::new();
+    let h = lab.lan(3);
+    let _red = banyan_backplane(&h[0], "bp-red");
+    let _blue = banyan_backplane(&h[1], "bp-blue");
+    // sub on bp-blue by name (-b NAME), pub by --backplane-name.
+    let mut sub = Proc::spawn(
+        "sub",
+        banyan_cmd(
+            &h[2],
+            &[
+                "sub", "-v", "-b", "bp-blue", "--json", "--count", "1", "greeting",
+            ],
+        ),
+    );
+    // A subscriber on bp-red must get nothing.
+    let mut red = Proc::spawn(
+        "sub red",
+        banyan_cmd(
+            &h[2],
+            &["sub", "-b", "bp-red", "--json", "--count", "1", "greeting"],
+        ),
+    );
+    red.wait_output(Duration::from_secs(10), |o| {
+        o.contains("connected to the backplane at 10.77.0.1")
+    });
+    let (code, out, err) = banyan_once(
+        &h[2],
+        &[
+            "pub",
+            "-v",
+            "--backplane-name",
+            "bp-blue",
+            "greeting",
+            r#"{"n": 1}"#,
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(
+        err.contains("backplane \"bp-blue\" found at 10.77.0.2"),
+        "{err}"
+    );
+    let line = sub.wait_line(Duration::from_secs(10), |l| l.contains("greeting"));
+    let v: serde_json::Value = serde_json::from_str(&line).expect(&line);
+    assert_eq!(v["payload"], serde_json::json!({"n": 1}), "{line}");
+    assert!(
+        sub.wait_exit(Duration::from_secs(5)).success(),
+        "{}",
+        sub.output()
+    );
+    assert!(
+        sub.output()
+            .contains("backplane \"bp-blue\" found at 10.77.0.2"),
+        "{}",
+        sub.output()
+    );
+    // (stdout lines are messages; stderr lines are tagged.)
+    let red_got = red
+        .output()
+        .lines()
+        .any(|l| !l.starts_with("[stderr]") && l.contains("greeting"));
+    assert!(!red_got, "{}", red.output());
+    red.signal("INT");
+    assert!(
+        red.wait_exit(Duration::from_secs(5)).success(),
+        "{}",
+        red.output()
+    );
+    // -b with an address still means the address (Python Banyan's -b),
+    // and both -b and --backplane-name is a usage error.
+    let (code, _, err) = banyan_once(
+        &h[2],
+        &[
+            "pub",
+            "-b",
+            "10.77.0.2",
+            "--backplane-name",
+            "bp-blue",
+            "x",
+            "1",
+        ],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    // A name nobody has: an error naming the ones seen.
+    let (code, _, err) = banyan_once(&h[2], &["pub", "--backplane-name", "bp-green", "x", "1"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("bp-green") && err.contains("bp-red") && err.contains("bp-blue"),
+        "{err}"
+    );
+    // The service broker too: its port (free, not 43126) is announced
+    // with the backplane, so `-b NAME` reaches it; an address alone means
+    // the default port, where nothing listens here.
+    let (code, out, err) = banyan_once(&h[2], &["call", "-b", "bp-blue", "banyan.stats"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let stats: serde_json::Value = serde_json::from_str(out.trim()).expect(&out);
+    assert!(stats.get("requests").is_some(), "{out}");
+    let (code, _, err) = banyan_once(&h[2], &["services", "-b", "10.77.0.2", "--timeout", "0.5"]);
+    assert_eq!(code, Some(1), "{err}");
+}
+
+#[test]
+fn without_b_the_only_backplane_is_taken_and_several_are_refused() {
+    require_netns!();
+    let mut lab = Lab::new();
+    let h = lab.lan(3);
+    // None in the pool: this host, as before (nothing listens there).
+    let (code, _, err) = banyan_once(&h[2], &["pub", "-v", "--wait", "0", "x", "1"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("none in the discovery pool"), "{err}");
+    let _solo = banyan_backplane(&h[0], "solo");
+    let mut sub = Proc::spawn(
+        "sub",
+        banyan_cmd(&h[2], &["sub", "-v", "--json", "--count", "1", "only"]),
+    );
+    let (code, out, err) = banyan_once(&h[2], &["pub", "-v", "only", "[7]"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(
+        err.contains("backplane \"solo\" (the only one in the discovery pool) at 10.77.0.1"),
+        "{err}"
+    );
+    let line = sub.wait_line(Duration::from_secs(10), |l| l.contains("only"));
+    assert!(line.contains("[7]"), "{line}");
+    assert!(
+        sub.wait_exit(Duration::from_secs(5)).success(),
+        "{}",
+        sub.output()
+    );
+    // Two: refused, with both listed and the way out.
+    let _other = banyan_backplane(&h[1], "other");
+    ls_until(&h[2], Duration::from_secs(10), |l| {
+        named(l, "solo").is_some() && named(l, "other").is_some()
+    });
+    let mut refused = Proc::spawn(
+        "sub refused",
+        banyan_cmd(&h[2], &["sub", "--count", "1", "x"]),
+    );
+    let status = refused.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(1), "{}", refused.output());
+    let err = refused.output();
+    assert!(
+        err.contains("2 backplanes")
+            && err.contains("solo at 10.77.0.1")
+            && err.contains("other at 10.77.0.2")
+            && err.contains("-b NAME"),
+        "{err}"
+    );
+    // BANYAN_BACKPLANE still names one.
+    let mut cmd = banyan_cmd(&h[2], &["pub", "-v", "--wait", "0", "x", "1"]);
+    cmd.env("BANYAN_BACKPLANE", "other");
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("backplane \"other\" found at 10.77.0.2"),
+        "{err}"
+    );
+}
+
 fn percentile(sorted: &[u64], p: f64) -> u64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -716,4 +1086,61 @@ fn figure_cpu_in_a_pool_of_50() {
         secs
     );
     assert!(peers >= 49.0, "{s1}");
+}
+
+/// Figure: what finding the backplane adds to a component's start. The
+/// wall time of `banyan pub --wait 0 x 1` (start, locate, connect, publish,
+/// exit) run 20 times per way of naming the backplane, against an address
+/// (no lookup) as the baseline; and with nothing given and no backplane in
+/// the pool.
+#[test]
+#[ignore = "figure (about 40 s): run with --ignored --nocapture"]
+fn figure_locate_cost() {
+    require_netns!();
+    let mut lab = Lab::new();
+    let h = lab.lan(2);
+    let runs = |args: &[&str]| -> (u64, u64) {
+        let mut ms: Vec<u64> = (0..20)
+            .map(|_| {
+                let mut a = vec!["pub", "--wait", "0"];
+                a.extend_from_slice(args);
+                a.extend_from_slice(&["x", "1"]);
+                let t = Instant::now();
+                let (code, _, err) = banyan_once(&h[1], &a);
+                assert_eq!(code, Some(0), "{err}");
+                t.elapsed().as_millis() as u64
+            })
+            .collect();
+        ms.sort_unstable();
+        (percentile(&ms, 0.5), percentile(&ms, 0.99))
+    };
+    let (m, p) = runs(&[]);
+    println!(
+        "figure locate: nothing given, empty pool: median {m} ms, p99 {p} ms (then 127.0.0.1)"
+    );
+    let _bp = banyan_backplane(&h[0], "solo");
+    let lines = ls_until(&h[1], Duration::from_secs(10), |l| {
+        named(l, "solo").is_some()
+    });
+    let solo = named(&lines, "solo").unwrap();
+    let eps: Vec<String> = solo["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap().rsplit(':').next().unwrap().to_owned())
+        .collect();
+    let (pp, sp) = (eps[0].clone(), eps[1].clone());
+    let (m0, p0) = runs(&["-b", "10.77.0.1", "-p", &pp, "-s", &sp]);
+    println!("figure locate: -b ADDR (baseline): median {m0} ms, p99 {p0} ms");
+    for (what, args) in [
+        ("nothing given, one backplane", vec![]),
+        ("-b NAME", vec!["-b", "solo"]),
+        ("--backplane-name NAME", vec!["--backplane-name", "solo"]),
+    ] {
+        let (m, p) = runs(&args);
+        println!(
+            "figure locate: {what}: median {m} ms (+{} ms), p99 {p} ms",
+            m.saturating_sub(m0)
+        );
+    }
 }

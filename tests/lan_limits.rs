@@ -389,9 +389,13 @@ fn a_stall_cycling_subscriber_does_not_delay_another_stream() {
         after.stalls - before.stalls,
         after.dropped - before.dropped
     );
+    // The attack happened during the measurement: the stalled reader's
+    // queue was full (messages for it dropped, counted). How many distinct
+    // queue-full episodes that makes depends on how much the attacker
+    // drains in its 10 ms of reading, which a loaded machine changes.
     assert!(
-        after.stalls - before.stalls >= 3,
-        "the attacker did not cycle: {before:?} → {after:?}"
+        after.dropped > before.dropped,
+        "the attacker's queue never overflowed during the measurement: {before:?} → {after:?}"
     );
     // A backplane that waited for the stalled reader would hold the victim
     // for most of a stall; one that does not adds nothing measurable (the

@@ -184,6 +184,10 @@ pub(crate) fn valid_fraction(value: f32) -> bool {
 }
 
 /// The duty cycle nearest to `fraction × max`, for `fraction` in `[0, 1]`.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "the product is within [0, max] + 0.5 and `as` saturates"
+)]
 pub(crate) fn duty(max: u16, fraction: f32) -> u16 {
     // `as` saturates; `+ 0.5` rounds (no `f32::round` in `core`).
     let d = (fraction * f32::from(max) + 0.5) as u16;

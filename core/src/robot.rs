@@ -245,6 +245,17 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// The counters' names, in the order of [`Stats::values`]: what a
+    /// report without serde (the firmware's) writes, so that it carries every
+    /// counter (a test checks them against the serde field names).
+    pub const FIELDS: [&'static str; 5] = [
+        "accepted",
+        "refused",
+        "deadman_stops",
+        "run_ends",
+        "pin_errors",
+    ];
+
     /// All zero.
     pub const fn new() -> Self {
         Stats {
@@ -254,6 +265,19 @@ impl Stats {
             run_ends: 0,
             pin_errors: 0,
         }
+    }
+
+    /// The counters, in the order of [`Stats::FIELDS`].
+    pub const fn values(&self) -> [u32; 5] {
+        // Destructured: a new field is a compile error here.
+        let Stats {
+            accepted,
+            refused,
+            deadman_stops,
+            run_ends,
+            pin_errors,
+        } = *self;
+        [accepted, refused, deadman_stops, run_ends, pin_errors]
     }
 }
 
@@ -488,6 +512,10 @@ impl<M: SetSpeed, L, const NM: usize, const NL: usize> Robot<M, L, NM, NL> {
     /// # Errors
     /// [`msg::Error::BufferFull`]; [`msg::Error::Unencodable`] for an
     /// absurd `extra`.
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "every `stopped_by` name is shorter than 32 bytes"
+    )]
     pub fn write_state(&self, w: &mut Writer<'_>, extra: usize) -> Result<(), msg::Error> {
         let entries = extra.checked_add(4).ok_or(msg::Error::Unencodable)?;
         // Fixed keys as constant MessagePack fragments.

@@ -651,3 +651,33 @@ fn golden_parse_errors_name_the_line() {
     assert_eq!(golden::hex(&[0, 0xab]), "00ab");
     assert_eq!(golden::unhex("0g"), None);
 }
+
+/// `Stats::FIELDS` and `Stats::values` (what the firmware's report writes
+/// without serde) carry the same counters, in the same order, as the serde
+/// map the gateways publish.
+#[test]
+fn stats_fields_match_the_serde_map() {
+    use banyan_core::msg;
+    use banyan_core::robot::Stats;
+    let mut stats = Stats::new();
+    stats.accepted = 1;
+    stats.refused = 2;
+    stats.deadman_stops = 3;
+    stats.run_ends = 4;
+    stats.pin_errors = 5;
+    let mut buf = [0u8; 128];
+    let n = msg::encode(&stats, &mut buf).unwrap();
+    let v = rmpv::decode::read_value(&mut &buf[..n]).unwrap();
+    let map: Vec<(String, u64)> = v
+        .as_map()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.as_str().unwrap().to_owned(), v.as_u64().unwrap()))
+        .collect();
+    let ours: Vec<(String, u64)> = Stats::FIELDS
+        .iter()
+        .zip(stats.values())
+        .map(|(k, v)| ((*k).to_owned(), u64::from(v)))
+        .collect();
+    assert_eq!(map, ours);
+}

@@ -141,6 +141,9 @@ fuzz_target!(|data: &[u8]| {
                     service: SERVICES[usize::from(pick(0)) % 4],
                     heartbeat_ms: 1 + u32::from(pick(1)) * 4,
                     busy_heartbeats: pick(2) & 1 != 0,
+                    // Mostly the classic one request at a time, sometimes
+                    // several in flight (0 is refused as malformed).
+                    credit: u16::from(pick(3) % 5),
                 };
                 w.deliver(&peer, m.emit());
             }

@@ -4,6 +4,11 @@
 # (32-bit). Linkers and runners are in .cargo/config.toml. The first run per
 # target compiles bundled libzmq with the cross g++ (minutes on 2 cores;
 # cached afterwards, see docs/benchmarks/rpi-gateway.md).
+# Everything is built with the release profile, the one the packages ship:
+# 45-packages.sh packages these very `banyan` binaries (arm64, armhf)
+# without compiling again, and the unit tests run the optimised code the Pi
+# runs (the host tests run the same tests with overflow checks and debug
+# assertions).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
@@ -27,12 +32,14 @@ done
 for t in aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf; do
   echo "--> $t: build the gateways and the banyan command"
   start=$SECONDS
-  cargo build --locked -p banyan-rpi -p banyan-serial --target "$t" --lib
-  cargo build --locked -p banyan-cli --target "$t" --bin banyan
+  # The banyan command holds both gateways (a separate `-p banyan-rpi -p
+  # banyan-serial --lib` build compiled them a second time, with other
+  # features: ~1 min per target).
+  cargo build --locked --release -p banyan-cli --target "$t" --bin banyan
   echo "--> $t: rpi-gateway unit tests under qemu-user"
-  cargo test --locked -p banyan-rpi --target "$t" --lib
+  cargo test --locked --release -p banyan-rpi --target "$t" --lib
   echo "--> $t: banyan rpi-gateway --check-config under qemu-user"
   runner=$([ "$t" = armv7-unknown-linux-gnueabihf ] && echo "qemu-arm -L /usr/arm-linux-gnueabihf" || echo "qemu-aarch64 -L /usr/aarch64-linux-gnu")
-  $runner "target/$t/debug/banyan" rpi-gateway --check-config --config deploy/rpi-gateway.toml >/dev/null
+  $runner "target/$t/release/banyan" rpi-gateway --check-config --config deploy/rpi-gateway.toml >/dev/null
   echo "--> $t: done in $((SECONDS - start)) s"
 done

@@ -2,7 +2,8 @@
 # Firmware checks (firmware/ is its own cargo workspace):
 #   fmt + clippy -D warnings, host tests of the application, release builds of
 #   both boards (the link step proves no allocator is needed), section sizes,
-#   and the QEMU smoke test (lm3s6965 firmware over its UART on a TCP port).
+#   the QEMU smoke test (lm3s6965 firmware over its UART on a TCP port), and
+#   run-qemu.sh's terminal output (printable text only: scripts/qemu-tty-check.py).
 # Installs binutils-arm-none-eabi (for arm-none-eabi-size) if missing.
 # No --locked: firmware/Cargo.lock is committed, but the core it builds is
 # edited in the host workspace; cargo adds what a core change needs.
@@ -69,6 +70,9 @@ BANYAN_FIRMWARE_ELF=$QEMU_ELF BANYAN_QEMU_DEFMT_OUT=$defmt_out \
 test_pid=$!
 trap 'kill -TERM -- "-$test_pid" 2>/dev/null || true; rm -f "$defmt_out"' EXIT
 wait "$test_pid"
+echo "-- firmware: run-qemu.sh writes only text to a terminal (defmt frames decoded or sent to a file)"
+python3 ../scripts/qemu-tty-check.py "$PWD/run-qemu.sh" "$QEMU_ELF"
+
 # defmt logs (semihosting) are decoded when defmt-print is installed
 # (`cargo install defmt-print`, ~4 min, so not done here).
 if command -v defmt-print >/dev/null; then

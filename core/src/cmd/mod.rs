@@ -122,6 +122,10 @@ fn top_map(payload: &[u8]) -> Result<MapRef<'_>, Error<'_>> {
 /// exactly the number sent: every float32 and float64 is, and so is every
 /// integer in range.
 #[inline]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "range-checked to [lo, hi] (f32 bounds) first; the f64 is kept to report it as sent"
+)]
 fn fraction<'a>(name: &'a str, v: &Value<'a>, lo: f32, hi: f32) -> Result<(f32, f64), Error<'a>> {
     let x = v.as_f64().ok_or(Error::WrongType(name))?;
     if x.is_nan() {

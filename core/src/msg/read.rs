@@ -564,6 +564,10 @@ impl<'a> Value<'a> {
 /// Reads one value from validated input; `None` only if the input was not
 /// validated (never panics either way).
 #[inline]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "`head.n` is at most 8 (the header table), and a 4-byte float's value fits a u32"
+)]
 fn read_value<'a>(cur: &mut Cursor<'a>) -> Option<Value<'a>> {
     let head = cur.head(usize::MAX).ok()?;
     let d = head.data;

@@ -104,7 +104,8 @@ impl<'b> Writer<'b> {
             Ok(u) => self.uint(u),
             Err(_) => {
                 if v >= -32 {
-                    self.put(&[&[v as u8]])
+                    // A negative fixint: the low byte of the two's complement.
+                    self.put(&[&[v.to_le_bytes()[0]]])
                 } else if let Ok(v) = i8::try_from(v) {
                     self.put(&[&[0xd0], &v.to_be_bytes()])
                 } else if let Ok(v) = i16::try_from(v) {
@@ -124,7 +125,8 @@ impl<'b> Writer<'b> {
     /// [`Error::BufferFull`].
     pub fn uint(&mut self, v: u64) -> Result<&mut Self, Error> {
         if v < 0x80 {
-            self.put(&[&[v as u8]])
+            // A positive fixint.
+            self.put(&[&[v.to_le_bytes()[0]]])
         } else if let Ok(v) = u8::try_from(v) {
             self.put(&[&[0xcc, v]])
         } else if let Ok(v) = u16::try_from(v) {
@@ -162,8 +164,8 @@ impl<'b> Writer<'b> {
         body: &[u8],
     ) -> Result<&mut Self, Error> {
         if let Some((base, max)) = fix {
-            if n <= max {
-                return self.put(&[&[base | n as u8], body]);
+            if let Some(n) = u8::try_from(n).ok().filter(|&n| usize::from(n) <= max) {
+                return self.put(&[&[base | n], body]);
             }
         }
         if let (Ok(n8), true) = (u8::try_from(n), markers[0] != 0) {

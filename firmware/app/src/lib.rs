@@ -63,7 +63,7 @@ pub const SUBS: usize = 4;
 /// Capacity of the UART transmit queue (at least one whole frame).
 pub const TX_CAPACITY: usize = 512;
 /// Largest report payload.
-pub const REPORT_CAPACITY: usize = 256;
+pub const REPORT_CAPACITY: usize = 288;
 
 /// The service answering `{"report": "info", "name", "version",
 /// "uptime_ms", <counters>}` (feature `services`).
@@ -400,7 +400,8 @@ where
     ) -> Result<usize, banyan_core::msg::Error> {
         // The keys in a constant table and the values in a `u32` array:
         // smaller code than a list of (key, u64) pairs built at run time.
-        const KEYS: [&str; 12] = [
+        // The robot's counters come whole from the core (`Stats::FIELDS`).
+        const KEYS: [&str; 9] = [
             "uart_errors",
             "tx_dropped",
             "frames_dropped",
@@ -408,15 +409,11 @@ where
             "malformed",
             "publish_lost",
             "send_refused",
-            "refused",
-            "deadman_stops",
-            "pin_errors",
             "reports_dropped",
             "link_downs",
         ];
         let link = self.device.stats();
-        let robot = self.robot.stats();
-        let values: [u32; 12] = [
+        let values: [u32; 9] = [
             self.stats.io.uart_errors,
             self.stats.io.tx_dropped,
             link.frame.dropped(),
@@ -424,19 +421,20 @@ where
             link.malformed,
             link.publish_lost,
             link.send_refused(),
-            robot.refused,
-            robot.deadman_stops,
-            robot.pin_errors,
             self.stats
                 .reports_dropped
                 .saturating_add(self.stats.reports_too_large),
             self.stats.link_downs,
         ];
+        let robot = self.robot.stats().values();
+        let fields = banyan_core::robot::Stats::FIELDS;
         let mut w = banyan_core::msg::Writer::new(out);
         if info {
             #[cfg(feature = "services")]
             {
-                w.map(KEYS.len() + 4)?.str("report")?.str("info")?;
+                w.map(KEYS.len() + fields.len() + 4)?
+                    .str("report")?
+                    .str("info")?;
                 // The report topic is `from_<name>`.
                 let name = self.report_topic.get(5..).unwrap_or("");
                 w.str("name")?
@@ -445,10 +443,15 @@ where
                     .str(self.version)?;
             }
         } else {
-            w.map(KEYS.len() + 2)?.str("report")?.str("stats")?;
+            w.map(KEYS.len() + fields.len() + 2)?
+                .str("report")?
+                .str("stats")?;
         }
         w.str("uptime_ms")?.uint(now_ms)?;
         for (k, v) in KEYS.iter().zip(values) {
+            w.str(k)?.uint(v.into())?;
+        }
+        for (k, v) in fields.iter().zip(robot) {
             w.str(k)?.uint(v.into())?;
         }
         Ok(w.len())

@@ -279,6 +279,10 @@ fn stats_report_shows_drops_and_refusals() {
     assert!(field(s, "uptime_ms").as_u64().unwrap() >= 1_000);
     assert_eq!(field(s, "deadman_stops").as_u64(), Some(0));
     assert_eq!(field(s, "link_downs").as_u64(), Some(0));
+    // Every robot counter is there, as the core names it.
+    for name in banyan_core::robot::Stats::FIELDS {
+        assert!(field(s, name).as_u64().is_some(), "{name} missing: {s}");
+    }
 }
 
 #[test]
@@ -300,11 +304,13 @@ fn stats_report_fits_with_maximal_counters() {
     let v = unpack(&out[..n]);
     assert_eq!(field(&v, "report").as_str(), Some("stats"));
     assert_eq!(field(&v, "uptime_ms").as_u64(), Some(u64::MAX));
-    assert_eq!(v.as_map().unwrap().len(), 14);
-    // u32 counters take at most 5 bytes each; 13 of them at most 4 more each
-    // than the 1-byte zeros here.
+    // report, uptime, 9 app/link counters and the robot's.
+    let counters = 9 + banyan_core::robot::Stats::FIELDS.len();
+    assert_eq!(v.as_map().unwrap().len(), 2 + counters);
+    // u32 counters take at most 5 bytes each: at most 4 more each than the
+    // 1-byte zeros here.
     assert!(
-        n + 13 * 4 <= banyan_firmware_app::REPORT_CAPACITY,
+        n + counters * 4 <= banyan_firmware_app::REPORT_CAPACITY,
         "{n} bytes"
     );
 }

@@ -339,7 +339,8 @@ impl Config {
 static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
 
 /// The backplane's counters (see the [module documentation](self)).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Serializes as a map of its fields (the discovery identity's counters).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct Stats {
     /// Messages (all their frames) passed from publishers to at least one
@@ -389,18 +390,19 @@ struct Counters {
 
 impl Counters {
     fn snapshot(&self) -> Stats {
-        let v = |i: usize| self.values[i].load(Ordering::Relaxed);
+        let [forwarded, dropped, stalls, unmatched, undelivered, oversize, refused, shed, limited, expired] =
+            self.values.each_ref().map(|a| a.load(Ordering::Relaxed));
         Stats {
-            forwarded: v(0),
-            dropped: v(1),
-            stalls: v(2),
-            unmatched: v(3),
-            undelivered: v(4),
-            oversize: v(5),
-            refused: v(6),
-            shed: v(7),
-            limited: v(8),
-            expired: v(9),
+            forwarded,
+            dropped,
+            stalls,
+            unmatched,
+            undelivered,
+            oversize,
+            refused,
+            shed,
+            limited,
+            expired,
         }
     }
 

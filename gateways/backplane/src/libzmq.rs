@@ -227,7 +227,7 @@ impl<'a> Forwarder<'a> {
         match self
             .sockets
             .backend
-            .send(&self.parts[0][..], more | zmq::DONTWAIT)
+            .send(topic(&self.parts), more | zmq::DONTWAIT)
         {
             Ok(()) => {}
             Err(zmq::Error::EAGAIN) => return Ok(false),
@@ -235,7 +235,7 @@ impl<'a> Forwarder<'a> {
         }
         if !self.overflow.is_empty() {
             // A topic that overflowed is accepted again.
-            self.overflow.remove(&self.parts[0][..]);
+            self.overflow.remove(topic(&self.parts));
         }
         // The room check is made on the first frame only: the others
         // cannot be refused.
@@ -256,7 +256,7 @@ impl<'a> Forwarder<'a> {
             if self.try_send()? {
                 continue;
             }
-            if let Some(last_refused) = self.overflow.get_mut(&self.parts[0][..]) {
+            if let Some(last_refused) = self.overflow.get_mut(topic(&self.parts)) {
                 if now.saturating_duration_since(*last_refused) < self.config.stall {
                     *last_refused = now;
                     self.drop_message(now);
@@ -275,7 +275,7 @@ impl<'a> Forwarder<'a> {
             self.stalled_until = None;
         } else if now >= until {
             self.stalled_until = None;
-            self.overflow.insert(self.parts[0].to_vec(), now);
+            self.overflow.insert(topic(&self.parts).to_vec(), now);
             self.drop_message(now);
         }
         Ok(())
@@ -305,4 +305,10 @@ impl<'a> Forwarder<'a> {
             Err(e) => log::warn!("backplane: cannot publish statistics: {e}"),
         }
     }
+}
+
+/// The first frame (the topic) of a message being forwarded; empty if there
+/// is none.
+fn topic(parts: &[zmq::Message]) -> &[u8] {
+    parts.first().map_or(&[], |p| &p[..])
 }

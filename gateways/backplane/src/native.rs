@@ -158,10 +158,12 @@ impl Role {
         }
     }
 
-    fn slot(self) -> usize {
+    /// This role's entry of a per-role pair.
+    fn of<T>(self, pair: &mut [T; 2]) -> &mut T {
+        let [publishers, subscribers] = pair;
         match self {
-            Role::Publisher => 0,
-            Role::Subscriber => 1,
+            Role::Publisher => publishers,
+            Role::Subscriber => subscribers,
         }
     }
 }
@@ -339,7 +341,10 @@ impl Connection {
     /// Writes queued output until done or the socket is full.
     fn flush(&mut self, now: Instant) -> io::Result<()> {
         while self.writable && self.has_output() {
-            match self.stream.write(&self.output[self.sent..]) {
+            let Some(rest) = self.output.get(self.sent..) else {
+                break;
+            };
+            match self.stream.write(rest) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.sent += n;
@@ -668,7 +673,7 @@ impl<'a> Forwarder<'a> {
             let (mut stream, peer) = match listener.accept() {
                 Ok(s) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.accept_retry[role.slot()] = None;
+                    *role.of(&mut self.accept_retry) = None;
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -677,14 +682,14 @@ impl<'a> Forwarder<'a> {
                     // in the backlog. The listener is edge-triggered, so no
                     // new event comes for it: retry when a connection
                     // closes, and every ACCEPT_RETRY (never in a spin).
-                    if self.accept_retry[role.slot()].is_none() {
+                    if role.of(&mut self.accept_retry).is_none() {
                         log::warn!(
                             "backplane: cannot accept a {} connection: {e} (retrying every {} ms)",
                             role.port(),
                             ACCEPT_RETRY.as_millis()
                         );
                     }
-                    self.accept_retry[role.slot()] = Some(now + ACCEPT_RETRY);
+                    *role.of(&mut self.accept_retry) = Some(now + ACCEPT_RETRY);
                     return;
                 }
             };
@@ -726,7 +731,12 @@ impl<'a> Forwarder<'a> {
             self.ready.push(index);
             self.handshakes
                 .push_back((now + self.config.handshake_timeout, index, serial));
-            self.connections[index] = Some(c);
+            match self.connections.get_mut(index) {
+                Some(slot) => *slot = Some(c),
+                // (Cannot happen: `index` was just taken from `free` or
+                // pushed.)
+                None => continue,
+            }
             self.touch(index);
         }
     }
@@ -735,7 +745,7 @@ impl<'a> Forwarder<'a> {
     fn retry_accepts(&mut self, now: Instant) {
         let closed = std::mem::take(&mut self.closed_any);
         for role in [Role::Publisher, Role::Subscriber] {
-            if let Some(at) = self.accept_retry[role.slot()] {
+            if let Some(at) = *role.of(&mut self.accept_retry) {
                 if closed || now >= at {
                     self.accept(role, now);
                 }
@@ -771,10 +781,16 @@ impl<'a> Forwarder<'a> {
 
     /// Reads what one connection has (up to [`READ_BUDGET`]) and handles
     /// it; closes the connection at end of file or on an error.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "`old` is the length before the resize; `pending` is at most \
+                  SMALL_PENDING (the branch) and `rx` holds SMALL_PENDING + READ_CHUNK; \
+                  `start <= end <= rx.len()` (handle_bytes only advances within its buffer)"
+    )]
     fn read_connection(&mut self, index: usize, now: Instant) {
         let mut budget = READ_BUDGET;
         while budget > 0 {
-            let Some(c) = self.connections[index].as_mut() else {
+            let Some(c) = self.connections.get_mut(index).and_then(Option::as_mut) else {
                 return;
             };
             let pending = c.input.len() - c.start;
@@ -791,7 +807,7 @@ impl<'a> Forwarder<'a> {
                 let mut input = std::mem::take(&mut c.input);
                 let mut start = c.start;
                 let handled = self.handle_bytes(index, &mut input, &mut start, now);
-                if let Some(c) = self.connections[index].as_mut() {
+                if let Some(c) = self.connections.get_mut(index).and_then(Option::as_mut) {
                     c.input = input;
                     c.start = start;
                     if c.start == c.input.len() {
@@ -809,7 +825,7 @@ impl<'a> Forwarder<'a> {
                 let end = pending + *read.as_ref().unwrap_or(&0);
                 let mut start = 0;
                 let handled = self.handle_bytes(index, &mut rx[..end], &mut start, now);
-                if let Some(c) = self.connections[index].as_mut() {
+                if let Some(c) = self.connections.get_mut(index).and_then(Option::as_mut) {
                     // (A fresh allocation: a buffer that grew for a large
                     // message is given back here.)
                     c.start = 0;
@@ -829,13 +845,13 @@ impl<'a> Forwarder<'a> {
                     return;
                 }
                 Ok(n) => {
-                    if let Some(c) = self.connections[index].as_mut() {
+                    if let Some(c) = self.connections.get_mut(index).and_then(Option::as_mut) {
                         c.liveness.heard();
                     }
                     budget = budget.saturating_sub(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if let Some(c) = self.connections[index].as_mut() {
+                    if let Some(c) = self.connections.get_mut(index).and_then(Option::as_mut) {
                         c.readable = false;
                     }
                     return;
@@ -862,6 +878,11 @@ impl<'a> Forwarder<'a> {
     }
 
     /// Handles everything complete in `input[*start..]`.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "callers pass `*start <= input.len()`; the offsets of a decoder \
+                  step (`body`, `at`, `len`, `first`) lie within the buffer it was given"
+    )]
     fn handle_bytes(
         &mut self,
         index: usize,
@@ -870,14 +891,14 @@ impl<'a> Forwarder<'a> {
         now: Instant,
     ) -> std::result::Result<(), Close> {
         loop {
-            let limit = match self.connections[index].as_ref() {
+            let limit = match self.connections.get(index).and_then(Option::as_ref) {
                 Some(c) if c.role == Role::Publisher && c.phase == Phase::Traffic => {
                     Some(self.message_limit(input.len() - *start))
                 }
                 Some(_) => None,
                 None => return Ok(()),
             };
-            let Some(c) = self.connections[index].as_mut() else {
+            let Some(c) = self.connections.get_mut(index).and_then(Option::as_mut) else {
                 return Ok(());
             };
             if let Some(limit) = limit {
@@ -1025,7 +1046,7 @@ impl<'a> Forwarder<'a> {
     /// the subscriptions.
     fn ready(&mut self, index: usize) {
         let (max_message, max_command) = (self.config.max_message, self.config.max_command);
-        let Some(c) = self.connections[index].as_mut() else {
+        let Some(c) = self.connections.get_mut(index).and_then(Option::as_mut) else {
             return;
         };
         c.phase = Phase::Traffic;
@@ -1060,7 +1081,7 @@ impl<'a> Forwarder<'a> {
                 // Its time to live counts whether or not it gets an answer.
                 self.ping_received(index, now, zmtp::ping_ttl(data));
                 let limit = self.config.control_queue_bytes as u64;
-                let Some(c) = self.connections[index].as_mut() else {
+                let Some(c) = self.connections.get_mut(index).and_then(Option::as_mut) else {
                     return Ok(());
                 };
                 if limit > 0 && c.unsent() >= limit {
@@ -1087,8 +1108,10 @@ impl<'a> Forwarder<'a> {
                 ))
             }
             _ => {
-                let is_subscriber = self.connections[index]
-                    .as_ref()
+                let is_subscriber = self
+                    .connections
+                    .get(index)
+                    .and_then(Option::as_ref)
                     .is_some_and(|c| c.role == Role::Subscriber);
                 if let Some(s) = zmtp::command_subscription(name, data) {
                     if is_subscriber {
@@ -1124,7 +1147,11 @@ impl<'a> Forwarder<'a> {
                 };
                 if let Some(why) = why {
                     self.reporter.stats.limited += 1;
-                    let peer = self.connections[index].as_ref().map(|c| c.peer);
+                    let peer = self
+                        .connections
+                        .get(index)
+                        .and_then(Option::as_ref)
+                        .map(|c| c.peer);
                     let n = self.index.subscriber_len(index);
                     self.limit_warn(now, || {
                         format!("ignored a subscription of {peer:?} (it holds {n}): {why} reached")
@@ -1136,7 +1163,7 @@ impl<'a> Forwarder<'a> {
                     self.reporter.stats.limited += 1;
                     return;
                 };
-                if let Some(c) = self.connections[index].as_mut() {
+                if let Some(c) = self.connections.get_mut(index).and_then(Option::as_mut) {
                     c.sub_bytes += cost;
                 }
                 self.touch(index);
@@ -1150,7 +1177,7 @@ impl<'a> Forwarder<'a> {
                 let Ok(gone) = self.index.unsubscribe(index, topic) else {
                     return;
                 };
-                if let Some(c) = self.connections[index].as_mut() {
+                if let Some(c) = self.connections.get_mut(index).and_then(Option::as_mut) {
                     c.sub_bytes -= SUBSCRIPTION_OVERHEAD + topic.len();
                 }
                 self.touch(index);
@@ -1174,9 +1201,11 @@ impl<'a> Forwarder<'a> {
         let over_budget = self.over_budget(self.scratch.len());
         let mut k = 0;
         while k < self.publishers.len() {
-            let i = self.publishers[k];
+            let Some(&i) = self.publishers.get(k) else {
+                break;
+            };
             k += 1;
-            let Some(c) = self.connections[i].as_mut() else {
+            let Some(c) = self.connections.get_mut(i).and_then(Option::as_mut) else {
                 continue;
             };
             let behind = limit > 0 && c.unsent() > limit + c.allowance;
@@ -1224,8 +1253,10 @@ impl<'a> Forwarder<'a> {
         let mut delivered = false;
         let mut lost = false;
         for k in 0..self.targets.len() {
-            let i = self.targets[k];
-            let Some(c) = self.connections[i].as_mut() else {
+            let Some(&i) = self.targets.get(k) else {
+                break;
+            };
+            let Some(c) = self.connections.get_mut(i).and_then(Option::as_mut) else {
                 continue;
             };
             if c.is_full(hwm, max_bytes) && c.writable {
@@ -1237,7 +1268,7 @@ impl<'a> Forwarder<'a> {
                 }
                 self.touch(i);
             }
-            let Some(c) = self.connections[i].as_mut() else {
+            let Some(c) = self.connections.get_mut(i).and_then(Option::as_mut) else {
                 continue;
             };
             if c.is_full(hwm, max_bytes) {
@@ -1258,7 +1289,7 @@ impl<'a> Forwarder<'a> {
                     continue;
                 }
             }
-            if let Some(c) = self.connections[i].as_mut() {
+            if let Some(c) = self.connections.get_mut(i).and_then(Option::as_mut) {
                 c.push_message(message);
                 c.overflow = false;
                 c.mark(i, &mut self.dirty);
@@ -1296,7 +1327,7 @@ impl<'a> Forwarder<'a> {
             tried.push(i);
             let mut n = 0u64;
             while !fits(self.memory) {
-                let Some(c) = self.connections[i].as_mut() else {
+                let Some(c) = self.connections.get_mut(i).and_then(Option::as_mut) else {
                     break;
                 };
                 if c.unsent() == 0 || c.pop_newest().is_none() {
@@ -1308,7 +1339,7 @@ impl<'a> Forwarder<'a> {
             if n > 0 {
                 self.reporter.stats.dropped += n;
                 self.reporter.stats.shed += n;
-                if let Some(c) = self.connections[i].as_ref() {
+                if let Some(c) = self.connections.get(i).and_then(Option::as_ref) {
                     log::warn!(
                         "backplane: memory budget ({budget} bytes, --memory-budget) reached: \
                          dropped the {n} newest message(s) queued for {}, the largest queue",
@@ -1321,7 +1352,7 @@ impl<'a> Forwarder<'a> {
 
     fn flush_all(&mut self, now: Instant) {
         while let Some(index) = self.dirty.pop() {
-            let Some(c) = self.connections[index].as_mut() else {
+            let Some(c) = self.connections.get_mut(index).and_then(Option::as_mut) else {
                 continue;
             };
             c.dirty = false;
@@ -1339,8 +1370,10 @@ impl<'a> Forwarder<'a> {
                 return;
             }
             self.handshakes.pop_front();
-            let pending = self.connections[index]
-                .as_ref()
+            let pending = self
+                .connections
+                .get(index)
+                .and_then(Option::as_ref)
                 .is_some_and(|c| c.serial == serial && c.phase != Phase::Traffic);
             if pending {
                 self.close(index, &Close::Timeout(self.config.handshake_timeout));
@@ -1383,7 +1416,7 @@ impl<'a> Forwarder<'a> {
     }
 
     fn close(&mut self, index: usize, reason: &Close) {
-        let Some(mut c) = self.connections[index].take() else {
+        let Some(mut c) = self.connections.get_mut(index).and_then(Option::take) else {
             return;
         };
         self.free.push(index);

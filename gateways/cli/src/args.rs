@@ -2,58 +2,94 @@
 
 use banyan_component as component;
 
-/// Where the backplane is: `-b/--backplane`, `-p`, `-s` and the name shown
-/// in banners and logs, `-n/--name`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Connect {
-    /// Backplane: an IP address or host name, or the name of a backplane in
-    /// the discovery pool. Python Banyan's backplane listens
-    /// only on its LAN address, not 127.0.0.1: give that address then.
+/// Which backplane: `-b/--backplane` or `--backplane-name` (shared by every
+/// subcommand that talks to a backplane or its service broker). Resolved by
+/// [`banyan_component::locate`] (one implementation for every component;
+/// docs/discovery.md).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Which {
+    /// Backplane: an IP address or host name (as in Python Banyan), or the
+    /// name of a backplane in the discovery pool (a one-word value is
+    /// looked up there first). Default: the only backplane in the pool,
+    /// else 127.0.0.1. Python Banyan's backplane listens only on its LAN
+    /// address, not 127.0.0.1: give that address then.
     #[arg(
         short = 'b',
         long = "backplane",
         env = "BANYAN_BACKPLANE",
-        value_name = "HOST",
-        default_value = "127.0.0.1"
+        value_name = "HOST|NAME"
     )]
-    pub backplane: String,
-    /// The backplane's publisher port (components publish here).
-    #[arg(short = 'p', long = "publisher-port", value_name = "PORT",
-          default_value_t = component::PUBLISHER_PORT)]
-    pub publisher_port: u16,
+    pub backplane: Option<String>,
+    /// The name of a backplane in the discovery pool (only the pool is
+    /// asked, even for a name with a dot).
+    #[arg(
+        long = "backplane-name",
+        value_name = "NAME",
+        conflicts_with = "backplane"
+    )]
+    pub backplane_name: Option<String>,
+}
+
+impl Which {
+    /// Finds the backplane (see [`banyan_component::locate`]) with the
+    /// ports given as `opts`.
+    ///
+    /// # Errors
+    /// Both `-b` and `--backplane-name`; a name that no backplane in the
+    /// pool answers to; several backplanes and no `-b` (the errors list the
+    /// backplanes seen).
+    pub fn locate(
+        &self,
+        opts: &component::locate::Options,
+    ) -> crate::output::Result<component::locate::Located> {
+        let spec = self.spec()?;
+        component::locate::locate(&spec, opts)
+            .map_err(|e| crate::output::Failure::new(1, format!("backplane: {e}")))
+    }
+
+    fn spec(&self) -> crate::output::Result<component::locate::Spec> {
+        component::locate::Spec::from_args(
+            self.backplane.as_deref(),
+            self.backplane_name.as_deref(),
+        )
+        .map_err(|e| crate::output::Failure::usage(e.to_string()))
+    }
+}
+
+/// Where the backplane is: [`Which`] one, `-p`, `-s`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Connect {
+    /// Which backplane.
+    #[command(flatten)]
+    pub which: Which,
+    /// The backplane's publisher port (components publish here). Default
+    /// 43124, or what the backplane found in the pool announces.
+    #[arg(short = 'p', long = "publisher-port", value_name = "PORT")]
+    pub publisher_port: Option<u16>,
     /// The backplane's subscriber port (components subscribe here).
-    #[arg(short = 's', long = "subscriber-port", value_name = "PORT",
-          default_value_t = component::SUBSCRIBER_PORT)]
-    pub subscriber_port: u16,
+    /// Default 43125, or what the backplane found in the pool announces.
+    #[arg(short = 's', long = "subscriber-port", value_name = "PORT")]
+    pub subscriber_port: Option<u16>,
 }
 
 impl Connect {
-    /// A component config for this backplane, named `name`. `-b` is an
-    /// address (IP, `localhost`, a host name with a dot) used as given, as
-    /// in Python Banyan, or a backplane *name* looked up in the discovery
-    /// pool (docs/discovery.md), whose ports then override `-p`/`-s`.
+    /// A component config for this backplane, named `name` (see
+    /// [`banyan_component::locate`]: an address is used as given, a name
+    /// is looked up in the discovery pool, nothing given takes the only
+    /// backplane there or 127.0.0.1).
     ///
     /// # Errors
-    /// A name that no backplane in the pool answers to (the error lists the
-    /// backplanes seen).
+    /// As [`Which::locate`].
     pub fn config(&self, name: &str) -> crate::output::Result<component::Config> {
-        use banyan_discovery::announce::{classify_backplane_arg, resolve_backplane, BackplaneArg};
-        let (host, publisher_port, subscriber_port) = match classify_backplane_arg(&self.backplane)
-        {
-            BackplaneArg::Address(a) => (a, self.publisher_port, self.subscriber_port),
-            BackplaneArg::Name(n) => {
-                let bp = resolve_backplane(Some(&n), std::time::Duration::from_secs(2))
-                    .map_err(|e| crate::output::Failure::new(1, format!("backplane {n:?}: {e}")))?;
-                log::info!(target: "banyan", "backplane {n:?} found at {}", bp.addr());
-                (
-                    bp.addr().to_string(),
-                    bp.publisher.port(),
-                    bp.subscriber.port(),
-                )
-            }
-        };
-        let mut c = component::Config::new(host, publisher_port, subscriber_port);
+        use component::locate::Options;
+        let spec = self.which.spec()?;
+        let mut c = component::Config::default();
         c.name = name.to_owned();
+        c.locate(
+            &spec,
+            &Options::with_ports(self.publisher_port, self.subscriber_port),
+        )
+        .map_err(|e| crate::output::Failure::new(1, format!("backplane: {e}")))?;
         Ok(c)
     }
 }

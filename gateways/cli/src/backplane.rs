@@ -159,35 +159,12 @@ pub fn run(args: Args) -> Result<()> {
     let mut signals = Signals::new([SIGINT, SIGTERM])
         .map_err(|e| Failure::new(1, format!("cannot install signal handlers: {e}")))?;
     let backplane = Backplane::bind(&config).map_err(|e| Failure::new(1, e.to_string()))?;
-    // Announced in the discovery pool: components find it with `-b NAME`
-    // and `banyan ls` lists it.
     // A backplane on a loopback address cannot be reached from the LAN:
     // nothing to announce there.
     let loopback = bind
         .parse::<std::net::IpAddr>()
         .is_ok_and(|a| a.is_loopback())
         || bind == "localhost";
-    let _announcer = if args.no_discovery || loopback {
-        None
-    } else {
-        let name = if config.name.is_empty() {
-            "backplane"
-        } else {
-            config.name.as_str()
-        };
-        let local = banyan_discovery::announce::backplane_node(
-            name,
-            backplane.publisher_port(),
-            backplane.subscriber_port(),
-        );
-        match banyan_discovery::announce::Announcer::start(local) {
-            Ok(a) => Some(a),
-            Err(e) => {
-                log::warn!("not announced in the discovery pool ({e}); components need -b ADDR");
-                None
-            }
-        }
-    };
     // The service broker beside the forwarder; its counters go out on the
     // backplane's stats topic.
     let services = if args.no_services {
@@ -206,6 +183,63 @@ pub fn run(args: Args) -> Result<()> {
         output::note(&format!("service broker on port {}", broker.port()));
         Some(broker)
     };
+    // Announced in the discovery pool: components find it with `-b NAME`
+    // and `banyan ls` lists it.
+    let announcer = if args.no_discovery || loopback {
+        None
+    } else {
+        let name = if config.name.is_empty() {
+            "backplane"
+        } else {
+            config.name.as_str()
+        };
+        let mut local = banyan_discovery::announce::backplane_node(
+            name,
+            backplane.publisher_port(),
+            backplane.subscriber_port(),
+        );
+        if let Some(broker) = &services {
+            // `banyan call -b NAME` finds the broker's port here.
+            local = local.with_endpoint(banyan_discovery::EndpointKind::Services, broker.port());
+        }
+        match banyan_discovery::announce::Announcer::start(local) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                log::warn!("not announced in the discovery pool ({e}); components need -b ADDR");
+                None
+            }
+        }
+    };
+    // Its identity (`banyan ls NAME`) carries its stats topic and counters,
+    // refreshed every second by a thread that owns the announcer; it says
+    // BYE when the backplane stops.
+    let (identity_stop, identity_rx) = std::sync::mpsc::channel::<()>();
+    let identity = announcer.map(|a| {
+        let h = backplane.shutdown_handle();
+        std::thread::spawn(move || {
+            use std::sync::mpsc::RecvTimeoutError;
+            loop {
+                let counters = match serde_json::to_value(h.stats()) {
+                    Ok(serde_json::Value::Object(m)) => m
+                        .into_iter()
+                        .filter_map(|(k, v)| Some((k, v.as_u64()?)))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                a.set_identity(
+                    vec![banyan_backplane::STATS_TOPIC.to_owned()],
+                    Vec::new(),
+                    counters,
+                );
+                if identity_rx.recv_timeout(Duration::from_secs(1))
+                    != Err(RecvTimeoutError::Timeout)
+                {
+                    break;
+                }
+            }
+            a.stop();
+        })
+    });
     let handle = backplane.shutdown_handle();
     let signal_handle = signals.handle();
     let waiter = std::thread::spawn(move || {
@@ -221,6 +255,10 @@ pub fn run(args: Args) -> Result<()> {
     let _ = out.line(&backplane.banner()).and_then(|()| out.flush());
     let stats = backplane.shutdown_handle();
     let result = backplane.run();
+    drop(identity_stop);
+    if let Some(t) = identity {
+        let _ = t.join();
+    }
     signal_handle.close();
     if let Some(services) = services {
         if let Err(e) = services.shutdown() {

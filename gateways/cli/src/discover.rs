@@ -45,12 +45,24 @@ fn peer_json(p: &Peer) -> serde_json::Value {
     })
 }
 
+/// The name of the node `id` (a device's gateway), else its hex id.
+fn parent_name(peers: &[Peer], id: u64) -> String {
+    if id == 0 {
+        return "-".into();
+    }
+    peers
+        .iter()
+        .find(|p| p.id == id)
+        .map(|p| p.name.clone())
+        .unwrap_or_else(|| format!("{id:016x}"))
+}
+
 fn table(peers: &[Peer]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<24} {:<10} {:<16} {:<21} ENDPOINTS",
-        "NAME", "KIND", "ID", "ADDRESS"
+        "{:<24} {:<10} {:<16} {:<21} {:<16} ENDPOINTS",
+        "NAME", "KIND", "ID", "ADDRESS", "BEHIND"
     );
     for p in peers {
         let endpoints: Vec<String> = p
@@ -60,11 +72,12 @@ fn table(peers: &[Peer]) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "{:<24} {:<10} {:016x} {:<21} {}",
+            "{:<24} {:<10} {:016x} {:<21} {:<16} {}",
             p.name,
             p.kind.as_str(),
             p.id,
             p.addr.to_string(),
+            parent_name(peers, p.parent),
             endpoints.join(" ")
         );
     }
@@ -102,6 +115,16 @@ pub fn run(args: Args) -> Result<()> {
                 ..
             }) = node.events().recv_timeout(Duration::from_millis(50))
             {
+                // A request by name goes to every node: keep only the
+                // answer of the node asked for.
+                let asked = match &target {
+                    Target::Id(id) => from == *id,
+                    Target::Name(n) => identity.name == *n,
+                    Target::All => true,
+                };
+                if !asked {
+                    continue;
+                }
                 let v = serde_json::json!({
                     "id": format!("{from:016x}"),
                     "addr": addr.to_string(),
@@ -162,7 +185,9 @@ pub fn run(args: Args) -> Result<()> {
         if let Some((what, p)) = line {
             let text = if args.json {
                 let mut v = peer_json(&p);
-                v["event"] = what.into();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("event".into(), what.into());
+                }
                 format!("{v}\n")
             } else {
                 format!("{what:<6} {} ({}) {}\n", p.name, p.kind.as_str(), p.addr)

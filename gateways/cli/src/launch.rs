@@ -335,8 +335,8 @@ fn this_exe() -> PathBuf {
 /// The full argument list of a process.
 fn argv(p: &ProcessSpec, bp: &BackplaneSpec, exe: &Path) -> Vec<String> {
     let mut words = p.command.words();
-    if words.first().is_some_and(|w| w == "banyan") {
-        words[0] = exe.display().to_string();
+    if let Some(first) = words.first_mut().filter(|w| *w == "banyan") {
+        *first = exe.display().to_string();
     }
     if p.backplane_args {
         words.extend(["-b".into(), bp.host.clone()]);

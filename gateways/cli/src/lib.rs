@@ -163,8 +163,10 @@ fn argv0_subcommand(args: &mut Vec<OsString>) {
         "banyan-launch" => "launch",
         _ => return,
     };
-    args[0] = OsString::from("banyan");
-    args.insert(1, OsString::from(sub));
+    if let Some(first) = args.first_mut() {
+        *first = OsString::from("banyan");
+    }
+    args.insert(1.min(args.len()), OsString::from(sub));
 }
 
 /// The `banyan` program: parses the command line and runs the subcommand.

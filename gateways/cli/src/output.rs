@@ -54,94 +54,16 @@ pub fn program() -> &'static str {
     PROGRAM.get().map_or("banyan", String::as_str)
 }
 
-/// Lines for stderr, written by one thread so that a full or stuck stderr
-/// never blocks the program (lines that do not fit are dropped and counted).
-struct LogQueue {
-    tx: std::sync::mpsc::SyncSender<String>,
-    pending: Arc<std::sync::atomic::AtomicUsize>,
-    dropped: std::sync::atomic::AtomicU64,
-}
-
-/// Lines queued for stderr before more are dropped.
-const LOG_QUEUE: usize = 1024;
-
-fn log_queue() -> &'static LogQueue {
-    static QUEUE: OnceLock<LogQueue> = OnceLock::new();
-    QUEUE.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<String>(LOG_QUEUE);
-        let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let done = Arc::clone(&pending);
-        let spawned = std::thread::Builder::new()
-            .name("stderr".into())
-            .spawn(move || {
-                for line in rx {
-                    write_stderr(&line);
-                    done.fetch_sub(1, Ordering::AcqRel);
-                }
-            });
-        if spawned.is_err() {
-            // No thread: lines are dropped (counted), never a panic.
-        }
-        LogQueue {
-            tx,
-            pending,
-            dropped: std::sync::atomic::AtomicU64::new(0),
-        }
-    })
-}
-
-/// Writes one line to stderr now, ignoring failures (there is nobody to
-/// tell). When stderr's reader has gone away, stderr is pointed at
-/// `/dev/null`, so that no later `eprintln!` anywhere can panic.
-fn write_stderr(line: &str) {
-    let mut err = io::stderr().lock();
-    let result = err
-        .write_all(line.as_bytes())
-        .and_then(|()| err.write_all(b"\n"));
-    if let Err(e) = result {
-        if is_closed(&e) {
-            silence_stderr();
-        }
-    }
-}
-
-/// Queues one line for stderr; never blocks, never fails (a line that does
-/// not fit in the queue is dropped and counted in the next line).
+/// Queues one line for stderr through the process's one non-blocking
+/// writer ([`banyan_component::logging`]): never blocks, never fails (a line
+/// over its rate or beyond its queue is dropped and counted in `log_lost`).
 pub fn stderr_line(line: &str) {
-    let q = log_queue();
-    let dropped = q.dropped.swap(0, Ordering::Relaxed);
-    let line = if dropped > 0 {
-        format!(
-            "{}: ({dropped} log line(s) dropped: stderr was full)\n{line}",
-            program()
-        )
-    } else {
-        line.to_owned()
-    };
-    q.pending.fetch_add(1, Ordering::AcqRel);
-    if q.tx.try_send(line).is_err() {
-        q.pending.fetch_sub(1, Ordering::AcqRel);
-        q.dropped.fetch_add(1 + dropped, Ordering::Relaxed);
-        // Visible where the gateways publish it (`log_lost`).
-        banyan_component::logging::count_lost(1);
-    }
+    banyan_component::logging::write_line(line);
 }
 
 /// Waits up to `limit` for the queued stderr lines to be written.
 pub fn flush_stderr(limit: std::time::Duration) {
-    let q = log_queue();
-    let until = std::time::Instant::now() + limit;
-    while q.pending.load(Ordering::Acquire) > 0 && std::time::Instant::now() < until {
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-}
-
-/// Points file descriptor 2 at `/dev/null`.
-fn silence_stderr() {
-    use std::os::fd::AsRawFd;
-    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
-        let _ = nix::unistd::dup2(null.as_raw_fd(), 2);
-    }
+    banyan_component::logging::flush(limit);
 }
 
 /// Prints `banyan SUB: error: MESSAGE` on stderr.
@@ -196,6 +118,10 @@ impl log::Log for Logger {
 /// only errors.
 pub fn init_logging(sub: &str, verbose: u8, quiet: bool) {
     let _ = PROGRAM.set(format!("banyan {sub}"));
+    // The writer's own notice ("N log lines lost") in our format.
+    let mut writer = banyan_component::logging::Config::default();
+    writer.notice_prefix = format!("{}: warning: ", program());
+    let _ = banyan_component::logging::start(writer);
     let env = std::env::var("RUST_LOG")
         .ok()
         .and_then(|v| v.trim().parse::<log::LevelFilter>().ok());

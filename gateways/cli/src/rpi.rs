@@ -19,15 +19,18 @@ pub const SYSTEM_CONFIG: &str = "/etc/banyan/rpi-gateway.toml";
 /// Flags of `banyan rpi-gateway`. `-b`, `-p` and `-s` override the config
 /// file's `[backplane]` table.
 #[derive(Debug, Clone, clap::Args)]
+#[command(mut_arg("backplane", |a| a.help(
+    "Backplane: an IP address or host name, or the name of a backplane in the discovery \
+     pool (default: the config's backplane.address, read the same way; never \"whichever \
+     backplane is there\": this gateway drives motors)"
+)))]
 pub struct Args {
-    /// Backplane host (default: the config's backplane.address).
-    #[arg(
-        short = 'b',
-        long = "backplane",
-        env = "BANYAN_BACKPLANE",
-        value_name = "HOST"
-    )]
-    pub backplane: Option<String>,
+    /// Which backplane (`-b`, `--backplane-name`): unlike other
+    /// components, the default is the config's backplane.address, read the
+    /// same way, never "whichever backplane is there": this gateway drives
+    /// motors.
+    #[command(flatten)]
+    pub which: crate::args::Which,
     /// The backplane's publisher port (default: the config's, 43124).
     #[arg(short = 'p', long = "publisher-port", value_name = "PORT")]
     pub publisher_port: Option<u16>,
@@ -148,15 +151,25 @@ pub fn config_toml(cfg: &Config) -> String {
 
 fn serve<B: Backend>(backend: B, cfg: Config, args: &Args) -> Result<()> {
     let stop = output::stop_flag()?;
-    let mut cc = banyan_component::Config::new(
-        args.backplane
-            .clone()
-            .unwrap_or_else(|| cfg.backplane.address.clone()),
-        args.publisher_port.unwrap_or(cfg.backplane.publisher_port),
-        args.subscriber_port
-            .unwrap_or(cfg.backplane.subscriber_port),
-    );
+    use banyan_component::locate::{Options, Spec};
+    let spec = match (&args.which.backplane, &args.which.backplane_name) {
+        (None, None) => Spec::parse(&cfg.backplane.address),
+        (b, n) => Spec::from_args(b.as_deref(), n.as_deref())
+            .map_err(|e| Failure::usage(e.to_string()))?,
+    };
+    let mut cc = banyan_component::Config::default();
     cc.name = args.name.clone();
+    cc.locate(
+        &spec,
+        &Options::with_ports(
+            Some(args.publisher_port.unwrap_or(cfg.backplane.publisher_port)),
+            Some(
+                args.subscriber_port
+                    .unwrap_or(cfg.backplane.subscriber_port),
+            ),
+        ),
+    )
+    .map_err(|e| Failure::new(1, format!("backplane: {e}")))?;
     // Of a backlog of run_motors only the newest counts (fresh commands).
     cc.conflate = vec![cfg.topics.run_motors.clone()];
     let mut gw =

@@ -62,6 +62,10 @@ pub struct Args {
     /// name and a dot, e.g. `qemu-bot.info`).
     #[arg(long, value_name = "PREFIX")]
     pub service_prefix: Option<String>,
+    /// Do not announce the gateway and its device in the discovery pool
+    /// (`banyan ls` then does not list them).
+    #[arg(long)]
+    pub no_discovery: bool,
     /// Python Banyan's loop time; accepted for compatibility and ignored.
     #[arg(short = 't', hide = true)]
     pub loop_time: Option<String>,
@@ -88,6 +92,7 @@ pub fn run(args: Args) -> Result<()> {
     backplane.conflate = conflate.clone();
     let mut config = serial::Config::new(backplane, args.device);
     config.baud = args.baud;
+    config.discovery = !args.no_discovery;
     config.bridge.name = args.name;
     config.bridge.status_topic = args.status_topic;
     config.bridge.status_interval_ms = args.status_interval_ms.max(1);

@@ -8,31 +8,35 @@ use std::time::Duration;
 use banyan_services::broker::DEFAULT_PORT;
 use banyan_services::{cli, devices};
 
+use banyan_component::locate::Options;
+
+use crate::args::Which;
 use crate::output::{self, Failure, Result};
 
-/// Where the broker is.
+/// Where the broker is: in the backplane process, found like every
+/// backplane (`-b`, `--backplane-name`, the pool).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Broker {
-    /// Backplane host (the broker runs in the backplane process).
-    #[arg(
-        short = 'b',
-        long = "backplane",
-        env = "BANYAN_BACKPLANE",
-        value_name = "HOST",
-        default_value = "127.0.0.1"
-    )]
-    pub backplane: String,
-    /// The broker's port.
-    #[arg(long = "services-port", value_name = "PORT", default_value_t = DEFAULT_PORT)]
-    pub services_port: u16,
+    /// Which backplane.
+    #[command(flatten)]
+    pub which: Which,
+    /// The broker's port. Default: what the backplane announces in the
+    /// discovery pool, else 43126.
+    #[arg(long = "services-port", value_name = "PORT")]
+    pub services_port: Option<u16>,
     /// Give up after this many seconds (the request's deadline).
     #[arg(long, value_name = "SECONDS", default_value_t = 2.5)]
     pub timeout: f64,
 }
 
 impl Broker {
-    fn endpoint(&self) -> String {
-        format!("tcp://{}:{}", self.backplane, self.services_port)
+    fn endpoint(&self) -> Result<String> {
+        let at = self.which.locate(&Options::default())?;
+        let port = self
+            .services_port
+            .or(at.services_port)
+            .unwrap_or(DEFAULT_PORT);
+        Ok(format!("tcp://{}:{port}", at.address))
     }
 
     fn timeout(&self) -> Result<Duration> {
@@ -63,7 +67,8 @@ pub struct CallArgs {
 /// timeout, …) or no answer within the deadline (exit 1).
 pub fn call(args: CallArgs) -> Result<()> {
     let timeout = args.broker.timeout()?;
-    let reply = cli::call(&args.broker.endpoint(), &args.service, &args.body, timeout)
+    let endpoint = args.broker.endpoint()?;
+    let reply = cli::call(&endpoint, &args.service, &args.body, timeout)
         .map_err(|e| Failure::new(1, format!("{}: {e}", args.service)))?;
     output::write_stdout(format!("{reply}\n").as_bytes())
 }
@@ -85,8 +90,9 @@ pub struct ListArgs {
 /// No broker answered within the deadline.
 pub fn list(args: ListArgs) -> Result<()> {
     let timeout = args.broker.timeout()?;
-    let list = cli::list(&args.broker.endpoint(), timeout)
-        .map_err(|e| Failure::new(1, format!("{}: {e}", args.broker.endpoint())))?;
+    let endpoint = args.broker.endpoint()?;
+    let list =
+        cli::list(&endpoint, timeout).map_err(|e| Failure::new(1, format!("{endpoint}: {e}")))?;
     let mut out = String::new();
     if args.json {
         for s in &list {

@@ -1,6 +1,6 @@
 //! One connection to one backplane: [`Component`] (see the crate docs).
 
-use std::collections::HashSet;
+use banyan_core::topic;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -251,7 +251,10 @@ pub struct Component {
     monitor: zmq::Socket,
     config: Config,
     receiver: Receiver,
-    remote_subscriptions: HashSet<Vec<u8>>,
+    /// The subscriptions our publisher has been told of (a set: the
+    /// backplane's XPUB reports each prefix once), indexed by the core so
+    /// that `has_subscriber` costs the topic's length, not their number.
+    remote_subscriptions: topic::Index<()>,
     link: LinkState,
     pending: std::collections::VecDeque<Event>,
     sent: u64,
@@ -515,7 +518,7 @@ impl Component {
             monitor,
             receiver: Receiver::new(config.limits),
             config,
-            remote_subscriptions: HashSet::new(),
+            remote_subscriptions: topic::Index::new(),
             link: LinkState::Connecting,
             pending: std::collections::VecDeque::new(),
             sent: 0,
@@ -633,11 +636,13 @@ impl Component {
         loop {
             match self.publisher.recv_bytes(zmq::DONTWAIT) {
                 Ok(notice) => match notice.split_first() {
-                    Some((1, prefix)) => {
-                        self.remote_subscriptions.insert(prefix.to_vec());
+                    // (Already held: a repeated notice changes nothing.)
+                    Some((1, prefix)) if self.remote_subscriptions.count((), prefix) == 0 => {
+                        let _ = self.remote_subscriptions.subscribe((), prefix);
                     }
                     Some((0, prefix)) => {
-                        self.remote_subscriptions.remove(prefix);
+                        // (Not held: nothing to do.)
+                        let _ = self.remote_subscriptions.unsubscribe((), prefix);
                     }
                     _ => {}
                 },
@@ -651,9 +656,7 @@ impl Component {
     /// `topic`.
     pub fn has_subscriber(&mut self, topic: &str) -> bool {
         let _ = self.drain_subscriptions();
-        self.remote_subscriptions
-            .iter()
-            .any(|p| topic.as_bytes().starts_with(p))
+        self.remote_subscriptions.matches(topic.as_bytes())
     }
 
     /// Waits up to `timeout` until some subscriber on the backplane wants

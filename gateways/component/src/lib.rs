@@ -29,6 +29,14 @@
 //! # Ok::<(), banyan_component::Error>(())
 //! ```
 //!
+//! # Finding the backplane
+//! [`locate`] reads `-b`, `--backplane-name` and `$BANYAN_BACKPLANE` the
+//! way every banyan-rs program does: an address is used as given (Python
+//! Banyan's `-b`), a name is looked up in the discovery pool, and with
+//! nothing given the only backplane in the pool is taken (else
+//! `127.0.0.1`); [`Config::locate`] fills a config from it. The lookup
+//! needs the default `discovery` feature.
+//!
 //! # Bad input
 //! Received messages are checked as described in [`wire`]; a message
 //! that is not `[UTF-8 topic, one valid msgpack value]` is counted in
@@ -89,6 +97,7 @@ pub mod conflate;
 #[cfg(feature = "libzmq")]
 pub mod driver;
 pub mod feedback;
+pub mod locate;
 pub mod logging;
 #[cfg(feature = "libzmq")]
 pub mod monitor;

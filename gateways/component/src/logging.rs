@@ -1,25 +1,25 @@
-//! A `log` sink that never blocks the caller: for control loops (gateways)
-//! whose stderr may be a frozen terminal (Ctrl-S), a full pipe or a slow
-//! journal.
+//! The one stderr writer of every banyan-rs program: it never blocks the
+//! caller — for control loops (gateways) whose stderr may be a frozen
+//! terminal (Ctrl-S), a full pipe or a slow journal, and for the `banyan`
+//! command, whose stderr may be a dead pipe.
 //!
-//! Library code logs through the [`log`] facade only; a binary installs
-//! this sink with [`init`]. A logged line is formatted on the calling
-//! thread, checked against a token bucket ([`Config::rate`] lines per second,
-//! bursts of [`Config::burst`]) and handed to a bounded queue
-//! ([`Config::capacity`] lines) with `try_send`; one writer thread writes the
-//! queue to stderr. When the bucket is empty or the queue is full the line is
-//! dropped and counted ([`lost`]); the writer reports the count
+//! Library code logs through the [`log`] facade only. A program either
+//! installs this module's logger with [`init`] (lines are the message
+//! itself for `info` and below, prefixed `[WARN] ` / `[ERROR] `), or formats
+//! lines its own way in its own `log::Log` and hands them to [`write_line`]
+//! (the `banyan` command does). Either way a line is checked against a token
+//! bucket ([`Config::rate`] lines per second, bursts of [`Config::burst`])
+//! and handed to a bounded queue ([`Config::capacity`] lines) with
+//! `try_send`; one writer thread writes the queue to stderr. When the bucket
+//! is empty or the queue is full the line is dropped and counted ([`lost`],
+//! published as the gateways' `log_lost`); the writer reports the count
 //! (`N log lines lost`) as soon as it can write again. A blocked stderr
-//! therefore blocks only the writer thread.
-//!
-//! Lines are written as the message itself for `info` and below, prefixed
-//! with `[WARN] ` / `[ERROR] ` for warnings and errors.
+//! therefore blocks only the writer thread. When stderr's reader has gone
+//! away (a closed pipe), file descriptor 2 is pointed at `/dev/null`, so that
+//! no `eprintln!` anywhere in the process can panic afterwards.
 //!
 //! Call [`flush`] before exiting so the last lines (e.g. the safe-state pin
 //! changes) are written; it gives up after its timeout when stderr is stuck.
-//!
-//! When not to use it: programs whose stderr is the product (tools that
-//! print a report) should keep writing it directly.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,14 +27,14 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// Settings of the sink. `#[non_exhaustive]`: start from
+/// Settings of the writer. `#[non_exhaustive]`: start from
 /// [`Config::default`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
-    /// Most verbose level written. Default `Warn`; the `RUST_LOG`
-    /// environment variable (`error`, `warn`, `info`, `debug`, `trace`)
-    /// overrides it when [`init`] is given [`Config::from_env`].
+    /// Most verbose level the logger of [`init`] writes. Default `Warn`;
+    /// the `RUST_LOG` environment variable (`error`, `warn`, `info`,
+    /// `debug`, `trace`) overrides it with [`Config::from_env`].
     pub level: log::LevelFilter,
     /// Lines queued for the writer before new ones are dropped. Default 4096.
     pub capacity: usize,
@@ -42,6 +42,9 @@ pub struct Config {
     pub rate: u32,
     /// Lines allowed in a burst above the rate. Default 2000.
     pub burst: u32,
+    /// Put before the writer's own `N log lines lost` notice (e.g.
+    /// `"banyan rpi-gateway: warning: "`). Default `"[WARN] "`.
+    pub notice_prefix: String,
 }
 
 impl Default for Config {
@@ -51,6 +54,7 @@ impl Default for Config {
             capacity: 4096,
             rate: 1000,
             burst: 2000,
+            notice_prefix: "[WARN] ".into(),
         }
     }
 }
@@ -88,20 +92,29 @@ struct Sink {
 static SINK: OnceLock<Sink> = OnceLock::new();
 static LOST: AtomicU64 = AtomicU64::new(0);
 
-/// Lines dropped so far (rate limit or full queue) by the sink of this
-/// process. Publish it in stats so that lost diagnostics are visible.
+/// Lines dropped so far (rate limit or full queue) in this process. Publish
+/// it in stats so that lost diagnostics are visible.
 pub fn lost() -> u64 {
     LOST.load(Ordering::Relaxed)
 }
 
-/// Counts `n` log lines lost by another non-blocking writer of this process
-/// (e.g. a command-line tool's own stderr queue), so that [`lost`] — and the
-/// gateways' `log_lost` counter — includes them.
-pub fn count_lost(n: u64) {
-    LOST.fetch_add(n, Ordering::Relaxed);
-}
-
 impl Sink {
+    fn new(config: Config) -> (Sink, Receiver<String>) {
+        let (tx, rx) = sync_channel(config.capacity.max(1));
+        let sink = Sink {
+            bucket: Mutex::new(Bucket {
+                tokens: f64::from(config.burst),
+                at: Instant::now(),
+            }),
+            config,
+            tx: Mutex::new(tx),
+            queued: AtomicU64::new(0),
+            written: Mutex::new(0),
+            written_cv: Condvar::new(),
+        };
+        (sink, rx)
+    }
+
     fn admit(&self) -> bool {
         let Ok(mut b) = self.bucket.lock() else {
             return false;
@@ -158,19 +171,40 @@ impl log::Log for Sink {
     fn flush(&self) {}
 }
 
+/// Writes `bytes` to stderr; when its reader has gone away, points file
+/// descriptor 2 at `/dev/null` (later writes, ours or anyone's, succeed
+/// into nothing). Other failures are ignored: there is nobody to tell.
+fn write_stderr(bytes: &[u8]) {
+    let result = std::io::stderr().lock().write_all(bytes);
+    if let Err(e) = result {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            silence_stderr();
+        }
+    }
+}
+
+/// Points file descriptor 2 at `/dev/null`.
+fn silence_stderr() {
+    use std::os::fd::AsRawFd;
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2(null.as_raw_fd(), 2);
+    }
+}
+
 fn writer(rx: Receiver<String>) {
-    let sink = SINK.get();
     let mut reported = 0;
     for line in rx {
-        let mut err = std::io::stderr().lock();
         let lost = lost();
-        if lost != reported {
-            let _ = writeln!(err, "[WARN] {} log lines lost", lost - reported);
-            reported = lost;
+        let notice = (lost != reported).then(|| {
+            let prefix = SINK.get().map_or("", |s| s.config.notice_prefix.as_str());
+            format!("{prefix}{} log lines lost\n", lost - reported)
+        });
+        reported = lost;
+        match notice {
+            Some(n) => write_stderr(format!("{n}{line}").as_bytes()),
+            None => write_stderr(line.as_bytes()),
         }
-        let _ = err.write_all(line.as_bytes());
-        drop(err);
-        if let Some(s) = sink {
+        if let Some(s) = SINK.get() {
             if let Ok(mut w) = s.written.lock() {
                 *w += 1;
             }
@@ -179,34 +213,54 @@ fn writer(rx: Receiver<String>) {
     }
 }
 
-/// Installs the sink as the `log` logger of this process and starts its
-/// writer thread.
+/// Starts the writer thread with `config` (once per process). [`init`]
+/// calls it; a program with its own logger calls it before its first
+/// [`write_line`] (which otherwise starts the writer with the defaults).
 ///
 /// # Errors
-/// A message when a logger is already installed or the thread cannot start.
-pub fn init(config: Config) -> Result<(), String> {
-    let (tx, rx) = sync_channel(config.capacity.max(1));
-    let sink = Sink {
-        config,
-        tx: Mutex::new(tx),
-        bucket: Mutex::new(Bucket {
-            tokens: f64::from(config.burst),
-            at: Instant::now(),
-        }),
-        queued: AtomicU64::new(0),
-        written: Mutex::new(0),
-        written_cv: Condvar::new(),
+/// A message when the writer is already running or its thread cannot
+/// start (lines are then dropped and counted, never a panic).
+pub fn start(config: Config) -> Result<(), String> {
+    let mut receiver = None;
+    SINK.get_or_init(|| {
+        let (sink, rx) = Sink::new(config);
+        receiver = Some(rx);
+        sink
+    });
+    let Some(rx) = receiver else {
+        return Err("the log writer is already running".into());
     };
-    if SINK.set(sink).is_err() {
-        return Err("the log sink is already installed".into());
-    }
-    let sink = SINK.get().ok_or("log sink missing")?;
-    log::set_logger(sink).map_err(|e| e.to_string())?;
-    log::set_max_level(config.level);
     std::thread::Builder::new()
         .name("log-writer".into())
         .spawn(move || writer(rx))
-        .map_err(|e| format!("cannot start the log writer: {e}"))?;
+        .map(|_| ())
+        .map_err(|e| format!("cannot start the log writer: {e}"))
+}
+
+/// Queues `line` (a newline is added) for stderr. Never blocks, never fails:
+/// a line over the rate or beyond a full queue is dropped and counted in
+/// [`lost`].
+pub fn write_line(line: &str) {
+    if SINK.get().is_none() {
+        let _ = start(Config::default());
+    }
+    if let Some(s) = SINK.get() {
+        s.send(format!("{line}\n"));
+    }
+}
+
+/// Starts the writer ([`start`]) and installs its logger as the `log`
+/// logger of this process.
+///
+/// # Errors
+/// A message when a logger or the writer is already installed, or the
+/// thread cannot start.
+pub fn init(config: Config) -> Result<(), String> {
+    let level = config.level;
+    start(config)?;
+    let sink = SINK.get().ok_or("log sink missing")?;
+    log::set_logger(sink).map_err(|e| e.to_string())?;
+    log::set_max_level(level);
     Ok(())
 }
 
@@ -238,25 +292,12 @@ mod tests {
     use super::*;
 
     fn sink(capacity: usize, rate: u32, burst: u32) -> (Sink, Receiver<String>) {
-        let (tx, rx) = sync_channel(capacity);
-        let config = Config {
+        Sink::new(Config {
             capacity,
             rate,
             burst,
             ..Config::default()
-        };
-        let s = Sink {
-            config,
-            tx: Mutex::new(tx),
-            bucket: Mutex::new(Bucket {
-                tokens: f64::from(burst),
-                at: Instant::now(),
-            }),
-            queued: AtomicU64::new(0),
-            written: Mutex::new(0),
-            written_cv: Condvar::new(),
-        };
-        (s, rx)
+        })
     }
 
     /// Nobody reads the queue (a stuck writer): sending never blocks, and

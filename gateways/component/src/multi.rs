@@ -428,14 +428,17 @@ impl MultiComponent {
         let n = self.slots.len();
         for k in 0..n {
             let i = (self.next + k) % n;
-            let Some(socket) = &self.slots[i].subscriber else {
+            let Some(slot) = self.slots.get(i) else {
+                continue;
+            };
+            let Some(socket) = &slot.subscriber else {
                 continue;
             };
             while let Some(r) = self.receiver.try_recv(socket).map_err(zmq_error)? {
                 if let Ok(message) = r {
                     self.next = (i + 1) % n;
                     return Ok(Some(Received {
-                        backplane: self.slots[i].entry.name.clone(),
+                        backplane: slot.entry.name.clone(),
                         message,
                     }));
                 }

@@ -236,7 +236,7 @@ impl Spec {
                     expected: headers.len(),
                 });
             }
-            let field = |i: usize| record.get(index[i]).unwrap_or("");
+            let field = |i: usize| index.get(i).and_then(|&c| record.get(c)).unwrap_or("");
             let name = field(0).trim().to_owned();
             if name.is_empty() {
                 return Err(Error::Field {

@@ -184,7 +184,7 @@ impl Rejection {
             preview: frames
                 .iter()
                 .take(4)
-                .map(|f| f[..f.len().min(Self::PREVIEW)].to_vec())
+                .map(|f| f.get(..Self::PREVIEW).unwrap_or(f).to_vec())
                 .collect(),
         }
     }
@@ -328,13 +328,17 @@ pub fn check_frames<'a, F: Deref<Target = [u8]>>(
     limits: &Limits,
     frames: &'a [F],
 ) -> Result<&'a str, Reject> {
-    match frames.len() {
-        0 | 1 => return Err(Reject::MissingPayload),
-        2 => {}
-        n => return Err(Reject::ExtraFrames { frames: n }),
-    }
-    let topic = std::str::from_utf8(&frames[0]).map_err(|_| Reject::TopicNotUtf8)?;
-    let payload: &[u8] = &frames[1];
+    let (topic, payload) = match frames {
+        [] | [_] => return Err(Reject::MissingPayload),
+        [topic, payload] => (topic, payload),
+        _ => {
+            return Err(Reject::ExtraFrames {
+                frames: frames.len(),
+            })
+        }
+    };
+    let topic = std::str::from_utf8(topic).map_err(|_| Reject::TopicNotUtf8)?;
+    let payload: &[u8] = payload;
     validator.check_with(payload, limits)?;
     Ok(topic)
 }

@@ -356,13 +356,15 @@ fn hostile(o: Opts) -> Result<(), String> {
                 }
                 .emit(&mut good)
                 .map_err(|e| e.to_string())?;
-                let n = good.len();
-                good[..(next() as usize % n)].to_vec() // truncated
+                let n = good.len().max(1);
+                good.get(..(next() as usize % n))
+                    .unwrap_or_default()
+                    .to_vec() // truncated
             }
             3 => {
                 let mut b = good.clone();
-                if b.len() > 2 {
-                    b[2] = 99; // version
+                if let Some(version) = b.get_mut(2) {
+                    *version = 99;
                 }
                 b
             }
@@ -386,8 +388,8 @@ fn hostile(o: Opts) -> Result<(), String> {
             }
             _ => {
                 let mut b = good.clone();
-                if b.len() > 9 {
-                    b[5] ^= 0xff; // other channel
+                if let Some(channel) = b.get_mut(5).filter(|_| good.len() > 9) {
+                    *channel ^= 0xff; // other channel
                 }
                 b
             }

@@ -21,10 +21,25 @@ pub const DEFAULT_PUBLISHER_PORT: u16 = 43124;
 /// The default backplane subscriber port.
 pub const DEFAULT_SUBSCRIBER_PORT: u16 = 43125;
 
-/// After the first matching backplane answers, the resolver waits this
-/// long for others (query answers arrive within 50 ms on a LAN; queries are
-/// repeated every 250 ms) before deciding.
-pub const SETTLE: Duration = Duration::from_millis(300);
+/// How long a resolver listens before deciding "the only backplane" ([`survey_backplanes_with`] with this
+/// timeout): it queries at 0 and 100 ms, and every backplane answers a
+/// query within [`answer_spread_ms`](crate::pool::Config::answer_spread_ms)
+/// (50 ms) plus the network's latency. So two query rounds have been
+/// answered by 200 ms — over three times the measured p99 time to first
+/// discovery (57 ms, docs/discovery.md) — and one lost query or answer does
+/// not hide a backplane. Python Banyan components sleep 300 ms after
+/// connecting; this is less.
+pub const WINDOW: Duration = Duration::from_millis(200);
+
+/// After the first matching backplane answers, the resolver waits at least
+/// this long for others with the same name (answers to one query arrive
+/// within 50 ms of each other, plus latency).
+pub const SETTLE: Duration = Duration::from_millis(100);
+
+/// The resolver's QUERYs: at 0 and 100 ms, then every 250 ms.
+const QUERY_AT_MS: [u64; 2] = [0, 100];
+/// The QUERY period after [`QUERY_AT_MS`].
+const QUERY_EVERY: Duration = Duration::from_millis(250);
 
 /// A backplane's node: kind backplane, endpoints `pub` (components' PUB
 /// sockets connect here) and `sub` (their SUB sockets connect here) at
@@ -95,6 +110,8 @@ pub struct Backplane {
     pub publisher: SocketAddrV4,
     /// Where a component's SUB socket connects.
     pub subscriber: SocketAddrV4,
+    /// Its service broker, when it announces one.
+    pub services: Option<SocketAddrV4>,
     /// The interface it was heard on, if known.
     pub interface: Option<String>,
 }
@@ -118,6 +135,7 @@ impl Backplane {
         let subscriber = p
             .endpoint(EndpointKind::BackplaneSub)
             .unwrap_or(SocketAddrV4::new(ip, DEFAULT_SUBSCRIBER_PORT));
+        let services = p.endpoint(EndpointKind::Services);
         let interface = path
             .iface
             .and_then(|i| interfaces.iter().find(|f| f.index == i))
@@ -127,6 +145,7 @@ impl Backplane {
             id: p.id,
             publisher,
             subscriber,
+            services,
             interface,
         })
     }
@@ -201,7 +220,8 @@ pub enum ResolveError {
 /// backplane — in the pool configured by the environment, waiting at most
 /// `timeout` (1 s is plenty on a LAN).
 ///
-/// Returns as soon as [`SETTLE`] has passed since the first match answered.
+/// Returns [`SETTLE`] after the name answered, or (no name) after
+/// [`WINDOW`]; see [`survey_backplanes_with`].
 ///
 /// # Errors
 /// [`ResolveError::NotFound`] (with the backplanes of other names that were
@@ -220,11 +240,57 @@ pub fn resolve_backplane_with(
     name: Option<&str>,
     timeout: Duration,
 ) -> Result<Backplane, ResolveError> {
+    let survey = survey_backplanes_with(cfg, name, timeout)?;
+    let name = name.map(str::to_owned);
+    let mut found = survey.found;
+    match found.len() {
+        0 => Err(ResolveError::NotFound {
+            name,
+            timeout,
+            others: survey.others,
+        }),
+        1 => found.pop().ok_or(ResolveError::NotFound {
+            name,
+            timeout,
+            others: Vec::new(),
+        }),
+        _ => Err(ResolveError::Ambiguous { name, found }),
+    }
+}
+
+/// The backplanes a resolver heard.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Survey {
+    /// Those with the name asked for (every backplane without a name).
+    pub found: Vec<Backplane>,
+    /// Backplanes with other names.
+    pub others: Vec<Backplane>,
+}
+
+/// Lists the backplanes in the pool (those named `name`, if given, in
+/// [`Survey::found`]; the others in [`Survey::others`]).
+///
+/// With a name it returns [`SETTLE`] after that name first answered; without
+/// one, when [`WINDOW`] (or `timeout` if shorter) has passed since the start
+/// and [`SETTLE`] since the first answer; in both cases at `timeout` at the
+/// latest. With no name and `timeout` = [`WINDOW`] it returns after exactly
+/// that: what "the only backplane" is decided from.
+///
+/// # Errors
+/// The pool could not be joined ([`driver::Error`]).
+pub fn survey_backplanes_with(
+    cfg: Config,
+    name: Option<&str>,
+    timeout: Duration,
+) -> Result<Survey, driver::Error> {
     let node = Node::start(LocalNode::new("resolver", NodeKind::Tool), cfg)?;
     let start = Instant::now();
     let deadline = start + timeout;
+    let window = start + WINDOW.min(timeout);
+    let mut queries = 0usize;
     let mut next_query = start;
-    let mut settle: Option<Instant> = None;
+    let mut first_match: Option<Instant> = None;
     let matches = |b: &Backplane| name.is_none_or(|n| b.name == n);
     loop {
         let now = Instant::now();
@@ -232,85 +298,38 @@ pub fn resolve_backplane_with(
             // Every backplane answers (not only the named ones): the error
             // then lists the others.
             node.query(Some(NodeKind::Backplane), "");
-            next_query = now + Duration::from_millis(250);
+            queries += 1;
+            next_query = match QUERY_AT_MS.get(queries) {
+                Some(ms) => start + Duration::from_millis(*ms),
+                None => now + QUERY_EVERY,
+            };
         }
         let snap = node.snapshot();
-        let all: Vec<Backplane> = snap
+        let (found, others): (Vec<Backplane>, Vec<Backplane>) = snap
             .peers
             .iter()
             .filter(|p| p.kind == NodeKind::Backplane)
             .filter_map(|p| Backplane::from_peer(p, &snap.interfaces))
-            .collect();
-        let (found, others): (Vec<Backplane>, Vec<Backplane>) =
-            all.into_iter().partition(|b| matches(b));
-        if !found.is_empty() && settle.is_none() {
-            settle = Some(now + SETTLE);
+            .partition(|b| matches(b));
+        if !found.is_empty() && first_match.is_none() {
+            first_match = Some(now);
         }
-        if settle.is_some_and(|s| now >= s) || now >= deadline {
+        // A name: SETTLE after it answered (a duplicate answers the same
+        // query). No name: the whole window (absence and "several" are
+        // decided from what did not answer).
+        let decide_at = first_match.map(|f| match name {
+            Some(_) => (f + SETTLE).min(deadline),
+            None => window.max(f + SETTLE).min(deadline),
+        });
+        if decide_at.is_some_and(|d| now >= d) || now >= deadline {
             node.stop();
-            let name = name.map(str::to_owned);
-            return match found.len() {
-                0 => Err(ResolveError::NotFound {
-                    name,
-                    timeout,
-                    others,
-                }),
-                1 => Ok(found.into_iter().next().ok_or(ResolveError::NotFound {
-                    name: None,
-                    timeout,
-                    others: Vec::new(),
-                })?),
-                _ => Err(ResolveError::Ambiguous { name, found }),
-            };
+            return Ok(Survey { found, others });
         }
         let wait = next_query
-            .min(settle.unwrap_or(deadline))
-            .min(deadline)
+            .min(decide_at.unwrap_or(deadline))
             .saturating_duration_since(now);
         let _ = node
             .events()
-            .recv_timeout(wait.min(Duration::from_millis(50)));
-    }
-}
-
-/// What a `-b` argument means.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BackplaneArg {
-    /// An address (used as is, exactly like Python Banyan's `-b`).
-    Address(String),
-    /// A backplane name to resolve in the pool.
-    Name(String),
-}
-
-/// Classifies a `-b` argument: an IP address, `localhost`, or anything
-/// with a dot or a colon is an address (host names like `robot.local`
-/// included); anything else is a backplane name.
-pub fn classify_backplane_arg(arg: &str) -> BackplaneArg {
-    if arg.parse::<IpAddr>().is_ok() || arg == "localhost" || arg.contains('.') || arg.contains(':')
-    {
-        BackplaneArg::Address(arg.to_owned())
-    } else {
-        BackplaneArg::Name(arg.to_owned())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backplane_args() {
-        for a in [
-            "192.168.1.5",
-            "127.0.0.1",
-            "localhost",
-            "robot.local",
-            "::1",
-        ] {
-            assert_eq!(classify_backplane_arg(a), BackplaneArg::Address(a.into()));
-        }
-        for n in ["robot-3", "bp", "lab_backplane"] {
-            assert_eq!(classify_backplane_arg(n), BackplaneArg::Name(n.into()));
-        }
+            .recv_timeout(wait.clamp(Duration::from_millis(1), Duration::from_millis(20)));
     }
 }

@@ -17,7 +17,9 @@
 //!   [`Driver`](driver::Driver) or a background [`Node`](node::Node).
 //! - `announce` (feature `driver`): what the other programs call —
 //!   `Announcer::start` for a backplane or a gateway, `resolve_backplane`
-//!   for components.
+//!   and `survey_backplanes_with` for a backplane by name or the only one
+//!   (what `-b` means is decided by `banyan_component::locate`, which
+//!   calls these).
 //!
 //! # Channels and ports
 //!
@@ -71,6 +73,10 @@ pub const PORT_COUNT: u16 = 4096;
 
 /// The 32-bit FNV-1a hash of the channel name's UTF-8 bytes (offset basis
 /// `0x811c9dc5`, prime `0x01000193`).
+#[expect(
+    clippy::indexing_slicing,
+    reason = "`i < bytes.len()` (a const fn cannot iterate)"
+)]
 pub const fn channel_hash(channel: &str) -> u32 {
     let bytes = channel.as_bytes();
     let mut h: u32 = 0x811c_9dc5;

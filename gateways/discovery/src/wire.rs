@@ -241,6 +241,9 @@ pub enum EndpointKind {
     BackplaneSub,
     /// Any other TCP service of the node.
     Tcp,
+    /// A backplane's service broker (request/reply, docs/services.md;
+    /// 43126 by default).
+    Services,
     /// A kind this version does not know (kept, shown, not used).
     Other(u8),
 }
@@ -252,6 +255,7 @@ impl EndpointKind {
             EndpointKind::BackplanePub => 1,
             EndpointKind::BackplaneSub => 2,
             EndpointKind::Tcp => 3,
+            EndpointKind::Services => 4,
             EndpointKind::Other(v) => v,
         }
     }
@@ -261,15 +265,17 @@ impl EndpointKind {
             1 => EndpointKind::BackplanePub,
             2 => EndpointKind::BackplaneSub,
             3 => EndpointKind::Tcp,
+            4 => EndpointKind::Services,
             v => EndpointKind::Other(v),
         }
     }
-    /// Short name (`pub`, `sub`, `tcp`, `kind-N`).
+    /// Short name (`pub`, `sub`, `tcp`, `services`, `kind-N`).
     pub fn name(self) -> String {
         match self {
             EndpointKind::BackplanePub => "pub".into(),
             EndpointKind::BackplaneSub => "sub".into(),
             EndpointKind::Tcp => "tcp".into(),
+            EndpointKind::Services => "services".into(),
             EndpointKind::Other(v) => format!("kind-{v}"),
         }
     }

@@ -45,6 +45,7 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+mod announce;
 mod bridge;
 mod serve;
 pub mod transport;
@@ -107,6 +108,10 @@ pub struct Config {
     /// services are registered (`docs/services.md`); `None` (the default of
     /// [`Config::new`]): the device's services are not offered.
     pub services: Option<String>,
+    /// Announce the gateway, and the device while its link is up, in the
+    /// discovery pool (docs/discovery.md; pool settings from the
+    /// environment). Default true.
+    pub discovery: bool,
 }
 
 impl Config {
@@ -123,6 +128,7 @@ impl Config {
             max_backoff: Duration::from_millis(500),
             driver,
             services: None,
+            discovery: true,
         }
     }
 }
@@ -153,6 +159,11 @@ pub fn run(config: Config, stop: &AtomicBool) -> Result<(), Error> {
         let _ = comp.recv_event(Some(Duration::from_millis(50)));
     }
     let mut serial = Serial {
+        announce: announce::Announce::new(
+            &config.bridge.name,
+            &config.bridge.status_topic,
+            config.discovery,
+        ),
         bridge: Bridge::new(session, config.bridge.clone()),
         config: &config,
         start: StdInstant::now(),
@@ -196,6 +207,8 @@ struct Serial<'a> {
     last_open_error: String,
     /// The device's services on the broker (`Config::services`).
     services: Option<serve::Services>,
+    /// The gateway and its device in the discovery pool.
+    announce: announce::Announce,
 }
 
 impl Serial<'_> {
@@ -283,7 +296,8 @@ impl Handler for Serial<'_> {
         self.bridge
             .set_loop_counters(comp.stats().stale, banyan_component::logging::lost());
         self.bridge.poll(now);
-        apply_actions(&mut self.bridge, comp);
+        apply_actions(&mut self.bridge, comp, &mut self.announce);
+        self.announce.update(&self.bridge, comp.stats(), at);
         self.apply_services();
         self.flush_frames(now);
     }
@@ -294,7 +308,7 @@ impl Handler for Serial<'_> {
         if let component::Event::Message(m) = event {
             let now = self.link_time(at);
             self.bridge.handle_backplane(&m.topic, &m.payload, now);
-            apply_actions(&mut self.bridge, comp);
+            apply_actions(&mut self.bridge, comp, &mut self.announce);
             self.apply_services();
         }
     }
@@ -347,7 +361,7 @@ impl Handler for Serial<'_> {
             self.lose(self.config.min_backoff);
             self.backoff = self.config.min_backoff;
         }
-        apply_actions(&mut self.bridge, comp);
+        apply_actions(&mut self.bridge, comp, &mut self.announce);
         self.apply_services();
     }
 }
@@ -363,8 +377,8 @@ fn would_block(e: &std::io::Error) -> bool {
 
 fn write_some(t: &mut dyn Transport, buf: &mut Vec<u8>) -> std::io::Result<()> {
     let mut done = 0;
-    while done < buf.len() {
-        match t.write(&buf[done..]) {
+    while let Some(rest) = buf.get(done..).filter(|r| !r.is_empty()) {
+        match t.write(rest) {
             Ok(0) => {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::WriteZero,
@@ -406,13 +420,16 @@ fn read_all(
     }
 }
 
-fn apply_actions(bridge: &mut Bridge, comp: &mut Component) {
+fn apply_actions(bridge: &mut Bridge, comp: &mut Component, announce: &mut announce::Announce) {
     let name = &bridge.config().name.clone();
     while let Some(a) = bridge.take_action() {
         let r = match &a {
             Action::Subscribe(t) => comp.subscribe(t),
             Action::Unsubscribe(t) => comp.unsubscribe(t),
-            Action::Publish { topic, payload } => comp.publish_raw(topic, payload),
+            Action::Publish { topic, payload } => {
+                announce.published(topic);
+                comp.publish_raw(topic, payload)
+            }
         };
         if let Err(e) = r {
             // Counted by the component (send queue full); never fatal.

@@ -144,8 +144,7 @@ impl Transport for SerialTransport {
         }
     }
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = buf.len().min(Self::WRITE_CHUNK);
-        self.0.write(&buf[..n])
+        self.0.write(buf.get(..Self::WRITE_CHUNK).unwrap_or(buf))
     }
     fn fd(&self) -> RawFd {
         self.0.as_raw_fd()

@@ -14,8 +14,21 @@
 //!
 //! ```text
 //! cargo run --release -p banyan-services --example services-bench -- [--python .venv/bin/python] [--quick]
+//! cargo run --release -p banyan-services --example services-bench -- --credit 16 [--quick]
+//! cargo run --release -p banyan-services --example services-bench -- --ceiling
 //! ```
+//! (`--ceiling`: the asynchronous throughput of libzmq's own queue device,
+//! `zmq_proxy`, with 10 echo workers — what no libzmq broker can beat here.)
 //! Prints a Markdown table (docs/benchmarks/services.md).
+
+// A benchmark tool, not product code: a failed step ends the measurement
+// with its message (the workspace lints forbid this in the libraries).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,15 +64,12 @@ struct Sizes {
 
 // ---------------------------------------------------------------- ours
 
-fn ours_workers(port: u16, n: usize) -> Vec<worker::Handle> {
+fn ours_workers(port: u16, n: usize, credit: u16) -> Vec<worker::Handle> {
     let handles: Vec<_> = (0..n)
         .map(|_| {
-            worker::serve_raw(
-                worker::Config::new(format!("tcp://127.0.0.1:{port}")),
-                "bench",
-                |r: &Request| Ok(r.body.clone()),
-            )
-            .expect("worker")
+            let mut config = worker::Config::new(format!("tcp://127.0.0.1:{port}"));
+            config.credit = credit;
+            worker::serve_raw(config, "bench", |r: &Request| Ok(r.body.clone())).expect("worker")
         })
         .collect();
     handles
@@ -236,6 +246,54 @@ fn lb_async(front: u16, body: &[u8], n: usize, window: usize) -> f64 {
     n as f64 / t.elapsed().as_secs_f64()
 }
 
+// ------------------------------------------------- the libzmq ceiling
+
+/// libzmq's own queue device (`zmq_proxy` between a ROUTER frontend and a
+/// DEALER backend, all C++) with `workers` DEALER echo threads: no broker
+/// logic at all, the same hops as a broker (client → device → worker →
+/// device → client). Its asynchronous throughput bounds what any broker
+/// built on libzmq with this topology can reach on this machine.
+fn ceiling(body: &[u8], n: usize, window: usize, workers: usize) -> f64 {
+    let ctx = zmq::Context::new();
+    let front = ctx.socket(zmq::ROUTER).unwrap();
+    let back = ctx.socket(zmq::DEALER).unwrap();
+    for s in [&front, &back] {
+        s.set_rcvhwm(0).unwrap();
+        s.set_sndhwm(0).unwrap();
+        s.bind("tcp://127.0.0.1:*").unwrap();
+    }
+    let port = |s: &zmq::Socket| {
+        s.get_last_endpoint()
+            .unwrap()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse::<u16>()
+            .unwrap()
+    };
+    let (front_port, back_port) = (port(&front), port(&back));
+    // The device runs until the process ends (a benchmark tool).
+    std::thread::spawn(move || {
+        let _ = zmq::proxy(&front, &back);
+    });
+    for _ in 0..workers {
+        let ctx = ctx.clone();
+        std::thread::spawn(move || {
+            let w = ctx.socket(zmq::DEALER).unwrap();
+            w.set_rcvhwm(0).unwrap();
+            w.set_sndhwm(0).unwrap();
+            w.connect(&format!("tcp://127.0.0.1:{back_port}")).unwrap();
+            while let Ok(frames) = w.recv_multipart(0) {
+                if w.send_multipart(frames, 0).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    lb_async(front_port, body, n, window)
+}
+
 // ---------------------------------------------------------------- main
 
 fn us(d: Duration) -> f64 {
@@ -252,6 +310,21 @@ fn main() {
             concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/python").to_owned()
         });
     let quick = args.iter().any(|a| a == "--quick");
+    // `--credit N`: our workers' credit (default 1, the LRU rule).
+    let credit: u16 = args
+        .iter()
+        .position(|a| a == "--credit")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1);
+    if args.iter().any(|a| a == "--ceiling") {
+        // `--ceiling`: only libzmq's queue device, 10 echo workers.
+        for size in [8usize, 1024] {
+            let rate = ceiling(&body(size), 200_000, 500, 10);
+            println!("libzmq queue device (zmq_proxy), {size} B, 10 workers: {rate:.0} req/s");
+        }
+        return;
+    }
     let sizes = if quick {
         Sizes {
             sync_n: 2_000,
@@ -273,11 +346,11 @@ fn main() {
         // Ours.
         let broker = spawn(SocketConfig::new("127.0.0.1", 0)).expect("broker");
         let port = broker.port();
-        let w1 = ours_workers(port, 1);
+        let w1 = ours_workers(port, 1, credit);
         wait_ours(&broker, 1);
         let sync = ours_sync(port, &b, sizes.sync_n);
         let async1 = ours_async(port, &b, sizes.async_n / 4, sizes.window);
-        let w9 = ours_workers(port, 9);
+        let w9 = ours_workers(port, 9, credit);
         wait_ours(&broker, 10);
         let async10 = ours_async(port, &b, sizes.async_n, sizes.window);
         let stats = broker.stats();

@@ -89,6 +89,9 @@ pub struct Config {
     pub max_attempts: u32,
     /// Largest request or reply body in bytes (default 16 MiB).
     pub max_body: usize,
+    /// Largest worker credit honoured (requests one worker holds at once;
+    /// a READY asking for more gets this many; default 64).
+    pub max_credit: u16,
 }
 
 impl Default for Config {
@@ -104,6 +107,7 @@ impl Default for Config {
             max_services: 1024,
             max_attempts: 3,
             max_body: 16 * 1024 * 1024,
+            max_credit: 64,
         }
     }
 }
@@ -184,17 +188,16 @@ pub struct ServiceInfo {
     pub queued: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Idle,
-    /// Handling the request with this token (which may have timed out).
-    Busy(u64),
-}
-
 #[derive(Debug)]
 struct Worker {
     service: String,
-    state: State,
+    /// Requests it may hold at once (its READY's credit, at most
+    /// `Config::max_credit`).
+    credit: u16,
+    /// Tokens of the requests it holds (which may have timed out).
+    held: Vec<u64>,
+    /// In its service's `idle` list (it has room for a request).
+    listed: bool,
     heartbeat: Duration,
     busy_heartbeats: bool,
     expiry: Instant,
@@ -526,8 +529,27 @@ impl Broker {
             return;
         };
         match service.idle.pop_front() {
-            Some(worker) => self.dispatch(token, worker, now),
+            Some(worker) => self.assign(token, worker, now),
             None => service.queue.push_back(token),
+        }
+    }
+
+    /// Gives `token` to `worker`, just taken from its service's idle list,
+    /// and lists it again (last: least recently ready first) if it still has
+    /// room.
+    fn assign(&mut self, token: u64, worker: PeerId, now: Instant) {
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.listed = false;
+        }
+        self.dispatch(token, worker.clone(), now);
+        let Some(w) = self.workers.get_mut(&worker) else {
+            return;
+        };
+        if w.held.len() < usize::from(w.credit) {
+            w.listed = true;
+            if let Some(s) = self.services.get_mut(&w.service) {
+                s.idle.push_back(worker);
+            }
         }
     }
 
@@ -608,7 +630,7 @@ impl Broker {
             std::mem::take(&mut p.body)
         };
         let budget = millis(p.deadline.saturating_duration_since(now)).max(1);
-        w.state = State::Busy(token);
+        w.held.push(token);
         w.next_heartbeat = now + w.heartbeat;
         if !w.busy_heartbeats {
             w.expiry = w
@@ -623,16 +645,19 @@ impl Broker {
         });
     }
 
-    /// The worker is idle: give it the oldest queued request, or queue it.
+    /// The worker has room (it registered, or answered a request): give it
+    /// the oldest queued requests while it has room, then list it as idle
+    /// if room is left. (A service's queue is empty whenever one of its
+    /// workers is listed.)
     fn worker_ready(&mut self, peer: &[u8], now: Instant) {
-        let service = match self.workers.get_mut(peer) {
-            Some(w) => {
-                w.state = State::Idle;
-                w.service.clone()
-            }
-            None => return,
-        };
         loop {
+            let Some(w) = self.workers.get_mut(peer) else {
+                return;
+            };
+            if w.listed || w.held.len() >= usize::from(w.credit) {
+                return;
+            }
+            let service = w.service.clone();
             let Some(s) = self.services.get_mut(&service) else {
                 return;
             };
@@ -640,11 +665,11 @@ impl Broker {
                 Some(token) => {
                     if self.pending.get(&token).is_some_and(|p| p.worker.is_none()) {
                         self.dispatch(token, peer.to_vec(), now);
-                        return;
                     }
                 }
                 None => {
                     s.idle.push_back(peer.to_vec());
+                    w.listed = true;
                     return;
                 }
             }
@@ -664,9 +689,10 @@ impl Broker {
             service,
             heartbeat_ms,
             busy_heartbeats,
+            credit,
         } = msg
         {
-            self.on_ready(peer, service, heartbeat_ms, busy_heartbeats, now);
+            self.on_ready(peer, service, heartbeat_ms, busy_heartbeats, credit, now);
             return;
         }
         let liveness = self.config.liveness;
@@ -682,11 +708,18 @@ impl Broker {
             return;
         };
         w.expiry = w.expiry.max(now + w.heartbeat * liveness);
-        let state = w.state;
+        // The answer to a request this worker holds (it holds it no more).
+        let mut answered = |token: u64| match w.held.iter().position(|&t| t == token) {
+            Some(i) => {
+                w.held.swap_remove(i);
+                true
+            }
+            None => false,
+        };
         match msg {
             FromWorker::Heartbeat | FromWorker::Ready { .. } => {}
             FromWorker::Reply { token, body } => {
-                if state != State::Busy(token) {
+                if !answered(token) {
                     self.stats.malformed += 1;
                     return;
                 }
@@ -711,7 +744,7 @@ impl Broker {
                 self.worker_ready(peer, now);
             }
             FromWorker::Fail { token, detail } => {
-                if state != State::Busy(token) {
+                if !answered(token) {
                     self.stats.malformed += 1;
                     return;
                 }
@@ -737,6 +770,7 @@ impl Broker {
         service: &str,
         heartbeat_ms: u32,
         busy_heartbeats: bool,
+        credit: u16,
         now: Instant,
     ) {
         if self.workers.contains_key(peer) {
@@ -769,7 +803,9 @@ impl Broker {
             peer.to_vec(),
             Worker {
                 service: service.to_owned(),
-                state: State::Idle,
+                credit: credit.clamp(1, self.config.max_credit.max(1)),
+                held: Vec::new(),
+                listed: false,
                 heartbeat,
                 busy_heartbeats,
                 expiry: now + heartbeat * self.config.liveness,
@@ -819,7 +855,7 @@ impl Broker {
                 orphans.extend(s.queue.drain(..));
             }
         }
-        if let State::Busy(token) = w.state {
+        for token in w.held {
             self.worker_lost(token, now);
         }
         for token in orphans {
@@ -844,7 +880,7 @@ impl Broker {
             let service = p.service.clone();
             if let Some(s) = self.services.get_mut(&service) {
                 match s.idle.pop_front() {
-                    Some(worker) => self.dispatch(token, worker, now),
+                    Some(worker) => self.assign(token, worker, now),
                     None => s.queue.push_front(token),
                 }
             }

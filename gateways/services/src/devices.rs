@@ -26,10 +26,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
-use crate::error::{bind, bound_port, transport, Error, Result};
-use crate::wake::{self, Waker};
+use crate::error::{bind, bound_port, transport, Result};
+use crate::wake::{self, Stoppable};
 
 /// Messages forwarded in one direction before looking at the other.
 const BATCH: usize = 256;
@@ -89,8 +88,7 @@ pub struct Device {
     frontend_port: u16,
     backend_port: u16,
     counters: Arc<Counters>,
-    waker: Waker,
-    thread: Option<JoinHandle<Result<()>>>,
+    thread: Stoppable,
 }
 
 impl Device {
@@ -119,7 +117,7 @@ impl Device {
 
     /// Whether the device thread still runs.
     pub fn is_running(&self) -> bool {
-        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+        self.thread.is_running()
     }
 
     /// Stops the device; returns the final counters.
@@ -127,25 +125,8 @@ impl Device {
     /// # Errors
     /// The error that stopped the device thread, if any.
     pub fn shutdown(mut self) -> Result<Stats> {
-        self.stop()?;
+        self.thread.stop()?;
         Ok(self.stats())
-    }
-
-    fn stop(&mut self) -> Result<()> {
-        self.waker.wake();
-        match self.thread.take().map(JoinHandle::join) {
-            Some(Ok(r)) => r,
-            Some(Err(_)) => Err(Error::Transport(std::io::Error::other(
-                "the device thread panicked",
-            ))),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for Device {
-    fn drop(&mut self) {
-        let _ = self.stop();
     }
 }
 
@@ -192,19 +173,15 @@ fn start(
     let (waker, stop) = wake::pair(&ctx)?;
     let counters = Arc::new(Counters::default());
     let c = Arc::clone(&counters);
-    let thread = std::thread::Builder::new()
-        .name(name.to_owned())
-        .spawn(move || {
-            let _ctx = ctx;
-            forward(&frontend, &backend, &stop, &c)
-        })
-        .map_err(Error::Transport)?;
+    let thread = Stoppable::spawn(name, "device", waker, move || {
+        let _ctx = ctx;
+        forward(&frontend, &backend, &stop, &c)
+    })?;
     Ok(Device {
         frontend_port,
         backend_port,
         counters,
-        waker,
-        thread: Some(thread),
+        thread,
     })
 }
 

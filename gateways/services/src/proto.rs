@@ -209,6 +209,8 @@ pub enum ParseError {
     Text,
     /// A request timeout or worker heartbeat interval of zero.
     ZeroInterval,
+    /// A READY with credit 0.
+    ZeroCredit,
 }
 
 impl fmt::Display for ParseError {
@@ -226,6 +228,7 @@ impl fmt::Display for ParseError {
             ParseError::ServiceName => f.write_str("bad service name"),
             ParseError::Text => f.write_str("text frame is not UTF-8"),
             ParseError::ZeroInterval => f.write_str("zero timeout or heartbeat"),
+            ParseError::ZeroCredit => f.write_str("zero worker credit"),
         }
     }
 }
@@ -253,6 +256,9 @@ mod field {
     pub const READY_FLAGS: usize = 5;
     pub const READY_HB: Range<usize> = 6..10;
     pub const READY_LEN: usize = 10;
+    /// READY with a credit (requests the worker may hold at once).
+    pub const READY_CREDIT: Range<usize> = 10..12;
+    pub const READY_CREDIT_LEN: usize = 12;
     // Worker REPLY / FAIL and broker REQUEST.
     pub const TOKEN: Range<usize> = 5..13;
     pub const TOKEN_LEN: usize = 13;
@@ -501,6 +507,11 @@ pub enum FromWorker<'a> {
         heartbeat_ms: u32,
         /// The worker heartbeats while busy ([`FLAG_BUSY_HEARTBEATS`]).
         busy_heartbeats: bool,
+        /// Requests the worker may hold at once (≥ 1; 1 when the READY has
+        /// no credit field): the broker keeps up to this many in flight to
+        /// it, so requests and replies overlap instead of one round trip
+        /// each.
+        credit: u16,
     },
     /// The reply to request `token`; the worker is idle again.
     Reply {
@@ -534,10 +545,23 @@ impl<'a> FromWorker<'a> {
         let (h, cmd) = header(frames, WORKER)?;
         match cmd {
             worker_cmd::READY => {
-                expect(h, field::READY_LEN, frames.len(), 2)?;
+                // Without the credit field (the first version, Python's
+                // module): credit 1.
+                let credit = if h.len() == field::READY_CREDIT_LEN {
+                    expect(h, field::READY_CREDIT_LEN, frames.len(), 2)?;
+                    h.get(field::READY_CREDIT)
+                        .and_then(|c| <[u8; 2]>::try_from(c).ok())
+                        .map_or(0, u16::from_be_bytes)
+                } else {
+                    expect(h, field::READY_LEN, frames.len(), 2)?;
+                    1
+                };
                 let heartbeat_ms = u32_at(h, field::READY_HB);
                 if heartbeat_ms == 0 {
                     return Err(ParseError::ZeroInterval);
+                }
+                if credit == 0 {
+                    return Err(ParseError::ZeroCredit);
                 }
                 Ok(FromWorker::Ready {
                     service: service_name(frame(frames, 1))?,
@@ -545,6 +569,7 @@ impl<'a> FromWorker<'a> {
                     busy_heartbeats: h
                         .get(field::READY_FLAGS)
                         .is_some_and(|f| f & FLAG_BUSY_HEARTBEATS != 0),
+                    credit,
                 })
             }
             worker_cmd::REPLY => {
@@ -579,8 +604,9 @@ impl<'a> FromWorker<'a> {
                 service,
                 heartbeat_ms,
                 busy_heartbeats,
+                credit,
             } => vec![
-                ready_header(heartbeat_ms, busy_heartbeats),
+                ready_header(heartbeat_ms, busy_heartbeats, credit),
                 service.as_bytes().to_vec(),
             ],
             FromWorker::Reply { token, body } => {
@@ -615,15 +641,25 @@ fn disconnect_reason<'a, F: AsRef<[u8]>>(h: &[u8], frames: &'a [F]) -> Result<&'
     }
 }
 
-/// The header frame of a worker READY.
-pub fn ready_header(heartbeat_ms: u32, busy_heartbeats: bool) -> Vec<u8> {
-    let mut h = base(WORKER, worker_cmd::READY, field::READY_LEN);
+/// The header frame of a worker READY (`credit` requests held at once).
+pub fn ready_header(heartbeat_ms: u32, busy_heartbeats: bool, credit: u16) -> Vec<u8> {
+    // Credit 1 goes in the first version's shorter header (what every
+    // broker understands).
+    let len = if credit == 1 {
+        field::READY_LEN
+    } else {
+        field::READY_CREDIT_LEN
+    };
+    let mut h = base(WORKER, worker_cmd::READY, len);
     h.push(if busy_heartbeats {
         FLAG_BUSY_HEARTBEATS
     } else {
         0
     });
     h.extend_from_slice(&heartbeat_ms.to_be_bytes());
+    if credit != 1 {
+        h.extend_from_slice(&credit.to_be_bytes());
+    }
     h
 }
 

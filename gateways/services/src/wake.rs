@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::error::{transport, Result};
+use crate::error::{transport, Error, Result};
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
@@ -39,4 +39,59 @@ pub(crate) fn pair(ctx: &zmq::Context) -> Result<(Waker, zmq::Socket)> {
     tx.set_linger(0).map_err(transport)?;
     tx.connect(&name).map_err(transport)?;
     Ok((Waker { tx: Mutex::new(tx) }, rx))
+}
+
+/// A thread that polls its [`pair`]'s socket and returns when woken: the
+/// broker's and the devices' loops. Dropping it stops and joins it.
+#[derive(Debug)]
+pub(crate) struct Stoppable {
+    what: &'static str,
+    waker: Waker,
+    thread: Option<std::thread::JoinHandle<Result<()>>>,
+}
+
+impl Stoppable {
+    /// Starts `body` on a thread named `name`; `waker` must wake it (its
+    /// `pair` socket is in `body`'s poll set). `what` names it in errors.
+    pub(crate) fn spawn(
+        name: &str,
+        what: &'static str,
+        waker: Waker,
+        body: impl FnOnce() -> Result<()> + Send + 'static,
+    ) -> Result<Stoppable> {
+        let thread = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(body)
+            .map_err(Error::Transport)?;
+        Ok(Stoppable {
+            what,
+            waker,
+            thread: Some(thread),
+        })
+    }
+
+    /// Whether the thread still runs.
+    pub(crate) fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Wakes the thread to stop, joins it and returns what it returned
+    /// (once; later calls return `Ok`).
+    pub(crate) fn stop(&mut self) -> Result<()> {
+        self.waker.wake();
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(Error::Transport(std::io::Error::other(format!(
+                "the {} thread panicked",
+                self.what
+            )))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Stoppable {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
 }

@@ -54,6 +54,13 @@ pub struct Config {
     pub reconnect_min: Duration,
     /// Longest wait between registration attempts (default 5 s).
     pub reconnect_max: Duration,
+    /// Requests the broker may hand this worker before it answers the
+    /// first (default 1: the Guide's least-recently-used rule, fairest for
+    /// slow handlers). A fast handler serves more with a larger credit:
+    /// requests wait in its socket instead of a round trip each
+    /// (docs/services.md, "Worker credit"). The handler still runs one
+    /// request at a time.
+    pub credit: u16,
 }
 
 impl Default for Config {
@@ -71,6 +78,7 @@ impl Config {
             liveness: 3,
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
+            credit: 1,
         }
     }
 }
@@ -378,7 +386,7 @@ where
         socket
             .send_multipart(
                 [
-                    &proto::ready_header(ms(hb), true)[..],
+                    &proto::ready_header(ms(hb), true, self.config.credit.max(1))[..],
                     self.service.as_bytes(),
                 ],
                 0,

@@ -20,7 +20,7 @@ pub fn has_heartbeats(minor: u8) -> bool {
 /// sent) for the peer to echo in its `PONG`.
 pub fn put_ping(out: &mut Vec<u8>, ttl: Duration, context: &[u8]) {
     let ttl = u16::try_from(ttl.as_millis() / 100).unwrap_or(u16::MAX);
-    let context = &context[..context.len().min(16)];
+    let context = context.get(..16).unwrap_or(context);
     let len = 1 + 4 + 2 + context.len();
     // A short frame: the body is at most 23 bytes.
     out.extend_from_slice(&[crate::COMMAND, len as u8, 4]);

@@ -86,23 +86,26 @@ pub fn check_greeting(bytes: &[u8]) -> Result<Option<u8>, HandshakeError> {
     if bytes.first().is_some_and(|&b| b != 0xFF) {
         return Err(HandshakeError::NotZmtp);
     }
-    if bytes.len() > 9 && bytes[9] & 0x01 == 0 {
+    if bytes.get(9).is_some_and(|&b| b & 0x01 == 0) {
         return Err(HandshakeError::NotZmtp);
     }
-    if bytes.len() > 10 && bytes[10] < 3 {
-        return Err(HandshakeError::OldVersion(bytes[10]));
+    if let Some(&major) = bytes.get(10).filter(|&&major| major < 3) {
+        return Err(HandshakeError::OldVersion(major));
     }
-    if bytes.len() < GREETING_LEN {
+    let (Some(&minor), Some(mechanism), true) = (
+        bytes.get(11),
+        bytes.get(12..32),
+        bytes.len() >= GREETING_LEN,
+    ) else {
         return Ok(None);
-    }
-    let mechanism = &bytes[12..32];
-    let end = mechanism.iter().position(|&b| b == 0).unwrap_or(20);
-    if &mechanism[..end] != b"NULL" {
+    };
+    let name = mechanism.split(|&b| b == 0).next().unwrap_or(mechanism);
+    if name != b"NULL" {
         return Err(HandshakeError::Mechanism(
-            String::from_utf8_lossy(&mechanism[..end]).into_owned(),
+            String::from_utf8_lossy(name).into_owned(),
         ));
     }
-    Ok(Some(bytes[11]))
+    Ok(Some(minor))
 }
 
 /// A frame header parsed from the front of a buffer.
@@ -202,6 +205,10 @@ struct Limits {
 /// `limits.command` bytes of a command (then the step is [`Step::Oversize`],
 /// the rest of it is described by the [`Discard`], and the `u64` is its
 /// size as far as the headers tell).
+#[expect(
+    clippy::indexing_slicing,
+    reason = "`at` only advances over whole frames that `parse_header` found in `buf`"
+)]
 fn parse(buf: &[u8], limits: Limits) -> Result<(Step, Option<(Discard, u64)>), FrameError> {
     let mut at = 0usize;
     let mut first = None;
@@ -372,6 +379,10 @@ impl Decoder {
     ///
     /// # Errors
     /// [`FrameError`]: the stream is broken and cannot be resynchronized.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "`used` only advances over bytes of `buf` (at most `rest.len()` at a time)"
+    )]
     pub fn step(&mut self, buf: &[u8]) -> Result<Step, FrameError> {
         let mut used = 0usize;
         while let Some(d) = self.discard.as_mut() {
@@ -469,7 +480,7 @@ pub fn put_subscription(out: &mut Vec<u8>, topic: &[u8], subscribe: bool) {
 /// `ping_data` (2-byte TTL then the context to echo).
 pub fn put_pong(out: &mut Vec<u8>, ping_data: &[u8]) {
     let context = ping_data.get(2..).unwrap_or(&[]);
-    let context = &context[..context.len().min(16)];
+    let context = context.get(..16).unwrap_or(context);
     put_command(out, b"PONG", &[context]);
 }
 

@@ -31,8 +31,7 @@ impl<'a> Iterator for Parts<'a> {
         self.rest = self.rest.get(end..).unwrap_or(&[]);
         if h.flags & MORE == 0 {
             // The last frame: whatever follows is not this message.
-            let rest = self.rest;
-            self.rest = &rest[rest.len()..];
+            self.rest = &[];
         }
         Some((h.flags, body))
     }

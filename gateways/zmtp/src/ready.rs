@@ -18,7 +18,9 @@ pub fn socket_type(mut props: &[u8]) -> Result<Option<String>, HandshakeError> {
         let len = rest
             .get(n..n + 4)
             .ok_or(HandshakeError::BadReady("property length missing"))?;
-        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        let len = <[u8; 4]>::try_from(len)
+            .map_err(|_| HandshakeError::BadReady("property length missing"))?;
+        let len = u32::from_be_bytes(len) as usize;
         let value_at = n + 4;
         let value =
             rest.get(value_at..value_at.saturating_add(len))
@@ -28,7 +30,7 @@ pub fn socket_type(mut props: &[u8]) -> Result<Option<String>, HandshakeError> {
         if name.eq_ignore_ascii_case(b"Socket-Type") {
             socket_type = Some(String::from_utf8_lossy(value).into_owned());
         }
-        props = &rest[value_at + len..];
+        props = rest.get(value_at + len..).unwrap_or_default();
     }
     Ok(socket_type)
 }

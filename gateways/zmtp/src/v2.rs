@@ -112,7 +112,7 @@ impl Negotiation {
         our_type: &str,
         out: &mut Vec<u8>,
     ) -> Result<Progress, HandshakeError> {
-        let head = &peer[..peer.len().min(REVISION_AT + 1)];
+        let head = peer.get(..=REVISION_AT).unwrap_or(peer);
         check_signature(head)?;
         let Some(&revision) = head.get(REVISION_AT) else {
             return Ok(Progress::NeedMore);
@@ -131,9 +131,9 @@ impl Negotiation {
         }
         if !self.sent_rest {
             self.sent_rest = true;
-            out.extend_from_slice(&crate::greeting()[OPENING.len()..]);
+            out.extend_from_slice(crate::greeting().get(OPENING.len()..).unwrap_or_default());
         }
-        match check_greeting(&peer[..peer.len().min(GREETING_LEN)])? {
+        match check_greeting(peer.get(..GREETING_LEN).unwrap_or(peer))? {
             None => Ok(Progress::NeedMore),
             Some(minor) => Ok(Progress::V3 { minor }),
         }
@@ -162,7 +162,7 @@ fn v2_greeting(peer: &[u8]) -> Result<Progress, HandshakeError> {
         peer: format!("unknown ({code:#04x})"),
         port: "ZMTP 2.0",
     })?;
-    let identity = &peer[V2_GREETING_LEN..];
+    let identity = peer.get(V2_GREETING_LEN..).unwrap_or_default();
     if identity.first().is_some_and(|&flags| flags != 0) {
         return Err(HandshakeError::BadReady("bad ZMTP 2.0 identity frame"));
     }

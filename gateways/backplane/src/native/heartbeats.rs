@@ -21,7 +21,7 @@ impl Forwarder<'_> {
     /// peer understands `PING`.
     pub(super) fn start_heartbeats(&mut self, index: usize, now: Instant, pings: bool) {
         let settings = self.heartbeat_settings();
-        if let Some(c) = self.connections[index].as_mut() {
+        if let Some(c) = self.connections.get_mut(index).and_then(Option::as_mut) {
             c.liveness.start(now, pings, &settings);
             self.next_heartbeat = earliest(self.next_heartbeat, c.liveness.next_at());
         }
@@ -29,7 +29,7 @@ impl Forwarder<'_> {
 
     /// The peer sent a `PING` asking for `ttl`.
     pub(super) fn ping_received(&mut self, index: usize, now: Instant, ttl: Duration) {
-        if let Some(c) = self.connections[index].as_mut() {
+        if let Some(c) = self.connections.get_mut(index).and_then(Option::as_mut) {
             c.liveness.ping_received(now, ttl);
             self.next_heartbeat = earliest(self.next_heartbeat, c.liveness.next_at());
         }
@@ -44,7 +44,7 @@ impl Forwarder<'_> {
         let settings = self.heartbeat_settings();
         let mut next = None;
         for index in 0..self.connections.len() {
-            let Some(c) = self.connections[index].as_mut() else {
+            let Some(c) = self.connections.get_mut(index).and_then(Option::as_mut) else {
                 continue;
             };
             if c.phase != Phase::Traffic {

@@ -47,9 +47,11 @@ impl Forwarder<'_> {
         let (hwm, max_bytes) = (self.config.hwm, self.config.queue_bytes);
         let cost = message.len() + QUEUE_ENTRY;
         for k in 0..self.publishers.len() {
-            let i = self.publishers[k];
+            let Some(&i) = self.publishers.get(k) else {
+                break;
+            };
             let over_budget = self.over_budget(cost);
-            let Some(c) = self.connections[i].as_mut() else {
+            let Some(c) = self.connections.get_mut(i).and_then(Option::as_mut) else {
                 continue;
             };
             if c.is_full(hwm, max_bytes) {

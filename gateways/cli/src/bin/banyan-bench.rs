@@ -86,10 +86,10 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let (addr, publ, sub) = match &args.backplane {
         Some(spec) => {
             let parts: Vec<&str> = spec.split(':').collect();
-            if parts.len() != 3 {
+            let [addr, publ, sub] = parts[..] else {
                 return Err("--backplane wants ADDR:PUBLISHER_PORT:SUBSCRIBER_PORT".into());
-            }
-            (parts[0].to_owned(), parts[1].parse()?, parts[2].parse()?)
+            };
+            (addr.to_owned(), publ.parse()?, sub.parse()?)
         }
         None => {
             let mut cfg = backplane::Config::new("127.0.0.1", 0, 0);
@@ -372,12 +372,15 @@ fn raw_latency(config: Config, count: usize) -> Result<(), Box<dyn std::error::E
 
 fn report_rtts(what: &str, mut rtts: Vec<Duration>) {
     rtts.sort();
-    let pct = |p: f64| rtts[((rtts.len() as f64 * p) as usize).min(rtts.len() - 1)];
+    let pct = |p: f64| {
+        let at = ((rtts.len() as f64 * p) as usize).min(rtts.len().saturating_sub(1));
+        rtts.get(at).copied().unwrap_or_default()
+    };
     println!(
         "{what}: {} round trips: median {:.1} µs, p99 {:.1} µs, max {:.1} µs",
         rtts.len(),
         pct(0.5).as_secs_f64() * 1e6,
         pct(0.99).as_secs_f64() * 1e6,
-        rtts[rtts.len() - 1].as_secs_f64() * 1e6,
+        pct(1.0).as_secs_f64() * 1e6,
     );
 }

@@ -141,9 +141,13 @@ impl SimBoard {
         self.lock().echo = on;
     }
 
-    /// The state of `pin` (panics if `pin > 27`).
+    /// The state of `pin` (a pin above 27 reads as an unused one).
     pub fn pin(&self, pin: u8) -> PinState {
-        self.lock().pins[usize::from(pin)]
+        self.lock()
+            .pins
+            .get(usize::from(pin))
+            .copied()
+            .unwrap_or_default()
     }
 
     /// All pins' states, index = BCM number.
@@ -173,14 +177,17 @@ impl SimBoard {
         let sink = {
             let mut s = self.lock();
             let i = usize::from(pin);
-            let changed = s.pins[i].input != level;
-            s.pins[i].input = level;
+            let Some(state) = s.pins.get_mut(i) else {
+                return; // no such pin
+            };
+            let changed = state.input != level;
+            state.input = level;
             record(
                 &mut s,
                 Some(pin),
                 format!("input driven {}", u8::from(level)),
             );
-            s.watchers[i].clone().filter(|_| changed)
+            s.watchers.get(i).cloned().flatten().filter(|_| changed)
         };
         // Pushed without the board locked: the sink has its own lock.
         if let Some(sink) = sink {
@@ -190,7 +197,10 @@ impl SimBoard {
 
     /// Whether `pin` is watched for edges.
     pub fn is_watched(&self, pin: u8) -> bool {
-        self.lock().watchers[usize::from(pin)].is_some()
+        self.lock()
+            .watchers
+            .get(usize::from(pin))
+            .is_some_and(Option::is_some)
     }
 
     /// The simulated EEPROM's contents.
@@ -200,7 +210,10 @@ impl SimBoard {
 
     fn update(&self, pin: u8, f: impl FnOnce(&mut PinState) -> Option<String>) {
         let mut s = self.lock();
-        if let Some(what) = f(&mut s.pins[usize::from(pin)]) {
+        let Some(state) = s.pins.get_mut(usize::from(pin)) else {
+            return;
+        };
+        if let Some(what) = f(state) {
             record(&mut s, Some(pin), what);
         }
     }
@@ -336,13 +349,18 @@ impl Backend for SimBackend {
                 input.pin
             )));
         }
-        self.board.lock().watchers[usize::from(pin)] = Some(sink);
+        match self.board.lock().watchers.get_mut(usize::from(pin)) {
+            Some(w) => *w = Some(sink),
+            None => return Err(Error::Io(format!("GPIO {pin}: no such pin"))),
+        }
         Ok(true)
     }
 }
 
 fn release(board: &SimBoard, pin: u8) {
-    board.lock().watchers[usize::from(pin)] = None;
+    if let Some(w) = board.lock().watchers.get_mut(usize::from(pin)) {
+        *w = None;
+    }
     board.update(pin, |p| {
         p.mode = Mode::Unused;
         Some("released".into())
@@ -484,7 +502,9 @@ impl i2c::I2c for SimI2c {
                         s.eeprom_ptr = ptr;
                         for &b in data {
                             let at = usize::from(s.eeprom_ptr);
-                            s.eeprom[at] = b;
+                            if let Some(cell) = s.eeprom.get_mut(at) {
+                                *cell = b;
+                            }
                             s.eeprom_ptr = s.eeprom_ptr.wrapping_add(1);
                         }
                         if !data.is_empty() {
@@ -495,7 +515,11 @@ impl i2c::I2c for SimI2c {
                 }
                 Operation::Read(buf) => {
                     for b in buf.iter_mut() {
-                        *b = s.eeprom[usize::from(s.eeprom_ptr)];
+                        *b = s
+                            .eeprom
+                            .get(usize::from(s.eeprom_ptr))
+                            .copied()
+                            .unwrap_or(0xFF);
                         s.eeprom_ptr = s.eeprom_ptr.wrapping_add(1);
                     }
                 }

@@ -1,12 +1,11 @@
 //! The broker on a ZeroMQ ROUTER socket, in a thread of its own.
 
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::{Broker, Config, SendFailure, ServiceInfo, Stats, Transmit};
-use crate::error::{bind, bound_port, connect, transport, Error, Result};
-use crate::wake::{self, Waker};
+use crate::error::{bind, bound_port, connect, transport, Result};
+use crate::wake::{self, Stoppable};
 
 /// The broker's default port, next to the backplane's 43124 (publishers)
 /// and 43125 (subscribers).
@@ -85,8 +84,7 @@ struct Shared {
 pub struct Handle {
     port: u16,
     shared: Arc<Mutex<Shared>>,
-    waker: Waker,
-    thread: Option<JoinHandle<Result<()>>>,
+    thread: Stoppable,
 }
 
 impl Handle {
@@ -112,7 +110,7 @@ impl Handle {
 
     /// Whether the broker thread is still running.
     pub fn is_running(&self) -> bool {
-        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+        self.thread.is_running()
     }
 
     /// Stops the broker: every held request is answered with
@@ -122,25 +120,8 @@ impl Handle {
     /// # Errors
     /// The error that stopped the broker thread, if any.
     pub fn shutdown(mut self) -> Result<Stats> {
-        self.stop()?;
+        self.thread.stop()?;
         Ok(self.stats())
-    }
-
-    fn stop(&mut self) -> Result<()> {
-        self.waker.wake();
-        match self.thread.take().map(JoinHandle::join) {
-            Some(Ok(r)) => r,
-            Some(Err(_)) => Err(Error::Transport(std::io::Error::other(
-                "the broker thread panicked",
-            ))),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        let _ = self.stop();
     }
 }
 
@@ -179,29 +160,25 @@ pub fn spawn(config: SocketConfig) -> Result<Handle> {
     let (waker, stop) = wake::pair(&ctx)?;
     let shared = Arc::new(Mutex::new(Shared::default()));
     let thread_shared = Arc::clone(&shared);
-    let thread = std::thread::Builder::new()
-        .name("services-broker".into())
-        .spawn(move || {
-            let _ctx = ctx;
-            Loop {
-                broker: Broker::new(config.broker.clone()),
-                router,
-                stop,
-                stats_pub,
-                shared: thread_shared,
-                config,
-                last_report: None,
-                last_share: None,
-                last_change: Instant::now(),
-            }
-            .run()
-        })
-        .map_err(Error::Transport)?;
+    let thread = Stoppable::spawn("services-broker", "broker", waker, move || {
+        let _ctx = ctx;
+        Loop {
+            broker: Broker::new(config.broker.clone()),
+            router,
+            stop,
+            stats_pub,
+            shared: thread_shared,
+            config,
+            last_report: None,
+            last_share: None,
+            last_change: Instant::now(),
+        }
+        .run()
+    })?;
     Ok(Handle {
         port,
         shared,
-        waker,
-        thread: Some(thread),
+        thread,
     })
 }
 

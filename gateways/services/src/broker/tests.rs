@@ -79,12 +79,17 @@ impl Sim {
     }
 
     fn ready(&mut self, worker: &[u8], service: &str, hb_ms: u32) {
+        self.ready_with_credit(worker, service, hb_ms, 1);
+    }
+
+    fn ready_with_credit(&mut self, worker: &[u8], service: &str, hb_ms: u32, credit: u16) {
         self.send(
             worker,
             FromWorker::Ready {
                 service,
                 heartbeat_ms: hb_ms,
                 busy_heartbeats: true,
+                credit,
             }
             .emit(),
         );
@@ -339,6 +344,7 @@ fn worker_without_busy_heartbeats_gets_until_the_deadline() {
             service: "svc",
             heartbeat_ms: 100,
             busy_heartbeats: false,
+            credit: 1,
         }
         .emit(),
     );
@@ -616,4 +622,92 @@ fn every_request_is_answered_exactly_once() {
     assert_eq!(st.replies + st.errors, sent);
     assert_eq!(st.pending, 0);
     assert!(st.replies > sent / 4, "{st:?}");
+}
+
+#[test]
+fn a_worker_with_credit_holds_that_many_requests_then_the_queue_waits() {
+    let mut s = Sim::new();
+    s.ready_with_credit(b"w", "echo", 1000, 3);
+    for id in 1..=5 {
+        s.request(b"c", id, "echo", 2500, false);
+    }
+    // Three in flight at once, two queued.
+    let first = s.requests_to(b"w");
+    assert_eq!(first.len(), 3, "{first:?}");
+    assert_eq!(s.broker.stats().queued, 2);
+    assert_eq!(s.broker.services()[0].idle, 0);
+    // Each answer frees a slot: the oldest queued request takes it.
+    s.reply(b"w", first[1].0, &[0x02]);
+    let next = s.requests_to(b"w");
+    assert_eq!(next.len(), 1);
+    s.reply(b"w", first[0].0, &[0x01]);
+    s.reply(b"w", first[2].0, &[0x03]);
+    let last = s.requests_to(b"w");
+    assert_eq!(last.len(), 1);
+    // One slot left free: listed as idle again.
+    s.reply(b"w", next[0].0, &[0x04]);
+    s.reply(b"w", last[0].0, &[0x05]);
+    assert_eq!(s.broker.services()[0].idle, 1);
+    let mut got = s.answers(b"c");
+    got.sort_by_key(|g| match g {
+        Got::Reply(id, _) | Got::Error(id, _) => *id,
+    });
+    assert_eq!(got.len(), 5, "{got:?}");
+    assert!(got.iter().all(|g| matches!(g, Got::Reply(..))), "{got:?}");
+    // A reply to a token it does not hold is refused.
+    s.reply(b"w", first[0].0, &[0x01]);
+    assert_eq!(s.broker.stats().malformed, 1);
+}
+
+#[test]
+fn credits_still_go_least_recently_ready_first() {
+    let mut s = Sim::new();
+    s.ready_with_credit(b"a", "echo", 1000, 2);
+    s.ready_with_credit(b"b", "echo", 1000, 2);
+    let mut order = Vec::new();
+    for id in 1..=4 {
+        s.request(b"c", id, "echo", 2500, false);
+        for w in [&b"a"[..], &b"b"[..]] {
+            if !s.requests_to(w).is_empty() {
+                order.push(w.to_vec());
+            }
+        }
+    }
+    assert_eq!(
+        order,
+        [b"a".to_vec(), b"b".to_vec(), b"a".to_vec(), b"b".to_vec()]
+    );
+}
+
+#[test]
+fn a_worker_lost_with_several_requests_answers_each() {
+    let mut s = Sim::new();
+    s.ready_with_credit(b"w", "echo", 100, 4);
+    s.ready(b"spare", "echo", 100);
+    // Least recently ready: 1 to `w` (which has room left, so it is listed
+    // again after `spare`), 2 to `spare` (now full), 3 to `w`.
+    s.request(b"c", 1, "echo", 2500, true);
+    s.request(b"c", 2, "echo", 2500, true);
+    s.request(b"c", 3, "echo", 2500, false);
+    assert_eq!(s.requests_to(b"w").len(), 2);
+    let at_spare = s.requests_to(b"spare");
+    assert_eq!(at_spare.len(), 1);
+    // `w` goes silent: dead after 3 heartbeat intervals.
+    for _ in 0..8 {
+        s.advance(Duration::from_millis(50));
+        s.heartbeat(b"spare");
+    }
+    let st = s.broker.stats();
+    assert_eq!((st.dead_workers, st.retries), (1, 1), "{st:?}");
+    // The non-idempotent request it held is answered worker_lost; the
+    // idempotent one waits for `spare`, which gets it once it answers 2.
+    assert_eq!(s.answers(b"c"), [Got::Error(3, ErrorCode::WorkerLost)]);
+    s.reply(b"spare", at_spare[0].0, &[0x02]);
+    let retried = s.requests_to(b"spare");
+    assert_eq!(retried.len(), 1);
+    s.reply(b"spare", retried[0].0, &[0x01]);
+    assert_eq!(
+        s.answers(b"c"),
+        [Got::Reply(2, vec![0x02]), Got::Reply(1, vec![0x01])]
+    );
 }

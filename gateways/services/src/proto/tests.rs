@@ -38,8 +38,13 @@ fn golden_answers_and_worker_messages() {
         [b'B', b'S', b'C', b'1', 3, 0, 0, 0, 0, 0, 0, 0, 7, 1]
     );
     assert_eq!(
-        ready_header(1000, true),
+        ready_header(1000, true, 1),
         [b'B', b'S', b'W', b'1', 1, 1, 0, 0, 0x03, 0xe8]
+    );
+    // A credit above 1: two more bytes (big endian).
+    assert_eq!(
+        ready_header(1000, true, 16),
+        [b'B', b'S', b'W', b'1', 1, 1, 0, 0, 0x03, 0xe8, 0, 16]
     );
     assert_eq!(heartbeat(), b"BSW1\x04");
     assert_eq!(
@@ -80,6 +85,13 @@ fn every_message_round_trips() {
         service: "echo",
         heartbeat_ms: 1,
         busy_heartbeats: false,
+        credit: 1,
+    });
+    roundtrip_from_worker(FromWorker::Ready {
+        service: "echo",
+        heartbeat_ms: 1,
+        busy_heartbeats: true,
+        credit: 300,
     });
     roundtrip_from_worker(FromWorker::Reply {
         token: 9,
@@ -179,8 +191,12 @@ fn malformed_worker_messages_are_rejected() {
         Err(ParseError::Command(6))
     );
     assert_eq!(
-        FromWorker::parse(&[&ready_header(0, false)[..], b"s"]),
+        FromWorker::parse(&[&ready_header(0, false, 1)[..], b"s"]),
         Err(ParseError::ZeroInterval)
+    );
+    assert_eq!(
+        FromWorker::parse(&[&ready_header(1000, false, 0)[..], b"s"]),
+        Err(ParseError::ZeroCredit)
     );
     assert_eq!(
         FromWorker::parse(&[&token_header(worker_cmd::FAIL, 1)[..], &[0xc0][..]]),
