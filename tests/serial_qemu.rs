@@ -689,7 +689,10 @@ impl Audit {
                     Some(v)
                 }
                 Some("stats") => {
-                    assert!(keys(&v).is_some_and(|k| k.len() == 14), "stats report {v}");
+                    // report, uptime_ms, the firmware's 9 link/UART/report
+                    // counters and every robot counter.
+                    let n = 11 + banyan::core::robot::Stats::FIELDS.len();
+                    assert!(keys(&v).is_some_and(|k| k.len() == n), "stats report {v}");
                     self.stats = Some(v);
                     None
                 }
