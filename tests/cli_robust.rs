@@ -189,7 +189,7 @@ fn gateways_exit_on_signals_with_dead_pipes() {
     let bp = backplane();
     let mut p = probe(&bp);
     for sig in ["TERM", "INT"] {
-        let mut cmd = banyan(&["rpi-gateway", "--sim", "-v"]);
+        let mut cmd = banyan(&["rpi-gateway", "--sim", "-v", "--no-services"]);
         cmd.args(ports(&bp));
         let g = spawn_deaf(cmd);
         assert!(p.wait_for_subscriber("run_motors", T).unwrap());
@@ -207,7 +207,13 @@ fn gateways_exit_on_signals_with_dead_pipes() {
     // serial-gateway on a TCP "device": readiness = it connected.
     let device = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = device.local_addr().unwrap();
-    let mut cmd = banyan(&["serial-gateway", "--device", &format!("tcp:{addr}"), "-v"]);
+    let mut cmd = banyan(&[
+        "serial-gateway",
+        "--device",
+        &format!("tcp:{addr}"),
+        "-v",
+        "--no-services",
+    ]);
     cmd.args(ports(&bp));
     let g = spawn_deaf(cmd);
     let (_conn, _) = device.accept().unwrap();

@@ -29,10 +29,11 @@ fn gateway_bin() -> PathBuf {
     cargo_bin("banyan-cli", "banyan")
 }
 
-/// `banyan rpi-gateway`.
+/// `banyan rpi-gateway`, without its services (they would register with
+/// a broker on the default port 43126, which tests never use).
 fn gateway_cmd() -> Command {
     let mut cmd = Command::new(gateway_bin());
-    cmd.arg("rpi-gateway");
+    cmd.args(["rpi-gateway", "--no-services"]);
     cmd
 }
 
@@ -565,4 +566,207 @@ fn a_message_flood_does_not_hold_off_the_deadman() {
         stopped_after >= Duration::from_millis(400),
         "{stopped_after:?}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Services: state, status and i2c_read through a real services broker.
+
+/// The run loop in-process on a sim board with its services on a broker;
+/// stops and joins on drop.
+struct Served {
+    board: SimBoard,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    broker: banyan_services::broker::Handle,
+    _backplane: Running,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn served() -> Served {
+    use banyan_services::broker::{spawn, SocketConfig};
+    let bp = Backplane::bind(&backplane::Config::new("127.0.0.1", 0, 0)).unwrap();
+    let (pp, sp) = (bp.publisher_port(), bp.subscriber_port());
+    let running = bp.spawn().unwrap();
+    let broker = spawn(SocketConfig::new("127.0.0.1", 0)).expect("broker");
+    let endpoint = format!("tcp://127.0.0.1:{}", broker.port());
+    let stop = Arc::new(AtomicBool::new(false));
+    let board = SimBoard::new();
+    let thread = {
+        let (stop, board) = (Arc::clone(&stop), board.clone());
+        std::thread::spawn(move || {
+            let mut gw =
+                Gateway::new(SimBackend::new(board), Config::default(), Instant::now()).unwrap();
+            let mut comp = Component::connect(component::Config::new("127.0.0.1", pp, sp)).unwrap();
+            let mut relay =
+                banyan_services::relay::Relay::new(banyan_services::worker::Config::new(endpoint))
+                    .unwrap();
+            run::register_services(&mut relay, "rpi-gateway.").unwrap();
+            run::run_with_services(&mut gw, &mut comp, &stop, Some(&mut relay)).unwrap();
+        })
+    };
+    let s = Served {
+        board,
+        stop,
+        thread: Some(thread),
+        broker,
+        _backplane: running,
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let l = s.broker.services();
+            banyan_rpi::gateway::SERVICES.iter().all(|n| {
+                l.iter()
+                    .any(|i| i.service == format!("rpi-gateway.{n}") && i.workers == 1)
+            })
+        }),
+        "services not registered: {:?}",
+        s.broker.services()
+    );
+    s
+}
+
+#[test]
+fn state_status_i2c_read_and_digital_read_are_services() {
+    use banyan_services::client::{Client, Config as ClientConfig, Options};
+    use banyan_services::proto::ErrorCode;
+    let s = served();
+    let mut c = Client::connect(ClientConfig::new(format!(
+        "tcp://127.0.0.1:{}",
+        s.broker.port()
+    )))
+    .unwrap();
+    let opts = || Options::new(Duration::from_secs(3));
+    let call = |c: &mut Client, service: &str, body: rmpv::Value| {
+        let mut b = Vec::new();
+        rmpv::encode::write_value(&mut b, &body).unwrap();
+        c.request_raw(service, b, opts())
+            .map(|r| r.value().expect("reply is msgpack"))
+    };
+    let empty = rmpv::Value::Map(vec![]);
+
+    let state = call(&mut c, "rpi-gateway.state", empty.clone()).expect("state");
+    assert_eq!(
+        get(&state, "report").and_then(|v| v.as_str()),
+        Some("state")
+    );
+    assert!(get(&state, "motors").is_some(), "{state}");
+    let status = call(&mut c, "rpi-gateway.status", empty.clone()).expect("status");
+    assert_eq!(
+        get(&status, "report").and_then(|v| v.as_str()),
+        Some("status")
+    );
+    assert_eq!(
+        get(&status, "backend").and_then(|v| v.as_str()),
+        Some("sim")
+    );
+
+    // The simulated EEPROM at 0x50: write through the command topic, read
+    // through the service.
+    let mut probe = Component::connect(component::Config::new(
+        "127.0.0.1",
+        s._backplane.publisher_port(),
+        s._backplane.subscriber_port(),
+    ))
+    .unwrap();
+    assert!(probe
+        .wait_for_subscriber("to_rpi_gateway", Duration::from_secs(20))
+        .unwrap());
+    let write = rmpv::Value::Map(vec![
+        ("command".into(), "i2c_write".into()),
+        ("addr".into(), 0x50.into()),
+        (
+            "data".into(),
+            rmpv::Value::Array(vec![8.into(), 42.into(), 43.into()]),
+        ),
+    ]);
+    probe.publish_value("to_rpi_gateway", &write).unwrap();
+    let read = rmpv::Value::Map(vec![
+        ("addr".into(), 0x50.into()),
+        ("register".into(), 8.into()),
+        ("number_of_bytes".into(), 2.into()),
+    ]);
+    let want = rmpv::Value::Array(vec![42.into(), 43.into()]);
+    let mut last = None;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let r = call(&mut c, "rpi-gateway.i2c_read", read.clone()).expect("i2c_read");
+            let ok = get(&r, "report").and_then(|v| v.as_str()) == Some("i2c_data")
+                && get(&r, "value") == Some(&want);
+            last = Some(r);
+            ok
+        }),
+        "i2c_read never returned the written bytes: {last:?}"
+    );
+
+    // digital_read: the level now, of a pin configured as an input.
+    let input = rmpv::Value::Map(vec![
+        ("command".into(), "set_mode_digital_input".into()),
+        ("pin".into(), 23.into()),
+        ("tag".into(), "button".into()),
+    ]);
+    probe.publish_value("to_rpi_gateway", &input).unwrap();
+    for level in [true, false] {
+        s.board.set_input(23, level);
+        let want = rmpv::Value::from(u8::from(level));
+        let mut last = None;
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                let body = rmpv::Value::Map(vec![("tag".into(), "button".into())]);
+                let Ok(r) = call(&mut c, "rpi-gateway.digital_read", body) else {
+                    return false; // the set_mode command is on its way
+                };
+                let ok = get(&r, "report").and_then(|v| v.as_str()) == Some("digital_input")
+                    && get(&r, "pin").and_then(|v| v.as_u64()) == Some(23)
+                    && get(&r, "value") == Some(&want);
+                last = Some(r);
+                ok
+            }),
+            "digital_read never gave {want}: {last:?}"
+        );
+    }
+
+    // Errors are explicit: a bad body, a failed read, an unknown service.
+    let worker_error = |r: Result<rmpv::Value, banyan_services::Error>, what: &str| match r {
+        Err(banyan_services::Error::Service { code, detail }) => {
+            assert_eq!(code, ErrorCode::WorkerError, "{detail}");
+            assert!(detail.contains(what), "{detail} (wanted {what:?})");
+        }
+        other => panic!("expected a worker_error, got {other:?}"),
+    };
+    let too_many = rmpv::Value::Map(vec![
+        ("addr".into(), 0x50.into()),
+        ("register".into(), 0.into()),
+        ("number_of_bytes".into(), 99.into()),
+    ]);
+    worker_error(
+        call(&mut c, "rpi-gateway.i2c_read", too_many),
+        "number_of_bytes",
+    );
+    let nobody = rmpv::Value::Map(vec![
+        ("addr".into(), 0x11.into()),
+        ("register".into(), 0.into()),
+        ("number_of_bytes".into(), 1.into()),
+    ]);
+    worker_error(call(&mut c, "rpi-gateway.i2c_read", nobody), "0x11");
+    let wrong = rmpv::Value::Map(vec![("command".into(), "i2c_write".into())]);
+    worker_error(call(&mut c, "rpi-gateway.i2c_read", wrong), "command");
+    let not_input = rmpv::Value::Map(vec![("pin".into(), 26.into())]);
+    worker_error(
+        call(&mut c, "rpi-gateway.digital_read", not_input),
+        "not configured",
+    );
+    match call(&mut c, "rpi-gateway.nope", empty) {
+        Err(banyan_services::Error::Service { code, .. }) => {
+            assert_eq!(code, ErrorCode::UnknownService)
+        }
+        other => panic!("{other:?}"),
+    }
 }

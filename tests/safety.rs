@@ -267,12 +267,19 @@ fn deadman_under_bad_flood(blocked: bool) -> (Duration, rmpv::Value) {
     let (pp, sp) = (bp.publisher_port(), bp.subscriber_port());
     let _running = bp.spawn().unwrap();
     let mut cmd = Command::new(cargo_bin("banyan-cli", "banyan"));
-    cmd.args(["rpi-gateway", "--sim", "-b", "127.0.0.1", "-p"])
-        .arg(pp.to_string())
-        .arg("-s")
-        .arg(sp.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
+    cmd.args([
+        "rpi-gateway",
+        "--sim",
+        "--no-services",
+        "-b",
+        "127.0.0.1",
+        "-p",
+    ])
+    .arg(pp.to_string())
+    .arg("-s")
+    .arg(sp.to_string())
+    .stdin(Stdio::null())
+    .stdout(Stdio::null());
     // The read end is kept (never read) until the child is gone.
     let mut _reader = None;
     let mut drain = None;

@@ -173,3 +173,145 @@ fn corrupted_line_never_delivers_garbage_counts_losses_and_resyncs() {
     );
     assert_eq!(counter(&st, "counters", "invalid_from_device"), 0);
 }
+
+// ---------------------------------------------------------------------------
+// The device's services through a real services broker.
+
+mod common;
+
+use banyan_services::broker::{self as services_broker, SocketConfig};
+use banyan_services::client::{Client, Config as ClientConfig, Options};
+use banyan_services::proto::ErrorCode;
+
+/// A request to a fake device's service and back, many in flight, each
+/// answered exactly once; a request the device never answers gets an
+/// explicit error before the client's deadline; the device dropping the
+/// connection mid-request gives an error, not a hang.
+#[test]
+fn device_services_through_the_broker() {
+    let bp = backplane();
+    let broker = services_broker::spawn(SocketConfig::new("127.0.0.1", 0)).expect("broker");
+    let endpoint = format!("tcp://127.0.0.1:{}", broker.port());
+    let port = free_port();
+    let dev = FakeDevice::start_serving(port, 7, &["run_motors"], &["echo", "hang"]);
+    let ep = endpoint.clone();
+    let _gw = Gateway::start_with(
+        bp.publisher_port(),
+        bp.subscriber_port(),
+        &format!("tcp:127.0.0.1:{port}"),
+        200,
+        move |cfg| cfg.services = Some(ep),
+    );
+    assert!(
+        common::wait_until(Duration::from_secs(20), || {
+            let s = broker.services();
+            ["fake-mcu.echo", "fake-mcu.hang"]
+                .iter()
+                .all(|n| s.iter().any(|i| i.service == *n && i.workers == 1))
+        }),
+        "services not registered: {:?}",
+        broker.services()
+    );
+    let mut c = Client::connect(ClientConfig::new(endpoint)).expect("client");
+
+    // One request and back, byte for byte.
+    let body = rmpv_payload(42);
+    let reply = c
+        .request_raw(
+            "fake-mcu.echo",
+            body.clone(),
+            Options::new(Duration::from_secs(3)),
+        )
+        .expect("echo");
+    assert_eq!(reply.body, body);
+
+    // 300 requests, up to 20 in flight (more than the device's 4 credits):
+    // every one answered once, with its own body.
+    let mut sent = std::collections::HashMap::new();
+    let mut answered = 0;
+    let mut next = 0u64;
+    while answered < 300 {
+        while next < 300 && sent.len() < 20 {
+            let id = c
+                .send_raw(
+                    "fake-mcu.echo",
+                    rmpv_payload(next),
+                    Options::new(Duration::from_secs(10)),
+                )
+                .expect("send");
+            sent.insert(id, next);
+            next += 1;
+        }
+        let done = c
+            .poll(Duration::from_secs(5))
+            .expect("poll")
+            .expect("an answer");
+        let n = sent.remove(&done.id).expect("answered once");
+        assert_eq!(done.result.expect("reply").body, rmpv_payload(n));
+        answered += 1;
+    }
+
+    // Never answered by the device: the gateway's error before the deadline.
+    let t0 = Instant::now();
+    match c.request_raw(
+        "fake-mcu.hang",
+        vec![0x80],
+        Options::new(Duration::from_secs(1)),
+    ) {
+        Err(banyan_services::Error::Service { code, detail }) => {
+            assert_eq!(code, ErrorCode::WorkerError, "{detail}");
+            assert!(detail.contains("did not reply in time"), "{detail}");
+        }
+        other => panic!("expected a worker_error, got {other:?}"),
+    }
+    eprintln!(
+        "unanswered request: error after {:?} (deadline 1 s)",
+        t0.elapsed()
+    );
+
+    // The device drops the connection with a request in hand.
+    let deadline = Duration::from_secs(8);
+    let id = c
+        .send_raw("fake-mcu.hang", vec![0x80], Options::new(deadline))
+        .expect("send");
+    assert!(
+        common::wait_until(Duration::from_secs(5), || broker
+            .services()
+            .iter()
+            .any(|s| s.service == "fake-mcu.hang" && s.idle == 0)),
+        "the request did not reach the gateway"
+    );
+    // Let the request reach the device too: the next echo passes it on the link.
+    c.request_raw(
+        "fake-mcu.echo",
+        vec![0x80],
+        Options::new(Duration::from_secs(3)),
+    )
+    .expect("echo");
+    drop(dev);
+    let done = loop {
+        if let Some(d) = c.poll(Duration::from_secs(10)).expect("poll") {
+            if d.id == id {
+                break d;
+            }
+        }
+    };
+    match done.result {
+        Err(banyan_services::Error::Service { code, detail }) => {
+            assert_eq!(code, ErrorCode::WorkerError, "{detail}");
+            // (`not connected`: the request reached the gateway's loop only
+            // after the connection closed.)
+            assert!(
+                detail.contains("connection was lost")
+                    || detail.contains("link went down")
+                    || detail.contains("not connected"),
+                "{detail}"
+            );
+            eprintln!(
+                "device gone mid-request: {detail:?} after {:?}",
+                done.elapsed
+            );
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+}

@@ -689,7 +689,10 @@ impl Audit {
                     Some(v)
                 }
                 Some("stats") => {
-                    assert!(keys(&v).is_some_and(|k| k.len() == 14), "stats report {v}");
+                    // report, uptime_ms, the firmware's 9 link/UART/report
+                    // counters and every robot counter.
+                    let n = 11 + banyan::core::robot::Stats::FIELDS.len();
+                    assert!(keys(&v).is_some_and(|k| k.len() == n), "stats report {v}");
                     self.stats = Some(v);
                     None
                 }
@@ -921,5 +924,226 @@ fn line_faults_against_the_qemu_firmware_deliver_no_garbage_count_losses_and_res
     assert!(
         gw_lost + link_lost + fw("frames_dropped") + fw("seq_gaps") + fw("publish_lost") > 0,
         "losses not counted: {st} {stats}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Services: the firmware's `info` and `state` through the services broker.
+
+mod common;
+
+use banyan_services::broker::{self as services_broker, SocketConfig};
+use banyan_services::client::{Client, Config as ClientConfig, Options};
+use banyan_services::proto::ErrorCode;
+
+/// A services broker on a free port and a [`Rig`] whose gateway serves the
+/// firmware's services on it, once the broker lists `qemu-bot.info` and
+/// `qemu-bot.state` with a worker each.
+fn services_rig() -> (services_broker::Handle, Rig, String) {
+    let broker = services_broker::spawn(SocketConfig::new("127.0.0.1", 0)).expect("broker");
+    let endpoint = format!("tcp://127.0.0.1:{}", broker.port());
+    let ep = endpoint.clone();
+    let rig = Rig::start_with(move |cfg| cfg.services = Some(ep));
+    assert!(
+        common::wait_until(Duration::from_secs(20), || {
+            let s = broker.services();
+            ["qemu-bot.info", "qemu-bot.state"]
+                .iter()
+                .all(|name| s.iter().any(|i| i.service == *name && i.workers == 1))
+        }),
+        "the firmware's services were not registered: {:?}",
+        broker.services()
+    );
+    (broker, rig, endpoint)
+}
+
+fn value_of(reply: &[u8]) -> rmpv::Value {
+    rmpv::decode::read_value(&mut &reply[..]).expect("reply is msgpack")
+}
+
+/// A request from a Rust client and from `banyan call` to the QEMU device
+/// and back: `info` (name, version, uptime, counters) and `state` (the
+/// robot's state report); an unknown service is an immediate error. Prints
+/// the round-trip figures (client → broker → serial-gateway → link → QEMU
+/// firmware and back) for docs/benchmarks.
+#[test]
+#[ignore = "needs qemu-system-arm and the firmware ELF; run by scripts/ci.d/60-serial-qemu.sh"]
+fn qemu_firmware_serves_info_and_state_through_the_broker() {
+    let (broker, _rig, endpoint) = services_rig();
+    let mut client = Client::connect(ClientConfig::new(endpoint)).expect("client");
+    let opts = || Options::new(Duration::from_millis(2500));
+
+    let info = client
+        .request_raw("qemu-bot.info", vec![0x80], opts())
+        .expect("info");
+    let info = value_of(&info.body);
+    assert_eq!(
+        get(&info, "report").and_then(|v| v.as_str()),
+        Some("info"),
+        "{info}"
+    );
+    assert_eq!(
+        get(&info, "name").and_then(|v| v.as_str()),
+        Some("qemu-bot"),
+        "{info}"
+    );
+    assert!(
+        get(&info, "version").and_then(|v| v.as_str()).is_some(),
+        "{info}"
+    );
+    assert!(
+        get(&info, "uptime_ms").and_then(|v| v.as_u64()).is_some(),
+        "{info}"
+    );
+    assert_eq!(
+        get(&info, "malformed").and_then(|v| v.as_u64()),
+        Some(0),
+        "{info}"
+    );
+
+    let state = client
+        .request_raw("qemu-bot.state", vec![0x80], opts())
+        .expect("state");
+    let state = value_of(&state.body);
+    assert_eq!(
+        get(&state, "report").and_then(|v| v.as_str()),
+        Some("state"),
+        "{state}"
+    );
+    assert!(f64_at(&state, "motors", "left").is_some(), "{state}");
+
+    match client.request_raw("qemu-bot.nope", vec![0x80], opts()) {
+        Err(banyan_services::Error::Service { code, .. }) => {
+            assert_eq!(code, ErrorCode::UnknownService)
+        }
+        other => panic!("unknown service answered {other:?}"),
+    }
+
+    // The same from the shell.
+    let out = Command::new(common::cargo_bin("banyan-cli", "banyan"))
+        .args(["call", "qemu-bot.state", "{}", "--services-port"])
+        .arg(broker.port().to_string())
+        .output()
+        .expect("banyan call");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "banyan call failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(stdout.trim()).expect("banyan call prints JSON");
+    assert_eq!(json["report"], "state", "{stdout}");
+
+    // Round-trip figures.
+    const N: usize = 300;
+    let mut rtt = Vec::with_capacity(N);
+    for i in 0..N + 20 {
+        let service = if i % 2 == 0 {
+            "qemu-bot.state"
+        } else {
+            "qemu-bot.info"
+        };
+        let t0 = Instant::now();
+        client
+            .request_raw(service, vec![0x80], opts())
+            .expect("request");
+        if i >= 20 {
+            rtt.push(t0.elapsed()); // the first 20 warm up
+        }
+    }
+    rtt.sort();
+    let us = |d: Duration| d.as_micros();
+    println!(
+        "client -> broker -> serial-gateway -> link -> QEMU firmware and back, qemu-bot.state/info alternating, {N} sequential requests: min {} us, median {} us, p99 {} us, max {} us",
+        us(rtt[0]),
+        us(rtt[N / 2]),
+        us(rtt[N * 99 / 100]),
+        us(rtt[N - 1])
+    );
+    let c = client.stats();
+    assert_eq!(
+        c.errors + c.timeouts,
+        1,
+        "only the unknown service failed: {c:?}"
+    );
+}
+
+/// QEMU stopped with a request in flight, then killed: the client gets an
+/// explicit error from the gateway (the device connection was lost, the
+/// link went down, or — when the request reached the gateway's loop just
+/// after the socket closed — the device is not connected) before its
+/// deadline, not a timeout and not a hang.
+#[test]
+#[ignore = "needs qemu-system-arm and the firmware ELF; run by scripts/ci.d/60-serial-qemu.sh"]
+fn qemu_killed_mid_request_gives_the_client_an_error() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let (broker, mut rig, endpoint) = services_rig();
+    let mut client = Client::connect(ClientConfig::new(endpoint)).expect("client");
+    // Answered while QEMU runs.
+    client
+        .request_raw(
+            "qemu-bot.state",
+            vec![0x80],
+            Options::new(Duration::from_secs(3)),
+        )
+        .expect("state");
+    // Freeze QEMU, so the request is stuck at the device ...
+    let pid = Pid::from_raw(i32::try_from(rig._qemu.0.id()).expect("pid"));
+    kill(pid, Signal::SIGSTOP).expect("SIGSTOP qemu");
+    let deadline = Duration::from_secs(8);
+    let id = client
+        .send_raw("qemu-bot.state", vec![0x80], Options::new(deadline))
+        .expect("send");
+    let sent = Instant::now();
+    // ... held by the gateway's worker (busy, not idle) ...
+    assert!(
+        common::wait_until(Duration::from_secs(5), || broker
+            .services()
+            .iter()
+            .any(|s| s.service == "qemu-bot.state" && s.workers == 1 && s.idle == 0)),
+        "the request did not reach the gateway: {:?}",
+        broker.services()
+    );
+    // ... then kill it.
+    kill(pid, Signal::SIGKILL).expect("SIGKILL qemu");
+    let _ = rig._qemu.0.wait();
+    let completion = loop {
+        match client.poll(Duration::from_millis(100)).expect("poll") {
+            Some(c) if c.id == id => break c,
+            Some(_) => {}
+            None => assert!(
+                sent.elapsed() < deadline + Duration::from_secs(2),
+                "no answer at all"
+            ),
+        }
+    };
+    let answered = sent.elapsed();
+    match &completion.result {
+        Err(banyan_services::Error::Service { code, detail }) => {
+            assert_eq!(*code, ErrorCode::WorkerError, "{detail}");
+            // Pending at the gateway when the socket closed, or still on
+            // its way from the worker to the gateway's loop then.
+            assert!(
+                detail.contains("connection was lost")
+                    || detail.contains("link went down")
+                    || detail.contains("not connected"),
+                "{detail}"
+            );
+            println!("QEMU killed mid-request: the client got {code}: {detail:?} after {answered:?} (deadline {deadline:?})");
+        }
+        other => panic!("expected an error from the gateway, got {other:?}"),
+    }
+    // The next request is refused at once with an error too (the link is
+    // down, or the workers are gone), never a hang.
+    let r = client.request_raw(
+        "qemu-bot.state",
+        vec![0x80],
+        Options::new(Duration::from_secs(3)),
+    );
+    assert!(
+        matches!(r, Err(banyan_services::Error::Service { .. })),
+        "{r:?}"
     );
 }

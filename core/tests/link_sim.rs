@@ -1,10 +1,19 @@
 //! Device and gateway against each other through an in-memory channel with a
 //! fault injector (drop, corrupt, truncate, duplicate, reorder frames; split
 //! the byte stream anywhere), checked against a model of what was sent.
+//!
+//! Besides PUBLISHes both ways, the gateway app sends REQUESTs for the
+//! device's service `echo` and the device app answers each with a REPLY
+//! carrying the request's body. In the model a request is the message
+//! `("?echo", body)` sent by the gateway and its reply `("!reply", body)`
+//! sent by the device: the same accounting (REQUEST and REPLY are data
+//! messages under the same credits and counters) covers them.
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
 
-use banyan_core::link::{device, gateway, Config, Device, Gateway, Instant, SendError};
+use banyan_core::link::{
+    device, gateway, wire::status, Config, Device, Gateway, Instant, SendError,
+};
 use proptest::prelude::*;
 
 const QUEUE: usize = 4;
@@ -169,6 +178,8 @@ struct Sim {
     counter: u32,
     /// The gateway app's view of the device's subscriptions (from events).
     mirror: BTreeSet<String>,
+    /// The gateway app's view of the device's services (from events).
+    services: BTreeSet<String>,
     gw_events: Vec<GwEv>,
     dev_events: Vec<device::Event>,
     /// Per mille chance per step that the device app takes one message.
@@ -192,6 +203,7 @@ impl Sim {
         let mut dev = Dev::new("sim-device", "1.2.3", 0xD0D0_0001, Config::default()).unwrap();
         dev.subscribe("t/0").unwrap();
         dev.subscribe("t/1").unwrap();
+        dev.serve("echo").unwrap();
         Sim {
             dev,
             gw: Gw::new(0x6A7E_0001, Config::default()),
@@ -207,6 +219,7 @@ impl Sim {
             gw_attempts: 0,
             counter: 0,
             mirror: BTreeSet::new(),
+            services: BTreeSet::new(),
             gw_events: Vec::new(),
             dev_events: Vec::new(),
             consume: 500,
@@ -228,6 +241,7 @@ impl Sim {
             }
             OwnedGw::Reset(session) => {
                 self.mirror.clear();
+                self.services.clear();
                 self.gw_events.push(GwEv::Reset(session));
             }
             OwnedGw::Down => self.gw_events.push(GwEv::Down),
@@ -238,6 +252,27 @@ impl Sim {
             OwnedGw::Unsub(t) => {
                 assert!(self.mirror.remove(&t), "Unsubscribe({t}) of unknown topic");
                 self.gw_events.push(GwEv::Unsub(t));
+            }
+            OwnedGw::Serve(t) => {
+                assert!(self.services.insert(t.clone()), "duplicate Serve({t})");
+            }
+            OwnedGw::Unserve(t) => {
+                assert!(self.services.remove(&t), "Unserve({t}) of unknown service");
+            }
+            OwnedGw::Reply(id, st, body) => {
+                assert_eq!(st, status::OK);
+                // The body is the request's, which carries the id.
+                assert_eq!(
+                    body.get(1..5),
+                    Some(&id.to_be_bytes()[..]),
+                    "reply to the wrong request"
+                );
+                let m = ("!reply".to_owned(), body);
+                assert!(
+                    self.dev_sent.contains(&m),
+                    "gateway got a reply never sent: {m:?}"
+                );
+                assert!(self.gw_got.insert(m), "gateway got a reply twice");
             }
             OwnedGw::Publish(topic, payload) => {
                 let m = (topic, payload);
@@ -278,10 +313,26 @@ impl Sim {
                 }
             }
         }
+        if self.services.contains("echo") && self.rng.chance(self.publish) {
+            self.counter += 1;
+            let id = self.counter;
+            let m = ("?echo".to_owned(), payload(id, self.rng.below(150)));
+            self.gw_attempts += 1;
+            if self.gw.request(id, "echo", &m.1, now).is_ok() {
+                self.gw_sent.insert(m);
+            }
+        }
         if self.rng.chance(self.churn) {
-            let t = format!("t/{}", self.rng.below(5));
-            if !self.dev.unsubscribe(&t) {
-                self.dev.subscribe(&t).unwrap();
+            let n = self.rng.below(6);
+            if n == 5 {
+                if !self.dev.unserve("echo") {
+                    self.dev.serve("echo").unwrap();
+                }
+            } else {
+                let t = format!("t/{n}");
+                if !self.dev.unsubscribe(&t) {
+                    self.dev.subscribe(&t).unwrap();
+                }
             }
         }
 
@@ -328,14 +379,23 @@ impl Sim {
 
         // The device app consumes slowly, so credits matter.
         if self.rng.chance(self.consume) {
-            if let Some(msg) = self.dev.recv() {
-                let m = (msg.topic().to_owned(), msg.payload().to_vec());
-                drop(msg);
+            let taken = self.dev.recv().map(|msg| match msg.request() {
+                Some(r) => (Some(r.id), (format!("?{}", r.service), r.body.to_vec())),
+                None => (None, (msg.topic().to_owned(), msg.payload().to_vec())),
+            });
+            if let Some((id, m)) = taken {
                 assert!(
                     self.gw_sent.contains(&m),
                     "device got a message never sent: {m:?}"
                 );
-                assert!(self.dev_got.insert(m), "device got a message twice");
+                assert!(self.dev_got.insert(m.clone()), "device got a message twice");
+                if let Some(id) = id {
+                    // The echo service answers with the request's body.
+                    self.dev_attempts += 1;
+                    if self.dev.reply(id, status::OK, &m.1, now).is_ok() {
+                        self.dev_sent.insert(("!reply".to_owned(), m.1));
+                    }
+                }
             }
         }
 
@@ -425,6 +485,10 @@ impl Sim {
         let gw_subs: BTreeSet<String> = self.gw.subscriptions().map(str::to_owned).collect();
         assert_eq!(dev_subs, gw_subs);
         assert_eq!(dev_subs, self.mirror);
+        let dev_svcs: BTreeSet<String> = self.dev.services().map(str::to_owned).collect();
+        let gw_svcs: BTreeSet<String> = self.gw.services().map(str::to_owned).collect();
+        assert_eq!(dev_svcs, gw_svcs);
+        assert_eq!(dev_svcs, self.services);
         // One more message each way.
         self.publish = 0;
         let now = Instant::from_millis(self.now);
@@ -462,6 +526,9 @@ enum OwnedGw {
     Sub(String),
     Unsub(String),
     Publish(String, Vec<u8>),
+    Serve(String),
+    Unserve(String),
+    Reply(u32, u8, Vec<u8>),
 }
 
 impl From<gateway::Event<'_>> for OwnedGw {
@@ -475,6 +542,9 @@ impl From<gateway::Event<'_>> for OwnedGw {
             gateway::Event::Publish { topic, payload } => {
                 OwnedGw::Publish(topic.into(), payload.into())
             }
+            gateway::Event::Serve(t) => OwnedGw::Serve(t.into()),
+            gateway::Event::Unserve(t) => OwnedGw::Unserve(t.into()),
+            gateway::Event::Reply { id, status, body } => OwnedGw::Reply(id, status, body.into()),
             other => panic!("unexpected event {other:?}"),
         }
     }
@@ -509,6 +579,13 @@ fn clean_link_delivers_everything() {
         assert_eq!((s.ups, s.downs), (1, 0));
     }
     assert_eq!(sim.gw_events[0], GwEv::Up(0xD0D0_0001));
+    // Requests and replies were part of the traffic.
+    let replies = sim.gw_got.iter().filter(|m| m.0 == "!reply").count();
+    let requests = sim.gw_sent.iter().filter(|m| m.0 == "?echo").count();
+    assert!(
+        replies > 50 && replies == requests,
+        "{requests} requests, {replies} replies"
+    );
 }
 
 #[test]
@@ -531,6 +608,9 @@ fn faulty_link_never_delivers_corruption_and_counts_every_loss() {
         sim.dev_got.len() > 100 && sim.gw_got.len() > 100,
         "too little traffic"
     );
+    // Requests went through the faults too (some lost, all counted above).
+    let replies = sim.gw_got.iter().filter(|m| m.0 == "!reply").count();
+    assert!(replies > 20, "only {replies} replies");
 }
 
 #[test]
@@ -634,6 +714,7 @@ fn gateway_restart_makes_the_device_redeclare() {
     sim.run_ms(500);
     sim.gw = Gw::new(0x6A7E_0002, Config::default());
     sim.mirror.clear();
+    sim.services.clear();
     sim.run_ms(1000);
     assert!(sim.gw.is_up() && sim.dev.is_up());
     assert_eq!(

@@ -184,7 +184,7 @@ proptest! {
     #[test]
     fn state_machines_never_panic_on_arbitrary_input(
         frames in proptest::collection::vec(
-            (0u8..0x12, any::<u8>(), proptest::collection::vec(any::<u8>(), 0..80)),
+            (0u8..0x14, any::<u8>(), proptest::collection::vec(any::<u8>(), 0..80)),
             0..40,
         ),
         garbage in proptest::collection::vec(any::<u8>(), 0..200),

@@ -76,6 +76,7 @@ fn handshake() -> (Vec<u8>, Vec<u8>) {
         Device::new("fuzz-dev", "0.1.0", 0x0bad_cafe, Config::default()).unwrap();
     dev.subscribe("run_motors").unwrap();
     dev.subscribe("light").unwrap();
+    dev.serve("info").unwrap();
     let mut gw: Gateway<128, 512, 4> = Gateway::new(0x6a7e_0001, Config::default());
     let (mut to_gw, mut to_dev) = (Vec::new(), Vec::new());
     let mut buf = [0u8; 129];
@@ -88,6 +89,7 @@ fn handshake() -> (Vec<u8>, Vec<u8>) {
             dev.publish("sensors", b"\x81\xa5value\x01", t).unwrap();
             gw.publish("run_motors", b"\x81\xa4left\xcb\x3f\xe0\0\0\0\0\0\0", t)
                 .unwrap();
+            gw.request(1, "info", b"\x80", t).unwrap();
         }
         // Device turn: its script gets a Poll + Transmit at this time.
         push_op(&mut to_dev, 0x01, dt, &[]);
@@ -118,13 +120,21 @@ fn handshake() -> (Vec<u8>, Vec<u8>) {
             }
         }
         push_op(&mut to_dev, 0x04, 0, &[0]); // recv
-        while dev.recv().is_some() {}
+        loop {
+            let Some(msg) = dev.recv() else { break };
+            let id = msg.request().map(|r| r.id);
+            drop(msg);
+            if let Some(id) = id {
+                dev.reply(id, 0, b"\x81\xa4name\xa8fuzz-dev", t).unwrap();
+            }
+        }
     }
     assert!(
         dev.is_up() && gw.is_up(),
         "seed handshake did not bring the link up"
     );
-    assert!(dev.stats().publish_rx == 1 && gw.stats().publish_rx == 1);
+    // PUBLISH + REQUEST to the device, PUBLISH + REPLY to the gateway.
+    assert!(dev.stats().publish_rx == 2 && gw.stats().publish_rx == 2);
     (to_gw, to_dev)
 }
 

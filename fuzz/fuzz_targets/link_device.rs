@@ -7,8 +7,8 @@
 //! PUBLISHes transmitted, PUBLISHes received = queued + dropped).
 #![no_main]
 
-use banyan_core::link::{device::Event, wire::kind, Config, Device, Instant, Stats};
-use banyan_fuzz::{check_tx_frame, frame_from, split_publish, step_time, OpKind, Script};
+use banyan_core::link::{device::Event, Config, Device, Instant, Stats};
+use banyan_fuzz::{check_tx_frame, frame_from, is_data, split_publish, step_time, OpKind, Script};
 use libfuzzer_sys::fuzz_target;
 
 const FRAME: usize = 128;
@@ -61,6 +61,7 @@ fuzz_target!(|data: &[u8]| {
         Device::new("fuzz-dev", "0.1.0", 0x0bad_cafe, Config::default()).unwrap();
     dev.subscribe("run_motors").unwrap();
     dev.subscribe("light").unwrap();
+    dev.serve("info").unwrap();
     let mut now = 0u64;
     let mut seen = Seen::default();
     let mut out = [0u8; FRAME + 2];
@@ -117,7 +118,7 @@ fuzz_target!(|data: &[u8]| {
                 let mut guard = 0;
                 while let Some(n) = dev.poll_transmit(t, &mut out[..size]) {
                     assert!(n <= size);
-                    if check_tx_frame(&out[..n]) == kind::PUBLISH {
+                    if is_data(check_tx_frame(&out[..n])) {
                         seen.publish_tx += 1;
                     }
                     seen.tx += 1;
@@ -133,12 +134,25 @@ fuzz_target!(|data: &[u8]| {
             }
             OpKind::Recv => {
                 let n = dev.queued();
-                match dev.recv() {
+                let request = match dev.recv() {
                     Some(m) => {
                         assert!(n >= 1);
                         let _ = (m.topic().len(), m.payload().len());
+                        m.request().map(|r| {
+                            // A REQUEST is no PUBLISH.
+                            assert!(m.topic().is_empty() && m.payload().is_empty());
+                            r.id
+                        })
                     }
-                    None => assert_eq!(n, 0),
+                    None => {
+                        assert_eq!(n, 0);
+                        None
+                    }
+                };
+                // Requests are answered (a reply takes a credit like a
+                // PUBLISH; refusals are counted).
+                if let Some(id) = request {
+                    let _ = dev.reply(id, 0, b"\x80", t);
                 }
                 // Subscriptions change at run time too.
                 match op.data.first() {

@@ -6,8 +6,8 @@
 //! frames and PUBLISHes transmitted, PUBLISH events).
 #![no_main]
 
-use banyan_core::link::{gateway::Event, wire::kind, Config, Gateway, Instant, Stats};
-use banyan_fuzz::{check_tx_frame, frame_from, split_publish, step_time, OpKind, Script};
+use banyan_core::link::{gateway::Event, Config, Gateway, Instant, Stats};
+use banyan_fuzz::{check_tx_frame, frame_from, is_data, split_publish, step_time, OpKind, Script};
 use libfuzzer_sys::fuzz_target;
 
 const FRAME: usize = 128;
@@ -59,12 +59,20 @@ fn check_stats(before: &Stats, s: &Stats, seen: &Seen) {
 }
 
 fn on_event(ev: &Event<'_>, seen: &mut Seen) {
+    // Data events: PUBLISH and REPLY (both counted in publish_rx).
     if let Event::Publish { topic, payload } = ev {
         let _ = (topic.len(), payload.len());
         seen.publish_events += 1;
     }
+    if let Event::Reply { body, .. } = ev {
+        let _ = body.len();
+        seen.publish_events += 1;
+    }
     if let Event::Subscribe(t) | Event::Unsubscribe(t) = ev {
         assert!(t.len() <= banyan_core::link::wire::MAX_SUB_TOPIC_LEN);
+    }
+    if let Event::Serve(s) | Event::Unserve(s) = ev {
+        assert!(!s.is_empty() && s.len() <= banyan_core::link::wire::MAX_SERVICE_LEN);
     }
 }
 
@@ -125,7 +133,7 @@ fuzz_target!(|data: &[u8]| {
                 let mut guard = 0;
                 while let Some(n) = gw.poll_transmit(t, &mut out[..size]) {
                     assert!(n <= size);
-                    if check_tx_frame(&out[..n]) == kind::PUBLISH {
+                    if is_data(check_tx_frame(&out[..n])) {
                         seen.publish_tx += 1;
                     }
                     seen.tx += 1;

@@ -140,9 +140,17 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    // Heal: a clean wire, 50 ms steps, up to 5 s of simulated time.
+    // Heal: a clean wire, 50 ms steps, up to 10 s of simulated time. The
+    // link must come up, and the gateway's mirror must agree with the
+    // device's subscriptions within 3 s of it being up: a difference is
+    // repaired by a RESYNC (rate-limited to one per 250 ms), the device's
+    // re-declaration and the stale sweep at its next heartbeat, so 500 ms
+    // of link up is not always enough (a fuzz input found one such case).
     let mut up_for = 0;
-    for _ in 0..100 {
+    let agree = |dev: &Dev, gw: &Gw| {
+        dev.subscriptions().collect::<BTreeSet<_>>() == gw.subscriptions().collect::<BTreeSet<_>>()
+    };
+    for _ in 0..200 {
         now += 50;
         let t = Instant::from_millis(now);
         let mut none = Fault::None;
@@ -152,7 +160,7 @@ fuzz_target!(|data: &[u8]| {
         while dev.recv().is_some() {}
         if dev.is_up() && gw.is_up() {
             up_for += 1;
-            if up_for >= 10 {
+            if (up_for >= 10 && agree(&dev, &gw)) || up_for >= 60 {
                 break;
             }
         } else {

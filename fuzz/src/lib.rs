@@ -101,11 +101,11 @@ pub fn push_op(out: &mut Vec<u8>, tag: u8, dt: u8, data: &[u8]) {
 }
 
 /// The wire frame an [`OpKind::RxFrame`] record stands for: kind from
-/// `data[0]` (below `0x80`: one of the link's seven kinds; else the byte
+/// `data[0]` (below `0x80`: one of the link's eleven kinds; else the byte
 /// itself), seq `data[1]`, payload the rest.
 pub fn frame_from(data: &[u8]) -> Vec<u8> {
     use banyan_core::link::wire::kind;
-    const KINDS: [u8; 7] = [
+    const KINDS: [u8; 11] = [
         kind::HELLO,
         kind::WELCOME,
         kind::HEARTBEAT,
@@ -113,10 +113,14 @@ pub fn frame_from(data: &[u8]) -> Vec<u8> {
         kind::SUBSCRIBE,
         kind::UNSUBSCRIBE,
         kind::PUBLISH,
+        kind::SERVE,
+        kind::UNSERVE,
+        kind::REQUEST,
+        kind::REPLY,
     ];
     let k = data.first().copied().unwrap_or(0);
     let k = if k < 0x80 {
-        KINDS[usize::from(k) % 7]
+        KINDS[usize::from(k) % KINDS.len()]
     } else {
         k
     };
@@ -173,6 +177,13 @@ pub fn check_tx_frame(wire: &[u8]) -> u8 {
         }
         other => panic!("transmitted bytes are not one good frame: {other:?} {wire:02x?}"),
     }
+}
+
+/// Whether frames of `kind` are data messages (PUBLISH, REQUEST, REPLY),
+/// counted in the link's `publish_*` counters.
+pub fn is_data(kind: u8) -> bool {
+    use banyan_core::link::wire::kind;
+    matches!(kind, kind::PUBLISH | kind::REQUEST | kind::REPLY)
 }
 
 /// Moves `now` (milliseconds) by `dt_ms`, saturating at 0 and `u64::MAX`.

@@ -28,14 +28,16 @@ cargo fmt --check -p banyan-firmware-app -p banyan-firmware-qemu -p banyan-firmw
 
 echo "-- firmware: clippy (host app + both boards)"
 cargo clippy -p banyan-firmware-app --all-targets -- -D warnings
+cargo clippy -p banyan-firmware-app --all-targets --features services -- -D warnings
 (cd boards/qemu && cargo clippy --release -- -D warnings)
 (cd boards/pico && cargo clippy --release -- -D warnings)
 
 echo "-- firmware: docs"
 RUSTDOCFLAGS="-D warnings" cargo doc -p banyan-firmware-app --no-deps -q
 
-echo "-- firmware: host tests"
+echo "-- firmware: host tests (the Pico's feature set, then the QEMU board's)"
 cargo test -p banyan-firmware-app
+cargo test -p banyan-firmware-app --features services
 
 echo "-- firmware: release builds (link without a heap allocator)"
 (cd boards/qemu && cargo build --release)

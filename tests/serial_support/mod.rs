@@ -123,6 +123,12 @@ pub struct FakeDevice {
 
 impl FakeDevice {
     pub fn start(port: u16, session: u32, subs: &[&str]) -> FakeDevice {
+        FakeDevice::start_serving(port, session, subs, &[])
+    }
+
+    /// [`FakeDevice::start`], also declaring `services`: a request for
+    /// `hang` is never answered, any other is answered with its body.
+    pub fn start_serving(port: u16, session: u32, subs: &[&str], services: &[&str]) -> FakeDevice {
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind fake device port");
         listener.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
@@ -130,6 +136,7 @@ impl FakeDevice {
         let published = Arc::new(AtomicU64::new(0));
         let received = Arc::new(Mutex::new(Vec::new()));
         let subs: Vec<String> = subs.iter().map(|s| s.to_string()).collect();
+        let services: Vec<String> = services.iter().map(|s| s.to_string()).collect();
         let (s, tp, pb, rx) = (
             Arc::clone(&stop),
             Arc::clone(&to_publish),
@@ -141,6 +148,9 @@ impl FakeDevice {
                 Device::new("fake-mcu", "9.9.9", session, link::Config::default()).unwrap();
             for t in &subs {
                 dev.subscribe(t).unwrap();
+            }
+            for t in &services {
+                dev.serve(t).unwrap();
             }
             let start = Instant::now();
             while !s.load(Ordering::Relaxed) {
@@ -211,10 +221,18 @@ fn serve(
                         None => break,
                     }
                 }
-                while let Some((topic, payload)) = dev
-                    .recv()
-                    .map(|m| (m.topic().to_owned(), m.payload().to_vec()))
-                {
+                loop {
+                    let Some(m) = dev.recv() else { break };
+                    if let Some(req) = m.request() {
+                        let (id, hang, body) = (req.id, req.service == "hang", req.body.to_vec());
+                        drop(m);
+                        if !hang {
+                            let _ = dev.reply(id, link::wire::status::OK, &body, now);
+                        }
+                        continue;
+                    }
+                    let (topic, payload) = (m.topic().to_owned(), m.payload().to_vec());
+                    drop(m);
                     let _ = dev.publish(&format!("echo_{topic}"), &payload, now);
                     received.lock().unwrap().push((topic, payload));
                 }

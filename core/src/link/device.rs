@@ -21,15 +21,36 @@ pub enum Event {
     /// The link went down (no frame from the gateway within the timeout, or
     /// the gateway asked for a resync); the device says HELLO again by itself.
     Down,
-    /// A PUBLISH from the gateway was queued: take it with [`Device::recv`].
+    /// A PUBLISH or REQUEST from the gateway was queued: take it with
+    /// [`Device::recv`].
     Received,
 }
 
+/// An entry of the device's declaration table: a subscription (topic
+/// prefix) or a service name.
 #[derive(Debug, Clone)]
 struct Sub {
     topic: String<{ wire::MAX_SUB_TOPIC_LEN }>,
     declared: bool,
+    service: bool,
 }
+
+impl Sub {
+    /// Its term of the heartbeat digest ([`wire::sub_digest`],
+    /// [`wire::service_digest`]), with one CRC call site.
+    #[inline(always)]
+    fn digest(&self) -> u16 {
+        let crc = crate::frame::CRC.checksum(self.topic.as_bytes());
+        if self.service {
+            !crc
+        } else {
+            crc
+        }
+    }
+}
+
+/// A declaration waiting to be withdrawn: UNSUBSCRIBE or UNSERVE.
+type Undeclare = (String<{ wire::MAX_SUB_TOPIC_LEN }>, bool);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -50,7 +71,7 @@ enum State {
 ///   3 bytes).
 /// - `QUEUE`: receive-queue slots of `FRAME` bytes each; the gateway gets
 ///   exactly this many credits, so it never sends more than fit.
-/// - `SUBS`: subscription table size.
+/// - `SUBS`: declaration table size: subscriptions plus services.
 ///
 /// See the [module docs](super) for the protocol and a full example.
 #[derive(Debug)]
@@ -68,7 +89,8 @@ pub struct Device<
     state: State,
     gateway_session: Option<u32>,
     subs: Vec<Sub, SUBS>,
-    unsubs: Vec<String<{ wire::MAX_SUB_TOPIC_LEN }>, SUBS>,
+    unsubs: Vec<Undeclare, SUBS>,
+    /// Received data messages: the frame kind, then the frame payload.
     queue: Deque<Vec<u8, FRAME>, QUEUE>,
     force_resync: bool,
 }
@@ -149,30 +171,77 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
     /// # Errors
     /// [`SubscribeError::TopicTooLong`] or [`SubscribeError::TableFull`].
     pub fn subscribe(&mut self, topic: &str) -> Result<(), SubscribeError> {
-        if self.subs.iter().any(|s| s.topic == topic) {
+        self.declare(topic, false)
+    }
+
+    /// Declares a service: the gateway registers `name` with the services
+    /// broker and forwards its requests (they arrive through
+    /// [`Device::recv`], see [`Received::request`]; answer each with
+    /// [`Device::reply`]). Services share the table with subscriptions and
+    /// are re-declared after every reconnect like them.
+    ///
+    /// # Errors
+    /// [`SubscribeError::TopicTooLong`] for a name longer than
+    /// [`wire::MAX_SERVICE_LEN`] or empty, [`SubscribeError::TableFull`].
+    #[cfg(feature = "services")]
+    pub fn serve(&mut self, name: &str) -> Result<(), SubscribeError> {
+        if name.is_empty() || name.len() > wire::MAX_SERVICE_LEN {
+            return Err(SubscribeError::TopicTooLong);
+        }
+        self.declare(name, true)
+    }
+
+    fn declare(&mut self, topic: &str, service: bool) -> Result<(), SubscribeError> {
+        if self
+            .subs
+            .iter()
+            .any(|s| s.service == service && s.topic == topic)
+        {
             return Ok(());
         }
         let t: String<{ wire::MAX_SUB_TOPIC_LEN }> =
             String::try_from(topic).map_err(|_| SubscribeError::TopicTooLong)?;
-        // Still known to the gateway if its UNSUBSCRIBE has not gone out.
-        let declared = if let Some(i) = self.unsubs.iter().position(|u| u == topic) {
+        // Still known to the gateway if its withdrawal has not gone out.
+        let declared = if let Some(i) = self
+            .unsubs
+            .iter()
+            .position(|(u, s)| *s == service && u == topic)
+        {
             self.unsubs.remove(i);
             true
         } else {
             false
         };
         self.subs
-            .push(Sub { topic: t, declared })
+            .push(Sub {
+                topic: t,
+                declared,
+                service,
+            })
             .map_err(|_| SubscribeError::TableFull)
     }
 
     /// Drops a subscription; returns whether it existed.
     pub fn unsubscribe(&mut self, topic: &str) -> bool {
-        let Some(i) = self.subs.iter().position(|s| s.topic == topic) else {
+        self.undeclare(topic, false)
+    }
+
+    /// Withdraws a service; returns whether it was declared.
+    #[cfg(feature = "services")]
+    pub fn unserve(&mut self, name: &str) -> bool {
+        self.undeclare(name, true)
+    }
+
+    fn undeclare(&mut self, topic: &str, service: bool) -> bool {
+        let Some(i) = self
+            .subs
+            .iter()
+            .position(|s| s.service == service && s.topic == topic)
+        else {
             return false;
         };
         let sub = self.subs.remove(i);
-        if sub.declared && self.is_up() && self.unsubs.push(sub.topic).is_err() {
+        if sub.declared && self.is_up() && self.unsubs.push((sub.topic, service)).is_err() {
             // Too many pending: re-declare everything instead (on next poll).
             self.force_resync = true;
         }
@@ -181,7 +250,45 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
 
     /// The current subscriptions.
     pub fn subscriptions(&self) -> impl Iterator<Item = &str> {
-        self.subs.iter().map(|s| s.topic.as_str())
+        self.subs
+            .iter()
+            .filter(|s| !s.service)
+            .map(|s| s.topic.as_str())
+    }
+
+    /// The services the device declares.
+    #[cfg(feature = "services")]
+    pub fn services(&self) -> impl Iterator<Item = &str> {
+        self.subs
+            .iter()
+            .filter(|s| s.service)
+            .map(|s| s.topic.as_str())
+    }
+
+    /// Queues the REPLY to request `id` (from [`Received::request`]):
+    /// `status` [`wire::status::OK`] with one msgpack value as `body`, or an
+    /// error status with UTF-8 detail text. It needs a credit like a
+    /// PUBLISH.
+    ///
+    /// # Errors
+    /// [`SendError`]; every refused reply is counted in [`Stats`] (the
+    /// gateway answers the client with an error at the request's deadline).
+    #[cfg(feature = "services")]
+    pub fn reply(
+        &mut self,
+        id: u32,
+        status: u8,
+        body: &[u8],
+        _now: Instant,
+    ) -> Result<(), SendError> {
+        if !self.is_up() {
+            self.ep.stats.count_send_error(SendError::NotUp);
+            return Err(SendError::NotUp);
+        }
+        let mut head = [0u8; 5];
+        head[..4].copy_from_slice(&id.to_le_bytes());
+        head[4] = status;
+        self.ep.try_queue(wire::kind::REPLY, &[&head, body])
     }
 
     /// Queues a PUBLISH of `payload` (msgpack bytes, sent unchanged) on
@@ -231,6 +338,7 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
                 self.session,
                 seq,
                 msg,
+                (frame.kind(), frame.payload()),
                 now,
             );
             if let Some(ev) = ev {
@@ -316,19 +424,24 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
                 Some(n)
             }
             State::Up => {
-                if let Some(t) = self.unsubs.first() {
-                    let (n, _) = self.ep.transmit(&Message::Unsubscribe(t), out)?;
+                if let Some((t, service)) = self.unsubs.first() {
+                    let msg = declaration(t, *service, true);
+                    let (n, _) = self.ep.transmit(&msg, out)?;
                     self.unsubs.remove(0);
                     return Some(n);
                 }
                 if let Some(sub) = self.subs.iter_mut().find(|s| !s.declared) {
-                    let (n, _) = self.ep.transmit(&Message::Subscribe(&sub.topic), out)?;
+                    let msg = declaration(&sub.topic, sub.service, false);
+                    let (n, _) = self.ep.transmit(&msg, out)?;
                     sub.declared = true;
                     return Some(n);
                 }
                 if self.ep.status_needed(now) {
                     let limit = self.credit_limit();
-                    let digest = wire::sub_digest(self.subs.iter().map(|s| s.topic.as_str()));
+                    let digest = self
+                        .subs
+                        .iter()
+                        .fold(0u16, |acc, s| acc.wrapping_add(s.digest()));
                     return self
                         .ep
                         .transmit_status(now, limit, self.subs.len() as u8, digest, out);
@@ -338,7 +451,7 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
         }
     }
 
-    /// Takes the oldest received PUBLISH, if any. The queue slot (and the
+    /// Takes the oldest received PUBLISH or REQUEST, if any. The queue slot (and the
     /// gateway's credit) is released when the returned guard is dropped.
     pub fn recv(&mut self) -> Option<Received<'_, FRAME, TX, QUEUE, SUBS>> {
         if self.queue.is_empty() {
@@ -386,17 +499,47 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
     }
 }
 
+/// The SUBSCRIBE / SERVE (or, `withdraw`, UNSUBSCRIBE / UNSERVE) of a
+/// table entry.
+fn declaration(topic: &str, service: bool, withdraw: bool) -> Message<'_> {
+    #[cfg(feature = "services")]
+    if service {
+        return if withdraw {
+            Message::Unserve(topic)
+        } else {
+            Message::Serve(topic)
+        };
+    }
+    let _ = service;
+    if withdraw {
+        Message::Unsubscribe(topic)
+    } else {
+        Message::Subscribe(topic)
+    }
+}
+
+/// Data messages the device receives: PUBLISH and (`services`) REQUEST.
+fn inbound_data(msg: &Message<'_>) -> bool {
+    match msg {
+        Message::Publish { .. } => true,
+        #[cfg(feature = "services")]
+        Message::Request { .. } => true,
+        _ => false,
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn on_message<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>(
     ep: &mut Endpoint<TX>,
     state: &mut State,
     gateway_session: &mut Option<u32>,
     subs: &mut Vec<Sub, SUBS>,
-    unsubs: &mut Vec<String<{ wire::MAX_SUB_TOPIC_LEN }>, SUBS>,
+    unsubs: &mut Vec<Undeclare, SUBS>,
     queue: &mut Deque<Vec<u8, FRAME>, QUEUE>,
     session: u32,
     seq: u8,
     msg: Message<'_>,
+    raw: (u8, &[u8]),
     now: Instant,
 ) -> Option<Event> {
     match *state {
@@ -442,12 +585,13 @@ fn on_message<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUB
                     ep.on_heartbeat(&hb);
                     None
                 }
-                Message::Publish { topic, payload } => {
+                msg if inbound_data(&msg) => {
                     ep.on_publish_received();
+                    // The slot holds the kind and the frame payload as
+                    // received (checked by the parser).
                     let mut slot = Vec::new();
-                    let ok = slot.push(topic.len() as u8).is_ok()
-                        && slot.extend_from_slice(topic.as_bytes()).is_ok()
-                        && slot.extend_from_slice(payload).is_ok()
+                    let ok = slot.push(raw.0).is_ok()
+                        && slot.extend_from_slice(raw.1).is_ok()
                         && queue.push_back(slot).is_ok();
                     if ok {
                         Some(Event::Received)
@@ -466,36 +610,81 @@ fn on_message<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUB
     }
 }
 
-/// A received PUBLISH at the head of the device's queue; dropping it frees the
-/// slot and returns a credit to the gateway.
+/// A received PUBLISH or REQUEST at the head of the device's queue; dropping
+/// it frees the slot and returns a credit to the gateway.
 #[derive(Debug)]
 pub struct Received<'a, const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
 {
     dev: &'a mut Device<FRAME, TX, QUEUE, SUBS>,
 }
 
+/// A request for one of the device's services (see [`Device::serve`]).
+#[cfg(feature = "services")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Request<'a> {
+    /// Pass it to [`Device::reply`].
+    pub id: u32,
+    /// The service name.
+    pub service: &'a str,
+    /// The request body: msgpack, as the client sent it.
+    pub body: &'a [u8],
+}
+
 impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
     Received<'_, FRAME, TX, QUEUE, SUBS>
 {
-    fn slot(&self) -> &[u8] {
-        self.dev.queue.front().map_or(&[], |v| v.as_slice())
+    /// The slot: the frame kind, then the frame payload as received (its
+    /// layout was checked by the parser on arrival).
+    fn slot(&self) -> (u8, &[u8]) {
+        match self.dev.queue.front().and_then(|v| v.split_first()) {
+            Some((&kind, payload)) => (kind, payload),
+            None => (0, &[]),
+        }
     }
 
-    /// The topic.
+    /// A `str8` at the start of `b` and the bytes after it.
+    #[inline(always)]
+    fn str8(b: &[u8]) -> (&str, &[u8]) {
+        let n = b.first().map_or(0, |&n| usize::from(n));
+        match (b.get(1..1 + n), b.get(1 + n..)) {
+            (Some(s), Some(rest)) => (core::str::from_utf8(s).unwrap_or(""), rest),
+            _ => ("", &[]),
+        }
+    }
+
+    /// The topic of a PUBLISH (`""` for a REQUEST).
     pub fn topic(&self) -> &str {
-        let s = self.slot();
-        let n = s.first().map_or(0, |&n| usize::from(n));
-        // Validated as UTF-8 when it was queued.
-        s.get(1..1 + n)
-            .and_then(|t| core::str::from_utf8(t).ok())
-            .unwrap_or("")
+        match self.slot() {
+            (wire::kind::PUBLISH, p) => Self::str8(p).0,
+            _ => "",
+        }
     }
 
-    /// The msgpack payload bytes, exactly as the gateway forwarded them.
+    /// The msgpack payload bytes of a PUBLISH, exactly as the gateway
+    /// forwarded them (empty for a REQUEST).
     pub fn payload(&self) -> &[u8] {
-        let s = self.slot();
-        let n = s.first().map_or(0, |&n| usize::from(n));
-        s.get(1 + n..).unwrap_or(&[])
+        match self.slot() {
+            (wire::kind::PUBLISH, p) => Self::str8(p).1,
+            _ => &[],
+        }
+    }
+
+    /// The request, if this is a REQUEST.
+    #[cfg(feature = "services")]
+    pub fn request(&self) -> Option<Request<'_>> {
+        match self.slot() {
+            (wire::kind::REQUEST, p) => {
+                let id = p.get(..4)?;
+                let (service, body) = Self::str8(p.get(4..)?);
+                Some(Request {
+                    id: u32::from_le_bytes([id[0], id[1], id[2], id[3]]),
+                    service,
+                    body,
+                })
+            }
+            _ => None,
+        }
     }
 }
 

@@ -5,8 +5,8 @@ use super::wire::{self, Heartbeat, Message};
 use super::{Config, Instant, SendError, Stats};
 use crate::frame;
 
-/// Bytes of a queued PUBLISH record header (its length, u16).
-const REC_HDR: usize = 2;
+/// Bytes of a queued data record header (its length u16, its kind u8).
+const REC_HDR: usize = 3;
 
 /// A transmitter silent for this long starts its next frame with a lone
 /// delimiter. Noise on an idle line (a cable plugged in, a motor starting)
@@ -21,9 +21,9 @@ pub const IDLE_FLUSH_MS: u64 = 10;
 pub(crate) struct Endpoint<const TX: usize> {
     pub(crate) cfg: Config,
     local_max: usize,
-    /// Queued PUBLISH payloads (`len u16, topic_len, topic, payload`), encoded
-    /// into frames only when transmitted, so sequence numbers follow the
-    /// order on the wire.
+    /// Queued data messages (PUBLISH, REQUEST, REPLY) as records `len u16,
+    /// kind u8, frame payload`, encoded into frames only when transmitted,
+    /// so sequence numbers follow the order on the wire.
     tx: [u8; TX],
     tx_head: usize,
     tx_len: usize,
@@ -171,24 +171,31 @@ impl<const TX: usize> Endpoint<TX> {
         }
     }
 
-    pub(crate) fn try_queue_publish(
-        &mut self,
-        topic: &str,
-        payload: &[u8],
-    ) -> Result<(), SendError> {
-        let res = self.queue_publish(topic, payload);
+    /// Queues a data message (PUBLISH, REQUEST or REPLY) whose frame payload
+    /// is the concatenation of `parts`; refusals are counted.
+    pub(crate) fn try_queue(&mut self, kind: u8, parts: &[&[u8]]) -> Result<(), SendError> {
+        let res = self.queue_data(kind, parts);
         if let Err(e) = res {
             self.stats.count_send_error(e);
         }
         res
     }
 
-    fn queue_publish(&mut self, topic: &str, payload: &[u8]) -> Result<(), SendError> {
+    pub(crate) fn try_queue_publish(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+    ) -> Result<(), SendError> {
         let t = topic.as_bytes();
         if t.len() > wire::MAX_PUBLISH_TOPIC_LEN {
+            self.stats.count_send_error(SendError::TopicTooLong);
             return Err(SendError::TopicTooLong);
         }
-        let rec_len = 1 + t.len() + payload.len();
+        self.try_queue(wire::kind::PUBLISH, &[&[t.len() as u8], t, payload])
+    }
+
+    fn queue_data(&mut self, kind: u8, parts: &[&[u8]]) -> Result<(), SendError> {
+        let rec_len: usize = parts.iter().map(|p| p.len()).sum();
         let wire_len = frame::encoded_len_for_payload(rec_len);
         if wire_len - 1 > usize::from(self.peer_max_frame)
             || wire_len - 1 > self.local_max
@@ -210,12 +217,14 @@ impl<const TX: usize> Endpoint<TX> {
             }
         }
         let at = self.tx_len;
-        self.tx[at..at + REC_HDR].copy_from_slice(&(rec_len as u16).to_le_bytes());
-        self.tx[at + REC_HDR] = t.len() as u8;
-        let p = at + REC_HDR + 1;
-        self.tx[p..p + t.len()].copy_from_slice(t);
-        self.tx[p + t.len()..p + t.len() + payload.len()].copy_from_slice(payload);
-        self.tx_len = at + REC_HDR + rec_len;
+        self.tx[at..at + 2].copy_from_slice(&(rec_len as u16).to_le_bytes());
+        self.tx[at + 2] = kind;
+        let mut p = at + REC_HDR;
+        for part in parts {
+            self.tx[p..p + part.len()].copy_from_slice(part);
+            p += part.len();
+        }
+        self.tx_len = p;
         self.tx_frames += 1;
         self.pub_queued = self.pub_queued.wrapping_add(1);
         Ok(())
@@ -225,16 +234,17 @@ impl<const TX: usize> Endpoint<TX> {
         self.tx_head < self.tx_len
     }
 
-    /// Frames of queued PUBLISHes.
+    /// Frames of queued data messages.
     pub(crate) fn queued_publishes(&self) -> u32 {
         self.tx_frames
     }
 
-    /// Encodes the next queued PUBLISH into `out`.
+    /// Encodes the next queued data message into `out`.
     pub(crate) fn transmit_publish(&mut self, out: &mut [u8]) -> Option<usize> {
         while self.has_publish() {
             let h = self.tx_head;
             let len = usize::from(u16::from_le_bytes([self.tx[h], self.tx[h + 1]]));
+            let kind = self.tx[h + 2];
             let rec = &self.tx[h + REC_HDR..h + REC_HDR + len];
             self.tx_head = h + REC_HDR + len;
             self.tx_frames -= 1;
@@ -243,7 +253,7 @@ impl<const TX: usize> Endpoint<TX> {
                 self.tx_len = 0;
             }
             let seq = self.tx_seq;
-            match frame::encode(wire::kind::PUBLISH, seq, &[rec], out) {
+            match frame::encode(kind, seq, &[rec], out) {
                 Ok(n) => {
                     self.tx_seq = seq.wrapping_add(1);
                     self.pub_emitted = self.pub_emitted.wrapping_add(1);

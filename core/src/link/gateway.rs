@@ -36,6 +36,21 @@ pub enum Event<'a> {
         /// The msgpack payload bytes as the device sent them.
         payload: &'a [u8],
     },
+    /// The device serves this service name (register it with the broker).
+    Serve(&'a str),
+    /// The device no longer serves this service name.
+    Unserve(&'a str),
+    /// The device answers the request `id` sent with [`Gateway::request`].
+    #[cfg(feature = "services")]
+    Reply {
+        /// The request's id.
+        id: u32,
+        /// [`wire::status::OK`] or an error code.
+        status: u8,
+        /// `OK`: the reply (msgpack, unchecked by the link); otherwise UTF-8
+        /// detail text.
+        body: &'a [u8],
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +58,19 @@ struct MirrorSub {
     topic: String<{ wire::MAX_SUB_TOPIC_LEN }>,
     /// Not re-declared since the device's last re-HELLO.
     stale: bool,
+    /// A service name rather than a topic prefix.
+    service: bool,
+}
+
+impl MirrorSub {
+    fn digest(&self) -> u16 {
+        let crc = crate::frame::CRC.checksum(self.topic.as_bytes());
+        if self.service {
+            !crc
+        } else {
+            crc
+        }
+    }
 }
 
 /// Decision taken for one frame, before borrowing its bytes for the event.
@@ -54,6 +82,24 @@ enum Step {
     Subscribe,
     Unsubscribe,
     Publish,
+    Serve,
+    Unserve,
+    #[cfg(feature = "services")]
+    Reply,
+}
+
+/// The step of a declaration (`Subscribe` / `Unsubscribe`) for a service
+/// entry: `Serve` / `Unserve`.
+fn entry_step(service: bool, topic_step: Step) -> Step {
+    if service {
+        return match topic_step {
+            Step::Subscribe => Step::Serve,
+            Step::Unsubscribe => Step::Unserve,
+            s => s,
+        };
+    }
+    let _ = service;
+    topic_step
 }
 
 /// The gateway end of the serial link: a sans-IO state machine.
@@ -101,7 +147,11 @@ impl<const TX: usize, const SUBS: usize> Inner<TX, SUBS> {
         if self.sweeping {
             match self.mirror.iter().position(|s| s.stale) {
                 Some(i) => {
-                    self.removed = self.mirror.remove(i).topic;
+                    let entry = self.mirror.remove(i);
+                    self.removed = entry.topic;
+                    if entry.service {
+                        return Some(Event::Unserve(&self.removed));
+                    }
                     return Some(Event::Unsubscribe(&self.removed));
                 }
                 None => self.sweeping = false,
@@ -190,15 +240,13 @@ impl<const TX: usize, const SUBS: usize> Inner<TX, SUBS> {
                     self.sweep_armed = false;
                     self.sweeping = true;
                 }
-                let (count, digest) = {
-                    let live = self
-                        .mirror
-                        .iter()
-                        .filter(|s| !s.stale)
-                        .map(|s| s.topic.as_str());
-                    let count = live.clone().count();
-                    (count, wire::sub_digest(live))
-                };
+                let (count, digest) = self
+                    .mirror
+                    .iter()
+                    .filter(|s| !s.stale)
+                    .fold((0usize, 0u16), |(n, d), s| {
+                        (n + 1, d.wrapping_add(s.digest()))
+                    });
                 if !self.sub_overflowed
                     && (count != usize::from(hb.sub_count) || digest != hb.sub_digest)
                 {
@@ -211,55 +259,79 @@ impl<const TX: usize, const SUBS: usize> Inner<TX, SUBS> {
                 self.ep.credit_changed(limit, window);
                 Step::None
             }
-            Message::Subscribe(t) => {
-                if let Some(s) = self.mirror.iter_mut().find(|s| s.topic == t) {
-                    s.stale = false;
-                    return Step::None;
-                }
-                let Ok(topic) = String::try_from(t) else {
-                    self.ep.stats.malformed = self.ep.stats.malformed.wrapping_add(1);
-                    return Step::None;
-                };
-                if self
-                    .mirror
-                    .push(MirrorSub {
-                        topic,
-                        stale: false,
-                    })
-                    .is_err()
-                {
-                    self.sub_overflowed = true;
-                    self.ep.stats.sub_overflow = self.ep.stats.sub_overflow.wrapping_add(1);
-                    return Step::None;
-                }
-                Step::Subscribe
-            }
-            Message::Unsubscribe(t) => match self.mirror.iter().position(|s| s.topic == t) {
-                Some(i) => {
-                    self.mirror.remove(i);
-                    Step::Unsubscribe
-                }
-                None => Step::None,
-            },
-            Message::Publish { .. } => {
-                // Counted as received either way (the device's heartbeat
-                // accounting stays exact), delivered only within credit.
-                let over = self.ep.beyond_credit();
-                self.ep.on_publish_received();
-                if over {
-                    self.ep.stats.drop_over_credit = self.ep.stats.drop_over_credit.wrapping_add(1);
-                    return Step::None;
-                }
-                let limit = self.credit_limit();
-                let window = self.window();
-                self.ep.credit_changed(limit, window);
-                Step::Publish
-            }
+            Message::Subscribe(t) => self.declared(t, false),
+            Message::Serve(t) => self.declared(t, true),
+            Message::Unsubscribe(t) => self.withdrawn(t, false),
+            Message::Unserve(t) => self.withdrawn(t, true),
+            Message::Publish { .. } => self.data_received(Step::Publish),
+            #[cfg(feature = "services")]
+            Message::Reply { .. } => self.data_received(Step::Reply),
             _ => {
                 self.ep.stats.unexpected = self.ep.stats.unexpected.wrapping_add(1);
                 Step::None
             }
         }
+    }
+
+    /// A SUBSCRIBE or (`service`) SERVE.
+    fn declared(&mut self, t: &str, service: bool) -> Step {
+        if let Some(s) = self
+            .mirror
+            .iter_mut()
+            .find(|s| s.service == service && s.topic == t)
+        {
+            s.stale = false;
+            return Step::None;
+        }
+        let Ok(topic) = String::try_from(t) else {
+            self.ep.stats.malformed = self.ep.stats.malformed.wrapping_add(1);
+            return Step::None;
+        };
+        if self
+            .mirror
+            .push(MirrorSub {
+                topic,
+                stale: false,
+                service,
+            })
+            .is_err()
+        {
+            self.sub_overflowed = true;
+            self.ep.stats.sub_overflow = self.ep.stats.sub_overflow.wrapping_add(1);
+            return Step::None;
+        }
+        entry_step(service, Step::Subscribe)
+    }
+
+    /// An UNSUBSCRIBE or (`service`) UNSERVE.
+    fn withdrawn(&mut self, t: &str, service: bool) -> Step {
+        match self
+            .mirror
+            .iter()
+            .position(|s| s.service == service && s.topic == t)
+        {
+            Some(i) => {
+                self.mirror.remove(i);
+                entry_step(service, Step::Unsubscribe)
+            }
+            None => Step::None,
+        }
+    }
+
+    /// A data message (PUBLISH, REPLY): counted as received either way (the
+    /// device's heartbeat accounting stays exact), delivered only within
+    /// credit.
+    fn data_received(&mut self, step: Step) -> Step {
+        let over = self.ep.beyond_credit();
+        self.ep.on_publish_received();
+        if over {
+            self.ep.stats.drop_over_credit = self.ep.stats.drop_over_credit.wrapping_add(1);
+            return Step::None;
+        }
+        let limit = self.credit_limit();
+        let window = self.window();
+        self.ep.credit_changed(limit, window);
+        step
     }
 
     fn window(&self) -> u16 {
@@ -328,7 +400,20 @@ impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, 
 
     /// The device's subscriptions as the gateway knows them.
     pub fn subscriptions(&self) -> impl Iterator<Item = &str> {
-        self.st.mirror.iter().map(|s| s.topic.as_str())
+        self.st
+            .mirror
+            .iter()
+            .filter(|s| !s.service)
+            .map(|s| s.topic.as_str())
+    }
+
+    /// The services the device declared, as the gateway knows them.
+    pub fn services(&self) -> impl Iterator<Item = &str> {
+        self.st
+            .mirror
+            .iter()
+            .filter(|s| s.service)
+            .map(|s| s.topic.as_str())
     }
 
     /// Counters of everything sent, received and dropped.
@@ -359,6 +444,43 @@ impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, 
             return Err(SendError::NotUp);
         }
         self.st.ep.try_queue_publish(topic, payload)
+    }
+
+    /// Queues a REQUEST for the device's service `service` (one it declared,
+    /// see [`Event::Serve`]) with msgpack `body`. It takes a credit like a
+    /// PUBLISH; the device answers with [`Event::Reply`] carrying `id`
+    /// (choose ids that are not reused while a request may be pending).
+    /// The link does not time requests out: the caller does, and fails its
+    /// pending requests when the link goes down or the device resets.
+    ///
+    /// # Errors
+    /// [`SendError`]: [`SendError::NoCredit`] when the device's receive queue
+    /// is full, [`SendError::TopicTooLong`] for a service name longer than
+    /// [`wire::MAX_SERVICE_LEN`] or empty, and so on. Every refused request
+    /// is counted in [`Stats`].
+    #[cfg(feature = "services")]
+    pub fn request(
+        &mut self,
+        id: u32,
+        service: &str,
+        body: &[u8],
+        _now: Instant,
+    ) -> Result<(), SendError> {
+        let err = if !self.st.up {
+            SendError::NotUp
+        } else if service.is_empty() || service.len() > wire::MAX_SERVICE_LEN {
+            SendError::TopicTooLong
+        } else {
+            let mut head = [0u8; 5];
+            head[..4].copy_from_slice(&id.to_le_bytes());
+            head[4] = service.len() as u8;
+            return self
+                .st
+                .ep
+                .try_queue(wire::kind::REQUEST, &[&head, service.as_bytes(), body]);
+        };
+        self.st.ep.stats.count_send_error(err);
+        Err(err)
     }
 
     /// Feeds received bytes. Returns the next event and the unconsumed
@@ -410,7 +532,7 @@ impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, 
             Step::None => None,
             Step::Up => self.st.identity.as_ref().map(Event::Up),
             Step::Reset => self.st.identity.as_ref().map(Event::Reset),
-            Step::Subscribe | Step::Unsubscribe | Step::Publish => match self
+            _ => match self
                 .deframer
                 .last_frame()
                 .and_then(|f| Message::parse(f.kind(), f.into_payload()).ok())
@@ -419,6 +541,12 @@ impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, 
                 Some(Message::Unsubscribe(t)) => Some(Event::Unsubscribe(t)),
                 Some(Message::Publish { topic, payload }) => {
                     Some(Event::Publish { topic, payload })
+                }
+                Some(Message::Serve(t)) => Some(Event::Serve(t)),
+                Some(Message::Unserve(t)) => Some(Event::Unserve(t)),
+                #[cfg(feature = "services")]
+                Some(Message::Reply { id, status, body }) => {
+                    Some(Event::Reply { id, status, body })
                 }
                 _ => None,
             },
@@ -516,7 +644,8 @@ impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, 
         self.st.ep.transmit_publish(out)
     }
 
-    /// PUBLISHes queued for the device and not yet transmitted.
+    /// Data messages (PUBLISH, REQUEST) queued for the device and not yet
+    /// transmitted.
     pub fn queued(&self) -> u32 {
         self.st.ep.queued_publishes()
     }

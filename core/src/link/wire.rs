@@ -8,7 +8,9 @@ use core::fmt;
 
 use crate::frame::{self, EncodeError};
 
-/// Frame kinds of the link protocol.
+/// Frame kinds of the link protocol. REQUEST and REPLY are parsed only with
+/// the `services` feature; without it they are unknown kinds (counted as
+/// malformed by the state machines). SERVE and UNSERVE are always parsed.
 pub mod kind {
     /// Device → gateway: identity, capacities, session id.
     pub const HELLO: u8 = 0x01;
@@ -22,8 +24,28 @@ pub mod kind {
     pub const SUBSCRIBE: u8 = 0x05;
     /// Device → gateway: drop a topic prefix subscription.
     pub const UNSUBSCRIBE: u8 = 0x06;
+    /// Device → gateway: the device serves requests for a service name.
+    pub const SERVE: u8 = 0x07;
+    /// Device → gateway: the device no longer serves a service name.
+    pub const UNSERVE: u8 = 0x08;
     /// Both ways: topic and msgpack payload bytes.
     pub const PUBLISH: u8 = 0x10;
+    /// Gateway → device: a request for one of the device's services.
+    pub const REQUEST: u8 = 0x11;
+    /// Device → gateway: the answer to a REQUEST.
+    pub const REPLY: u8 = 0x12;
+}
+
+/// The `status` byte of a REPLY. Values not listed here are failures too
+/// (a gateway treats them like [`status::FAILED`]).
+pub mod status {
+    /// The body is the reply: one msgpack value.
+    pub const OK: u8 = 0;
+    /// The device does not serve the requested name; the body is empty or
+    /// UTF-8 detail text.
+    pub const UNKNOWN_SERVICE: u8 = 1;
+    /// The handler failed; the body is UTF-8 detail text.
+    pub const FAILED: u8 = 2;
 }
 
 /// Longest device name in a HELLO.
@@ -34,6 +56,16 @@ pub const MAX_VERSION_LEN: usize = 16;
 pub const MAX_PUBLISH_TOPIC_LEN: usize = 255;
 /// Longest subscription topic prefix (device table and gateway mirror).
 pub const MAX_SUB_TOPIC_LEN: usize = 64;
+/// Longest service name in a SERVE, UNSERVE or REQUEST.
+pub const MAX_SERVICE_LEN: usize = 32;
+
+/// Link bytes a REQUEST costs beyond its service name and body when its frame
+/// body is under 254 bytes: kind, seq, id (4), name length, CRC (2), COBS
+/// code byte, delimiter.
+pub const REQUEST_OVERHEAD: usize = 11;
+/// Link bytes a REPLY costs beyond its body when its frame body is under 254
+/// bytes: kind, seq, id (4), status, CRC (2), COBS code byte, delimiter.
+pub const REPLY_OVERHEAD: usize = 11;
 
 /// Link bytes a PUBLISH costs beyond its topic and payload when its frame
 /// body is under 254 bytes: kind, seq, topic length, CRC (2), COBS code byte,
@@ -54,8 +86,11 @@ pub enum Error {
     TrailingBytes,
     /// A topic, name or version is not UTF-8.
     NotUtf8,
-    /// A name, version or subscription topic exceeds its maximum length.
+    /// A name, version, subscription topic or service name exceeds its
+    /// maximum length.
     TooLong,
+    /// A service name is empty.
+    Empty,
 }
 
 impl fmt::Display for Error {
@@ -66,6 +101,7 @@ impl fmt::Display for Error {
             Error::TrailingBytes => "trailing bytes in message",
             Error::NotUtf8 => "string is not utf-8",
             Error::TooLong => "string too long",
+            Error::Empty => "empty service name",
         })
     }
 }
@@ -118,9 +154,10 @@ pub struct Heartbeat {
     /// The sender accepts the peer's PUBLISHes while the peer's `pub_sent`
     /// is below this value (wrapping).
     pub credit_limit: u16,
-    /// Device: number of subscriptions; gateway: 0.
+    /// Device: number of subscriptions plus services; gateway: 0.
     pub sub_count: u8,
-    /// Device: [`sub_digest`] of its subscriptions; gateway: 0.
+    /// Device: [`sub_digest`] of its subscriptions plus the
+    /// [`service_digest`] of each service; gateway: 0.
     pub sub_digest: u16,
 }
 
@@ -150,6 +187,44 @@ pub enum Message<'a> {
         /// The msgpack payload, never parsed by the link.
         payload: &'a [u8],
     },
+    /// The device serves requests for this service name.
+    Serve(&'a str),
+    /// The device no longer serves this service name.
+    Unserve(&'a str),
+    /// A request for one of the device's services.
+    #[cfg(feature = "services")]
+    Request {
+        /// Chosen by the gateway, echoed in the REPLY.
+        id: u32,
+        /// The service name (one the device declared with SERVE).
+        service: &'a str,
+        /// The request body (msgpack), never parsed by the link.
+        body: &'a [u8],
+    },
+    /// The device's answer to a REQUEST.
+    #[cfg(feature = "services")]
+    Reply {
+        /// The id of the REQUEST.
+        id: u32,
+        /// [`status::OK`] or an error code (see [`status`]).
+        status: u8,
+        /// `OK`: the reply (one msgpack value); otherwise UTF-8 detail text.
+        body: &'a [u8],
+    },
+}
+
+impl Message<'_> {
+    /// Whether this message travels under the credit flow control and the
+    /// `pub_sent` / `pub_received` accounting: PUBLISH, REQUEST and REPLY
+    /// (the *data* messages); the others are control messages.
+    pub fn is_data(&self) -> bool {
+        match self {
+            Message::Publish { .. } => true,
+            #[cfg(feature = "services")]
+            Message::Request { .. } | Message::Reply { .. } => true,
+            _ => false,
+        }
+    }
 }
 
 /// An order-independent digest of a set of subscription topics: the wrapping
@@ -159,6 +234,13 @@ pub fn sub_digest<'a>(topics: impl IntoIterator<Item = &'a str>) -> u16 {
     topics.into_iter().fold(0u16, |acc, t| {
         acc.wrapping_add(frame::CRC.checksum(t.as_bytes()))
     })
+}
+
+/// The digest term of a service name in [`Heartbeat::sub_digest`]: the
+/// bitwise complement of the frame CRC of the name, so that a service and a
+/// subscription of the same text weigh differently.
+pub fn service_digest(name: &str) -> u16 {
+    !frame::CRC.checksum(name.as_bytes())
 }
 
 struct Reader<'a> {
@@ -198,6 +280,18 @@ impl<'a> Reader<'a> {
             return Err(Error::TooLong);
         }
         core::str::from_utf8(rest).map_err(|_| Error::NotUtf8)
+    }
+    /// A service name: `str8`, or the rest of the payload when `rest`.
+    fn service(&mut self, rest: bool) -> Result<&'a str, Error> {
+        let s = if rest {
+            self.rest_str(MAX_SERVICE_LEN)?
+        } else {
+            self.str(MAX_SERVICE_LEN)?
+        };
+        if s.is_empty() {
+            return Err(Error::Empty);
+        }
+        Ok(s)
     }
     fn end(&self) -> Result<(), Error> {
         if self.data.is_empty() {
@@ -248,6 +342,20 @@ impl<'a> Message<'a> {
                 let payload = core::mem::take(&mut r.data);
                 Message::Publish { topic, payload }
             }
+            kind::SERVE => Message::Serve(r.service(true)?),
+            kind::UNSERVE => Message::Unserve(r.service(true)?),
+            #[cfg(feature = "services")]
+            kind::REQUEST => Message::Request {
+                id: r.u32()?,
+                service: r.service(false)?,
+                body: core::mem::take(&mut r.data),
+            },
+            #[cfg(feature = "services")]
+            kind::REPLY => Message::Reply {
+                id: r.u32()?,
+                status: r.u8()?,
+                body: core::mem::take(&mut r.data),
+            },
             _ => return Err(Error::UnknownKind),
         };
         r.end()?;
@@ -264,6 +372,12 @@ impl<'a> Message<'a> {
             Message::Subscribe(_) => kind::SUBSCRIBE,
             Message::Unsubscribe(_) => kind::UNSUBSCRIBE,
             Message::Publish { .. } => kind::PUBLISH,
+            Message::Serve(_) => kind::SERVE,
+            Message::Unserve(_) => kind::UNSERVE,
+            #[cfg(feature = "services")]
+            Message::Request { .. } => kind::REQUEST,
+            #[cfg(feature = "services")]
+            Message::Reply { .. } => kind::REPLY,
         }
     }
 
@@ -313,10 +427,27 @@ impl<'a> Message<'a> {
             Message::Subscribe(t) | Message::Unsubscribe(t) => {
                 frame::encode(k, seq, &[clamp(t.as_bytes(), MAX_SUB_TOPIC_LEN)], out)
             }
+            Message::Serve(t) | Message::Unserve(t) => {
+                frame::encode(k, seq, &[clamp(t.as_bytes(), MAX_SERVICE_LEN)], out)
+            }
             Message::Publish { topic, payload } => {
                 let topic = clamp(topic.as_bytes(), MAX_PUBLISH_TOPIC_LEN);
                 let tlen = [topic.len() as u8];
                 frame::encode(k, seq, &[&tlen, topic, payload], out)
+            }
+            #[cfg(feature = "services")]
+            Message::Request { id, .. } | Message::Reply { id, .. } => {
+                let (x, name, body) = match *self {
+                    Message::Request { service, body, .. } => {
+                        let service = clamp(service.as_bytes(), MAX_SERVICE_LEN);
+                        (service.len() as u8, service, body)
+                    }
+                    Message::Reply { status, body, .. } => (status, &[][..], body),
+                    _ => (0, &[][..], &[][..]),
+                };
+                fixed[0..4].copy_from_slice(&id.to_le_bytes());
+                fixed[4] = x;
+                frame::encode(k, seq, &[&fixed[..5], name, body], out)
             }
         }
     }

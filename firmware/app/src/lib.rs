@@ -20,6 +20,12 @@
 //!   "command": ...}` for every refused command; and every
 //!   `stats_interval_ms` a `{"report": "stats", ...}` with every error and
 //!   drop counter;
+//! - with the `services` feature (the QEMU board enables it; the Pico's
+//!   flash budget leaves no room), declares the services `info` and `state`
+//!   and answers their requests (`docs/services.md`, "Devices on the serial
+//!   link"): `info` with `{"report": "info", "name", "version",
+//!   "uptime_ms", <the stats counters>}`, `state` with the state report;
+//!   any other name with the link's UNKNOWN_SERVICE status;
 //! - stops the motors when no `run_motors` arrives within the deadman timeout
 //!   or a timed run ends, and when the link goes down (the gateway went
 //!   away: `stopped_by: link_lost`).
@@ -58,6 +64,12 @@ pub const SUBS: usize = 4;
 pub const TX_CAPACITY: usize = 512;
 /// Largest report payload.
 pub const REPORT_CAPACITY: usize = 288;
+
+/// The service answering `{"report": "info", "name", "version",
+/// "uptime_ms", <counters>}` (feature `services`).
+pub const SERVICE_INFO: &str = "info";
+/// The service answering the robot's state report (feature `services`).
+pub const SERVICE_STATE: &str = "state";
 
 /// UART reads of up to [`io::READ_CHUNK`] bytes per [`App::poll`].
 pub const MAX_READS_PER_POLL: usize = 8;
@@ -129,6 +141,8 @@ pub struct Stats {
 /// The firmware application: link + robot + UART pump.
 pub struct App<M: SetSpeed, L, const NM: usize, const NL: usize> {
     device: LinkDevice,
+    #[cfg(feature = "services")]
+    version: &'static str,
     robot: Robot<M, L, NM, NL>,
     tx: io::TxQueue<TX_CAPACITY>,
     report_topic: String<{ 5 + link::wire::MAX_NAME_LEN }>,
@@ -154,6 +168,10 @@ where
         for topic in [robot::RUN_MOTORS, robot::LIGHT_LEDS] {
             device.subscribe(topic).map_err(|_| Error::Subscribe)?;
         }
+        #[cfg(feature = "services")]
+        for service in [SERVICE_INFO, SERVICE_STATE] {
+            device.serve(service).map_err(|_| Error::Subscribe)?;
+        }
         let mut report_topic = String::new();
         report_topic
             .push_str("from_")
@@ -161,6 +179,8 @@ where
             .map_err(|_| Error::Identity)?;
         Ok(Self {
             device,
+            #[cfg(feature = "services")]
+            version: config.version,
             robot,
             tx: io::TxQueue::new(),
             report_topic,
@@ -297,6 +317,26 @@ where
             let Some(msg) = self.device.recv() else {
                 break;
             };
+            #[cfg(feature = "services")]
+            if let Some(req) = msg.request() {
+                let (id, service) = (
+                    req.id,
+                    [SERVICE_INFO, SERVICE_STATE]
+                        .iter()
+                        .position(|s| *s == req.service),
+                );
+                drop(msg); // frees the slot before the reply takes a credit
+                let (status, n) = match self.answer(service, now.millis(), &mut report) {
+                    Some(Ok(n)) => (link::wire::status::OK, n),
+                    Some(Err(_)) => (link::wire::status::FAILED, 0),
+                    None => (link::wire::status::UNKNOWN_SERVICE, 0),
+                };
+                let body = report.get(..n).unwrap_or_default();
+                if self.device.reply(id, status, body, now).is_err() {
+                    self.stats.reports_dropped = self.stats.reports_dropped.wrapping_add(1);
+                }
+                continue;
+            }
             let outcome = self
                 .robot
                 .handle(now.millis(), msg.topic(), msg.payload(), &mut report);
@@ -310,6 +350,22 @@ where
                     self.stats.reports_too_large = self.stats.reports_too_large.wrapping_add(1);
                 }
             }
+        }
+    }
+
+    /// The reply body of a request for service `index` (0 = `info`, 1 =
+    /// `state`) in `out`: `None` for a service the device does not serve,
+    /// `Err` when the body does not fit.
+    #[cfg(feature = "services")]
+    fn answer(
+        &self,
+        index: Option<usize>,
+        now_ms: u64,
+        out: &mut [u8],
+    ) -> Option<Result<usize, banyan_core::msg::Error>> {
+        match index? {
+            0 => Some(self.write_stats(now_ms, true, out)),
+            _ => Some(self.robot.state_report(out)),
         }
     }
 
@@ -329,6 +385,17 @@ where
     pub fn stats_report(
         &self,
         now_ms: u64,
+        out: &mut [u8],
+    ) -> Result<usize, banyan_core::msg::Error> {
+        self.write_stats(now_ms, false, out)
+    }
+
+    /// The stats report, or with `info` the reply of the `info` service:
+    /// `report: "info"` and the device's name and version added.
+    fn write_stats(
+        &self,
+        now_ms: u64,
+        info: bool,
         out: &mut [u8],
     ) -> Result<usize, banyan_core::msg::Error> {
         // The keys in a constant table and the values in a `u32` array:
@@ -362,9 +429,24 @@ where
         let robot = self.robot.stats().values();
         let fields = banyan_core::robot::Stats::FIELDS;
         let mut w = banyan_core::msg::Writer::new(out);
-        w.map(KEYS.len() + fields.len() + 2)?
-            .str("report")?
-            .str("stats")?;
+        if info {
+            #[cfg(feature = "services")]
+            {
+                w.map(KEYS.len() + fields.len() + 4)?
+                    .str("report")?
+                    .str("info")?;
+                // The report topic is `from_<name>`.
+                let name = self.report_topic.get(5..).unwrap_or("");
+                w.str("name")?
+                    .str(name)?
+                    .str("version")?
+                    .str(self.version)?;
+            }
+        } else {
+            w.map(KEYS.len() + fields.len() + 2)?
+                .str("report")?
+                .str("stats")?;
+        }
         w.str("uptime_ms")?.uint(now_ms)?;
         for (k, v) in KEYS.iter().zip(values) {
             w.str(k)?.uint(v.into())?;

@@ -314,3 +314,28 @@ fn stats_report_fits_with_maximal_counters() {
         "{n} bytes"
     );
 }
+
+/// Without the `services` feature (the Pico's build) a REQUEST from a
+/// gateway is an unknown frame kind: counted as malformed, nothing else.
+#[test]
+#[cfg(not(feature = "services"))]
+fn requests_without_the_services_feature_are_counted_as_malformed() {
+    use banyan_core::{frame, link::wire::kind};
+    let mut r = rig_with(7, DEADMAN_MS);
+    r.up();
+    let before = r.app.link().stats();
+    let mut out = [0u8; 64];
+    let n = frame::encode(
+        kind::REQUEST,
+        0,
+        &[&[1, 0, 0, 0, 4], b"info", &[0x80]],
+        &mut out,
+    )
+    .unwrap();
+    r.uart.rx.extend(out[..n].iter().copied());
+    r.run(20);
+    let after = r.app.link().stats();
+    assert_eq!(after.malformed, before.malformed + 1);
+    assert_eq!(after.publish_rx, before.publish_rx);
+    assert!(r.gw.gw.is_up());
+}

@@ -49,6 +49,15 @@ pub struct Args {
     /// `robot1/from_rpi_gateway`, so several robots share one backplane.
     #[arg(long, value_name = "PREFIX")]
     pub topic_prefix: Option<String>,
+    /// The services broker's port on the backplane host: `state`, `status`,
+    /// `i2c_read` and `digital_read` are served there as `<name>.state` etc.
+    /// (docs/rpi-gateway.md, "Services").
+    #[arg(long = "services-port", value_name = "PORT",
+          default_value_t = banyan_services::broker::DEFAULT_PORT)]
+    pub services_port: u16,
+    /// Do not serve the gateway's services on the broker.
+    #[arg(long)]
+    pub no_services: bool,
     /// Simulate the pins even on a Raspberry Pi.
     #[arg(long)]
     pub sim: bool,
@@ -167,7 +176,18 @@ fn serve<B: Backend>(backend: B, cfg: Config, args: &Args) -> Result<()> {
         Gateway::new(backend, cfg, Instant::now()).map_err(|e| Failure::new(1, e.to_string()))?;
     let mut comp = Component::connect(cc).map_err(crate::args::component_error)?;
     output::note(&crate::args::banner_line(comp.config()));
-    let result = banyan_rpi::run::run(&mut gw, &mut comp, &stop);
+    let mut relay = if args.no_services {
+        None
+    } else {
+        let endpoint = format!("tcp://{}:{}", comp.config().address, args.services_port);
+        let mut relay =
+            banyan_services::relay::Relay::new(banyan_services::worker::Config::new(endpoint))
+                .map_err(|e| Failure::new(1, format!("services: {e}")))?;
+        banyan_rpi::run::register_services(&mut relay, &format!("{}.", args.name))
+            .map_err(|e| Failure::new(1, format!("services: {e} (or --no-services)")))?;
+        Some(relay)
+    };
+    let result = banyan_rpi::run::run_with_services(&mut gw, &mut comp, &stop, relay.as_mut());
     output::note("stopped; outputs in safe state");
     result.map_err(crate::args::component_error)
 }

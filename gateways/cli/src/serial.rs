@@ -50,6 +50,18 @@ pub struct Args {
     /// with TO (repeatable, tried in order, before --topic-prefix).
     #[arg(long = "remap", value_name = "FROM=TO", value_parser = parse_remap)]
     pub remap: Vec<(String, String)>,
+    /// The services broker's port on the backplane host: the services the
+    /// device declares are served there (docs/services.md).
+    #[arg(long = "services-port", value_name = "PORT",
+          default_value_t = banyan_services::broker::DEFAULT_PORT)]
+    pub services_port: u16,
+    /// Do not offer the device's services on the broker.
+    #[arg(long)]
+    pub no_services: bool,
+    /// Broker name prefix of the device's services (default: the device's
+    /// name and a dot, e.g. `qemu-bot.info`).
+    #[arg(long, value_name = "PREFIX")]
+    pub service_prefix: Option<String>,
     /// Do not announce the gateway and its device in the discovery pool
     /// (`banyan ls` then does not list them).
     #[arg(long)]
@@ -88,6 +100,13 @@ pub fn run(args: Args) -> Result<()> {
     config.bridge.conflate = conflate;
     config.bridge.max_queue_age_ms = args.max_queue_age_ms;
     config.bridge.topics = serial::TopicMap::new(args.topic_prefix, args.remap);
+    config.bridge.service_prefix = args.service_prefix;
+    if !args.no_services {
+        config.services = Some(format!(
+            "tcp://{}:{}",
+            config.backplane.address, args.services_port
+        ));
+    }
     output::note(&format!(
         "{}; device {} (baud {})",
         crate::args::banner_line(&config.backplane),

@@ -54,6 +54,12 @@ pub const MAX_I2C_READ: usize = 32;
 /// How often digital inputs that the backend cannot watch are polled.
 pub const INPUT_POLL: Duration = Duration::from_millis(10);
 
+/// The services the gateway answers through the services broker
+/// (`docs/rpi-gateway.md`, "Services"), as [`Gateway::serve`] names them;
+/// the broker's names are prefixed with the gateway's name and a dot
+/// (`rpi-gateway.state`).
+pub const SERVICES: [&str; 4] = ["state", "status", "i2c_read", "digital_read"];
+
 /// One message to publish.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
@@ -500,6 +506,83 @@ impl<B: Backend> Gateway<B> {
             entries.extend(counters);
         }
         self.report_bytes(encode(&Value::Map(entries)))
+    }
+
+    /// Answers a request for one of [`SERVICES`] with one msgpack map, the
+    /// same map the matching report carries:
+    /// - `state`: the state report ([`Gateway::state_report`]);
+    /// - `status`: the status report ([`Gateway::status_report`]);
+    /// - `i2c_read`: body `{"addr", "register", "number_of_bytes"}` (the
+    ///   OneGPIO command's fields, checked by the same parser; a `command`
+    ///   key, if any, must be `i2c_read`), reply `{"report": "i2c_data",
+    ///   "value": [bytes]}`;
+    /// - `digital_read`: body `{"pin"}` or `{"tag"}` of a pin in a
+    ///   `digital_input(_pullup)` mode, reply `{"report": "digital_input",
+    ///   "pin", "value", "timestamp"}` with the level read now (reporting
+    ///   and its change detection are not affected).
+    ///
+    /// Changes nothing but what the command itself does (an `i2c_read`
+    /// opens the bus); publishes nothing.
+    ///
+    /// # Errors
+    /// A text for the client naming the problem: unknown service, a bad
+    /// body, a failed read.
+    pub fn serve(&mut self, service: &str, body: &[u8], now: Instant) -> Result<Vec<u8>, String> {
+        match service {
+            "state" => Ok(self.state_report().payload),
+            "status" => Ok(self.status_report().payload),
+            "i2c_read" => {
+                let mut v = rmpv::decode::read_value(&mut &body[..])
+                    .map_err(|e| format!("request body is not msgpack: {e}"))?;
+                let Value::Map(entries) = &mut v else {
+                    return Err("request body must be a map".into());
+                };
+                match entries.iter().find(|(k, _)| k.as_str() == Some("command")) {
+                    Some((_, c)) if c.as_str() == Some("i2c_read") => {}
+                    Some(_) => return Err("field command must be i2c_read".into()),
+                    None => entries.push(("command".into(), "i2c_read".into())),
+                }
+                let mut out = Vec::new();
+                self.onegpio(&encode(&v), now, &mut out)?;
+                out.pop()
+                    .map(|r| r.payload)
+                    .ok_or_else(|| "i2c_read produced no data".into())
+            }
+            "digital_read" => {
+                let v = rmpv::decode::read_value(&mut &body[..])
+                    .map_err(|e| format!("request body is not msgpack: {e}"))?;
+                let field = |k: &str| get(&v, k);
+                let pin = match field("pin") {
+                    None | Some(Value::Nil) => None,
+                    Some(p) => Some(
+                        p.as_u64()
+                            .and_then(|p| u8::try_from(p).ok())
+                            .ok_or("value out of range for field pin")?,
+                    ),
+                };
+                let tag = match field("tag") {
+                    None | Some(Value::Nil) => None,
+                    Some(t) => Some(t.as_str().ok_or("field tag must be a string")?),
+                };
+                let p = self.in_mode(&PinRef { pin, tag }, Need::Input)?;
+                let level = match self.gpio.get_mut(&p) {
+                    Some(Gpio::Input { pin, .. }) => pin
+                        .is_high()
+                        .map_err(|e| format!("pin {p} read failed: {e:?}"))?,
+                    _ => return Err(format!("pin {p} is not an input")),
+                };
+                let ts = self.timestamp(now);
+                Ok(self
+                    .core_report(128, |buf| {
+                        report::digital_input(buf, p, u8::from(level), ts)
+                    })
+                    .payload)
+            }
+            other => Err(format!(
+                "unknown service {other:?} (served: {})",
+                SERVICES.join(", ")
+            )),
+        }
     }
 
     /// Handles one message received on `topic` at `now`; returns the reports

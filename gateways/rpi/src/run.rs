@@ -15,17 +15,24 @@
 //! the newest (a command is only dropped when a newer one sets every motor
 //! it sets), the skipped ones counted as `stale` in the state report. See
 //! `docs/rpi-gateway.md`, "Fresh commands".
+//!
+//! # Services
+//! [`run_with_services`] also answers the gateway's [`SERVICES`] through
+//! the services broker (`docs/services.md`): a [`Relay`] registers them
+//! (see [`register_services`]) and the loop answers each request with
+//! [`Gateway::serve`] as soon as the relay's descriptor is readable.
 
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use banyan_component::driver::{self, Driver, Handler, Watch};
+use banyan_component::driver::{self, Driver, Handler, Ready, Watch};
 use banyan_component::{self as component, Component, Event};
 
 use banyan_core::robot::StoppedBy;
+use banyan_services::relay::Relay;
 
 use super::backend::Backend;
-use super::gateway::{Gateway, Report};
+use super::gateway::{Gateway, Report, SERVICES};
 
 fn publish(comp: &mut Component, reports: Vec<Report>) {
     for r in reports {
@@ -39,6 +46,7 @@ fn publish(comp: &mut Component, reports: Vec<Report>) {
 /// The gateway as a [`Handler`] of the driver.
 struct Rpi<'a, B: Backend> {
     gw: &'a mut Gateway<B>,
+    relay: Option<&'a mut Relay>,
 }
 
 impl<B: Backend> Rpi<'_, B> {
@@ -91,7 +99,35 @@ impl<B: Backend> Handler for Rpi<'_, B> {
         if let Some(fd) = self.gw.wake_fd() {
             watches.push(Watch::read(fd));
         }
+        if let Some(r) = self.relay.as_ref() {
+            watches.push(Watch::read(r.fd()));
+        }
     }
+
+    fn ready(&mut self, _comp: &mut Component, index: usize, _ready: Ready, now: Instant) {
+        // Watches: the edge wake-up (if any), then the relay.
+        if index != usize::from(self.gw.wake_fd().is_some()) {
+            return;
+        }
+        if let Some(relay) = self.relay.as_mut() {
+            while let Some(req) = relay.take() {
+                let answer = self.gw.serve(&req.service, &req.body, now);
+                relay.answer(req.ticket, answer);
+            }
+        }
+    }
+}
+
+/// Registers the gateway's [`SERVICES`] with `relay` under `prefix`
+/// followed by their names (`rpi-gateway.` gives `rpi-gateway.state`).
+///
+/// # Errors
+/// As [`Relay::register`] (a bad name).
+pub fn register_services(relay: &mut Relay, prefix: &str) -> banyan_services::Result<()> {
+    for s in SERVICES {
+        relay.register(&format!("{prefix}{s}"), s)?;
+    }
+    Ok(())
 }
 
 /// Subscribes to the gateway's topics and runs until `stop` is set: ticks
@@ -107,13 +143,34 @@ pub fn run<B: Backend>(
     comp: &mut Component,
     stop: &AtomicBool,
 ) -> Result<(), component::Error> {
+    run_with_services(gw, comp, stop, None)
+}
+
+/// [`run`], also answering the requests `relay` takes in (its services
+/// registered with [`register_services`]).
+///
+/// # Errors
+/// As [`run`].
+pub fn run_with_services<B: Backend>(
+    gw: &mut Gateway<B>,
+    comp: &mut Component,
+    stop: &AtomicBool,
+    relay: Option<&mut Relay>,
+) -> Result<(), component::Error> {
     let topics: Vec<String> = gw.subscriptions().iter().map(|s| s.to_string()).collect();
     for t in &topics {
         comp.subscribe(t)?;
     }
     comp.set_conflate(&[gw.config().topics.run_motors.as_str()]);
     let mut driver = Driver::new(driver::Config::default());
-    let result = driver.run(comp, &mut Rpi { gw: &mut *gw }, stop);
+    let result = driver.run(
+        comp,
+        &mut Rpi {
+            gw: &mut *gw,
+            relay,
+        },
+        stop,
+    );
     gw.safe_state(StoppedBy::Exit);
     let last = gw.state_report();
     publish(comp, vec![last]);

@@ -4,7 +4,7 @@
 //! bytes, backplane messages and the time in, and applies the [`Action`]s
 //! that come out.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use banyan_core::link::{self, gateway::Event, Instant, SendError};
 use banyan_core::topic;
@@ -61,6 +61,13 @@ pub struct BridgeConfig {
     /// How the device's topics map to backplane topics (prefix, remapping).
     /// Default: unchanged.
     pub topics: TopicMap,
+    /// The broker name of a device service `s` is this prefix followed by
+    /// `s`. Default `None`: the device's name and a dot (`qemu-bot.info`).
+    pub service_prefix: Option<String>,
+    /// Requests waiting for the device's reply (sent or waiting for
+    /// credit); beyond this a request is refused at once with an error.
+    /// Default 32.
+    pub max_pending_requests: usize,
 }
 
 /// How device topics map to backplane topics, so that several devices (and
@@ -126,6 +133,8 @@ impl Default for BridgeConfig {
             conflate: vec!["run_motors".into()],
             max_queue_age_ms: 250,
             topics: TopicMap::default(),
+            service_prefix: None,
+            max_pending_requests: 32,
         }
     }
 }
@@ -143,6 +152,36 @@ pub enum Action {
         topic: String,
         /// The msgpack payload.
         payload: Vec<u8>,
+    },
+}
+
+/// What the run loop must do for the device's services (registrations with
+/// the services broker and answers to requests), taken with
+/// [`Bridge::take_service_action`], apart from the backplane's [`Action`]s.
+/// A run loop without a broker drains and ignores them: it never hands in
+/// requests, so no answer is ever due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceAction {
+    /// Serve broker service `service` for the device's `device_service`.
+    Register {
+        /// The broker's name (see [`BridgeConfig::service_prefix`]).
+        service: String,
+        /// The device's name for it.
+        device_service: String,
+    },
+    /// Stop serving broker service `service`.
+    Unregister {
+        /// The broker's name.
+        service: String,
+    },
+    /// The answer to the request the run loop handed in with this ticket
+    /// ([`Bridge::handle_request`]): the reply (one msgpack value) or an
+    /// error for the client.
+    Answer {
+        /// The run loop's ticket.
+        ticket: u64,
+        /// The reply body, or the error text.
+        result: Result<Vec<u8>, String>,
     },
 }
 
@@ -191,6 +230,27 @@ pub struct Counters {
     /// Status messages that could not be encoded (not published; each one
     /// is logged at `error` level).
     pub status_unencodable: u64,
+    /// Service requests handed in by the run loop (from the broker).
+    pub requests: u64,
+    /// Requests answered with the device's reply.
+    pub replies: u64,
+    /// Requests the device answered with an error status (unknown
+    /// service, handler failure): passed on to the client.
+    pub request_errors: u64,
+    /// Requests refused at once with an error: link down, too large for
+    /// the device, too many pending, unknown device service.
+    pub request_refused: u64,
+    /// Requests the device did not answer before their deadline (answered
+    /// with an error).
+    pub request_timeouts: u64,
+    /// Requests pending when the link went down, the device reset or the
+    /// transport was lost (answered with an error).
+    pub request_lost: u64,
+    /// Device replies whose body is not one valid msgpack value (the
+    /// client gets an error).
+    pub reply_invalid: u64,
+    /// Device replies for no pending request (late, after its deadline).
+    pub reply_unmatched: u64,
 }
 
 impl Counters {
@@ -234,6 +294,8 @@ struct Status<'a> {
     link: LinkState,
     device: Option<DeviceStatus<'a>>,
     subscriptions: Vec<&'a str>,
+    services: Vec<&'a str>,
+    pending_requests: usize,
     credits: u16,
     queued: usize,
     counters: &'a Counters,
@@ -265,6 +327,24 @@ pub struct Bridge {
     last_status: Option<Instant>,
     /// [`Bridge::faults`] when the last status was published.
     published_faults: u64,
+    /// The device's services registered with the broker: (device name,
+    /// broker name as registered — the device's name may change with a
+    /// reset).
+    services: Vec<(String, String)>,
+    service_actions: VecDeque<ServiceAction>,
+    /// Requests waiting for the device, by link request id.
+    pending: BTreeMap<u32, Pending>,
+    next_request_id: u32,
+}
+
+/// A request handed to the device (or waiting for credit).
+#[derive(Debug)]
+struct Pending {
+    ticket: u64,
+    service: String,
+    /// The body while it waits for credit; `None` once sent.
+    unsent: Option<Vec<u8>>,
+    deadline: Instant,
 }
 
 impl Bridge {
@@ -285,6 +365,10 @@ impl Bridge {
             status_tokens_at: Instant::ZERO,
             last_status: None,
             published_faults: 0,
+            services: Vec::new(),
+            service_actions: VecDeque::new(),
+            pending: BTreeMap::new(),
+            next_request_id: 0,
         }
     }
 
@@ -339,6 +423,187 @@ impl Bridge {
         self.actions.pop_front()
     }
 
+    /// The next thing to do for the device's services.
+    pub fn take_service_action(&mut self) -> Option<ServiceAction> {
+        self.service_actions.pop_front()
+    }
+
+    /// The device's services (device names), in the order declared.
+    pub fn services(&self) -> impl Iterator<Item = &str> {
+        self.services.iter().map(|(s, _)| s.as_str())
+    }
+
+    /// Requests waiting for the device's reply.
+    pub fn pending_requests(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The broker name of device service `s`.
+    pub fn service_name(&self, s: &str) -> String {
+        match &self.cfg.service_prefix {
+            Some(p) => format!("{p}{s}"),
+            None => {
+                let device = self.link.identity().map_or("device", |i| i.name.as_str());
+                format!("{device}.{s}")
+            }
+        }
+    }
+
+    /// A request from the broker for the device's service `service`
+    /// (`body`: one msgpack value), to be answered within `budget_ms`.
+    /// Every request is answered exactly once, with a
+    /// [`ServiceAction::Answer`] carrying `ticket`: the device's reply, or
+    /// an error (link down, device reset, no reply in time, …), each
+    /// counted.
+    pub fn handle_request(
+        &mut self,
+        ticket: u64,
+        service: &str,
+        body: &[u8],
+        budget_ms: u64,
+        now: Instant,
+    ) {
+        self.counters.requests += 1;
+        let refuse = if !self.transport_open {
+            Some("the device is not connected".to_owned())
+        } else if !self.link.is_up() {
+            Some("the device's link is down".to_owned())
+        } else if !self.services.iter().any(|(s, _)| s == service) {
+            Some(format!("the device does not serve {service:?}"))
+        } else if self.pending.len() >= self.cfg.max_pending_requests {
+            Some(format!(
+                "{} requests already pending for the device",
+                self.pending.len()
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = refuse {
+            self.counters.request_refused += 1;
+            self.answer(ticket, Err(why));
+            return;
+        }
+        // Answer a little before the client's deadline, so the client gets
+        // our explanation rather than the broker's bare timeout.
+        let margin = (budget_ms / 10).min(100);
+        let deadline = Instant::from_millis(now.millis() + budget_ms.saturating_sub(margin));
+        let id = self.next_request_id;
+        self.next_request_id = self.next_request_id.wrapping_add(1);
+        self.pending.insert(
+            id,
+            Pending {
+                ticket,
+                service: service.to_owned(),
+                unsent: Some(body.to_vec()),
+                deadline,
+            },
+        );
+        self.flush_requests(now);
+    }
+
+    fn answer(&mut self, ticket: u64, result: Result<Vec<u8>, String>) {
+        self.service_actions
+            .push_back(ServiceAction::Answer { ticket, result });
+    }
+
+    /// Sends the requests waiting for credit, oldest first.
+    fn flush_requests(&mut self, now: Instant) {
+        let waiting: Vec<u32> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.unsent.is_some())
+            .map(|(&id, _)| id)
+            .collect();
+        for id in waiting {
+            let Some(p) = self.pending.get_mut(&id) else {
+                continue;
+            };
+            let body = p.unsent.take().unwrap_or_default();
+            match self.link.request(id, &p.service, &body, now) {
+                Ok(()) => {}
+                Err(SendError::NoCredit) | Err(SendError::QueueFull) => {
+                    p.unsent = Some(body);
+                    break;
+                }
+                Err(e) => {
+                    let why = match e {
+                        SendError::NotUp => "the device's link is down".to_owned(),
+                        e => format!("request not sent to the device: {e}"),
+                    };
+                    if let Some(p) = self.pending.remove(&id) {
+                        self.counters.request_refused += 1;
+                        self.answer(p.ticket, Err(why));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answers every pending request with an error (the link went down,
+    /// the device reset, the transport was lost).
+    fn fail_pending(&mut self, why: &str) {
+        for (_, p) in std::mem::take(&mut self.pending) {
+            self.counters.request_lost += 1;
+            self.answer(p.ticket, Err(format!("{why} before the device replied")));
+        }
+    }
+
+    fn expire_requests(&mut self, now: Instant) {
+        let expired: Vec<u32> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now >= p.deadline)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in expired {
+            if let Some(p) = self.pending.remove(&id) {
+                self.counters.request_timeouts += 1;
+                let why = if p.unsent.is_some() {
+                    "the device gave no credit for the request in time"
+                } else {
+                    "the device did not reply in time"
+                };
+                self.answer(p.ticket, Err(why.to_owned()));
+            }
+        }
+    }
+
+    fn on_reply(&mut self, id: u32, status: u8, body: Vec<u8>) {
+        let Some(p) = self.pending.remove(&id) else {
+            self.counters.reply_unmatched += 1;
+            return;
+        };
+        let result = if status == link::wire::status::OK {
+            match self.validator.check(&body) {
+                Ok(()) => {
+                    self.counters.replies += 1;
+                    Ok(body)
+                }
+                Err(reason) => {
+                    self.counters.reply_invalid += 1;
+                    Err(format!("the device's reply is not msgpack ({reason})"))
+                }
+            }
+        } else {
+            self.counters.request_errors += 1;
+            let detail = String::from_utf8_lossy(&body);
+            Err(match status {
+                link::wire::status::UNKNOWN_SERVICE => {
+                    format!("the device does not serve {:?} {detail}", p.service)
+                }
+                _ => format!("the device failed: {detail}"),
+            })
+        };
+        self.answer(p.ticket, result);
+    }
+
+    fn unregister_all(&mut self) {
+        for (_, service) in std::mem::take(&mut self.services) {
+            self.service_actions
+                .push_back(ServiceAction::Unregister { service });
+        }
+    }
+
     /// The transport was opened (or re-opened).
     pub fn transport_opened(&mut self) {
         self.transport_open = true;
@@ -354,6 +619,8 @@ impl Bridge {
             self.counters.transport_losses += 1;
             self.status_due = true;
         }
+        // Bytes in flight are lost with the transport: a reply cannot come.
+        self.fail_pending("the device connection was lost");
     }
 
     /// Feeds bytes read from the device.
@@ -368,6 +635,7 @@ impl Bridge {
             self.on_event(ev);
         }
         self.flush_queue(now);
+        self.flush_requests(now);
     }
 
     fn on_event(&mut self, ev: OwnedEvent) {
@@ -397,13 +665,38 @@ impl Bridge {
                 }
                 self.subscribed.clear();
                 self.discard_queue();
+                self.fail_pending("the device reset");
+                self.unregister_all();
                 self.status_due = true;
             }
             OwnedEvent::Down => {
                 log::warn!("{}: link down (device silent)", self.cfg.name);
                 self.discard_queue();
+                self.fail_pending("the device's link went down");
                 self.status_due = true;
             }
+            OwnedEvent::Serve(s) => {
+                if !self.services.iter().any(|(x, _)| *x == s) {
+                    let service = self.service_name(&s);
+                    log::info!("{}: device serves {s:?} (as {service:?})", self.cfg.name);
+                    self.services.push((s.clone(), service.clone()));
+                    self.service_actions.push_back(ServiceAction::Register {
+                        service,
+                        device_service: s,
+                    });
+                    self.status_due = true;
+                }
+            }
+            OwnedEvent::Unserve(s) => {
+                if let Some(i) = self.services.iter().position(|(x, _)| *x == s) {
+                    let (_, service) = self.services.remove(i);
+                    log::info!("{}: device no longer serves {s:?}", self.cfg.name);
+                    self.service_actions
+                        .push_back(ServiceAction::Unregister { service });
+                    self.status_due = true;
+                }
+            }
+            OwnedEvent::Reply { id, status, body } => self.on_reply(id, status, body),
             OwnedEvent::Subscribe(t) => {
                 // The link's mirror holds each prefix once and at most as
                 // many as our table; a refusal is counted by the link.
@@ -565,6 +858,8 @@ impl Bridge {
             self.on_event(ev);
         }
         self.flush_queue(now);
+        self.flush_requests(now);
+        self.expire_requests(now);
         let since = |ms: u64| self.last_status.is_none_or(|t| now.millis_since(t) >= ms);
         let periodic = since(self.cfg.status_interval_ms);
         // A change is published at once, but not more than once per
@@ -622,6 +917,11 @@ impl Bridge {
             + c.invalid_from_device
             + c.transport_losses
             + c.status_unencodable
+            + c.request_refused
+            + c.request_timeouts
+            + c.request_lost
+            + c.reply_invalid
+            + c.reply_unmatched
     }
 
     /// The status as a msgpack map (what is published on the status topic),
@@ -651,6 +951,8 @@ impl Bridge {
                 max_subs: id.max_subs,
             }),
             subscriptions: self.subscriptions().collect(),
+            services: self.services().collect(),
+            pending_requests: self.pending.len(),
             credits: self.link.credits(),
             queued: self.queue.len(),
             counters: &self.counters,
@@ -683,6 +985,10 @@ impl Bridge {
             status.min(fault)
         } else {
             status
+        };
+        let status = match self.pending.values().map(|p| p.deadline).min() {
+            Some(d) => status.min(d),
+            None => status,
         };
         match self.link.poll_at() {
             Some(t) => status.min(t),
@@ -736,6 +1042,9 @@ enum OwnedEvent {
     Subscribe(String),
     Unsubscribe(String),
     Publish { topic: String, payload: Vec<u8> },
+    Serve(String),
+    Unserve(String),
+    Reply { id: u32, status: u8, body: Vec<u8> },
     Other,
 }
 
@@ -750,6 +1059,13 @@ impl From<Event<'_>> for OwnedEvent {
             Event::Publish { topic, payload } => OwnedEvent::Publish {
                 topic: topic.to_owned(),
                 payload: payload.to_vec(),
+            },
+            Event::Serve(s) => OwnedEvent::Serve(s.to_owned()),
+            Event::Unserve(s) => OwnedEvent::Unserve(s.to_owned()),
+            Event::Reply { id, status, body } => OwnedEvent::Reply {
+                id,
+                status,
+                body: body.to_vec(),
             },
             _ => OwnedEvent::Other,
         }

@@ -22,6 +22,13 @@
 //!   it with backoff; the link re-handshakes and the subscriptions are
 //!   restored. Corrupted bytes are dropped by the frame CRC and counted.
 //!
+//! - Services: the services the device declares are registered with the
+//!   services broker ([`Config::services`], `<device name>.<service>`);
+//!   requests go to the device as link REQUESTs and every one is answered
+//!   exactly once, with the device's REPLY or an explicit, counted error
+//!   (device reset or gone, link down, no reply in time). See
+//!   `docs/serial-gateway.md`, "Services".
+//!
 //! - Fresh commands: control topics (`--conflate`, default `run_motors`)
 //!   are conflated on the way in (a backlog is skipped to the newest
 //!   command), a queued message for the device is replaced by a newer one
@@ -40,17 +47,20 @@
 
 mod announce;
 mod bridge;
+mod serve;
 pub mod transport;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_services;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant as StdInstant};
 
 pub use bridge::{
-    Action, Bridge, BridgeConfig, Counters, LinkGateway, LinkState, TopicMap, NOT_FAULTS,
-    STATUS_BURST, STATUS_MIN_GAP_MS, TX_FRAME,
+    Action, Bridge, BridgeConfig, Counters, LinkGateway, LinkState, ServiceAction, TopicMap,
+    NOT_FAULTS, STATUS_BURST, STATUS_MIN_GAP_MS, TX_FRAME,
 };
 pub use transport::{DeviceSpec, Transport};
 
@@ -94,6 +104,10 @@ pub struct Config {
     /// The run loop (batch of backplane events per turn, read budget,
     /// longest wait).
     pub driver: driver::Config,
+    /// The services broker (`tcp://HOST:43126`) with which the device's
+    /// services are registered (`docs/services.md`); `None` (the default of
+    /// [`Config::new`]): the device's services are not offered.
+    pub services: Option<String>,
     /// Announce the gateway, and the device while its link is up, in the
     /// discovery pool (docs/discovery.md; pool settings from the
     /// environment). Default true.
@@ -113,6 +127,7 @@ impl Config {
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(500),
             driver,
+            services: None,
             discovery: true,
         }
     }
@@ -159,6 +174,16 @@ pub fn run(config: Config, stop: &AtomicBool) -> Result<(), Error> {
         frame: vec![0u8; TX_FRAME],
         rx: vec![0u8; 4096],
         last_open_error: String::new(),
+        services: match &config.services {
+            Some(endpoint) => match serve::Services::new(endpoint, &config.bridge.name) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    log::error!("{}: services not offered: {e}", config.bridge.name);
+                    None
+                }
+            },
+            None => None,
+        },
     };
     let mut driver = Driver::new(config.driver);
     driver.run(&mut comp, &mut serial, stop)?;
@@ -180,6 +205,8 @@ struct Serial<'a> {
     frame: Vec<u8>,
     rx: Vec<u8>,
     last_open_error: String,
+    /// The device's services on the broker (`Config::services`).
+    services: Option<serve::Services>,
     /// The gateway and its device in the discovery pool.
     announce: announce::Announce,
 }
@@ -198,7 +225,17 @@ impl Serial<'_> {
     fn lose(&mut self, delay: Duration) {
         self.transport = None;
         self.bridge.transport_lost();
+        self.apply_services();
         self.next_open = StdInstant::now() + delay;
+    }
+
+    /// Registrations and answers of the device's services (dropped when no
+    /// broker is configured: then no request ever comes in).
+    fn apply_services(&mut self) {
+        match self.services.as_mut() {
+            Some(s) => s.apply(&mut self.bridge),
+            None => while self.bridge.take_service_action().is_some() {},
+        }
     }
 
     fn open_if_due(&mut self) {
@@ -225,6 +262,21 @@ impl Serial<'_> {
         }
     }
 
+    /// Moves the frames due for the device to the output buffer and writes.
+    fn flush_frames(&mut self, now: Instant) {
+        if self.transport.is_some() {
+            while self.out_buf.len() < 8192 {
+                match self.bridge.poll_transmit(now, &mut self.frame) {
+                    Some(n) => self
+                        .out_buf
+                        .extend_from_slice(self.frame.get(..n).unwrap_or_default()),
+                    None => break,
+                }
+            }
+        }
+        self.write();
+    }
+
     fn write(&mut self) {
         let Some(t) = self.transport.as_mut() else {
             return;
@@ -246,17 +298,8 @@ impl Handler for Serial<'_> {
         self.bridge.poll(now);
         apply_actions(&mut self.bridge, comp, &mut self.announce);
         self.announce.update(&self.bridge, comp.stats(), at);
-        if self.transport.is_some() {
-            while self.out_buf.len() < 8192 {
-                match self.bridge.poll_transmit(now, &mut self.frame) {
-                    Some(n) => self
-                        .out_buf
-                        .extend_from_slice(self.frame.get(..n).unwrap_or_default()),
-                    None => break,
-                }
-            }
-        }
-        self.write();
+        self.apply_services();
+        self.flush_frames(now);
     }
 
     fn event(&mut self, comp: &mut Component, event: component::Event, at: StdInstant) {
@@ -266,6 +309,7 @@ impl Handler for Serial<'_> {
             let now = self.link_time(at);
             self.bridge.handle_backplane(&m.topic, &m.payload, now);
             apply_actions(&mut self.bridge, comp, &mut self.announce);
+            self.apply_services();
         }
     }
 
@@ -286,9 +330,22 @@ impl Handler for Serial<'_> {
                 write: !self.out_buf.is_empty(),
             });
         }
+        if let Some(s) = self.services.as_ref() {
+            watches.push(Watch::read(s.fd()));
+        }
     }
 
-    fn ready(&mut self, _comp: &mut Component, _index: usize, ready: Ready, at: StdInstant) {
+    fn ready(&mut self, comp: &mut Component, index: usize, ready: Ready, at: StdInstant) {
+        // Watches: the transport (if open), then the services' wake-up.
+        if index == usize::from(self.transport.is_some()) {
+            let now = self.link_time(at);
+            if let Some(s) = self.services.as_mut() {
+                s.take_requests(&mut self.bridge, now);
+            }
+            self.apply_services();
+            self.flush_frames(now);
+            return;
+        }
         if ready.writable {
             self.write();
         }
@@ -304,6 +361,8 @@ impl Handler for Serial<'_> {
             self.lose(self.config.min_backoff);
             self.backoff = self.config.min_backoff;
         }
+        apply_actions(&mut self.bridge, comp, &mut self.announce);
+        self.apply_services();
     }
 }
 

@@ -15,7 +15,8 @@
 //! - With the default `libzmq` feature: [`broker::spawn`] (the broker on a
 //!   ROUTER socket, in a thread), [`client`] (blocking and asynchronous
 //!   requests with deadlines and retries), [`worker`] (`serve` a service
-//!   with heartbeats and reconnects), [`devices`] (ZeroMQ's queue and
+//!   with heartbeats and reconnects), [`relay`] (services answered by a
+//!   gateway's single-threaded run loop), [`devices`] (ZeroMQ's queue and
 //!   streamer devices with counters) and [`cli`] (what `banyan call` and
 //!   `banyan services` run).
 //!
@@ -35,6 +36,8 @@ pub mod client;
 pub mod devices;
 #[cfg(feature = "libzmq")]
 mod error;
+#[cfg(feature = "libzmq")]
+pub mod relay;
 #[cfg(feature = "libzmq")]
 mod wake;
 #[cfg(feature = "libzmq")]

@@ -118,6 +118,13 @@ pub enum GwEvent {
         topic: String,
         payload: Vec<u8>,
     },
+    Serve(String),
+    #[cfg(feature = "services")]
+    Reply {
+        id: u32,
+        status: u8,
+        body: Vec<u8>,
+    },
 }
 
 /// The gateway end of the link, collecting events.
@@ -149,6 +156,13 @@ impl GwSide {
             gateway::Event::Publish { topic, payload } => GwEvent::Publish {
                 topic: topic.to_owned(),
                 payload: payload.to_vec(),
+            },
+            gateway::Event::Serve(s) => GwEvent::Serve(s.to_owned()),
+            #[cfg(feature = "services")]
+            gateway::Event::Reply { id, status, body } => GwEvent::Reply {
+                id,
+                status,
+                body: body.to_vec(),
             },
             _ => return,
         };
