@@ -24,6 +24,10 @@
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
+// A value that does not fit its wire field is bounded first, or says why it
+// cannot be (`#[expect(..., reason)]`); CI runs clippy with -D warnings.
+// The library only: tests and benches cast freely.
+#![warn(clippy::cast_possible_truncation)]
 
 pub mod actuator;
 pub mod cmd;

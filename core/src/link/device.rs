@@ -400,6 +400,10 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
         Some(lead + n)
     }
 
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "each value is bounded first: FRAME and SUBS by min() to the wire field, free slots and credits by MAX_CREDITS (≤ 255), the subscription count by SUBS (≤ 255 in HELLO)"
+    )]
     fn next_frame(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
         match self.state {
             State::Hello { last, .. } => {
@@ -471,6 +475,10 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
         self.queue.len()
     }
 
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "each value is bounded first: FRAME and SUBS by min() to the wire field, free slots and credits by MAX_CREDITS (≤ 255), the subscription count by SUBS (≤ 255 in HELLO)"
+    )]
     fn credit_limit(&self) -> u16 {
         let free = (QUEUE - self.queue.len()).min(super::MAX_CREDITS) as u16;
         self.ep.pub_received.wrapping_add(free)
@@ -487,10 +495,18 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
         self.ep.reset_session(0, self.free_slots());
     }
 
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "each value is bounded first: FRAME and SUBS by min() to the wire field, free slots and credits by MAX_CREDITS (≤ 255), the subscription count by SUBS (≤ 255 in HELLO)"
+    )]
     fn free_slots(&self) -> u16 {
         (QUEUE - self.queue.len()).min(super::MAX_CREDITS) as u16
     }
 
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "each value is bounded first: FRAME and SUBS by min() to the wire field, free slots and credits by MAX_CREDITS (≤ 255), the subscription count by SUBS (≤ 255 in HELLO)"
+    )]
     fn release(&mut self) {
         self.queue.pop_front();
         let limit = self.credit_limit();
@@ -529,6 +545,10 @@ fn inbound_data(msg: &Message<'_>) -> bool {
 }
 
 #[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "each value is bounded first: FRAME and SUBS by min() to the wire field, free slots and credits by MAX_CREDITS (≤ 255), the subscription count by SUBS (≤ 255 in HELLO)"
+)]
 fn on_message<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>(
     ep: &mut Endpoint<TX>,
     state: &mut State,

@@ -181,6 +181,10 @@ impl<const TX: usize> Endpoint<TX> {
         res
     }
 
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "topic lengths are checked against the str8 limit and record lengths against the frame size before they are queued"
+    )]
     pub(crate) fn try_queue_publish(
         &mut self,
         topic: &str,
@@ -194,6 +198,10 @@ impl<const TX: usize> Endpoint<TX> {
         self.try_queue(wire::kind::PUBLISH, &[&[t.len() as u8], t, payload])
     }
 
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "topic lengths are checked against the str8 limit and record lengths against the frame size before they are queued"
+    )]
     fn queue_data(&mut self, kind: u8, parts: &[&[u8]]) -> Result<(), SendError> {
         let rec_len: usize = parts.iter().map(|p| p.len()).sum();
         let wire_len = frame::encoded_len_for_payload(rec_len);

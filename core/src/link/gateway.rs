@@ -334,6 +334,10 @@ impl<const TX: usize, const SUBS: usize> Inner<TX, SUBS> {
         step
     }
 
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "FRAME by min() to the wire field, MAX_CREDITS ≤ 255, service names checked against their str8 limit when declared"
+    )]
     fn window(&self) -> u16 {
         self.ep
             .cfg
@@ -459,6 +463,10 @@ impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, 
     /// [`wire::MAX_SERVICE_LEN`] or empty, and so on. Every refused request
     /// is counted in [`Stats`].
     #[cfg(feature = "services")]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "FRAME by min() to the wire field, MAX_CREDITS ≤ 255, service names checked against their str8 limit when declared"
+    )]
     pub fn request(
         &mut self,
         id: u32,
@@ -608,6 +616,10 @@ impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, 
         Some(lead + n)
     }
 
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "FRAME by min() to the wire field, MAX_CREDITS ≤ 255, service names checked against their str8 limit when declared"
+    )]
     fn next_frame(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
         if let Some(hello_seq) = self.st.welcome_due {
             let device_session = self.st.identity.as_ref().map_or(0, |i| i.session);

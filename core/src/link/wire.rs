@@ -389,6 +389,10 @@ impl<'a> Message<'a> {
     ///
     /// # Errors
     /// [`EncodeError::BufferTooSmall`] if `out` cannot hold the frame.
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "names, versions, topics and services are checked against their str8 limits before encoding"
+    )]
     pub fn encode(&self, seq: u8, out: &mut [u8]) -> Result<usize, EncodeError> {
         let mut fixed = [0u8; 16];
         let k = self.kind();
