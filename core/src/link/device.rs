@@ -465,6 +465,15 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
         }
     }
 
+    /// Whether a PUBLISH of `payload_len` bytes on `topic` could be queued
+    /// now: the link is up, the gateway has granted credit and the send
+    /// buffer has room. A device waits for it before taking work whose
+    /// answer it must publish (backpressure on the gateway's credits instead
+    /// of a dropped answer).
+    pub fn can_publish(&self, topic: &str, payload_len: usize) -> bool {
+        self.is_up() && self.ep.has_room(1 + topic.len() + payload_len)
+    }
+
     /// PUBLISHes queued for the gateway and not yet transmitted.
     pub fn queued_tx(&self) -> u32 {
         self.ep.queued_publishes()

@@ -173,6 +173,12 @@ impl<const TX: usize> Endpoint<TX> {
 
     /// Queues a data message (PUBLISH, REQUEST or REPLY) whose frame payload
     /// is the concatenation of `parts`; refusals are counted.
+    /// Whether a data record of `rec_len` bytes could be queued now: credit
+    /// left and room in the send buffer (after compaction).
+    pub(crate) fn has_room(&self, rec_len: usize) -> bool {
+        self.credits() > 0 && (self.tx_len - self.tx_head) + REC_HDR + rec_len <= TX
+    }
+
     pub(crate) fn try_queue(&mut self, kind: u8, parts: &[&[u8]]) -> Result<(), SendError> {
         let res = self.queue_data(kind, parts);
         if let Err(e) = res {

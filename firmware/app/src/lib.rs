@@ -266,6 +266,10 @@ where
             self.next_stats_ms = now_ms + u64::from(self.stats_interval_ms);
             self.publish_stats(now);
         }
+        // Commands left waiting for room (see `take_commands`).
+        if self.device.queued() > 0 {
+            self.take_commands(now);
+        }
         self.transmit(now, uart);
     }
 
@@ -310,10 +314,19 @@ where
         }
     }
 
-    /// Handles every queued command, publishing the report each calls for.
+    /// Handles the queued commands, publishing the report each calls for.
+    /// While the link is up, a command is taken only when its report can be
+    /// queued (credit and send-buffer room for the largest report): the
+    /// others wait in the receive queue, which holds back the gateway's
+    /// credits, instead of their reports being dropped. `poll` comes back
+    /// for them.
     fn take_commands(&mut self, now: Instant) {
         let mut report = [0u8; REPORT_CAPACITY];
         loop {
+            if self.device.is_up() && !self.device.can_publish(&self.report_topic, REPORT_CAPACITY)
+            {
+                break;
+            }
             let Some(msg) = self.device.recv() else {
                 break;
             };
