@@ -435,19 +435,21 @@ where
                     .or_else(ignore_full)?;
                 next_hb = now + hb;
             }
-            let wait = next_hb.min(broker_expiry).saturating_duration_since(now);
-            let wait = i64::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i64::MAX);
-            let mut items = [
-                socket.as_poll_item(zmq::POLLIN),
-                self.wake.as_poll_item(zmq::POLLIN),
-            ];
-            zmq::poll(&mut items, wait).map_err(transport)?;
-            if !items[0].is_readable() {
-                continue;
-            }
+            // A request already queued (credit > 1 keeps several coming) is
+            // taken without a poll; the poll waits only when there is none.
             let frames = match socket.recv_multipart(zmq::DONTWAIT) {
                 Ok(f) => f,
-                Err(zmq::Error::EAGAIN | zmq::Error::EINTR) => continue,
+                Err(zmq::Error::EAGAIN | zmq::Error::EINTR) => {
+                    let wait = next_hb.min(broker_expiry).saturating_duration_since(now);
+                    let wait =
+                        i64::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i64::MAX);
+                    let mut items = [
+                        socket.as_poll_item(zmq::POLLIN),
+                        self.wake.as_poll_item(zmq::POLLIN),
+                    ];
+                    zmq::poll(&mut items, wait).map_err(transport)?;
+                    continue;
+                }
                 Err(e) => return Err(transport(e)),
             };
             let now = Instant::now();
