@@ -58,7 +58,7 @@ pub struct Config {
     /// first (default 1: the Guide's least-recently-used rule, fairest for
     /// slow handlers). A fast handler serves more with a larger credit:
     /// requests wait in its socket instead of a round trip each
-    /// (docs/services.md, "Worker credit"). The handler still runs one
+    /// (docs/services.md §3.4). The handler still runs one
     /// request at a time.
     pub credit: u16,
 }
