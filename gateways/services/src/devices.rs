@@ -135,7 +135,7 @@ impl Device {
 /// the servers round-robin, replies routed back by envelope.
 ///
 /// # Errors
-/// [`Error::Bind`] when an endpoint cannot be bound.
+/// [`Error::Bind`](crate::Error::Bind) when an endpoint cannot be bound.
 pub fn queue(config: &Config) -> Result<Device> {
     start(config, zmq::ROUTER, zmq::DEALER, "queue")
 }
@@ -144,7 +144,7 @@ pub fn queue(config: &Config) -> Result<Device> {
 /// backend for PULL consumers (round-robin).
 ///
 /// # Errors
-/// [`Error::Bind`] when an endpoint cannot be bound.
+/// [`Error::Bind`](crate::Error::Bind) when an endpoint cannot be bound.
 pub fn streamer(config: &Config) -> Result<Device> {
     start(config, zmq::PULL, zmq::PUSH, "streamer")
 }

@@ -133,7 +133,7 @@ impl Handle {
 /// [`Handle::shutdown`] after the backplane's `run` returns.
 ///
 /// # Errors
-/// [`Error::Bind`] when the port is taken, [`Error::Transport`] for other
+/// [`Error::Bind`](crate::Error::Bind) when the port is taken, [`Error::Transport`](crate::Error::Transport) for other
 /// ZeroMQ failures.
 pub fn spawn(config: SocketConfig) -> Result<Handle> {
     let ctx = zmq::Context::new();
