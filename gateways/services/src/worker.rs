@@ -441,8 +441,7 @@ where
                 Ok(f) => f,
                 Err(zmq::Error::EAGAIN | zmq::Error::EINTR) => {
                     let wait = next_hb.min(broker_expiry).saturating_duration_since(now);
-                    let wait =
-                        i64::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i64::MAX);
+                    let wait = i64::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i64::MAX);
                     let mut items = [
                         socket.as_poll_item(zmq::POLLIN),
                         self.wake.as_poll_item(zmq::POLLIN),
