@@ -4,6 +4,11 @@
 //!   can to one subscriber; prints msgs/s and how many were lost.
 //! - `latency`: an echo server replies to each `echo` message with a `reply`;
 //!   prints the round-trip median, p99 and max.
+//! - `mqtt-latency`: the same echo round trip with `rumqttc` (a Rust MQTT
+//!   client, QoS 0) through a `mosquitto` broker it starts on a free port;
+//!   see `scripts/bench-latency-side-by-side.sh`.
+//! - `large`: a burst of large messages (MessagePack `bin` payloads);
+//!   prints MB/s and losses; see `scripts/bench-large.sh`.
 //!
 //! By default the backplane runs in-process (the same code as the
 //! `backplane` binary, on its own thread, ephemeral ports); `--backplane
@@ -15,6 +20,11 @@ use std::time::{Duration, Instant};
 use banyan_backplane::{self as backplane, Backplane};
 use banyan_component::{Component, Config};
 use clap::{Parser, Subcommand};
+
+#[path = "../bench/large.rs"]
+mod large;
+#[path = "../bench/mqtt.rs"]
+mod mqtt;
 
 #[derive(Debug, Parser)]
 #[command(version)]
@@ -66,6 +76,37 @@ enum What {
         #[arg(long)]
         rate: Option<f64>,
     },
+    /// Echo round trips of rumqttc (sync client, QoS 0) through a mosquitto
+    /// broker started on a free port of 127.0.0.1 (the global options do
+    /// not apply).
+    MqttLatency {
+        /// Round trips to measure (after 100 warm-up ones).
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+        /// The mosquitto binary (searched on the PATH, then /usr/sbin).
+        #[arg(long, default_value = "mosquitto")]
+        mosquitto: String,
+        /// Use a running MQTT broker at HOST:PORT instead of starting one.
+        #[arg(long)]
+        broker: Option<String>,
+        /// Leave Nagle's algorithm on (rumqttc's and mosquitto's defaults)
+        /// instead of TCP_NODELAY on the clients and the broker.
+        #[arg(long)]
+        nagle: bool,
+    },
+    /// Burst of large messages (a MessagePack `bin` of --size bytes):
+    /// payload MB/s delivered, messages lost.
+    Large {
+        /// Payload size in bytes.
+        #[arg(long)]
+        size: usize,
+        /// Messages to send.
+        #[arg(long)]
+        count: u64,
+        /// The subscriber stops after this many seconds without a message.
+        #[arg(long, default_value_t = 5.0)]
+        idle_s: f64,
+    },
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -82,6 +123,15 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    if let What::MqttLatency {
+        count,
+        mosquitto,
+        broker,
+        nagle,
+    } = &args.what
+    {
+        return mqtt_latency(*count, mosquitto, broker.as_deref(), !nagle);
+    }
     let mut _running = None;
     let (addr, publ, sub) = match &args.backplane {
         Some(spec) => {
@@ -116,7 +166,50 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             raw: false,
             rate,
         } => latency(config, count, shared_context, rate),
+        What::Large {
+            size,
+            count,
+            idle_s,
+        } => {
+            let idle = Duration::try_from_secs_f64(idle_s)
+                .map_err(|e| format!("--idle-s {idle_s}: {e}"))?;
+            large::large(config, size, count, idle)
+        }
+        What::MqttLatency { .. } => Ok(()),
     }
+}
+
+fn mqtt_latency(
+    count: usize,
+    mosquitto: &str,
+    broker: Option<&str>,
+    nodelay: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let _running;
+    let (host, port) = match broker {
+        Some(spec) => {
+            let (host, port) = spec
+                .rsplit_once(':')
+                .ok_or("--broker wants HOST:PORT")?;
+            (host.to_owned(), port.parse()?)
+        }
+        None => {
+            let bin = mqtt::find_mosquitto(mosquitto).ok_or_else(|| {
+                format!("{mosquitto} not found (Debian: apt-get install mosquitto)")
+            })?;
+            let m = mqtt::Mosquitto::start(&bin, nodelay)?;
+            let port = m.port;
+            _running = m;
+            ("127.0.0.1".to_owned(), port)
+        }
+    };
+    let (rtts, echoed) = mqtt::latency(&host, port, count, nodelay)?;
+    let expected = count as u64 + 100;
+    if echoed != expected {
+        return Err(format!("the echo server replied {echoed} times, expected {expected}").into());
+    }
+    report_rtts("rumqttc/mosquitto latency", rtts);
+    Ok(())
 }
 
 fn throughput(config: Config, count: u64) -> Result<(), Box<dyn std::error::Error>> {
