@@ -35,25 +35,27 @@ pub fn large(config: Config, size: usize, count: u64, idle: Duration) -> BoxResu
     let mut subscriber = Component::connect(config.clone())?;
     subscriber.subscribe("bulk")?;
     let (ready_tx, ready_rx) = mpsc::channel::<()>();
-    let receiver = std::thread::spawn(move || -> Result<(u64, u64, u64, Option<Instant>), String> {
-        let _ = ready_tx.send(());
-        let (mut received, mut bytes, mut wrong) = (0u64, 0u64, 0u64);
-        let mut last = None;
-        // Stop after `idle` without a message.
-        while let Some(m) = subscriber.recv_timeout(idle).map_err(|e| e.to_string())? {
-            if m.payload.len() != size + 5 - header_gap(size) {
-                wrong += 1;
+    let receiver = std::thread::spawn(
+        move || -> Result<(u64, u64, u64, Option<Instant>), String> {
+            let _ = ready_tx.send(());
+            let (mut received, mut bytes, mut wrong) = (0u64, 0u64, 0u64);
+            let mut last = None;
+            // Stop after `idle` without a message.
+            while let Some(m) = subscriber.recv_timeout(idle).map_err(|e| e.to_string())? {
+                if m.payload.len() != size + 5 - header_gap(size) {
+                    wrong += 1;
+                }
+                received += 1;
+                bytes += m.payload.len() as u64;
+                last = Some(Instant::now());
+                if received == count {
+                    break;
+                }
             }
-            received += 1;
-            bytes += m.payload.len() as u64;
-            last = Some(Instant::now());
-            if received == count {
-                break;
-            }
-        }
-        let rejected = subscriber.stats().rejected;
-        Ok((received, bytes, wrong + rejected, last))
-    });
+            let rejected = subscriber.stats().rejected;
+            Ok((received, bytes, wrong + rejected, last))
+        },
+    );
     ready_rx.recv()?;
     let mut publisher = Component::connect(config)?;
     if !publisher.wait_for_subscriber("bulk", Duration::from_secs(10))? {
@@ -100,7 +102,9 @@ mod tests {
         for size in [0, 16, 255, 256, 1024, 65535, 65536, 1 << 20] {
             let p = bin_payload(size).unwrap();
             assert_eq!(p.len(), size + 5 - header_gap(size), "size {size}");
-            let v = banyan_component::wire::Message::new("t", p).value().unwrap();
+            let v = banyan_component::wire::Message::new("t", p)
+                .value()
+                .unwrap();
             assert_eq!(v.as_slice().map(<[u8]>::len), Some(size));
         }
     }

@@ -143,10 +143,10 @@ fn stop_on_signal(pid: u32, dir: PathBuf) -> Option<signal_hook::iterator::Handl
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
             if let Ok(pid) = i32::try_from(pid) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
+                let pid = nix::unistd::Pid::from_raw(pid);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+                // Reap it (our child): no zombie left behind.
+                let _ = nix::sys::wait::waitpid(pid, None);
             }
             let _ = fs::remove_dir_all(&dir);
             std::process::exit(128 + sig);
@@ -256,9 +256,7 @@ pub fn latency(
             Err(_) => return Err("the stop message was not sent within 10 s".into()),
         }
     }
-    let echoed = server_thread
-        .join()
-        .map_err(|_| "echo server panicked")??;
+    let echoed = server_thread.join().map_err(|_| "echo server panicked")??;
     let _ = client.disconnect();
     let _ = conn.recv_timeout(Duration::from_millis(100));
     Ok((rtts, echoed))

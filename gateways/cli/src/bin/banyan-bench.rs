@@ -188,9 +188,7 @@ fn mqtt_latency(
     let _running;
     let (host, port) = match broker {
         Some(spec) => {
-            let (host, port) = spec
-                .rsplit_once(':')
-                .ok_or("--broker wants HOST:PORT")?;
+            let (host, port) = spec.rsplit_once(':').ok_or("--broker wants HOST:PORT")?;
             (host.to_owned(), port.parse()?)
         }
         None => {

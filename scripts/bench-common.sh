@@ -1,0 +1,54 @@
+# Shared by the scripts/bench-*.sh side-by-side benchmarks (sourced, not run).
+# Provides: BIN (release binaries, built), TMP (removed on exit), PIDS and
+# stop_all (every process started here is stopped on exit, error or signal),
+# start_backplane, stop_pid, load, transports.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+BIN=target/release
+TMP=$(mktemp -d)
+PIDS=()
+stop_all() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$TMP"
+}
+trap stop_all EXIT
+trap 'exit 130' INT TERM HUP
+
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# stop_pid PID: SIGINT (a clean exit), then wait for it.
+stop_pid() { kill -INT "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+# start_backplane LOG [backplane options...]: a `banyan backplane` on free
+# ports of 127.0.0.1; sets BP_PID, BP_PUB, BP_SUB once it listens.
+start_backplane() {
+  local log=$1; shift
+  "$BIN/banyan" backplane --bind 127.0.0.1 -p 0 -s 0 "$@" >"$log" 2>&1 &
+  BP_PID=$!; PIDS+=("$BP_PID")
+  for _ in $(seq 1 200); do
+    if grep -q "Publisher  Port" "$log"; then
+      BP_PUB=$(awk '/Publisher  Port/ {print $NF}' "$log")
+      BP_SUB=$(awk '/Subscriber Port/ {print $NF}' "$log")
+      return 0
+    fi
+    kill -0 "$BP_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "backplane did not start:" >&2; cat "$log" >&2; exit 1
+}
+
+# The component transports to compare: $TRANSPORTS if set, else
+# "libzmq native" once the component crate reads BANYAN_TRANSPORT, else
+# "default" (whatever the component uses; BANYAN_TRANSPORT not set).
+transports() {
+  if [ -n "${TRANSPORTS:-}" ]; then echo "$TRANSPORTS"
+  elif grep -rqs BANYAN_TRANSPORT gateways/component/src; then echo "libzmq native"
+  else echo "default"; fi
+}
+
+# with_transport T CMD...: runs CMD with BANYAN_TRANSPORT=T (not set for "default").
+with_transport() {
+  local t=$1; shift
+  if [ "$t" = default ]; then "$@"; else BANYAN_TRANSPORT=$t "$@"; fi
+}
