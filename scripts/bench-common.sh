@@ -17,8 +17,19 @@ trap 'exit 130' INT TERM HUP
 
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 
-# stop_pid PID: SIGINT (a clean exit), then wait for it.
-stop_pid() { kill -INT "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+# stop_pid PID: SIGINT (a clean exit); SIGTERM after 5 s, SIGKILL after
+# 10 s; then reaps it.
+stop_pid() {
+  local i
+  kill -INT "$1" 2>/dev/null || true
+  for i in $(seq 1 200); do
+    kill -0 "$1" 2>/dev/null || break
+    [ "$i" = 100 ] && kill -TERM "$1" 2>/dev/null
+    [ "$i" = 199 ] && kill -KILL "$1" 2>/dev/null
+    sleep 0.05
+  done
+  wait "$1" 2>/dev/null || true
+}
 
 # start_backplane LOG [backplane options...]: a `banyan backplane` on free
 # ports of 127.0.0.1; sets BP_PID, BP_PUB, BP_SUB once it listens.
@@ -47,8 +58,11 @@ transports() {
   else echo "default"; fi
 }
 
-# with_transport T CMD...: runs CMD with BANYAN_TRANSPORT=T (not set for "default").
+# with_transport T CMD...: runs CMD with BANYAN_TRANSPORT=T (not set for
+# "default"). For a background process use `env $(transport_env T) CMD &`
+# instead (a function run with & is a subshell: $! would be its pid).
 with_transport() {
   local t=$1; shift
-  if [ "$t" = default ]; then "$@"; else BANYAN_TRANSPORT=$t "$@"; fi
+  env $(transport_env "$t") "$@"
 }
+transport_env() { [ "$1" = default ] || echo "BANYAN_TRANSPORT=$1"; }

@@ -47,7 +47,7 @@ run() {
           large --size "$size" --count "$count")
   peak=$(hwm_kb "$BP_PID")
   if [ "$broker" = ours ]; then stop_pid "$BP_PID"
-  else kill -TERM "$BP_PID"; wait "$BP_PID" 2>/dev/null || true; fi  # zmq.proxy ignores SIGINT
+  else kill -TERM "$BP_PID"; wait "$BP_PID" 2>/dev/null || true; fi  # in the background, python ignores SIGINT
   echo "round $r [$broker, $t] $out; broker RSS idle $((idle / 1024)) MB, peak $((peak / 1024)) MB (load $(load))"
   echo "$r $t $broker $size $peak $out" >>"$RES"
 }
