@@ -91,10 +91,8 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
-#[cfg(feature = "libzmq")]
 mod component;
 pub mod conflate;
-#[cfg(feature = "libzmq")]
 pub mod driver;
 pub mod feedback;
 pub mod locate;
@@ -109,5 +107,7 @@ pub mod routing;
 pub mod sockopt;
 pub mod wire;
 
-#[cfg(feature = "libzmq")]
 pub use component::*;
+mod native;
+#[cfg(feature = "libzmq")]
+mod zmq_backend;
