@@ -26,7 +26,7 @@ fn port_from(line: &str) -> u16 {
 /// and the ports it bound.
 fn backplane(publ: u16, sub: u16) -> (Proc, u16, u16) {
     let mut cmd = Command::new(cargo_bin("banyan-cli", "banyan"));
-    cmd.args(["backplane", "--bind", "127.0.0.1", "-n", "Test"])
+    cmd.args(["backplane", "--bind", "127.0.0.1", "-n", "Test", "--no-services"])
         .args(["-p", &publ.to_string(), "-s", &sub.to_string()]);
     let mut bp = Proc::spawn("backplane", cmd);
     let sub = port_from(&bp.wait_line(T, |l| l.starts_with("Subscriber Port = ")));

@@ -21,6 +21,8 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use banyan_zmtp as zmtp;
@@ -186,6 +188,15 @@ pub(crate) struct Conn {
     counters: Counters,
     /// Bytes were read by the last [`Conn::progress`].
     pub(crate) read_any: bool,
+    /// Messages parsed ahead for the owner, in order (frames of each
+    /// `Next::Message` in `ahead_frames`), and their bytes.
+    ahead: VecDeque<Next>,
+    ahead_frames: VecDeque<Vec<Vec<u8>>>,
+    ahead_bytes: usize,
+    /// Shared with the sibling connection to the same backplane: bumped
+    /// when one finds the backplane silent, so the other closes too.
+    expired: Arc<AtomicU64>,
+    expired_seen: u64,
     /// The buffered bytes end inside a message: reading goes on past
     /// [`Settings::recv_buffer`] until it is whole.
     starved: bool,
@@ -234,6 +245,11 @@ impl Conn {
             counters: Counters::default(),
             read_any: false,
             starved: false,
+            expired: Arc::new(AtomicU64::new(0)),
+            expired_seen: 0,
+            ahead: VecDeque::new(),
+            ahead_frames: VecDeque::new(),
+            ahead_bytes: 0,
         }
     }
 
@@ -250,9 +266,15 @@ impl Conn {
         self.lens.len()
     }
 
+    /// Makes this connection and `other` (to the same backplane) close
+    /// together when either finds the backplane silent.
+    pub(crate) fn pair_with(&mut self, other: &mut Conn) {
+        self.expired = Arc::clone(&other.expired);
+    }
+
     /// A change or a notice waits for the owner.
     pub(crate) fn has_news(&self) -> bool {
-        !self.changes.is_empty() || !self.notices.is_empty()
+        !self.changes.is_empty() || !self.notices.is_empty() || !self.ahead.is_empty()
     }
 
     pub(crate) fn take_change(&mut self) -> Option<Change> {
@@ -272,7 +294,8 @@ impl Conn {
             Phase::Connecting { .. } => (fd, false, true),
             Phase::Handshake { .. } => (fd, true, self.ctrl_pos < self.ctrl.len()),
             Phase::Up { .. } => {
-                let read = self.starved || self.inbuf.len() < self.settings.recv_buffer;
+                let read = self.starved
+                    || self.inbuf.len() + self.ahead_bytes < self.settings.recv_buffer;
                 (fd, read, self.wants_write())
             }
         })
@@ -296,8 +319,11 @@ impl Conn {
             }
             Phase::Up { minor } => {
                 let mut due = self.hold_until;
-                if zmtp::heartbeat::has_heartbeats(minor) && !s.heartbeat_interval.is_zero() {
-                    let ping = self.last_tx + s.heartbeat_interval;
+                if self.role == Role::Subscriber
+                    && zmtp::heartbeat::has_heartbeats(minor)
+                    && !s.heartbeat_interval.is_zero()
+                {
+                    let ping = (self.last_tx + s.heartbeat_interval).max(self.last_rx + self.quiet());
                     let dead = self.last_rx + s.heartbeat_timeout;
                     due = Some(due.map_or(ping.min(dead), |d| d.min(ping).min(dead)));
                 }
@@ -323,6 +349,14 @@ impl Conn {
             Phase::Waiting { .. } => {}
         }
         due
+    }
+
+    /// Silence from the backplane after which we send it a `PING`: the
+    /// interval, or half the timeout if longer, so that a backplane pinging
+    /// us at the same interval is not pinged back.
+    fn quiet(&self) -> Duration {
+        let s = &self.settings;
+        s.heartbeat_interval.max(s.heartbeat_timeout / 2)
     }
 
     fn handshake_limit(&self) -> Duration {
@@ -365,9 +399,12 @@ impl Conn {
                 }
             }
         }
-        if self.role == Role::Publisher && self.is_up() {
-            // The publisher's only input is subscription notices.
-            self.read_notices(now);
+        if self.is_up() {
+            match self.role {
+                // The publisher's only input is subscription notices.
+                Role::Publisher => self.read_notices(now),
+                Role::Subscriber => self.read_ahead(now),
+            }
         }
         self.timers(now);
         if self.is_up() {
@@ -384,12 +421,26 @@ impl Conn {
                 self.hold_until = None;
             }
         }
+        let expired = self.expired.load(Ordering::SeqCst);
+        if expired != self.expired_seen {
+            // The sibling connection found the backplane silent.
+            self.expired_seen = expired;
+            self.fail(now, "the backplane stopped answering heartbeats".into());
+            return;
+        }
         let s = self.settings;
-        if !zmtp::heartbeat::has_heartbeats(minor) || s.heartbeat_interval.is_zero() {
+        if self.role == Role::Publisher
+            || !zmtp::heartbeat::has_heartbeats(minor)
+            || s.heartbeat_interval.is_zero()
+        {
+            // The subscriber connection watches the backplane for both: the
+            // publisher connection may be behind a long queue of
+            // subscription notices, where a PING would only be refused.
             return;
         }
         if now >= self.last_rx + s.heartbeat_timeout {
             self.counters.heartbeat_expired += 1;
+            self.expired_seen = self.expired.fetch_add(1, Ordering::SeqCst) + 1;
             self.fail(
                 now,
                 format!(
@@ -399,7 +450,10 @@ impl Conn {
             );
             return;
         }
-        if now >= self.last_tx + s.heartbeat_interval {
+        // A PING only into silence: while the backplane is sending we know
+        // it is there, and it knows we are (we read, and answer its PINGs);
+        // a PING then would only queue a PONG behind its traffic.
+        if now >= self.last_tx + s.heartbeat_interval && now >= self.last_rx + self.quiet() {
             zmtp::put_ping(&mut self.ctrl, s.heartbeat_timeout, b"");
             self.last_tx = now;
         }
@@ -587,6 +641,9 @@ impl Conn {
         if hwm > 0 && self.lens.len() >= hwm {
             return false;
         }
+        if self.is_up() && self.expired.load(Ordering::Relaxed) != self.expired_seen {
+            self.timers(now);
+        }
         let before = self.out.len();
         let last = frames.len().saturating_sub(1);
         for (i, f) in frames.iter().enumerate() {
@@ -702,7 +759,7 @@ impl Conn {
     /// Reads what arrived, up to [`Settings::recv_buffer`] buffered bytes.
     fn fill(&mut self, now: Instant) {
         loop {
-            if !self.starved && self.inbuf.len() >= self.settings.recv_buffer {
+            if !self.starved && self.inbuf.len() + self.ahead_bytes >= self.settings.recv_buffer {
                 // Not read for lack of room: the peer is not silent.
                 self.last_rx = now;
                 return;
@@ -766,6 +823,9 @@ impl Conn {
     /// The next message for the subscriber: parses buffered bytes, reading
     /// more when they hold no whole message.
     pub(crate) fn next_message(&mut self, now: Instant, frames: &mut Vec<Vec<u8>>) -> Next {
+        if let Some(ahead) = self.ahead.pop_front() {
+            return self.take_ahead(ahead, frames);
+        }
         if !self.is_up() {
             return Next::Empty;
         }
@@ -777,6 +837,40 @@ impl Conn {
             return next;
         }
         next
+    }
+
+    fn take_ahead(&mut self, ahead: Next, frames: &mut Vec<Vec<u8>>) -> Next {
+        match ahead {
+            Next::Message => {
+                let got = self.ahead_frames.pop_front().unwrap_or_default();
+                self.ahead_bytes -= got.iter().map(Vec::len).sum::<usize>();
+                *frames = got;
+                Next::Message
+            }
+            other => other,
+        }
+    }
+
+    /// Parses what arrived into whole messages queued for the owner (up to
+    /// [`Settings::recv_buffer`] bytes), answering the backplane's `PING`s
+    /// on the way: done for an owner busy elsewhere, so that the backplane
+    /// hears from us and does not count us as stuck.
+    fn read_ahead(&mut self, now: Instant) {
+        loop {
+            if self.ahead_bytes >= self.settings.recv_buffer {
+                return;
+            }
+            let mut frames = Vec::new();
+            match self.step(now, &mut frames) {
+                Next::Message => {
+                    self.ahead_bytes += frames.iter().map(Vec::len).sum::<usize>();
+                    self.ahead_frames.push_back(frames);
+                    self.ahead.push_back(Next::Message);
+                }
+                Next::Empty => return,
+                oversize => self.ahead.push_back(oversize),
+            }
+        }
     }
 
     /// Parses the buffered bytes up to the next message, handling commands.
@@ -859,6 +953,44 @@ impl Conn {
             _ => {}
         }
         Ok(())
+    }
+
+    /// A subscriber connection fed by [`Conn::feed`] instead of a socket
+    /// (fuzzing): our greeting and `READY` are queued, the peer's awaited.
+    pub(crate) fn unconnected(settings: Settings, now: Instant) -> Conn {
+        let mut c = Conn::new(Role::Subscriber, "fuzz".into(), Vec::new(), settings, now);
+        c.start_handshake(now);
+        c
+    }
+
+    /// Takes `bytes` as if read from the socket (fuzzing), then advances the
+    /// handshake.
+    pub(crate) fn feed(&mut self, now: Instant, bytes: &[u8]) {
+        if !matches!(self.phase, Phase::Handshake { .. } | Phase::Up { .. }) {
+            return;
+        }
+        let spare = self.inbuf.spare(bytes.len());
+        if let Some(dst) = spare.get_mut(..bytes.len()) {
+            dst.copy_from_slice(bytes);
+            self.inbuf.commit(bytes.len());
+        }
+        self.last_rx = now;
+        if matches!(self.phase, Phase::Handshake { .. }) {
+            self.handshake(now);
+        }
+    }
+
+    /// Parses the next message out of the buffered bytes (no socket I/O).
+    pub(crate) fn parse_next(&mut self, now: Instant, frames: &mut Vec<Vec<u8>>) -> Next {
+        if !self.is_up() {
+            return Next::Empty;
+        }
+        self.step(now, frames)
+    }
+
+    /// Bytes of commands queued for the peer (greeting, READY, PONGs).
+    pub(crate) fn ctrl_len(&self) -> usize {
+        self.ctrl.len() - self.ctrl_pos
     }
 
     /// Subscriber: adds a subscription (sent now when up, and on every

@@ -105,8 +105,9 @@ impl Native {
                 .collect();
             Ok(Conn::new(role, endpoint, addrs, settings, now))
         };
-        let p = conn(Role::Publisher, o.publisher_port)?;
-        let s = conn(Role::Subscriber, o.subscriber_port)?;
+        let mut p = conn(Role::Publisher, o.publisher_port)?;
+        let mut s = conn(Role::Subscriber, o.subscriber_port)?;
+        p.pair_with(&mut s);
         let native = Native {
             publisher: Shared::new(p, wake_tx),
             subscriber: Shared::new(s, wake_tx2),
@@ -336,5 +337,80 @@ impl Drop for Native {
             c.close(now, "component dropped");
             s.set_due(None);
         }
+    }
+}
+
+/// The native transport's receive path without a socket, for the fuzz
+/// target `component_receive`: bytes from a "backplane" (its greeting,
+/// `READY`, then frames) fed in chunks through the ZMTP decoder, and each
+/// message through the component's message rules.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::time::{Duration, Instant};
+
+    use super::conn::{Conn, Next, Settings};
+    use crate::component::{Frame, Receiver};
+    use crate::wire::{Limits, Reject};
+
+    /// What the receive path made of the bytes.
+    #[derive(Debug, Default, PartialEq, Eq)]
+    pub struct Outcome {
+        /// Valid messages: (topic, payload).
+        pub messages: Vec<(String, Vec<u8>)>,
+        /// Rejected messages, as the rejection's text.
+        pub rejected: Vec<String>,
+        /// The connection is still up after the last byte (not closed for a
+        /// broken stream or a refused handshake).
+        pub open: bool,
+        /// Bytes we would send back (greeting, `READY`, `PONG`s).
+        pub replies: usize,
+    }
+
+    /// Feeds `data` in pieces of `chunk` bytes (at least 1) to a subscriber
+    /// connection with a payload limit of `max_payload` bytes.
+    pub fn receive(data: &[u8], chunk: usize, max_payload: usize) -> Outcome {
+        let now = Instant::now();
+        let settings = Settings {
+            reconnect: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(1),
+            heartbeat_interval: Duration::ZERO,
+            heartbeat_timeout: Duration::ZERO,
+            send_hwm: 0,
+            max_message: max_payload.saturating_add(1024),
+            recv_buffer: 1 << 20,
+        };
+        let mut conn = Conn::unconnected(settings, now);
+        let mut limits = Limits::default();
+        limits.max_payload = max_payload;
+        let mut receiver = Receiver::new(limits);
+        let mut out = Outcome::default();
+        let mut frames = Vec::new();
+        for piece in data.chunks(chunk.max(1)) {
+            conn.feed(now, piece);
+            loop {
+                frames.clear();
+                match conn.parse_next(now, &mut frames) {
+                    Next::Message => {
+                        receiver.frames.clear();
+                        receiver.frames.extend(frames.drain(..).map(Frame::Owned));
+                        match receiver.check() {
+                            Ok(m) => out.messages.push((m.topic, m.payload)),
+                            Err(r) => out.rejected.push(r.to_string()),
+                        }
+                    }
+                    Next::Oversize { len, .. } => out.rejected.push(
+                        Reject::TooLarge {
+                            len: usize::try_from(len).unwrap_or(usize::MAX),
+                            max: max_payload,
+                        }
+                        .to_string(),
+                    ),
+                    Next::Empty => break,
+                }
+            }
+        }
+        out.open = conn.is_up();
+        out.replies = conn.ctrl_len();
+        out
     }
 }
