@@ -10,6 +10,10 @@ lines and exits 0 on success; any failure raises (non-zero exit).
   device ENDPOINT NAME              call a microcontroller's services NAME.info and
                                     NAME.state (the QEMU firmware behind banyan
                                     serial-gateway) and check the replies
+  await ENDPOINT SERVICE TIMEOUT GO  print "ready", wait until the file GO exists,
+                                    send one request, print "sent", wait for its
+                                    answer: "answer reply VALUE", "answer error
+                                    NAME DETAIL" or "answer timeout"
 """
 
 import sys
@@ -130,6 +134,29 @@ def device(endpoint, name):
     c.close()
 
 
+def await_answer(endpoint, service, timeout, go):
+    import os
+    import time
+    c = bs.Client(endpoint)
+    print("ready", flush=True)
+    while not os.path.exists(go):
+        time.sleep(0.01)
+    rid = c.send(service, {}, timeout=float(timeout))
+    print("sent", flush=True)
+    got = None
+    while got is None:
+        got = c.poll(1.0)
+    assert got[0] == rid, got
+    value = got[1]
+    if isinstance(value, bs.ServiceError):
+        print("answer error", value.name, value.detail, flush=True)
+    elif isinstance(value, bs.ServiceTimeout):
+        print("answer timeout", flush=True)
+    else:
+        print("answer reply", value, flush=True)
+    c.close()
+
+
 def queue(front, back):
     ctx = zmq.Context.instance()
     stop = threading.Event()
@@ -208,5 +235,6 @@ def streamer(front, back):
 
 if __name__ == "__main__":
     mode, args = sys.argv[1], sys.argv[2:]
-    modes = {"worker": worker, "client": client, "queue": queue, "streamer": streamer, "device": device}
+    modes = {"worker": worker, "client": client, "queue": queue, "streamer": streamer, "device": device,
+             "await": await_answer}
     modes[mode](*args)

@@ -1379,20 +1379,31 @@ impl Processes {
     /// The device must not be able to answer (stopped). Returns the id,
     /// when it was sent, and the gateway's `request_lost` counter before.
     fn send_and_wait_pending(&mut self, deadline: Duration) -> (u64, Instant, u64) {
+        self.send_and_wait_pending_with(deadline, || 0)
+    }
+
+    /// [`Processes::send_and_wait_pending`] with `others` sending requests
+    /// of other clients first (it returns how many): all of them pending.
+    fn send_and_wait_pending_with(
+        &mut self,
+        deadline: Duration,
+        others: impl FnOnce() -> u64,
+    ) -> (u64, Instant, u64) {
         // The last status before the request: nothing pending.
         let before = self.wait_status("no request pending", |s| {
             get(s, "pending_requests").and_then(|v| v.as_u64()) == Some(0)
         });
         let lost = counter(&before, "counters", "request_lost");
+        let n = others() + 1;
         let id = self
             .client
             .send_raw("qemu-bot.state", vec![0x80], Options::new(deadline))
             .expect("send");
         let sent = Instant::now();
-        self.wait_status("the request pending at the gateway", |s| {
+        self.wait_status("the requests pending at the gateway", |s| {
             get(s, "pending_requests")
                 .and_then(|v| v.as_u64())
-                .is_some_and(|n| n >= 1)
+                .is_some_and(|p| p >= n)
         });
         (id, sent, lost)
     }
@@ -1419,8 +1430,13 @@ impl Processes {
 
     /// Waits for the gateway to count `lost + 1` requests lost.
     fn wait_counted_lost(&mut self, lost: u64) {
-        self.wait_status("the lost request counted", |s| {
-            counter(s, "counters", "request_lost") == lost + 1
+        self.wait_counted_lost_n(lost, 1);
+    }
+
+    /// Waits for the gateway to count `lost + n` requests lost.
+    fn wait_counted_lost_n(&mut self, lost: u64, n: u64) {
+        self.wait_status("the lost requests counted", |s| {
+            counter(s, "counters", "request_lost") == lost + n
                 && get(s, "pending_requests").and_then(|v| v.as_u64()) == Some(0)
         });
     }
@@ -1588,7 +1604,9 @@ fn device_killed_mid_request_through_banyan_processes_errors_then_recovers() {
 /// microcontroller rebooting behind a USB serial port): QEMU paused with a
 /// request held by the gateway, reset, resumed. The client gets "the device
 /// reset before the device replied" (or "the device's link went down" when
-/// the pause outlasted the link timeout), counted; then requests succeed.
+/// the pause outlasted the link timeout), counted, and so does a Python
+/// client (`python/banyan_services.py`) with a request in flight at the same
+/// time (`ServiceError` `worker_error`); then requests succeed.
 #[test]
 #[ignore = "needs qemu-system-arm and the firmware ELF; run by scripts/ci.d/60-serial-qemu.sh"]
 fn device_reset_mid_request_through_banyan_processes_errors_then_recovers() {
@@ -1600,23 +1618,59 @@ fn device_reset_mid_request_through_banyan_processes_errors_then_recovers() {
     // later second, so that the gateway sees a new session.
     wait_for_a_new_session_id(session);
 
+    // A Python client with a request in flight too, for `info` (the
+    // gateway serves each service with one worker, which holds one request
+    // at a time: a second `state` request would wait in the broker). Started
+    // (and connected) first, it sends when the file `go` appears.
+    let go = p.qmp_path.with_extension("go");
+    let _ = std::fs::remove_file(&go);
+    let mut cmd = Command::new(python());
+    cmd.arg(root().join("python/test_banyan_services.py"))
+        .args([
+            "await",
+            &format!("tcp://127.0.0.1:{}", p.services_port),
+            "qemu-bot.info",
+            "20",
+        ])
+        .arg(&go);
+    let mut py = common::Proc::spawn("python client", cmd);
+    py.wait_line(Duration::from_secs(60), |l| l == "ready");
+
     qmp.execute("stop");
     let deadline = Duration::from_secs(20);
-    let (id, sent, lost) = p.send_and_wait_pending(deadline);
+    let (id, sent, lost) = p.send_and_wait_pending_with(deadline, || {
+        std::fs::write(&go, b"").expect("create the go file");
+        py.wait_line(Duration::from_secs(30), |l| l == "sent");
+        1
+    });
+    let _ = std::fs::remove_file(&go);
     let reset = Instant::now();
     qmp.execute("system_reset");
     qmp.execute("cont");
+    let details = [
+        "the device reset before the device replied",
+        "the device's link went down before the device replied",
+    ];
     expect_gateway_error(
         p.answer(id, sent, deadline),
-        &[
-            "the device reset before the device replied",
-            "the device's link went down before the device replied",
-        ],
+        &details,
         "QEMU reset mid-request",
         reset,
         deadline,
     );
-    p.wait_counted_lost(lost);
+    // The Python client's request too: ServiceError worker_error.
+    let line = py.wait_line(Duration::from_secs(30), |l| l.starts_with("answer "));
+    assert!(
+        py.wait_exit(Duration::from_secs(30)).success(),
+        "{}",
+        py.output()
+    );
+    assert!(
+        line.starts_with("answer error worker_error ") && details.iter().any(|d| line.contains(d)),
+        "the python client: {line}"
+    );
+    println!("the python client: {line}");
+    p.wait_counted_lost_n(lost, 2);
     p.wait_device_back(session);
     p.state_succeeds();
 }
