@@ -1160,6 +1160,8 @@ fn qemu_killed_mid_request_gives_the_client_an_error() {
 struct Qmp {
     reader: std::io::BufReader<std::os::unix::net::UnixStream>,
     writer: std::os::unix::net::UnixStream,
+    /// Events read while waiting for something else.
+    events: Vec<String>,
 }
 
 impl Qmp {
@@ -1180,7 +1182,11 @@ impl Qmp {
             .set_read_timeout(Some(Duration::from_secs(20)))
             .expect("QMP read timeout");
         let reader = std::io::BufReader::new(writer.try_clone().expect("clone QMP socket"));
-        let mut qmp = Qmp { reader, writer };
+        let mut qmp = Qmp {
+            reader,
+            writer,
+            events: Vec::new(),
+        };
         let greeting = qmp.line();
         assert!(greeting.contains("\"QMP\""), "QMP greeting: {greeting}");
         qmp.execute("qmp_capabilities");
@@ -1190,13 +1196,16 @@ impl Qmp {
     fn line(&mut self) -> String {
         use std::io::BufRead;
         let mut l = String::new();
-        let n = self.reader.read_line(&mut l).expect("read from QMP");
+        let n = self
+            .reader
+            .read_line(&mut l)
+            .expect("read from QMP (nothing within 20 s?)");
         assert!(n > 0, "QMP socket closed");
         l
     }
 
     /// Runs a QMP command without arguments and waits for its success
-    /// (events that come first are skipped).
+    /// (events that come first are kept for [`Qmp::wait_event`]).
     fn execute(&mut self, command: &str) {
         use std::io::Write;
         writeln!(self.writer, "{{\"execute\": \"{command}\"}}").expect("write to QMP");
@@ -1207,7 +1216,33 @@ impl Qmp {
                 return;
             }
             assert!(v.get("error").is_none(), "QMP {command}: {l}");
+            if let Some(e) = v.get("event").and_then(|e| e.as_str()) {
+                self.events.push(e.to_owned());
+            }
         }
+    }
+
+    /// Waits for QEMU's event `name` (e.g. `RESET`, sent once the machine
+    /// has been reset), seen since the last wait for it.
+    fn wait_event(&mut self, name: &str) {
+        loop {
+            if let Some(i) = self.events.iter().position(|e| e == name) {
+                self.events.drain(..=i);
+                return;
+            }
+            let l = self.line();
+            let v: serde_json::Value = serde_json::from_str(&l).expect("QMP speaks JSON");
+            if let Some(e) = v.get("event").and_then(|e| e.as_str()) {
+                self.events.push(e.to_owned());
+            }
+        }
+    }
+
+    /// Resets the machine (`system_reset`) and waits until QEMU says it
+    /// did.
+    fn reset(&mut self) {
+        self.execute("system_reset");
+        self.wait_event("RESET");
     }
 }
 
@@ -1281,7 +1316,7 @@ impl Processes {
             .arg(format!("tcp:127.0.0.1:{qemu_port}"))
             .arg("--services-port")
             .arg(services_port.to_string())
-            .args(["--no-discovery", "--status-interval-ms", "50"]);
+            .args(["--no-discovery", "--status-interval-ms", "50", "-vv"]);
         let gateway = common::Proc::spawn("banyan serial-gateway", cmd);
 
         let mut status = Component::connect(banyan::component::Config::new(
@@ -1332,7 +1367,15 @@ impl Processes {
     /// other than `not`) and the broker lists the device's services with a
     /// worker each.
     fn wait_device_back(&mut self, not: Option<u64>) {
-        self.wait_status("the link up", |s| firmware_up(s, not));
+        // The link up and both services declared over it (after a reboot the
+        // gateway forgets them until the device declares them again).
+        self.wait_status("the link up with the services declared", |s| {
+            let declared: Vec<&str> = get(s, "services")
+                .and_then(|v| v.as_array())
+                .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                .unwrap_or_default();
+            firmware_up(s, not) && declared.contains(&"info") && declared.contains(&"state")
+        });
         let client = &mut self.client;
         let mut last = None;
         let listed = common::wait_until(Duration::from_secs(30), || {
@@ -1441,14 +1484,18 @@ impl Processes {
         });
     }
 
-    /// One `state` request that must succeed.
+    /// One `state` request that must succeed. Idempotent (a read), as a
+    /// client would send it: right after a reboot the gateway replaces its
+    /// broker workers, and a request the broker gave the old one as it
+    /// left is re-sent (`worker_lost`, `no_workers` are transient).
     fn state_succeeds(&mut self) {
         let r = self
             .client
             .request_raw(
                 "qemu-bot.state",
                 vec![0x80],
-                Options::new(Duration::from_secs(10)),
+                Options::new(Duration::from_secs(10))
+                    .idempotent(banyan_services::client::Retry::default()),
             )
             .unwrap_or_else(|e| {
                 panic!(
@@ -1645,7 +1692,7 @@ fn device_reset_mid_request_through_banyan_processes_errors_then_recovers() {
     });
     let _ = std::fs::remove_file(&go);
     let reset = Instant::now();
-    qmp.execute("system_reset");
+    qmp.reset();
     qmp.execute("cont");
     let details = [
         "the device reset before the device replied",
@@ -1728,7 +1775,7 @@ fn device_reset_keeping_its_session_mid_request_errors_then_recovers() {
         // A first reset just after a new second began: the firmware boots
         // with that second as its session id.
         wait_for_a_new_session_id(session);
-        qmp.execute("system_reset");
+        qmp.reset();
         p.wait_device_back(session);
         let booted = p.session();
         p.state_succeeds();
@@ -1737,7 +1784,7 @@ fn device_reset_keeping_its_session_mid_request_errors_then_recovers() {
         let deadline = Duration::from_secs(20);
         let (id, sent, lost) = p.send_and_wait_pending(deadline);
         let reset = Instant::now();
-        qmp.execute("system_reset");
+        qmp.reset();
         qmp.execute("cont");
         let answer = p.answer(id, sent, deadline);
         let detail = match &answer.0.result {
