@@ -26,8 +26,15 @@ fn port_from(line: &str) -> u16 {
 /// and the ports it bound.
 fn backplane(publ: u16, sub: u16) -> (Proc, u16, u16) {
     let mut cmd = Command::new(cargo_bin("banyan-cli", "banyan"));
-    cmd.args(["backplane", "--bind", "127.0.0.1", "-n", "Test", "--no-services"])
-        .args(["-p", &publ.to_string(), "-s", &sub.to_string()]);
+    cmd.args([
+        "backplane",
+        "--bind",
+        "127.0.0.1",
+        "-n",
+        "Test",
+        "--no-services",
+    ])
+    .args(["-p", &publ.to_string(), "-s", &sub.to_string()]);
     let mut bp = Proc::spawn("backplane", cmd);
     let sub = port_from(&bp.wait_line(T, |l| l.starts_with("Subscriber Port = ")));
     let publ = port_from(&bp.wait_line(T, |l| l.starts_with("Publisher  Port = ")));
@@ -113,9 +120,8 @@ fn messages_published_while_the_backplane_is_killed_arrive_after_its_restart() {
 /// millisecond) while the backplane is killed with SIGKILL and restarted
 /// 1 s later. With the native transport only messages the dead backplane
 /// had already taken from the socket can be lost (no TCP sender can know
-/// of those): at most a few, in one run at the moment of the kill;
-/// everything published after the publisher noticed the loss waits and is
-/// delivered. (libzmq lost 2,083–2,089 here in the runs; this
+/// of those): a few, in one run just before the kill; everything published
+/// after the backplane died waits and is delivered. (libzmq lost 2,083–2,089 here in the runs; this
 /// prints what it loses.)
 #[test]
 fn a_steady_publisher_loses_at_most_the_messages_in_flight_when_the_backplane_is_killed() {
@@ -142,9 +148,11 @@ fn a_steady_publisher_loses_at_most_the_messages_in_flight_when_the_backplane_is
         p.publish("k", &i).unwrap();
         if i == kill_at {
             bp.signal("KILL");
+            // Dead and reaped: its sockets are closed before the next
+            // message is published.
+            let _ = bp.wait_exit(T);
         }
         if i == restart_at {
-            let _ = bp.wait_exit(T);
             bp2 = Some(backplane(publ, sub));
         }
     }
@@ -175,11 +183,13 @@ fn a_steady_publisher_loses_at_most_the_messages_in_flight_when_the_backplane_is
     assert_eq!(sorted, got, "out of order");
     if p.transport() == Transport::Native {
         assert_eq!(st.send_dropped, 0, "{st:?}");
-        // One run, at the kill, of at most a few messages.
-        assert!(missing.len() <= 5, "{missing:?}");
+        // Only what the backplane held when it was killed can be missing:
+        // one run ending at the last message before the kill, published
+        // within the last 50 ms before it. Everything published after it
+        // waited and arrived.
         if let (Some(&a), Some(&b)) = (missing.first(), missing.last()) {
             assert_eq!(b - a + 1, missing.len() as u32, "{missing:?}");
-            assert!(a + 5 >= kill_at && b <= kill_at + 100, "{missing:?}");
+            assert!(a + 50 >= kill_at && b <= kill_at, "{missing:?}");
         }
     }
 }

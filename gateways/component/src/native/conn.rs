@@ -294,8 +294,8 @@ impl Conn {
             Phase::Connecting { .. } => (fd, false, true),
             Phase::Handshake { .. } => (fd, true, self.ctrl_pos < self.ctrl.len()),
             Phase::Up { .. } => {
-                let read = self.starved
-                    || self.inbuf.len() + self.ahead_bytes < self.settings.recv_buffer;
+                let read =
+                    self.starved || self.inbuf.len() + self.ahead_bytes < self.settings.recv_buffer;
                 (fd, read, self.wants_write())
             }
         })
@@ -323,7 +323,8 @@ impl Conn {
                     && zmtp::heartbeat::has_heartbeats(minor)
                     && !s.heartbeat_interval.is_zero()
                 {
-                    let ping = (self.last_tx + s.heartbeat_interval).max(self.last_rx + self.quiet());
+                    let ping =
+                        (self.last_tx + s.heartbeat_interval).max(self.last_rx + self.quiet());
                     let dead = self.last_rx + s.heartbeat_timeout;
                     due = Some(due.map_or(ping.min(dead), |d| d.min(ping).min(dead)));
                 }
@@ -673,11 +674,7 @@ impl Conn {
     /// Writes what can be written now: commands between messages, messages
     /// unless held.
     pub(crate) fn flush(&mut self, now: Instant) {
-        if self.role == Role::Publisher
-            && self.is_up()
-            && self.ctrl_pos == self.ctrl.len()
-            && self.out_pos < self.out.len()
-        {
+        if self.role == Role::Publisher && self.is_up() && self.out_pos < self.out.len() {
             // Read before writing messages: a backplane that went away has
             // left a FIN (or RST) here, and messages written after it would
             // be lost without a trace. Now they stay queued for the next
