@@ -21,6 +21,11 @@
 # - BANYAN_DEFMT_LOG=FILE: written to FILE in any case;
 # - otherwise (a pipe or a file): the raw frames, for `| defmt-print -e ELF`.
 # In pty mode the "char device redirected" line stays on stdout as text.
+#
+# BANYAN_QEMU_QMP=PATH adds a QMP socket (unix:PATH, server, nowait) through
+# which a test can pause, reset and resume the machine (`stop`,
+# `system_reset`, `cont`) while the UART's TCP connection stays open: a
+# microcontroller resetting behind a serial port that stays open.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 port=${1:?usage: run-qemu.sh PORT|pty [ELF]}
@@ -64,7 +69,12 @@ if [ -n "$log" ]; then
   : >"$log"
   exec > >(filter file)
 fi
+qmp=()
+if [ -n "${BANYAN_QEMU_QMP:-}" ]; then
+  qmp=(-qmp "unix:${BANYAN_QEMU_QMP},server=on,wait=off")
+fi
 exec qemu-system-arm -machine lm3s6965evb -nographic -monitor none \
   -semihosting-config enable=on,target=native \
   -serial "$serial" \
+  ${qmp[@]+"${qmp[@]}"} \
   -kernel "$elf"

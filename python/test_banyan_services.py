@@ -7,6 +7,13 @@ lines and exits 0 on success; any failure raises (non-zero exit).
                                     worker), an unknown service, async + listing
   queue FRONT BACK                  raw REQ clients -> queue device -> raw REP servers
   streamer FRONT BACK               raw PUSH -> streamer device -> raw PULL
+  device ENDPOINT NAME              call a microcontroller's services NAME.info and
+                                    NAME.state (the QEMU firmware behind banyan
+                                    serial-gateway) and check the replies
+  await ENDPOINT SERVICE TIMEOUT GO  print "ready", wait until the file GO exists,
+                                    send one request, print "sent", wait for its
+                                    answer: "answer reply VALUE", "answer error
+                                    NAME DETAIL" or "answer timeout"
 """
 
 import sys
@@ -84,6 +91,69 @@ def client(endpoint):
     assert h[:5] == b"BSC1\x02" and struct.unpack(">Q", h[5:13])[0] == 77, h
     assert bs.unpack(body)["echo"] == {"req": 1}
     print("ok req-socket", flush=True)
+    c.close()
+
+
+def device(endpoint, name):
+    c = bs.Client(endpoint)
+    # info: the firmware's identity and counters.
+    info = c.request(name + ".info", {}, timeout=10.0)
+    assert info["report"] == "info", info
+    assert info["name"] == name, info
+    assert isinstance(info["version"], str) and info["version"], info
+    assert isinstance(info["uptime_ms"], int) and info["uptime_ms"] >= 0, info
+    for counter in ("uart_errors", "malformed", "link_downs"):
+        assert isinstance(info[counter], int), (counter, info)
+    print("ok info", info["name"], info["version"], "uptime_ms", info["uptime_ms"], flush=True)
+    # state: the robot's state report, as published on from_NAME.
+    state = c.request(name + ".state", {}, timeout=10.0)
+    assert state["report"] == "state", state
+    assert set(state["motors"]) >= {"left", "right"}, state
+    assert all(isinstance(v, float) for v in state["motors"].values()), state
+    assert isinstance(state["leds"], dict), state
+    print("ok state motors", state["motors"], "leds", state["leds"], flush=True)
+    # Both at once, answers matched by id; the device's uptime moves on.
+    ids = {c.send(name + ".info", {}, timeout=10.0): "info",
+           c.send(name + ".state", {}, timeout=10.0): "state"}
+    while ids:
+        got = c.poll(10.0)
+        assert got is not None, "answers missing"
+        rid, value = got
+        assert not isinstance(value, Exception), value
+        assert value["report"] == ids.pop(rid), value
+        if value["report"] == "info":
+            assert value["uptime_ms"] >= info["uptime_ms"], (value, info)
+    print("ok async info+state", flush=True)
+    # A service the device does not declare: an error at once.
+    try:
+        c.request(name + ".no_such_service", {}, timeout=10.0)
+        raise AssertionError("expected an error")
+    except bs.ServiceError as e:
+        assert e.name == "unknown_service", e
+        print("ok unknown_service", flush=True)
+    c.close()
+
+
+def await_answer(endpoint, service, timeout, go):
+    import os
+    import time
+    c = bs.Client(endpoint)
+    print("ready", flush=True)
+    while not os.path.exists(go):
+        time.sleep(0.01)
+    rid = c.send(service, {}, timeout=float(timeout))
+    print("sent", flush=True)
+    got = None
+    while got is None:
+        got = c.poll(1.0)
+    assert got[0] == rid, got
+    value = got[1]
+    if isinstance(value, bs.ServiceError):
+        print("answer error", value.name, value.detail, flush=True)
+    elif isinstance(value, bs.ServiceTimeout):
+        print("answer timeout", flush=True)
+    else:
+        print("answer reply", value, flush=True)
     c.close()
 
 
@@ -165,4 +235,6 @@ def streamer(front, back):
 
 if __name__ == "__main__":
     mode, args = sys.argv[1], sys.argv[2:]
-    {"worker": worker, "client": client, "queue": queue, "streamer": streamer}[mode](*args)
+    modes = {"worker": worker, "client": client, "queue": queue, "streamer": streamer, "device": device,
+             "await": await_answer}
+    modes[mode](*args)

@@ -32,8 +32,13 @@ cargo fmt --all --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "host tests"
+step "host tests (components on the native transport, the default)"
 cargo test --workspace --locked
+
+step "component tests again on the libzmq transport (BANYAN_TRANSPORT=libzmq)"
+BANYAN_TRANSPORT=libzmq cargo test --locked -p banyan-component --lib
+BANYAN_TRANSPORT=libzmq cargo test --locked -p banyan \
+  --test lan_backplane --test lan_transport --test lan_interop --test safety
 
 if [ "$QUICK" = 1 ]; then
   step "quick checks passed (fmt, clippy, host tests)"

@@ -381,6 +381,14 @@ fn a_stuck_subscriber_costs_counted_drops_and_never_stops_other_topics() {
     // Once the stuck subscriber is gone, "big" flows to a new one with no
     // more drops.
     drop(stuck);
+    // Wait until the backplane has seen it go (what was queued for it is
+    // then counted as undelivered): a fast publisher could otherwise still
+    // hit its full queue.
+    assert!(
+        wait_until(T, || bp.stats().undelivered > 0),
+        "the stuck subscriber's leaving was not seen: {:?}",
+        bp.stats()
+    );
     let mut late = Component::connect(ccfg).unwrap();
     late.subscribe("big").unwrap();
     let mut ready = false;

@@ -16,7 +16,9 @@
 //!   MCU rebooted: the gateway reports [`gateway::Event::Reset`] and the
 //!   re-declared subscriptions. A cable re-plug without reboot shows as
 //!   [`gateway::Event::Down`] then [`gateway::Event::Up`], and only changed
-//!   subscriptions are reported. A gateway restart is noticed by the device
+//!   subscriptions are reported; a HELLO with the same session id (the
+//!   device's link timed out too, or it rebooted with a repeating id) is
+//!   [`gateway::Event::Rejoin`]: data in flight may be lost. A gateway restart is noticed by the device
 //!   (RESYNC) and it re-declares everything. Nothing needs a manual restart.
 //! - **PUBLISH both ways** carries the topic and the msgpack payload bytes
 //!   unchanged; the link never parses payloads.

@@ -177,6 +177,7 @@ type Gw = Gateway<256, 2048, 8>;
 enum Ev {
     Up,
     Reset,
+    Rejoin,
     Down,
     Sub(String),
     Unsub(String),
@@ -190,6 +191,7 @@ fn own(ev: gateway::Event<'_>) -> Ev {
     match ev {
         gateway::Event::Up(_) => Ev::Up,
         gateway::Event::Reset(_) => Ev::Reset,
+        gateway::Event::Rejoin(_) => Ev::Rejoin,
         gateway::Event::Down => Ev::Down,
         gateway::Event::Subscribe(t) => Ev::Sub(t.into()),
         gateway::Event::Unsubscribe(t) => Ev::Unsub(t.into()),
@@ -447,7 +449,9 @@ fn re_hello_sweeps_services_not_declared_again() {
     assert!(!gw.is_up() && !dev.is_up());
     assert!(dev.unserve("echo"));
     let evs = run(&mut dev, &mut gw, 1600, 600, 0);
-    assert_eq!(evs, vec![Ev::Up, Ev::Unserve("echo".into())]);
+    // The same session says HELLO again: a rejoin (requests in flight are
+    // lost), then up, then the sweep.
+    assert_eq!(evs, vec![Ev::Rejoin, Ev::Up, Ev::Unserve("echo".into())]);
     assert_eq!(gw.services().collect::<Vec<_>>(), ["info"]);
 }
 

@@ -244,6 +244,8 @@ impl Sim {
                 self.services.clear();
                 self.gw_events.push(GwEv::Reset(session));
             }
+            // Same session again: the mirror is kept (swept later).
+            OwnedGw::Rejoin => {}
             OwnedGw::Down => self.gw_events.push(GwEv::Down),
             OwnedGw::Sub(t) => {
                 assert!(self.mirror.insert(t.clone()), "duplicate Subscribe({t})");
@@ -522,6 +524,7 @@ impl Sim {
 enum OwnedGw {
     Up(u32, String),
     Reset(u32),
+    Rejoin,
     Down,
     Sub(String),
     Unsub(String),
@@ -536,6 +539,7 @@ impl From<gateway::Event<'_>> for OwnedGw {
         match ev {
             gateway::Event::Up(id) => OwnedGw::Up(id.session, id.name.to_string()),
             gateway::Event::Reset(id) => OwnedGw::Reset(id.session),
+            gateway::Event::Rejoin(_) => OwnedGw::Rejoin,
             gateway::Event::Down => OwnedGw::Down,
             gateway::Event::Subscribe(t) => OwnedGw::Sub(t.into()),
             gateway::Event::Unsubscribe(t) => OwnedGw::Unsub(t.into()),

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # serial-gateway end to end with the QEMU firmware: a python-banyan component
 # drives the firmware through our backplane and serial-gateway; QEMU restart
-# recovery; motors stop when the gateway goes away; round-trip figures.
+# recovery; motors stop when the gateway goes away; round-trip figures;
+# the firmware's services (info, state) through the broker from Rust, Python
+# (python/banyan_services.py) and `banyan call`, and a device killed or reset
+# mid-request (the client gets an error, then the device serves again), with
+# `banyan backplane` and `banyan serial-gateway` as processes.
 # Then the demo's MCU twin end to end (`scripts/demo.sh --mcu`: the QEMU
 # firmware behind `banyan serial-gateway`; reuses 41-rpi-demo.sh's release
 # build) and its "try it yourself" commands run as printed.

@@ -20,6 +20,14 @@ pub enum Event<'a> {
     /// subscription it declared before. The link is down until the
     /// [`Event::Up`] that follows, then the re-declared subscriptions come.
     Reset(&'a Identity),
+    /// The device said HELLO again with the session id it had (its link
+    /// timed out or was re-synchronised, or it rebooted with a session id
+    /// that repeats): both ends restarted their link session, so data
+    /// messages in flight may be lost — a REQUEST sent before will likely
+    /// never be answered. Its subscriptions are kept; the re-declared ones
+    /// are confirmed and the others removed at its next heartbeat (as
+    /// [`Event::Unsubscribe`]).
+    Rejoin(&'a Identity),
     /// The device went silent for [`Config::timeout_ms`]. Its subscriptions
     /// are kept: after a re-plug without reset it comes back with the same
     /// session, and only changes are reported.
@@ -79,6 +87,7 @@ enum Step {
     None,
     Up,
     Reset,
+    Rejoin,
     Subscribe,
     Unsubscribe,
     Publish,
@@ -209,7 +218,7 @@ impl<const TX: usize, const SUBS: usize> Inner<TX, SUBS> {
             }
             self.sweep_armed = true;
             self.sweeping = false;
-            return Step::None;
+            return Step::Rejoin;
         }
         if !self.active {
             self.ep.stats.count_not_up(&msg);
@@ -540,6 +549,7 @@ impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, 
             Step::None => None,
             Step::Up => self.st.identity.as_ref().map(Event::Up),
             Step::Reset => self.st.identity.as_ref().map(Event::Reset),
+            Step::Rejoin => self.st.identity.as_ref().map(Event::Rejoin),
             _ => match self
                 .deframer
                 .last_frame()

@@ -14,32 +14,64 @@ pub const SUBSCRIBER_PORT: u16 = 43125;
 /// Default high-water mark (messages) for the publisher and subscriber queues.
 pub const DEFAULT_HWM: i32 = 1_000_000;
 
-/// A failure of the message transport (today libzmq), kept opaque so that
-/// the component API does not name its dependency's types. Ask it for the OS
-/// error number or its [`std::io::ErrorKind`].
-pub struct TransportError(pub(crate) zmq::Error);
+/// A failure of the message transport (the native ZMTP stack or libzmq),
+/// kept opaque so that the component API does not name its dependencies'
+/// types. Ask it for the OS error number or its [`std::io::ErrorKind`].
+pub struct TransportError(pub(crate) TransportInner);
+
+pub(crate) enum TransportInner {
+    #[cfg(feature = "libzmq")]
+    Zmq(zmq::Error),
+    Io(std::io::Error),
+}
+
+#[cfg(feature = "libzmq")]
+impl From<zmq::Error> for TransportError {
+    fn from(e: zmq::Error) -> Self {
+        TransportError(TransportInner::Zmq(e))
+    }
+}
+
+impl From<std::io::Error> for TransportError {
+    fn from(e: std::io::Error) -> Self {
+        TransportError(TransportInner::Io(e))
+    }
+}
 
 impl TransportError {
-    /// The error number (`errno`) the transport reported.
+    /// The error number (`errno`) the transport reported (0 when it was
+    /// not an OS error).
     pub fn raw_os_error(&self) -> i32 {
-        self.0.to_raw()
+        match &self.0 {
+            #[cfg(feature = "libzmq")]
+            TransportInner::Zmq(e) => e.to_raw(),
+            TransportInner::Io(e) => e.raw_os_error().unwrap_or(0),
+        }
     }
 
-    /// The kind of I/O error this error number stands for.
+    /// The kind of I/O error this error stands for.
     pub fn kind(&self) -> std::io::ErrorKind {
-        std::io::Error::from_raw_os_error(self.0.to_raw()).kind()
+        match &self.0 {
+            #[cfg(feature = "libzmq")]
+            TransportInner::Zmq(e) => std::io::Error::from_raw_os_error(e.to_raw()).kind(),
+            TransportInner::Io(e) => e.kind(),
+        }
     }
 }
 
 impl std::fmt::Debug for TransportError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TransportError({}: {})", self.0.to_raw(), self.0)
+        write!(f, "TransportError({}: {})", self.raw_os_error(), self)
     }
 }
 
 impl std::fmt::Display for TransportError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Display::fmt(&self.0, f)
+        match &self.0 {
+            #[cfg(feature = "libzmq")]
+            TransportInner::Zmq(e) => std::fmt::Display::fmt(e, f),
+            TransportInner::Io(e) => std::fmt::Display::fmt(e, f),
+        }
     }
 }
 
@@ -47,11 +79,67 @@ impl std::error::Error for TransportError {}
 
 /// A ZeroMQ error as the component API reports it: `EINTR` is
 /// [`Error::Interrupted`], everything else [`Error::Transport`].
+#[cfg(feature = "libzmq")]
 pub(crate) fn zmq_error(e: zmq::Error) -> Error {
     if e == zmq::Error::EINTR {
         Error::Interrupted
     } else {
-        Error::Transport(TransportError(e))
+        Error::Transport(e.into())
+    }
+}
+
+fn io_error(e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::Interrupted {
+        Error::Interrupted
+    } else {
+        Error::Transport(e.into())
+    }
+}
+
+/// Which transport a component uses (see the [crate docs](crate#transports)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Transport {
+    /// Our own ZMTP stack ([`banyan_zmtp`]): no I/O thread between the
+    /// caller and the socket. The default.
+    Native,
+    /// libzmq through the `zmq` crate (feature `libzmq`).
+    Libzmq,
+}
+
+impl Transport {
+    /// The transport named by the environment variable `BANYAN_TRANSPORT`
+    /// (`native` or `libzmq`), else [`Transport::Native`]. An unknown name
+    /// is logged and ignored.
+    pub fn from_env() -> Transport {
+        match std::env::var("BANYAN_TRANSPORT") {
+            Ok(v) => v.parse().unwrap_or_else(|e| {
+                log::warn!("BANYAN_TRANSPORT: {e}; using the native transport");
+                Transport::Native
+            }),
+            Err(_) => Transport::Native,
+        }
+    }
+}
+
+impl std::str::FromStr for Transport {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Transport, String> {
+        match s {
+            "native" => Ok(Transport::Native),
+            "libzmq" | "zmq" => Ok(Transport::Libzmq),
+            other => Err(format!("unknown transport {other:?} (native or libzmq)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transport::Native => "native",
+            Transport::Libzmq => "libzmq",
+        })
     }
 }
 
@@ -97,6 +185,10 @@ pub enum Error {
         /// The configured high-water mark.
         hwm: i32,
     },
+    /// The transport asked for in [`Config::transport`] is not built in
+    /// (the `libzmq` feature is off).
+    #[error("transport {0} is not built into this program")]
+    Unsupported(Transport),
 }
 
 /// Result of the component API.
@@ -118,10 +210,16 @@ pub struct Config {
     /// Messages queued towards the backplane before `publish` drops (and
     /// counts) instead. 0 = unlimited. Default [`DEFAULT_HWM`].
     pub send_hwm: i32,
-    /// Messages queued from the backplane before ZeroMQ stops reading the
-    /// connection (the backplane then queues, and drops past its own limit).
-    /// 0 = unlimited. Default [`DEFAULT_HWM`].
+    /// libzmq transport: messages queued from the backplane before ZeroMQ
+    /// stops reading the connection (the backplane then queues, and drops
+    /// past its own limit). 0 = unlimited. Default [`DEFAULT_HWM`].
     pub recv_hwm: i32,
+    /// Native transport: bytes read from the backplane ahead of the
+    /// receiving calls, at most (a message larger than this is still read
+    /// whole). Past it reading stops and the backplane queues, then drops
+    /// past its own limits (counted there). Default
+    /// [`DEFAULT_RECV_BUFFER`].
+    pub recv_buffer: usize,
     /// Limits applied to received messages.
     pub limits: Limits,
     /// How long unsent messages are kept for the backplane when the component
@@ -133,7 +231,27 @@ pub struct Config {
     /// are dropped and counted in [`Stats::stale`]. Default: none. See the
     /// [`driver`](crate::driver) for why.
     pub conflate: Vec<String>,
+    /// The transport. Default [`Transport::from_env`]: native unless
+    /// `BANYAN_TRANSPORT=libzmq`.
+    pub transport: Transport,
+    /// How often we send the backplane a heartbeat (`PING`) when nothing
+    /// else was sent; zero: none, and no dead-backplane detection.
+    /// Default 1 s.
+    pub heartbeat_interval: Duration,
+    /// Silence from the backplane after which it counts as gone even
+    /// without a FIN (a backplane host that lost power, a network that
+    /// went away): the connection is closed, [`Event::BackplaneDown`]
+    /// reported, and a reconnect started. Default 3 s.
+    pub heartbeat_timeout: Duration,
 }
+
+/// Default [`Config::recv_buffer`]: 64 MiB.
+pub const DEFAULT_RECV_BUFFER: usize = 64 << 20;
+
+/// Default [`Config::heartbeat_interval`].
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// Default [`Config::heartbeat_timeout`].
+pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl Default for Config {
     fn default() -> Self {
@@ -144,9 +262,13 @@ impl Default for Config {
             name: "component".into(),
             send_hwm: DEFAULT_HWM,
             recv_hwm: DEFAULT_HWM,
+            recv_buffer: DEFAULT_RECV_BUFFER,
             limits: Limits::default(),
             linger: Duration::from_secs(1),
             conflate: Vec::new(),
+            transport: Transport::from_env(),
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
         }
     }
 }
@@ -187,6 +309,13 @@ pub struct Stats {
     /// Messages on a conflated topic ([`Config::conflate`]) dropped unread
     /// because a newer one on the same topic was already queued behind them.
     pub stale: u64,
+    /// Messages that were being written when the connection to the
+    /// backplane broke: the backplane got part of them and discards it
+    /// (native transport; libzmq does not tell).
+    pub send_lost: u64,
+    /// Times the backplane stopped answering heartbeats and its connection
+    /// was closed (native transport).
+    pub heartbeat_expired: u64,
 }
 
 /// What one [`Component::recv_batch`] did.
@@ -227,28 +356,48 @@ pub enum Event {
     BackplaneDown,
 }
 
-/// Why connecting failed, before it becomes an [`Error`].
-enum ConnectError {
-    Zmq(zmq::Error),
-    Endpoint {
-        endpoint: String,
-        source: zmq::Error,
-    },
+/// One frame of a received message: a libzmq message, or bytes our own
+/// transport read.
+#[derive(Debug)]
+pub(crate) enum Frame {
+    #[cfg(feature = "libzmq")]
+    Zmq(zmq::Message),
+    Owned(Vec<u8>),
 }
 
-impl From<zmq::Error> for ConnectError {
-    fn from(e: zmq::Error) -> Self {
-        ConnectError::Zmq(e)
+impl std::ops::Deref for Frame {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            #[cfg(feature = "libzmq")]
+            Frame::Zmq(m) => m,
+            Frame::Owned(v) => v,
+        }
     }
 }
 
-static NEXT_MONITOR: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+impl Frame {
+    /// The bytes, moved out when they are ours (copied from libzmq's).
+    fn take(&mut self) -> Vec<u8> {
+        match self {
+            #[cfg(feature = "libzmq")]
+            Frame::Zmq(m) => m.to_vec(),
+            Frame::Owned(v) => std::mem::take(v),
+        }
+    }
+}
+
+/// The transport behind a component.
+enum Backend {
+    #[cfg(feature = "libzmq")]
+    Zmq(crate::zmq_backend::Zmq),
+    Native(crate::native::Native),
+}
 
 /// A connection to one backplane. See the [crate docs](crate).
 pub struct Component {
-    publisher: zmq::Socket,
-    subscriber: zmq::Socket,
-    monitor: zmq::Socket,
+    backend: Backend,
     config: Config,
     receiver: Receiver,
     /// The subscriptions our publisher has been told of (a set: the
@@ -261,17 +410,18 @@ pub struct Component {
     send_dropped: u64,
     topics: Vec<String>,
     scratch: Vec<u8>,
+    /// Frames read by the native transport (reused).
+    native_frames: Vec<Vec<u8>>,
     /// Conflated messages held back within a batch: per conflated topic
     /// (index as in `config.conflate`), in arrival order.
     held: Vec<Vec<Held>>,
     stale: u64,
     feedback: crate::feedback::Feedback,
-    _context: zmq::Context,
 }
 
 /// A message on a conflated topic, held until the end of a batch.
 struct Held {
-    frames: Vec<zmq::Message>,
+    frames: Vec<Frame>,
     /// Its keys when it is a flat command map (see the driver docs).
     keys: Option<Vec<std::ops::Range<usize>>>,
 }
@@ -280,16 +430,17 @@ struct Held {
 /// oldest is delivered early.
 const MAX_HELD: usize = 8;
 
-/// A ZeroMQ context: the I/O thread(s) behind components. Components made
-/// with [`Component::connect`] each have their own; share one with
-/// [`Component::connect_with_context`].
+/// A ZeroMQ context: the I/O thread(s) behind components on the libzmq
+/// transport. Components made with [`Component::connect`] each have their
+/// own; share one with [`Component::connect_with_context`]. The native
+/// transport has no I/O thread and ignores it.
 #[derive(Clone, Default)]
-pub struct Context(zmq::Context);
+pub struct Context(#[cfg(feature = "libzmq")] zmq::Context);
 
 impl Context {
     /// A new context.
     pub fn new() -> Context {
-        Context(zmq::Context::new())
+        Context::default()
     }
 }
 
@@ -316,7 +467,7 @@ impl std::fmt::Debug for Component {
 pub(crate) struct Receiver {
     validator: Validator,
     limits: Limits,
-    pub(crate) frames: Vec<zmq::Message>,
+    pub(crate) frames: Vec<Frame>,
     pub(crate) received: u64,
     pub(crate) rejected: u64,
     pub(crate) last_rejection: Option<Rejection>,
@@ -330,33 +481,13 @@ impl Receiver {
         }
     }
 
-    /// Reads one multipart message into `self.frames` without blocking;
-    /// `false` when none is queued.
-    pub(crate) fn read(&mut self, socket: &zmq::Socket) -> std::result::Result<bool, zmq::Error> {
-        let mut first = zmq::Message::new();
-        match socket.recv(&mut first, zmq::DONTWAIT) {
-            Ok(()) => {}
-            Err(zmq::Error::EAGAIN) => return Ok(false),
-            Err(e) => return Err(e),
-        }
-        self.frames.clear();
-        let mut more = first.get_more();
-        self.frames.push(first);
-        while more {
-            // The rest of a multipart message is already here: no blocking.
-            let part = socket.recv_msg(0)?;
-            more = part.get_more();
-            self.frames.push(part);
-        }
-        Ok(true)
-    }
-
     /// Reads one multipart message without blocking and checks it.
+    #[cfg(feature = "libzmq")]
     pub(crate) fn try_recv(
         &mut self,
         socket: &zmq::Socket,
     ) -> std::result::Result<Option<std::result::Result<Message, Rejection>>, zmq::Error> {
-        if !self.read(socket)? {
+        if !crate::zmq_backend::read_frames(socket, &mut self.frames)? {
             return Ok(None);
         }
         Ok(Some(self.check()))
@@ -365,61 +496,36 @@ impl Receiver {
     /// Checks the frames last read (or put back into `self.frames`).
     pub(crate) fn check(&mut self) -> std::result::Result<Message, Rejection> {
         let checked =
-            wire::check_frames(&mut self.validator, &self.limits, &self.frames).map(|topic| {
-                let payload = self.frames.get(1).map(|f| f.to_vec()).unwrap_or_default();
-                Message::new(topic, payload)
-            });
+            wire::check_frames(&mut self.validator, &self.limits, &self.frames).map(str::to_owned);
         match checked {
-            Ok(message) => {
+            Ok(topic) => {
+                let payload = self.frames.get_mut(1).map(Frame::take).unwrap_or_default();
                 self.received += 1;
-                Ok(message)
+                Ok(Message::new(topic, payload))
             }
-            Err(reason) => {
-                self.rejected += 1;
-                let rejection = Rejection::new(reason, &self.frames);
-                log::warn!("{rejection}");
-                self.last_rejection = Some(rejection.clone());
-                Err(rejection)
-            }
+            Err(reason) => self.reject(reason),
         }
     }
-}
 
-/// Sends `[topic, payload]` without blocking on an XPUB socket with
-/// `ZMQ_XPUB_NODROP`; `Ok(false)` when the queue is full (nothing sent).
-#[doc(hidden)]
-pub fn send_message(
-    socket: &zmq::Socket,
-    topic: &str,
-    payload: &[u8],
-) -> std::result::Result<bool, zmq::Error> {
-    match socket.send(topic.as_bytes(), zmq::SNDMORE | zmq::DONTWAIT) {
-        Ok(()) => {}
-        Err(zmq::Error::EAGAIN) => return Ok(false),
-        Err(e) => return Err(e),
+    /// Counts and reports a rejected message (its frames in `self.frames`).
+    fn reject(&mut self, reason: Reject) -> std::result::Result<Message, Rejection> {
+        self.rejected += 1;
+        let rejection = Rejection::new(reason, &self.frames);
+        log::warn!("{rejection}");
+        self.last_rejection = Some(rejection.clone());
+        Err(rejection)
     }
-    // The queue check is made on the first frame only: this cannot fail for
-    // a full queue.
-    socket.send(payload, 0)?;
-    Ok(true)
 }
 
-/// Creates a publisher socket as components use it: XPUB (subscription
-/// notices readable), counted drops instead of silent ones.
-pub(crate) fn publisher_socket(
-    context: &zmq::Context,
-    hwm: i32,
-    linger: Duration,
-) -> std::result::Result<zmq::Socket, zmq::Error> {
-    let mut publisher = context.socket(zmq::XPUB)?;
-    publisher.set_sndhwm(hwm)?;
-    publisher.set_linger(i32::try_from(linger.as_millis()).unwrap_or(i32::MAX))?;
-    crate::sockopt::set_xpub_nodrop(&mut publisher, true)?;
-    Ok(publisher)
-}
+#[cfg(feature = "libzmq")]
+#[doc(hidden)]
+pub use crate::zmq_backend::send_message;
+#[cfg(feature = "libzmq")]
+pub(crate) use crate::zmq_backend::{poll_timeout, publisher_socket};
 
 /// `Ok(true)` when a poll was interrupted by a signal: blocking calls then
 /// return early (`None`/`false`) so that callers can check their stop flags.
+#[cfg(feature = "libzmq")]
 pub(crate) fn interrupted(
     r: std::result::Result<i32, zmq::Error>,
 ) -> std::result::Result<bool, zmq::Error> {
@@ -430,79 +536,72 @@ pub(crate) fn interrupted(
     }
 }
 
-/// Milliseconds for `zmq::poll` from an optional deadline (-1 = forever).
-pub(crate) fn poll_timeout(deadline: Option<Instant>) -> i64 {
-    match deadline {
-        None => -1,
-        Some(d) => {
-            let left = d.saturating_duration_since(Instant::now());
-            // Round up so we never spin on a sub-millisecond remainder.
-            i64::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i64::MAX)
-        }
-    }
-}
-
 impl Component {
-    /// Connects to the backplane described by `config`. ZeroMQ connects in
-    /// the background, so this succeeds even if the backplane is not running
-    /// yet; see [`Component::wait_for_subscriber`] and
-    /// [`Component::link_state`].
+    /// Connects to the backplane described by `config`, in the background,
+    /// so this succeeds even if the backplane is not running yet; see
+    /// [`Component::wait_for_subscriber`] and [`Component::link_state`].
     ///
     /// # Errors
-    /// [`Error::Connect`] for an unusable address, [`Error::Transport`] otherwise.
+    /// [`Error::Connect`] for an unusable address, [`Error::Unsupported`]
+    /// for a transport not built in, [`Error::Transport`] otherwise.
     pub fn connect(config: Config) -> Result<Component> {
         Component::connect_with_context(config, &Context::new())
     }
 
     /// Like [`Component::connect`], but on an existing [`Context`], so
-    /// several components in one process share its I/O thread.
+    /// several components in one process share libzmq's I/O thread (the
+    /// native transport has none and ignores it).
     ///
     /// # Errors
     /// As [`Component::connect`].
     pub fn connect_with_context(config: Config, context: &Context) -> Result<Component> {
-        Component::connect_zmq(config, context.0.clone()).map_err(|e| match e {
-            ConnectError::Zmq(e) => zmq_error(e),
-            ConnectError::Endpoint { endpoint, source } => Error::Connect {
-                endpoint,
-                source: TransportError(source),
-            },
-        })
-    }
-
-    fn connect_zmq(
-        config: Config,
-        context: zmq::Context,
-    ) -> std::result::Result<Component, ConnectError> {
-        let monitor_endpoint = format!(
-            "inproc://banyan-subscriber-monitor-{}",
-            NEXT_MONITOR.fetch_add(1, Ordering::Relaxed)
-        );
-        let publisher = publisher_socket(&context, config.send_hwm, config.linger)?;
-        let subscriber = context.socket(zmq::SUB)?;
-        subscriber.set_rcvhwm(config.recv_hwm)?;
-        subscriber.set_linger(0)?;
-        subscriber.monitor(
-            &monitor_endpoint,
-            (zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32)
-                | (zmq::SocketEvent::DISCONNECTED as i32),
-        )?;
-        let monitor = context.socket(zmq::PAIR)?;
-        monitor.set_linger(0)?;
-        monitor.connect(&monitor_endpoint)?;
-        let pub_endpoint = format!("tcp://{}:{}", config.address, config.publisher_port);
-        publisher
-            .connect(&pub_endpoint)
-            .map_err(|source| ConnectError::Endpoint {
-                endpoint: pub_endpoint,
-                source,
-            })?;
-        let sub_endpoint = format!("tcp://{}:{}", config.address, config.subscriber_port);
-        subscriber
-            .connect(&sub_endpoint)
-            .map_err(|source| ConnectError::Endpoint {
-                endpoint: sub_endpoint,
-                source,
-            })?;
+        let backend = match config.transport {
+            Transport::Native => {
+                let options = crate::native::Options {
+                    address: config.address.clone(),
+                    publisher_port: config.publisher_port,
+                    subscriber_port: config.subscriber_port,
+                    send_hwm: usize::try_from(config.send_hwm.max(0)).unwrap_or(usize::MAX),
+                    max_message: config.limits.max_payload.saturating_add(64 * 1024),
+                    recv_buffer: config.recv_buffer.max(64 * 1024),
+                    heartbeat_interval: config.heartbeat_interval,
+                    heartbeat_timeout: config.heartbeat_timeout,
+                    linger: config.linger,
+                };
+                let native =
+                    crate::native::Native::connect(&options).map_err(|(endpoint, source)| {
+                        if endpoint.is_empty() {
+                            io_error(source)
+                        } else {
+                            Error::Connect {
+                                endpoint,
+                                source: source.into(),
+                            }
+                        }
+                    })?;
+                Backend::Native(native)
+            }
+            #[cfg(feature = "libzmq")]
+            Transport::Libzmq => {
+                use crate::zmq_backend::ConnectError;
+                let zmq =
+                    crate::zmq_backend::Zmq::connect(&config, context.0.clone()).map_err(|e| {
+                        match e {
+                            ConnectError::Zmq(e) => zmq_error(e),
+                            ConnectError::Endpoint { endpoint, source } => Error::Connect {
+                                endpoint,
+                                source: source.into(),
+                            },
+                        }
+                    })?;
+                Backend::Zmq(zmq)
+            }
+            #[cfg(not(feature = "libzmq"))]
+            Transport::Libzmq => {
+                let _ = context;
+                return Err(Error::Unsupported(Transport::Libzmq));
+            }
+        };
         let held = config.conflate.iter().map(|_| Vec::new()).collect();
         let feedback = crate::feedback::Feedback::new(
             config.name.clone(),
@@ -513,9 +612,7 @@ impl Component {
         );
         Ok(Component {
             feedback,
-            publisher,
-            subscriber,
-            monitor,
+            backend,
             receiver: Receiver::new(config.limits),
             config,
             remote_subscriptions: topic::Index::new(),
@@ -525,12 +622,20 @@ impl Component {
             send_dropped: 0,
             topics: Vec::new(),
             scratch: Vec::new(),
+            native_frames: Vec::new(),
             held,
             stale: 0,
-            _context: context,
         })
     }
 
+    /// The transport this component uses.
+    pub fn transport(&self) -> Transport {
+        match self.backend {
+            #[cfg(feature = "libzmq")]
+            Backend::Zmq(_) => Transport::Libzmq,
+            Backend::Native(_) => Transport::Native,
+        }
+    }
     /// The configuration this component was created with.
     pub fn config(&self) -> &Config {
         &self.config
@@ -541,21 +646,26 @@ impl Component {
     /// # Errors
     /// [`Error::Transport`] if the socket refuses the option.
     pub fn subscribe(&mut self, topic: &str) -> Result<()> {
-        self.subscriber
-            .set_subscribe(topic.as_bytes())
-            .map_err(zmq_error)?;
+        match &mut self.backend {
+            #[cfg(feature = "libzmq")]
+            Backend::Zmq(z) => z.subscribe(topic.as_bytes()).map_err(zmq_error)?,
+            Backend::Native(n) => n.subscribe(topic.as_bytes()),
+        }
         self.topics.push(topic.to_owned());
         Ok(())
     }
 
-    /// Removes one earlier subscription to `topic` (ZeroMQ counts duplicates).
+    /// Removes one earlier subscription to `topic` (duplicates count: the
+    /// backplane is told when the last one goes, as with libzmq's SUB).
     ///
     /// # Errors
     /// [`Error::Transport`] if the socket refuses the option.
     pub fn unsubscribe(&mut self, topic: &str) -> Result<()> {
-        self.subscriber
-            .set_unsubscribe(topic.as_bytes())
-            .map_err(zmq_error)?;
+        match &mut self.backend {
+            #[cfg(feature = "libzmq")]
+            Backend::Zmq(z) => z.unsubscribe(topic.as_bytes()).map_err(zmq_error)?,
+            Backend::Native(n) => n.unsubscribe(topic.as_bytes()),
+        }
         if let Some(i) = self.topics.iter().position(|t| t == topic) {
             self.topics.remove(i);
         }
@@ -618,7 +728,12 @@ impl Component {
     }
 
     fn send(&mut self, topic: &str, payload: &[u8]) -> Result<()> {
-        if !send_message(&self.publisher, topic, payload).map_err(zmq_error)? {
+        let queued = match &mut self.backend {
+            #[cfg(feature = "libzmq")]
+            Backend::Zmq(z) => z.send(topic, payload).map_err(zmq_error)?,
+            Backend::Native(n) => n.send(topic.as_bytes(), payload),
+        };
+        if !queued {
             self.send_dropped += 1;
             return Err(Error::SendQueueFull {
                 hwm: self.config.send_hwm,
@@ -634,20 +749,23 @@ impl Component {
     /// Reads subscription notices the backplane sent to our publisher.
     fn drain_subscriptions(&mut self) -> Result<()> {
         loop {
-            match self.publisher.recv_bytes(zmq::DONTWAIT) {
-                Ok(notice) => match notice.split_first() {
-                    // (Already held: a repeated notice changes nothing.)
-                    Some((1, prefix)) if self.remote_subscriptions.count((), prefix) == 0 => {
-                        let _ = self.remote_subscriptions.subscribe((), prefix);
+            let notice = match &mut self.backend {
+                #[cfg(feature = "libzmq")]
+                Backend::Zmq(z) => z.take_notice().map_err(zmq_error)?,
+                Backend::Native(n) => n.take_notice(),
+            };
+            match notice {
+                // (Already held: a repeated notice changes nothing.)
+                Some((true, prefix)) => {
+                    if self.remote_subscriptions.count((), &prefix) == 0 {
+                        let _ = self.remote_subscriptions.subscribe((), &prefix);
                     }
-                    Some((0, prefix)) => {
-                        // (Not held: nothing to do.)
-                        let _ = self.remote_subscriptions.unsubscribe((), prefix);
-                    }
-                    _ => {}
-                },
-                Err(zmq::Error::EAGAIN) => return Ok(()),
-                Err(e) => return Err(zmq_error(e)),
+                }
+                // (Not held: nothing to do.)
+                Some((false, prefix)) => {
+                    let _ = self.remote_subscriptions.unsubscribe((), &prefix);
+                }
+                None => return Ok(()),
             }
         }
     }
@@ -668,15 +786,14 @@ impl Component {
     pub fn wait_for_subscriber(&mut self, topic: &str, timeout: Duration) -> Result<bool> {
         let deadline = Instant::now() + timeout;
         loop {
-            self.drain_subscriptions()?;
             if self.has_subscriber(topic) {
                 return Ok(true);
             }
-            let ms = poll_timeout(Some(deadline));
-            if ms == 0 {
+            if Instant::now() >= deadline {
                 return Ok(false);
             }
-            if interrupted(self.publisher.poll(zmq::POLLIN, ms)).map_err(zmq_error)? {
+            let mut ready = Vec::new();
+            if self.wait(&[], Some(deadline), &mut ready)? {
                 return Ok(false);
             }
         }
@@ -684,12 +801,32 @@ impl Component {
 
     /// Current counters.
     pub fn stats(&self) -> Stats {
+        let (send_lost, heartbeat_expired) = match &self.backend {
+            #[cfg(feature = "libzmq")]
+            Backend::Zmq(_) => (0, 0),
+            Backend::Native(n) => {
+                let c = n.counters();
+                (c.lost, c.heartbeat_expired)
+            }
+        };
         Stats {
             sent: self.sent,
             received: self.receiver.received,
             rejected: self.receiver.rejected,
             send_dropped: self.send_dropped,
             stale: self.stale,
+            send_lost,
+            heartbeat_expired,
+        }
+    }
+
+    /// Messages published and not yet written to the backplane's socket
+    /// (native transport; 0 for libzmq, which does not tell).
+    pub fn send_queue_len(&self) -> usize {
+        match &self.backend {
+            #[cfg(feature = "libzmq")]
+            Backend::Zmq(_) => 0,
+            Backend::Native(n) => n.queued(),
         }
     }
 
@@ -699,60 +836,118 @@ impl Component {
     }
 
     /// State of the subscriber's connection to the backplane, up to date
-    /// with the connection monitor (the events stay queued for
+    /// with the transport (the events stay queued for
     /// [`Component::recv_event`]).
     pub fn link_state(&mut self) -> LinkState {
-        let _ = self.read_monitor();
+        let _ = self.read_links();
         self.link
     }
 
-    /// Sockets to wait on: the subscriber, the connection monitor and the
-    /// publisher (for subscription notices), all for `POLLIN`. When any is
-    /// readable, call [`Component::try_recv_event`] until it returns `None`.
-    /// To wait on them together with your own file descriptors, use the
-    /// [`driver`](crate::driver).
-    pub(crate) fn poll_items(&self) -> [zmq::PollItem<'_>; 3] {
-        [
-            self.subscriber.as_poll_item(zmq::POLLIN),
-            self.monitor.as_poll_item(zmq::POLLIN),
-            self.publisher.as_poll_item(zmq::POLLIN),
-        ]
+    /// Waits until the transport may have something (a message, a notice,
+    /// a link change), one of `watches` is ready, or `deadline` passes;
+    /// `Ok(true)` when a signal interrupted the wait. Ready watches are
+    /// appended to `ready` (index into `watches`). Also wakes for the
+    /// connection feedback's next line.
+    pub(crate) fn wait(
+        &mut self,
+        watches: &[crate::driver::Watch],
+        deadline: Option<Instant>,
+        ready: &mut Vec<(usize, crate::driver::Ready)>,
+    ) -> Result<bool> {
+        let deadline = match (deadline, self.feedback.next_deadline()) {
+            (Some(d), Some(f)) => Some(d.min(f)),
+            (d, f) => d.or(f),
+        };
+        match &mut self.backend {
+            #[cfg(feature = "libzmq")]
+            Backend::Zmq(z) => z.wait(watches, deadline, ready).map_err(zmq_error),
+            Backend::Native(n) => n.wait(watches, deadline, ready).map_err(io_error),
+        }
     }
 
-    /// Moves connection monitor events into `pending`, updating `link`.
-    fn read_monitor(&mut self) -> Result<()> {
+    /// Moves link changes into `pending`, updating `link`.
+    fn read_links(&mut self) -> Result<()> {
         loop {
-            let frame = match self.monitor.recv_msg(zmq::DONTWAIT) {
-                Ok(f) => f,
-                Err(zmq::Error::EAGAIN) => {
+            let up = match &mut self.backend {
+                #[cfg(feature = "libzmq")]
+                Backend::Zmq(z) => match z.take_link().map_err(zmq_error)? {
+                    Some(crate::zmq_backend::Link::Up) => Some(true),
+                    Some(crate::zmq_backend::Link::Down) => Some(false),
+                    None => None,
+                },
+                Backend::Native(n) => match n.take_link() {
+                    Some(crate::native::Link::Up) => Some(true),
+                    Some(crate::native::Link::Down(why)) => {
+                        log::info!("{}: backplane connection lost: {why}", self.config.name);
+                        Some(false)
+                    }
+                    None => None,
+                },
+            };
+            match up {
+                Some(true) => {
+                    self.link = LinkState::Up;
+                    self.feedback.up(Instant::now());
+                    self.pending.push_back(Event::BackplaneUp);
+                }
+                Some(false) => {
+                    self.link = LinkState::Down;
+                    self.feedback.down(Instant::now());
+                    self.pending.push_back(Event::BackplaneDown);
+                }
+                None => {
                     self.feedback.poll(Instant::now());
                     return Ok(());
                 }
-                Err(e) => return Err(zmq_error(e)),
-            };
-            // Event frames are [u16 event, u32 value] then the endpoint.
-            if frame.get_more() {
-                let _ = self.monitor.recv_msg(0).map_err(zmq_error)?;
-            }
-            let Some(&[a, b]) = frame.get(..2) else {
-                continue;
-            };
-            let event = u16::from_ne_bytes([a, b]);
-            if event == zmq::SocketEvent::HANDSHAKE_SUCCEEDED as u16 {
-                self.link = LinkState::Up;
-                self.feedback.up(Instant::now());
-                self.pending.push_back(Event::BackplaneUp);
-            } else if event == zmq::SocketEvent::DISCONNECTED as u16 {
-                self.link = LinkState::Down;
-                self.feedback.down(Instant::now());
-                self.pending.push_back(Event::BackplaneDown);
             }
         }
     }
 
-    fn try_monitor_event(&mut self) -> Result<Option<Event>> {
-        self.read_monitor()?;
-        Ok(self.pending.pop_front())
+    /// Reads one message into `self.receiver.frames` without blocking;
+    /// `Ok(false)` when none is there. A message over the size limit is
+    /// rejected (counted) and reported as read.
+    fn read_frames(&mut self) -> Result<Option<bool>> {
+        match &mut self.backend {
+            #[cfg(feature = "libzmq")]
+            Backend::Zmq(z) => Ok(z
+                .read(&mut self.receiver.frames)
+                .map_err(zmq_error)?
+                .then_some(true)),
+            Backend::Native(n) => match n.read(&mut self.native_frames) {
+                crate::native::Read_::Message => {
+                    self.receiver.frames.clear();
+                    self.receiver
+                        .frames
+                        .extend(self.native_frames.drain(..).map(Frame::Owned));
+                    Ok(Some(true))
+                }
+                crate::native::Read_::Oversize { topic, len } => {
+                    self.receiver.frames.clear();
+                    self.receiver.frames.push(Frame::Owned(topic));
+                    let _ = self.receiver.reject(Reject::TooLarge {
+                        len: usize::try_from(len).unwrap_or(usize::MAX),
+                        max: self.config.limits.max_payload,
+                    });
+                    Ok(Some(false))
+                }
+                crate::native::Read_::Empty => Ok(None),
+            },
+        }
+    }
+
+    /// Reads and checks one message without blocking.
+    fn try_recv_message(&mut self) -> Result<Option<std::result::Result<Message, Rejection>>> {
+        match self.read_frames()? {
+            None => Ok(None),
+            Some(true) => Ok(Some(self.receiver.check())),
+            Some(false) => Ok(Some(Err(self
+                .receiver
+                .last_rejection
+                .clone()
+                .unwrap_or_else(|| {
+                    Rejection::new(Reject::MissingPayload, &[] as &[Frame])
+                })))),
+        }
     }
 
     /// Returns the next event if one is ready, without blocking.
@@ -760,18 +955,15 @@ impl Component {
     /// # Errors
     /// [`Error::Transport`] (for example the context was terminated).
     pub fn try_recv_event(&mut self) -> Result<Option<Event>> {
-        if let Some(event) = self.try_monitor_event()? {
+        self.read_links()?;
+        if let Some(event) = self.pending.pop_front() {
             return Ok(Some(event));
         }
         self.drain_subscriptions()?;
-        Ok(self
-            .receiver
-            .try_recv(&self.subscriber)
-            .map_err(zmq_error)?
-            .map(|r| match r {
-                Ok(m) => Event::Message(m),
-                Err(rej) => Event::Rejected(rej),
-            }))
+        Ok(self.try_recv_message()?.map(|r| match r {
+            Ok(m) => Event::Message(m),
+            Err(rej) => Event::Rejected(rej),
+        }))
     }
 
     /// Appends to `out` up to `max_events` events that are ready (a few
@@ -798,7 +990,7 @@ impl Component {
         out: &mut Vec<Event>,
     ) -> Result<Batch> {
         let mut batch = Batch::default();
-        self.read_monitor()?;
+        self.read_links()?;
         while batch.events < max_events {
             let Some(e) = self.pending.pop_front() else {
                 break;
@@ -818,7 +1010,7 @@ impl Component {
         result.map(|()| batch)
     }
 
-    fn deliver(&mut self, frames: Vec<zmq::Message>, out: &mut Vec<Event>, batch: &mut Batch) {
+    fn deliver(&mut self, frames: Vec<Frame>, out: &mut Vec<Event>, batch: &mut Batch) {
         self.receiver.frames = frames;
         out.push(match self.receiver.check() {
             Ok(m) => Event::Message(m),
@@ -829,13 +1021,7 @@ impl Component {
 
     /// Holds a message on conflated topic `slot`, dropping (as stale) the
     /// held ones it replaces.
-    fn hold(
-        &mut self,
-        slot: usize,
-        frames: Vec<zmq::Message>,
-        out: &mut Vec<Event>,
-        batch: &mut Batch,
-    ) {
+    fn hold(&mut self, slot: usize, frames: Vec<Frame>, out: &mut Vec<Event>, batch: &mut Batch) {
         let payload: &[u8] = frames.get(1).map_or(&[], |f| &f[..]);
         let keys = crate::conflate::keys(payload);
         let Some(held) = self.held.get_mut(slot) else {
@@ -873,11 +1059,19 @@ impl Component {
         batch: &mut Batch,
     ) -> Result<()> {
         while batch.events < max_events && batch.read < max_reads {
-            if !self.receiver.read(&self.subscriber).map_err(zmq_error)? {
+            let Some(whole) = self.read_frames()? else {
                 batch.drained = true;
                 return Ok(());
-            }
+            };
             batch.read += 1;
+            if !whole {
+                // Over the size limit: already rejected and counted.
+                if let Some(rej) = self.receiver.last_rejection.clone() {
+                    out.push(Event::Rejected(rej));
+                    batch.events += 1;
+                }
+                continue;
+            }
             let slot = match self.receiver.frames.as_slice() {
                 [topic, _] => self
                     .config
@@ -907,28 +1101,15 @@ impl Component {
     /// [`Error::Transport`].
     pub fn recv_event(&mut self, timeout: Option<Duration>) -> Result<Option<Event>> {
         let deadline = timeout.map(|t| Instant::now() + t);
+        let mut ready = Vec::new();
         loop {
             if let Some(event) = self.try_recv_event()? {
                 return Ok(Some(event));
             }
-            let ms = poll_timeout(deadline);
-            if ms == 0 {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(None);
             }
-            // Wake for the connection feedback's next line too.
-            let ms = match self.feedback.next_deadline() {
-                Some(at) => {
-                    let f = poll_timeout(Some(at)).max(1);
-                    if ms < 0 {
-                        f
-                    } else {
-                        ms.min(f)
-                    }
-                }
-                None => ms,
-            };
-            let mut items = self.poll_items();
-            if interrupted(zmq::poll(&mut items, ms)).map_err(zmq_error)? {
+            if self.wait(&[], deadline, &mut ready)? {
                 return Ok(None);
             }
         }
@@ -957,30 +1138,25 @@ impl Component {
     }
 
     fn recv_message(&mut self, deadline: Option<Instant>) -> Result<Option<Message>> {
+        let mut ready = Vec::new();
         loop {
             // Fast path: a message is already queued.
-            if let Some(r) = self
-                .receiver
-                .try_recv(&self.subscriber)
-                .map_err(zmq_error)?
-            {
+            if let Some(r) = self.try_recv_message()? {
                 match r {
                     Ok(m) => return Ok(Some(m)),
                     Err(_) => continue,
                 }
             }
-            self.read_monitor()?;
+            self.read_links()?;
             // Connection events are for recv_event; keep only the latest few.
             while self.pending.len() > 16 {
                 self.pending.pop_front();
             }
             self.drain_subscriptions()?;
-            let ms = poll_timeout(deadline);
-            if ms == 0 {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(None);
             }
-            let mut items = self.poll_items();
-            if interrupted(zmq::poll(&mut items, ms)).map_err(zmq_error)? {
+            if self.wait(&[], deadline, &mut ready)? {
                 return Ok(None);
             }
         }

@@ -36,7 +36,7 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::component::{zmq_error, Component, Error, Event, Result};
+use crate::component::{Component, Error, Event, Result};
 
 /// Which readiness to wait for on a descriptor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,36 +235,17 @@ impl Driver {
     }
 }
 
-/// Waits up to `ms` on the component's sockets and `watches`; appends the
-/// ready watches (index, readiness) to `ready`.
+/// Waits up to `ms` on the component's transport and `watches`; appends
+/// the ready watches (index, readiness) to `ready`.
 fn wait_on(
-    comp: &Component,
+    comp: &mut Component,
     watches: &[Watch],
     ms: i64,
     ready: &mut Vec<(usize, Ready)>,
 ) -> Result<()> {
-    let mut items: Vec<zmq::PollItem<'_>> = comp.poll_items().into_iter().collect();
-    let own = items.len();
-    for w in watches {
-        let mut ev = zmq::PollEvents::empty();
-        if w.read {
-            ev |= zmq::POLLIN;
-        }
-        if w.write {
-            ev |= zmq::POLLOUT;
-        }
-        items.push(zmq::PollItem::from_fd(w.fd, ev));
-    }
-    zmq::poll(&mut items, ms).map_err(zmq_error)?;
-    for (i, item) in items.iter().enumerate().skip(own) {
-        let r = Ready {
-            readable: item.is_readable(),
-            writable: item.is_writable(),
-            error: item.is_error(),
-        };
-        if r != Ready::default() {
-            ready.push((i - own, r));
-        }
+    let deadline = Instant::now() + Duration::from_millis(u64::try_from(ms.max(0)).unwrap_or(0));
+    if comp.wait(watches, Some(deadline), ready)? {
+        return Err(Error::Interrupted);
     }
     Ok(())
 }

@@ -5,15 +5,16 @@
 //! routing spec ([`multi`], [`routing`]), what a valid message is ([`wire`])
 //! and the monitor's formatting ([`monitor`]).
 //!
-//! Without the default `libzmq` feature only [`wire`] and [`routing`] build
-//! (no libzmq): that is what the fuzz targets use.
+//! Without the default `libzmq` feature the component builds on its native
+//! transport alone (no libzmq; no [`multi`] or [`monitor`]): that is what
+//! the fuzz targets use.
 //!
 //! A [`Component`] connects a publisher to the backplane's publisher port
 //! (43124) and a subscriber to its subscriber port (43125). It publishes serde
 //! values or raw MessagePack, subscribes to topic prefixes, and receives with
 //! a blocking handler loop ([`Component::run`]), an iterator with a timeout
 //! ([`Component::iter_timeout`]) or single calls ([`Component::recv_timeout`]).
-//! Waiting is always a blocking `zmq_poll` — never a sleep loop.
+//! Waiting is always a blocking `poll` — never a sleep loop.
 //!
 //! ```no_run
 //! use banyan_component::{Component, Config};
@@ -28,6 +29,38 @@
 //! })?;
 //! # Ok::<(), banyan_component::Error>(())
 //! ```
+//!
+//! # Transports
+//! [`Config::transport`] picks how a component talks ZMTP (ZeroMQ's wire
+//! protocol) to the backplane; both give the same API and guarantees, and
+//! the test suite runs against both (`BANYAN_TRANSPORT=libzmq`):
+//! - [`Transport::Native`] (default): our own ZMTP stack, the `banyan-zmtp`
+//!   crate. The caller's thread reads and writes the two TCP sockets: no
+//!   libzmq I/O thread is woken between a `publish` or a `recv` and the
+//!   socket. A burst is coalesced into few writes (a message published less
+//!   than 50 µs after the last write waits for the next one); a
+//!   per-process *keeper* thread writes a burst's tail that waited 1 ms,
+//!   sends heartbeats, finishes connects and reconnects, and reads ahead
+//!   (up to [`Config::recv_buffer`]) for a component busy elsewhere, so the
+//!   backplane does not count it as stuck. It sleeps while all is idle but
+//!   for one wake-up per heartbeat interval.
+//! - [`Transport::Libzmq`] (feature `libzmq`, default on): libzmq through
+//!   the `zmq` crate, as before. [`Context`] shares its I/O thread.
+//!
+//! Where they differ: the native transport keeps messages published while
+//! the backplane is away in its send queue (up to [`Config::send_hwm`]) and
+//! sends them after the reconnect, holding them until the backplane
+//! announces a subscription (at most 1 s) so that subscribers reconnecting
+//! at the same time get them; it reads before it writes, so a backplane
+//! that died is noticed before more messages go into its dead socket; and a
+//! message cut off mid-write by a broken connection is counted
+//! ([`Stats::send_lost`]). What no TCP sender can know of is lost with a
+//! killed backplane: the few messages it had already taken from the
+//! socket and not forwarded. Both transports ping the backplane every
+//! [`Config::heartbeat_interval`] and drop a connection that stays silent
+//! for [`Config::heartbeat_timeout`] (then [`Event::BackplaneDown`] and a
+//! reconnect), so a backplane host that lost power is noticed in 3 s by
+//! default.
 //!
 //! # Finding the backplane
 //! [`locate`] reads `-b`, `--backplane-name` and `$BANYAN_BACKPLANE` the
@@ -50,8 +83,9 @@
 //! (the backplane is unreachable or slower than the publisher) the message is
 //! dropped, counted in [`Stats::send_dropped`] and `publish` returns
 //! [`Error::SendQueueFull`] — ZeroMQ's silent PUB drop is turned into a
-//! counted one (`ZMQ_XPUB_NODROP`). The subscriber queues up to
-//! [`Config::recv_hwm`] messages; behind it the backplane queues up to its own
+//! counted one (`ZMQ_XPUB_NODROP`; the native transport counts its own
+//! queue). The subscriber reads ahead up to [`Config::recv_hwm`] messages
+//! (libzmq) or [`Config::recv_buffer`] bytes (native); behind it the backplane queues up to its own
 //! high-water mark per subscriber, then holds publishers back and finally
 //! drops and counts what a stuck subscriber cannot take (published on the
 //! `banyan_backplane` stats topic; see the `banyan-backplane` crate). Defaults are 1,000,000 messages at each stage, so a
@@ -60,10 +94,12 @@
 //!
 //! # Knowing the backplane is there
 //! - [`Component::link_state`] / [`Event::BackplaneUp`] /
-//!   [`Event::BackplaneDown`] follow the subscriber connection through a
-//!   ZeroMQ socket monitor (`HANDSHAKE_SUCCEEDED` / `DISCONNECTED`). ZeroMQ
-//!   reconnects by itself every 100 ms and re-sends the subscriptions, so
-//!   after a backplane restart traffic resumes without any action.
+//!   [`Event::BackplaneDown`] follow the subscriber connection (its ZMTP
+//!   handshake, its loss or heartbeat timeout; on libzmq through a socket
+//!   monitor). Both transports reconnect by themselves (100 ms, the native
+//!   one doubling up to 1 s while the backplane stays away) and re-send the
+//!   subscriptions, so after a backplane restart traffic resumes without
+//!   any action.
 //! - [`Component::wait_for_subscriber`] waits until someone subscribed to a
 //!   topic has told our publisher so (the backplane forwards subscriptions
 //!   upstream with XSUB/XPUB). This replaces Banyan's fixed `connect_time`
@@ -91,10 +127,8 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
-#[cfg(feature = "libzmq")]
 mod component;
 pub mod conflate;
-#[cfg(feature = "libzmq")]
 pub mod driver;
 pub mod feedback;
 pub mod locate;
@@ -109,5 +143,9 @@ pub mod routing;
 pub mod sockopt;
 pub mod wire;
 
-#[cfg(feature = "libzmq")]
 pub use component::*;
+mod native;
+#[doc(hidden)]
+pub use native::fuzzing;
+#[cfg(feature = "libzmq")]
+mod zmq_backend;

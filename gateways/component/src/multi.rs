@@ -95,7 +95,7 @@ fn zmq_error(e: zmq::Error) -> Error {
     if e == zmq::Error::EINTR {
         Error::Interrupted
     } else {
-        Error::Transport(TransportError(e))
+        Error::Transport(e.into())
     }
 }
 
@@ -183,7 +183,7 @@ impl MultiComponent {
                 socket.connect(&endpoint).map_err(|source| Error::Connect {
                     backplane: entry.name.clone(),
                     endpoint,
-                    source: TransportError(source),
+                    source: source.into(),
                 })
             };
             let publisher = match entry.publisher_port {
@@ -490,6 +490,8 @@ impl MultiComponent {
             rejected: self.receiver.rejected,
             send_dropped: self.send_dropped,
             stale: 0,
+            send_lost: 0,
+            heartbeat_expired: 0,
         }
     }
 

@@ -243,8 +243,9 @@ pub struct Counters {
     /// Requests the device did not answer before their deadline (answered
     /// with an error).
     pub request_timeouts: u64,
-    /// Requests pending when the link went down, the device reset or the
-    /// transport was lost (answered with an error).
+    /// Requests pending when the link went down, the device reset, its
+    /// link restarted (a HELLO with the same session) or the transport was
+    /// lost (answered with an error).
     pub request_lost: u64,
     /// Device replies whose body is not one valid msgpack value (the
     /// client gets an error).
@@ -669,6 +670,23 @@ impl Bridge {
                 self.unregister_all();
                 self.status_due = true;
             }
+            OwnedEvent::Rejoin => {
+                // Both ends restarted their link session (the link layer
+                // discarded what it had queued; a device that rebooted with
+                // a repeating session id lost the requests it held): a
+                // pending request would only end at its deadline.
+                if self.pending.is_empty() {
+                    log::debug!("{}: device re-joined (same session)", self.cfg.name);
+                } else {
+                    log::info!(
+                        "{}: device re-joined (same session): failing {} pending request(s)",
+                        self.cfg.name,
+                        self.pending.len()
+                    );
+                }
+                self.fail_pending("the device's link restarted");
+                self.status_due = true;
+            }
             OwnedEvent::Down => {
                 log::warn!("{}: link down (device silent)", self.cfg.name);
                 self.discard_queue();
@@ -1038,6 +1056,7 @@ struct Queued {
 enum OwnedEvent {
     Up,
     Reset,
+    Rejoin,
     Down,
     Subscribe(String),
     Unsubscribe(String),
@@ -1053,6 +1072,7 @@ impl From<Event<'_>> for OwnedEvent {
         match ev {
             Event::Up(_) => OwnedEvent::Up,
             Event::Reset(_) => OwnedEvent::Reset,
+            Event::Rejoin(_) => OwnedEvent::Rejoin,
             Event::Down => OwnedEvent::Down,
             Event::Subscribe(t) => OwnedEvent::Subscribe(t.to_owned()),
             Event::Unsubscribe(t) => OwnedEvent::Unsubscribe(t.to_owned()),

@@ -266,6 +266,32 @@ fn device_reset_mid_request_answers_with_an_error_and_services_return() {
 }
 
 #[test]
+fn device_reboot_with_the_same_session_mid_request_answers_with_an_error() {
+    let mut r = Rig::up();
+    r.request(1, "slow", b"\x80", 5000);
+    r.settle();
+    assert_eq!(r.bridge.pending_requests(), 1);
+    // The MCU reboots but says HELLO with the same session id (a firmware
+    // whose session id repeats: the QEMU board's is the host time in
+    // seconds): the gateway cannot tell a reboot from a re-synchronised
+    // link, and the request is lost either way.
+    let mut dev = Dev::new("fake-mcu", "1.2.3", 1, link::Config::default()).unwrap();
+    for s in ["echo", "fail", "bad", "slow"] {
+        dev.serve(s).unwrap();
+    }
+    r.dev = dev;
+    // Well within the link timeout and the request's budget.
+    r.run_for(300, 10);
+    let e = r.answer(1).unwrap_err();
+    assert!(e.contains("link restarted"), "{e}");
+    assert_eq!(r.bridge.counters().request_lost, 1);
+    assert_eq!(r.registered.len(), 4);
+    r.request(2, "echo", b"\x80", 1000);
+    r.settle();
+    assert_eq!(r.answer(2), Ok(b"\x80".to_vec()));
+}
+
+#[test]
 fn transport_loss_and_link_down_answer_at_once() {
     let mut r = Rig::up();
     r.request(1, "slow", b"\x80", 5000);

@@ -1,0 +1,1117 @@
+//! One ZMTP connection from a component to a backplane port, driven
+//! without an I/O thread: every call does what can be done now without
+//! blocking (finish a connect, write queued bytes, read what arrived) and
+//! says when it must be called again ([`Conn::due`]).
+//!
+//! A connection goes `Waiting` (until its reconnect time) → `Connecting`
+//! (non-blocking TCP connect) → `Handshake` (our greeting and `READY` sent,
+//! the peer's awaited) → `Up`, and back to `Waiting` on any failure, with
+//! a reconnect interval that starts at [`Settings::reconnect`] and doubles
+//! up to [`Settings::reconnect_max`].
+//!
+//! Bytes to send live in two queues. `ctrl` holds the handshake and
+//! commands (`PING`, `PONG`, subscriptions) and is written only between
+//! messages; `out` holds the messages published, each one's length kept in
+//! `lens`, so the high-water mark counts messages exactly and a connection
+//! that breaks mid-message knows which message was cut (it is counted in
+//! [`Counters::lost`]; the ones queued behind it are sent after the
+//! reconnect).
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use banyan_zmtp as zmtp;
+
+/// Bytes read from the socket at most per `read` call.
+const READ_CHUNK: usize = 256 * 1024;
+/// A message published less than this long after the last write waits in
+/// `out` for the next write, so that a burst is sent with few system calls.
+pub(crate) const COALESCE: Duration = Duration::from_micros(50);
+/// Queued bytes written at once regardless of [`COALESCE`].
+const FLUSH_BYTES: usize = 64 * 1024;
+/// Longest a coalesced message waits when the caller goes quiet: the
+/// process's keeper thread writes it then.
+pub(crate) const LINGER: Duration = Duration::from_millis(1);
+/// How often a connect or handshake in progress is looked at when nobody
+/// polls the socket.
+const PROGRESS_POLL: Duration = Duration::from_millis(10);
+
+/// Which backplane port this connection goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Our publisher: connects to the backplane's XSUB port, reads
+    /// subscription notices.
+    Publisher,
+    /// Our subscriber: connects to the backplane's XPUB port, sends
+    /// subscriptions, reads messages.
+    Subscriber,
+}
+
+impl Role {
+    fn socket_type(self) -> &'static str {
+        match self {
+            Role::Publisher => "XPUB",
+            Role::Subscriber => "SUB",
+        }
+    }
+
+    fn peer_ok(self, peer: &str) -> bool {
+        match self {
+            Role::Publisher => matches!(peer, "XSUB" | "SUB"),
+            Role::Subscriber => matches!(peer, "XPUB" | "PUB"),
+        }
+    }
+
+    fn port(self) -> &'static str {
+        match self {
+            Role::Publisher => "publisher",
+            Role::Subscriber => "subscriber",
+        }
+    }
+}
+
+/// Timing and size settings of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Settings {
+    /// First reconnect interval (doubles after each failed attempt).
+    pub reconnect: Duration,
+    /// Longest reconnect interval.
+    pub reconnect_max: Duration,
+    /// Time between our `PING`s; zero: none (and no dead-peer detection).
+    pub heartbeat_interval: Duration,
+    /// Silence after which the backplane counts as gone.
+    pub heartbeat_timeout: Duration,
+    /// Messages queued at most (0: no limit).
+    pub send_hwm: usize,
+    /// Largest message accepted (larger ones are skipped unbuffered).
+    pub max_message: usize,
+    /// Received bytes kept unparsed at most before reading stops (the
+    /// kernel and then the backplane queue the rest: backpressure, as
+    /// libzmq's receive high-water mark gives). A message larger than this
+    /// is still read whole.
+    pub recv_buffer: usize,
+}
+
+/// Where a connection is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Not connected; the next attempt is at `retry_at`.
+    Waiting { retry_at: Instant },
+    /// TCP connect in progress since `since`.
+    Connecting { since: Instant },
+    /// Greetings and `READY` being exchanged since `since`; `minor` once
+    /// the peer's greeting arrived.
+    Handshake { since: Instant, minor: Option<u8> },
+    /// Ready for messages; the peer speaks ZMTP 3.`minor`.
+    Up { minor: u8 },
+}
+
+/// A change of a connection's state the component reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// Handshake done.
+    Up,
+    /// An established connection was lost (why).
+    Down(String),
+}
+
+/// Counters of one connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counters {
+    /// Connections established.
+    pub connects: u64,
+    /// Established connections lost.
+    pub disconnects: u64,
+    /// Connections closed because the backplane stopped answering.
+    pub heartbeat_expired: u64,
+    /// Messages cut off mid-write by a broken connection.
+    pub lost: u64,
+    /// Messages over the size limit skipped (subscriber).
+    pub oversize: u64,
+    /// Messages that are not subscription notices, ignored (publisher).
+    pub ignored: u64,
+}
+
+/// What [`Conn::next_message`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// A message: its frames were appended.
+    Message,
+    /// A message over the size limit is being skipped: its first frame
+    /// (when it was within the limit) and the length of the frame that went
+    /// over.
+    Oversize {
+        /// The first frame (the topic), when whole; else empty.
+        topic: Vec<u8>,
+        /// Body length of the frame over the limit.
+        len: u64,
+    },
+    /// Nothing complete is buffered and the socket has nothing more now.
+    Empty,
+}
+
+/// One connection. See the [module docs](self).
+#[derive(Debug)]
+pub(crate) struct Conn {
+    role: Role,
+    endpoint: String,
+    addrs: Vec<SocketAddr>,
+    next_addr: usize,
+    settings: Settings,
+    stream: Option<TcpStream>,
+    phase: Phase,
+    backoff: Duration,
+    ctrl: Vec<u8>,
+    ctrl_pos: usize,
+    out: Vec<u8>,
+    out_pos: usize,
+    lens: VecDeque<usize>,
+    head_written: usize,
+    inbuf: InBuf,
+    decoder: zmtp::Decoder,
+    last_rx: Instant,
+    last_tx: Instant,
+    /// When `out` got bytes that were not written at once.
+    tail_since: Option<Instant>,
+    /// Publisher: the backlog is held after a reconnect until the
+    /// backplane announces a subscription, or until then.
+    hold_until: Option<Instant>,
+    /// Subscriber: our subscriptions, in order, sent again on reconnect.
+    topics: Vec<Vec<u8>>,
+    changes: VecDeque<Change>,
+    notices: VecDeque<(bool, Vec<u8>)>,
+    counters: Counters,
+    /// Bytes were read by the last [`Conn::progress`].
+    pub(crate) read_any: bool,
+    /// Messages parsed ahead for the owner, in order (frames of each
+    /// `Next::Message` in `ahead_frames`), and their bytes.
+    ahead: VecDeque<Next>,
+    ahead_frames: VecDeque<Vec<Vec<u8>>>,
+    ahead_bytes: usize,
+    /// Shared with the sibling connection to the same backplane: bumped
+    /// when one finds the backplane silent, so the other closes too.
+    expired: Arc<AtomicU64>,
+    expired_seen: u64,
+    /// The buffered bytes end inside a message: reading goes on past
+    /// [`Settings::recv_buffer`] until it is whole.
+    starved: bool,
+}
+
+fn would_block(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
+}
+
+impl Conn {
+    /// A connection to `addrs` (tried in turn), the first attempt now.
+    pub(crate) fn new(
+        role: Role,
+        endpoint: String,
+        addrs: Vec<SocketAddr>,
+        settings: Settings,
+        now: Instant,
+    ) -> Conn {
+        Conn {
+            role,
+            endpoint,
+            addrs,
+            next_addr: 0,
+            settings,
+            stream: None,
+            phase: Phase::Waiting { retry_at: now },
+            backoff: settings.reconnect,
+            ctrl: Vec::new(),
+            ctrl_pos: 0,
+            out: Vec::new(),
+            out_pos: 0,
+            lens: VecDeque::new(),
+            head_written: 0,
+            inbuf: InBuf::default(),
+            decoder: zmtp::Decoder::with_limits(settings.max_message, 64 * 1024),
+            last_rx: now,
+            last_tx: now,
+            tail_since: None,
+            hold_until: None,
+            topics: Vec::new(),
+            changes: VecDeque::new(),
+            notices: VecDeque::new(),
+            counters: Counters::default(),
+            read_any: false,
+            starved: false,
+            expired: Arc::new(AtomicU64::new(0)),
+            expired_seen: 0,
+            ahead: VecDeque::new(),
+            ahead_frames: VecDeque::new(),
+            ahead_bytes: 0,
+        }
+    }
+
+    pub(crate) fn is_up(&self) -> bool {
+        matches!(self.phase, Phase::Up { .. })
+    }
+
+    pub(crate) fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Messages queued and not yet wholly written.
+    pub(crate) fn queued(&self) -> usize {
+        self.lens.len()
+    }
+
+    /// Makes this connection and `other` (to the same backplane) close
+    /// together when either finds the backplane silent.
+    pub(crate) fn pair_with(&mut self, other: &mut Conn) {
+        self.expired = Arc::clone(&other.expired);
+    }
+
+    /// A change or a notice waits for the owner.
+    pub(crate) fn has_news(&self) -> bool {
+        !self.changes.is_empty() || !self.notices.is_empty() || !self.ahead.is_empty()
+    }
+
+    pub(crate) fn take_change(&mut self) -> Option<Change> {
+        self.changes.pop_front()
+    }
+
+    pub(crate) fn take_notice(&mut self) -> Option<(bool, Vec<u8>)> {
+        self.notices.pop_front()
+    }
+
+    /// The descriptor to poll and for what: (fd, read, write).
+    pub(crate) fn interest(&self) -> Option<(RawFd, bool, bool)> {
+        let stream = self.stream.as_ref()?;
+        let fd = stream.as_raw_fd();
+        Some(match self.phase {
+            Phase::Waiting { .. } => return None,
+            Phase::Connecting { .. } => (fd, false, true),
+            Phase::Handshake { .. } => (fd, true, self.ctrl_pos < self.ctrl.len()),
+            Phase::Up { .. } => {
+                let read =
+                    self.starved || self.inbuf.len() + self.ahead_bytes < self.settings.recv_buffer;
+                (fd, read, self.wants_write())
+            }
+        })
+    }
+
+    fn wants_write(&self) -> bool {
+        self.ctrl_pos < self.ctrl.len()
+            || (self.out_pos < self.out.len() && self.hold_until.is_none())
+            || self.head_written > 0
+    }
+
+    /// When this connection must be looked at next if nothing happens on
+    /// its socket (reconnect, handshake or heartbeat timers, a held
+    /// backlog). `None`: only socket events.
+    pub(crate) fn due(&self) -> Option<Instant> {
+        let s = &self.settings;
+        match self.phase {
+            Phase::Waiting { retry_at } => Some(retry_at),
+            Phase::Connecting { since } | Phase::Handshake { since, .. } => {
+                Some(since + self.handshake_limit())
+            }
+            Phase::Up { minor } => {
+                let mut due = self.hold_until;
+                if self.role == Role::Subscriber
+                    && zmtp::heartbeat::has_heartbeats(minor)
+                    && !s.heartbeat_interval.is_zero()
+                {
+                    let ping =
+                        (self.last_tx + s.heartbeat_interval).max(self.last_rx + self.quiet());
+                    let dead = self.last_rx + s.heartbeat_timeout;
+                    due = Some(due.map_or(ping.min(dead), |d| d.min(ping).min(dead)));
+                }
+                due
+            }
+        }
+    }
+
+    /// When the keeper thread should look at this connection: [`Conn::due`],
+    /// a coalesced tail that waits, a connect or handshake in progress.
+    pub(crate) fn keeper_due(&self) -> Option<Instant> {
+        let mut due = self.due();
+        let mut at = |t: Instant| due = Some(due.map_or(t, |d| d.min(t)));
+        match self.phase {
+            Phase::Connecting { .. } | Phase::Handshake { .. } => {
+                at(Instant::now() + PROGRESS_POLL);
+            }
+            Phase::Up { .. } => {
+                if let Some(t) = self.tail_since {
+                    at(t + LINGER);
+                }
+            }
+            Phase::Waiting { .. } => {}
+        }
+        due
+    }
+
+    /// Silence from the backplane after which we send it a `PING`: the
+    /// interval, or half the timeout if longer, so that a backplane pinging
+    /// us at the same interval is not pinged back.
+    fn quiet(&self) -> Duration {
+        let s = &self.settings;
+        s.heartbeat_interval.max(s.heartbeat_timeout / 2)
+    }
+
+    fn handshake_limit(&self) -> Duration {
+        let t = self.settings.heartbeat_timeout;
+        if t.is_zero() {
+            Duration::from_secs(3)
+        } else {
+            t
+        }
+    }
+
+    /// Does everything possible now without blocking: connect, handshake,
+    /// write, read (into the buffer, up to a bound), timers.
+    pub(crate) fn progress(&mut self, now: Instant) {
+        self.read_any = false;
+        if let Phase::Waiting { retry_at } = self.phase {
+            if now >= retry_at {
+                self.start_connect(now);
+            }
+        }
+        if let Phase::Connecting { since } = self.phase {
+            match self.connected() {
+                Ok(true) => self.start_handshake(now),
+                Ok(false) if now >= since + self.handshake_limit() => {
+                    self.fail(now, "connect timed out".into());
+                }
+                Ok(false) => {}
+                Err(e) => self.fail(now, format!("connect: {e}")),
+            }
+        }
+        if matches!(self.phase, Phase::Handshake { .. } | Phase::Up { .. }) {
+            self.flush(now);
+            self.fill(now);
+            if let Phase::Handshake { since, .. } = self.phase {
+                self.handshake(now);
+                if matches!(self.phase, Phase::Handshake { .. })
+                    && now >= since + self.handshake_limit()
+                {
+                    self.fail(now, "handshake timed out".into());
+                }
+            }
+        }
+        if self.is_up() {
+            match self.role {
+                // The publisher's only input is subscription notices.
+                Role::Publisher => self.read_notices(now),
+                Role::Subscriber => self.read_ahead(now),
+            }
+        }
+        self.timers(now);
+        if self.is_up() {
+            self.flush(now);
+        }
+    }
+
+    fn timers(&mut self, now: Instant) {
+        let Phase::Up { minor } = self.phase else {
+            return;
+        };
+        if let Some(t) = self.hold_until {
+            if now >= t {
+                self.hold_until = None;
+            }
+        }
+        let expired = self.expired.load(Ordering::SeqCst);
+        if expired != self.expired_seen {
+            // The sibling connection found the backplane silent.
+            self.expired_seen = expired;
+            self.fail(now, "the backplane stopped answering heartbeats".into());
+            return;
+        }
+        let s = self.settings;
+        if self.role == Role::Publisher
+            || !zmtp::heartbeat::has_heartbeats(minor)
+            || s.heartbeat_interval.is_zero()
+        {
+            // The subscriber connection watches the backplane for both: the
+            // publisher connection may be behind a long queue of
+            // subscription notices, where a PING would only be refused.
+            return;
+        }
+        if now >= self.last_rx + s.heartbeat_timeout {
+            self.counters.heartbeat_expired += 1;
+            self.expired_seen = self.expired.fetch_add(1, Ordering::SeqCst) + 1;
+            self.fail(
+                now,
+                format!(
+                    "no heartbeat from the backplane for {:?}",
+                    s.heartbeat_timeout
+                ),
+            );
+            return;
+        }
+        // A PING only into silence: while the backplane is sending we know
+        // it is there, and it knows we are (we read, and answer its PINGs);
+        // a PING then would only queue a PONG behind its traffic.
+        if now >= self.last_tx + s.heartbeat_interval && now >= self.last_rx + self.quiet() {
+            zmtp::put_ping(&mut self.ctrl, s.heartbeat_timeout, b"");
+            self.last_tx = now;
+        }
+    }
+
+    fn start_connect(&mut self, now: Instant) {
+        let Some(&addr) = self.addrs.get(self.next_addr % self.addrs.len().max(1)) else {
+            self.phase = Phase::Waiting {
+                retry_at: now + self.settings.reconnect_max,
+            };
+            return;
+        };
+        self.next_addr = self.next_addr.wrapping_add(1);
+        match connect_nonblocking(addr) {
+            Ok(stream) => {
+                self.stream = Some(stream);
+                self.phase = Phase::Connecting { since: now };
+            }
+            Err(e) => self.fail(now, format!("connect: {e}")),
+        }
+    }
+
+    /// Whether the non-blocking connect finished.
+    fn connected(&self) -> io::Result<bool> {
+        let Some(stream) = &self.stream else {
+            return Err(io::ErrorKind::NotConnected.into());
+        };
+        if let Some(e) = stream.take_error()? {
+            return Err(e);
+        }
+        match stream.peer_addr() {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn start_handshake(&mut self, now: Instant) {
+        if let Some(s) = &self.stream {
+            let _ = s.set_nodelay(true);
+        }
+        self.ctrl.clear();
+        self.ctrl_pos = 0;
+        self.ctrl.extend_from_slice(&zmtp::greeting());
+        zmtp::put_ready(&mut self.ctrl, self.role.socket_type());
+        self.inbuf.clear();
+        self.decoder = zmtp::Decoder::with_limits(self.settings.max_message, 64 * 1024);
+        self.phase = Phase::Handshake {
+            since: now,
+            minor: None,
+        };
+        self.last_rx = now;
+        self.last_tx = now;
+    }
+
+    fn handshake(&mut self, now: Instant) {
+        let Phase::Handshake { since, minor } = self.phase else {
+            return;
+        };
+        let minor = match minor {
+            Some(m) => m,
+            None => {
+                let got = self.inbuf.data();
+                match zmtp::check_greeting(got) {
+                    Ok(Some(m)) => {
+                        self.inbuf.consume(zmtp::GREETING_LEN);
+                        self.phase = Phase::Handshake {
+                            since,
+                            minor: Some(m),
+                        };
+                        m
+                    }
+                    Ok(None) => return,
+                    Err(e) => return self.fail(now, format!("handshake: {e}")),
+                }
+            }
+        };
+        let buf = self.inbuf.data();
+        match self.decoder.step(buf) {
+            Ok(zmtp::Step::NeedMore) => {}
+            Ok(zmtp::Step::Command { len, body }) => {
+                let frame = buf.get(body..len).unwrap_or(&[]);
+                let result = match zmtp::split_command(frame) {
+                    Ok((b"READY", props)) => match zmtp::ready::socket_type(props) {
+                        // RFC 37: Socket-Type SHOULD be there; without it we
+                        // trust the port.
+                        Ok(None) => Ok(()),
+                        Ok(Some(t)) if self.role.peer_ok(&t) => Ok(()),
+                        Ok(Some(t)) => Err(format!(
+                            "the backplane's {} port is a {t} socket",
+                            self.role.port()
+                        )),
+                        Err(e) => Err(e.to_string()),
+                    },
+                    Ok((b"ERROR", reason)) => Err(format!(
+                        "the backplane refused us: {}",
+                        String::from_utf8_lossy(reason.get(1..).unwrap_or(&[]))
+                    )),
+                    Ok((name, _)) => Err(format!(
+                        "expected READY, got {}",
+                        String::from_utf8_lossy(name)
+                    )),
+                    Err(e) => Err(e.to_string()),
+                };
+                self.inbuf.consume(len);
+                match result {
+                    Ok(()) => self.up(now, minor),
+                    Err(why) => self.fail(now, format!("handshake: {why}")),
+                }
+            }
+            Ok(_) => self.fail(now, "handshake: expected READY".into()),
+            Err(e) => self.fail(now, format!("handshake: {e}")),
+        }
+    }
+
+    fn up(&mut self, now: Instant, minor: u8) {
+        self.phase = Phase::Up { minor };
+        self.backoff = self.settings.reconnect;
+        self.counters.connects += 1;
+        self.changes.push_back(Change::Up);
+        match self.role {
+            Role::Subscriber => {
+                for t in &self.topics {
+                    zmtp::put_subscription(&mut self.ctrl, t, true);
+                }
+            }
+            Role::Publisher => {
+                if !self.lens.is_empty() {
+                    // Messages published while the backplane was away wait
+                    // until it announces a subscriber (subscribers reconnect
+                    // at the same time), at most one reconnect interval
+                    // beyond the handshake plus a second.
+                    self.hold_until = Some(now + Duration::from_secs(1));
+                }
+            }
+        }
+        self.flush(now);
+    }
+
+    /// Closes the connection after a failure and schedules the next attempt.
+    fn fail(&mut self, now: Instant, why: String) {
+        let was_up = self.is_up();
+        self.stream = None;
+        if self.head_written > 0 {
+            // The backplane got part of the head message: it is lost.
+            if let Some(len) = self.lens.pop_front() {
+                self.out_pos += len - self.head_written;
+            }
+            self.head_written = 0;
+            self.counters.lost += 1;
+        }
+        self.ctrl.clear();
+        self.ctrl_pos = 0;
+        self.inbuf.clear();
+        self.starved = false;
+        self.hold_until = None;
+        self.tail_since = None;
+        if was_up {
+            self.counters.disconnects += 1;
+            log::info!("{}: connection lost: {why}", self.endpoint);
+            self.changes.push_back(Change::Down(why));
+        } else {
+            log::debug!("{}: {why}", self.endpoint);
+        }
+        self.phase = Phase::Waiting {
+            retry_at: now + self.backoff,
+        };
+        self.backoff = (self.backoff * 2).min(self.settings.reconnect_max);
+    }
+
+    /// Closes the connection now (the next attempt after the reconnect
+    /// interval).
+    pub(crate) fn close(&mut self, now: Instant, why: &str) {
+        if self.stream.is_some() {
+            self.fail(now, why.into());
+        }
+    }
+
+    /// Queues a message; `false` when the high-water mark is reached
+    /// (nothing queued). Written at once unless a write happened less than
+    /// [`COALESCE`] ago (then it waits for the next write: a later send, a
+    /// poll, or the keeper after [`LINGER`]).
+    pub(crate) fn send(&mut self, now: Instant, frames: &[&[u8]]) -> bool {
+        let hwm = self.settings.send_hwm;
+        if hwm > 0 && self.lens.len() >= hwm {
+            return false;
+        }
+        if self.is_up() && self.expired.load(Ordering::Relaxed) != self.expired_seen {
+            self.timers(now);
+        }
+        let before = self.out.len();
+        let last = frames.len().saturating_sub(1);
+        for (i, f) in frames.iter().enumerate() {
+            let flags = if i < last { zmtp::MORE } else { 0 };
+            zmtp::put_frame(&mut self.out, flags, f);
+        }
+        self.lens.push_back(self.out.len() - before);
+        if !self.is_up() {
+            if let Phase::Waiting { retry_at } = self.phase {
+                if now >= retry_at {
+                    self.progress(now);
+                }
+            }
+            return true;
+        }
+        if self.hold_until.is_none()
+            && (now.saturating_duration_since(self.last_tx) >= COALESCE
+                || self.out.len() - self.out_pos >= FLUSH_BYTES)
+        {
+            self.flush(now);
+        } else if self.tail_since.is_none() {
+            self.tail_since = Some(now);
+        }
+        true
+    }
+
+    /// Writes what can be written now: commands between messages, messages
+    /// unless held.
+    pub(crate) fn flush(&mut self, now: Instant) {
+        if self.role == Role::Publisher && self.is_up() && self.out_pos < self.out.len() {
+            // Read before writing messages: a backplane that went away has
+            // left a FIN (or RST) here, and messages written after it would
+            // be lost without a trace. Now they stay queued for the next
+            // connection. (Notices are read on the way.)
+            self.fill(now);
+            if !self.is_up() {
+                return;
+            }
+        }
+        loop {
+            let Some(stream) = self.stream.as_mut() else {
+                return;
+            };
+            let up = matches!(self.phase, Phase::Up { .. });
+            let result = if self.ctrl_pos > 0
+                || (self.head_written == 0 && self.ctrl_pos < self.ctrl.len())
+            {
+                let bytes = self.ctrl.get(self.ctrl_pos..).unwrap_or(&[]);
+                if bytes.is_empty() {
+                    self.ctrl.clear();
+                    self.ctrl_pos = 0;
+                    continue;
+                }
+                stream.write(bytes).map(|n| (n, true))
+            } else if up && (self.head_written > 0 || self.hold_until.is_none()) {
+                let bytes = self.out.get(self.out_pos..).unwrap_or(&[]);
+                if bytes.is_empty() {
+                    self.tail_since = None;
+                    return;
+                }
+                stream.write(bytes).map(|n| (n, false))
+            } else {
+                return;
+            };
+            match result {
+                Ok((0, _)) => return self.fail(now, "connection closed".into()),
+                Ok((n, true)) => {
+                    self.ctrl_pos += n;
+                    if self.ctrl_pos >= self.ctrl.len() {
+                        self.ctrl.clear();
+                        self.ctrl_pos = 0;
+                    }
+                    self.last_tx = now;
+                }
+                Ok((n, false)) => {
+                    self.wrote_out(n);
+                    self.last_tx = now;
+                }
+                Err(e) if would_block(&e) => return,
+                Err(e) => return self.fail(now, format!("write: {e}")),
+            }
+        }
+    }
+
+    /// Accounts `n` bytes of `out` written.
+    fn wrote_out(&mut self, n: usize) {
+        self.out_pos += n;
+        let mut n = n + self.head_written;
+        self.head_written = 0;
+        while let Some(&len) = self.lens.front() {
+            if n >= len {
+                n -= len;
+                self.lens.pop_front();
+            } else {
+                self.head_written = n;
+                break;
+            }
+        }
+        if self.out_pos >= self.out.len() {
+            self.out.clear();
+            self.out_pos = 0;
+            self.tail_since = None;
+        } else if self.out_pos > 1024 * 1024 && self.out_pos * 2 > self.out.len() {
+            self.out.drain(..self.out_pos);
+            self.out_pos = 0;
+        }
+    }
+
+    /// Reads what arrived, up to [`Settings::recv_buffer`] buffered bytes.
+    fn fill(&mut self, now: Instant) {
+        loop {
+            if !self.starved && self.inbuf.len() + self.ahead_bytes >= self.settings.recv_buffer {
+                // Not read for lack of room: the peer is not silent.
+                self.last_rx = now;
+                return;
+            }
+            let Some(stream) = self.stream.as_mut() else {
+                return;
+            };
+            let spare = self.inbuf.spare(READ_CHUNK);
+            let room = spare.len();
+            match stream.read(spare) {
+                Ok(0) => {
+                    return self.fail(now, "the backplane closed the connection".into());
+                }
+                Ok(n) => {
+                    self.inbuf.commit(n);
+                    self.last_rx = now;
+                    self.read_any = true;
+                    if n < room {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    if !would_block(&e) {
+                        self.fail(now, format!("read: {e}"));
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn read_notices(&mut self, now: Instant) {
+        let mut frames = Vec::new();
+        loop {
+            frames.clear();
+            match self.step(now, &mut frames) {
+                Next::Message => {
+                    let mut any = false;
+                    for f in &frames {
+                        match zmtp::message_subscription(f) {
+                            Some(zmtp::Subscription::Subscribe(t)) => {
+                                self.notices.push_back((true, t.to_vec()));
+                                any = true;
+                            }
+                            Some(zmtp::Subscription::Cancel(t)) => {
+                                self.notices.push_back((false, t.to_vec()));
+                            }
+                            None => self.counters.ignored += 1,
+                        }
+                    }
+                    if any {
+                        self.hold_until = None;
+                    }
+                }
+                Next::Oversize { .. } => self.counters.ignored += 1,
+                Next::Empty => return,
+            }
+        }
+    }
+
+    /// The next message for the subscriber: parses buffered bytes, reading
+    /// more when they hold no whole message.
+    pub(crate) fn next_message(&mut self, now: Instant, frames: &mut Vec<Vec<u8>>) -> Next {
+        if let Some(ahead) = self.ahead.pop_front() {
+            return self.take_ahead(ahead, frames);
+        }
+        if !self.is_up() {
+            return Next::Empty;
+        }
+        let next = self.step(now, frames);
+        if next == Next::Empty && self.is_up() {
+            self.fill(now);
+            let next = self.step(now, frames);
+            self.flush(now);
+            return next;
+        }
+        next
+    }
+
+    fn take_ahead(&mut self, ahead: Next, frames: &mut Vec<Vec<u8>>) -> Next {
+        match ahead {
+            Next::Message => {
+                let got = self.ahead_frames.pop_front().unwrap_or_default();
+                self.ahead_bytes -= got.iter().map(Vec::len).sum::<usize>();
+                *frames = got;
+                Next::Message
+            }
+            other => other,
+        }
+    }
+
+    /// Parses what arrived into whole messages queued for the owner (up to
+    /// [`Settings::recv_buffer`] bytes), answering the backplane's `PING`s
+    /// on the way: done for an owner busy elsewhere, so that the backplane
+    /// hears from us and does not count us as stuck.
+    fn read_ahead(&mut self, now: Instant) {
+        loop {
+            if self.ahead_bytes >= self.settings.recv_buffer {
+                return;
+            }
+            let mut frames = Vec::new();
+            match self.step(now, &mut frames) {
+                Next::Message => {
+                    self.ahead_bytes += frames.iter().map(Vec::len).sum::<usize>();
+                    self.ahead_frames.push_back(frames);
+                    self.ahead.push_back(Next::Message);
+                }
+                Next::Empty => return,
+                oversize => self.ahead.push_back(oversize),
+            }
+        }
+    }
+
+    /// Parses the buffered bytes up to the next message, handling commands.
+    fn step(&mut self, now: Instant, frames: &mut Vec<Vec<u8>>) -> Next {
+        loop {
+            let buf = self.inbuf.data();
+            let step = match self.decoder.step(buf) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.fail(now, format!("bad frame from the backplane: {e}"));
+                    return Next::Empty;
+                }
+            };
+            self.starved = false;
+            match step {
+                zmtp::Step::NeedMore => {
+                    self.starved = true;
+                    return Next::Empty;
+                }
+                zmtp::Step::Skipped(n) => self.inbuf.consume(n),
+                zmtp::Step::Command { len, body } => {
+                    let cmd = buf.get(body..len).unwrap_or(&[]).to_vec();
+                    self.inbuf.consume(len);
+                    if let Err(why) = self.command(now, &cmd) {
+                        self.fail(now, why);
+                        return Next::Empty;
+                    }
+                }
+                zmtp::Step::Interleaved { at, len, body } => {
+                    let cmd = buf.get(body..at + len).unwrap_or(&[]).to_vec();
+                    // Cut the command out: move the message's frames before
+                    // it up over it.
+                    self.inbuf.cut(at, len);
+                    if let Err(why) = self.command(now, &cmd) {
+                        self.fail(now, why);
+                        return Next::Empty;
+                    }
+                }
+                zmtp::Step::Message { len, .. } => {
+                    let message = buf.get(..len).unwrap_or(&[]);
+                    frames.extend(zmtp::parts::parts(message).map(|(_, b)| b.to_vec()));
+                    self.inbuf.consume(len);
+                    return Next::Message;
+                }
+                zmtp::Step::Oversize { skip } => {
+                    let (topic, len) = oversize_parts(buf.get(..skip).unwrap_or(&[]))
+                        .unwrap_or((Vec::new(), self.decoder.oversize_len()));
+                    self.inbuf.consume(skip);
+                    self.counters.oversize += 1;
+                    return Next::Oversize { topic, len };
+                }
+            }
+        }
+    }
+
+    fn command(&mut self, _now: Instant, body: &[u8]) -> Result<(), String> {
+        let (name, data) = zmtp::split_command(body).map_err(|e| e.to_string())?;
+        match name {
+            b"PING" => zmtp::put_pong(&mut self.ctrl, data),
+            b"ERROR" => {
+                return Err(format!(
+                    "the backplane sent ERROR: {}",
+                    String::from_utf8_lossy(data.get(1..).unwrap_or(&[]))
+                ))
+            }
+            b"SUBSCRIBE" | b"CANCEL" if self.role == Role::Publisher => {
+                if let Some(s) = zmtp::command_subscription(name, data) {
+                    match s {
+                        zmtp::Subscription::Subscribe(t) => {
+                            self.notices.push_back((true, t.to_vec()));
+                            self.hold_until = None;
+                        }
+                        zmtp::Subscription::Cancel(t) => {
+                            self.notices.push_back((false, t.to_vec()));
+                        }
+                    }
+                }
+            }
+            // PONG and unknown commands: the bytes were a sign of life.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// A subscriber connection fed by [`Conn::feed`] instead of a socket
+    /// (fuzzing): our greeting and `READY` are queued, the peer's awaited.
+    pub(crate) fn unconnected(settings: Settings, now: Instant) -> Conn {
+        let mut c = Conn::new(Role::Subscriber, "fuzz".into(), Vec::new(), settings, now);
+        c.start_handshake(now);
+        c
+    }
+
+    /// Takes `bytes` as if read from the socket (fuzzing), then advances the
+    /// handshake.
+    pub(crate) fn feed(&mut self, now: Instant, bytes: &[u8]) {
+        if !matches!(self.phase, Phase::Handshake { .. } | Phase::Up { .. }) {
+            return;
+        }
+        let spare = self.inbuf.spare(bytes.len());
+        if let Some(dst) = spare.get_mut(..bytes.len()) {
+            dst.copy_from_slice(bytes);
+            self.inbuf.commit(bytes.len());
+        }
+        self.last_rx = now;
+        if matches!(self.phase, Phase::Handshake { .. }) {
+            self.handshake(now);
+        }
+    }
+
+    /// Parses the next message out of the buffered bytes (no socket I/O).
+    pub(crate) fn parse_next(&mut self, now: Instant, frames: &mut Vec<Vec<u8>>) -> Next {
+        if !self.is_up() {
+            return Next::Empty;
+        }
+        self.step(now, frames)
+    }
+
+    /// Bytes of commands queued for the peer (greeting, READY, PONGs).
+    pub(crate) fn ctrl_len(&self) -> usize {
+        self.ctrl.len() - self.ctrl_pos
+    }
+
+    /// Subscriber: adds a subscription (sent now when up, and on every
+    /// reconnect).
+    pub(crate) fn subscribe(&mut self, now: Instant, topic: &[u8]) {
+        self.topics.push(topic.to_vec());
+        if self.is_up() {
+            zmtp::put_subscription(&mut self.ctrl, topic, true);
+            self.flush(now);
+        }
+    }
+
+    /// Subscriber: removes one subscription to `topic`; the backplane is
+    /// told only when none is left (as libzmq's SUB does).
+    pub(crate) fn unsubscribe(&mut self, now: Instant, topic: &[u8]) {
+        if let Some(i) = self.topics.iter().position(|t| t == topic) {
+            self.topics.remove(i);
+            if self.is_up() && !self.topics.iter().any(|t| t == topic) {
+                zmtp::put_subscription(&mut self.ctrl, topic, false);
+                self.flush(now);
+            }
+        }
+    }
+
+    /// Bytes queued to write.
+    pub(crate) fn pending_bytes(&self) -> usize {
+        (self.ctrl.len() - self.ctrl_pos) + (self.out.len() - self.out_pos)
+    }
+}
+
+/// Received bytes: `buf[start..end]`, read into `buf[end..]` (zeroed once,
+/// when the buffer grows, not per read).
+#[derive(Debug, Default)]
+struct InBuf {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl InBuf {
+    fn data(&self) -> &[u8] {
+        self.buf.get(self.start..self.end).unwrap_or(&[])
+    }
+
+    fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.end);
+        if self.start == self.end {
+            self.clear();
+            if self.buf.len() > 4 * READ_CHUNK {
+                // After a large message: give the memory back.
+                self.buf.truncate(READ_CHUNK);
+                self.buf.shrink_to_fit();
+            }
+        }
+    }
+
+    /// Cuts `len` bytes out at offset `at` of the data (a command between
+    /// the frames of a message): the `at` bytes before it move up.
+    fn cut(&mut self, at: usize, len: usize) {
+        let s = self.start;
+        if s + at + len <= self.end {
+            self.buf.copy_within(s..s + at, s + len);
+            self.start += len;
+        }
+    }
+
+    /// At least `want` bytes of room after the data (moving the data to
+    /// the front or growing the buffer).
+    fn spare(&mut self, want: usize) -> &mut [u8] {
+        if self.buf.len() - self.end < want {
+            if self.start > 0 && self.buf.len() - self.len() >= want && self.start >= self.len() {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            } else {
+                let size = (self.end + want).max(self.buf.len() * 2);
+                self.buf.resize(size, 0);
+            }
+        }
+        self.buf.get_mut(self.end..).unwrap_or(&mut [])
+    }
+
+    fn commit(&mut self, n: usize) {
+        self.end = (self.end + n).min(self.buf.len());
+    }
+}
+
+/// The first frame of an oversize message and the body length of the frame
+/// that went over, from the headers at the start of `buf`.
+fn oversize_parts(buf: &[u8]) -> Option<(Vec<u8>, u64)> {
+    let first = zmtp::parse_header(buf).ok()??;
+    let first_end = first
+        .header_len
+        .checked_add(usize::try_from(first.body_len).ok()?)?;
+    match buf.get(first.header_len..first_end) {
+        Some(topic) if first.more() => {
+            let second = zmtp::parse_header(buf.get(first_end..)?).ok()??;
+            Some((topic.to_vec(), second.body_len))
+        }
+        _ => Some((Vec::new(), first.body_len)),
+    }
+}
+
+/// Starts a non-blocking TCP connect.
+fn connect_nonblocking(addr: SocketAddr) -> io::Result<TcpStream> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM.nonblocking().cloexec(),
+        Some(socket2::Protocol::TCP),
+    )?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(nix::libc::EINPROGRESS) => {}
+        Err(e) if would_block(&e) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(socket.into())
+}

@@ -1,0 +1,237 @@
+//! The component transports against a real `banyan backplane` process:
+//! what happens to messages when the backplane is killed (`kill -9`) and
+//! restarted, and how a backplane that stops without a FIN (SIGSTOP: a
+//! host that lost power, a robot out of Wi-Fi range) is found by
+//! heartbeats. Each test runs with the transport `BANYAN_TRANSPORT` names
+//! (native by default); CI runs the file with both.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use banyan::component::{Component, Config, Event, LinkState, Transport};
+use common::{cargo_bin, Proc};
+
+const T: Duration = Duration::from_secs(20);
+
+fn port_from(line: &str) -> u16 {
+    line.rsplit(' ')
+        .next()
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"))
+}
+
+/// Starts `banyan backplane` on `publ`/`sub` (0: free ports); returns it
+/// and the ports it bound.
+fn backplane(publ: u16, sub: u16) -> (Proc, u16, u16) {
+    let mut cmd = Command::new(cargo_bin("banyan-cli", "banyan"));
+    cmd.args([
+        "backplane",
+        "--bind",
+        "127.0.0.1",
+        "-n",
+        "Test",
+        "--no-services",
+    ])
+    .args(["-p", &publ.to_string(), "-s", &sub.to_string()]);
+    let mut bp = Proc::spawn("backplane", cmd);
+    let sub = port_from(&bp.wait_line(T, |l| l.starts_with("Subscriber Port = ")));
+    let publ = port_from(&bp.wait_line(T, |l| l.starts_with("Publisher  Port = ")));
+    (bp, publ, sub)
+}
+
+/// Waits for `want` among the component's events (other events and
+/// messages are skipped).
+fn wait_event(c: &mut Component, want: &Event, within: Duration) -> bool {
+    let until = Instant::now() + within;
+    while Instant::now() < until {
+        if let Some(e) = c.recv_event(Some(until - Instant::now())).unwrap() {
+            if &e == want {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Messages published while the backplane is dead (killed with SIGKILL,
+/// restarted on the same ports a moment later) wait in the publisher and
+/// are all delivered, in order, after the restart. With libzmq's PUB they
+/// were dropped without a count (2,083–2,089 of them in 5 of 5 runs), so
+/// this runs on the native transport only; with libzmq it prints what
+/// arrived.
+#[test]
+fn messages_published_while_the_backplane_is_killed_arrive_after_its_restart() {
+    let (mut bp, publ, sub) = backplane(0, 0);
+    let cfg = Config::new("127.0.0.1", publ, sub);
+    let mut p = Component::connect(cfg.clone()).unwrap();
+    let mut s = Component::connect(cfg).unwrap();
+    s.subscribe("k").unwrap();
+    assert!(p.wait_for_subscriber("k", T).unwrap());
+    p.publish("k", &0u32).unwrap();
+    assert_eq!(
+        s.recv_timeout(T).unwrap().unwrap().decode::<u32>().unwrap(),
+        0
+    );
+
+    bp.signal("KILL");
+    let _ = bp.wait_exit(T);
+    assert!(
+        wait_event(&mut s, &Event::BackplaneDown, T),
+        "no BackplaneDown"
+    );
+
+    // Published while there is no backplane (about 1 s of them).
+    let n = 2_000u32;
+    for i in 1..=n {
+        p.publish("k", &i).unwrap();
+        if i % 100 == 0 {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let (_bp2, _, _) = backplane(publ, sub);
+
+    let mut got = Vec::new();
+    let until = Instant::now() + T;
+    while got.len() < n as usize && Instant::now() < until {
+        if let Some(m) = s.recv_timeout(Duration::from_millis(200)).unwrap() {
+            got.push(m.decode::<u32>().unwrap());
+        }
+        // Keep the publisher's connection moving (the keeper thread does
+        // too; this only makes the test quicker).
+        let _ = p.has_subscriber("k");
+    }
+    let st = p.stats();
+    println!(
+        "transport {}: {} of {n} messages published during the outage arrived; \
+         publisher {st:?}",
+        p.transport(),
+        got.len()
+    );
+    if p.transport() == Transport::Native {
+        assert_eq!(st.send_dropped, 0, "{st:?}");
+        assert_eq!(got, (1..=n).collect::<Vec<_>>());
+        assert_eq!(p.send_queue_len(), 0);
+    }
+}
+
+/// The issue's scenario: a publisher publishing steadily (one message a
+/// millisecond) while the backplane is killed with SIGKILL and restarted
+/// 1 s later. With the native transport only messages the dead backplane
+/// had already taken from the socket can be lost (no TCP sender can know
+/// of those): a few, in one run just before the kill; everything published
+/// after the backplane died waits and is delivered. (libzmq lost 2,083–2,089 here in the issue's runs; this
+/// prints what it loses.)
+#[test]
+fn a_steady_publisher_loses_at_most_the_messages_in_flight_when_the_backplane_is_killed() {
+    let (mut bp, publ, sub) = backplane(0, 0);
+    let cfg = Config::new("127.0.0.1", publ, sub);
+    let mut p = Component::connect(cfg.clone()).unwrap();
+    let mut s = Component::connect(cfg).unwrap();
+    s.subscribe("k").unwrap();
+    assert!(p.wait_for_subscriber("k", T).unwrap());
+
+    let n = 3_000u32;
+    let (kill_at, restart_at) = (500u32, 1_500u32);
+    let mut got = Vec::new();
+    let mut bp2 = None;
+    let start = Instant::now();
+    for i in 0..n {
+        // Paced at one message a millisecond.
+        while start.elapsed() < Duration::from_millis(u64::from(i)) {
+            while let Some(m) = s.recv_timeout(Duration::ZERO).unwrap() {
+                got.push(m.decode::<u32>().unwrap());
+            }
+            std::thread::yield_now();
+        }
+        p.publish("k", &i).unwrap();
+        if i == kill_at {
+            bp.signal("KILL");
+            // Dead and reaped: its sockets are closed before the next
+            // message is published.
+            let _ = bp.wait_exit(T);
+        }
+        if i == restart_at {
+            bp2 = Some(backplane(publ, sub));
+        }
+    }
+    // Delivery is in order: the last one closes the stream.
+    let until = Instant::now() + T;
+    while got.last() != Some(&(n - 1)) && Instant::now() < until {
+        if let Some(m) = s.recv_timeout(Duration::from_millis(200)).unwrap() {
+            got.push(m.decode::<u32>().unwrap());
+        }
+        let _ = p.has_subscriber("k");
+    }
+    drop(bp2);
+    let missing: Vec<u32> = {
+        let have: std::collections::HashSet<u32> = got.iter().copied().collect();
+        (0..n).filter(|i| !have.contains(i)).collect()
+    };
+    let st = p.stats();
+    println!(
+        "transport {}: {} of {n} arrived, {} missing ({:?}..{:?}); publisher {st:?}",
+        p.transport(),
+        got.len(),
+        missing.len(),
+        missing.first(),
+        missing.last()
+    );
+    let mut sorted = got.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, got, "out of order");
+    if p.transport() == Transport::Native {
+        assert_eq!(st.send_dropped, 0, "{st:?}");
+        // Only what the backplane held when it was killed can be missing:
+        // one run ending at the last message before the kill, published
+        // within the last 50 ms before it. Everything published after it
+        // waited and arrived.
+        if let (Some(&a), Some(&b)) = (missing.first(), missing.last()) {
+            assert_eq!(b - a + 1, missing.len() as u32, "{missing:?}");
+            assert!(a + 50 >= kill_at && b <= kill_at, "{missing:?}");
+        }
+    }
+}
+
+/// A backplane that stops answering (SIGSTOP: no FIN, no RST) is noticed
+/// by heartbeats: `BackplaneDown` within the timeout; when it comes back
+/// (SIGCONT) the component reconnects by itself and traffic resumes.
+#[test]
+fn a_silent_backplane_is_found_by_heartbeats_and_traffic_resumes_after_it_returns() {
+    let (bp, publ, sub) = backplane(0, 0);
+    let mut cfg = Config::new("127.0.0.1", publ, sub);
+    cfg.heartbeat_interval = Duration::from_millis(200);
+    cfg.heartbeat_timeout = Duration::from_millis(800);
+    let mut p = Component::connect(cfg.clone()).unwrap();
+    let mut s = Component::connect(cfg).unwrap();
+    s.subscribe("h").unwrap();
+    assert!(p.wait_for_subscriber("h", T).unwrap());
+    p.publish("h", &1u8).unwrap();
+    assert!(s.recv_timeout(T).unwrap().is_some());
+    assert_eq!(s.link_state(), LinkState::Up);
+
+    bp.signal("STOP");
+    let stopped = Instant::now();
+    let found = wait_event(&mut s, &Event::BackplaneDown, T);
+    let took = stopped.elapsed();
+    bp.signal("CONT");
+    assert!(found, "a stopped backplane was never noticed");
+    println!(
+        "transport {}: stopped backplane noticed after {took:?} (timeout 800 ms)",
+        s.transport()
+    );
+    assert!(s.stats().heartbeat_expired >= 1 || s.transport() == Transport::Libzmq);
+
+    assert!(wait_event(&mut s, &Event::BackplaneUp, T), "no reconnect");
+    let mut resumed = false;
+    let until = Instant::now() + T;
+    while !resumed && Instant::now() < until {
+        let _ = p.publish("h", &2u8);
+        resumed = matches!(
+            s.recv_timeout(Duration::from_millis(100)).unwrap(),
+            Some(m) if m.payload == [2]
+        );
+    }
+    assert!(resumed, "traffic did not resume");
+}
