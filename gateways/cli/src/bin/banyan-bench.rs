@@ -467,11 +467,15 @@ fn report_rtts(what: &str, mut rtts: Vec<Duration>) {
         let at = ((rtts.len() as f64 * p) as usize).min(rtts.len().saturating_sub(1));
         rtts.get(at).copied().unwrap_or_default()
     };
+    let us = |p: f64| pct(p).as_secs_f64() * 1e6;
     println!(
-        "{what}: {} round trips: median {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+        "{what}: {} round trips: median {:.1} µs, p99 {:.1} µs, max {:.1} µs (p90 {:.1}, p98 {:.1}, p99.9 {:.1})",
         rtts.len(),
-        pct(0.5).as_secs_f64() * 1e6,
-        pct(0.99).as_secs_f64() * 1e6,
-        pct(1.0).as_secs_f64() * 1e6,
+        us(0.5),
+        us(0.99),
+        us(1.0),
+        us(0.9),
+        us(0.98),
+        us(0.999),
     );
 }
