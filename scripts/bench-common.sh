@@ -38,11 +38,9 @@ start_backplane() {
   "$BIN/banyan" backplane --bind 127.0.0.1 -p 0 -s 0 "$@" >"$log" 2>&1 &
   BP_PID=$!; PIDS+=("$BP_PID")
   for _ in $(seq 1 200); do
-    if grep -q "Publisher  Port" "$log"; then
-      BP_PUB=$(awk '/Publisher  Port/ {print $NF}' "$log")
-      BP_SUB=$(awk '/Subscriber Port/ {print $NF}' "$log")
-      return 0
-    fi
+    BP_PUB=$(awk '/Publisher  Port = [0-9]+$/ {print $NF}' "$log")
+    BP_SUB=$(awk '/Subscriber Port = [0-9]+$/ {print $NF}' "$log")
+    [ -n "$BP_PUB" ] && [ -n "$BP_SUB" ] && return 0
     kill -0 "$BP_PID" 2>/dev/null || break
     sleep 0.05
   done

@@ -23,12 +23,13 @@ for r in $(seq 1 "$ROUNDS"); do
   for t in $TS; do
     # shellcheck disable=SC2086
     start_backplane "$TMP/bp.log" ${BACKPLANE_ARGS:-}
-    out=$(with_transport "$t" "$BIN/banyan-bench" --backplane "127.0.0.1:$BP_PUB:$BP_SUB" latency --count "$COUNT")
+    out=$(with_transport "$t" "$BIN/banyan-bench" --backplane "127.0.0.1:$BP_PUB:$BP_SUB" latency --count "$COUNT" 2>&1) ||
+      out="FAILED: $out"
     stop_pid "$BP_PID"
     echo "round $r [ours, $t] $out (load $(load))"
     echo "$r ours-$t $out" >>"$RES"
   done
-  out=$("$BIN/banyan-bench" mqtt-latency --count "$COUNT")
+  out=$("$BIN/banyan-bench" mqtt-latency --count "$COUNT" 2>&1) || out="FAILED: $out"
   echo "round $r [mosquitto] $out (load $(load))"
   echo "$r mosquitto $out" >>"$RES"
 done
@@ -39,6 +40,9 @@ import re, statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
     r, kind, rest = line.split(" ", 2)
+    if rest.startswith("FAILED"):
+        print(f"round {r} {kind} failed (not in the table): {rest.strip()}")
+        continue
     med = float(re.search(r"median ([0-9.]+)", rest).group(1))
     p99 = float(re.search(r"p99 ([0-9.]+)", rest).group(1))
     rows.setdefault(kind, []).append((int(r), med, p99))
