@@ -36,7 +36,7 @@ pub fn large(config: Config, size: usize, count: u64, idle: Duration) -> BoxResu
     subscriber.subscribe("bulk")?;
     let (ready_tx, ready_rx) = mpsc::channel::<()>();
     let receiver = std::thread::spawn(
-        move || -> Result<(u64, u64, u64, Option<Instant>), String> {
+        move || -> Result<(u64, u64, u64, u64, Option<Instant>), String> {
             let _ = ready_tx.send(());
             let (mut received, mut bytes, mut wrong) = (0u64, 0u64, 0u64);
             let mut last = None;
@@ -52,8 +52,9 @@ pub fn large(config: Config, size: usize, count: u64, idle: Duration) -> BoxResu
                     break;
                 }
             }
-            let rejected = subscriber.stats().rejected;
-            Ok((received, bytes, wrong + rejected, last))
+            let stats = subscriber.stats();
+            let bad = wrong + stats.rejected;
+            Ok((received, bytes, bad, stats.heartbeat_expired, last))
         },
     );
     ready_rx.recv()?;
@@ -69,12 +70,13 @@ pub fn large(config: Config, size: usize, count: u64, idle: Duration) -> BoxResu
         }
     }
     let sent_in = start.elapsed();
-    let (received, bytes, bad, last) = receiver.join().map_err(|_| "receiver panicked")??;
+    let (received, bytes, bad, expired, last) =
+        receiver.join().map_err(|_| "receiver panicked")??;
     let elapsed = last.map_or(sent_in, |l| l - start).as_secs_f64();
     let lost = count - received;
     let payload_bytes = received as f64 * size as f64;
     println!(
-        "large: {size} B payloads: {count} sent in {:.3} s, {received} received in {elapsed:.3} s = {:.1} MB/s ({:.0} msgs/s); lost {lost}; send queue full {refused}; bad {bad}; {bytes} bytes with headers",
+        "large: {size} B payloads: {count} sent in {:.3} s, {received} received in {elapsed:.3} s = {:.1} MB/s ({:.0} msgs/s); lost {lost}; send queue full {refused}; bad {bad}; {bytes} bytes with headers; subscriber heartbeat expiries {expired}",
         sent_in.as_secs_f64(),
         payload_bytes / elapsed / 1e6,
         received as f64 / elapsed,
