@@ -62,7 +62,7 @@ for t in $TS; do
     SUB_PID=$!; PIDS+=("$SUB_PID")
     # Wait until it says it is connected, then 1 s more for the handshakes
     # and subscription to settle.
-    for _ in $(seq 1 200); do grep -q "connected to the backplane" "$TMP/sub.err" && break; sleep 0.05; done
+    for _ in $(seq 1 200); do grep -qs "connected to the backplane" "$TMP/sub.err" && break; sleep 0.05; done
     grep -q "connected to the backplane" "$TMP/sub.err" ||
       { echo "banyan sub did not connect:" >&2; cat "$TMP/sub.err" >&2; exit 1; }
     sleep 1
