@@ -14,9 +14,8 @@
 //!   single topic family.
 //! - [`Table`] holds up to `N` distinct prefixes of at most `L` bytes each,
 //!   with counts. The serial gateway keeps one per device to know which of the
-//!   device's subscriptions an incoming backplane topic matches, and the
-//!   firmware keeps one of its own subscriptions. Both are `const`
-//!   constructible, so they can live in a `static`.
+//!   device's subscriptions an incoming backplane topic matches. It is
+//!   `const` constructible, so it can live in a `static`.
 //! - [`Subscribers`] holds the counted subscriptions of several subscribers
 //!   (tasks, devices) and yields the subscribers an incoming topic goes to —
 //!   in the spirit of `embassy-sync`'s pub/sub, without the channels.
@@ -24,6 +23,9 @@
 //!   any number of subscribers, indexed by prefix: finding a topic's
 //!   subscribers costs at most `topic.len() + 1` hash probes whatever the
 //!   number of unrelated subscriptions. The backplane routes with it.
+//! - [`Declarations`] holds the topic prefixes and service names a serial
+//!   device declares, uncounted, each with one mark bit: the device's table
+//!   and the gateway's mirror of it in [`link`](crate::link).
 //! - [`matches()`] is the rule itself, for a prefix you already hold as bytes.
 //!
 //! # When not to use it
@@ -55,9 +57,12 @@ use core::fmt;
 
 use heapless::Vec;
 
+mod declarations;
 #[cfg(any(test, feature = "std"))]
 mod index;
 mod subscribers;
+
+pub use declarations::{Declaration, Declarations};
 
 #[cfg(any(test, feature = "std"))]
 pub use index::Index;

@@ -8,6 +8,7 @@ use core::fmt;
 
 use crate::bytes::{self, Reader};
 use crate::frame::{self, EncodeError};
+use crate::topic::{self, Declaration};
 
 /// Frame kinds of the link protocol. REQUEST and REPLY are parsed only with
 /// the `services` feature; without it they are unknown kinds (counted as
@@ -243,6 +244,21 @@ pub fn sub_digest<'a>(topics: impl IntoIterator<Item = &'a str>) -> u16 {
 pub fn service_digest(name: &str) -> u16 {
     !frame::CRC.checksum(name.as_bytes())
 }
+
+/// The digest term of one entry of a declaration table: [`sub_digest`] of
+/// a subscription, [`service_digest`] of a service, with one CRC call site
+/// for both ends of the link.
+pub(super) fn digest_term<const L: usize>(d: &Declaration<L>) -> u16 {
+    let crc = frame::CRC.checksum(d.name().as_bytes());
+    if d.is_service() {
+        !crc
+    } else {
+        crc
+    }
+}
+
+/// The declaration table of either end: topic prefixes and service names.
+pub(super) type Declarations<const N: usize> = topic::Declarations<N, MAX_SUB_TOPIC_LEN>;
 
 impl From<bytes::Error> for Error {
     fn from(e: bytes::Error) -> Self {
