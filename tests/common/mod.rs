@@ -21,7 +21,7 @@
 //!   `<workspace>/.venv/bin/python`); panics with a clear message naming
 //!   `bash scripts/venv.sh` when missing — tests that need Python fail, they
 //!   never skip.
-//! - [`free_port`], [`wait_until`], [`workspace_root`].
+//! - [`free_port`], [`wait_until`], [`workspace_root`], [`routing_spec`].
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -130,6 +130,26 @@ pub fn package_example_in(profile: &Path, package: &str, name: &str) -> PathBuf 
 /// `<target>/release` of the running test's target directory.
 pub fn release_dir() -> PathBuf {
     profile_dir().parent().expect("target dir").join("release")
+}
+
+/// Writes a routing spec (Python Banyan's CSV) for backplanes `BP1` and
+/// `BP2` on 127.0.0.1, each given as `(subscriber port, subscriber topic,
+/// publisher port)`, to `spec.csv` in a new directory `<tmp>/<name>-<pid>`;
+/// returns the directory (remove it when done) and the file.
+pub fn routing_spec(name: &str, backplanes: [(u16, &str, u16); 2]) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = dir.join("spec.csv");
+    let [(s1, t1, p1), (s2, t2, p2)] = backplanes;
+    std::fs::write(
+        &spec,
+        format!(
+            "backplane_name,ip_address,subscriber_port,subscriber_topic,publisher_port\n\
+             BP1,127.0.0.1,{s1},\"[{t1}]\",{p1}\nBP2,127.0.0.1,{s2},\"[{t2}]\",{p2}\n"
+        ),
+    )
+    .unwrap();
+    (dir, spec)
 }
 
 /// The Python interpreter of the python-banyan venv.
