@@ -7,6 +7,9 @@ use banyan_core::link::Device;
 /// The fake MCU of the bridge tests.
 pub(crate) type Dev = Device<256, 512, 4, 8>;
 
+/// Fault injection on the device → gateway bytes.
+pub(crate) type Filter = dyn FnMut(&mut Vec<u8>);
+
 /// One turn of the wire: polls the bridge, hands its bytes to the device,
 /// runs `device_app`, passes the device's bytes through `filter` (fault
 /// injection) to the bridge and polls it again. Returns whether any byte
@@ -16,7 +19,7 @@ pub(crate) fn exchange(
     dev: &mut Dev,
     now: Instant,
     device_app: impl FnOnce(&mut Dev),
-    filter: Option<&mut (dyn FnMut(&mut Vec<u8>) + 'static)>,
+    filter: Option<&mut Filter>,
 ) -> bool {
     let mut buf = vec![0u8; TX_FRAME];
     bridge.poll(now);

@@ -12,9 +12,6 @@ fn cfg() -> BridgeConfig {
     }
 }
 
-/// Fault injection on the device → gateway bytes.
-type Filter = Box<dyn FnMut(&mut Vec<u8>)>;
-
 /// Bridge + device + what came out of each.
 struct Rig {
     bridge: Bridge,
@@ -29,7 +26,7 @@ struct Rig {
     received: Vec<(String, Vec<u8>)>,
     consume: bool,
     /// Bytes device → gateway pass through this (fault injection).
-    to_gateway_filter: Option<Filter>,
+    to_gateway_filter: Option<Box<test_wire::Filter>>,
 }
 
 impl Rig {
