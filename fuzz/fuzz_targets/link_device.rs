@@ -9,7 +9,7 @@
 
 use banyan_core::link::{device::Event, Config, Device, Instant, Stats};
 use banyan_fuzz::{
-    check_link_stats, check_tx_frame, frame_from, is_data, split_publish, step_time, OpKind, Script,
+    check_link_stats, frame_from, split_publish, step_time, transmit_all, OpKind, Script,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -85,25 +85,14 @@ fuzz_target!(|data: &[u8]| {
                 }
                 let _ = dev.poll_at();
             }
-            OpKind::Transmit => {
-                let size = if op.tag & 0x40 != 0 {
-                    op.data.len().min(out.len())
-                } else {
-                    out.len()
-                };
-                let mut guard = 0;
-                while let Some(n) = dev.poll_transmit(t, &mut out[..size]) {
-                    assert!(n <= size);
-                    if is_data(check_tx_frame(&out[..n])) {
-                        seen.publish_tx += 1;
-                    }
-                    seen.tx += 1;
-                    guard += 1;
-                    // Bound: every queued PUBLISH (the TX buffer holds at most
-                    // TX / 7 of them) plus WELCOME/RESYNC/HEARTBEAT.
-                    assert!(guard <= 512, "poll_transmit never returns None");
-                }
-            }
+            OpKind::Transmit => transmit_all(
+                op.tag,
+                op.data.len(),
+                &mut out,
+                |buf| dev.poll_transmit(t, buf),
+                &mut seen.tx,
+                &mut seen.publish_tx,
+            ),
             OpKind::Publish => {
                 let (topic, payload) = split_publish(op.data);
                 let _ = dev.publish(&topic, payload, t);

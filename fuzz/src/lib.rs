@@ -222,6 +222,40 @@ pub fn check_link_stats(before: &Stats, s: &Stats, tx: u32, publish_tx: u32) {
     assert!(s.downs <= s.ups, "more downs than ups");
 }
 
+/// The `Transmit` operation of a link script: calls `poll_transmit` with
+/// all of `out` (or, tag bit `0x40`, at most `data_len` bytes of it) until
+/// it returns `None`, checks each frame ([`check_tx_frame`]), and counts
+/// the frames in `tx` and the data frames in `publish_tx`.
+///
+/// # Panics
+/// If a frame is bad, longer than the buffer, or `poll_transmit` does not
+/// end (more than 512 frames: every queued PUBLISH, the TX buffer holds at
+/// most TX / 7 of them, plus WELCOME/RESYNC/HEARTBEAT).
+pub fn transmit_all(
+    tag: u8,
+    data_len: usize,
+    out: &mut [u8],
+    mut poll_transmit: impl FnMut(&mut [u8]) -> Option<usize>,
+    tx: &mut u32,
+    publish_tx: &mut u32,
+) {
+    let size = if tag & 0x40 != 0 {
+        data_len.min(out.len())
+    } else {
+        out.len()
+    };
+    let mut guard = 0;
+    while let Some(n) = poll_transmit(&mut out[..size]) {
+        assert!(n <= size);
+        if is_data(check_tx_frame(&out[..n])) {
+            *publish_tx += 1;
+        }
+        *tx += 1;
+        guard += 1;
+        assert!(guard <= 512, "poll_transmit never returns None");
+    }
+}
+
 /// Checks that no counter went back: each pair is (before, after).
 ///
 /// # Panics
