@@ -421,7 +421,7 @@ fn launch_starts_restarts_and_stops_a_robot_with_python_and_rust_components() {
 [backplane]
 publisher_port = {pp}
 subscriber_port = {sp}
-args = ["--bind", "127.0.0.1"]
+args = ["--bind", "127.0.0.1", "--no-services"]
 
 [[process]]
 name = "motors"
