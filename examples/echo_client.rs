@@ -10,26 +10,15 @@
 
 use std::time::{Duration, Instant};
 
-use banyan::component::locate::{Options, Spec};
-use banyan::component::{Component, Config};
 use clap::Parser;
+
+mod common;
 
 /// Sends N echo requests and waits for the replies.
 #[derive(Parser)]
 struct Args {
-    /// Backplane: an IP address or host name, or a backplane's name in the
-    /// discovery pool (default: the only backplane there, else 127.0.0.1).
-    #[arg(short = 'b')]
-    backplane: Option<String>,
-    /// A backplane's name in the discovery pool.
-    #[arg(long = "backplane-name", conflicts_with = "backplane")]
-    backplane_name: Option<String>,
-    /// Backplane publisher port (default 43124, or the found backplane's).
-    #[arg(short = 'p')]
-    publisher_port: Option<u16>,
-    /// Backplane subscriber port (default 43125, or the found backplane's).
-    #[arg(short = 's')]
-    subscriber_port: Option<u16>,
+    #[command(flatten)]
+    backplane: common::Backplane,
     /// Number of messages (message_number counts down from this to 0).
     #[arg(short = 'n', default_value_t = 10)]
     number_of_messages: u64,
@@ -42,17 +31,7 @@ struct Echo {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    // -b ADDR as in Python Banyan, -b NAME / --backplane-name through the
-    // discovery pool, nothing: the only backplane there (docs/discovery.md).
-    let spec = Spec::from_args(args.backplane.as_deref(), args.backplane_name.as_deref())?;
-    let mut config = Config::default();
-    config.name = "EchoClient".into();
-    config.locate(
-        &spec,
-        &Options::with_ports(args.publisher_port, args.subscriber_port),
-    )?;
-    let mut client = Component::connect(config)?;
-    println!("{}", client.config().banner());
+    let mut client = args.backplane.connect("EchoClient")?;
     client.subscribe("reply")?;
     // The backplane forwards subscriptions to every publisher, ours too: once
     // our own publisher sees `reply`, the backplane holds our subscription,

@@ -8,30 +8,17 @@
 //! ```
 
 use std::ops::ControlFlow;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Duration;
 
-use banyan::component::locate::{Options, Spec};
-use banyan::component::{Component, Config};
 use clap::Parser;
+
+mod common;
 
 /// Replies to `echo` messages with `reply`.
 #[derive(Parser)]
 struct Args {
-    /// Backplane: an IP address or host name, or a backplane's name in the
-    /// discovery pool (default: the only backplane there, else 127.0.0.1).
-    #[arg(short = 'b')]
-    backplane: Option<String>,
-    /// A backplane's name in the discovery pool.
-    #[arg(long = "backplane-name", conflicts_with = "backplane")]
-    backplane_name: Option<String>,
-    /// Backplane publisher port (default 43124, or the found backplane's).
-    #[arg(short = 'p')]
-    publisher_port: Option<u16>,
-    /// Backplane subscriber port (default 43125, or the found backplane's).
-    #[arg(short = 's')]
-    subscriber_port: Option<u16>,
+    #[command(flatten)]
+    backplane: common::Backplane,
     /// Print each message number.
     #[arg(short = 'v')]
     verbose: bool,
@@ -39,20 +26,8 @@ struct Args {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let stop = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))?;
-    // -b ADDR as in Python Banyan, -b NAME / --backplane-name through the
-    // discovery pool, nothing: the only backplane there (docs/discovery.md).
-    let spec = Spec::from_args(args.backplane.as_deref(), args.backplane_name.as_deref())?;
-    let mut config = Config::default();
-    config.name = "EchoServer".into();
-    config.locate(
-        &spec,
-        &Options::with_ports(args.publisher_port, args.subscriber_port),
-    )?;
-    let mut server = Component::connect(config)?;
-    println!("{}", server.config().banner());
+    let stop = common::stop_flag()?;
+    let mut server = args.backplane.connect("EchoServer")?;
     server.subscribe("echo")?;
     println!("echo server ready");
     let mut replier_known = false;

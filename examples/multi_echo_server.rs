@@ -11,13 +11,14 @@
 //! cargo run --example echo_client
 //! ```
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use banyan::component::multi::{MultiComponent, Options};
 use banyan::component::routing::Spec;
 use clap::Parser;
+
+mod common;
 
 /// Echo server on two backplanes, configured by a routing spec.
 #[derive(Parser)]
@@ -35,9 +36,7 @@ struct Notice<'a> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let stop = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))?;
+    let stop = common::stop_flag()?;
     let spec = Spec::from_path(&args.spec)?;
     for e in &spec.entries {
         println!(

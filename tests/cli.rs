@@ -61,6 +61,19 @@ fn sub(bp: &Running, topic: &str, extra: &[&str]) -> Proc {
     p
 }
 
+/// Runs `cmd` with `input` on its stdin (then closed) and stdout
+/// discarded; returns its exit status and stderr.
+fn with_stdin(cmd: &mut Command, input: &[u8]) -> std::process::Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 #[test]
 fn pub_to_sub_json_round_trip_is_exact_and_stdout_has_only_data() {
     let bp = backplane();
@@ -105,20 +118,10 @@ fn pub_count_rate_and_stdin_lines() {
     assert!(out.status.success(), "{out:?}");
     // 5 messages at 50 Hz take at least 4 periods.
     assert!(t0.elapsed() >= Duration::from_millis(80));
-    let mut child = banyan(&["pub", "c"])
-        .args(ports(&bp))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"{\"line\":1}\n\n[2]\n\"three\"\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = with_stdin(
+        banyan(&["pub", "c"]).args(ports(&bp)),
+        b"{\"line\":1}\n\n[2]\n\"three\"\n",
+    );
     assert!(out.status.success(), "{out:?}");
     let mut payloads = Vec::new();
     for _ in 0..8 {
@@ -132,19 +135,10 @@ fn pub_count_rate_and_stdin_lines() {
     assert!(s.wait_exit(T).success());
 
     // A bad stdin line is reported with its number and the exit code is 1.
-    let mut child = banyan(&["pub", "c", "--wait", "0"])
-        .args(ports(&bp))
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"{\"ok\":1}\n{oops\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = with_stdin(
+        banyan(&["pub", "c", "--wait", "0"]).args(ports(&bp)),
+        b"{\"ok\":1}\n{oops\n",
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("stdin line 2: not JSON"), "{err}");
@@ -427,7 +421,7 @@ fn launch_starts_restarts_and_stops_a_robot_with_python_and_rust_components() {
 [backplane]
 publisher_port = {pp}
 subscriber_port = {sp}
-args = ["--bind", "127.0.0.1"]
+args = ["--bind", "127.0.0.1", "--no-services"]
 
 [[process]]
 name = "motors"

@@ -22,54 +22,20 @@ mod serial_support;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{workspace_root, Proc};
+use common::Proc;
 
 /// The `node` example of banyan-discovery, built once per test process.
 fn node_bin() -> PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let exe = std::env::current_exe().expect("current_exe");
-        let profile = exe
-            .parent()
-            .and_then(|p| p.parent())
-            .expect("<target>/<profile>/deps")
-            .to_owned();
-        let target = profile.parent().expect("target dir").to_owned();
-        // The figures build the node optimised without rebuilding the
-        // whole test crate in release: DISCOVERY_NODE_PROFILE=release.
-        let profile = match std::env::var("DISCOVERY_NODE_PROFILE") {
-            Ok(p) if p == "release" => target.join("release"),
-            _ => profile,
-        };
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.current_dir(workspace_root())
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "banyan-discovery",
-                "--example",
-                "node",
-                "--target-dir",
-            ])
-            .arg(&target);
-        if profile.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
+    // The figures build the node optimised without rebuilding the
+    // whole test crate in release: DISCOVERY_NODE_PROFILE=release.
+    match std::env::var("DISCOVERY_NODE_PROFILE") {
+        Ok(p) if p == "release" => {
+            common::package_example_in(&common::release_dir(), "banyan-discovery", "node")
         }
-        let out = cmd.output().expect("running cargo build");
-        assert!(
-            out.status.success(),
-            "cargo build -p banyan-discovery --example node failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let path = profile.join("examples").join("node");
-        assert!(path.exists(), "{} not found", path.display());
-        path
-    })
-    .clone()
+        _ => common::package_example("banyan-discovery", "node"),
+    }
 }
 
 /// Why these tests cannot run here, if they cannot.

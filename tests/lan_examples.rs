@@ -61,21 +61,13 @@ fn echo_client_and_server() {
 #[test]
 fn multi_echo_server_and_notifier() {
     let (bp1, bp2) = (backplane(), backplane());
-    let dir = std::env::temp_dir().join(format!("banyan-lan-examples-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let spec = dir.join("spec.csv");
-    std::fs::write(
-        &spec,
-        format!(
-            "backplane_name,ip_address,subscriber_port,subscriber_topic,publisher_port\n\
-             BP1,127.0.0.1,{},\"[echo]\",{}\nBP2,127.0.0.1,{},\"[notice]\",{}\n",
-            bp1.subscriber_port(),
-            bp1.publisher_port(),
-            bp2.subscriber_port(),
-            bp2.publisher_port()
-        ),
-    )
-    .unwrap();
+    let (dir, spec) = common::routing_spec(
+        "banyan-lan-examples",
+        [
+            (bp1.subscriber_port(), "echo", bp1.publisher_port()),
+            (bp2.subscriber_port(), "notice", bp2.publisher_port()),
+        ],
+    );
     let mut notifier = example("notifier", &ports(&bp2));
     notifier.wait_line(T, |l| l == "notifier ready");
     let mut server = example(

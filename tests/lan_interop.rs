@@ -298,21 +298,13 @@ fn our_publisher_python_backplane_python_subscriber() {
 fn python_multi_broadcasts_to_two_of_our_backplanes() {
     let a = Backplane::bind(&backplane::Config::new("127.0.0.1", 0, 0)).unwrap();
     let b = Backplane::bind(&backplane::Config::new("127.0.0.1", 0, 0)).unwrap();
-    let dir = std::env::temp_dir().join(format!("banyan-lan-multi-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let spec = dir.join("spec.csv");
-    std::fs::write(
-        &spec,
-        format!(
-            "backplane_name,ip_address,subscriber_port,subscriber_topic,publisher_port\n\
-             BP1,127.0.0.1,{},\"[unused]\",{}\nBP2,127.0.0.1,{},\"[unused]\",{}\n",
-            a.subscriber_port(),
-            a.publisher_port(),
-            b.subscriber_port(),
-            b.publisher_port()
-        ),
-    )
-    .unwrap();
+    let (dir, spec) = common::routing_spec(
+        "banyan-lan-multi",
+        [
+            (a.subscriber_port(), "unused", a.publisher_port()),
+            (b.subscriber_port(), "unused", b.publisher_port()),
+        ],
+    );
     let mut on_a = Component::connect(Config::new(
         "127.0.0.1",
         a.publisher_port(),

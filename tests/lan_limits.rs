@@ -22,6 +22,7 @@
 //! `docs/benchmarks/lan.md` for a given `backplane` binary.
 
 mod common;
+mod zmtp_raw;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -33,12 +34,9 @@ use std::time::{Duration, Instant};
 use banyan::backplane::{self, Backplane, Running};
 use banyan::component::{Component, Config};
 use common::{cargo_bin, wait_until, Proc};
+use zmtp_raw::*;
 
 const T: Duration = Duration::from_secs(30);
-
-const MORE: u8 = 0x01;
-const LONG: u8 = 0x02;
-const COMMAND: u8 = 0x04;
 
 /// One test at a time: they measure latency, throughput and memory.
 fn serial() -> MutexGuard<'static, ()> {
@@ -48,52 +46,11 @@ fn serial() -> MutexGuard<'static, ()> {
 
 // ---- a raw ZMTP 3.1 peer (RFC 23/37), independent of the backplane's code
 
-fn greeting() -> Vec<u8> {
-    let mut g = vec![0u8; 64];
-    g[0] = 0xFF;
-    g[9] = 0x7F;
-    g[10] = 3;
-    g[11] = 1;
-    g[12..16].copy_from_slice(b"NULL");
-    g
-}
-
-fn header(flags: u8, len: u64) -> Vec<u8> {
-    if len > 255 {
-        let mut h = vec![flags | LONG];
-        h.extend_from_slice(&len.to_be_bytes());
-        h
-    } else {
-        vec![flags, len as u8]
-    }
-}
-
-fn frame(flags: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = header(flags, body.len() as u64);
-    out.extend_from_slice(body);
-    out
-}
-
-fn command(name: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut body = vec![name.len() as u8];
-    body.extend_from_slice(name);
-    body.extend_from_slice(data);
-    frame(COMMAND, &body)
-}
-
-fn ready(socket_type: &str) -> Vec<u8> {
-    let mut props = vec![11];
-    props.extend_from_slice(b"Socket-Type");
-    props.extend_from_slice(&(socket_type.len() as u32).to_be_bytes());
-    props.extend_from_slice(socket_type.as_bytes());
-    command(b"READY", &props)
-}
-
 /// Connects and completes the NULL handshake as `socket_type`.
 fn handshake(port: u16, socket_type: &str) -> TcpStream {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(T)).unwrap();
-    s.write_all(&[greeting(), ready(socket_type)].concat())
+    s.write_all(&[greeting(3, 1, b"NULL"), ready(Some(socket_type))].concat())
         .unwrap();
     let mut g = [0u8; 64];
     s.read_exact(&mut g).unwrap();
@@ -426,7 +383,7 @@ fn giant_frames_before_the_handshake_are_not_buffered() {
             std::thread::spawn(move || {
                 let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
                 let flags = if i < 2 { COMMAND } else { 0 };
-                let mut head = greeting();
+                let mut head = greeting(3, 1, b"NULL");
                 head.extend_from_slice(&header(flags, SIZE));
                 head.extend_from_slice(b"\x05READY");
                 let chunk = vec![0x42u8; 1 << 20];

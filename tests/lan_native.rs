@@ -7,6 +7,7 @@
 //! runs against [`Engine::Libzmq`] too.
 
 mod common;
+mod zmtp_raw;
 
 use std::collections::BTreeSet;
 use std::io::{ErrorKind, Read, Write};
@@ -17,12 +18,9 @@ use banyan::backplane::{self, Backplane, Engine, Running};
 use banyan::component::wire::{encode_value, Message};
 use banyan::component::{Component, Config};
 use common::wait_until;
+use zmtp_raw::*;
 
 const T: Duration = Duration::from_secs(10);
-
-const MORE: u8 = 0x01;
-const LONG: u8 = 0x02;
-const COMMAND: u8 = 0x04;
 
 /// A backplane on free ports of 127.0.0.1, without statistics reports (so
 /// that subscribers to everything count exactly).
@@ -43,62 +41,6 @@ fn stop(bp: Running) -> backplane::Stats {
 
 fn component_config(bp: &Running) -> Config {
     Config::new("127.0.0.1", bp.publisher_port(), bp.subscriber_port())
-}
-
-/// A 64-byte ZMTP greeting.
-fn greeting(major: u8, minor: u8, mechanism: &[u8]) -> Vec<u8> {
-    let mut g = vec![0u8; 64];
-    g[0] = 0xFF;
-    g[9] = 0x7F;
-    g[10] = major;
-    g[11] = minor;
-    g[12..12 + mechanism.len()].copy_from_slice(mechanism);
-    // g[32] (as-server) and the 31-byte filler stay 0.
-    g
-}
-
-/// One frame on the wire: flags, short or long size, body.
-fn frame(flags: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + 9);
-    if body.len() > 255 {
-        out.push(flags | LONG);
-        out.extend_from_slice(&(body.len() as u64).to_be_bytes());
-    } else {
-        out.push(flags);
-        out.push(body.len() as u8);
-    }
-    out.extend_from_slice(body);
-    out
-}
-
-/// A command frame: name length, name, data.
-fn command(name: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut body = vec![name.len() as u8];
-    body.extend_from_slice(name);
-    body.extend_from_slice(data);
-    frame(COMMAND, &body)
-}
-
-/// A `READY` command with the given `Socket-Type` (`None`: no properties).
-fn ready(socket_type: Option<&str>) -> Vec<u8> {
-    let mut props = Vec::new();
-    if let Some(t) = socket_type {
-        props.push(11);
-        props.extend_from_slice(b"Socket-Type");
-        props.extend_from_slice(&(t.len() as u32).to_be_bytes());
-        props.extend_from_slice(t.as_bytes());
-    }
-    command(b"READY", &props)
-}
-
-/// A whole multipart message.
-fn message(frames: &[&[u8]]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (i, f) in frames.iter().enumerate() {
-        let more = if i + 1 < frames.len() { MORE } else { 0 };
-        out.extend_from_slice(&frame(more, f));
-    }
-    out
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -235,3 +235,81 @@ fn a_silent_backplane_is_found_by_heartbeats_and_traffic_resumes_after_it_return
     }
     assert!(resumed, "traffic did not resume");
 }
+
+/// The safety consequence: an rpi-gateway (its run loop on a sim board)
+/// stops its motors when its backplane goes silent without a FIN, by
+/// heartbeat — here within 10 s even with a deadman of a minute — and says
+/// so (`stopped_by: backplane_lost`) once the backplane is back.
+#[test]
+fn a_gateway_stops_its_motors_when_its_backplane_goes_silent() {
+    use banyan_rpi::backend::sim::{SimBackend, SimBoard};
+    use banyan_rpi::gateway::Gateway;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let (bp, publ, sub) = backplane(0, 0);
+    let board = SimBoard::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let gateway = {
+        let (board, stop) = (board.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut config = banyan_rpi::config::Config::default();
+            config.safety.deadman_timeout_ms = 60_000;
+            let mut gw = Gateway::new(SimBackend::new(board), config, Instant::now()).unwrap();
+            let mut ccfg = Config::new("127.0.0.1", publ, sub);
+            ccfg.heartbeat_interval = Duration::from_millis(200);
+            ccfg.heartbeat_timeout = Duration::from_millis(800);
+            let mut comp = Component::connect(ccfg).unwrap();
+            banyan_rpi::run::run(&mut gw, &mut comp, &stop).unwrap();
+        })
+    };
+    let mut probe = Component::connect(Config::new("127.0.0.1", publ, sub)).unwrap();
+    probe.subscribe("from_rpi_gateway").unwrap();
+    assert!(probe.wait_for_subscriber("run_motors", T).unwrap());
+    let cmd = banyan::component::wire::encode_value(&rmpv::Value::Map(vec![
+        ("left".into(), 0.5.into()),
+        ("right".into(), 0.5.into()),
+    ]));
+    let until = Instant::now() + T;
+    while board.pin(18).duty != 0.5 {
+        assert!(Instant::now() < until, "the motor did not start");
+        probe.publish_raw("run_motors", &cmd).unwrap();
+        let _ = probe.recv_timeout(Duration::from_millis(20)).unwrap();
+    }
+
+    bp.signal("STOP");
+    let stopped_at = Instant::now();
+    let until = stopped_at + Duration::from_secs(10);
+    while board.pin(18).duty != 0.0 {
+        assert!(
+            Instant::now() < until,
+            "the motors still run 10 s after the backplane went silent"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    println!(
+        "transport {}: motors stopped {:?} after the backplane went silent (timeout 800 ms)",
+        probe.transport(),
+        stopped_at.elapsed()
+    );
+    bp.signal("CONT");
+    // Back: the gateway reports why it stopped.
+    let until = Instant::now() + T;
+    let mut why = None;
+    while why.is_none() {
+        assert!(Instant::now() < until, "no state report after the return");
+        if let Some(m) = probe.recv_timeout(Duration::from_millis(100)).unwrap() {
+            let v = m.value().unwrap();
+            if banyan_rpi::gateway::get(&v, "report").and_then(rmpv::Value::as_str) == Some("state")
+            {
+                why = banyan_rpi::gateway::get(&v, "stopped_by")
+                    .and_then(rmpv::Value::as_str)
+                    .map(str::to_owned);
+            }
+        }
+    }
+    assert_eq!(why.as_deref(), Some("backplane_lost"));
+    println!("state report after the return: {:?}", stopped_at.elapsed());
+    stop.store(true, Ordering::Relaxed);
+    gateway.join().unwrap();
+}

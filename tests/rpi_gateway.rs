@@ -6,6 +6,7 @@
 //! run loop in-process on a sim board, for input edges.
 
 mod common;
+mod rpi_support;
 
 use std::fs;
 use std::path::PathBuf;
@@ -16,12 +17,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use banyan_backplane::{self as backplane, Backplane, Running};
-use banyan_component::{self as component, Component, Event};
+use banyan_component::{self as component, Component};
 use banyan_rpi::backend::sim::{SimBackend, SimBoard};
 use banyan_rpi::config::Config;
 use banyan_rpi::gateway::{get, Gateway};
 use banyan_rpi::run;
 use common::{cargo_bin, python, wait_until, Proc};
+use rpi_support::in_process;
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
@@ -373,101 +375,13 @@ fn bad_config_is_a_clear_error() {
     assert!(out.status.success(), "{out:?}");
 }
 
-/// The gateway's run loop (the binary's code) on a thread, on a sim board,
-/// with a backplane and a probe component subscribed to its reports.
-/// Dropping it stops and joins the thread.
-struct InProcess {
-    board: SimBoard,
-    probe: Component,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-    _backplane: Running,
-}
-
-impl Drop for InProcess {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn in_process(make: fn(SimBoard) -> SimBackend) -> InProcess {
-    let bp = Backplane::bind(&backplane::Config::new("127.0.0.1", 0, 0)).unwrap();
-    let (pp, sp) = (bp.publisher_port(), bp.subscriber_port());
-    let running = bp.spawn().unwrap();
-    let mut probe = Component::connect(component::Config::new("127.0.0.1", pp, sp)).unwrap();
-    probe.subscribe("from_rpi_gateway").unwrap();
-    let board = SimBoard::new();
-    let stop = Arc::new(AtomicBool::new(false));
-    let thread = {
-        let (board, stop) = (board.clone(), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            let mut gw = Gateway::new(make(board), Config::default(), Instant::now()).unwrap();
-            let mut comp = Component::connect(component::Config::new("127.0.0.1", pp, sp)).unwrap();
-            // Reports are only useful once the probe listens.
-            assert!(comp
-                .wait_for_subscriber("from_rpi_gateway", Duration::from_secs(20))
-                .unwrap());
-            run::run(&mut gw, &mut comp, &stop).unwrap();
-        })
-    };
-    let mut rig = InProcess {
-        board,
-        probe,
-        stop,
-        thread: Some(thread),
-        _backplane: running,
-    };
-    assert!(rig
-        .probe
-        .wait_for_subscriber("to_rpi_gateway", Duration::from_secs(20))
-        .unwrap());
-    rig
-}
-
-impl InProcess {
-    fn command(&mut self, name: &str, pin: u8) {
-        let v = rmpv::Value::Map(vec![
-            ("command".into(), name.into()),
-            ("pin".into(), pin.into()),
-        ]);
-        self.probe.publish_value("to_rpi_gateway", &v).unwrap();
-    }
-
-    /// The next report of `kind` within `within`.
-    fn report(&mut self, kind: &str, within: Duration) -> Option<rmpv::Value> {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            if let Some(Event::Message(m)) = self.probe.recv_event(Some(left)).unwrap() {
-                let v = rmpv::decode::read_value(&mut &m.payload[..]).unwrap();
-                if get(&v, "report").and_then(rmpv::Value::as_str) == Some(kind) {
-                    return Some(v);
-                }
-            }
-        }
-    }
-
-    /// The value of the next `digital_input` report of `pin`.
-    fn input(&mut self, pin: u64, within: Duration) -> Option<u64> {
-        let v = self.report("digital_input", within)?;
-        assert_eq!(get(&v, "pin").and_then(rmpv::Value::as_u64), Some(pin));
-        get(&v, "value").and_then(rmpv::Value::as_u64)
-    }
-}
-
 fn u(v: &rmpv::Value, key: &str) -> Option<u64> {
     get(v, key).and_then(rmpv::Value::as_u64)
 }
 
 #[test]
 fn run_loop_reports_input_edges_from_the_sim_board() {
-    let mut rig = in_process(SimBackend::new);
+    let mut rig = in_process(SimBackend::new, &[], "to_rpi_gateway");
     rig.command("set_mode_digital_input", 23);
     assert_eq!(rig.input(23, Duration::from_secs(10)), Some(0));
     assert!(rig.board.is_watched(23));
@@ -506,7 +420,7 @@ fn input_edge_latency() {
         ),
         ("polled (10 ms)", SimBackend::polling),
     ] {
-        let mut rig = in_process(make);
+        let mut rig = in_process(make, &[], "to_rpi_gateway");
         rig.command("set_mode_digital_input", 23);
         assert_eq!(rig.input(23, Duration::from_secs(10)), Some(0));
         let mut lat = Vec::with_capacity(n);
@@ -536,7 +450,7 @@ fn input_edge_latency() {
 /// deadman. The run loop handles a bounded batch of messages between ticks.
 #[test]
 fn a_message_flood_does_not_hold_off_the_deadman() {
-    let mut rig = in_process(SimBackend::new);
+    let mut rig = in_process(SimBackend::new, &[], "to_rpi_gateway");
     let run = rmpv::Value::Map(vec![("left".into(), 0.5.into())]);
     rig.probe.publish_value("run_motors", &run).unwrap();
     assert!(

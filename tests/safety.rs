@@ -11,21 +11,18 @@
 //! same run and prints both figures.
 
 mod common;
+mod rpi_support;
 
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use banyan_backplane::{self as backplane, Backplane, Running};
+use banyan_backplane::{self as backplane, Backplane};
 use banyan_component::{self as component, Component, Event};
 use banyan_rpi::backend::sim::{SimBackend, SimBoard};
-use banyan_rpi::config::Config;
-use banyan_rpi::gateway::{get, Gateway};
-use banyan_rpi::run;
+use banyan_rpi::gateway::get;
 use common::cargo_bin;
+use rpi_support::in_process;
 
 /// The default config's deadman.
 const DEADMAN: Duration = Duration::from_millis(500);
@@ -46,60 +43,6 @@ fn both(v: f64) -> Vec<u8> {
         ("left".into(), v.into()),
         ("right".into(), v.into()),
     ]))
-}
-
-/// The run loop on a thread on a sim board, a backplane, a probe component
-/// subscribed to the reports. Dropping it stops and joins the thread.
-struct InProcess {
-    board: SimBoard,
-    probe: Component,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-    _backplane: Running,
-}
-
-impl Drop for InProcess {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn in_process() -> InProcess {
-    let bp = Backplane::bind(&backplane::Config::new("127.0.0.1", 0, 0)).unwrap();
-    let (pp, sp) = (bp.publisher_port(), bp.subscriber_port());
-    let running = bp.spawn().unwrap();
-    let mut probe = Component::connect(component::Config::new("127.0.0.1", pp, sp)).unwrap();
-    probe.subscribe("from_rpi_gateway").unwrap();
-    probe.subscribe("marker").unwrap();
-    let board = SimBoard::new();
-    let stop = Arc::new(AtomicBool::new(false));
-    let thread = {
-        let (board, stop) = (board.clone(), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            let mut gw =
-                Gateway::new(SimBackend::new(board), Config::default(), Instant::now()).unwrap();
-            let mut comp = Component::connect(component::Config::new("127.0.0.1", pp, sp)).unwrap();
-            assert!(comp
-                .wait_for_subscriber("from_rpi_gateway", Duration::from_secs(20))
-                .unwrap());
-            run::run(&mut gw, &mut comp, &stop).unwrap();
-        })
-    };
-    let mut rig = InProcess {
-        board,
-        probe,
-        stop,
-        thread: Some(thread),
-        _backplane: running,
-    };
-    assert!(rig
-        .probe
-        .wait_for_subscriber("run_motors", Duration::from_secs(20))
-        .unwrap());
-    rig
 }
 
 /// Polls the sim board (every 200 µs) until the left motor's PWM is 0;
@@ -145,7 +88,7 @@ fn last_report(probe: &mut Component, kind: &str, within: Duration) -> Option<rm
 #[test]
 fn a_burst_of_commands_stops_within_the_deadman_after_the_last_send() {
     let _serial = serial();
-    let mut rig = in_process();
+    let mut rig = in_process(SimBackend::new, &["marker"], "run_motors");
     // Baseline: one command, then the deadman.
     let t0 = Instant::now();
     rig.probe.publish_raw("run_motors", &both(0.5)).unwrap();

@@ -353,14 +353,10 @@ fn round_trip_figures() {
             rtt.push(t0.elapsed()); // the first 20 warm up
         }
     }
-    rtt.sort();
-    let us = |d: Duration| d.as_micros();
-    println!(
-        "backplane -> serial-gateway -> QEMU firmware -> serial-gateway -> backplane, run_motors -> state report, {N} round trips: min {} us, median {} us, p99 {} us, max {} us",
-        us(rtt[0]),
-        us(rtt[N / 2]),
-        us(rtt[N * 99 / 100]),
-        us(rtt[N - 1])
+    print_round_trips(
+        "backplane -> serial-gateway -> QEMU firmware -> serial-gateway -> backplane, run_motors -> state report",
+        &format!("{N} round trips"),
+        rtt,
     );
 }
 
@@ -483,6 +479,21 @@ fn pipelined_throughput_figures() {
     );
 }
 
+/// Prints `what`, `count`: min, median, p99 and max of the round trips
+/// `rtt` (a figure, not a check).
+fn print_round_trips(what: &str, count: &str, mut rtt: Vec<Duration>) {
+    rtt.sort();
+    let n = rtt.len();
+    let us = |i: usize| rtt.get(i).map_or(0, Duration::as_micros);
+    println!(
+        "{what}, {count}: min {} us, median {} us, p99 {} us, max {} us",
+        us(0),
+        us(n / 2),
+        us(n * 99 / 100),
+        us(n.saturating_sub(1))
+    );
+}
+
 /// Deterministic byte faults: xorshift64 (Marsaglia), seeded per direction.
 struct XorShift(u64);
 
@@ -505,134 +516,40 @@ struct Injected {
 }
 
 /// A TCP proxy between serial-gateway and QEMU's UART socket. While
-/// `faulty` is set it flips one bit of a byte with probability 1/`one_in`
-/// and drops a byte with probability 1/`one_in`, in both directions, from a
-/// seeded PRNG. Every connection from the gateway gets a fresh connection to
-/// QEMU. Its threads stop and are joined on drop.
+/// `proxy.corrupt` is set it flips one bit of a byte with probability
+/// 1/`one_in` and drops a byte with probability 1/`one_in`, in both
+/// directions, from a seeded PRNG. Every connection from the gateway gets a
+/// fresh connection to QEMU. Its threads stop and are joined on drop.
 struct LineFaultProxy {
-    port: u16,
-    faulty: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    proxy: FaultProxy,
     injected: std::sync::Arc<Injected>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    acceptor: Option<std::thread::JoinHandle<()>>,
 }
 
 impl LineFaultProxy {
     fn start(target: u16, one_in: u64, seed: u64) -> LineFaultProxy {
-        use std::net::{TcpListener, TcpStream};
-        use std::sync::atomic::{AtomicBool, Ordering};
-        use std::sync::Arc;
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
-        let port = listener.local_addr().unwrap().port();
-        listener.set_nonblocking(true).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let faulty = Arc::new(AtomicBool::new(false));
-        let injected = Arc::new(Injected::default());
-        let (s, f, inj) = (stop.clone(), faulty.clone(), injected.clone());
-        let acceptor = std::thread::spawn(move || {
-            let mut pumps = Vec::new();
-            let mut conn = 0u64;
-            while !s.load(Ordering::Relaxed) {
-                let down = match listener.accept() {
-                    Ok((d, _)) => d,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(2));
-                        continue;
-                    }
-                    Err(e) => panic!("proxy accept: {e}"),
-                };
-                let Ok(up) = TcpStream::connect(("127.0.0.1", target)) else {
-                    continue; // the gateway sees the close and retries
-                };
-                for sock in [&down, &up] {
-                    sock.set_nodelay(true).unwrap();
-                    sock.set_nonblocking(false).unwrap();
-                }
-                conn += 1;
-                for (i, (a, b)) in [
-                    (down.try_clone().unwrap(), up.try_clone().unwrap()),
-                    (up, down),
-                ]
-                .into_iter()
-                .enumerate()
-                {
-                    let (s, f, inj) = (s.clone(), f.clone(), inj.clone());
-                    // Nonzero, distinct per direction and connection.
-                    let rng = XorShift(seed ^ (conn << 32) ^ (i as u64 + 1));
-                    pumps.push(std::thread::spawn(move || {
-                        fault_pump(a, b, rng, one_in, &s, &f, &inj)
-                    }));
-                }
-            }
-            for p in pumps {
-                let _ = p.join();
-            }
-        });
-        LineFaultProxy {
-            port,
-            faulty,
-            injected,
-            stop,
-            acceptor: Some(acceptor),
-        }
-    }
-}
-
-fn fault_pump(
-    mut from: std::net::TcpStream,
-    mut to: std::net::TcpStream,
-    mut rng: XorShift,
-    one_in: u64,
-    stop: &std::sync::atomic::AtomicBool,
-    faulty: &std::sync::atomic::AtomicBool,
-    injected: &Injected,
-) {
-    use std::io::{ErrorKind, Write};
-    use std::sync::atomic::Ordering;
-    from.set_read_timeout(Some(Duration::from_millis(5)))
-        .unwrap();
-    let mut buf = [0u8; 4096];
-    let mut out = Vec::with_capacity(buf.len());
-    while !stop.load(Ordering::Relaxed) {
-        let n = match from.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
-            Err(_) => break,
-        };
-        out.clear();
-        let faulty = faulty.load(Ordering::Relaxed);
-        for &b in &buf[..n] {
-            if faulty {
+        use std::sync::atomic::Ordering;
+        let injected = std::sync::Arc::new(Injected::default());
+        let inj = injected.clone();
+        let proxy = FaultProxy::with_faults(target, move |conn, i| {
+            // Nonzero, distinct per direction and connection.
+            let mut rng = XorShift(seed ^ (conn << 32) ^ (i as u64 + 1));
+            let inj = inj.clone();
+            Box::new(move |b| {
                 let r = rng.next();
                 match r % one_in {
                     0 => {
-                        injected.dropped.fetch_add(1, Ordering::Relaxed);
-                        continue;
+                        inj.dropped.fetch_add(1, Ordering::Relaxed);
+                        None
                     }
                     1 => {
-                        injected.flipped.fetch_add(1, Ordering::Relaxed);
-                        out.push(b ^ (1 << ((r >> 32) % 8)));
-                        continue;
+                        inj.flipped.fetch_add(1, Ordering::Relaxed);
+                        Some(b ^ (1 << ((r >> 32) % 8)))
                     }
-                    _ => {}
+                    _ => Some(b),
                 }
-            }
-            out.push(b);
-        }
-        if to.write_all(&out).is_err() {
-            break;
-        }
-    }
-    let _ = to.shutdown(std::net::Shutdown::Both);
-}
-
-impl Drop for LineFaultProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.acceptor.take() {
-            let _ = t.join();
-        }
+            })
+        });
+        LineFaultProxy { proxy, injected }
     }
 }
 
@@ -777,7 +694,7 @@ fn line_faults_against_the_qemu_firmware_deliver_no_garbage_count_losses_and_res
     let _gw = Gateway::start(
         bp.publisher_port(),
         bp.subscriber_port(),
-        &format!("tcp:127.0.0.1:{}", proxy.port),
+        &format!("tcp:127.0.0.1:{}", proxy.proxy.port),
         200,
     );
     // Everything published on the backplane, to catch corrupted topics.
@@ -799,7 +716,8 @@ fn line_faults_against_the_qemu_firmware_deliver_no_garbage_count_losses_and_res
     // Faulty phase: 60 commands, one every 40 ms, each with values never
     // sent before (exact in f32).
     proxy
-        .faulty
+        .proxy
+        .corrupt
         .store(true, std::sync::atomic::Ordering::Relaxed);
     const N: u32 = 60;
     let mut states_seen = std::collections::BTreeSet::new();
@@ -830,7 +748,8 @@ fn line_faults_against_the_qemu_firmware_deliver_no_garbage_count_losses_and_res
         }
     }
     proxy
-        .faulty
+        .proxy
+        .corrupt
         .store(false, std::sync::atomic::Ordering::Relaxed);
     let clean = Instant::now();
     let flipped = proxy
@@ -1052,14 +971,10 @@ fn qemu_firmware_serves_info_and_state_through_the_broker() {
             rtt.push(t0.elapsed()); // the first 20 warm up
         }
     }
-    rtt.sort();
-    let us = |d: Duration| d.as_micros();
-    println!(
-        "client -> broker -> serial-gateway -> link -> QEMU firmware and back, qemu-bot.state/info alternating, {N} sequential requests: min {} us, median {} us, p99 {} us, max {} us",
-        us(rtt[0]),
-        us(rtt[N / 2]),
-        us(rtt[N * 99 / 100]),
-        us(rtt[N - 1])
+    print_round_trips(
+        "client -> broker -> serial-gateway -> link -> QEMU firmware and back, qemu-bot.state/info alternating",
+        &format!("{N} sequential requests"),
+        rtt,
     );
     let c = client.stats();
     assert_eq!(

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use banyan_services::broker::{self, SocketConfig};
@@ -55,36 +55,7 @@ fn wait_workers(b: &broker::Handle, service: &str, n: u64) {
 
 /// Path of an example of banyan-services, built once per test process.
 fn services_example(name: &str) -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("profile dir")
-        .to_owned();
-    BUILT.get_or_init(|| {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.current_dir(workspace_root())
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "banyan-services",
-                "--examples",
-                "--target-dir",
-            ])
-            .arg(dir.parent().expect("target dir"));
-        if dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let out = cmd.output().expect("cargo build");
-        assert!(
-            out.status.success(),
-            "building banyan-services examples failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
-    dir.join("examples").join(name)
+    common::package_example("banyan-services", name)
 }
 
 fn worker_process(port: u16, service: &str, name: &str, delay_ms: u64, hb_ms: u64) -> Proc {

@@ -24,6 +24,7 @@
 //! then fails the test, it never skips. Docs: `docs/zmtp-conformance.md`.
 
 mod common;
+mod zmtp_raw;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -35,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use banyan::backplane::{self, Backplane, Running};
 use common::{python, workspace_root, Proc};
+use zmtp_raw::*;
 
 const T: Duration = Duration::from_secs(15);
 
@@ -356,38 +358,6 @@ fn unhex(s: &str) -> Vec<u8> {
 // ---------------------------------------------------------------------------
 // A raw ZMTP 3 peer (written here from RFC 23/37, independent of ours).
 
-const MORE: u8 = 0x01;
-const LONG: u8 = 0x02;
-const COMMAND: u8 = 0x04;
-
-fn frame(flags: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    if body.len() > 255 {
-        out.push(flags | LONG);
-        out.extend_from_slice(&(body.len() as u64).to_be_bytes());
-    } else {
-        out.push(flags);
-        out.push(body.len() as u8);
-    }
-    out.extend_from_slice(body);
-    out
-}
-
-fn command(name: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut body = vec![name.len() as u8];
-    body.extend_from_slice(name);
-    body.extend_from_slice(data);
-    frame(COMMAND, &body)
-}
-
-fn message(frames: &[&[u8]]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (i, f) in frames.iter().enumerate() {
-        out.extend(frame(if i + 1 < frames.len() { MORE } else { 0 }, f));
-    }
-    out
-}
-
 /// What a raw peer received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Event {
@@ -434,21 +404,8 @@ impl Raw {
             pings: Vec::new(),
             parts: Vec::new(),
         };
-        let mut g = vec![0u8; 64];
-        g[0] = 0xFF;
-        g[9] = 0x7F;
-        g[10] = 3;
-        g[11] = minor;
-        g[12..16].copy_from_slice(b"NULL");
-        r.write(&g);
-        let mut props = Vec::new();
-        if let Some(t) = socket_type {
-            props.push(11);
-            props.extend_from_slice(b"Socket-Type");
-            props.extend_from_slice(&(t.len() as u32).to_be_bytes());
-            props.extend_from_slice(t.as_bytes());
-        }
-        r.write(&command(b"READY", &props));
+        r.write(&greeting(3, minor, b"NULL"));
+        r.write(&ready(socket_type));
         let deadline = Instant::now() + T;
         while r.buf.len() < 64 {
             assert!(r.fill(deadline), "no greeting from port {port}");
@@ -590,6 +547,25 @@ impl Raw {
 }
 
 /// The observer: a raw XPUB on the publisher port.
+/// Runs `scenario` for each peer implementation in `impls` against both
+/// backplanes, with the backplane, the peer, a raw observer on the
+/// backplane and a label for messages. The peer starts first: the observer
+/// must not wait unanswered for our PINGs while a JVM starts.
+fn with_peer_and_observer(
+    impls: &[Impl],
+    mut scenario: impl FnMut(&Under, &mut Driver, &mut Raw, &str),
+) {
+    for &which in impls {
+        for kind in BOTH {
+            let bp = Under::start(kind, None);
+            let mut d = Driver::spawn(which);
+            let mut obs = observer(&bp);
+            let who = label(kind, &d.name);
+            scenario(&bp, &mut d, &mut obs, &who);
+        }
+    }
+}
+
 fn observer(bp: &Under) -> Raw {
     Raw::connect(bp.publisher_port(), 1, Some("XPUB"))
 }
@@ -654,36 +630,28 @@ fn basic_delivery_in_order() {
 #[test]
 #[ignore = "needs JeroMQ, python3-zmq and the zmq.rs peer: run scripts/ci.d/55-zmtp-conformance.sh"]
 fn duplicate_subscriptions_are_a_set() {
-    for which in ALL {
-        for kind in BOTH {
-            let bp = Under::start(kind, None);
-            // The peer first: the observer must not wait unanswered for our
-            // PINGs while a JVM starts.
-            let mut d = Driver::spawn(which);
-            let mut obs = observer(&bp);
-            let who = label(kind, &d.name);
-            d.socket("s", "SUB", &bp.subscriber_endpoint());
-            d.sub("s", b"dup");
-            d.sub("s", b"dup");
-            d.sub("s", b"mark1");
-            assert_eq!(obs.until_sub("mark1"), [sub("dup")], "{who}");
-            d.unsub("s", b"dup");
-            d.unsub("s", b"dup");
-            d.sub("s", b"mark2");
-            assert_eq!(obs.until_sub("mark2"), [cancel("dup")], "{who}");
-            // The observer publishes regardless of subscriptions: "dup1"
-            // must not arrive, the marker must.
-            obs.write(&message(&[b"dup1", b"x"]));
-            obs.write(&message(&[b"mark2", b"y"]));
-            let m = d.recv("s", T.as_millis() as u64);
-            assert_eq!(m, Some(vec![b"mark2".to_vec(), b"y".to_vec()]), "{who}");
-            if let Some(s) = bp.stats() {
-                // (The counters are published after each turn of the loop.)
-                let one = || bp.stats().is_some_and(|s| s.unmatched == 1);
-                assert!(common::wait_until(T, one), "{who}: {s:?}");
-            }
+    with_peer_and_observer(&ALL, |bp, d, obs, who| {
+        d.socket("s", "SUB", &bp.subscriber_endpoint());
+        d.sub("s", b"dup");
+        d.sub("s", b"dup");
+        d.sub("s", b"mark1");
+        assert_eq!(obs.until_sub("mark1"), [sub("dup")], "{who}");
+        d.unsub("s", b"dup");
+        d.unsub("s", b"dup");
+        d.sub("s", b"mark2");
+        assert_eq!(obs.until_sub("mark2"), [cancel("dup")], "{who}");
+        // The observer publishes regardless of subscriptions: "dup1"
+        // must not arrive, the marker must.
+        obs.write(&message(&[b"dup1", b"x"]));
+        obs.write(&message(&[b"mark2", b"y"]));
+        let m = d.recv("s", T.as_millis() as u64);
+        assert_eq!(m, Some(vec![b"mark2".to_vec(), b"y".to_vec()]), "{who}");
+        if let Some(s) = bp.stats() {
+            // (The counters are published after each turn of the loop.)
+            let one = || bp.stats().is_some_and(|s| s.unmatched == 1);
+            assert!(common::wait_until(T, one), "{who}: {s:?}");
         }
-    }
+    });
 }
 
 /// An XSUB peer sends several subscriptions in ONE multipart message;
@@ -692,32 +660,24 @@ fn duplicate_subscriptions_are_a_set() {
 #[test]
 #[ignore = "needs JeroMQ, python3-zmq and the zmq.rs peer: run scripts/ci.d/55-zmtp-conformance.sh"]
 fn several_subscriptions_in_one_message() {
-    for which in ALL {
-        for kind in BOTH {
-            let bp = Under::start(kind, None);
-            // The peer first: the observer must not wait unanswered for our
-            // PINGs while a JVM starts.
-            let mut d = Driver::spawn(which);
-            let mut obs = observer(&bp);
-            let who = label(kind, &d.name);
-            d.socket("x", "XSUB", &bp.subscriber_endpoint());
-            d.send("x", &[b"\x01a", b"\x01b", b"\x01c"]);
-            d.send("x", &[b"\x01mark1"]);
-            assert_eq!(
-                obs.until_sub("mark1"),
-                [sub("a"), sub("b"), sub("c")],
-                "{who}"
-            );
-            d.send("x", &[b"\x00a", b"\x00c"]);
-            d.send("x", &[b"\x01mark2"]);
-            assert_eq!(obs.until_sub("mark2"), [cancel("a"), cancel("c")], "{who}");
-            // "b" is still wanted: it is delivered, "a" is not.
-            obs.write(&message(&[b"a1", b"x"]));
-            obs.write(&message(&[b"b1", b"y"]));
-            let m = d.recv("x", T.as_millis() as u64);
-            assert_eq!(m, Some(vec![b"b1".to_vec(), b"y".to_vec()]), "{who}");
-        }
-    }
+    with_peer_and_observer(&ALL, |bp, d, obs, who| {
+        d.socket("x", "XSUB", &bp.subscriber_endpoint());
+        d.send("x", &[b"\x01a", b"\x01b", b"\x01c"]);
+        d.send("x", &[b"\x01mark1"]);
+        assert_eq!(
+            obs.until_sub("mark1"),
+            [sub("a"), sub("b"), sub("c")],
+            "{who}"
+        );
+        d.send("x", &[b"\x00a", b"\x00c"]);
+        d.send("x", &[b"\x01mark2"]);
+        assert_eq!(obs.until_sub("mark2"), [cancel("a"), cancel("c")], "{who}");
+        // "b" is still wanted: it is delivered, "a" is not.
+        obs.write(&message(&[b"a1", b"x"]));
+        obs.write(&message(&[b"b1", b"y"]));
+        let m = d.recv("x", T.as_millis() as u64);
+        assert_eq!(m, Some(vec![b"b1".to_vec(), b"y".to_vec()]), "{who}");
+    });
 }
 
 /// Non-subscription messages an XSUB subscriber sends go upstream to the
@@ -727,14 +687,9 @@ fn several_subscriptions_in_one_message() {
 #[test]
 #[ignore = "needs JeroMQ, python3-zmq and the zmq.rs peer: run scripts/ci.d/55-zmtp-conformance.sh"]
 fn upstream_messages_reach_publishers() {
-    for which in [Impl::Pyzmq, Impl::DebianPyzmq, Impl::ZmqRs] {
-        for kind in BOTH {
-            let bp = Under::start(kind, None);
-            // The peer first: the observer must not wait unanswered for our
-            // PINGs while a JVM starts.
-            let mut d = Driver::spawn(which);
-            let mut obs = observer(&bp);
-            let who = label(kind, &d.name);
+    with_peer_and_observer(
+        &[Impl::Pyzmq, Impl::DebianPyzmq, Impl::ZmqRs],
+        |bp, d, obs, who| {
             d.socket("x", "XSUB", &bp.subscriber_endpoint());
             d.send("x", &[b"hello", b"world"]);
             d.send("x", &[b"single"]);
@@ -744,8 +699,8 @@ fn upstream_messages_reach_publishers() {
                 [msg(&["hello", "world"]), msg(&["single"])],
                 "{who}"
             );
-        }
-    }
+        },
+    );
 }
 
 /// Raw peers, for what no library sends on demand: a READY without
@@ -787,41 +742,33 @@ fn raw_peers_ready_without_socket_type_and_mixed_messages() {
 #[ignore = "needs JeroMQ, python3-zmq and the zmq.rs peer: run scripts/ci.d/55-zmtp-conformance.sh"]
 fn heartbeat_ttl_of_a_stopped_libzmq_subscriber() {
     let ttl = Duration::from_millis(1000);
-    for which in [Impl::Pyzmq, Impl::DebianPyzmq] {
-        for kind in BOTH {
-            let bp = Under::start(kind, None);
-            // The peer first: the observer must not wait unanswered for our
-            // PINGs while a JVM starts.
-            let mut d = Driver::spawn(which);
-            let mut obs = observer(&bp);
-            let who = label(kind, &d.name);
-            d.cmd(&format!(
-                "socket s SUB {} 200 {}",
-                bp.subscriber_endpoint(),
-                ttl.as_millis()
-            ));
-            d.sub("s", b"hb");
-            assert_eq!(obs.next(T), sub("hb"), "{who}");
-            // Let a PING with the TTL arrive before stopping it.
-            std::thread::sleep(Duration::from_millis(500));
-            let stopped = Instant::now();
-            let ok = Command::new("kill")
-                .args(["-STOP", &d.pid().to_string()])
-                .status()
-                .unwrap();
-            assert!(ok.success());
-            assert_eq!(obs.next(T), cancel("hb"), "{who}");
-            let after = stopped.elapsed();
-            assert!(
-                after >= ttl - Duration::from_millis(200) && after < ttl + Duration::from_secs(5),
-                "{who}: cancelled {after:?} after SIGSTOP (TTL {ttl:?})"
-            );
-            if let Some(s) = bp.stats() {
-                let one = || bp.stats().is_some_and(|s| s.expired == 1);
-                assert!(common::wait_until(T, one), "{who}: {s:?}");
-            }
+    with_peer_and_observer(&[Impl::Pyzmq, Impl::DebianPyzmq], |bp, d, obs, who| {
+        d.cmd(&format!(
+            "socket s SUB {} 200 {}",
+            bp.subscriber_endpoint(),
+            ttl.as_millis()
+        ));
+        d.sub("s", b"hb");
+        assert_eq!(obs.next(T), sub("hb"), "{who}");
+        // Let a PING with the TTL arrive before stopping it.
+        std::thread::sleep(Duration::from_millis(500));
+        let stopped = Instant::now();
+        let ok = Command::new("kill")
+            .args(["-STOP", &d.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        assert_eq!(obs.next(T), cancel("hb"), "{who}");
+        let after = stopped.elapsed();
+        assert!(
+            after >= ttl - Duration::from_millis(200) && after < ttl + Duration::from_secs(5),
+            "{who}: cancelled {after:?} after SIGSTOP (TTL {ttl:?})"
+        );
+        if let Some(s) = bp.stats() {
+            let one = || bp.stats().is_some_and(|s| s.expired == 1);
+            assert!(common::wait_until(T, one), "{who}: {s:?}");
         }
-    }
+    });
 }
 
 /// Heartbeats, raw: a ZMTP 3.1 subscriber sends one PING with a TTL of

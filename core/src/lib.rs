@@ -9,6 +9,8 @@
 //! - [`msg`]: Banyan payloads as MessagePack maps — serde encode/decode
 //!   byte-identical to Python's `msgpack.packb(use_bin_type=True)`, and a
 //!   bounded validator for untrusted bytes.
+//! - [`bytes`]: a bounds-checked reader of little-endian fields, shared by
+//!   the link's frame payloads and the discovery datagrams.
 //! - [`frame`]: serial frames (COBS, `0x00` delimiter, CRC) and a streaming
 //!   de-framer that resynchronises after corruption.
 //! - [`link`]: the serial link protocol between a device and a gateway, as
@@ -30,6 +32,7 @@
 #![warn(clippy::cast_possible_truncation)]
 
 pub mod actuator;
+pub mod bytes;
 pub mod cmd;
 pub mod frame;
 pub mod link;

@@ -14,9 +14,8 @@
 //!   single topic family.
 //! - [`Table`] holds up to `N` distinct prefixes of at most `L` bytes each,
 //!   with counts. The serial gateway keeps one per device to know which of the
-//!   device's subscriptions an incoming backplane topic matches, and the
-//!   firmware keeps one of its own subscriptions. Both are `const`
-//!   constructible, so they can live in a `static`.
+//!   device's subscriptions an incoming backplane topic matches. It is
+//!   `const` constructible, so it can live in a `static`.
 //! - [`Subscribers`] holds the counted subscriptions of several subscribers
 //!   (tasks, devices) and yields the subscribers an incoming topic goes to —
 //!   in the spirit of `embassy-sync`'s pub/sub, without the channels.
@@ -24,6 +23,9 @@
 //!   any number of subscribers, indexed by prefix: finding a topic's
 //!   subscribers costs at most `topic.len() + 1` hash probes whatever the
 //!   number of unrelated subscriptions. The backplane routes with it.
+//! - [`Declarations`] holds the topic prefixes and service names a serial
+//!   device declares, uncounted, each with one mark bit: the device's table
+//!   and the gateway's mirror of it in [`link`](crate::link).
 //! - [`matches()`] is the rule itself, for a prefix you already hold as bytes.
 //!
 //! # When not to use it
@@ -55,9 +57,12 @@ use core::fmt;
 
 use heapless::Vec;
 
+mod declarations;
 #[cfg(any(test, feature = "std"))]
 mod index;
 mod subscribers;
+
+pub use declarations::{Declaration, Declarations};
 
 #[cfg(any(test, feature = "std"))]
 pub use index::Index;
@@ -156,13 +161,6 @@ impl<const L: usize> Default for Filter<L> {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-struct Entry<const L: usize> {
-    topic: Vec<u8, L>,
-    count: u32,
-}
-
 /// A counted subscription table of at most `N` distinct topics of at most `L`
 /// bytes each.
 ///
@@ -185,7 +183,8 @@ struct Entry<const L: usize> {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Table<const N: usize, const L: usize> {
-    entries: Vec<Entry<L>, N>,
+    // The one-subscriber case of `Subscribers`: one counting rule for both.
+    subs: Subscribers<(), N, L>,
 }
 
 impl<const N: usize, const L: usize> Table<N, L> {
@@ -197,14 +196,8 @@ impl<const N: usize, const L: usize> Table<N, L> {
     /// An empty table.
     pub const fn new() -> Self {
         Table {
-            entries: Vec::new(),
+            subs: Subscribers::new(),
         }
-    }
-
-    fn position(&self, topic: &[u8]) -> Option<usize> {
-        self.entries
-            .iter()
-            .position(|e| e.topic.as_slice() == topic)
     }
 
     /// Adds one subscription to `topic` and returns its new count.
@@ -219,19 +212,7 @@ impl<const N: usize, const L: usize> Table<N, L> {
     /// - [`Error::Full`] if `topic` is new and the table holds `N` topics.
     /// - [`Error::CountOverflow`] if the count is already `u32::MAX`.
     pub fn subscribe(&mut self, topic: &[u8]) -> Result<u32, Error> {
-        if topic.len() > L {
-            return Err(Error::TooLong);
-        }
-        if let Some(i) = self.position(topic) {
-            let entry = &mut self.entries[i];
-            entry.count = entry.count.checked_add(1).ok_or(Error::CountOverflow)?;
-            return Ok(entry.count);
-        }
-        let topic = Vec::from_slice(topic).map_err(|_| Error::TooLong)?;
-        self.entries
-            .push(Entry { topic, count: 1 })
-            .map_err(|_| Error::Full)?;
-        Ok(1)
+        self.subs.add((), topic).map(|(_, count)| count)
     }
 
     /// Removes one subscription to `topic` and returns the remaining count.
@@ -244,45 +225,35 @@ impl<const N: usize, const L: usize> Table<N, L> {
     /// [`Error::NotSubscribed`] if `topic` has no subscription (the table is
     /// unchanged).
     pub fn unsubscribe(&mut self, topic: &[u8]) -> Result<u32, Error> {
-        let i = self.position(topic).ok_or(Error::NotSubscribed)?;
-        let entry = &mut self.entries[i];
-        entry.count -= 1; // entries never hold a zero count
-        let left = entry.count;
-        if left == 0 {
-            self.entries.remove(i);
-        }
-        Ok(left)
+        self.subs.take((), topic).map(|(_, left)| left)
     }
 
     /// Removes every subscription to `topic` at once and returns how many
     /// there were (`0` if none).
     pub fn remove(&mut self, topic: &[u8]) -> u32 {
-        match self.position(topic) {
-            Some(i) => self.entries.remove(i).count,
-            None => 0,
-        }
+        self.subs.remove((), topic)
     }
 
     /// Removes every subscription (for example after a device reset).
     pub fn clear(&mut self) {
-        self.entries.clear();
+        self.subs.clear();
     }
 
     /// The subscription count of exactly `topic` (`0` if not subscribed).
     /// This compares whole topics; see [`Table::matches`] for prefix matching.
     pub fn count(&self, topic: &[u8]) -> u32 {
-        self.position(topic).map_or(0, |i| self.entries[i].count)
+        self.subs.count((), topic)
     }
 
     /// Returns `true` if exactly `topic` is subscribed.
     pub fn contains(&self, topic: &[u8]) -> bool {
-        self.position(topic).is_some()
+        self.count(topic) > 0
     }
 
     /// Returns `true` if any subscription is a prefix of `topic`, i.e. a
     /// subscriber of this table would receive a message on `topic`.
     pub fn matches(&self, topic: &[u8]) -> bool {
-        self.entries.iter().any(|e| matches(&e.topic, topic))
+        self.subs.matches(topic)
     }
 
     /// The subscriptions that are prefixes of `topic`, as `(subscription,
@@ -295,23 +266,23 @@ impl<const N: usize, const L: usize> Table<N, L> {
     /// Every subscription as `(topic, count)`, in the order topics were first
     /// subscribed.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], u32)> + '_ {
-        self.entries.iter().map(|e| (e.topic.as_slice(), e.count))
+        self.subs.iter().map(|((), topic, count)| (topic, count))
     }
 
     /// The number of distinct topics.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.subs.len()
     }
 
     /// Returns `true` if the table holds no subscription.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.subs.is_empty()
     }
 
     /// Returns `true` if the table holds `N` distinct topics: subscribing to
     /// a new topic would fail with [`Error::Full`].
     pub fn is_full(&self) -> bool {
-        self.entries.len() == N
+        self.subs.is_full()
     }
 }
 
@@ -346,7 +317,7 @@ mod tests {
     fn count_overflow_leaves_table_unchanged() {
         let mut t: Table<1, 1> = Table::new();
         t.subscribe(b"a").unwrap();
-        t.entries[0].count = u32::MAX;
+        t.subs.set_count_for_test(0, u32::MAX);
         assert_eq!(t.subscribe(b"a"), Err(Error::CountOverflow));
         assert_eq!(t.count(b"a"), u32::MAX);
     }

@@ -19,24 +19,12 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use banyan_fuzz::frames;
 use banyan_services::broker::{Broker, Config, SendFailure, Transmit};
 use banyan_services::proto::{self, worker_cmd, Answer, FromWorker, Request, ToWorker};
 use libfuzzer_sys::fuzz_target;
 
 const SERVICES: [&str; 4] = ["a", "b", "banyan.services", "banyan.stats"];
-
-fn frames(mut data: &[u8]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    while let Some((&len, rest)) = data.split_first() {
-        if out.len() == 8 {
-            break;
-        }
-        let n = usize::from(len).min(rest.len());
-        out.push(rest[..n].to_vec());
-        data = &rest[n..];
-    }
-    out
-}
 
 struct World {
     broker: Broker,

@@ -7,21 +7,9 @@
 //! same value (and, for the client request, to the same bytes).
 #![no_main]
 
+use banyan_fuzz::frames;
 use banyan_services::proto::{request_id, Answer, FromWorker, Request, ToWorker};
 use libfuzzer_sys::fuzz_target;
-
-fn frames(mut data: &[u8]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    while let Some((&len, rest)) = data.split_first() {
-        if out.len() == 8 {
-            break;
-        }
-        let n = usize::from(len).min(rest.len());
-        out.push(rest[..n].to_vec());
-        data = &rest[n..];
-    }
-    out
-}
 
 fuzz_target!(|data: &[u8]| {
     let f = frames(data);

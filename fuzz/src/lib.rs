@@ -13,6 +13,7 @@
 
 use banyan_core::frame::{Deframer, Feed};
 use banyan_core::link::wire::Message;
+use banyan_core::link::Stats;
 
 /// What a script record asks the link end to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +185,101 @@ pub fn check_tx_frame(wire: &[u8]) -> u8 {
 pub fn is_data(kind: u8) -> bool {
     use banyan_core::link::wire::kind;
     matches!(kind, kind::PUBLISH | kind::REQUEST | kind::REPLY)
+}
+
+/// The checks both link ends' fuzz targets make of their counters after
+/// each operation: frames received = frames delivered by the deframer,
+/// `tx` frames and `publish_tx` data frames transmitted as seen, every
+/// counter both ends keep never goes back (each target checks its own
+/// others), never more downs than ups.
+///
+/// # Panics
+/// If one does not hold: a finding.
+pub fn check_link_stats(before: &Stats, s: &Stats, tx: u32, publish_tx: u32) {
+    assert_eq!(s.frame.frames, s.frames_rx, "delivered frames vs frames_rx");
+    assert_eq!(s.frames_tx, tx, "frames_tx vs transmitted frames");
+    assert_eq!(
+        s.publish_tx, publish_tx,
+        "publish_tx vs PUBLISH frames sent"
+    );
+    check_monotonic(&[
+        (before.frame.dropped(), s.frame.dropped()),
+        (before.frames_rx, s.frames_rx),
+        (before.seq_gaps, s.seq_gaps),
+        (before.duplicates, s.duplicates),
+        (before.malformed, s.malformed),
+        (before.unexpected, s.unexpected),
+        (before.not_up, s.not_up),
+        (before.publish_lost, s.publish_lost),
+        (before.publish_unconfirmed, s.publish_unconfirmed),
+        (before.send_refused(), s.send_refused()),
+        (before.drop_discarded, s.drop_discarded),
+        (before.drop_out_too_small, s.drop_out_too_small),
+        (before.ups, s.ups),
+        (before.downs, s.downs),
+        (before.resyncs, s.resyncs),
+    ]);
+    assert!(s.downs <= s.ups, "more downs than ups");
+}
+
+/// The `Transmit` operation of a link script: calls `poll_transmit` with
+/// all of `out` (or, tag bit `0x40`, at most `data_len` bytes of it) until
+/// it returns `None`, checks each frame ([`check_tx_frame`]), and counts
+/// the frames in `tx` and the data frames in `publish_tx`.
+///
+/// # Panics
+/// If a frame is bad, longer than the buffer, or `poll_transmit` does not
+/// end (more than 512 frames: every queued PUBLISH, the TX buffer holds at
+/// most TX / 7 of them, plus WELCOME/RESYNC/HEARTBEAT).
+pub fn transmit_all(
+    tag: u8,
+    data_len: usize,
+    out: &mut [u8],
+    mut poll_transmit: impl FnMut(&mut [u8]) -> Option<usize>,
+    tx: &mut u32,
+    publish_tx: &mut u32,
+) {
+    let size = if tag & 0x40 != 0 {
+        data_len.min(out.len())
+    } else {
+        out.len()
+    };
+    let mut guard = 0;
+    while let Some(n) = poll_transmit(&mut out[..size]) {
+        assert!(n <= size);
+        if is_data(check_tx_frame(&out[..n])) {
+            *publish_tx += 1;
+        }
+        *tx += 1;
+        guard += 1;
+        assert!(guard <= 512, "poll_transmit never returns None");
+    }
+}
+
+/// Checks that no counter went back: each pair is (before, after).
+///
+/// # Panics
+/// If one did, naming its index.
+pub fn check_monotonic(pairs: &[(u32, u32)]) {
+    for (i, (a, b)) in pairs.iter().enumerate() {
+        assert!(b >= a, "counter #{i} went back: {a} -> {b}");
+    }
+}
+
+/// Splits fuzz input into at most 8 frames of a multipart message, each
+/// `len u8, data[len]` (a frame cut short by the end of the input keeps
+/// what is there).
+pub fn frames(mut data: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some((&len, rest)) = data.split_first() {
+        if out.len() == 8 {
+            break;
+        }
+        let n = usize::from(len).min(rest.len());
+        out.push(rest[..n].to_vec());
+        data = &rest[n..];
+    }
+    out
 }
 
 /// Moves `now` (milliseconds) by `dt_ms`, saturating at 0 and `u64::MAX`.

@@ -14,12 +14,14 @@
 //!   dropped (also when a test panics), with its stdout/stderr collected line
 //!   by line so tests can wait for a line ([`Proc::wait_line`]) instead of
 //!   sleeping, and print everything on failure.
-//! - [`cargo_example`]: the same for the root package's examples.
+//! - [`cargo_example`], [`package_example`]: the same for the examples of
+//!   the root package or of another package ([`package_example_in`] builds
+//!   them in another profile, e.g. [`release_dir`]).
 //! - [`python`]: the python-banyan venv interpreter (`$BANYAN_PYTHON` or
 //!   `<workspace>/.venv/bin/python`); panics with a clear message naming
 //!   `bash scripts/venv.sh` when missing — tests that need Python fail, they
 //!   never skip.
-//! - [`free_port`], [`wait_until`], [`workspace_root`].
+//! - [`free_port`], [`wait_until`], [`workspace_root`], [`routing_spec`].
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -44,36 +46,57 @@ fn profile_dir() -> PathBuf {
         .to_owned()
 }
 
+/// Runs `cargo build --quiet <args>` with the same cargo and target
+/// directory as the running test, `--release` when `profile` is
+/// `<target>/release`, once per test process and `(profile, args)`, and
+/// returns `profile`.
+///
+/// # Panics
+/// If the build fails (the build output is shown).
+fn cargo_build(profile: &Path, args: &[&str]) -> PathBuf {
+    static BUILT: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    let key = format!("{} {}", profile.display(), args.join(" "));
+    let built = BUILT.get_or_init(|| Mutex::new(Vec::new()));
+    let mut built = built.lock().unwrap_or_else(|p| p.into_inner());
+    if !built.contains(&key) {
+        let target_dir = profile.parent().expect("target dir").to_owned();
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.current_dir(workspace_root())
+            .args(["build", "--quiet"])
+            .args(args)
+            .arg("--target-dir")
+            .arg(&target_dir);
+        if profile.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let out = cmd.output().expect("running cargo build");
+        assert!(
+            out.status.success(),
+            "cargo build {} failed:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        built.push(key);
+    }
+    profile.to_owned()
+}
+
+/// `path`, which a build has just made.
+///
+/// # Panics
+/// If it does not exist.
+fn built(path: PathBuf) -> PathBuf {
+    assert!(path.exists(), "{} not found after building", path.display());
+    path
+}
+
 /// Path of binary `name` of workspace package `package`, built once per test
 /// process (see the module docs).
 ///
 /// # Panics
 /// If the build fails (the build output is shown).
 pub fn cargo_bin(package: &str, name: &str) -> PathBuf {
-    static BUILT: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
-    let built = BUILT.get_or_init(|| Mutex::new(Vec::new()));
-    let mut built = built.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = profile_dir();
-    if !built.iter().any(|p| p == package) {
-        let target_dir = dir.parent().expect("target dir").to_owned();
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.current_dir(workspace_root())
-            .args(["build", "--quiet", "-p", package, "--bins", "--target-dir"])
-            .arg(&target_dir);
-        if dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let out = cmd.output().expect("running cargo build");
-        assert!(
-            out.status.success(),
-            "cargo build -p {package} --bins failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        built.push(package.to_owned());
-    }
-    let path = dir.join(name);
-    assert!(path.exists(), "{} not found after building", path.display());
-    path
+    built(cargo_build(&profile_dir(), &["-p", package, "--bins"]).join(name))
 }
 
 /// Path of example `name` of the root package, built (all examples) once
@@ -82,34 +105,51 @@ pub fn cargo_bin(package: &str, name: &str) -> PathBuf {
 /// # Panics
 /// If the build fails.
 pub fn cargo_example(name: &str) -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    let dir = profile_dir();
-    BUILT.get_or_init(|| {
-        let target_dir = dir.parent().expect("target dir").to_owned();
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.current_dir(workspace_root())
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "banyan",
-                "--examples",
-                "--target-dir",
-            ])
-            .arg(&target_dir);
-        if dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let out = cmd.output().expect("running cargo build");
-        assert!(
-            out.status.success(),
-            "cargo build --examples failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
-    let path = dir.join("examples").join(name);
-    assert!(path.exists(), "{} not found after building", path.display());
-    path
+    package_example("banyan", name)
+}
+
+/// Path of example `name` of workspace package `package`, built once per
+/// test process like [`cargo_bin`].
+///
+/// # Panics
+/// If the build fails.
+pub fn package_example(package: &str, name: &str) -> PathBuf {
+    package_example_in(&profile_dir(), package, name)
+}
+
+/// [`package_example`] built in `profile` (`<target>/debug` or
+/// `<target>/release`, see [`release_dir`]) whatever the test's own profile.
+///
+/// # Panics
+/// If the build fails.
+pub fn package_example_in(profile: &Path, package: &str, name: &str) -> PathBuf {
+    let profile = cargo_build(profile, &["-p", package, "--examples"]);
+    built(profile.join("examples").join(name))
+}
+
+/// `<target>/release` of the running test's target directory.
+pub fn release_dir() -> PathBuf {
+    profile_dir().parent().expect("target dir").join("release")
+}
+
+/// Writes a routing spec (Python Banyan's CSV) for backplanes `BP1` and
+/// `BP2` on 127.0.0.1, each given as `(subscriber port, subscriber topic,
+/// publisher port)`, to `spec.csv` in a new directory `<tmp>/<name>-<pid>`;
+/// returns the directory (remove it when done) and the file.
+pub fn routing_spec(name: &str, backplanes: [(u16, &str, u16); 2]) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = dir.join("spec.csv");
+    let [(s1, t1, p1), (s2, t2, p2)] = backplanes;
+    std::fs::write(
+        &spec,
+        format!(
+            "backplane_name,ip_address,subscriber_port,subscriber_topic,publisher_port\n\
+             BP1,127.0.0.1,{s1},\"[{t1}]\",{p1}\nBP2,127.0.0.1,{s2},\"[{t2}]\",{p2}\n"
+        ),
+    )
+    .unwrap();
+    (dir, spec)
 }
 
 /// The Python interpreter of the python-banyan venv.

@@ -263,8 +263,13 @@ impl Drop for FakeDevice {
     }
 }
 
-/// A TCP proxy that, while `corrupt` is set, flips a bit every `flip_every`
-/// bytes and drops one byte every `drop_every` bytes, both directions.
+/// What a [`FaultProxy`] does to each byte while `corrupt` is set: forward
+/// it (`Some(b)`), change it (`Some(other)`) or drop it (`None`).
+pub type ByteFault = Box<dyn FnMut(u8) -> Option<u8> + Send>;
+
+/// A TCP proxy that, while `corrupt` is set, passes every byte through a
+/// [`ByteFault`], both directions. Every connection to it gets a fresh
+/// connection to the target. Its threads stop and are joined on drop.
 pub struct FaultProxy {
     stop: Arc<AtomicBool>,
     pub corrupt: Arc<AtomicBool>,
@@ -273,8 +278,31 @@ pub struct FaultProxy {
 }
 
 impl FaultProxy {
+    /// Flips a bit every `flip_every` bytes and drops one byte every
+    /// `drop_every` bytes (counted per direction while `corrupt` is set).
     pub fn start(target_port: u16, flip_every: u64, drop_every: u64) -> FaultProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        FaultProxy::with_faults(target_port, move |_, _| {
+            let mut count = 0u64;
+            Box::new(move |b| {
+                count += 1;
+                if count.is_multiple_of(drop_every) {
+                    None
+                } else if count.is_multiple_of(flip_every) {
+                    Some(b ^ 0x04)
+                } else {
+                    Some(b)
+                }
+            })
+        })
+    }
+
+    /// A proxy whose byte faults come from `faults(connection, direction)`:
+    /// connections count from 1, direction 0 is towards the target, 1 back.
+    pub fn with_faults(
+        target_port: u16,
+        faults: impl Fn(u64, usize) -> ByteFault + Send + 'static,
+    ) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
@@ -282,6 +310,7 @@ impl FaultProxy {
         let (s, c) = (Arc::clone(&stop), Arc::clone(&corrupt));
         let acceptor = std::thread::spawn(move || {
             let mut pumps = Vec::new();
+            let mut conn = 0u64;
             while !s.load(Ordering::Relaxed) {
                 let down = match listener.accept() {
                     Ok((d, _)) => d,
@@ -292,16 +321,23 @@ impl FaultProxy {
                     Err(e) => panic!("proxy accept: {e}"),
                 };
                 let Ok(up) = TcpStream::connect(("127.0.0.1", target_port)) else {
-                    continue;
+                    continue; // the client sees the close and retries
                 };
-                for (a, b) in [
+                for sock in [&down, &up] {
+                    sock.set_nodelay(true).unwrap();
+                    sock.set_nonblocking(false).unwrap();
+                }
+                conn += 1;
+                for (i, (a, b)) in [
                     (down.try_clone().unwrap(), up.try_clone().unwrap()),
                     (up, down),
-                ] {
+                ]
+                .into_iter()
+                .enumerate()
+                {
                     let (s, c) = (Arc::clone(&s), Arc::clone(&c));
-                    pumps.push(std::thread::spawn(move || {
-                        pump(a, b, &s, &c, flip_every, drop_every)
-                    }));
+                    let fault = faults(conn, i);
+                    pumps.push(std::thread::spawn(move || pump(a, b, &s, &c, fault)));
                 }
             }
             for p in pumps {
@@ -322,14 +358,12 @@ fn pump(
     mut to: TcpStream,
     stop: &AtomicBool,
     corrupt: &AtomicBool,
-    flip_every: u64,
-    drop_every: u64,
+    mut fault: ByteFault,
 ) {
     from.set_read_timeout(Some(Duration::from_millis(5)))
         .unwrap();
-    let _ = to.set_nodelay(true);
     let mut buf = [0u8; 4096];
-    let mut count = 0u64;
+    let mut out = Vec::with_capacity(buf.len());
     while !stop.load(Ordering::Relaxed) {
         let n = match from.read(&mut buf) {
             Ok(0) => break,
@@ -337,19 +371,13 @@ fn pump(
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
             Err(_) => break,
         };
-        let mut out = Vec::with_capacity(n);
+        out.clear();
         for &b in &buf[..n] {
-            if corrupt.load(Ordering::Relaxed) {
-                count += 1;
-                if count.is_multiple_of(drop_every) {
-                    continue;
-                }
-                if count.is_multiple_of(flip_every) {
-                    out.push(b ^ 0x04);
-                    continue;
-                }
+            if !corrupt.load(Ordering::Relaxed) {
+                out.push(b);
+            } else if let Some(b) = fault(b) {
+                out.push(b);
             }
-            out.push(b);
         }
         if to.write_all(&out).is_err() {
             break;

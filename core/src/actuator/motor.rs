@@ -129,6 +129,79 @@ fn direction(speed: f32, invert: bool) -> Dir {
     }
 }
 
+/// One write to a running bridge, as [`Track::plan`] asks it of a motor type.
+#[derive(Debug, Clone, Copy)]
+struct Write {
+    /// [`Dir::Forward`] or [`Dir::Reverse`].
+    to: Dir,
+    /// The bridge may drive another way than `to` (or its state is
+    /// unknown): cut the duty and set the direction pins first.
+    turn: bool,
+    /// The enable duty as a fraction of the PWM's maximum.
+    fraction: f32,
+}
+
+/// What both bridge types keep besides their pins: the configuration and
+/// what was last written. The speed checks, the direction and the
+/// bookkeeping after a write live here once; each type only writes its pins.
+#[derive(Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+struct Track {
+    config: Config,
+    state: Dir,
+    speed: f32,
+}
+
+impl Track {
+    const fn new(config: Config) -> Self {
+        Track {
+            config,
+            state: Dir::Unknown,
+            speed: 0.0,
+        }
+    }
+
+    fn speed(&self) -> Option<f32> {
+        (self.state != Dir::Unknown).then_some(self.speed)
+    }
+
+    /// The write `speed` asks for, `None` for a stop (speed `0.0` or
+    /// `-0.0`).
+    fn plan<P, D>(&self, speed: f32) -> Result<Option<Write>, Error<P, D>> {
+        if !valid_speed(speed) {
+            return Err(Error::InvalidSpeed);
+        }
+        if speed == 0.0 {
+            return Ok(None);
+        }
+        let to = direction(speed, self.config.invert);
+        Ok(Some(Write {
+            to,
+            turn: to != self.state,
+            fraction: speed.abs() * self.config.max_duty,
+        }))
+    }
+
+    /// Records the result of a write: the bridge now drives `to` at
+    /// `speed`, or (`result` is an error) its state is unknown.
+    fn settle<E>(&mut self, result: Result<(), E>, to: Dir, speed: f32) -> Result<(), E> {
+        match result {
+            Ok(()) => {
+                self.state = to;
+                self.speed = speed;
+            }
+            Err(_) => self.state = Dir::Unknown,
+        }
+        result
+    }
+}
+
+/// Writes the enable duty of a running (not stopped) bridge.
+fn set_duty<P: SetDutyCycle, D>(pwm: &mut P, fraction: f32) -> Result<(), Error<P::Error, D>> {
+    let d = duty(pwm.max_duty_cycle(), fraction);
+    pwm.set_duty_cycle(d).map_err(Error::Pwm)
+}
+
 /// An H-bridge channel with a PWM enable and one direction (phase) pin: PH/EN
 /// drivers such as DRV8835 (MODE high) or DRV8874.
 ///
@@ -145,9 +218,7 @@ fn direction(speed: f32, invert: bool) -> Dir {
 pub struct Motor<PWM, DIR> {
     pwm: PWM,
     dir: DIR,
-    config: Config,
-    state: Dir,
-    speed: f32,
+    track: Track,
 }
 
 impl<PWM, DIR> Motor<PWM, DIR> {
@@ -156,21 +227,19 @@ impl<PWM, DIR> Motor<PWM, DIR> {
         Motor {
             pwm,
             dir,
-            config,
-            state: Dir::Unknown,
-            speed: 0.0,
+            track: Track::new(config),
         }
     }
 
     /// The configuration.
     pub const fn config(&self) -> &Config {
-        &self.config
+        &self.track.config
     }
 
     /// The last speed written successfully, `None` before the first write or
     /// after a failed one (the bridge state is then unknown).
     pub fn speed(&self) -> Option<f32> {
-        (self.state != Dir::Unknown).then_some(self.speed)
+        self.track.speed()
     }
 
     /// Gives the pins back, as `(pwm, dir)`; the motor keeps running as last
@@ -191,43 +260,23 @@ impl<PWM: SetDutyCycle, DIR: OutputPin> Motor<PWM, DIR> {
     ///   state is then unknown ([`speed`](Motor::speed) is `None`) and the
     ///   next command rewrites every pin.
     pub fn set_speed(&mut self, speed: f32) -> Result<(), Error<PWM::Error, DIR::Error>> {
-        if !valid_speed(speed) {
-            return Err(Error::InvalidSpeed);
-        }
-        if speed == 0.0 {
+        let Some(w) = self.track.plan(speed)? else {
             return self.stop();
-        }
-        let dir = direction(speed, self.config.invert);
-        let result = self.drive(dir, speed);
-        self.settle(result, dir, speed)
+        };
+        let result = self.drive(w);
+        self.track.settle(result, w.to, speed)
     }
 
-    fn drive(&mut self, dir: Dir, speed: f32) -> Result<(), Error<PWM::Error, DIR::Error>> {
-        if dir != self.state {
+    fn drive(&mut self, w: Write) -> Result<(), Error<PWM::Error, DIR::Error>> {
+        if w.turn {
             self.pwm.set_duty_cycle_fully_off().map_err(Error::Pwm)?;
-            let pin = match dir {
+            let pin = match w.to {
                 Dir::Reverse => self.dir.set_high(),
                 _ => self.dir.set_low(),
             };
             pin.map_err(Error::Pin)?;
         }
-        let max = self.pwm.max_duty_cycle();
-        let d = duty(max, speed.abs() * self.config.max_duty);
-        self.pwm.set_duty_cycle(d).map_err(Error::Pwm)
-    }
-
-    fn settle<E>(&mut self, result: Result<(), E>, dir: Dir, speed: f32) -> Result<(), E> {
-        match result {
-            Ok(()) => {
-                self.state = dir;
-                self.speed = speed;
-                Ok(())
-            }
-            Err(e) => {
-                self.state = Dir::Unknown;
-                Err(e)
-            }
-        }
+        set_duty(&mut self.pwm, w.fraction)
     }
 
     /// Stops the motor by writing duty `0` (the direction pin is left as it
@@ -238,7 +287,7 @@ impl<PWM: SetDutyCycle, DIR: OutputPin> Motor<PWM, DIR> {
     /// [`Error::Pwm`] if the write fails.
     pub fn stop(&mut self) -> Result<(), Error<PWM::Error, DIR::Error>> {
         let result = self.pwm.set_duty_cycle_fully_off().map_err(Error::Pwm);
-        self.settle(result, Dir::Stopped, 0.0)
+        self.track.settle(result, Dir::Stopped, 0.0)
     }
 }
 
@@ -272,9 +321,7 @@ pub struct DualMotor<PWM, IN1, IN2> {
     pwm: PWM,
     in1: IN1,
     in2: IN2,
-    config: Config,
-    state: Dir,
-    speed: f32,
+    track: Track,
 }
 
 impl<PWM, IN1, IN2> DualMotor<PWM, IN1, IN2> {
@@ -284,21 +331,19 @@ impl<PWM, IN1, IN2> DualMotor<PWM, IN1, IN2> {
             pwm,
             in1,
             in2,
-            config,
-            state: Dir::Unknown,
-            speed: 0.0,
+            track: Track::new(config),
         }
     }
 
     /// The configuration.
     pub const fn config(&self) -> &Config {
-        &self.config
+        &self.track.config
     }
 
     /// The last speed written successfully, `None` before the first write or
     /// after a failed one (the bridge state is then unknown).
     pub fn speed(&self) -> Option<f32> {
-        (self.state != Dir::Unknown).then_some(self.speed)
+        self.track.speed()
     }
 
     /// Gives the pins back, as `(pwm, in1, in2)`; the motor keeps running as
@@ -325,21 +370,17 @@ where
     ///   state is then unknown ([`speed`](DualMotor::speed) is `None`) and the
     ///   next command rewrites every pin.
     pub fn set_speed(&mut self, speed: f32) -> Result<(), Error<PWM::Error, IN1::Error>> {
-        if !valid_speed(speed) {
-            return Err(Error::InvalidSpeed);
-        }
-        if speed == 0.0 {
+        let Some(w) = self.track.plan(speed)? else {
             return self.stop();
-        }
-        let dir = direction(speed, self.config.invert);
-        let result = self.drive(dir, speed);
-        self.settle(result, dir, speed)
+        };
+        let result = self.drive(w);
+        self.track.settle(result, w.to, speed)
     }
 
-    fn drive(&mut self, dir: Dir, speed: f32) -> Result<(), Error<PWM::Error, IN1::Error>> {
-        if dir != self.state {
+    fn drive(&mut self, w: Write) -> Result<(), Error<PWM::Error, IN1::Error>> {
+        if w.turn {
             self.pwm.set_duty_cycle_fully_off().map_err(Error::Pwm)?;
-            if dir == Dir::Reverse {
+            if w.to == Dir::Reverse {
                 self.in1.set_low().map_err(Error::Pin)?;
                 self.in2.set_high().map_err(Error::Pin)?;
             } else {
@@ -347,23 +388,7 @@ where
                 self.in1.set_high().map_err(Error::Pin)?;
             }
         }
-        let max = self.pwm.max_duty_cycle();
-        let d = duty(max, speed.abs() * self.config.max_duty);
-        self.pwm.set_duty_cycle(d).map_err(Error::Pwm)
-    }
-
-    fn settle<E>(&mut self, result: Result<(), E>, dir: Dir, speed: f32) -> Result<(), E> {
-        match result {
-            Ok(()) => {
-                self.state = dir;
-                self.speed = speed;
-                Ok(())
-            }
-            Err(e) => {
-                self.state = Dir::Unknown;
-                Err(e)
-            }
-        }
+        set_duty(&mut self.pwm, w.fraction)
     }
 
     /// Stops the motor. Always writes, even if it is already stopped.
@@ -379,12 +404,12 @@ where
     /// succeeded.
     pub fn stop(&mut self) -> Result<(), Error<PWM::Error, IN1::Error>> {
         let result = self.brake_or_coast();
-        self.settle(result, Dir::Stopped, 0.0)
+        self.track.settle(result, Dir::Stopped, 0.0)
     }
 
     fn brake_or_coast(&mut self) -> Result<(), Error<PWM::Error, IN1::Error>> {
         self.pwm.set_duty_cycle_fully_off().map_err(Error::Pwm)?;
-        match self.config.stop_mode {
+        match self.track.config.stop_mode {
             StopMode::Coast => {
                 self.in1.set_low().map_err(Error::Pin)?;
                 self.in2.set_low().map_err(Error::Pin)

@@ -3,7 +3,7 @@
 use heapless::{Deque, String, Vec};
 
 use super::endpoint::Endpoint;
-use super::wire::{self, Hello, Message};
+use super::wire::{self, Declarations, Hello, Message};
 use super::{Config, IdentityError, Instant, SendError, Stats, SubscribeError};
 use crate::frame::{Deframer, Feed};
 
@@ -25,32 +25,6 @@ pub enum Event {
     /// [`Device::recv`].
     Received,
 }
-
-/// An entry of the device's declaration table: a subscription (topic
-/// prefix) or a service name.
-#[derive(Debug, Clone)]
-struct Sub {
-    topic: String<{ wire::MAX_SUB_TOPIC_LEN }>,
-    declared: bool,
-    service: bool,
-}
-
-impl Sub {
-    /// Its term of the heartbeat digest ([`wire::sub_digest`],
-    /// [`wire::service_digest`]), with one CRC call site.
-    #[inline(always)]
-    fn digest(&self) -> u16 {
-        let crc = crate::frame::CRC.checksum(self.topic.as_bytes());
-        if self.service {
-            !crc
-        } else {
-            crc
-        }
-    }
-}
-
-/// A declaration waiting to be withdrawn: UNSUBSCRIBE or UNSERVE.
-type Undeclare = (String<{ wire::MAX_SUB_TOPIC_LEN }>, bool);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -88,8 +62,10 @@ pub struct Device<
     session: u32,
     state: State,
     gateway_session: Option<u32>,
-    subs: Vec<Sub, SUBS>,
-    unsubs: Vec<Undeclare, SUBS>,
+    /// What the device declares; the mark: declared to the gateway.
+    subs: Declarations<SUBS>,
+    /// Withdrawals (UNSUBSCRIBE, UNSERVE) not sent yet.
+    unsubs: Declarations<SUBS>,
     /// Received data messages: the frame kind, then the frame payload.
     queue: Deque<Vec<u8, FRAME>, QUEUE>,
     force_resync: bool,
@@ -131,8 +107,8 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
                 seq: None,
             },
             gateway_session: None,
-            subs: Vec::new(),
-            unsubs: Vec::new(),
+            subs: Declarations::new(),
+            unsubs: Declarations::new(),
             queue: Deque::new(),
             force_resync: false,
         })
@@ -191,34 +167,16 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
         self.declare(name, true)
     }
 
+    // Out of line: it is called once per declaration at start-up (flash).
+    #[inline(never)]
     fn declare(&mut self, topic: &str, service: bool) -> Result<(), SubscribeError> {
-        if self
-            .subs
-            .iter()
-            .any(|s| s.service == service && s.topic == topic)
-        {
-            return Ok(());
-        }
-        let t: String<{ wire::MAX_SUB_TOPIC_LEN }> =
-            String::try_from(topic).map_err(|_| SubscribeError::TopicTooLong)?;
         // Still known to the gateway if its withdrawal has not gone out.
-        let declared = if let Some(i) = self
-            .unsubs
-            .iter()
-            .position(|(u, s)| *s == service && u == topic)
-        {
-            self.unsubs.remove(i);
-            true
-        } else {
-            false
-        };
-        self.subs
-            .push(Sub {
-                topic: t,
-                declared,
-                service,
-            })
-            .map_err(|_| SubscribeError::TableFull)
+        let declared = self.unsubs.remove(service, topic).is_some();
+        match self.subs.insert(service, topic, declared) {
+            Ok(_) => Ok(()),
+            Err(crate::topic::Error::TooLong) => Err(SubscribeError::TopicTooLong),
+            Err(_) => Err(SubscribeError::TableFull),
+        }
     }
 
     /// Drops a subscription; returns whether it existed.
@@ -233,15 +191,10 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
     }
 
     fn undeclare(&mut self, topic: &str, service: bool) -> bool {
-        let Some(i) = self
-            .subs
-            .iter()
-            .position(|s| s.service == service && s.topic == topic)
-        else {
+        let Some(declared) = self.subs.remove(service, topic) else {
             return false;
         };
-        let sub = self.subs.remove(i);
-        if sub.declared && self.is_up() && self.unsubs.push((sub.topic, service)).is_err() {
+        if declared && self.is_up() && self.unsubs.insert(service, topic, false).is_err() {
             // Too many pending: re-declare everything instead (on next poll).
             self.force_resync = true;
         }
@@ -250,19 +203,13 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
 
     /// The current subscriptions.
     pub fn subscriptions(&self) -> impl Iterator<Item = &str> {
-        self.subs
-            .iter()
-            .filter(|s| !s.service)
-            .map(|s| s.topic.as_str())
+        self.subs.names(false)
     }
 
     /// The services the device declares.
     #[cfg(feature = "services")]
     pub fn services(&self) -> impl Iterator<Item = &str> {
-        self.subs
-            .iter()
-            .filter(|s| s.service)
-            .map(|s| s.topic.as_str())
+        self.subs.names(true)
     }
 
     /// Queues the REPLY to request `id` (from [`Received::request`]):
@@ -370,9 +317,7 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
     pub fn poll_at(&self) -> Instant {
         match self.state {
             State::Up => {
-                let pending = !self.unsubs.is_empty()
-                    || self.force_resync
-                    || self.subs.iter().any(|s| !s.declared);
+                let pending = !self.unsubs.is_empty() || self.force_resync || self.subs.any(false);
                 if pending {
                     Instant::ZERO
                 } else {
@@ -428,16 +373,16 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
                 Some(n)
             }
             State::Up => {
-                if let Some((t, service)) = self.unsubs.first() {
-                    let msg = declaration(t, *service, true);
+                if let Some(u) = self.unsubs.first() {
+                    let msg = declaration(u.name(), u.is_service(), true);
                     let (n, _) = self.ep.transmit(&msg, out)?;
-                    self.unsubs.remove(0);
+                    self.unsubs.pop_first();
                     return Some(n);
                 }
-                if let Some(sub) = self.subs.iter_mut().find(|s| !s.declared) {
-                    let msg = declaration(&sub.topic, sub.service, false);
+                if let Some(sub) = self.subs.first_mut(false) {
+                    let msg = declaration(sub.name(), sub.is_service(), false);
                     let (n, _) = self.ep.transmit(&msg, out)?;
-                    sub.declared = true;
+                    sub.set_mark(true);
                     return Some(n);
                 }
                 if self.ep.status_needed(now) {
@@ -445,7 +390,7 @@ impl<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUBS: usize>
                     let digest = self
                         .subs
                         .iter()
-                        .fold(0u16, |acc, s| acc.wrapping_add(s.digest()));
+                        .fold(0u16, |acc, s| acc.wrapping_add(wire::digest_term(s)));
                     return self
                         .ep
                         .transmit_status(now, limit, self.subs.len() as u8, digest, out);
@@ -562,8 +507,8 @@ fn on_message<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUB
     ep: &mut Endpoint<TX>,
     state: &mut State,
     gateway_session: &mut Option<u32>,
-    subs: &mut Vec<Sub, SUBS>,
-    unsubs: &mut Vec<Undeclare, SUBS>,
+    subs: &mut Declarations<SUBS>,
+    unsubs: &mut Declarations<SUBS>,
     queue: &mut Deque<Vec<u8, FRAME>, QUEUE>,
     session: u32,
     seq: u8,
@@ -583,9 +528,7 @@ fn on_message<const FRAME: usize, const TX: usize, const QUEUE: usize, const SUB
                     ep.peer_max_frame = w.max_frame;
                     ep.last_rx = now;
                     ep.status_due = true;
-                    for s in subs.iter_mut() {
-                        s.declared = false;
-                    }
+                    subs.set_marks(false);
                     unsubs.clear();
                     ep.stats.ups = ep.stats.ups.wrapping_add(1);
                     return Some(Event::Up {

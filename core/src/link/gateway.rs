@@ -1,11 +1,10 @@
 //! The gateway (Raspberry Pi) end of the link.
 
-use heapless::{String, Vec};
-
 use super::endpoint::Endpoint;
-use super::wire::{self, Message, Welcome};
+use super::wire::{self, Declarations, Message, Welcome};
 use super::{Config, Identity, Instant, SendError, Stats};
 use crate::frame::{Deframer, Feed};
+use crate::topic::Declaration;
 
 /// What [`Gateway::handle_rx`] and [`Gateway::poll`] report.
 #[non_exhaustive]
@@ -61,26 +60,6 @@ pub enum Event<'a> {
     },
 }
 
-#[derive(Debug, Clone)]
-struct MirrorSub {
-    topic: String<{ wire::MAX_SUB_TOPIC_LEN }>,
-    /// Not re-declared since the device's last re-HELLO.
-    stale: bool,
-    /// A service name rather than a topic prefix.
-    service: bool,
-}
-
-impl MirrorSub {
-    fn digest(&self) -> u16 {
-        let crc = crate::frame::CRC.checksum(self.topic.as_bytes());
-        if self.service {
-            !crc
-        } else {
-            crc
-        }
-    }
-}
-
 /// Decision taken for one frame, before borrowing its bytes for the event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
@@ -134,11 +113,14 @@ struct Inner<const TX: usize, const SUBS: usize> {
     up: bool,
     identity: Option<Identity>,
     last_hello_seq: u8,
-    mirror: Vec<MirrorSub, SUBS>,
+    /// The device's declarations; the mark: stale, not re-declared since
+    /// the device's last re-HELLO.
+    mirror: Declarations<SUBS>,
     /// Re-HELLO of the same session: sweep stale entries at its next heartbeat.
     sweep_armed: bool,
     sweeping: bool,
-    removed: String<{ wire::MAX_SUB_TOPIC_LEN }>,
+    /// The entry the last sweep removed, lent to its event.
+    removed: Option<Declaration<{ wire::MAX_SUB_TOPIC_LEN }>>,
     /// A HELLO was accepted and the session has not timed out.
     active: bool,
     /// The event of the frame that confirmed the link, reported after Up.
@@ -154,14 +136,13 @@ struct Inner<const TX: usize, const SUBS: usize> {
 impl<const TX: usize, const SUBS: usize> Inner<TX, SUBS> {
     fn pending_sweep(&mut self) -> Option<Event<'_>> {
         if self.sweeping {
-            match self.mirror.iter().position(|s| s.stale) {
-                Some(i) => {
-                    let entry = self.mirror.remove(i);
-                    self.removed = entry.topic;
-                    if entry.service {
-                        return Some(Event::Unserve(&self.removed));
+            match self.mirror.remove_first(true) {
+                Some(entry) => {
+                    let entry = self.removed.insert(entry);
+                    if entry.is_service() {
+                        return Some(Event::Unserve(entry.name()));
                     }
-                    return Some(Event::Unsubscribe(&self.removed));
+                    return Some(Event::Unsubscribe(entry.name()));
                 }
                 None => self.sweeping = false,
             }
@@ -171,7 +152,7 @@ impl<const TX: usize, const SUBS: usize> Inner<TX, SUBS> {
 
     fn pending_ready(&self) -> bool {
         matches!(self.pending_step, Some(s) if s != Step::None)
-            || (self.sweeping && self.mirror.iter().any(|s| s.stale))
+            || (self.sweeping && self.mirror.any(true))
     }
 
     fn on_message(&mut self, seq: u8, msg: Message<'_>, now: Instant) -> Step {
@@ -213,9 +194,7 @@ impl<const TX: usize, const SUBS: usize> Inner<TX, SUBS> {
             }
             // Same session: the device re-declares everything; entries it
             // does not re-declare are removed at its next heartbeat.
-            for s in self.mirror.iter_mut() {
-                s.stale = true;
-            }
+            self.mirror.set_marks(true);
             self.sweep_armed = true;
             self.sweeping = false;
             return Step::Rejoin;
@@ -252,9 +231,9 @@ impl<const TX: usize, const SUBS: usize> Inner<TX, SUBS> {
                 let (count, digest) = self
                     .mirror
                     .iter()
-                    .filter(|s| !s.stale)
+                    .filter(|s| !s.mark())
                     .fold((0usize, 0u16), |(n, d), s| {
-                        (n + 1, d.wrapping_add(s.digest()))
+                        (n + 1, d.wrapping_add(wire::digest_term(s)))
                     });
                 if !self.sub_overflowed
                     && (count != usize::from(hb.sub_count) || digest != hb.sub_digest)
@@ -284,45 +263,27 @@ impl<const TX: usize, const SUBS: usize> Inner<TX, SUBS> {
 
     /// A SUBSCRIBE or (`service`) SERVE.
     fn declared(&mut self, t: &str, service: bool) -> Step {
-        if let Some(s) = self
-            .mirror
-            .iter_mut()
-            .find(|s| s.service == service && s.topic == t)
-        {
-            s.stale = false;
+        if self.mirror.set_mark(service, t, false) {
             return Step::None;
         }
-        let Ok(topic) = String::try_from(t) else {
-            self.ep.stats.malformed = self.ep.stats.malformed.wrapping_add(1);
-            return Step::None;
-        };
-        if self
-            .mirror
-            .push(MirrorSub {
-                topic,
-                stale: false,
-                service,
-            })
-            .is_err()
-        {
-            self.sub_overflowed = true;
-            self.ep.stats.sub_overflow = self.ep.stats.sub_overflow.wrapping_add(1);
-            return Step::None;
+        match self.mirror.insert(service, t, false) {
+            Ok(_) => entry_step(service, Step::Subscribe),
+            Err(crate::topic::Error::TooLong) => {
+                self.ep.stats.malformed = self.ep.stats.malformed.wrapping_add(1);
+                Step::None
+            }
+            Err(_) => {
+                self.sub_overflowed = true;
+                self.ep.stats.sub_overflow = self.ep.stats.sub_overflow.wrapping_add(1);
+                Step::None
+            }
         }
-        entry_step(service, Step::Subscribe)
     }
 
     /// An UNSUBSCRIBE or (`service`) UNSERVE.
     fn withdrawn(&mut self, t: &str, service: bool) -> Step {
-        match self
-            .mirror
-            .iter()
-            .position(|s| s.service == service && s.topic == t)
-        {
-            Some(i) => {
-                self.mirror.remove(i);
-                entry_step(service, Step::Unsubscribe)
-            }
+        match self.mirror.remove(service, t) {
+            Some(_) => entry_step(service, Step::Unsubscribe),
             None => Step::None,
         }
     }
@@ -387,10 +348,10 @@ impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, 
                 up: false,
                 identity: None,
                 last_hello_seq: 0,
-                mirror: Vec::new(),
+                mirror: Declarations::new(),
                 sweep_armed: false,
                 sweeping: false,
-                removed: String::new(),
+                removed: None,
                 active: false,
                 pending_step: None,
                 welcome_due: None,
@@ -413,20 +374,12 @@ impl<const FRAME: usize, const TX: usize, const SUBS: usize> Gateway<FRAME, TX, 
 
     /// The device's subscriptions as the gateway knows them.
     pub fn subscriptions(&self) -> impl Iterator<Item = &str> {
-        self.st
-            .mirror
-            .iter()
-            .filter(|s| !s.service)
-            .map(|s| s.topic.as_str())
+        self.st.mirror.names(false)
     }
 
     /// The services the device declared, as the gateway knows them.
     pub fn services(&self) -> impl Iterator<Item = &str> {
-        self.st
-            .mirror
-            .iter()
-            .filter(|s| s.service)
-            .map(|s| s.topic.as_str())
+        self.st.mirror.names(true)
     }
 
     /// Counters of everything sent, received and dropped.

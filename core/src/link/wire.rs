@@ -6,7 +6,9 @@
 
 use core::fmt;
 
+use crate::bytes::{self, Reader};
 use crate::frame::{self, EncodeError};
+use crate::topic::{self, Declaration};
 
 /// Frame kinds of the link protocol. REQUEST and REPLY are parsed only with
 /// the `services` feature; without it they are unknown kinds (counted as
@@ -243,63 +245,43 @@ pub fn service_digest(name: &str) -> u16 {
     !frame::CRC.checksum(name.as_bytes())
 }
 
-struct Reader<'a> {
-    data: &'a [u8],
+/// The digest term of one entry of a declaration table: [`sub_digest`] of
+/// a subscription, [`service_digest`] of a service, with one CRC call site
+/// for both ends of the link.
+pub(super) fn digest_term<const L: usize>(d: &Declaration<L>) -> u16 {
+    let crc = frame::CRC.checksum(d.name().as_bytes());
+    if d.is_service() {
+        !crc
+    } else {
+        crc
+    }
 }
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
-        if self.data.len() < n {
-            return Err(Error::Truncated);
-        }
-        let (head, tail) = self.data.split_at(n);
-        self.data = tail;
-        Ok(head)
-    }
-    fn u8(&mut self) -> Result<u8, Error> {
-        Ok(self.take(1)?[0])
-    }
-    fn u16(&mut self) -> Result<u16, Error> {
-        let b = self.take(2)?;
-        Ok(u16::from_le_bytes([b[0], b[1]]))
-    }
-    fn u32(&mut self) -> Result<u32, Error> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    fn str(&mut self, max: usize) -> Result<&'a str, Error> {
-        let n = usize::from(self.u8()?);
-        if n > max {
-            return Err(Error::TooLong);
-        }
-        core::str::from_utf8(self.take(n)?).map_err(|_| Error::NotUtf8)
-    }
-    fn rest_str(&mut self, max: usize) -> Result<&'a str, Error> {
-        let rest = core::mem::take(&mut self.data);
-        if rest.len() > max {
-            return Err(Error::TooLong);
-        }
-        core::str::from_utf8(rest).map_err(|_| Error::NotUtf8)
-    }
-    /// A service name: `str8`, or the rest of the payload when `rest`.
-    fn service(&mut self, rest: bool) -> Result<&'a str, Error> {
-        let s = if rest {
-            self.rest_str(MAX_SERVICE_LEN)?
-        } else {
-            self.str(MAX_SERVICE_LEN)?
-        };
-        if s.is_empty() {
-            return Err(Error::Empty);
-        }
-        Ok(s)
-    }
-    fn end(&self) -> Result<(), Error> {
-        if self.data.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::TrailingBytes)
+/// The declaration table of either end: topic prefixes and service names.
+pub(super) type Declarations<const N: usize> = topic::Declarations<N, MAX_SUB_TOPIC_LEN>;
+
+impl From<bytes::Error> for Error {
+    fn from(e: bytes::Error) -> Self {
+        match e {
+            bytes::Error::Truncated => Error::Truncated,
+            bytes::Error::TrailingBytes => Error::TrailingBytes,
+            bytes::Error::NotUtf8 => Error::NotUtf8,
+            bytes::Error::Length => Error::TooLong,
         }
     }
+}
+
+/// A service name: `str8`, or the rest of the payload when `rest`.
+fn service<'a>(r: &mut Reader<'a>, rest: bool) -> Result<&'a str, Error> {
+    let s = if rest {
+        r.rest_str(MAX_SERVICE_LEN)?
+    } else {
+        r.str8(0, MAX_SERVICE_LEN)?
+    };
+    if s.is_empty() {
+        return Err(Error::Empty);
+    }
+    Ok(s)
 }
 
 impl<'a> Message<'a> {
@@ -308,15 +290,15 @@ impl<'a> Message<'a> {
     /// # Errors
     /// A [`Error`] naming what is malformed.
     pub fn parse(kind: u8, payload: &'a [u8]) -> Result<Message<'a>, Error> {
-        let mut r = Reader { data: payload };
+        let mut r = Reader::new(payload);
         let msg = match kind {
             kind::HELLO => Message::Hello(Hello {
                 session: r.u32()?,
                 max_frame: r.u16()?,
                 credits: r.u8()?,
                 max_subs: r.u8()?,
-                name: r.str(MAX_NAME_LEN)?,
-                version: r.str(MAX_VERSION_LEN)?,
+                name: r.str8(0, MAX_NAME_LEN)?,
+                version: r.str8(0, MAX_VERSION_LEN)?,
             }),
             kind::WELCOME => Message::Welcome(Welcome {
                 device_session: r.u32()?,
@@ -338,23 +320,23 @@ impl<'a> Message<'a> {
             kind::SUBSCRIBE => Message::Subscribe(r.rest_str(MAX_SUB_TOPIC_LEN)?),
             kind::UNSUBSCRIBE => Message::Unsubscribe(r.rest_str(MAX_SUB_TOPIC_LEN)?),
             kind::PUBLISH => {
-                let topic = r.str(MAX_PUBLISH_TOPIC_LEN)?;
-                let payload = core::mem::take(&mut r.data);
+                let topic = r.str8(0, MAX_PUBLISH_TOPIC_LEN)?;
+                let payload = r.rest();
                 Message::Publish { topic, payload }
             }
-            kind::SERVE => Message::Serve(r.service(true)?),
-            kind::UNSERVE => Message::Unserve(r.service(true)?),
+            kind::SERVE => Message::Serve(service(&mut r, true)?),
+            kind::UNSERVE => Message::Unserve(service(&mut r, true)?),
             #[cfg(feature = "services")]
             kind::REQUEST => Message::Request {
                 id: r.u32()?,
-                service: r.service(false)?,
-                body: core::mem::take(&mut r.data),
+                service: service(&mut r, false)?,
+                body: r.rest(),
             },
             #[cfg(feature = "services")]
             kind::REPLY => Message::Reply {
                 id: r.u32()?,
                 status: r.u8()?,
-                body: core::mem::take(&mut r.data),
+                body: r.rest(),
             },
             _ => return Err(Error::UnknownKind),
         };

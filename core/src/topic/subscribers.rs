@@ -85,13 +85,22 @@ impl<I: Copy + PartialEq, const N: usize, const L: usize> Subscribers<I, N, L> {
     /// - [`Error::Full`] if `(id, topic)` is new and the table holds `N` pairs.
     /// - [`Error::CountOverflow`] if this pair's count is already `u32::MAX`.
     pub fn subscribe(&mut self, id: I, topic: &[u8]) -> Result<bool, Error> {
+        self.add(id, topic).map(|(new_upstream, _)| new_upstream)
+    }
+
+    /// [`subscribe`](Self::subscribe), also returning the pair's new count
+    /// (what [`Table`](super::Table) reports).
+    pub(super) fn add(&mut self, id: I, topic: &[u8]) -> Result<(bool, u32), Error> {
         if topic.len() > L {
             return Err(Error::TooLong);
         }
-        if let Some(i) = self.position(id, topic) {
-            let entry = &mut self.entries[i];
+        if let Some(entry) = self
+            .entries
+            .iter_mut()
+            .find(|e| e.id == id && e.topic.as_slice() == topic)
+        {
             entry.count = entry.count.checked_add(1).ok_or(Error::CountOverflow)?;
-            return Ok(false);
+            return Ok((false, entry.count));
         }
         let new_upstream = !self.entries.iter().any(|e| e.topic.as_slice() == topic);
         let topic = Vec::from_slice(topic).map_err(|_| Error::TooLong)?;
@@ -102,7 +111,7 @@ impl<I: Copy + PartialEq, const N: usize, const L: usize> Subscribers<I, N, L> {
                 count: 1,
             })
             .map_err(|_| Error::Full)?;
-        Ok(new_upstream)
+        Ok((new_upstream, 1))
     }
 
     /// Removes one subscription of `id` to `topic`. Returns `true` if no
@@ -114,14 +123,30 @@ impl<I: Copy + PartialEq, const N: usize, const L: usize> Subscribers<I, N, L> {
     /// [`Error::NotSubscribed`] if `id` has no subscription to exactly
     /// `topic` (the table is unchanged).
     pub fn unsubscribe(&mut self, id: I, topic: &[u8]) -> Result<bool, Error> {
+        self.take(id, topic).map(|(gone, _)| gone)
+    }
+
+    /// [`unsubscribe`](Self::unsubscribe), also returning the pair's
+    /// remaining count (what [`Table`](super::Table) reports).
+    pub(super) fn take(&mut self, id: I, topic: &[u8]) -> Result<(bool, u32), Error> {
         let i = self.position(id, topic).ok_or(Error::NotSubscribed)?;
-        self.entries[i].count -= 1; // entries never hold a zero count
-        if self.entries[i].count > 0 {
-            return Ok(false);
+        let entry = self.entries.get_mut(i).ok_or(Error::NotSubscribed)?;
+        entry.count -= 1; // entries never hold a zero count
+        if entry.count > 0 {
+            return Ok((false, entry.count));
         }
         let gone = !self.held_elsewhere(i, topic);
         self.entries.remove(i);
-        Ok(gone)
+        Ok((gone, 0))
+    }
+
+    /// Removes every subscription of `id` to exactly `topic` at once and
+    /// returns how many there were (`0` if none).
+    pub fn remove(&mut self, id: I, topic: &[u8]) -> u32 {
+        match self.position(id, topic) {
+            Some(i) => self.entries.remove(i).count,
+            None => 0,
+        }
     }
 
     /// Removes every subscription of `id` (a task ended, a device went
@@ -142,6 +167,14 @@ impl<I: Copy + PartialEq, const N: usize, const L: usize> Subscribers<I, N, L> {
             }
         }
         removed
+    }
+
+    /// Sets the count of the entry at `i` (tests reach the overflow this way).
+    #[cfg(test)]
+    pub(super) fn set_count_for_test(&mut self, i: usize, count: u32) {
+        if let Some(e) = self.entries.get_mut(i) {
+            e.count = count;
+        }
     }
 
     /// Removes every subscription of every subscriber.

@@ -352,6 +352,20 @@ fn argv(p: &ProcessSpec, bp: &BackplaneSpec, exe: &Path) -> Vec<String> {
     words
 }
 
+/// The argument list of the backplane the launcher starts itself.
+fn backplane_argv(bp: &BackplaneSpec, exe: &Path) -> Vec<String> {
+    let mut words = vec![
+        exe.display().to_string(),
+        "backplane".into(),
+        "-p".into(),
+        bp.publisher_port.to_string(),
+        "-s".into(),
+        bp.subscriber_port.to_string(),
+    ];
+    words.extend(bp.args.iter().cloned());
+    words
+}
+
 /// Prints a launcher line on stdout (never fails, never panics).
 fn say(line: &str) {
     let mut out = std::io::stdout().lock();
@@ -546,15 +560,7 @@ fn launch(
             bp.host, bp.publisher_port
         ));
     } else if bp.start {
-        let mut words = vec![
-            exe.display().to_string(),
-            "backplane".into(),
-            "-p".into(),
-            bp.publisher_port.to_string(),
-            "-s".into(),
-            bp.subscriber_port.to_string(),
-        ];
-        words.extend(bp.args.iter().cloned());
+        let words = backplane_argv(bp, exe);
         let mut p = Proc {
             spec: ProcessSpec {
                 name: "backplane".into(),
@@ -731,15 +737,7 @@ pub fn units(robot: &Robot, robot_name: &str, exe: &Path) -> Vec<(String, String
         )
     };
     if bp.start {
-        let mut words = vec![
-            exe.display().to_string(),
-            "backplane".into(),
-            "-p".into(),
-            bp.publisher_port.to_string(),
-            "-s".into(),
-            bp.subscriber_port.to_string(),
-        ];
-        words.extend(bp.args.iter().cloned());
+        let words = backplane_argv(bp, exe);
         let exec: Vec<String> = words.iter().map(|w| unit_word(w)).collect();
         out.push((
             bp_unit.clone(),

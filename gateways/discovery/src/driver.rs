@@ -483,12 +483,7 @@ impl Driver {
     }
 
     fn random(&mut self) -> u64 {
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        crate::xorshift64star(&mut self.rng)
     }
 
     fn receive(&mut self) {

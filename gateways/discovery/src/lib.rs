@@ -89,6 +89,18 @@ pub const fn channel_hash(channel: &str) -> u32 {
     h
 }
 
+/// The next number of the xorshift64* generator (Vigna) whose state is
+/// `state` (never 0): the jitter, spreading and fault-injection draws of
+/// the pool, the driver and the tests.
+pub(crate) fn xorshift64star(state: &mut u64) -> u64 {
+    let mut x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
+
 /// The UDP port of a channel: `PORT_BASE + channel_hash(channel) % PORT_COUNT`.
 pub const fn channel_port(channel: &str) -> u16 {
     PORT_BASE + (channel_hash(channel) % PORT_COUNT as u32) as u16

@@ -49,12 +49,7 @@ impl Net {
     }
 
     pub fn random(&mut self) -> u64 {
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        crate::xorshift64star(&mut self.rng)
     }
 
     /// Adds a node on `segment` with address 10.0.<segment>.<n>; returns its index.

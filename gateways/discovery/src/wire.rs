@@ -45,6 +45,8 @@
 use core::fmt;
 use std::net::Ipv4Addr;
 
+use banyan_core::bytes::{self, Reader};
+
 /// The magic at the start of every datagram.
 pub const MAGIC: [u8; 2] = *b"BY";
 /// The protocol version this crate speaks. A datagram with another version
@@ -406,66 +408,34 @@ pub struct Datagram<'a> {
     pub body: Body<'a>,
 }
 
-struct Reader<'a> {
-    data: &'a [u8],
+impl From<bytes::Error> for Error {
+    fn from(e: bytes::Error) -> Self {
+        match e {
+            bytes::Error::Truncated => Error::Truncated,
+            bytes::Error::TrailingBytes => Error::TrailingBytes,
+            bytes::Error::NotUtf8 => Error::NotUtf8,
+            _ => Error::Length,
+        }
+    }
 }
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
-        if self.data.len() < n {
-            return Err(Error::Truncated);
-        }
-        let (head, tail) = self.data.split_at(n);
-        self.data = tail;
-        Ok(head)
+/// A node name of `min` to [`MAX_NAME_LEN`] bytes without control characters.
+fn name<'a>(r: &mut Reader<'a>, min: usize) -> Result<&'a str, Error> {
+    let s = r.str8(min, MAX_NAME_LEN)?;
+    if s.chars().any(char::is_control) {
+        return Err(Error::BadName);
     }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], Error> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N)?);
-        Ok(a)
-    }
-    fn u8(&mut self) -> Result<u8, Error> {
-        Ok(u8::from_le_bytes(self.array()?))
-    }
-    fn u16(&mut self) -> Result<u16, Error> {
-        Ok(u16::from_le_bytes(self.array()?))
-    }
-    fn u32(&mut self) -> Result<u32, Error> {
-        Ok(u32::from_le_bytes(self.array()?))
-    }
-    fn u64(&mut self) -> Result<u64, Error> {
-        Ok(u64::from_le_bytes(self.array()?))
-    }
-    fn str(&mut self, min: usize, max: usize) -> Result<&'a str, Error> {
-        let n = usize::from(self.u8()?);
-        if n < min || n > max {
-            return Err(Error::Length);
-        }
-        core::str::from_utf8(self.take(n)?).map_err(|_| Error::NotUtf8)
-    }
-    fn name(&mut self, min: usize) -> Result<&'a str, Error> {
-        let s = self.str(min, MAX_NAME_LEN)?;
-        if s.chars().any(char::is_control) {
-            return Err(Error::BadName);
-        }
-        Ok(s)
-    }
-    fn node_kind(&mut self) -> Result<NodeKind, Error> {
-        NodeKind::from_u8(self.u8()?).ok_or(Error::NodeKind)
-    }
-    fn list(&mut self, max: usize) -> Result<Vec<String>, Error> {
-        let n = self.u8()?;
-        (0..n)
-            .map(|_| self.str(0, max).map(str::to_owned))
-            .collect()
-    }
-    fn end(&self) -> Result<(), Error> {
-        if self.data.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::TrailingBytes)
-        }
-    }
+    Ok(s)
+}
+
+fn node_kind(r: &mut Reader<'_>) -> Result<NodeKind, Error> {
+    NodeKind::from_u8(r.u8()?).ok_or(Error::NodeKind)
+}
+
+/// A list of at most 255 `str8` of at most `max` bytes each.
+fn list(r: &mut Reader<'_>, max: usize) -> Result<Vec<String>, Error> {
+    let n = r.u8()?;
+    (0..n).map(|_| Ok(r.str8(0, max)?.to_owned())).collect()
 }
 
 /// Checks a node name: 1–[`MAX_NAME_LEN`] bytes of UTF-8 without control
@@ -492,9 +462,9 @@ pub fn parse_header(bytes: &[u8]) -> Result<(u8, Header), Error> {
     if bytes.len() > MAX_DATAGRAM {
         return Err(Error::Oversize);
     }
-    let mut r = Reader { data: bytes };
+    let mut r = Reader::new(bytes);
     let head = r.take(HEADER_LEN).map_err(|_| Error::Short)?;
-    let mut r = Reader { data: head };
+    let mut r = Reader::new(head);
     if r.array::<2>()? != MAGIC {
         return Err(Error::Magic);
     }
@@ -531,15 +501,13 @@ impl<'a> Datagram<'a> {
     /// The first problem found; never panics.
     pub fn parse(bytes: &'a [u8]) -> Result<Datagram<'a>, Error> {
         let (k, header) = parse_header(bytes)?;
-        let mut r = Reader {
-            data: bytes.get(HEADER_LEN..).ok_or(Error::Short)?,
-        };
+        let mut r = Reader::new(bytes.get(HEADER_LEN..).ok_or(Error::Short)?);
         let body = match k {
             kind::BEACON => {
                 let seq = r.u32()?;
-                let node_kind = r.node_kind()?;
+                let node_kind = node_kind(&mut r)?;
                 let parent = r.u64()?;
-                let name = r.name(1)?;
+                let name = name(&mut r, 1)?;
                 let n = usize::from(r.u8()?);
                 if n > MAX_ENDPOINTS {
                     return Err(Error::Length);
@@ -566,7 +534,7 @@ impl<'a> Datagram<'a> {
                     0 => None,
                     v => Some(NodeKind::from_u8(v).ok_or(Error::NodeKind)?),
                 };
-                let name = r.name(0)?;
+                let name = name(&mut r, 0)?;
                 Body::Query(Query {
                     target,
                     node_kind,
@@ -579,24 +547,24 @@ impl<'a> Datagram<'a> {
             },
             kind::IDENTITY => {
                 let request = r.u32()?;
-                let node_kind = Some(r.node_kind()?);
+                let node_kind = Some(node_kind(&mut r)?);
                 let parent = r.u64()?;
-                let name = r.name(1)?.to_owned();
-                let host = r.str(0, MAX_HOST_LEN)?.to_owned();
+                let name = name(&mut r, 1)?.to_owned();
+                let host = r.str8(0, MAX_HOST_LEN)?.to_owned();
                 let pid = r.u32()?;
-                let version = r.str(0, MAX_VERSION_LEN)?.to_owned();
+                let version = r.str8(0, MAX_VERSION_LEN)?.to_owned();
                 let uptime_ms = r.u64()?;
                 let truncated = match r.u8()? {
                     0 => false,
                     1 => true,
                     _ => return Err(Error::Length),
                 };
-                let publishes = r.list(MAX_LIST_TOPIC_LEN)?;
-                let subscribes = r.list(MAX_LIST_TOPIC_LEN)?;
+                let publishes = list(&mut r, MAX_LIST_TOPIC_LEN)?;
+                let subscribes = list(&mut r, MAX_LIST_TOPIC_LEN)?;
                 let n = r.u8()?;
                 let mut counters = Vec::with_capacity(usize::from(n));
                 for _ in 0..n {
-                    let name = r.str(1, MAX_COUNTER_NAME_LEN)?.to_owned();
+                    let name = r.str8(1, MAX_COUNTER_NAME_LEN)?.to_owned();
                     counters.push((name, r.u64()?));
                 }
                 Body::Identity {
@@ -618,9 +586,9 @@ impl<'a> Datagram<'a> {
             }
             kind::MESSAGE => {
                 let target = r.u64()?;
-                let name = r.name(0)?;
-                let topic = r.str(1, MAX_TOPIC_LEN)?;
-                let payload = core::mem::take(&mut r.data);
+                let name = name(&mut r, 0)?;
+                let topic = r.str8(1, MAX_TOPIC_LEN)?;
+                let payload = r.rest();
                 if payload.len() > MAX_PAYLOAD_LEN {
                     return Err(Error::Length);
                 }

@@ -51,6 +51,8 @@ mod serve;
 pub mod transport;
 
 #[cfg(test)]
+mod test_wire;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_services;

@@ -2,9 +2,8 @@
 //! in-memory wire.
 
 use super::*;
-use banyan_core::link::{self, device, Device};
-
-type Dev = Device<256, 512, 4, 8>;
+use banyan_core::link;
+use test_wire::Dev;
 
 fn cfg() -> BridgeConfig {
     BridgeConfig {
@@ -12,9 +11,6 @@ fn cfg() -> BridgeConfig {
         ..BridgeConfig::default()
     }
 }
-
-/// Fault injection on the device → gateway bytes.
-type Filter = Box<dyn FnMut(&mut Vec<u8>)>;
 
 /// Bridge + device + what came out of each.
 struct Rig {
@@ -30,7 +26,7 @@ struct Rig {
     received: Vec<(String, Vec<u8>)>,
     consume: bool,
     /// Bytes device → gateway pass through this (fault injection).
-    to_gateway_filter: Option<Filter>,
+    to_gateway_filter: Option<Box<test_wire::Filter>>,
 }
 
 impl Rig {
@@ -82,43 +78,22 @@ impl Rig {
 
     /// Shuttles bytes both ways until both ends are quiet.
     fn settle(&mut self) {
-        let mut buf = vec![0u8; TX_FRAME];
         for _ in 0..64 {
             let now = self.t();
-            let mut moved = false;
-            self.bridge.poll(now);
-            let mut to_dev = Vec::new();
-            while let Some(n) = self.bridge.poll_transmit(now, &mut buf) {
-                to_dev.extend_from_slice(&buf[..n]);
-            }
-            let _ = self.dev.poll(now);
-            let mut input = &to_dev[..];
-            moved |= !input.is_empty();
-            loop {
-                let (ev, rest) = self.dev.handle_rx(input, now);
-                input = rest;
-                match ev {
-                    Some(device::Event::Received) => {}
-                    Some(_) => {}
-                    None => break,
-                }
-            }
-            if self.consume {
-                while let Some(m) = self.dev.recv() {
-                    self.received
-                        .push((m.topic().to_owned(), m.payload().to_vec()));
-                }
-            }
-            let mut to_gw = Vec::new();
-            while let Some(n) = self.dev.poll_transmit(now, &mut buf) {
-                to_gw.extend_from_slice(&buf[..n]);
-            }
-            if let Some(f) = self.to_gateway_filter.as_mut() {
-                f(&mut to_gw);
-            }
-            moved |= !to_gw.is_empty();
-            self.bridge.handle_device_bytes(&to_gw, now);
-            self.bridge.poll(now);
+            let (consume, received) = (self.consume, &mut self.received);
+            let moved = test_wire::exchange(
+                &mut self.bridge,
+                &mut self.dev,
+                now,
+                |dev| {
+                    if consume {
+                        while let Some(m) = dev.recv() {
+                            received.push((m.topic().to_owned(), m.payload().to_vec()));
+                        }
+                    }
+                },
+                self.to_gateway_filter.as_deref_mut(),
+            );
             self.collect();
             if !moved {
                 return;

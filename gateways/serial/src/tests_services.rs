@@ -4,10 +4,9 @@
 //! reply, deadline, link down, device reset, transport lost), each counted.
 
 use super::*;
-use banyan_core::link::{self, wire::status, Device};
+use banyan_core::link::{self, wire::status};
 use std::collections::HashMap;
-
-type Dev = Device<256, 512, 4, 8>;
+use test_wire::Dev;
 
 /// Bridge + a device application serving `echo` (replies with the body),
 /// `fail` (FAILED), `bad` (an OK reply that is not msgpack) and `slow`
@@ -20,6 +19,23 @@ struct Rig {
     serving: bool,
     answers: HashMap<u64, Vec<Result<Vec<u8>, String>>>,
     registered: Vec<String>,
+}
+
+/// The device application: answers every request it has taken.
+fn device_app(dev: &mut Dev, now: Instant) {
+    loop {
+        let Some(msg) = dev.recv() else { break };
+        let Some(req) = msg.request() else { continue };
+        let (id, service, body) = (req.id, req.service.to_owned(), req.body.to_vec());
+        drop(msg);
+        let _ = match service.as_str() {
+            "echo" => dev.reply(id, status::OK, &body, now),
+            "fail" => dev.reply(id, status::FAILED, b"no such pin", now),
+            "bad" => dev.reply(id, status::OK, &[0xc1], now),
+            "slow" => continue,
+            _ => dev.reply(id, status::UNKNOWN_SERVICE, b"", now),
+        };
+    }
 }
 
 impl Rig {
@@ -77,49 +93,21 @@ impl Rig {
         while self.bridge.take_action().is_some() {}
     }
 
-    fn device_app(&mut self) {
-        if !self.serving {
-            return;
-        }
-        let now = self.t();
-        loop {
-            let Some(msg) = self.dev.recv() else { break };
-            let Some(req) = msg.request() else { continue };
-            let (id, service, body) = (req.id, req.service.to_owned(), req.body.to_vec());
-            drop(msg);
-            let _ = match service.as_str() {
-                "echo" => self.dev.reply(id, status::OK, &body, now),
-                "fail" => self.dev.reply(id, status::FAILED, b"no such pin", now),
-                "bad" => self.dev.reply(id, status::OK, &[0xc1], now),
-                "slow" => continue,
-                _ => self.dev.reply(id, status::UNKNOWN_SERVICE, b"", now),
-            };
-        }
-    }
-
     fn settle(&mut self) {
-        let mut buf = vec![0u8; TX_FRAME];
         for _ in 0..64 {
             let now = self.t();
-            self.bridge.poll(now);
-            let mut to_dev = Vec::new();
-            while let Some(n) = self.bridge.poll_transmit(now, &mut buf) {
-                to_dev.extend_from_slice(&buf[..n]);
-            }
-            let _ = self.dev.poll(now);
-            let mut moved = !to_dev.is_empty();
-            let mut input = &to_dev[..];
-            while let (Some(_), rest) = self.dev.handle_rx(input, now) {
-                input = rest;
-            }
-            self.device_app();
-            let mut to_gw = Vec::new();
-            while let Some(n) = self.dev.poll_transmit(now, &mut buf) {
-                to_gw.extend_from_slice(&buf[..n]);
-            }
-            moved |= !to_gw.is_empty();
-            self.bridge.handle_device_bytes(&to_gw, now);
-            self.bridge.poll(now);
+            let serving = self.serving;
+            let moved = test_wire::exchange(
+                &mut self.bridge,
+                &mut self.dev,
+                now,
+                |dev| {
+                    if serving {
+                        device_app(dev, now);
+                    }
+                },
+                None,
+            );
             self.collect();
             if !moved {
                 return;

@@ -380,9 +380,7 @@ pub mod fuzzing {
             recv_buffer: 1 << 20,
         };
         let mut conn = Conn::unconnected(settings, now);
-        let mut limits = Limits::default();
-        limits.max_payload = max_payload;
-        let mut receiver = Receiver::new(limits);
+        let mut receiver = Receiver::new(Limits { max_payload });
         let mut out = Outcome::default();
         let mut frames = Vec::new();
         for piece in data.chunks(chunk.max(1)) {
