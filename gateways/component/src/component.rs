@@ -1360,10 +1360,12 @@ mod tests {
             let _ = stuck.get_events();
             assert!(Instant::now() < deadline, "no subscription arrived");
         }
+        // 300 MB: more than any kernel's socket buffers absorb.
         let total = 300_000u64;
+        let payload = wire::encode_value(&rmpv::Value::Binary(vec![7; 1024]));
         let mut dropped = 0;
-        for i in 0..total {
-            if let Err(Error::SendQueueFull { hwm: 10 }) = p.publish("t", &i) {
+        for _ in 0..total {
+            if let Err(Error::SendQueueFull { hwm: 10 }) = p.publish_raw("t", &payload) {
                 dropped += 1;
             }
         }

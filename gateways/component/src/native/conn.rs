@@ -413,6 +413,27 @@ impl Conn {
         }
     }
 
+    /// What [`Conn::progress`] does except reading an established
+    /// connection (no system call unless something is to be written):
+    /// before a wait, and after one that found its socket not ready.
+    pub(crate) fn tend(&mut self, now: Instant) {
+        if !self.is_up() {
+            return self.progress(now);
+        }
+        self.read_any = false;
+        self.timers(now);
+        if self.is_up() {
+            self.flush(now);
+        }
+    }
+
+    /// Publisher: parses the notices already buffered (no system call).
+    pub(crate) fn parse_notices(&mut self, now: Instant) {
+        if self.role == Role::Publisher && self.is_up() {
+            self.read_notices(now);
+        }
+    }
+
     fn timers(&mut self, now: Instant) {
         let Phase::Up { minor } = self.phase else {
             return;
@@ -574,7 +595,11 @@ impl Conn {
         self.phase = Phase::Up { minor };
         self.backoff = self.settings.reconnect;
         self.counters.connects += 1;
-        self.changes.push_back(Change::Up);
+        if self.role != Role::Publisher {
+            // (The component reports its subscriber connection's state;
+            // nobody would take the publisher's changes.)
+            self.changes.push_back(Change::Up);
+        }
         match self.role {
             Role::Subscriber => {
                 for t in &self.topics {
@@ -615,7 +640,9 @@ impl Conn {
         if was_up {
             self.counters.disconnects += 1;
             log::info!("{}: connection lost: {why}", self.endpoint);
-            self.changes.push_back(Change::Down(why));
+            if self.role != Role::Publisher {
+                self.changes.push_back(Change::Down(why));
+            }
         } else {
             log::debug!("{}: {why}", self.endpoint);
         }
@@ -640,7 +667,13 @@ impl Conn {
     pub(crate) fn send(&mut self, now: Instant, frames: &[&[u8]]) -> bool {
         let hwm = self.settings.send_hwm;
         if hwm > 0 && self.lens.len() >= hwm {
-            return false;
+            // Full: make room if the socket takes bytes now.
+            if self.is_up() {
+                self.flush(now);
+            }
+            if self.lens.len() >= hwm {
+                return false;
+            }
         }
         if self.is_up() && self.expired.load(Ordering::Relaxed) != self.expired_seen {
             self.timers(now);

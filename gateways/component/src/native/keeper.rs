@@ -202,9 +202,19 @@ impl Keeper {
                         next = next.min(now_n + nanos_of(ATTENDED));
                         continue;
                     };
-                    if let Some((fd, read, _)) = conn.interest() {
+                    if let Some((fd, read, write)) = conn.interest() {
+                        // Unattended: read ahead, and write what waits for
+                        // room in the socket (a publisher whose owner went
+                        // on to other work after a burst).
+                        let mut flags = PollFlags::empty();
                         if read {
-                            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+                            flags |= PollFlags::POLLIN;
+                        }
+                        if write {
+                            flags |= PollFlags::POLLOUT;
+                        }
+                        if !flags.is_empty() {
+                            fds.push(PollFd::new(fd, flags));
                             drop(conn);
                             watched.push(s);
                         }

@@ -148,7 +148,8 @@ impl Native {
             if let Some(n) = c.take_notice() {
                 return Some(n);
             }
-            c.progress(now);
+            // Reading is for waits and writes; here only what is buffered.
+            c.parse_notices(now);
             c.take_notice()
         })
     }
@@ -207,11 +208,14 @@ impl Native {
     ) -> std::io::Result<bool> {
         let now = Instant::now();
         let mut fds: Vec<(RawFd, nix::poll::PollFlags)> = Vec::with_capacity(3 + watches.len());
+        let mut slot = [None; 2];
         let mut wake_at = deadline;
         let mut news = false;
-        for shared in [&self.publisher, &self.subscriber] {
+        for (k, shared) in [&self.publisher, &self.subscriber].into_iter().enumerate() {
             let mut c = shared.lock();
-            c.progress(now);
+            // The caller has just read until the sockets had nothing more:
+            // no reading here, only timers and what is to be written.
+            c.tend(now);
             news |= c.read_any || c.has_news();
             if let Some((fd, r, w)) = c.interest() {
                 let mut flags = nix::poll::PollFlags::empty();
@@ -221,6 +225,9 @@ impl Native {
                 if w {
                     flags |= nix::poll::PollFlags::POLLOUT;
                 }
+                if let Some(s) = slot.get_mut(k) {
+                    *s = Some(fds.len());
+                }
                 fds.push((fd, flags));
             }
             if let Some(d) = c.due() {
@@ -228,8 +235,9 @@ impl Native {
             }
             shared.set_due(c.keeper_due());
         }
-        let own = fds.len();
+        let wake_slot = fds.len();
         fds.push((self.wake.as_raw_fd(), nix::poll::PollFlags::POLLIN));
+        let own = fds.len();
         for w in watches {
             let mut flags = nix::poll::PollFlags::empty();
             if w.read {
@@ -267,16 +275,26 @@ impl Native {
             Err(nix::errno::Errno::EINTR) => true,
             Err(e) => return Err(e.into()),
         };
-        // Drain the wake socket.
-        let mut sink = [0u8; 64];
-        while matches!((&self.wake).read(&mut sink), Ok(n) if n > 0) {}
+        let fired = |i: Option<usize>| {
+            i.and_then(|i| pollfds.get(i))
+                .and_then(|p| p.revents())
+                .is_some_and(|r| !r.is_empty())
+        };
+        if fired(Some(wake_slot)) {
+            let mut sink = [0u8; 64];
+            while matches!((&self.wake).read(&mut sink), Ok(n) if n > 0) {}
+        }
         let now = Instant::now();
-        for shared in [&self.publisher, &self.subscriber] {
+        for (k, shared) in [&self.publisher, &self.subscriber].into_iter().enumerate() {
             let mut c = shared.lock();
-            c.progress(now);
+            if fired(slot.get(k).copied().flatten()) {
+                c.progress(now);
+            } else {
+                c.tend(now);
+            }
             shared.set_due(c.keeper_due());
         }
-        for (i, p) in pollfds.iter().enumerate().skip(own + 1) {
+        for (i, p) in pollfds.iter().enumerate().skip(own) {
             let Some(ev) = p.revents() else { continue };
             let r = Ready {
                 readable: ev
@@ -286,7 +304,7 @@ impl Native {
                     .intersects(nix::poll::PollFlags::POLLERR | nix::poll::PollFlags::POLLNVAL),
             };
             if r != Ready::default() {
-                ready.push((i - own - 1, r));
+                ready.push((i - own, r));
             }
         }
         Ok(interrupted)
