@@ -147,5 +147,6 @@ pub use component::*;
 mod native;
 #[doc(hidden)]
 pub use native::fuzzing;
+pub use native::dealer;
 #[cfg(feature = "libzmq")]
 mod zmq_backend;
