@@ -37,6 +37,8 @@ pub mod devices;
 #[cfg(feature = "libzmq")]
 mod error;
 #[cfg(feature = "libzmq")]
+mod link;
+#[cfg(feature = "libzmq")]
 pub mod relay;
 #[cfg(feature = "libzmq")]
 mod wake;

@@ -59,12 +59,10 @@ impl Link {
         o: LinkOptions,
     ) -> Result<Link> {
         if effective(wanted, endpoint) == Transport::Native {
-            let options = DealerOptions {
-                send_hwm: usize::try_from(o.hwm.max(0)).unwrap_or(usize::MAX),
-                reconnect: o.reconnect,
-                reconnect_max: o.reconnect_max,
-                ..DealerOptions::default()
-            };
+            let mut options = DealerOptions::default();
+            options.send_hwm = usize::try_from(o.hwm.max(0)).unwrap_or(usize::MAX);
+            options.reconnect = o.reconnect;
+            options.reconnect_max = o.reconnect_max;
             let d = Dealer::connect_endpoint(endpoint, &options).map_err(|source| {
                 Error::Connect {
                     endpoint: endpoint.to_owned(),
@@ -168,6 +166,14 @@ impl Link {
         match self {
             Link::Zmq { socket, .. } => socket.get_fd().map_err(transport),
             Link::Native(d) => Ok(d.wake_fd()),
+        }
+    }
+
+    /// The transport in use.
+    pub(crate) fn transport(&self) -> Transport {
+        match self {
+            Link::Zmq { .. } => Transport::Libzmq,
+            Link::Native(_) => Transport::Native,
         }
     }
 
