@@ -26,6 +26,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::ToSocketAddrs;
 use std::os::fd::{AsRawFd, RawFd};
@@ -110,7 +111,13 @@ pub struct Dealer {
     wake: UnixStream,
     endpoint: String,
     refused: u64,
+    /// Link changes taken from the connection, for [`Dealer::take_link`]
+    /// (the last [`LINKS_KEPT`]).
+    links: VecDeque<Link>,
 }
+
+/// Link changes kept for [`Dealer::take_link`] at most (the oldest go).
+const LINKS_KEPT: usize = 16;
 
 impl std::fmt::Debug for Dealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -167,6 +174,7 @@ impl Dealer {
             wake,
             endpoint,
             refused: 0,
+            links: VecDeque::new(),
         };
         dealer.with(|c, now| c.progress(now));
         Ok(dealer)
@@ -223,14 +231,26 @@ impl Dealer {
         })
     }
 
-    /// The next change of the connection.
+    /// The next change of the connection (of the last 16).
     pub fn take_link(&mut self) -> Option<Link> {
-        self.with(|c, _| {
-            c.take_change().map(|ch| match ch {
+        let mut c = self.conn.lock();
+        Self::take_changes(&mut c, &mut self.links);
+        drop(c);
+        self.links.pop_front()
+    }
+
+    /// Moves the connection's changes to `links`, so that changes nobody
+    /// asks for do not count as news for [`Dealer::wait`].
+    fn take_changes(c: &mut Conn, links: &mut VecDeque<Link>) {
+        while let Some(ch) = c.take_change() {
+            if links.len() >= LINKS_KEPT {
+                links.pop_front();
+            }
+            links.push_back(match ch {
                 Change::Up => Link::Up,
                 Change::Down(why) => Link::Down(why),
-            })
-        })
+            });
+        }
     }
 
     /// Connected, handshake done.
@@ -288,6 +308,7 @@ impl Dealer {
         {
             let mut c = self.conn.lock();
             c.progress(now);
+            Self::take_changes(&mut c, &mut self.links);
             news = c.read_any || c.has_news();
             if let Some((fd, r, w)) = c.interest() {
                 let mut flags = PollFlags::empty();
