@@ -87,6 +87,28 @@ impl Link {
         })
     }
 
+    /// Sends a last message before the link is dropped, giving it up to
+    /// `linger` to go out.
+    pub(crate) fn send_last(&mut self, frames: &[&[u8]], linger: Duration) -> Result<bool> {
+        match self {
+            Link::Zmq { socket, .. } => {
+                let ms = i32::try_from(linger.as_millis()).unwrap_or(i32::MAX);
+                socket.set_linger(ms).map_err(transport)?;
+                self.send(frames)
+            }
+            Link::Native(d) => {
+                if !d.send(frames) {
+                    return Ok(false);
+                }
+                let until = Instant::now() + linger;
+                while d.queued() > 0 && d.is_up() && Instant::now() < until {
+                    d.wait(Some(until)).map_err(Error::Transport)?;
+                }
+                Ok(d.queued() == 0)
+            }
+        }
+    }
+
     /// Sends a message without blocking; `Ok(false)` when the send queue is
     /// full (nothing sent).
     pub(crate) fn send(&mut self, frames: &[&[u8]]) -> Result<bool> {
