@@ -145,8 +145,8 @@ pub mod wire;
 
 pub use component::*;
 mod native;
+pub use native::dealer;
 #[doc(hidden)]
 pub use native::fuzzing;
-pub use native::dealer;
 #[cfg(feature = "libzmq")]
 mod zmq_backend;

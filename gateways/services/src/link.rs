@@ -63,12 +63,11 @@ impl Link {
             options.send_hwm = usize::try_from(o.hwm.max(0)).unwrap_or(usize::MAX);
             options.reconnect = o.reconnect;
             options.reconnect_max = o.reconnect_max;
-            let d = Dealer::connect_endpoint(endpoint, &options).map_err(|source| {
-                Error::Connect {
+            let d =
+                Dealer::connect_endpoint(endpoint, &options).map_err(|source| Error::Connect {
                     endpoint: endpoint.to_owned(),
                     source,
-                }
-            })?;
+                })?;
             return Ok(Link::Native(d));
         }
         let socket = ctx.socket(zmq::DEALER).map_err(transport)?;
@@ -76,7 +75,9 @@ impl Link {
         socket.set_sndhwm(o.hwm).map_err(transport)?;
         socket.set_rcvhwm(o.hwm).map_err(transport)?;
         let ms = |d: Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
-        socket.set_reconnect_ivl(ms(o.reconnect)).map_err(transport)?;
+        socket
+            .set_reconnect_ivl(ms(o.reconnect))
+            .map_err(transport)?;
         socket
             .set_reconnect_ivl_max(ms(o.reconnect_max))
             .map_err(transport)?;
@@ -158,7 +159,10 @@ impl Link {
                 Ok(false)
             }
             (Link::Zmq { socket, .. }, Some(x)) => {
-                let mut items = [socket.as_poll_item(zmq::POLLIN), x.as_poll_item(zmq::POLLIN)];
+                let mut items = [
+                    socket.as_poll_item(zmq::POLLIN),
+                    x.as_poll_item(zmq::POLLIN),
+                ];
                 zmq::poll(&mut items, ms).map_err(transport)?;
                 Ok(items[1].is_readable())
             }

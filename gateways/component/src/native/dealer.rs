@@ -300,7 +300,11 @@ impl Dealer {
     ///
     /// # Errors
     /// As [`Dealer::wait`].
-    pub fn wait_with(&mut self, deadline: Option<Instant>, extra: Option<RawFd>) -> io::Result<bool> {
+    pub fn wait_with(
+        &mut self,
+        deadline: Option<Instant>,
+        extra: Option<RawFd>,
+    ) -> io::Result<bool> {
         let now = Instant::now();
         let mut fds: Vec<PollFd> = Vec::with_capacity(2);
         let mut wake_at = deadline;
