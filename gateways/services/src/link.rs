@@ -49,6 +49,23 @@ pub(crate) fn effective(wanted: Transport, endpoint: &str) -> Transport {
     }
 }
 
+/// Checks that `endpoint` is usable (it parses and resolves) without
+/// connecting to it.
+pub(crate) fn check(wanted: Transport, endpoint: &str, ctx: &zmq::Context) -> Result<()> {
+    if effective(wanted, endpoint) == Transport::Native {
+        let bad = |source| Error::Connect {
+            endpoint: endpoint.to_owned(),
+            source,
+        };
+        let (host, port) = banyan_component::dealer::parse_endpoint(endpoint).map_err(bad)?;
+        std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port)).map_err(bad)?;
+        return Ok(());
+    }
+    let probe = ctx.socket(zmq::DEALER).map_err(transport)?;
+    probe.set_linger(0).map_err(transport)?;
+    connect(&probe, endpoint)
+}
+
 impl Link {
     /// Connects (in the background) to `endpoint`; `ctx` is used by the
     /// libzmq transport only.
@@ -220,6 +237,39 @@ impl Link {
         match self {
             Link::Zmq { .. } => 0,
             Link::Native(d) => d.counters().connects.saturating_sub(1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn only_tcp_endpoints_go_native() {
+        let n = Transport::Native;
+        assert_eq!(effective(n, "tcp://127.0.0.1:5"), Transport::Native);
+        assert_eq!(effective(n, "ipc:///tmp/x"), Transport::Libzmq);
+        assert_eq!(effective(n, "inproc://x"), Transport::Libzmq);
+        assert_eq!(
+            effective(Transport::Libzmq, "tcp://127.0.0.1:5"),
+            Transport::Libzmq
+        );
+    }
+
+    #[test]
+    fn bad_endpoints_are_refused_on_both_transports() {
+        let ctx = zmq::Context::new();
+        for t in [Transport::Native, Transport::Libzmq] {
+            for bad in ["tcp://127.0.0.1", "tcp://127.0.0.1:x"] {
+                assert!(
+                    matches!(check(t, bad, &ctx), Err(Error::Connect { .. })),
+                    "{t:?} {bad}"
+                );
+            }
+            assert!(check(t, "tcp://127.0.0.1:5", &ctx).is_ok());
         }
     }
 }

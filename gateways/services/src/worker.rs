@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use banyan_component::Transport;
 
 use crate::broker::DEFAULT_PORT;
-use crate::error::{connect, transport, Error, Result};
+use crate::error::{transport, Error, Result};
 use crate::link::{Link, LinkOptions};
 use crate::proto::{self, worker_cmd, ToWorker};
 use crate::wake::{self, Waker};
@@ -167,6 +167,11 @@ pub struct Stats {
     pub reconnects: u64,
     /// Messages from the broker that could not be parsed.
     pub malformed: u64,
+    /// Replies (and failures) not sent because the send queue to the
+    /// broker was full, and messages the transport lost (cut off by a
+    /// broken connection or over the size limit: native transport only).
+    /// Their clients get a timeout or a retry.
+    pub lost: u64,
 }
 
 #[derive(Debug, Default)]
@@ -177,6 +182,7 @@ struct Counters {
     registrations: AtomicU64,
     reconnects: AtomicU64,
     malformed: AtomicU64,
+    lost: AtomicU64,
 }
 
 impl Counters {
@@ -189,6 +195,7 @@ impl Counters {
             registrations: g(&self.registrations),
             reconnects: g(&self.reconnects),
             malformed: g(&self.malformed),
+            lost: g(&self.lost),
         }
     }
 }
@@ -285,10 +292,7 @@ where
     }
     let ctx = zmq::Context::new();
     // Check the endpoint now rather than in the thread.
-    let probe = ctx.socket(zmq::DEALER).map_err(transport)?;
-    probe.set_linger(0).map_err(transport)?;
-    connect(&probe, &config.endpoint)?;
-    drop(probe);
+    crate::link::check(config.transport, &config.endpoint, &ctx)?;
     let (waker, wake_rx) = wake::pair(&ctx)?;
     let counters = Arc::new(Counters::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -416,6 +420,9 @@ where
             let frames: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
             let _ = s.send_last(&frames, Duration::from_millis(100));
         }
+        if let Some(s) = guard.as_ref() {
+            self.counters.lost.fetch_add(s.lost(), Ordering::Relaxed);
+        }
         *guard = None;
         end
     }
@@ -490,18 +497,22 @@ where
                     let Some(socket) = guard.as_mut() else {
                         return Ok(End::Reconnect(*backoff));
                     };
-                    // A full send queue: see the heartbeat above.
-                    match outcome {
+                    let sent = match outcome {
                         Ok(reply) => {
                             bump(&self.counters.replies);
                             let h = proto::token_header(worker_cmd::REPLY, token);
-                            socket.send(&[&h[..], &reply[..]])?;
+                            socket.send(&[&h[..], &reply[..]])?
                         }
                         Err(f) => {
                             bump(&self.counters.failures);
                             let h = proto::token_header(worker_cmd::FAIL, token);
-                            socket.send(&[&h[..], f.detail.as_bytes()])?;
+                            socket.send(&[&h[..], f.detail.as_bytes()])?
                         }
+                    };
+                    if !sent {
+                        // The broker is not reading: the heartbeat logic
+                        // will notice; the client gets a timeout.
+                        bump(&self.counters.lost);
                     }
                     next_hb = Instant::now() + hb;
                 }
