@@ -472,6 +472,33 @@ mod tests {
     }
 
     #[test]
+    fn an_idle_link_to_a_libzmq_router_stays_up_on_heartbeats() {
+        let (_ctx, router, port) = router();
+        let o = DealerOptions {
+            heartbeat_interval: Duration::from_millis(20),
+            heartbeat_timeout: Duration::from_millis(100),
+            ..DealerOptions::default()
+        };
+        let mut d = Dealer::connect("127.0.0.1", port, &o).unwrap();
+        assert!(d.send(&[b"hello"]));
+        router.set_rcvtimeo(5000).unwrap();
+        let got = router.recv_multipart(0).unwrap();
+        // Idle for ten heartbeat timeouts: the router answers our PINGs.
+        let until = Instant::now() + Duration::from_millis(1000);
+        while Instant::now() < until {
+            d.wait(Some(until)).unwrap();
+        }
+        let c = d.counters();
+        assert_eq!((c.connects, c.disconnects, c.heartbeat_expired), (1, 0, 0));
+        router
+            .send_multipart([&got[0][..], b"still here"], 0)
+            .unwrap();
+        let mut frames = Vec::new();
+        assert!(recv_within(&mut d, &mut frames, Duration::from_secs(5)));
+        assert_eq!(frames, vec![b"still here".to_vec()]);
+    }
+
+    #[test]
     fn refuses_a_peer_that_is_not_a_router() {
         let ctx = zmq::Context::new();
         let s = ctx.socket(zmq::PUB).unwrap();
