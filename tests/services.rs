@@ -178,6 +178,69 @@ fn ten_workers_fifty_clients_every_request_answered_once() {
     b.shutdown().expect("broker shutdown");
 }
 
+/// Native and libzmq clients and workers on one broker, whatever
+/// `BANYAN_TRANSPORT` says: each kind of client is answered by each kind
+/// of worker, and every drop counter stays at zero.
+#[test]
+fn native_and_libzmq_clients_and_workers_mixed() {
+    use banyan_component::Transport;
+    let b = start_broker(0);
+    let port = b.port();
+    let counts: Vec<Arc<AtomicU64>> = (0..2).map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let workers: Vec<_> = [Transport::Native, Transport::Libzmq]
+        .into_iter()
+        .zip(&counts)
+        .map(|(t, count)| {
+            let mut config = worker_config(port, 200);
+            config.transport = t;
+            let count = Arc::clone(count);
+            worker::serve_raw(config, "mixed", move |req: &Request| {
+                count.fetch_add(1, Ordering::Relaxed);
+                Ok(req.body.clone())
+            })
+            .expect("worker")
+        })
+        .collect();
+    wait_workers(&b, "mixed", 2);
+    for t in [Transport::Native, Transport::Libzmq] {
+        let mut config = ClientConfig::new(endpoint(port));
+        config.transport = t;
+        let mut c = Client::connect(config).expect("client");
+        assert_eq!(c.transport(), t);
+        // Sequential requests alternate between the two workers (the least
+        // recently ready gets the next one), so both kinds answer.
+        let before: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        for i in 0..50u64 {
+            let r = c
+                .request("mixed", &i, Duration::from_secs(10))
+                .expect("reply");
+            assert_eq!(r.decode::<u64>().expect("u64"), i);
+        }
+        let s = c.stats();
+        assert_eq!(
+            (s.replies, s.errors, s.timeouts, s.lost, s.malformed),
+            (50, 0, 0, 0, 0)
+        );
+        for (w, count) in counts.iter().enumerate() {
+            assert!(
+                count.load(Ordering::Relaxed) > before[w],
+                "{t:?} client: worker {w} answered none"
+            );
+        }
+    }
+    // A non-TCP endpoint goes through libzmq whatever is asked for.
+    let mut config = ClientConfig::new("ipc:///nonexistent/banyan-services-test");
+    config.transport = Transport::Native;
+    assert_eq!(
+        Client::connect(config).expect("client").transport(),
+        Transport::Libzmq
+    );
+    for w in workers {
+        let s = w.shutdown();
+        assert_eq!((s.malformed, s.lost, s.failures), (0, 0, 0));
+    }
+}
+
 #[test]
 fn unknown_service_gets_an_immediate_error() {
     let b = start_broker(0);

@@ -145,6 +145,7 @@ pub mod wire;
 
 pub use component::*;
 mod native;
+pub use native::dealer;
 #[doc(hidden)]
 pub use native::fuzzing;
 #[cfg(feature = "libzmq")]

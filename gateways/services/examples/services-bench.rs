@@ -19,6 +19,8 @@
 //! ```
 //! (`--ceiling`: the asynchronous throughput of libzmq's own queue device,
 //! `zmq_proxy`, with 10 echo workers — what no libzmq broker can beat here.)
+//! Our client and workers use the transport `BANYAN_TRANSPORT` names
+//! (`native`, the default, or `libzmq`); the broker is libzmq either way.
 //! Prints a Markdown table (docs/benchmarks/services.md).
 
 // A benchmark tool, not product code: a failed step ends the measurement
@@ -325,6 +327,10 @@ fn main() {
         }
         return;
     }
+    println!(
+        "our client and workers: {:?} transport (BANYAN_TRANSPORT)",
+        banyan_component::Transport::from_env()
+    );
     let sizes = if quick {
         Sizes {
             sync_n: 2_000,

@@ -21,12 +21,22 @@
 //! answer to an earlier attempt is ignored and counted
 //! ([`Stats::late`]). Other requests get the broker's error as it is.
 //!
+//! # Transports
+//! A [`Client`] talks to the broker on one DEALER connection, on the
+//! transport [`Config::transport`] names (default: the environment's
+//! `BANYAN_TRANSPORT`, as for components, else native): the native ZMTP
+//! DEALER of `banyan-component` ([`banyan_component::dealer`]), which the
+//! calling thread reads and writes itself, or libzmq's DEALER socket (its
+//! I/O thread in between). Only `tcp://` endpoints go native; others use
+//! libzmq. Both behave the same to the caller.
+//!
 //! # With a component
-//! A [`Client`] has its own ZeroMQ socket; use it beside a
+//! A [`Client`] has its own connection; use it beside a
 //! `banyan_component::Component` in the same program. To wait on both, poll
 //! the component's sockets and [`Client::as_raw_fd`] together, then call
 //! [`Client::try_recv`] until it returns `None` (the fd is edge-triggered,
-//! like every ZeroMQ fd).
+//! like every ZeroMQ fd; with the native transport it may lag the socket by
+//! a few milliseconds, [`Client::poll`] does not).
 //!
 //! ```no_run
 //! use banyan_services::client::{Client, Config, Options};
@@ -54,9 +64,11 @@ use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 use banyan_component::wire::{Validator, MAX_DEPTH};
+use banyan_component::Transport;
 
 use crate::broker::DEFAULT_PORT;
-use crate::error::{connect, transport, Error, Result};
+use crate::error::{Error, Result};
+use crate::link::{Link, LinkOptions};
 use crate::proto::{self, Answer, ErrorCode};
 
 /// Default request deadline.
@@ -73,6 +85,9 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Socket queue limit in messages each way (default 100,000).
     pub hwm: i32,
+    /// The transport (default [`Transport::from_env`]: `BANYAN_TRANSPORT`,
+    /// else native; see the [module docs](self#transports)).
+    pub transport: Transport,
 }
 
 impl Default for Config {
@@ -88,6 +103,7 @@ impl Config {
             endpoint: endpoint.into(),
             max_in_flight: 100_000,
             hwm: 100_000,
+            transport: Transport::from_env(),
         }
     }
 }
@@ -248,6 +264,12 @@ pub struct Stats {
     pub late: u64,
     /// Messages from the broker that could not be parsed.
     pub malformed: u64,
+    /// Messages the transport lost: cut off by a broken connection, or
+    /// answers over the size limit (native transport; libzmq does not
+    /// tell). Their requests end by their deadline.
+    pub lost: u64,
+    /// Connections to the broker re-made after a loss (native transport).
+    pub reconnects: u64,
 }
 
 #[derive(Debug)]
@@ -279,8 +301,8 @@ impl Call {
 
 /// A connection to the broker (see the [module docs](self)).
 pub struct Client {
-    _ctx: zmq::Context,
-    socket: zmq::Socket,
+    link: Link,
+    frames: Vec<Vec<u8>>,
     config: Config,
     calls: HashMap<RequestId, Call>,
     /// Wire id of the current attempt → request.
@@ -312,21 +334,24 @@ impl Client {
     }
 
     /// Like [`Client::connect`] on an existing ZeroMQ context (shared I/O
-    /// thread).
+    /// thread; used by the libzmq transport only).
     ///
     /// # Errors
     /// As [`Client::connect`].
     pub fn connect_with_context(config: Config, ctx: &zmq::Context) -> Result<Client> {
-        let socket = ctx.socket(zmq::DEALER).map_err(transport)?;
-        socket.set_linger(0).map_err(transport)?;
-        socket.set_sndhwm(config.hwm).map_err(transport)?;
-        socket.set_rcvhwm(config.hwm).map_err(transport)?;
-        socket.set_reconnect_ivl(50).map_err(transport)?;
-        socket.set_reconnect_ivl_max(1000).map_err(transport)?;
-        connect(&socket, &config.endpoint)?;
+        let link = Link::connect(
+            config.transport,
+            &config.endpoint,
+            ctx,
+            LinkOptions {
+                hwm: config.hwm,
+                reconnect: Duration::from_millis(50),
+                reconnect_max: Duration::from_secs(1),
+            },
+        )?;
         Ok(Client {
-            _ctx: ctx.clone(),
-            socket,
+            link,
+            frames: Vec::new(),
             config,
             calls: HashMap::new(),
             wire: HashMap::new(),
@@ -352,7 +377,17 @@ impl Client {
 
     /// Counters.
     pub fn stats(&self) -> Stats {
-        self.stats
+        Stats {
+            lost: self.link.lost(),
+            reconnects: self.link.reconnects(),
+            ..self.stats
+        }
+    }
+
+    /// The transport in use ([`Config::transport`], except that only
+    /// `tcp://` endpoints go native).
+    pub fn transport(&self) -> Transport {
+        self.link.transport()
     }
 
     /// Requests sent whose completion has not been returned yet by
@@ -361,14 +396,15 @@ impl Client {
         self.calls.len() + self.done.len()
     }
 
-    /// The socket's ZeroMQ file descriptor for an external poll loop:
-    /// readable means "call [`Client::try_recv`] until it returns `None`"
-    /// (edge-triggered). Timers still need [`Client::next_deadline`].
+    /// A file descriptor for an external poll loop: readable means "call
+    /// [`Client::try_recv`] until it returns `None`" (edge-triggered; see
+    /// the [module docs](self#with-a-component)). Timers still need
+    /// [`Client::next_deadline`].
     ///
     /// # Errors
     /// [`Error::Transport`] if ZeroMQ cannot give it.
     pub fn as_raw_fd(&self) -> Result<RawFd> {
-        self.socket.get_fd().map_err(transport)
+        self.link.fd()
     }
 
     /// The earliest moment a request times out or is re-sent.
@@ -474,12 +510,14 @@ impl Client {
             .max(1);
         let header = proto::request_header(wire, call.options.idempotent, ms);
         let body: &[u8] = &call.body;
-        self.socket
-            .send_multipart([&header[..], call.service.as_bytes(), body], zmq::DONTWAIT)
-            .map_err(|e| match e {
-                zmq::Error::EAGAIN => Error::Invalid("the send queue to the broker is full".into()),
-                e => transport(e),
-            })?;
+        if !self
+            .link
+            .send(&[&header[..], call.service.as_bytes(), body])?
+        {
+            return Err(Error::Invalid(
+                "the send queue to the broker is full".into(),
+            ));
+        }
         self.wire.insert(wire, id);
         Ok(())
     }
@@ -563,26 +601,24 @@ impl Client {
             if until.is_some_and(|u| now >= u) {
                 return Ok(None);
             }
-            let ms = wake
-                .saturating_duration_since(now)
-                .as_micros()
-                .div_ceil(1000);
-            let ms = i64::try_from(ms).unwrap_or(i64::MAX);
-            let mut items = [self.socket.as_poll_item(zmq::POLLIN)];
-            zmq::poll(&mut items, ms).map_err(transport)?;
+            self.link.wait(wake, None)?;
         }
     }
 
     fn receive_all(&mut self) -> Result<()> {
+        let mut frames = std::mem::take(&mut self.frames);
+        let result = self.receive_into(&mut frames);
+        self.frames = frames;
+        result
+    }
+
+    fn receive_into(&mut self, frames: &mut Vec<Vec<u8>>) -> Result<()> {
         loop {
-            let frames = match self.socket.recv_multipart(zmq::DONTWAIT) {
-                Ok(f) => f,
-                Err(zmq::Error::EAGAIN) => return Ok(()),
-                Err(zmq::Error::EINTR) => continue,
-                Err(e) => return Err(transport(e)),
-            };
+            if !self.link.recv(frames)? {
+                return Ok(());
+            }
             let now = Instant::now();
-            match Answer::parse(&frames) {
+            match Answer::parse(frames) {
                 Ok(a) => self.on_answer(a, now),
                 Err(e) => {
                     self.stats.malformed += 1;

@@ -18,7 +18,9 @@
 //!   with heartbeats and reconnects), [`relay`] (services answered by a
 //!   gateway's single-threaded run loop), [`devices`] (ZeroMQ's queue and
 //!   streamer devices with counters) and [`cli`] (what `banyan call` and
-//!   `banyan services` run).
+//!   `banyan services` run). The client and the worker connect to the
+//!   broker on banyan-component's native ZMTP DEALER or on libzmq's, as
+//!   `BANYAN_TRANSPORT` says ([client](client#transports)).
 //!
 //! Without `libzmq` only [`proto`] and [`broker`]'s state machine build:
 //! that is what the fuzz targets use.
@@ -36,6 +38,8 @@ pub mod client;
 pub mod devices;
 #[cfg(feature = "libzmq")]
 mod error;
+#[cfg(feature = "libzmq")]
+mod link;
 #[cfg(feature = "libzmq")]
 pub mod relay;
 #[cfg(feature = "libzmq")]

@@ -34,8 +34,11 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use banyan_component::Transport;
+
 use crate::broker::DEFAULT_PORT;
-use crate::error::{connect, transport, Error, Result};
+use crate::error::{transport, Error, Result};
+use crate::link::{Link, LinkOptions};
 use crate::proto::{self, worker_cmd, ToWorker};
 use crate::wake::{self, Waker};
 
@@ -61,6 +64,11 @@ pub struct Config {
     /// (docs/services.md §3.4). The handler still runs one
     /// request at a time.
     pub credit: u16,
+    /// The transport of the connection to the broker (default
+    /// [`Transport::from_env`]: `BANYAN_TRANSPORT`, else native; only
+    /// `tcp://` endpoints go native; see the
+    /// [client's](crate::client#transports)).
+    pub transport: Transport,
 }
 
 impl Default for Config {
@@ -79,6 +87,7 @@ impl Config {
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
             credit: 1,
+            transport: Transport::from_env(),
         }
     }
 }
@@ -158,6 +167,11 @@ pub struct Stats {
     pub reconnects: u64,
     /// Messages from the broker that could not be parsed.
     pub malformed: u64,
+    /// Replies (and failures) not sent because the send queue to the
+    /// broker was full, and messages the transport lost (cut off by a
+    /// broken connection or over the size limit: native transport only).
+    /// Their clients get a timeout or a retry.
+    pub lost: u64,
 }
 
 #[derive(Debug, Default)]
@@ -168,6 +182,7 @@ struct Counters {
     registrations: AtomicU64,
     reconnects: AtomicU64,
     malformed: AtomicU64,
+    lost: AtomicU64,
 }
 
 impl Counters {
@@ -180,6 +195,7 @@ impl Counters {
             registrations: g(&self.registrations),
             reconnects: g(&self.reconnects),
             malformed: g(&self.malformed),
+            lost: g(&self.lost),
         }
     }
 }
@@ -190,7 +206,7 @@ fn bump(a: &AtomicU64) {
 
 /// State shared with the busy-heartbeat thread.
 struct Shared {
-    socket: Mutex<Option<zmq::Socket>>,
+    socket: Mutex<Option<Link>>,
     /// Set while the handler runs (the socket lock is free then).
     busy: AtomicBool,
     stop: Mutex<bool>,
@@ -276,10 +292,7 @@ where
     }
     let ctx = zmq::Context::new();
     // Check the endpoint now rather than in the thread.
-    let probe = ctx.socket(zmq::DEALER).map_err(transport)?;
-    probe.set_linger(0).map_err(transport)?;
-    connect(&probe, &config.endpoint)?;
-    drop(probe);
+    crate::link::check(config.transport, &config.endpoint, &ctx)?;
     let (waker, wake_rx) = wake::pair(&ctx)?;
     let counters = Arc::new(Counters::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -379,28 +392,36 @@ where
     /// One registration: a new socket, READY, then requests until the
     /// broker is lost or the worker stops.
     fn session(&mut self, backoff: &mut Duration) -> Result<End> {
-        let socket = self.ctx.socket(zmq::DEALER).map_err(transport)?;
-        socket.set_linger(0).map_err(transport)?;
-        connect(&socket, &self.config.endpoint)?;
+        let mut socket = Link::connect(
+            self.config.transport,
+            &self.config.endpoint,
+            &self.ctx,
+            LinkOptions {
+                // libzmq's defaults, which the worker always had.
+                hwm: 1000,
+                reconnect: Duration::from_millis(100),
+                reconnect_max: Duration::from_millis(100),
+            },
+        )?;
         let hb = self.config.heartbeat;
-        socket
-            .send_multipart(
-                [
-                    &proto::ready_header(ms(hb), true, self.config.credit.max(1))[..],
-                    self.service.as_bytes(),
-                ],
-                0,
-            )
-            .map_err(transport)?;
+        // A new connection's queue has room.
+        socket.send(&[
+            &proto::ready_header(ms(hb), true, self.config.credit.max(1))[..],
+            self.service.as_bytes(),
+        ])?;
         bump(&self.counters.registrations);
         *lock(&self.shared.socket) = Some(socket);
         let end = self.serve_session(backoff);
-        // Drop the socket (unsent messages go with it: linger 0).
+        // Drop the socket (unsent messages go with it), after up to 100 ms
+        // for a DISCONNECT when stopping.
         let mut guard = lock(&self.shared.socket);
-        if let (Ok(End::Stop), Some(s)) = (&end, guard.as_ref()) {
+        if let (Ok(End::Stop), Some(s)) = (&end, guard.as_mut()) {
             let frames = proto::disconnect("");
-            let _ = s.set_linger(100);
-            let _ = s.send_multipart(frames, zmq::DONTWAIT);
+            let frames: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+            let _ = s.send_last(&frames, Duration::from_millis(100));
+        }
+        if let Some(s) = guard.as_ref() {
+            self.counters.lost.fetch_add(s.lost(), Ordering::Relaxed);
         }
         *guard = None;
         end
@@ -412,11 +433,12 @@ where
         let mut broker_expiry = Instant::now() + silence;
         let mut next_hb = Instant::now() + hb;
         let mut guard = lock(&self.shared.socket);
+        let mut frames = Vec::new();
         loop {
             if self.stop.load(Ordering::SeqCst) {
                 return Ok(End::Stop);
             }
-            let Some(socket) = guard.as_ref() else {
+            let Some(socket) = guard.as_mut() else {
                 return Ok(End::Reconnect(*backoff));
             };
             let now = Instant::now();
@@ -430,27 +452,17 @@ where
                 return Ok(End::Reconnect(wait));
             }
             if now >= next_hb {
-                socket
-                    .send(proto::heartbeat(), zmq::DONTWAIT)
-                    .or_else(ignore_full)?;
+                // A full send queue means the broker is not reading: the
+                // heartbeat logic will notice.
+                socket.send(&[&proto::heartbeat()])?;
                 next_hb = now + hb;
             }
             // A request already queued (credit > 1 keeps several coming) is
             // taken without a poll; the poll waits only when there is none.
-            let frames = match socket.recv_multipart(zmq::DONTWAIT) {
-                Ok(f) => f,
-                Err(zmq::Error::EAGAIN | zmq::Error::EINTR) => {
-                    let wait = next_hb.min(broker_expiry).saturating_duration_since(now);
-                    let wait = i64::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i64::MAX);
-                    let mut items = [
-                        socket.as_poll_item(zmq::POLLIN),
-                        self.wake.as_poll_item(zmq::POLLIN),
-                    ];
-                    zmq::poll(&mut items, wait).map_err(transport)?;
-                    continue;
-                }
-                Err(e) => return Err(transport(e)),
-            };
+            if !socket.recv(&mut frames)? {
+                socket.wait(next_hb.min(broker_expiry), Some(&self.wake))?;
+                continue;
+            }
             let now = Instant::now();
             broker_expiry = now + silence;
             *backoff = self.config.reconnect_min;
@@ -482,22 +494,26 @@ where
                         .unwrap_or_else(|_| Err(Failure::new("the handler panicked")));
                     guard = lock(&self.shared.socket);
                     self.shared.busy.store(false, Ordering::SeqCst);
-                    let Some(socket) = guard.as_ref() else {
+                    let Some(socket) = guard.as_mut() else {
                         return Ok(End::Reconnect(*backoff));
                     };
                     let sent = match outcome {
                         Ok(reply) => {
                             bump(&self.counters.replies);
                             let h = proto::token_header(worker_cmd::REPLY, token);
-                            socket.send_multipart([&h[..], &reply[..]], zmq::DONTWAIT)
+                            socket.send(&[&h[..], &reply[..]])?
                         }
                         Err(f) => {
                             bump(&self.counters.failures);
                             let h = proto::token_header(worker_cmd::FAIL, token);
-                            socket.send_multipart([&h[..], f.detail.as_bytes()], zmq::DONTWAIT)
+                            socket.send(&[&h[..], f.detail.as_bytes()])?
                         }
                     };
-                    sent.or_else(ignore_full)?;
+                    if !sent {
+                        // The broker is not reading: the heartbeat logic
+                        // will notice; the client gets a timeout.
+                        bump(&self.counters.lost);
+                    }
                     next_hb = Instant::now() + hb;
                 }
                 Err(e) => {
@@ -509,15 +525,6 @@ where
                 }
             }
         }
-    }
-}
-
-/// A full send queue means the broker is not reading: the heartbeat logic
-/// will notice; not an error of the worker.
-fn ignore_full(e: zmq::Error) -> Result<()> {
-    match e {
-        zmq::Error::EAGAIN => Ok(()),
-        e => Err(transport(e)),
     }
 }
 
@@ -537,10 +544,10 @@ fn busy_heartbeats(shared: &Shared, hb: Duration) {
         if *stop || !shared.busy.load(Ordering::SeqCst) {
             continue;
         }
-        if let Ok(socket) = shared.socket.try_lock() {
+        if let Ok(mut socket) = shared.socket.try_lock() {
             if shared.busy.load(Ordering::SeqCst) {
-                if let Some(socket) = socket.as_ref() {
-                    let _ = socket.send(proto::heartbeat(), zmq::DONTWAIT);
+                if let Some(socket) = socket.as_mut() {
+                    let _ = socket.send(&[&proto::heartbeat()]);
                 }
             }
         }

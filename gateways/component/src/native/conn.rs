@@ -50,6 +50,10 @@ pub(crate) enum Role {
     /// Our subscriber: connects to the backplane's XPUB port, sends
     /// subscriptions, reads messages.
     Subscriber,
+    /// A DEALER to a ROUTER (the services broker): sends and reads any
+    /// messages, no subscriptions; read ahead and heartbeats as the
+    /// subscriber's.
+    Dealer,
 }
 
 impl Role {
@@ -57,6 +61,7 @@ impl Role {
         match self {
             Role::Publisher => "XPUB",
             Role::Subscriber => "SUB",
+            Role::Dealer => "DEALER",
         }
     }
 
@@ -64,6 +69,7 @@ impl Role {
         match self {
             Role::Publisher => matches!(peer, "XSUB" | "SUB"),
             Role::Subscriber => matches!(peer, "XPUB" | "PUB"),
+            Role::Dealer => peer == "ROUTER",
         }
     }
 
@@ -71,6 +77,7 @@ impl Role {
         match self {
             Role::Publisher => "publisher",
             Role::Subscriber => "subscriber",
+            Role::Dealer => "services",
         }
     }
 }
@@ -319,7 +326,7 @@ impl Conn {
             }
             Phase::Up { minor } => {
                 let mut due = self.hold_until;
-                if self.role == Role::Subscriber
+                if self.role != Role::Publisher
                     && zmtp::heartbeat::has_heartbeats(minor)
                     && !s.heartbeat_interval.is_zero()
                 {
@@ -404,7 +411,7 @@ impl Conn {
             match self.role {
                 // The publisher's only input is subscription notices.
                 Role::Publisher => self.read_notices(now),
-                Role::Subscriber => self.read_ahead(now),
+                Role::Subscriber | Role::Dealer => self.read_ahead(now),
             }
         }
         self.timers(now);
@@ -606,6 +613,7 @@ impl Conn {
                     zmtp::put_subscription(&mut self.ctrl, t, true);
                 }
             }
+            Role::Dealer => {}
             Role::Publisher => {
                 if !self.lens.is_empty() {
                     // Messages published while the backplane was away wait

@@ -14,6 +14,7 @@
 //! after [`crate::Config::heartbeat_timeout`] even without a FIN.
 
 mod conn;
+pub mod dealer;
 mod keeper;
 
 use std::io::Read;
