@@ -29,6 +29,8 @@ use banyan_zmtp as zmtp;
 
 /// Bytes read from the socket at most per `read` call.
 const READ_CHUNK: usize = 256 * 1024;
+/// A receive buffer grown past this is shrunk again once empty.
+const SHRINK_ABOVE: usize = 64 * 1024 * 1024;
 /// A message published less than this long after the last write waits in
 /// `out` for the next write, so that a burst is sent with few system calls.
 pub(crate) const COALESCE: Duration = Duration::from_micros(50);
@@ -1086,8 +1088,10 @@ impl InBuf {
         self.start = (self.start + n).min(self.end);
         if self.start == self.end {
             self.clear();
-            if self.buf.len() > 4 * READ_CHUNK {
-                // After a large message: give the memory back.
+            if self.buf.len() > SHRINK_ABOVE {
+                // After an exceptionally large message: give the memory
+                // back (below this size it is kept: re-growing and zeroing
+                // it per message costs more than it saves).
                 self.buf.truncate(READ_CHUNK);
                 self.buf.shrink_to_fit();
             }
