@@ -315,14 +315,7 @@ impl Dealer {
             Self::take_changes(&mut c, &mut self.links);
             news = c.read_any || c.has_news();
             if let Some((fd, r, w)) = c.interest() {
-                let mut flags = PollFlags::empty();
-                if r {
-                    flags |= PollFlags::POLLIN;
-                }
-                if w {
-                    flags |= PollFlags::POLLOUT;
-                }
-                fds.push(PollFd::new(fd, flags));
+                fds.push(PollFd::new(fd, super::poll_flags(r, w)));
             }
             if let Some(d) = c.due() {
                 wake_at = Some(wake_at.map_or(d, |w| w.min(d)));
@@ -333,17 +326,7 @@ impl Dealer {
         if let Some(fd) = extra {
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
         }
-        let timeout = if news {
-            0
-        } else {
-            match wake_at {
-                None => -1,
-                Some(at) => {
-                    let left = at.saturating_duration_since(now);
-                    i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
-                }
-            }
-        };
+        let timeout = super::poll_timeout(news, wake_at, now);
         self.conn.waiting.store(true, Ordering::SeqCst);
         let polled = nix::poll::poll(&mut fds, timeout);
         self.conn.waiting.store(false, Ordering::SeqCst);

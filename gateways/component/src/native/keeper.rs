@@ -206,13 +206,7 @@ impl Keeper {
                         // Unattended: read ahead, and write what waits for
                         // room in the socket (a publisher whose owner went
                         // on to other work after a burst).
-                        let mut flags = PollFlags::empty();
-                        if read {
-                            flags |= PollFlags::POLLIN;
-                        }
-                        if write {
-                            flags |= PollFlags::POLLOUT;
-                        }
+                        let flags = super::poll_flags(read, write);
                         if !flags.is_empty() {
                             fds.push(PollFd::new(fd, flags));
                             drop(conn);

@@ -29,6 +29,31 @@ use keeper::Shared;
 
 use crate::driver::{Ready, Watch};
 
+/// `poll` flags for reading and/or writing.
+pub(crate) fn poll_flags(read: bool, write: bool) -> nix::poll::PollFlags {
+    let mut flags = nix::poll::PollFlags::empty();
+    if read {
+        flags |= nix::poll::PollFlags::POLLIN;
+    }
+    if write {
+        flags |= nix::poll::PollFlags::POLLOUT;
+    }
+    flags
+}
+
+/// A `poll` timeout in milliseconds: 0 when something is already there
+/// (`news`), else until `wake_at` (rounded up; -1: none).
+pub(crate) fn poll_timeout(news: bool, wake_at: Option<Instant>, now: Instant) -> i32 {
+    match (news, wake_at) {
+        (true, _) => 0,
+        (false, None) => -1,
+        (false, Some(at)) => {
+            let left = at.saturating_duration_since(now);
+            i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+        }
+    }
+}
+
 /// What [`Native::read`] found.
 pub(crate) enum Read_ {
     Message,
@@ -219,13 +244,7 @@ impl Native {
             c.tend(now);
             news |= c.read_any || c.has_news();
             if let Some((fd, r, w)) = c.interest() {
-                let mut flags = nix::poll::PollFlags::empty();
-                if r {
-                    flags |= nix::poll::PollFlags::POLLIN;
-                }
-                if w {
-                    flags |= nix::poll::PollFlags::POLLOUT;
-                }
+                let flags = poll_flags(r, w);
                 if let Some(s) = slot.get_mut(k) {
                     *s = Some(fds.len());
                 }
@@ -240,26 +259,9 @@ impl Native {
         fds.push((self.wake.as_raw_fd(), nix::poll::PollFlags::POLLIN));
         let own = fds.len();
         for w in watches {
-            let mut flags = nix::poll::PollFlags::empty();
-            if w.read {
-                flags |= nix::poll::PollFlags::POLLIN;
-            }
-            if w.write {
-                flags |= nix::poll::PollFlags::POLLOUT;
-            }
-            fds.push((w.fd, flags));
+            fds.push((w.fd, poll_flags(w.read, w.write)));
         }
-        let timeout = if news {
-            0
-        } else {
-            match wake_at {
-                None => -1,
-                Some(at) => {
-                    let left = at.saturating_duration_since(now);
-                    i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
-                }
-            }
-        };
+        let timeout = poll_timeout(news, wake_at, now);
         let mut pollfds: Vec<nix::poll::PollFd> = fds
             .iter()
             .map(|&(fd, flags)| nix::poll::PollFd::new(fd, flags))
