@@ -773,6 +773,9 @@ impl Component {
     /// Whether some subscriber, as far as our publisher has been told, wants
     /// `topic`.
     pub fn has_subscriber(&mut self, topic: &str) -> bool {
+        if let Backend::Native(n) = &mut self.backend {
+            n.poll_notices();
+        }
         let _ = self.drain_subscriptions();
         self.remote_subscriptions.matches(topic.as_bytes())
     }

@@ -169,6 +169,17 @@ impl Native {
     }
 
     /// The next subscription notice the backplane sent our publisher.
+    /// Reads the publisher connection's socket now (no wait): for an
+    /// explicit question like `has_subscriber`, where what the backplane
+    /// sent must count even if nobody waited.
+    pub(crate) fn poll_notices(&mut self) {
+        Self::with(&self.publisher, |c, now| {
+            if !c.has_news() {
+                c.progress(now);
+            }
+        });
+    }
+
     pub(crate) fn take_notice(&mut self) -> Option<(bool, Vec<u8>)> {
         Self::with(&self.publisher, |c, now| {
             if let Some(n) = c.take_notice() {
