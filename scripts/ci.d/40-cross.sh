@@ -35,7 +35,9 @@ for t in aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf; do
   # The banyan command holds both gateways (a separate `-p banyan-rpi -p
   # banyan-serial --lib` build compiled them a second time, with other
   # features: ~1 min per target).
-  cargo build --locked --release -p banyan-cli --target "$t" --bin banyan
+  # --no-default-features: not banyan-bench's MQTT client (rumqttc, tokio),
+  # which the Pi's banyan binary does not need.
+  cargo build --locked --release -p banyan-cli --no-default-features --target "$t" --bin banyan
   echo "--> $t: rpi-gateway unit tests under qemu-user"
   cargo test --locked --release -p banyan-rpi --target "$t" --lib
   echo "--> $t: banyan rpi-gateway --check-config under qemu-user"

@@ -68,7 +68,7 @@ for spec in "${targets[@]}"; do
   if [ "$triple" != x86_64-unknown-linux-gnu ]; then
     args+=(--target "$triple")
     # 40-cross.sh built it already: then this is a no-op.
-    cargo build --locked --release -p banyan-cli --target "$triple" --bin banyan
+    cargo build --locked --release -p banyan-cli --no-default-features --target "$triple" --bin banyan
   fi
   echo "--> cargo deb for $triple"
   deb=$(cargo deb "${args[@]}" | tail -n 1)

@@ -23,6 +23,7 @@ use clap::{Parser, Subcommand};
 
 #[path = "../bench/large.rs"]
 mod large;
+#[cfg(feature = "mqtt")]
 #[path = "../bench/mqtt.rs"]
 mod mqtt;
 
@@ -179,6 +180,20 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
+#[cfg(not(feature = "mqtt"))]
+fn mqtt_latency(
+    _count: usize,
+    _mosquitto: &str,
+    _broker: Option<&str>,
+    _nodelay: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    Err(
+        "built without the `mqtt` feature (cargo build --release -p banyan-cli --bin banyan-bench)"
+            .into(),
+    )
+}
+
+#[cfg(feature = "mqtt")]
 fn mqtt_latency(
     count: usize,
     mosquitto: &str,
