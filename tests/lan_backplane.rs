@@ -9,16 +9,9 @@ use std::time::Duration;
 use banyan::backplane::{self, Backplane};
 use banyan::component::wire::Reject;
 use banyan::component::{Component, Config, Event, LinkState};
-use common::{cargo_bin, wait_until, Proc};
+use common::{cargo_bin, port_from, wait_until, Proc};
 
 const T: Duration = Duration::from_secs(20);
-
-fn port_from(line: &str) -> u16 {
-    line.rsplit(' ')
-        .next()
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"))
-}
 
 /// `banyan SUBCOMMAND`.
 fn banyan(sub: &str) -> Command {

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use banyan::backplane::{self, Backplane, Running};
 use banyan::component::{Component, Config};
-use common::{cargo_bin, wait_until, Proc};
+use common::{cargo_bin, port_from, wait_until, Proc};
 use zmtp_raw::*;
 
 const T: Duration = Duration::from_secs(30);
@@ -94,13 +94,6 @@ fn cpu_of(pid: u32) -> Duration {
     // utime and stime are fields 14 and 15 of the line: 11 and 12 here.
     let ticks = f[11] + f[12];
     Duration::from_millis(ticks * 10) // USER_HZ = 100 on Linux
-}
-
-fn port_from(line: &str) -> u16 {
-    line.rsplit(' ')
-        .next()
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"))
 }
 
 /// The shell words that run a backplane: `$BANYAN_BACKPLANE` (an older

@@ -11,16 +11,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use banyan::component::{Component, Config, Event, LinkState, Transport};
-use common::{cargo_bin, Proc};
+use common::{cargo_bin, port_from, Proc};
 
 const T: Duration = Duration::from_secs(20);
-
-fn port_from(line: &str) -> u16 {
-    line.rsplit(' ')
-        .next()
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"))
-}
 
 /// Starts `banyan backplane` on `publ`/`sub` (0: free ports); returns it
 /// and the ports it bound.

@@ -169,6 +169,14 @@ pub fn python() -> PathBuf {
     path
 }
 
+/// The port at the end of a banner line (`Subscriber Port = 43125`).
+pub fn port_from(line: &str) -> u16 {
+    line.rsplit(' ')
+        .next()
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"))
+}
+
 /// A TCP port that was free a moment ago (bind to port 0 where possible
 /// instead; use this only for programs that cannot report their port).
 pub fn free_port() -> u16 {
