@@ -31,6 +31,10 @@ cargo fmt --all --check
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The feature sets other builds use: the fuzz workspace takes banyan-component
+# without libzmq; the Pi cross builds and packages take banyan-cli without mqtt.
+cargo clippy --locked -p banyan-component --no-default-features --lib -- -D warnings
+cargo clippy --locked -p banyan-cli --no-default-features --all-targets -- -D warnings
 
 step "host tests (components on the native transport, the default)"
 cargo test --workspace --locked

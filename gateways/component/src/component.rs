@@ -773,8 +773,11 @@ impl Component {
     /// Whether some subscriber, as far as our publisher has been told, wants
     /// `topic`.
     pub fn has_subscriber(&mut self, topic: &str) -> bool {
-        if let Backend::Native(n) = &mut self.backend {
-            n.poll_notices();
+        match &mut self.backend {
+            Backend::Native(n) => n.poll_notices(),
+            // libzmq's I/O thread reads the notices; drain_subscriptions takes them.
+            #[cfg(feature = "libzmq")]
+            Backend::Zmq(_) => {}
         }
         let _ = self.drain_subscriptions();
         self.remote_subscriptions.matches(topic.as_bytes())
