@@ -470,8 +470,7 @@ impl std::fmt::Debug for Component {
     }
 }
 
-/// Receiving and checking multipart messages, shared with the
-/// multi-backplane component.
+/// Checking received multipart messages.
 #[derive(Debug, Default)]
 pub(crate) struct Receiver {
     validator: Validator,
@@ -488,18 +487,6 @@ impl Receiver {
             limits,
             ..Receiver::default()
         }
-    }
-
-    /// Reads one multipart message without blocking and checks it.
-    #[cfg(feature = "libzmq")]
-    pub(crate) fn try_recv(
-        &mut self,
-        socket: &zmq::Socket,
-    ) -> std::result::Result<Option<std::result::Result<Message, Rejection>>, zmq::Error> {
-        if !crate::zmq_backend::read_frames(socket, &mut self.frames)? {
-            return Ok(None);
-        }
-        Ok(Some(self.check()))
     }
 
     /// Checks the frames last read (or put back into `self.frames`).
@@ -529,21 +516,6 @@ impl Receiver {
 #[cfg(feature = "libzmq")]
 #[doc(hidden)]
 pub use crate::zmq_backend::send_message;
-#[cfg(feature = "libzmq")]
-pub(crate) use crate::zmq_backend::{poll_timeout, publisher_socket};
-
-/// `Ok(true)` when a poll was interrupted by a signal: blocking calls then
-/// return early (`None`/`false`) so that callers can check their stop flags.
-#[cfg(feature = "libzmq")]
-pub(crate) fn interrupted(
-    r: std::result::Result<i32, zmq::Error>,
-) -> std::result::Result<bool, zmq::Error> {
-    match r {
-        Ok(_) => Ok(false),
-        Err(zmq::Error::EINTR) => Ok(true),
-        Err(e) => Err(e),
-    }
-}
 
 impl Component {
     /// Connects to the backplane described by `config`, in the background,
@@ -608,15 +580,13 @@ impl Component {
             #[cfg(feature = "libzmq")]
             Transport::Libzmq => {
                 use crate::zmq_backend::ConnectError;
-                let zmq =
-                    crate::zmq_backend::Zmq::connect(&config, context.0.clone(), sides).map_err(|e| {
-                        match e {
-                            ConnectError::Zmq(e) => zmq_error(e),
-                            ConnectError::Endpoint { endpoint, source } => Error::Connect {
-                                endpoint,
-                                source: source.into(),
-                            },
-                        }
+                let zmq = crate::zmq_backend::Zmq::connect(&config, context.0.clone(), sides)
+                    .map_err(|e| match e {
+                        ConnectError::Zmq(e) => zmq_error(e),
+                        ConnectError::Endpoint { endpoint, source } => Error::Connect {
+                            endpoint,
+                            source: source.into(),
+                        },
                     })?;
                 Backend::Zmq(zmq)
             }

@@ -133,9 +133,7 @@ pub mod driver;
 pub mod feedback;
 pub mod locate;
 pub mod logging;
-#[cfg(feature = "libzmq")]
 pub mod monitor;
-#[cfg(feature = "libzmq")]
 pub mod multi;
 pub mod routing;
 #[cfg(feature = "libzmq")]

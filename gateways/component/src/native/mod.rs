@@ -136,8 +136,14 @@ impl Native {
                 .collect();
             Ok(Conn::new(role, endpoint, addrs, settings, now))
         };
-        let mut p = o.publisher_port.map(|port| conn(Role::Publisher, port)).transpose()?;
-        let mut s = o.subscriber_port.map(|port| conn(Role::Subscriber, port)).transpose()?;
+        let mut p = o
+            .publisher_port
+            .map(|port| conn(Role::Publisher, port))
+            .transpose()?;
+        let mut s = o
+            .subscriber_port
+            .map(|port| conn(Role::Subscriber, port))
+            .transpose()?;
         match (&mut p, &mut s) {
             (Some(p), Some(s)) => p.pair_with(s),
             (Some(p), None) => p.report_changes(),
