@@ -692,28 +692,29 @@ mod tests {
         .unwrap()
     }
 
-    /// Waits for `wanted` (a backplane's up or down) among the events,
-    /// returning the messages seen meanwhile.
-    fn wait_link(multi: &mut MultiComponent, backplane: &str, up: bool) -> Vec<Received> {
+    /// The backplanes' up (`true`) and down events, in order.
+    type Links = Vec<(String, bool)>;
+
+    /// Reads events until `links` (all seen so far) has `backplane` going
+    /// `up` at or after index `from`. Messages meanwhile are discarded.
+    fn wait_link(multi: &mut MultiComponent, links: &mut Links, from: usize, name: &str, up: bool) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        let mut messages = Vec::new();
-        loop {
+        while !links
+            .get(from..)
+            .unwrap_or_default()
+            .contains(&(name.to_owned(), up))
+        {
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "{backplane} never went up={up}");
+            assert!(!left.is_zero(), "{name} never went up={up}: {links:?}");
             let Some(e) = multi.recv_event(Some(left)).unwrap() else {
                 continue;
             };
             match e.event {
-                crate::Event::BackplaneUp if e.backplane == backplane && up => break,
-                crate::Event::BackplaneDown if e.backplane == backplane && !up => break,
-                crate::Event::Message(message) => messages.push(Received {
-                    backplane: e.backplane,
-                    message,
-                }),
+                crate::Event::BackplaneUp => links.push((e.backplane, true)),
+                crate::Event::BackplaneDown => links.push((e.backplane, false)),
                 _ => {}
             }
         }
-        messages
     }
 
     /// One of two backplanes stops and comes back on the same ports: its
@@ -730,8 +731,9 @@ mod tests {
         };
         let mut multi = MultiComponent::connect(&spec, Options::default()).unwrap();
         assert_eq!(multi.transport(), Transport::from_env());
-        wait_link(&mut multi, "A", true);
-        wait_link(&mut multi, "B", true);
+        let mut links = Links::new();
+        wait_link(&mut multi, &mut links, 0, "A", true);
+        wait_link(&mut multi, &mut links, 0, "B", true);
         assert_eq!(multi.link_state("B").unwrap(), LinkState::Up);
         let (mut on_a, mut on_b) = (component_on(&a), component_on(&b));
         on_a.subscribe("out").unwrap();
@@ -739,8 +741,9 @@ mod tests {
         let t = Duration::from_secs(10);
         assert!(multi.wait_for_subscriber("B", "out", t).unwrap());
 
+        let before = links.len();
         b.stop().unwrap();
-        wait_link(&mut multi, "B", false);
+        wait_link(&mut multi, &mut links, before, "B", false);
         assert_eq!(multi.link_state("B").unwrap(), LinkState::Down);
         assert_eq!(multi.link_state("A").unwrap(), LinkState::Up);
         // A routes on while B is away.
@@ -759,7 +762,8 @@ mod tests {
             .unwrap()
             .spawn()
             .unwrap();
-        wait_link(&mut multi, "B", true);
+        let down = links.len();
+        wait_link(&mut multi, &mut links, down, "B", true);
         assert_eq!(multi.link_state("B").unwrap(), LinkState::Up);
         // Our subscription to "in" was sent again: on_b (reconnected by
         // itself too) is heard.
