@@ -717,6 +717,19 @@ mod tests {
         }
     }
 
+    /// `component` publishes `value` on "in": `multi` receives it from
+    /// `backplane`.
+    fn heard(multi: &mut MultiComponent, component: &mut Component, backplane: &str, value: u8) {
+        let t = Duration::from_secs(10);
+        assert!(component.wait_for_subscriber("in", t).unwrap());
+        component.publish("in", &value).unwrap();
+        let r = multi.recv_timeout(t).unwrap().unwrap();
+        assert_eq!(
+            (r.backplane.as_str(), &r.message.payload[..]),
+            (backplane, &[value][..])
+        );
+    }
+
     /// One of two backplanes stops and comes back on the same ports: its
     /// down and up events are seen (tagged with its name), the other one
     /// routes meanwhile, and after the restart the connections come back
@@ -747,13 +760,7 @@ mod tests {
         assert_eq!(multi.link_state("B").unwrap(), LinkState::Down);
         assert_eq!(multi.link_state("A").unwrap(), LinkState::Up);
         // A routes on while B is away.
-        assert!(on_a.wait_for_subscriber("in", t).unwrap());
-        on_a.publish("in", &1).unwrap();
-        let r = multi.recv_timeout(t).unwrap().unwrap();
-        assert_eq!(
-            (r.backplane.as_str(), &r.message.payload[..]),
-            ("A", &[1][..])
-        );
+        heard(&mut multi, &mut on_a, "A", 1);
         assert!(multi.wait_for_subscriber("A", "out", t).unwrap());
         multi.publish_to("A", "out", &2).unwrap();
         assert_eq!(on_a.recv_timeout(t).unwrap().unwrap().payload, [2]);
@@ -767,13 +774,7 @@ mod tests {
         assert_eq!(multi.link_state("B").unwrap(), LinkState::Up);
         // Our subscription to "in" was sent again: on_b (reconnected by
         // itself too) is heard.
-        assert!(on_b.wait_for_subscriber("in", t).unwrap());
-        on_b.publish("in", &3).unwrap();
-        let r = multi.recv_timeout(t).unwrap().unwrap();
-        assert_eq!(
-            (r.backplane.as_str(), &r.message.payload[..]),
-            ("B", &[3][..])
-        );
+        heard(&mut multi, &mut on_b, "B", 3);
         // Our publisher's view of B's subscriptions may predate the
         // restart (libzmq's XPUB keeps it): publish until one arrives.
         let deadline = Instant::now() + t;
