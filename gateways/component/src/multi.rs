@@ -798,6 +798,29 @@ mod tests {
         drop(b);
     }
 
+    /// A backplane the spec only publishes to reports its publisher
+    /// connection going up and down.
+    #[test]
+    fn a_publish_only_backplane_reports_its_link() {
+        let p = backplane();
+        let spec = Spec {
+            entries: vec![Entry::new(
+                "P",
+                "127.0.0.1",
+                None,
+                vec![],
+                Some(p.publisher_port()),
+            )],
+        };
+        let mut multi = MultiComponent::connect(&spec, Options::default()).unwrap();
+        let mut links = Links::new();
+        wait_link(&mut multi, &mut links, 0, "P", true);
+        assert_eq!(multi.link_state("P").unwrap(), LinkState::Up);
+        p.stop().unwrap();
+        wait_link(&mut multi, &mut links, 1, "P", false);
+        assert_eq!(links, [("P".to_owned(), true), ("P".to_owned(), false)]);
+    }
+
     /// A backplane that is not there: the send queue to it fills up to
     /// its own high-water mark, then each message is dropped, counted and
     /// reported for that backplane, while the other backplane takes
