@@ -19,6 +19,12 @@
 //! connection, or of its publisher connection when the spec gives no
 //! subscriber port), and bad input counted, never fatal.
 //!
+//! One difference for a backplane the spec only publishes to: on the
+//! native transport its loss is noticed by TCP (a FIN, a reset, a failed
+//! write), not by heartbeats, which the native transport runs on the
+//! subscriber connection (a `PING` on the publisher connection would wait
+//! behind its queue of messages). libzmq pings on that connection.
+//!
 //! Differences from `BanyanBaseMulti` (3.17): receiving works (Banyan's
 //! receive loop calls an un-imported `umsgpack`), broadcasting is its own
 //! method instead of the magic socket argument `"BROADCAST"`, payloads are
