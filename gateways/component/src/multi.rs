@@ -153,6 +153,11 @@ pub struct Options {
     /// The transport of every connection. Default [`Transport::from_env`]:
     /// native unless `BANYAN_TRANSPORT=libzmq`.
     pub transport: Transport,
+    /// As [`Config::heartbeat_interval`], for every backplane.
+    pub heartbeat_interval: Duration,
+    /// As [`Config::heartbeat_timeout`], for every backplane: a backplane
+    /// silent this long counts as gone (its `BackplaneDown`, a reconnect).
+    pub heartbeat_timeout: Duration,
 }
 
 impl Default for Options {
@@ -164,6 +169,8 @@ impl Default for Options {
             limits: Limits::default(),
             linger: Duration::from_secs(1),
             transport: Transport::from_env(),
+            heartbeat_interval: crate::DEFAULT_HEARTBEAT_INTERVAL,
+            heartbeat_timeout: crate::DEFAULT_HEARTBEAT_TIMEOUT,
         }
     }
 }
@@ -232,6 +239,8 @@ impl MultiComponent {
                 limits: options.limits,
                 linger: options.linger,
                 transport: options.transport,
+                heartbeat_interval: options.heartbeat_interval,
+                heartbeat_timeout: options.heartbeat_timeout,
                 ..Config::new(
                     entry.address.clone(),
                     entry.publisher_port.unwrap_or_default(),
