@@ -141,8 +141,12 @@ impl Feedback {
         };
     }
 
-    /// When [`Feedback::poll`] has something to say next, if ever.
+    /// When [`Feedback::poll`] has something to say next, if ever (never
+    /// when both ports are 0: nothing is connected, nothing awaited).
     pub fn next_deadline(&self) -> Option<Instant> {
+        if self.nothing_connected() {
+            return None;
+        }
         match self.state {
             State::Waiting {
                 since,
@@ -158,6 +162,9 @@ impl Feedback {
 
     /// Logs the waiting warning when it is due. Returns whether it did.
     pub fn poll(&mut self, now: Instant) -> bool {
+        if self.nothing_connected() {
+            return false;
+        }
         let (since, lost) = match &mut self.state {
             State::Waiting { since, warned } | State::Lost { since, warned } if !*warned => {
                 if now.saturating_duration_since(*since) < WAIT_WARNING {
@@ -224,6 +231,10 @@ impl Feedback {
         m
     }
 
+    fn nothing_connected(&self) -> bool {
+        self.publisher_port == 0 && self.subscriber_port == 0
+    }
+
     /// `"{publisher} N, {subscriber} M"` for the connected sides (an empty
     /// label leaves its side out too).
     fn sides(&self, publisher: &str, subscriber: &str) -> String {
@@ -284,6 +295,15 @@ mod tests {
         f.up(t1 + Duration::from_secs(3));
         // connected, lost, waiting, connected again
         assert_eq!(f.lines_logged(), 4);
+    }
+
+    #[test]
+    fn nothing_connected_waits_for_nothing() {
+        let t0 = Instant::now();
+        let mut f = Feedback::new("test", "", 0, 0, t0);
+        assert_eq!(f.next_deadline(), None);
+        assert!(!f.poll(t0 + Duration::from_secs(10)));
+        assert_eq!(f.lines_logged(), 0);
     }
 
     #[test]

@@ -957,5 +957,24 @@ mod tests {
             Err(Error::NoPublisher(_))
         ));
         assert_eq!(multi.broadcast("x", &1).unwrap(), 0);
+        // A line with neither port (allowed by the spec format): nothing
+        // connected, nothing to wait for, clear errors.
+        let spec = Spec {
+            entries: vec![Entry::new("N", "", None, vec![], None)],
+        };
+        let mut multi = MultiComponent::connect(&spec, Options::default()).unwrap();
+        assert!(matches!(
+            multi.publish_to("N", "x", &1),
+            Err(Error::NoPublisher(_))
+        ));
+        assert!(matches!(
+            multi.subscribe("N", "x"),
+            Err(Error::NoSubscriber(_))
+        ));
+        assert!(multi
+            .recv_timeout(Duration::from_millis(10))
+            .unwrap()
+            .is_none());
+        assert_eq!(multi.link_state("N").unwrap(), LinkState::Connecting);
     }
 }
