@@ -186,7 +186,7 @@ pub struct Received {
 
 /// An event ([`crate::Event`]: a message, a rejected message, the
 /// connection up or down) and the backplane it is about.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BackplaneEvent {
     /// Name of the backplane (from the spec).
     pub backplane: String,
