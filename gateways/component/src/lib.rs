@@ -77,7 +77,7 @@
 //! way every banyan-rs program does: an address is used as given (Python
 //! Banyan's `-b`), a name is looked up in the discovery pool, and with
 //! nothing given the only backplane in the pool is taken (else
-//! `127.0.0.1`); [`Config::locate`] fills a config from it. The lookup
+//! `127.0.0.1`); `Config::locate` fills a config from it. The lookup
 //! needs the default `discovery` feature.
 //!
 //! # Bad input
