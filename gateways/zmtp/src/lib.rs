@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod heartbeat;
+pub mod liveness;
 pub mod parts;
 pub mod ready;
 pub mod v2;
