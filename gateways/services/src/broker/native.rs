@@ -186,7 +186,11 @@ impl Peer {
     }
 
     fn queue_len(&mut self) -> usize {
-        while self.queued.front().is_some_and(|&e| e <= self.written_total) {
+        while self
+            .queued
+            .front()
+            .is_some_and(|&e| e <= self.written_total)
+        {
             self.queued.pop_front();
         }
         self.queued.len()
@@ -331,10 +335,7 @@ impl Router {
     }
 
     fn pending_output(&self) -> bool {
-        self.peers
-            .iter()
-            .flatten()
-            .any(|p| p.sent < p.output.len())
+        self.peers.iter().flatten().any(|p| p.sent < p.output.len())
     }
 
     fn serve(&mut self) -> Result<()> {
@@ -705,7 +706,11 @@ impl Router {
                         *start += len;
                         self.up(slot, identity)?;
                     }
-                    Step::Oversize { .. } => return Err(Close::Oversize(p.decoder.oversize_len())),
+                    Step::Oversize { .. } => {
+                        return Err(Close::Handshake(HandshakeError::BadReady(
+                            "handshake command too large",
+                        )))
+                    }
                     Step::Message { .. } | Step::Skipped(_) | Step::Interleaved { .. } => {
                         return Err(Close::Handshake(HandshakeError::BadReady(
                             "message before READY",
@@ -778,13 +783,17 @@ impl Router {
         Ok(())
     }
 
-    fn command(&mut self, slot: usize, body: &[u8], now: Instant) -> std::result::Result<(), Close> {
+    fn command(
+        &mut self,
+        slot: usize,
+        body: &[u8],
+        now: Instant,
+    ) -> std::result::Result<(), Close> {
         let Some(Some(p)) = self.peers.get_mut(slot) else {
             return Ok(());
         };
-        let (name, data) = zmtp::split_command(body).map_err(|e| {
-            Close::Frame(zmtp::FrameError::BadCommand(e))
-        })?;
+        let (name, data) =
+            zmtp::split_command(body).map_err(|e| Close::Frame(zmtp::FrameError::BadCommand(e)))?;
         match name {
             b"PING" => {
                 p.liveness.ping_received(now, zmtp::ping_ttl(data));

@@ -316,8 +316,7 @@ impl Core {
         let due = match self.last_report {
             None => true,
             Some((at, before)) => {
-                before != counters
-                    && (last || now.duration_since(at) >= self.config.stats_interval)
+                before != counters && (last || now.duration_since(at) >= self.config.stats_interval)
             }
         };
         let interval = self.config.stats_interval;
