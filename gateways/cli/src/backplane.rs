@@ -94,7 +94,9 @@ pub struct Args {
     /// apply to us (0 = never close for that).
     #[arg(long, default_value_t = banyan_backplane::DEFAULT_HEARTBEAT_TIMEOUT.as_millis() as u64)]
     pub heartbeat_timeout_ms: u64,
-    /// Forwarding engine: `native` (one thread speaking ZMTP) or `libzmq`.
+    /// Forwarding engine: `native` (one thread speaking ZMTP) or `libzmq`;
+    /// the service broker runs on the same kind of ROUTER (native: the
+    /// broker thread speaks ZMTP; libzmq: libzmq's ROUTER socket).
     #[arg(long, default_value = "native")]
     pub engine: Engine,
     /// Busy polling (native engine), in microseconds: while messages arrive
@@ -176,6 +178,13 @@ pub fn run(args: Args) -> Result<()> {
             banyan_services::broker::DEFAULT_PORT
         });
         let mut sc = banyan_services::broker::SocketConfig::new(bind.clone(), port);
+        sc.engine = match config.engine {
+            Engine::Libzmq => banyan_services::broker::Engine::Libzmq,
+            _ => banyan_services::broker::Engine::Native,
+        };
+        sc.heartbeat_interval = config.heartbeat_interval;
+        sc.heartbeat_timeout = config.heartbeat_timeout;
+        sc.handshake_timeout = config.handshake_timeout;
         sc.stats_to = Some(format!("tcp://127.0.0.1:{}", backplane.publisher_port()));
         sc.name.clone_from(&config.name);
         let broker = banyan_services::broker::spawn(sc)
