@@ -40,6 +40,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use banyan_zmtp::liveness::{earliest, Due, Liveness, Settings};
+use banyan_zmtp::opening::{Opened, Opening, OpeningError};
+use banyan_zmtp::output::Output;
 use banyan_zmtp::{self as zmtp, Decoder, HandshakeError, Step};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -58,10 +60,8 @@ const READ_BUDGET: usize = 256 * 1024;
 /// Largest command accepted (handshake included): a `READY` with an
 /// identity of 255 bytes and a few properties fits many times.
 const MAX_COMMAND: usize = 4096;
-/// A buffer larger than this is given back when it empties.
+/// An input buffer larger than this is given back when it empties.
 const KEEP_BUFFER: usize = 64 * 1024;
-/// Output already written is cut from the front of a buffer this large.
-const COMPACT_AT: usize = 1 << 20;
 /// After `accept` failed (out of descriptors), retry this often.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 /// Socket type we announce.
@@ -117,17 +117,11 @@ pub(super) fn bind(config: &SocketConfig) -> Result<(Poll, mio::Waker, TcpListen
     Ok((poll, waker, listener, port))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Greeting,
-    Ready,
-    Traffic,
-}
-
 /// Why a connection is closed.
 enum Close {
     Eof,
     Io(io::Error),
+    Opening(OpeningError),
     Handshake(HandshakeError),
     Frame(zmtp::FrameError),
     Oversize(u64),
@@ -140,6 +134,7 @@ impl std::fmt::Display for Close {
         match self {
             Close::Eof => f.write_str("closed by the peer"),
             Close::Io(e) => write!(f, "{e}"),
+            Close::Opening(e) => write!(f, "{e}"),
             Close::Handshake(e) => write!(f, "{e}"),
             Close::Frame(e) => write!(f, "protocol error: {e}"),
             Close::Oversize(n) => write!(f, "message of {n} bytes over the limit"),
@@ -152,7 +147,8 @@ impl std::fmt::Display for Close {
 struct Peer {
     stream: TcpStream,
     addr: SocketAddr,
-    phase: Phase,
+    /// The handshake, until it is done.
+    opening: Option<Opening>,
     /// Unique per accepted connection (slots are reused).
     serial: u64,
     /// Routing identity, set when the handshake is done.
@@ -164,16 +160,9 @@ struct Peer {
     readable: bool,
     /// Listed in `ready`.
     listed: bool,
+    /// The traffic's decoder (after the handshake).
     decoder: Decoder,
-    negotiation: zmtp::Negotiation,
-    output: Vec<u8>,
-    /// Bytes of `output` already written.
-    sent: usize,
-    /// Bytes written and appended since the connection opened, and where
-    /// each queued message ends (in appended bytes).
-    written_total: u64,
-    appended_total: u64,
-    queued: VecDeque<u64>,
+    out: Output,
     writable: bool,
     /// Listed in `dirty`.
     dirty: bool,
@@ -181,26 +170,6 @@ struct Peer {
 }
 
 impl Peer {
-    fn unsent(&self) -> u64 {
-        self.appended_total - self.written_total
-    }
-
-    fn queue_len(&mut self) -> usize {
-        while self
-            .queued
-            .front()
-            .is_some_and(|&e| e <= self.written_total)
-        {
-            self.queued.pop_front();
-        }
-        self.queued.len()
-    }
-
-    fn push_control(&mut self, bytes: &[u8]) {
-        self.output.extend_from_slice(bytes);
-        self.appended_total += bytes.len() as u64;
-    }
-
     fn mark(&mut self, slot: usize, dirty: &mut Vec<usize>) {
         if !self.dirty {
             self.dirty = true;
@@ -210,32 +179,16 @@ impl Peer {
 
     /// Writes queued output until done or the socket is full.
     fn flush(&mut self) -> io::Result<()> {
-        while self.writable && self.sent < self.output.len() {
-            let Some(rest) = self.output.get(self.sent..) else {
-                break;
-            };
-            match self.stream.write(rest) {
+        while self.writable && self.out.has_output() {
+            match self.stream.write(self.out.pending()) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.sent += n;
-                    self.written_total += n as u64;
-                }
+                Ok(n) => self.out.advance(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        if self.sent == self.output.len() {
-            self.output.clear();
-            self.sent = 0;
-            if self.output.capacity() > KEEP_BUFFER {
-                self.output = Vec::new();
-            }
-        } else if self.sent >= COMPACT_AT {
-            self.output.drain(..self.sent);
-            self.sent = 0;
-        }
-        self.queue_len();
+        self.out.settle();
         Ok(())
     }
 }
@@ -335,7 +288,7 @@ impl Router {
     }
 
     fn pending_output(&self) -> bool {
-        self.peers.iter().flatten().any(|p| p.sent < p.output.len())
+        self.peers.iter().flatten().any(|p| p.out.has_output())
     }
 
     fn serve(&mut self) -> Result<()> {
@@ -445,25 +398,20 @@ impl Router {
                 continue;
             }
             self.next_serial += 1;
-            let mut output = Vec::with_capacity(zmtp::GREETING_LEN);
-            output.extend_from_slice(&zmtp::v2::OPENING);
+            let mut out = Output::new();
+            out.push_control(&zmtp::v2::OPENING);
             let mut p = Peer {
                 stream,
                 addr,
-                phase: Phase::Greeting,
+                opening: Some(Opening::new(OUR_TYPE, PORT, accepts, MAX_COMMAND)),
                 serial: self.next_serial,
                 identity: None,
                 input: Vec::new(),
                 start: 0,
                 readable: true,
                 listed: true,
-                decoder: Decoder::with_limits(MAX_COMMAND, MAX_COMMAND),
-                negotiation: zmtp::Negotiation::new(),
-                output,
-                sent: 0,
-                written_total: 0,
-                appended_total: zmtp::v2::OPENING.len() as u64,
-                queued: VecDeque::new(),
+                decoder: Decoder::with_limits(self.max_message, MAX_COMMAND),
+                out,
                 writable: true,
                 dirty: false,
                 liveness: Liveness::default(),
@@ -495,14 +443,16 @@ impl Router {
             Close::Eof | Close::Io(_) => {}
             Close::Oversize(_) => self.stats.oversize += 1,
             Close::Silent(_) => self.stats.silent += 1,
-            Close::Handshake(_) | Close::Frame(_) | Close::Duplicate => self.stats.rejected += 1,
+            Close::Opening(_) | Close::Handshake(_) | Close::Frame(_) | Close::Duplicate => {
+                self.stats.rejected += 1;
+            }
         }
         if let Some(id) = &p.identity {
             if self.routes.get(id) == Some(&slot) {
                 self.routes.remove(id);
             }
         }
-        let unsent = p.queue_len();
+        let unsent = p.out.queue_len();
         if unsent > 0 {
             // Messages accepted for the peer and cut off by the close.
             self.stats.lost += unsent as u64;
@@ -524,7 +474,7 @@ impl Router {
                 .peers
                 .get(slot)
                 .and_then(Option::as_ref)
-                .is_some_and(|p| p.serial == serial && p.phase != Phase::Traffic);
+                .is_some_and(|p| p.serial == serial && p.opening.is_some());
             if !pending {
                 self.handshakes.pop_front();
                 continue;
@@ -648,104 +598,57 @@ impl Router {
                 return Ok(());
             };
             let buf = &input[*start..];
-            match p.phase {
-                Phase::Greeting => {
-                    self.scratch.clear();
-                    let progress = p
-                        .negotiation
-                        .step(buf, OUR_TYPE, &mut self.scratch)
-                        .map_err(Close::Handshake)?;
-                    if !self.scratch.is_empty() {
-                        p.push_control(&self.scratch);
-                        p.mark(slot, &mut self.dirty);
+            if let Some(opening) = p.opening.as_mut() {
+                self.scratch.clear();
+                let step = opening.step(buf, &mut self.scratch);
+                if !self.scratch.is_empty() {
+                    p.out.push_control(&self.scratch);
+                    p.mark(slot, &mut self.dirty);
+                }
+                match step.map_err(Close::Opening)? {
+                    Opened::NeedMore => return Ok(()),
+                    Opened::Greeted { len, minor } => {
+                        *start += len;
+                        let pings = zmtp::heartbeat::has_heartbeats(minor);
+                        p.liveness.start(now, pings, &self.heartbeat);
                     }
-                    match progress {
-                        zmtp::Progress::NeedMore => return Ok(()),
-                        zmtp::Progress::V3 { minor } => {
-                            *start += zmtp::GREETING_LEN;
-                            p.phase = Phase::Ready;
-                            self.scratch.clear();
-                            zmtp::put_ready(&mut self.scratch, OUR_TYPE);
-                            p.push_control(&self.scratch);
-                            p.mark(slot, &mut self.dirty);
-                            let pings = zmtp::heartbeat::has_heartbeats(minor);
-                            p.liveness.start(now, pings, &self.heartbeat);
-                        }
-                        zmtp::Progress::V2 { len, peer } => {
-                            check_type(peer)?;
-                            *start += len;
+                    Opened::Ready { len, peer } => {
+                        *start += len;
+                        if peer.zmtp2 {
                             p.liveness.start(now, false, &self.heartbeat);
-                            self.up(slot, None)?;
                         }
+                        self.up(slot, peer.identity)?;
                     }
                 }
-                Phase::Ready => match p.decoder.step(buf).map_err(Close::Frame)? {
-                    Step::NeedMore => return Ok(()),
-                    Step::Command { len, body } => {
-                        let (name, data) = zmtp::split_command(&buf[body..len])
-                            .map_err(|e| Close::Handshake(HandshakeError::BadReady(e)))?;
-                        if name == b"ERROR" {
-                            return Err(Close::Handshake(HandshakeError::PeerError(
-                                String::from_utf8_lossy(data.get(1..).unwrap_or(&[])).into_owned(),
-                            )));
-                        }
-                        if name != b"READY" {
-                            return Err(Close::Handshake(HandshakeError::BadReady(
-                                "first command is not READY",
-                            )));
-                        }
-                        if let Some(peer) =
-                            zmtp::ready::socket_type(data).map_err(Close::Handshake)?
-                        {
-                            check_type(&peer)?;
-                        }
-                        let identity = zmtp::ready::property(data, "Identity")
-                            .map_err(Close::Handshake)?
-                            .filter(|id| !id.is_empty())
-                            .map(<[u8]>::to_vec);
-                        *start += len;
-                        self.up(slot, identity)?;
-                    }
-                    Step::Oversize { .. } => {
-                        return Err(Close::Handshake(HandshakeError::BadReady(
-                            "handshake command too large",
-                        )))
-                    }
-                    Step::Message { .. } | Step::Skipped(_) | Step::Interleaved { .. } => {
-                        return Err(Close::Handshake(HandshakeError::BadReady(
-                            "message before READY",
-                        )))
-                    }
-                },
-                Phase::Traffic => match p.decoder.step(buf).map_err(Close::Frame)? {
-                    Step::NeedMore => return Ok(()),
-                    Step::Command { len, body } => {
-                        *start += len;
-                        self.command(slot, &buf[body..len], now)?;
-                    }
-                    Step::Interleaved { at, len, body } => {
-                        self.command(slot, &buf[body..at + len], now)?;
-                        // Cut it out of the message: the frames before it
-                        // move up to its end.
-                        input.copy_within(*start..*start + at, *start + len);
-                        *start += len;
-                    }
-                    Step::Oversize { .. } | Step::Skipped(_) => {
-                        return Err(Close::Oversize(p.decoder.oversize_len()))
-                    }
-                    Step::Message { len, .. } => {
-                        let message = &buf[..len];
-                        *start += len;
-                        let Some(id) = p.identity.as_deref() else {
-                            continue;
-                        };
-                        let frames: Vec<&[u8]> =
-                            zmtp::parts::parts(message).map(|(_, b)| b).collect();
-                        self.core.broker.handle(id, &frames, now);
-                        self.core.changed(now);
-                        self.route(now);
-                    }
-                },
+                continue;
+            }
+            match p.decoder.step(buf).map_err(Close::Frame)? {
+                Step::NeedMore => return Ok(()),
+                Step::Command { len, body } => {
+                    *start += len;
+                    self.command(slot, &buf[body..len], now)?;
+                }
+                Step::Interleaved { at, len, body } => {
+                    self.command(slot, &buf[body..at + len], now)?;
+                    // Cut it out of the message: the frames before it
+                    // move up to its end.
+                    input.copy_within(*start..*start + at, *start + len);
+                    *start += len;
+                }
+                Step::Oversize { .. } | Step::Skipped(_) => {
+                    return Err(Close::Oversize(p.decoder.oversize_len()))
+                }
+                Step::Message { len, .. } => {
+                    let message = &buf[..len];
+                    *start += len;
+                    let Some(id) = p.identity.as_deref() else {
+                        continue;
+                    };
+                    let frames: Vec<&[u8]> = zmtp::parts::parts(message).map(|(_, b)| b).collect();
+                    self.core.broker.handle(id, &frames, now);
+                    self.core.changed(now);
+                    self.route(now);
+                }
             }
         }
     }
@@ -775,8 +678,7 @@ impl Router {
             return Ok(());
         };
         log::debug!("services: {} ready as {}", p.addr, super::hex(&identity));
-        p.phase = Phase::Traffic;
-        p.decoder = Decoder::with_limits(self.max_message, MAX_COMMAND);
+        p.opening = None;
         self.routes.insert(identity.clone(), slot);
         p.identity = Some(identity);
         self.next_heartbeat = earliest(self.next_heartbeat, p.liveness.next_at());
@@ -800,7 +702,7 @@ impl Router {
                 self.next_heartbeat = earliest(self.next_heartbeat, p.liveness.next_at());
                 self.scratch.clear();
                 zmtp::put_pong(&mut self.scratch, data);
-                p.push_control(&self.scratch);
+                p.out.push_control(&self.scratch);
                 p.mark(slot, &mut self.dirty);
             }
             b"ERROR" => {
@@ -826,7 +728,7 @@ impl Router {
             let Some(Some(p)) = self.peers.get_mut(slot) else {
                 continue;
             };
-            if p.phase != Phase::Traffic {
+            if p.opening.is_some() {
                 continue;
             }
             if p.readable {
@@ -837,7 +739,7 @@ impl Router {
                 Due::Ping => {
                     self.scratch.clear();
                     zmtp::put_ping(&mut self.scratch, self.heartbeat.ttl(), b"");
-                    p.push_control(&self.scratch);
+                    p.out.push_control(&self.scratch);
                     p.mark(slot, &mut self.dirty);
                 }
                 Due::Expired(why) => {
@@ -871,27 +773,19 @@ impl Router {
         };
         let hwm = self.core.config.hwm;
         let max_bytes = self.core.config.queue_bytes;
-        if (hwm > 0 && p.queue_len() >= hwm as usize)
-            || (max_bytes > 0 && p.unsent() >= max_bytes as u64)
+        if (hwm > 0 && p.out.queue_len() >= hwm as usize)
+            || (max_bytes > 0 && p.out.unsent() >= max_bytes as u64)
         {
             return Err(SendFailure::Full);
         }
         let n = t.frames.len() + usize::from(t.delimiter);
-        let mut i = 0;
-        let mut put = |out: &mut Vec<u8>, body: &[u8]| {
-            i += 1;
-            let flags = if i < n { zmtp::MORE } else { 0 };
-            zmtp::put_frame(out, flags, body);
-        };
-        let before = p.output.len();
-        if t.delimiter {
-            put(&mut p.output, b"");
-        }
-        for f in &t.frames {
-            put(&mut p.output, f);
-        }
-        p.appended_total += (p.output.len() - before) as u64;
-        p.queued.push_back(p.appended_total);
+        p.out.push_message_with(|out| {
+            let frames = t.delimiter.then_some(&[][..]).into_iter();
+            for (i, f) in frames.chain(t.frames.iter().map(|f| &f[..])).enumerate() {
+                let flags = if i + 1 < n { zmtp::MORE } else { 0 };
+                zmtp::put_frame(out, flags, f);
+            }
+        });
         p.mark(slot, &mut self.dirty);
         Ok(())
     }
@@ -914,14 +808,7 @@ impl Router {
     }
 }
 
-/// Refuses peers that cannot talk to a ROUTER.
-fn check_type(peer: &str) -> std::result::Result<(), Close> {
-    if matches!(peer, "DEALER" | "REQ" | "ROUTER") {
-        Ok(())
-    } else {
-        Err(Close::Handshake(HandshakeError::SocketType {
-            peer: peer.to_owned(),
-            port: PORT,
-        }))
-    }
+/// The socket types that can talk to a ROUTER (libzmq's list).
+fn accepts(peer: &str) -> bool {
+    matches!(peer, "DEALER" | "REQ" | "ROUTER")
 }
