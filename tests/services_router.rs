@@ -18,7 +18,7 @@ use banyan_services::client::{Client, Config as ClientConfig};
 use banyan_services::proto::{self, Answer, ErrorCode};
 use banyan_services::worker::{self, Request};
 use banyan_zmtp::{self as zmtp, Decoder, Step};
-use common::wait_until;
+use common::{wait_until, wait_workers};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -35,17 +35,6 @@ fn echo_worker(port: u16, service: &str) -> worker::Handle {
     let mut c = worker::Config::new(endpoint(port));
     c.heartbeat = Duration::from_millis(200);
     worker::serve_raw(c, service, |r: &Request| Ok(r.body.clone())).expect("worker")
-}
-
-fn wait_workers(b: &broker::Handle, service: &str, n: u64) {
-    assert!(
-        wait_until(WAIT, || b
-            .services()
-            .iter()
-            .any(|s| s.service == service && s.workers == n)),
-        "{service}: expected {n} workers, have {:?}",
-        b.services()
-    );
 }
 
 /// A request frame set for `service` with a MessagePack `bin` body of `n`
