@@ -36,6 +36,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::heartbeat::{Expiry, Liveness};
 use super::{Config, Error, Reporter, Result, ShutdownHandle, Stats};
+use banyan_zmtp::busy::BusyPoll;
 use banyan_zmtp::opening::{Opened, Opening, OpeningError};
 use banyan_zmtp::output::Output;
 use banyan_zmtp::{self as zmtp, Decoder, HandshakeError, Step, Subscription};
@@ -353,68 +354,6 @@ fn opening_failed(e: OpeningError, max_command: usize) -> Close {
     }
 }
 
-/// Adaptive busy polling before blocking, after the guest halt-polling
-/// algorithm. Before sleeping in `epoll_wait`, the loop polls without
-/// blocking for up to `window`. The window follows the sleeps: a sleep that
-/// ended (with an event) less than `max` after the loop went idle doubles
-/// it (from `max / 16`, up to `max`); a longer one, or a timeout, closes it.
-/// So a thread polls only while messages keep arriving less than `max`
-/// apart, and a failed poll costs at most one small window before a long
-/// sleep closes it. Waking a sleeping thread costs tens of microseconds on
-/// some machines (virtual CPUs most of all); a thread that is still polling
-/// sees the next message at once.
-struct BusyPoll {
-    max: Duration,
-    window: Duration,
-}
-
-impl BusyPoll {
-    fn new(max: Duration) -> BusyPoll {
-        BusyPoll {
-            max,
-            window: Duration::ZERO,
-        }
-    }
-
-    fn wait(
-        &mut self,
-        poll: &mut Poll,
-        events: &mut Events,
-        timeout: Option<Duration>,
-    ) -> io::Result<()> {
-        if timeout == Some(Duration::ZERO) || self.max.is_zero() {
-            return poll.poll(events, timeout);
-        }
-        let idle_since = Instant::now();
-        if !self.window.is_zero() {
-            let window = timeout.map_or(self.window, |t| t.min(self.window));
-            loop {
-                poll.poll(events, Some(Duration::ZERO))?;
-                if !events.is_empty() {
-                    return Ok(());
-                }
-                if idle_since.elapsed() >= window {
-                    break;
-                }
-                std::hint::spin_loop();
-            }
-        }
-        poll.poll(events, timeout)?;
-        self.adapt(idle_since.elapsed(), !events.is_empty());
-        Ok(())
-    }
-
-    /// After a sleep that lasted `gap` since the loop went idle and ended
-    /// with an event (`woken`) or a timeout.
-    fn adapt(&mut self, gap: Duration, woken: bool) {
-        self.window = if woken && gap <= self.max {
-            (self.window * 2).max(self.max / 16).min(self.max)
-        } else {
-            Duration::ZERO
-        };
-    }
-}
-
 /// The forwarding loop.
 pub(super) struct Forwarder<'a> {
     sockets: Sockets,
@@ -532,7 +471,12 @@ impl<'a> Forwarder<'a> {
         loop {
             let now = Instant::now();
             let timeout = self.timeout(now);
-            if let Err(e) = spin.wait(&mut self.sockets.poll, &mut events, timeout) {
+            let poll = &mut self.sockets.poll;
+            let waited = spin.wait(timeout, |t| {
+                poll.poll(&mut events, t)?;
+                Ok(!events.is_empty())
+            });
+            if let Err(e) = waited {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -1364,45 +1308,6 @@ impl<'a> Forwarder<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn busy_poll_window_opens_on_short_gaps_and_closes_on_long_ones() {
-        let max = Duration::from_micros(200);
-        let mut busy = BusyPoll::new(max);
-        let short = Duration::from_micros(50);
-        // Short sleeps open the window and double it up to `max`.
-        for expected in [12_500, 25_000, 50_000, 100_000, 200_000, 200_000] {
-            busy.adapt(short, true);
-            assert_eq!(busy.window, Duration::from_nanos(expected));
-        }
-        // A long sleep, or a timeout, closes it.
-        busy.adapt(Duration::from_millis(1), true);
-        assert_eq!(busy.window, Duration::ZERO);
-        busy.adapt(short, true);
-        busy.adapt(short, false);
-        assert_eq!(busy.window, Duration::ZERO);
-
-        // With a real poll: a pending event is taken while polling (the
-        // window stays); nothing pending times out and closes the window.
-        let mut poll = Poll::new().unwrap();
-        let waker = Waker::new(poll.registry(), WAKER).unwrap();
-        let mut events = Events::with_capacity(4);
-        busy.window = max;
-        waker.wake().unwrap();
-        busy.wait(&mut poll, &mut events, None).unwrap();
-        assert!(!events.is_empty());
-        assert_eq!(busy.window, max);
-        busy.wait(&mut poll, &mut events, Some(Duration::from_millis(2)))
-            .unwrap();
-        assert!(events.is_empty());
-        assert_eq!(busy.window, Duration::ZERO);
-        // Off: the window never opens.
-        let mut off = BusyPoll::new(Duration::ZERO);
-        waker.wake().unwrap();
-        off.wait(&mut poll, &mut events, None).unwrap();
-        assert!(!events.is_empty());
-        assert_eq!(off.window, Duration::ZERO);
-    }
 
     /// A subscriber to "big" that never reads, with small kernel buffers,
     /// and a publisher that knows of it.

@@ -327,6 +327,13 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .map_or(Ok(Engine::Native), |e| e.parse())
         .expect("--engine");
+    // `--busy-poll-us N`: the native broker's busy polling.
+    let busy_poll_us: u64 = args
+        .iter()
+        .position(|a| a == "--busy-poll-us")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     if args.iter().any(|a| a == "--ceiling") {
         // `--ceiling`: only libzmq's queue device, 10 echo workers.
         for size in [8usize, 1024] {
@@ -339,7 +346,7 @@ fn main() {
         "our client and workers: {:?} transport (BANYAN_TRANSPORT)",
         banyan_component::Transport::from_env()
     );
-    println!("broker: {engine:?} ROUTER (--engine)");
+    println!("broker: {engine:?} ROUTER (--engine), busy poll {busy_poll_us} µs (--busy-poll-us)");
     let sizes = if quick {
         Sizes {
             sync_n: 2_000,
@@ -361,6 +368,7 @@ fn main() {
         // Ours.
         let mut config = SocketConfig::new("127.0.0.1", 0);
         config.engine = engine;
+        config.busy_poll = Duration::from_micros(busy_poll_us);
         let broker = spawn(config).expect("broker");
         let port = broker.port();
         let w1 = ours_workers(port, 1, credit);

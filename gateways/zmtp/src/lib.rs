@@ -3,7 +3,8 @@
 //! 64-byte greeting, the NULL mechanism's `READY` handshake (the server
 //! side of it in [`opening`]), frames and the commands a PUB/SUB peer sends
 //! (`PING`, `SUBSCRIBE`, `CANCEL`, `ERROR`), heartbeat clocks
-//! ([`liveness`]) and a connection's output queue ([`output`]). Sans-IO:
+//! ([`liveness`]), a connection's output queue ([`output`]) and the poll
+//! loops' adaptive busy polling ([`busy`]). Sans-IO:
 //! everything works on byte slices and instants passed in, so it is tested
 //! without sockets (and against libzmq in the backplane and services
 //! tests).
@@ -19,6 +20,7 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod busy;
 pub mod heartbeat;
 pub mod liveness;
 pub mod opening;

@@ -29,6 +29,10 @@
 //! clocks ([`PeerStats::silent`]). Reads are bounded per turn, writes never
 //! wait: a peer that stalls holds up nobody.
 //!
+//! Optionally, while messages arrive less than [`SocketConfig::busy_poll`]
+//! apart, the thread polls instead of sleeping ([`banyan_zmtp::busy`], as
+//! the backplane does), saving the wake-up a sleeping thread costs.
+//!
 //! Heartbeats: ZMTP `PING`s every [`SocketConfig::heartbeat_interval`] to
 //! ZMTP 3.1 peers, a `PONG` for every `PING`, and the time to live a peer's
 //! `PING` asks for is honoured ([`banyan_zmtp::liveness`], as in the
@@ -39,6 +43,7 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use banyan_zmtp::busy::BusyPoll;
 use banyan_zmtp::liveness::{earliest, Due, Liveness, Settings};
 use banyan_zmtp::opening::{Opened, Opening, OpeningError};
 use banyan_zmtp::output::Output;
@@ -293,13 +298,19 @@ impl Router {
 
     fn serve(&mut self) -> Result<()> {
         let mut events = Events::with_capacity(256);
+        let mut spin = BusyPoll::new(self.core.config.busy_poll);
         loop {
             let now = Instant::now();
             let timeout = self.timeout(now);
             if self.ready.is_empty() && self.core.idle_share_due() {
                 self.core.share(self.stats);
             }
-            match self.poll.poll(&mut events, timeout) {
+            let poll = &mut self.poll;
+            let waited = spin.wait(timeout, |t| {
+                poll.poll(&mut events, t)?;
+                Ok(!events.is_empty())
+            });
+            match waited {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(Error::Transport(e)),

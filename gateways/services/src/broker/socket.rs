@@ -75,6 +75,12 @@ pub struct SocketConfig {
     /// Native engine: a connection that has not finished the ZeroMQ
     /// handshake after this long is closed (default 10 s).
     pub handshake_timeout: Duration,
+    /// Native engine: busy polling while messages arrive less than this
+    /// apart (adaptive, as the backplane's `--busy-poll-us`; default zero:
+    /// always sleep). It saves the broker thread's wake-up per message on
+    /// machines where waking a sleeping thread is slow, at the cost of a
+    /// core spinning while requests keep coming.
+    pub busy_poll: Duration,
     /// Native engine: time between our ZMTP `PING`s (default 1 s; zero:
     /// none).
     pub heartbeat_interval: Duration,
@@ -103,6 +109,7 @@ impl Default for SocketConfig {
             queue_bytes: 64 << 20,
             max_peers: 10_000,
             handshake_timeout: Duration::from_secs(10),
+            busy_poll: Duration::ZERO,
             heartbeat_interval: banyan_component::DEFAULT_HEARTBEAT_INTERVAL,
             heartbeat_timeout: banyan_component::DEFAULT_HEARTBEAT_TIMEOUT,
             stats_to: None,
