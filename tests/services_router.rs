@@ -454,3 +454,48 @@ fn zmtp_heartbeats_pong_ping_and_the_peers_ttl() {
     assert!(wait_until(WAIT, || b.peer_stats().silent >= 1));
     println!("{:?}", b.peer_stats());
 }
+
+#[test]
+fn a_ping_flood_from_a_peer_that_never_reads_is_bounded() {
+    let b = spawn(SocketConfig::new("127.0.0.1", 0));
+    let port = b.port();
+    let mut r = Raw::dealer(port, "DEALER");
+    // 25 bytes of PONG for each 25 bytes of PING: far more than the
+    // kernel's buffers hold once the peer stops reading.
+    let mut ping = Vec::new();
+    zmtp::put_ping(&mut ping, Duration::ZERO, &[7; 16]);
+    let flood: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 40_000)
+        .collect();
+    let writer = {
+        let mut s = r.s.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for _ in 0..25 {
+                if s.write_all(&flood).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    assert!(
+        wait_until(WAIT, || b.peer_stats().unanswered_pings > 0),
+        "{:?}",
+        b.peer_stats()
+    );
+    let _ = writer.join();
+    // Others are served meanwhile, and the flooder is still connected.
+    let _w = echo_worker(port, "echo");
+    wait_workers(&b, "echo", 1);
+    let mut c = Client::connect(ClientConfig::new(endpoint(port))).expect("client");
+    let r2 = c.request("echo", &1, Duration::from_secs(5));
+    assert!(r2.is_ok(), "{r2:?}");
+    println!("after a PING flood: {:?}", b.peer_stats());
+    assert_eq!(b.peer_stats().connections, 3);
+    assert!(b.is_running());
+    // What the flooder gets, once it reads, is PONGs.
+    let end = Instant::now() + WAIT;
+    assert!(matches!(r.next(end), Got::Command(n, _) if n == b"PONG"));
+}

@@ -69,6 +69,8 @@ const MAX_COMMAND: usize = 4096;
 const KEEP_BUFFER: usize = 64 * 1024;
 /// After `accept` failed (out of descriptors), retry this often.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+/// No `PONG` is queued for a peer with this many bytes unsent.
+const PONG_LIMIT: u64 = 64 * 1024;
 /// Socket type we announce.
 const OUR_TYPE: &str = "ROUTER";
 /// What the handshake errors call this port.
@@ -95,6 +97,9 @@ pub struct PeerStats {
     /// Messages queued for a peer and not sent because its connection
     /// closed.
     pub lost: u64,
+    /// `PING`s not answered because the peer had 64 KiB or more unread
+    /// (it does not read; a flood of them would grow its queue).
+    pub unanswered_pings: u64,
 }
 
 /// Binds the listening socket; returns the poll, the waker that stops the
@@ -278,13 +283,12 @@ impl Router {
                 break;
             }
             for event in &events {
-                if let Some(Some(p)) = event
-                    .token()
-                    .0
-                    .checked_sub(FIRST_PEER)
-                    .and_then(|s| self.peers.get_mut(s))
-                {
+                let Some(slot) = event.token().0.checked_sub(FIRST_PEER) else {
+                    continue;
+                };
+                if let Some(Some(p)) = self.peers.get_mut(slot) {
                     p.writable = true;
+                    p.mark(slot, &mut self.dirty);
                 }
             }
             self.flush_all();
@@ -709,8 +713,15 @@ impl Router {
             zmtp::split_command(body).map_err(|e| Close::Frame(zmtp::FrameError::BadCommand(e)))?;
         match name {
             b"PING" => {
+                // Its time to live counts whether or not it gets an answer.
                 p.liveness.ping_received(now, zmtp::ping_ttl(data));
                 self.next_heartbeat = earliest(self.next_heartbeat, p.liveness.next_at());
+                if p.out.unsent() >= PONG_LIMIT {
+                    // It does not read what we send (a PING flood would
+                    // grow its queue without end): no more answers.
+                    self.stats.unanswered_pings += 1;
+                    return Ok(());
+                }
                 self.scratch.clear();
                 zmtp::put_pong(&mut self.scratch, data);
                 p.out.push_control(&self.scratch);
