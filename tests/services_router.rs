@@ -499,3 +499,28 @@ fn a_ping_flood_from_a_peer_that_never_reads_is_bounded() {
     let end = Instant::now() + WAIT;
     assert!(matches!(r.next(end), Got::Command(n, _) if n == b"PONG"));
 }
+
+#[test]
+fn the_libzmq_engine_is_still_there() {
+    let mut config = SocketConfig::new("127.0.0.1", 0);
+    config.engine = broker::Engine::Libzmq;
+    let b = broker::spawn(config).expect("broker");
+    let port = b.port();
+    let _w = echo_worker(port, "echo");
+    wait_workers(&b, "echo", 1);
+    let mut c = Client::connect(ClientConfig::new(endpoint(port))).expect("client");
+    let r = c.request("echo", &1, Duration::from_secs(5));
+    assert!(r.is_ok(), "{r:?}");
+    assert!(
+        wait_until(WAIT, || b.stats().replies == 1),
+        "{:?}",
+        b.stats()
+    );
+    // No connection counters on this engine.
+    assert_eq!(b.peer_stats(), broker::PeerStats::default());
+    assert_eq!(
+        "libzmq".parse::<broker::Engine>(),
+        Ok(broker::Engine::Libzmq)
+    );
+    assert!("zmq".parse::<broker::Engine>().is_err());
+}

@@ -65,8 +65,10 @@ const READ_BUDGET: usize = 256 * 1024;
 /// Largest command accepted (handshake included): a `READY` with an
 /// identity of 255 bytes and a few properties fits many times.
 const MAX_COMMAND: usize = 4096;
-/// An input buffer larger than this is given back when it empties.
-const KEEP_BUFFER: usize = 64 * 1024;
+/// Unconsumed input up to this size is moved to the shared read buffer
+/// for the next read; a larger part of a message is completed in the
+/// connection's own buffer.
+const SMALL_PENDING: usize = 16 * 1024;
 /// After `accept` failed (out of descriptors), retry this often.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 /// No `PONG` is queued for a peer with this many bytes unsent.
@@ -226,6 +228,8 @@ pub(super) struct Router {
     heartbeat: Settings,
     max_message: usize,
     scratch: Vec<u8>,
+    /// Shared read buffer (see `read_peer`).
+    rx: Vec<u8>,
     stats: PeerStats,
 }
 
@@ -254,6 +258,7 @@ impl Router {
             heartbeat,
             max_message,
             scratch: Vec::new(),
+            rx: vec![0; SMALL_PENDING + READ_CHUNK],
             stats: PeerStats::default(),
         }
     }
@@ -530,29 +535,38 @@ impl Router {
     }
 
     /// Reads what one connection has (up to [`READ_BUDGET`]) and handles
-    /// it.
+    /// it. As in the backplane: reads land in the shared buffer `rx` after
+    /// the connection's unconsumed bytes (so an idle connection holds no
+    /// buffer), except while a large message arrives, which is completed in
+    /// the connection's own buffer.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "`pending` is at most SMALL_PENDING (the branch) and `rx` holds \
+                  SMALL_PENDING + READ_CHUNK; `old` is the length before the resize; \
+                  `n` is at most what was offered to `read`"
+    )]
     fn read_peer(&mut self, slot: usize, now: Instant) {
         let mut budget = READ_BUDGET;
         while budget > 0 {
             let Some(Some(p)) = self.peers.get_mut(slot) else {
                 return;
             };
-            if p.start == p.input.len() {
-                p.input.clear();
-                p.start = 0;
-            } else if p.start > 0 && p.input.len() - p.start < p.start {
-                p.input.drain(..p.start);
-                p.start = 0;
-            }
-            let old = p.input.len();
-            p.input.resize(old + READ_CHUNK, 0);
-            let read = loop {
-                match p.stream.read(p.input.get_mut(old..).unwrap_or_default()) {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    other => break other,
+            let pending = p.input.len() - p.start;
+            let large = pending > SMALL_PENDING;
+            let read = if large {
+                if p.start > 0 {
+                    p.input.drain(..p.start);
+                    p.start = 0;
                 }
+                let old = p.input.len();
+                p.input.resize(old + READ_CHUNK, 0);
+                let read = read_some(&mut p.stream, &mut p.input[old..]);
+                p.input.truncate(old + *read.as_ref().unwrap_or(&0));
+                read
+            } else {
+                self.rx[..pending].copy_from_slice(&p.input[p.start..]);
+                read_some(&mut p.stream, &mut self.rx[pending..])
             };
-            p.input.truncate(old + *read.as_ref().unwrap_or(&0));
             let n = match read {
                 Ok(0) => {
                     self.close(slot, &Close::Eof);
@@ -561,10 +575,6 @@ impl Router {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     p.readable = false;
-                    if p.start == p.input.len() && p.input.capacity() > KEEP_BUFFER {
-                        p.input = Vec::new();
-                        p.start = 0;
-                    }
                     return;
                 }
                 Err(e) => {
@@ -574,26 +584,41 @@ impl Router {
             };
             p.liveness.heard();
             budget = budget.saturating_sub(n);
-            if let Err(why) = self.handle_input(slot, now) {
+            let handled = if large {
+                let mut input = std::mem::take(&mut p.input);
+                let mut start = p.start;
+                let handled = self.handle_bytes(slot, &mut input, &mut start, now);
+                if let Some(Some(p)) = self.peers.get_mut(slot) {
+                    if start == input.len() {
+                        // (The large buffer is given back.)
+                        input = Vec::new();
+                        start = 0;
+                    }
+                    p.input = input;
+                    p.start = start;
+                }
+                handled
+            } else {
+                let mut rx = std::mem::take(&mut self.rx);
+                let end = pending + n;
+                let mut start = 0;
+                let handled = self.handle_bytes(slot, &mut rx[..end], &mut start, now);
+                if let Some(Some(p)) = self.peers.get_mut(slot) {
+                    p.input.clear();
+                    p.input.extend_from_slice(&rx[start..end]);
+                    p.start = 0;
+                    if p.input.is_empty() && p.input.capacity() > SMALL_PENDING {
+                        p.input = Vec::new();
+                    }
+                }
+                self.rx = rx;
+                handled
+            };
+            if let Err(why) = handled {
                 self.close(slot, &why);
                 return;
             }
         }
-    }
-
-    /// Handles everything complete in a connection's input.
-    fn handle_input(&mut self, slot: usize, now: Instant) -> std::result::Result<(), Close> {
-        let Some(Some(p)) = self.peers.get_mut(slot) else {
-            return Ok(());
-        };
-        let mut input = std::mem::take(&mut p.input);
-        let mut start = p.start;
-        let result = self.handle_bytes(slot, &mut input, &mut start, now);
-        if let Some(Some(p)) = self.peers.get_mut(slot) {
-            p.input = input;
-            p.start = start;
-        }
-        result
     }
 
     #[expect(
@@ -833,4 +858,14 @@ impl Router {
 /// The socket types that can talk to a ROUTER (libzmq's list).
 fn accepts(peer: &str) -> bool {
     matches!(peer, "DEALER" | "REQ" | "ROUTER")
+}
+
+/// Reads into `buf`, again when interrupted; `Ok(0)` is end of file.
+fn read_some(stream: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match stream.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
 }
