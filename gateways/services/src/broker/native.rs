@@ -1,7 +1,7 @@
 //! The broker's native ROUTER: the broker thread itself accepts the TCP
 //! connections, speaks ZMTP 3.x server-side (through [`banyan_zmtp`], like
 //! the backplane's native engine) and hands each message to the
-//! [`Broker`] state machine in the same turn — no libzmq I/O thread, no
+//! [`Broker`](super::Broker) state machine in the same turn — no libzmq I/O thread, no
 //! hand-over between threads on the way in or out.
 //!
 //! ROUTER semantics, as libzmq's:
