@@ -1,9 +1,13 @@
 //! The parts of ZMTP 3.x (ZeroMQ's wire protocol, RFC 23 and RFC 37) that
-//! the native backplane speaks: the 64-byte greeting, the NULL mechanism's
-//! `READY` handshake, frames and the commands a PUB/SUB peer sends (`PING`,
-//! `SUBSCRIBE`, `CANCEL`, `ERROR`). Sans-IO: everything works on byte
-//! slices, so it is tested without sockets (and against libzmq in the
-//! backplane tests).
+//! the native backplane and the services broker's native ROUTER speak: the
+//! 64-byte greeting, the NULL mechanism's `READY` handshake (the server
+//! side of it in [`opening`]), frames and the commands a PUB/SUB peer sends
+//! (`PING`, `SUBSCRIBE`, `CANCEL`, `ERROR`), heartbeat clocks
+//! ([`liveness`]), a connection's output queue ([`output`]) and the poll
+//! loops' adaptive busy polling ([`busy`]). Sans-IO:
+//! everything works on byte slices and instants passed in, so it is tested
+//! without sockets (and against libzmq in the backplane and services
+//! tests).
 //!
 //! Interoperability notes (libzmq 4.3, which both pyzmq and the `zmq` crate
 //! bundle):
@@ -16,7 +20,11 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod busy;
 pub mod heartbeat;
+pub mod liveness;
+pub mod opening;
+pub mod output;
 pub mod parts;
 pub mod ready;
 pub mod v2;
