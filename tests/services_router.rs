@@ -458,7 +458,12 @@ fn zmtp_heartbeats_pong_ping_and_the_peers_ttl() {
 
 #[test]
 fn a_ping_flood_from_a_peer_that_never_reads_is_bounded() {
-    let b = spawn(SocketConfig::new("127.0.0.1", 0));
+    // The flooder is silent once its writer ends; under load the rest of
+    // the test took longer than the default 3 s heartbeat timeout and the
+    // broker rightly closed it. This test is about the flood, so a long one.
+    let mut config = SocketConfig::new("127.0.0.1", 0);
+    config.heartbeat_timeout = Duration::from_secs(120);
+    let b = spawn(config);
     let port = b.port();
     let mut r = Raw::dealer(port, "DEALER");
     // 25 bytes of PONG for each 25 bytes of PING: far more than the
