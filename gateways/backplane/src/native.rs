@@ -26,8 +26,9 @@
 //! the limits documented on [`Config`] and in `docs/lan.md` ("Limits").
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use banyan_core::topic::Index;
@@ -41,7 +42,10 @@ use banyan_zmtp::{self as zmtp, Decoder, HandshakeError, Step, Subscription};
 // Interoperability additions, kept apart: heartbeats, and what subscribers
 // send besides one subscription per message.
 mod heartbeats;
+mod output;
 mod upstream;
+
+use output::{Output, Spare};
 
 const PUBLISHERS: Token = Token(0);
 const SUBSCRIBERS: Token = Token(1);
@@ -55,12 +59,10 @@ const READ_BUDGET: usize = 256 * 1024;
 /// the next read; a larger part of a message is completed in the
 /// connection's own buffer.
 const SMALL_PENDING: usize = 16 * 1024;
-/// Output already written is removed from the front of a buffer once it is
-/// this large (and always when everything was written).
-const COMPACT_AT: usize = 1 << 20;
-/// An empty output buffer larger than this gives its memory back (smaller
-/// ones are kept for the next messages).
-const KEEP_OUTPUT: usize = 4 << 10;
+/// A message at least this large that arrived in a buffer of its own is
+/// queued for its subscribers by reference, not copied (see
+/// [`output`]).
+const SHARE_AT: usize = 32 * 1024;
 /// After `accept` failed for want of descriptors or memory, it is retried
 /// this often (and at once whenever a connection closes) until it works.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
@@ -186,14 +188,16 @@ struct Connection {
     /// message is partly received.
     input: Vec<u8>,
     start: usize,
+    /// A large message being received: `big[..big_end]` (see
+    /// `Forwarder::read_large`); empty otherwise.
+    big: Vec<u8>,
+    big_end: usize,
     /// The socket may have more to read (edge-triggered readiness).
     readable: bool,
     /// Listed in the forwarder's `ready` (to read).
     listed: bool,
     decoder: Decoder,
-    output: Vec<u8>,
-    /// Bytes of `output` already written.
-    sent: usize,
+    output: Output,
     /// Total bytes written and appended since the connection opened, and the
     /// range (in appended bytes) of every queued message.
     written_total: u64,
@@ -234,8 +238,8 @@ impl Connection {
         max_command: usize,
         now: Instant,
     ) -> Connection {
-        let mut output = Vec::with_capacity(zmtp::GREETING_LEN);
-        output.extend_from_slice(&zmtp::v2::OPENING);
+        let mut output = Output::default();
+        output.push(&zmtp::v2::OPENING);
         Connection {
             stream,
             peer,
@@ -244,12 +248,13 @@ impl Connection {
             serial,
             input: Vec::new(),
             start: 0,
+            big: Vec::new(),
+            big_end: 0,
             readable: true,
             listed: false,
             // Before READY nothing larger than a command is buffered.
             decoder: Decoder::with_limits(max_command, max_command),
             output,
-            sent: 0,
             written_total: 0,
             appended_total: zmtp::v2::OPENING.len() as u64,
             queued: VecDeque::new(),
@@ -275,6 +280,7 @@ impl Connection {
     fn held(&self) -> usize {
         self.unsent() as usize
             + (self.input.len() - self.start)
+            + self.big.len()
             + self.queued.len() * QUEUE_ENTRY
             + self.sub_bytes
     }
@@ -301,8 +307,16 @@ impl Connection {
     /// Appends bytes that are not a message (handshake, subscriptions,
     /// PONG).
     fn push_control(&mut self, bytes: &[u8]) {
-        self.output.extend_from_slice(bytes);
+        self.output.push(bytes);
         self.appended_total += bytes.len() as u64;
+    }
+
+    /// Appends one whole message, `buf[start..end]`, by reference.
+    fn push_shared(&mut self, buf: &Arc<Vec<u8>>, start: usize, end: usize) {
+        let begin = self.appended_total;
+        self.output.push_shared(Arc::clone(buf), start, end);
+        self.appended_total += (end - start) as u64;
+        self.queued.push_back((begin, self.appended_total));
     }
 
     /// Appends one whole message.
@@ -320,7 +334,9 @@ impl Connection {
             return None;
         }
         let len = (end - start) as usize;
-        self.output.truncate(self.output.len() - len);
+        if !self.output.truncate_back(len) {
+            return None;
+        }
         self.appended_total = start;
         self.queued.pop_back();
         Some(len)
@@ -334,20 +350,13 @@ impl Connection {
         }
     }
 
-    fn has_output(&self) -> bool {
-        self.sent < self.output.len()
-    }
-
-    /// Writes queued output until done or the socket is full.
-    fn flush(&mut self, now: Instant) -> io::Result<()> {
-        while self.writable && self.has_output() {
-            let Some(rest) = self.output.get(self.sent..) else {
-                break;
-            };
-            match self.stream.write(rest) {
+    /// Writes queued output until done or the socket is full; buffers of
+    /// large messages written by their last queue go to `spare`.
+    fn flush(&mut self, now: Instant, spare: &mut Spare) -> io::Result<()> {
+        while self.writable && !self.output.is_empty() {
+            match self.output.write_to(&mut self.stream, spare) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
-                    self.sent += n;
                     self.written_total += n as u64;
                     self.last_write = now;
                 }
@@ -355,17 +364,6 @@ impl Connection {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
-        }
-        if self.sent == self.output.len() {
-            self.output.clear();
-            self.sent = 0;
-            if self.output.capacity() > KEEP_OUTPUT {
-                // An idle connection keeps no large buffer.
-                self.output = Vec::new();
-            }
-        } else if self.sent >= COMPACT_AT {
-            self.output.drain(..self.sent);
-            self.sent = 0;
         }
         self.queue_len();
         if self.queued.is_empty() && self.queued.capacity() > 1024 {
@@ -382,6 +380,44 @@ fn read_some(stream: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             other => return other,
         }
+    }
+}
+
+/// A message to route: bytes to copy into each queue, or the first `end`
+/// bytes of a buffer of its own, queued by reference.
+#[derive(Clone, Copy)]
+enum Body<'m> {
+    Copy(&'m [u8]),
+    Shared(&'m Arc<Vec<u8>>, usize),
+}
+
+impl Body<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Body::Copy(bytes) => bytes.len(),
+            Body::Shared(_, end) => *end,
+        }
+    }
+}
+
+/// The end of the frame being received at the start of `buf` (whole
+/// frames of a message skipped, and commands between them), when its
+/// header is in and it is not complete; `None` when the headers are not
+/// all in, or the message (or a command at the start) is complete.
+fn frame_end(buf: &[u8]) -> Option<usize> {
+    let mut at = 0usize;
+    loop {
+        let h = zmtp::parse_header(buf.get(at..)?).ok()??;
+        let end = at
+            .checked_add(h.header_len)?
+            .checked_add(usize::try_from(h.body_len).ok()?)?;
+        if end > buf.len() {
+            return Some(end);
+        }
+        if (h.command() && at == 0) || (!h.command() && !h.more()) {
+            return None;
+        }
+        at = end;
     }
 }
 
@@ -511,6 +547,9 @@ pub(super) struct Forwarder<'a> {
     /// Reused per message: subscribers it goes to.
     targets: Vec<usize>,
     scratch: Vec<u8>,
+    /// The buffer of the last large message written to all its
+    /// subscribers, for the next one (given back when the loop is idle).
+    spare: Spare,
     last_limit_warn: Option<Instant>,
     pub(super) reporter: Reporter,
     /// When a connection's heartbeats next need looking at.
@@ -539,6 +578,7 @@ impl<'a> Forwarder<'a> {
             rx: vec![0; SMALL_PENDING + READ_CHUNK],
             targets: Vec::new(),
             scratch: Vec::new(),
+            spare: Spare::default(),
             last_limit_warn: None,
             reporter: Reporter::new(config, handle.stats()),
             next_heartbeat: None,
@@ -600,6 +640,10 @@ impl<'a> Forwarder<'a> {
                 return Err(e.into());
             }
             let now = Instant::now();
+            if events.is_empty() {
+                // A timeout: nothing is moving, give the spare buffer back.
+                self.spare.clear();
+            }
             for event in &events {
                 match event.token() {
                     PUBLISHERS => self.accept(Role::Publisher, now),
@@ -783,9 +827,9 @@ impl<'a> Forwarder<'a> {
     /// it; closes the connection at end of file or on an error.
     #[expect(
         clippy::indexing_slicing,
-        reason = "`old` is the length before the resize; `pending` is at most \
-                  SMALL_PENDING (the branch) and `rx` holds SMALL_PENDING + READ_CHUNK; \
-                  `start <= end <= rx.len()` (handle_bytes only advances within its buffer)"
+        reason = "`pending` is at most SMALL_PENDING (the branch) and `rx` holds \
+                  SMALL_PENDING + READ_CHUNK; `start <= end <= rx.len()` (handle_bytes only \
+                  advances within its buffer)"
     )]
     fn read_connection(&mut self, index: usize, now: Instant) {
         let mut budget = READ_BUDGET;
@@ -794,28 +838,8 @@ impl<'a> Forwarder<'a> {
                 return;
             };
             let pending = c.input.len() - c.start;
-            let (read, handled) = if pending > SMALL_PENDING {
-                // A large message arriving: complete it in its own buffer.
-                if c.start > 0 {
-                    c.input.drain(..c.start);
-                    c.start = 0;
-                }
-                let old = c.input.len();
-                c.input.resize(old + READ_CHUNK, 0);
-                let read = read_some(&mut c.stream, &mut c.input[old..]);
-                c.input.truncate(old + *read.as_ref().unwrap_or(&0));
-                let mut input = std::mem::take(&mut c.input);
-                let mut start = c.start;
-                let handled = self.handle_bytes(index, &mut input, &mut start, now);
-                if let Some(c) = self.connections.get_mut(index).and_then(Option::as_mut) {
-                    c.input = input;
-                    c.start = start;
-                    if c.start == c.input.len() {
-                        c.input = Vec::new();
-                        c.start = 0;
-                    }
-                }
-                (read, handled)
+            let (read, handled) = if pending > SMALL_PENDING || c.big_end > 0 {
+                self.read_large(index, now)
             } else {
                 // The usual case: read into the shared buffer after what is
                 // left of a partial message, keep only what is left then.
@@ -862,6 +886,128 @@ impl<'a> Forwarder<'a> {
                 }
             }
         }
+    }
+
+    /// One read for a large message arriving (more than [`SMALL_PENDING`]
+    /// bytes of it are in): it is completed in a buffer of its own
+    /// (`Connection::big`), sized from the headers for the frame being
+    /// received and read straight up to that frame's end, so that a whole
+    /// message is usually alone in its buffer; then it is queued for its
+    /// subscribers by reference ([`Forwarder::take_whole`]), else handled
+    /// as any input.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "`big_end <= target <= big.len()` (the resize), `pending` bytes fit in \
+                  `big` (it is at least `pending + 1` long), `start <= big_end` \
+                  (handle_bytes only advances within its buffer)"
+    )]
+    fn read_large(
+        &mut self,
+        index: usize,
+        now: Instant,
+    ) -> (io::Result<usize>, std::result::Result<(), Close>) {
+        let pending = self
+            .connections
+            .get(index)
+            .and_then(Option::as_ref)
+            .map_or(0, |c| c.big_end + c.input.len() - c.start);
+        let limit = self.message_limit(pending);
+        let Some(c) = self.connections.get_mut(index).and_then(Option::as_mut) else {
+            return (Ok(0), Ok(()));
+        };
+        if c.big_end == 0 {
+            // Move the start of the message into a buffer of its own: the
+            // spare one if it is large enough (no pages to fault in again),
+            // else a zeroed one of the size the headers announce.
+            let data = c.input.get(c.start..).unwrap_or(&[]);
+            let want = frame_end(data)
+                .filter(|&n| n > pending && n <= limit)
+                .unwrap_or(pending + READ_CHUNK);
+            let mut big = match self.spare.take() {
+                Some(v) if v.len() >= want => v,
+                other => {
+                    drop(other);
+                    vec![0; want]
+                }
+            };
+            big[..pending].copy_from_slice(data);
+            c.big = big;
+            c.big_end = pending;
+            c.input = Vec::new();
+            c.start = 0;
+        }
+        let end = c.big_end;
+        let target = frame_end(&c.big[..end])
+            .filter(|&n| n > end && n <= limit)
+            .unwrap_or(end + READ_CHUNK);
+        if c.big.len() < target {
+            c.big.resize(target, 0);
+        }
+        let read = read_some(&mut c.stream, &mut c.big[end..target]);
+        c.big_end += *read.as_ref().unwrap_or(&0);
+        let mut big = std::mem::take(&mut c.big);
+        let end = std::mem::take(&mut c.big_end);
+        let handled = match self.take_whole(index, &mut big, end, limit, now) {
+            Some(handled) => handled,
+            None => {
+                let mut start = 0;
+                let handled = self.handle_bytes(index, &mut big[..end], &mut start, now);
+                if let Some(c) = self.connections.get_mut(index).and_then(Option::as_mut) {
+                    let rest = end - start;
+                    if rest > SMALL_PENDING {
+                        // Still a large message in progress.
+                        big.copy_within(start..end, 0);
+                        c.big = std::mem::take(&mut big);
+                        c.big_end = rest;
+                    } else if rest > 0 {
+                        c.input = big[start..end].to_vec();
+                        c.start = 0;
+                    }
+                }
+                if !big.is_empty() {
+                    self.spare.keep(big);
+                }
+                handled
+            }
+        };
+        (read, handled)
+    }
+
+    /// If `big[..end]` holds exactly one whole message from publisher
+    /// `index` of at least [`SHARE_AT`] bytes, routes it by reference
+    /// (taking `big`) and returns `Some`; else leaves everything as it was.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "`end <= big.len()` (the caller's read); a decoder step's \
+                  `first` lies within the bytes it was given"
+    )]
+    fn take_whole(
+        &mut self,
+        index: usize,
+        big: &mut Vec<u8>,
+        end: usize,
+        limit: usize,
+        now: Instant,
+    ) -> Option<std::result::Result<(), Close>> {
+        let c = self.connections.get_mut(index)?.as_mut()?;
+        if c.role != Role::Publisher || c.phase != Phase::Traffic || end < SHARE_AT {
+            return None;
+        }
+        let mut decoder = c.decoder;
+        decoder.set_max_message(limit);
+        let Ok(Step::Message { len, first }) = decoder.step(&big[..end]) else {
+            return None;
+        };
+        if len != end {
+            return None;
+        }
+        c.decoder = decoder;
+        let buf = Arc::new(std::mem::take(big));
+        let topic = &buf[first.0..first.1];
+        self.route(Body::Shared(&buf, end), topic, now);
+        // Written already, or queued nowhere: the buffer is free again.
+        self.spare.offer(buf);
+        Some(Ok(()))
     }
 
     /// The largest message publisher `index` may send now: the configured
@@ -1033,7 +1179,7 @@ impl<'a> Forwarder<'a> {
                         if c.role == Role::Subscriber {
                             self.subscriber_message(index, message, first, now);
                         } else {
-                            self.route(message, first, now);
+                            self.route(Body::Copy(message), first, now);
                         }
                     }
                 },
@@ -1232,7 +1378,7 @@ impl<'a> Forwarder<'a> {
     /// subscriber whose subscriptions match `topic`. A subscriber whose
     /// queue is full loses it (counted), the others get it. Over the memory
     /// budget, the largest queues lose their newest messages first.
-    fn route(&mut self, message: &[u8], topic: &[u8], now: Instant) {
+    fn route(&mut self, message: Body<'_>, topic: &[u8], now: Instant) {
         let (hwm, max_bytes) = (self.config.hwm, self.config.queue_bytes);
         self.seq += 1;
         let seq = self.seq;
@@ -1263,7 +1409,7 @@ impl<'a> Forwarder<'a> {
                 // Full only if the socket takes nothing more now: a burst
                 // read in one turn must not count against a subscriber
                 // that keeps up. (An error closes it at the next flush.)
-                if c.flush(now).is_err() {
+                if c.flush(now, &mut self.spare).is_err() {
                     c.mark(i, &mut self.dirty);
                 }
                 self.touch(i);
@@ -1290,7 +1436,10 @@ impl<'a> Forwarder<'a> {
                 }
             }
             if let Some(c) = self.connections.get_mut(i).and_then(Option::as_mut) {
-                c.push_message(message);
+                match message {
+                    Body::Copy(bytes) => c.push_message(bytes),
+                    Body::Shared(buf, end) => c.push_shared(buf, 0, end),
+                }
                 c.overflow = false;
                 c.mark(i, &mut self.dirty);
                 delivered = true;
@@ -1356,7 +1505,7 @@ impl<'a> Forwarder<'a> {
                 continue;
             };
             c.dirty = false;
-            let result = c.flush(now);
+            let result = c.flush(now, &mut self.spare);
             self.touch(index);
             if let Err(e) = result {
                 self.close(index, &Close::Io(e));
@@ -1404,7 +1553,7 @@ impl<'a> Forwarder<'a> {
         zmtp::put_frame(&mut message, zmtp::MORE, super::STATS_TOPIC.as_bytes());
         zmtp::put_frame(&mut message, 0, &payload);
         let before = self.reporter.stats;
-        self.route(&message, super::STATS_TOPIC.as_bytes(), now);
+        self.route(Body::Copy(&message), super::STATS_TOPIC.as_bytes(), now);
         // Our own reports are not forwarded messages, and nobody listening
         // to them is not news; a subscriber too full for one counts a drop.
         self.reporter.stats.forwarded = before.forwarded;

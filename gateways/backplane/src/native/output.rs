@@ -1,0 +1,346 @@
+//! A connection's bytes to send: a queue of chunks written with one
+//! `writev` per call. Small messages and control bytes are copied into
+//! owned chunks of up to [`OWN_CHUNK`] bytes; a large message received in
+//! a buffer of its own is queued as a shared reference to that buffer
+//! ([`Arc`]), so that it is never copied in user space however many
+//! subscribers it goes to. Bytes written are freed chunk by chunk: nothing
+//! is ever moved to the front of a buffer.
+//!
+//! When a shared buffer's last reference is written, it is offered to a
+//! [`Spare`] so that the next large message can be read into it (no new
+//! pages to fault in, nothing to zero).
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+use std::sync::Arc;
+
+/// An owned chunk is not extended past this many bytes: the next bytes
+/// start a new chunk (so that a long queue is freed as it is written).
+const OWN_CHUNK: usize = 256 * 1024;
+/// An emptied owned chunk up to this capacity is kept for the next bytes
+/// (larger ones are given back: an idle connection keeps no large buffer).
+const KEEP_OWN: usize = 4 << 10;
+/// Chunks written per `writev` at most.
+const MAX_IOV: usize = 64;
+/// A buffer larger than this is not kept as [`Spare`].
+const MAX_SPARE: usize = 32 << 20;
+
+/// One run of bytes to send.
+#[derive(Debug)]
+enum Chunk {
+    /// Bytes copied in (control bytes, small messages).
+    Own(Vec<u8>),
+    /// `buf[start..end]`: one message in a buffer shared with other
+    /// connections' queues.
+    Shared {
+        buf: Arc<Vec<u8>>,
+        start: usize,
+        end: usize,
+    },
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Own(v) => v,
+            Chunk::Shared { buf, start, end } => buf.get(*start..*end).unwrap_or(&[]),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Chunk::Own(v) => v.len(),
+            Chunk::Shared { start, end, .. } => end - start,
+        }
+    }
+}
+
+/// A buffer of a large message whose every queue wrote it, kept to read
+/// the next large message into (one at most; the forwarder drops it when
+/// idle).
+#[derive(Debug, Default)]
+pub(super) struct Spare(Option<Vec<u8>>);
+
+impl Spare {
+    /// Keeps `buf` if nobody else holds it, it is not huge and it is larger
+    /// than the one kept.
+    pub(super) fn offer(&mut self, buf: Arc<Vec<u8>>) {
+        if let Ok(v) = Arc::try_unwrap(buf) {
+            self.keep(v);
+        }
+    }
+
+    /// Keeps `v` if it is not huge and larger than the one kept.
+    pub(super) fn keep(&mut self, v: Vec<u8>) {
+        let larger = self.0.as_ref().is_none_or(|s| s.len() < v.len());
+        if v.len() <= MAX_SPARE && larger {
+            self.0 = Some(v);
+        }
+    }
+
+    /// The kept buffer (its initialized length is its `len`), if any.
+    pub(super) fn take(&mut self) -> Option<Vec<u8>> {
+        self.0.take()
+    }
+
+    /// Bytes kept.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, Vec::len)
+    }
+
+    /// Gives the kept buffer back to the allocator.
+    pub(super) fn clear(&mut self) {
+        self.0 = None;
+    }
+}
+
+/// The queue of bytes to send. See the [module docs](self).
+#[derive(Debug, Default)]
+pub(super) struct Output {
+    chunks: VecDeque<Chunk>,
+    /// Bytes of the front chunk already written.
+    sent: usize,
+    /// An emptied small owned chunk, reused for the next bytes.
+    idle: Vec<u8>,
+}
+
+impl Output {
+    /// Nothing to send.
+    pub(super) fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// Appends a copy of `bytes`.
+    pub(super) fn push(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if let Some(Chunk::Own(v)) = self.chunks.back_mut() {
+            if v.len() < OWN_CHUNK {
+                v.extend_from_slice(bytes);
+                return;
+            }
+        }
+        let mut v = std::mem::take(&mut self.idle);
+        v.extend_from_slice(bytes);
+        self.chunks.push_back(Chunk::Own(v));
+    }
+
+    /// Appends `buf[start..end]` without copying it.
+    pub(super) fn push_shared(&mut self, buf: Arc<Vec<u8>>, start: usize, end: usize) {
+        if start < end && end <= buf.len() {
+            self.chunks.push_back(Chunk::Shared { buf, start, end });
+        }
+    }
+
+    /// Removes the last `len` bytes appended if they are the end of one
+    /// chunk and none of them was written; says whether it did.
+    pub(super) fn truncate_back(&mut self, len: usize) -> bool {
+        let only = self.chunks.len() == 1;
+        let sent = self.sent;
+        let Some(back) = self.chunks.back_mut() else {
+            return false;
+        };
+        let written = if only { sent } else { 0 };
+        let emptied = match back {
+            Chunk::Own(v) => {
+                if v.len() < len || v.len() - len < written {
+                    return false;
+                }
+                v.truncate(v.len() - len);
+                v.is_empty()
+            }
+            Chunk::Shared { start, end, .. } => {
+                if *end - *start != len || written > 0 {
+                    return false;
+                }
+                true
+            }
+        };
+        if emptied {
+            self.chunks.pop_back();
+            if self.chunks.is_empty() {
+                self.sent = 0;
+            }
+        }
+        true
+    }
+
+    /// Writes as much as one `writev` takes; returns the bytes written.
+    /// Shared buffers written by their last queue are offered to `spare`.
+    ///
+    /// # Errors
+    /// The writer's (`WouldBlock` when it takes nothing now).
+    pub(super) fn write_to<W: Write>(&mut self, w: &mut W, spare: &mut Spare) -> io::Result<usize> {
+        let mut iov = [IoSlice::new(&[]); MAX_IOV];
+        let mut k = 0;
+        for (i, chunk) in self.chunks.iter().take(MAX_IOV).enumerate() {
+            let bytes = chunk.bytes();
+            let bytes = if i == 0 {
+                bytes.get(self.sent..).unwrap_or(&[])
+            } else {
+                bytes
+            };
+            if let Some(slot) = iov.get_mut(k) {
+                *slot = IoSlice::new(bytes);
+                k += 1;
+            }
+        }
+        let n = match iov.get(..k) {
+            Some([one]) => w.write(one)?,
+            Some(slices) => w.write_vectored(slices)?,
+            None => 0,
+        };
+        self.advance(n, spare);
+        Ok(n)
+    }
+
+    /// Accounts `n` more bytes written.
+    fn advance(&mut self, mut n: usize, spare: &mut Spare) {
+        while n > 0 {
+            let Some(front) = self.chunks.front() else {
+                break;
+            };
+            let rest = front.len() - self.sent;
+            if n < rest {
+                self.sent += n;
+                return;
+            }
+            n -= rest;
+            self.sent = 0;
+            match self.chunks.pop_front() {
+                Some(Chunk::Own(mut v)) => {
+                    if v.capacity() <= KEEP_OWN && self.idle.capacity() == 0 {
+                        v.clear();
+                        self.idle = v;
+                    }
+                }
+                Some(Chunk::Shared { buf, .. }) => spare.offer(buf),
+                None => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Takes at most `max` bytes per call.
+    struct Trickle {
+        got: Vec<u8>,
+        max: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.max == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.max);
+            self.got.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            let mut n = 0;
+            for b in bufs {
+                let k = self.write(b).unwrap_or(0);
+                n += k;
+                if k < b.len() {
+                    break;
+                }
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn writes_owned_and_shared_chunks_in_order_and_recycles_the_shared_buffer() {
+        let mut out = Output::default();
+        let mut spare = Spare::default();
+        let big = Arc::new((0..300_000u32).map(|i| i as u8).collect::<Vec<u8>>());
+        out.push(b"head");
+        out.push_shared(Arc::clone(&big), 10, 200_000);
+        out.push(b"tail");
+        // A copy in another queue: the buffer is not recycled until both
+        // are written.
+        let mut other = Output::default();
+        other.push_shared(Arc::clone(&big), 10, 200_000);
+        drop(big);
+        let mut w = Trickle {
+            got: Vec::new(),
+            max: 7_777,
+        };
+        while !out.is_empty() {
+            out.write_to(&mut w, &mut spare).unwrap();
+        }
+        let mut expected = b"head".to_vec();
+        expected.extend((10..200_000u32).map(|i| i as u8));
+        expected.extend_from_slice(b"tail");
+        assert_eq!(w.got, expected);
+        assert_eq!(spare.len(), 0, "still queued elsewhere");
+        let mut w2 = Trickle {
+            got: Vec::new(),
+            max: 1 << 20,
+        };
+        other.write_to(&mut w2, &mut spare).unwrap();
+        assert!(other.is_empty());
+        assert_eq!(w2.got.len(), 199_990);
+        assert_eq!(spare.len(), 300_000);
+        assert_eq!(spare.take().map(|v| v.len()), Some(300_000));
+    }
+
+    #[test]
+    fn would_block_keeps_everything() {
+        let mut out = Output::default();
+        let mut spare = Spare::default();
+        out.push(b"abc");
+        let mut w = Trickle {
+            got: Vec::new(),
+            max: 0,
+        };
+        let e = out.write_to(&mut w, &mut spare).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert!(!out.is_empty());
+    }
+
+    #[test]
+    fn owned_chunks_are_capped_and_the_newest_unwritten_bytes_can_be_removed() {
+        let mut out = Output::default();
+        let mut spare = Spare::default();
+        let block = vec![7u8; 100_000];
+        for _ in 0..5 {
+            out.push(&block);
+        }
+        // 3 blocks fill the first chunk past OWN_CHUNK, 2 go to the next.
+        assert_eq!(out.chunks.len(), 2);
+        assert!(out.truncate_back(100_000));
+        assert!(out.truncate_back(100_000));
+        assert_eq!(out.chunks.len(), 1, "the emptied chunk is gone");
+        // Partly written: only whole unwritten bytes at the end go.
+        let mut w = Trickle {
+            got: Vec::new(),
+            max: 250_000,
+        };
+        out.write_to(&mut w, &mut spare).unwrap();
+        assert!(!out.truncate_back(100_000), "50,000 of it were written");
+        assert!(out.truncate_back(40_000));
+        // A shared chunk goes only whole and unwritten.
+        let buf = Arc::new(vec![1u8; 1000]);
+        out.push_shared(Arc::clone(&buf), 0, 1000);
+        assert!(!out.truncate_back(999));
+        assert!(out.truncate_back(1000));
+        let mut w = Trickle {
+            got: Vec::new(),
+            max: 1 << 20,
+        };
+        out.write_to(&mut w, &mut spare).unwrap();
+        assert!(out.is_empty());
+        assert_eq!(w.got.len(), 10_000);
+        assert!(!out.truncate_back(1));
+    }
+}
