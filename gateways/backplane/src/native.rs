@@ -547,8 +547,8 @@ pub(super) struct Forwarder<'a> {
     /// Reused per message: subscribers it goes to.
     targets: Vec<usize>,
     scratch: Vec<u8>,
-    /// The buffer of the last large message written to all its
-    /// subscribers, for the next one (given back when the loop is idle).
+    /// Buffers of large messages written to all their subscribers, for
+    /// the next ones (given back when the loop is idle).
     spare: Spare,
     last_limit_warn: Option<Instant>,
     pub(super) reporter: Reporter,
@@ -923,13 +923,7 @@ impl<'a> Forwarder<'a> {
             let want = frame_end(data)
                 .filter(|&n| n > pending && n <= limit)
                 .unwrap_or(pending + READ_CHUNK);
-            let mut big = match self.spare.take() {
-                Some(v) if v.len() >= want => v,
-                other => {
-                    drop(other);
-                    vec![0; want]
-                }
-            };
+            let mut big = self.spare.take(want).unwrap_or_else(|| vec![0; want]);
             big[..pending].copy_from_slice(data);
             c.big = big;
             c.big_end = pending;

@@ -22,8 +22,8 @@ const OWN_CHUNK: usize = 256 * 1024;
 const KEEP_OWN: usize = 4 << 10;
 /// Chunks written per `writev` at most.
 const MAX_IOV: usize = 64;
-/// A buffer larger than this is not kept as [`Spare`].
-const MAX_SPARE: usize = 32 << 20;
+/// Bytes of buffers kept in a [`Spare`] at most.
+const POOL_BYTES: usize = 64 << 20;
 
 /// One run of bytes to send.
 #[derive(Debug)]
@@ -55,43 +55,55 @@ impl Chunk {
     }
 }
 
-/// A buffer of a large message whose every queue wrote it, kept to read
-/// the next large message into (one at most; the forwarder drops it when
-/// idle).
+/// Buffers of large messages that every queue wrote, kept to read the
+/// next large messages into (no pages to fault in, nothing to zero): at
+/// most [`POOL_BYTES`] in all; the forwarder empties it when idle.
 #[derive(Debug, Default)]
-pub(super) struct Spare(Option<Vec<u8>>);
+pub(super) struct Spare {
+    bufs: Vec<Vec<u8>>,
+    bytes: usize,
+}
 
 impl Spare {
-    /// Keeps `buf` if nobody else holds it, it is not huge and it is larger
-    /// than the one kept.
+    /// Keeps `buf` if nobody else holds it and there is room.
     pub(super) fn offer(&mut self, buf: Arc<Vec<u8>>) {
         if let Ok(v) = Arc::try_unwrap(buf) {
             self.keep(v);
         }
     }
 
-    /// Keeps `v` if it is not huge and larger than the one kept.
+    /// Keeps `v` if there is room.
     pub(super) fn keep(&mut self, v: Vec<u8>) {
-        let larger = self.0.as_ref().is_none_or(|s| s.len() < v.len());
-        if v.len() <= MAX_SPARE && larger {
-            self.0 = Some(v);
+        if self.bytes + v.len() <= POOL_BYTES {
+            self.bytes += v.len();
+            self.bufs.push(v);
         }
     }
 
-    /// The kept buffer (its initialized length is its `len`), if any.
-    pub(super) fn take(&mut self) -> Option<Vec<u8>> {
-        self.0.take()
+    /// The smallest kept buffer of at least `want` bytes (its initialized
+    /// length is its `len`), if any.
+    pub(super) fn take(&mut self, want: usize) -> Option<Vec<u8>> {
+        let (i, _) = self
+            .bufs
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.len() >= want)
+            .min_by_key(|(_, v)| v.len())?;
+        let v = self.bufs.swap_remove(i);
+        self.bytes -= v.len();
+        Some(v)
     }
 
     /// Bytes kept.
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, Vec::len)
+        self.bytes
     }
 
-    /// Gives the kept buffer back to the allocator.
+    /// Gives the kept buffers back to the allocator.
     pub(super) fn clear(&mut self) {
-        self.0 = None;
+        self.bufs = Vec::new();
+        self.bytes = 0;
     }
 }
 
@@ -291,7 +303,9 @@ mod tests {
         assert!(other.is_empty());
         assert_eq!(w2.got.len(), 199_990);
         assert_eq!(spare.len(), 300_000);
-        assert_eq!(spare.take().map(|v| v.len()), Some(300_000));
+        assert!(spare.take(300_001).is_none());
+        assert_eq!(spare.take(1000).map(|v| v.len()), Some(300_000));
+        assert_eq!(spare.len(), 0);
     }
 
     #[test]
