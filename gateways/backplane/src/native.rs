@@ -640,8 +640,8 @@ impl<'a> Forwarder<'a> {
                 return Err(e.into());
             }
             let now = Instant::now();
-            if events.is_empty() {
-                // A timeout: nothing is moving, give the spare buffer back.
+            if events.is_empty() && timeout != Some(Duration::ZERO) {
+                // A timeout: nothing is moving, give the spare buffers back.
                 self.spare.clear();
             }
             for event in &events {
