@@ -1784,6 +1784,95 @@ mod tests {
         bp.stop().unwrap();
     }
 
+    /// Large messages go to their subscribers by reference from a buffer
+    /// of their own, and the buffers are reused: every byte must still
+    /// arrive as sent, in order, at a fast subscriber and at a slow one,
+    /// with small messages between the large ones.
+    #[test]
+    fn large_messages_arrive_intact_at_a_fast_and_a_slow_subscriber() {
+        use crate::{Backplane, Config as BpConfig};
+        use banyan_component::{Component, Config};
+        let mut cfg = BpConfig::new("127.0.0.1", 0, 0);
+        cfg.stats_interval = Duration::ZERO;
+        let bp = Backplane::bind(&cfg).unwrap().spawn().unwrap();
+        let c = Config::new("127.0.0.1", bp.publisher_port(), bp.subscriber_port());
+        let mut publisher = Component::connect(c.clone()).unwrap();
+        let mut fast = Component::connect(c.clone()).unwrap();
+        let mut slow = Component::connect(c).unwrap();
+        fast.subscribe("big").unwrap();
+        slow.subscribe("big").unwrap();
+        // Both subscriptions are in once the second subscriber's own topic
+        // is announced (subscriptions of a connection arrive in order).
+        slow.subscribe("ready").unwrap();
+        fast.subscribe("ready2").unwrap();
+        assert!(publisher
+            .wait_for_subscriber("ready", Duration::from_secs(10))
+            .unwrap());
+        assert!(publisher
+            .wait_for_subscriber("ready2", Duration::from_secs(10))
+            .unwrap());
+        // 16 MiB, then sizes on both sides of the sharing threshold and of
+        // the read chunk; 41 MiB in all (under the 64 MiB queue cap).
+        let sizes = [
+            16 << 20,
+            5,
+            1 << 20,
+            100_000,
+            16 << 20,
+            SHARE_AT - 100,
+            SHARE_AT + 100,
+            READ_CHUNK * 3 + 7,
+            7 << 20,
+            1,
+        ];
+        fn body(i: usize, n: usize) -> Vec<u8> {
+            (0..n).map(|j| (j.wrapping_mul(31) ^ i) as u8).collect()
+        }
+        for (i, &n) in sizes.iter().enumerate() {
+            let v = rmpv::Value::Binary(body(i, n));
+            publisher.publish_value("big", &v).unwrap();
+        }
+        let check = move |sub: &mut Component, pause: Duration| {
+            for (i, &n) in sizes.iter().enumerate() {
+                let m = sub
+                    .recv_timeout(Duration::from_secs(30))
+                    .unwrap()
+                    .unwrap_or_else(|| panic!("message {i} of {n} bytes"));
+                assert_eq!(m.topic, "big");
+                let v = m.value().unwrap();
+                let got = v.as_slice().expect("a bin payload");
+                assert_eq!(got.len(), n, "message {i}");
+                assert!(
+                    got == body(i, n).as_slice(),
+                    "message {i} of {n} bytes altered"
+                );
+                std::thread::sleep(pause);
+            }
+        };
+        let slow_thread = std::thread::spawn(move || {
+            check(&mut slow, Duration::from_millis(100));
+            slow
+        });
+        check(&mut fast, Duration::ZERO);
+        let _slow = slow_thread.join().unwrap();
+        let s = bp.stats();
+        assert_eq!((s.forwarded, s.dropped), (sizes.len() as u64, 0), "{s:?}");
+        bp.stop().unwrap();
+    }
+
+    #[test]
+    fn frame_end_finds_the_end_of_the_frame_being_received() {
+        let mut m = Vec::new();
+        zmtp::put_frame(&mut m, zmtp::MORE, b"topic");
+        let body_at = m.len() + 9; // a long header: 1 + 8 bytes
+        zmtp::put_frame(&mut m, 0, &[7u8; 1000]);
+        assert_eq!(frame_end(&m[..3]), Some(7)); // the topic frame
+        assert_eq!(frame_end(&m[..body_at]), Some(m.len()));
+        assert_eq!(frame_end(&m[..m.len() - 1]), Some(m.len()));
+        assert_eq!(frame_end(&m), None, "whole");
+        assert_eq!(frame_end(&m[..body_at - 1]), None, "header not in");
+    }
+
     /// A raw ZMTP 3.1 SUB that completes the handshake and never reads.
     fn raw_subscriber(port: u16) -> std::net::TcpStream {
         use std::io::{Read as _, Write as _};
