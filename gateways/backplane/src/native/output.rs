@@ -222,12 +222,13 @@ impl Output {
             n -= rest;
             self.sent = 0;
             match self.chunks.pop_front() {
-                Some(Chunk::Own(mut v)) => {
-                    if v.capacity() <= KEEP_OWN && self.idle.capacity() == 0 {
-                        v.clear();
-                        self.idle = v;
-                    }
+                Some(Chunk::Own(mut v))
+                    if v.capacity() <= KEEP_OWN && self.idle.capacity() == 0 =>
+                {
+                    v.clear();
+                    self.idle = v;
                 }
+                Some(Chunk::Own(_)) => {}
                 Some(Chunk::Shared { buf, .. }) => spare.offer(buf),
                 None => {}
             }
