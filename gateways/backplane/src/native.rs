@@ -421,6 +421,22 @@ fn frame_end(buf: &[u8]) -> Option<usize> {
     }
 }
 
+/// A buffer for a large message whose first bytes are `data`: sized for
+/// the frame being received when its header is in (and the message within
+/// `limit`), else for one more read; a spare one if one is large enough
+/// (no pages to fault in, nothing to zero), else a zeroed one. Holds
+/// `data` at its start.
+fn big_buffer(spare: &mut Spare, data: &[u8], limit: usize) -> Vec<u8> {
+    let want = frame_end(data)
+        .filter(|&n| n > data.len() && n <= limit)
+        .unwrap_or(data.len() + READ_CHUNK);
+    let mut big = spare.take(want).unwrap_or_else(|| vec![0; want]);
+    if let Some(head) = big.get_mut(..data.len()) {
+        head.copy_from_slice(data);
+    }
+    big
+}
+
 /// Why a connection is closed.
 enum Close {
     Eof,
@@ -849,11 +865,19 @@ impl<'a> Forwarder<'a> {
                 let end = pending + *read.as_ref().unwrap_or(&0);
                 let mut start = 0;
                 let handled = self.handle_bytes(index, &mut rx[..end], &mut start, now);
+                let rest = &rx[start..end];
+                let limit = self.message_limit(rest.len());
                 if let Some(c) = self.connections.get_mut(index).and_then(Option::as_mut) {
-                    // (A fresh allocation: a buffer that grew for a large
-                    // message is given back here.)
                     c.start = 0;
-                    c.input = rx[start..end].to_vec();
+                    if rest.len() > SMALL_PENDING {
+                        // A large message arriving: on in a buffer of its
+                        // own (see `read_large`).
+                        c.big = big_buffer(&mut self.spare, rest, limit);
+                        c.big_end = rest.len();
+                        c.input = Vec::new();
+                    } else {
+                        c.input = rest.to_vec();
+                    }
                 }
                 self.rx = rx;
                 (read, handled)
@@ -920,13 +944,8 @@ impl<'a> Forwarder<'a> {
             // spare one if it is large enough (no pages to fault in again),
             // else a zeroed one of the size the headers announce.
             let data = c.input.get(c.start..).unwrap_or(&[]);
-            let want = frame_end(data)
-                .filter(|&n| n > pending && n <= limit)
-                .unwrap_or(pending + READ_CHUNK);
-            let mut big = self.spare.take(want).unwrap_or_else(|| vec![0; want]);
-            big[..pending].copy_from_slice(data);
-            c.big = big;
-            c.big_end = pending;
+            c.big = big_buffer(&mut self.spare, data, limit);
+            c.big_end = data.len();
             c.input = Vec::new();
             c.start = 0;
         }
