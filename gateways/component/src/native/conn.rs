@@ -16,6 +16,11 @@
 //! that breaks mid-message knows which message was cut (it is counted in
 //! [`Counters::lost`]; the ones queued behind it are sent after the
 //! reconnect).
+//!
+//! Received bytes are parsed out of one receive buffer and each frame is
+//! copied out of it, except the last frame of a message when it is large
+//! ([`DIRECT_AT`]) and not all in yet: it is read straight into a buffer of
+//! its own, which becomes the frame (no copy of a large payload).
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
