@@ -358,7 +358,8 @@ impl Conn {
         })
     }
 
-    fn wants_write(&self) -> bool {
+    /// Bytes wait to be written (the socket took no more).
+    pub(crate) fn wants_write(&self) -> bool {
         self.ctrl_pos < self.ctrl.len()
             || (self.out_pos < self.out.len() && self.hold_until.is_none())
             || self.head_written > 0
