@@ -80,14 +80,15 @@ impl Spare {
         }
     }
 
-    /// The smallest kept buffer of at least `want` bytes (its initialized
-    /// length is its `len`), if any.
+    /// The smallest kept buffer of `want` to `2 × want` bytes (its
+    /// initialized length is its `len`), if any: a message never keeps a
+    /// much larger buffer alive.
     pub(super) fn take(&mut self, want: usize) -> Option<Vec<u8>> {
         let (i, _) = self
             .bufs
             .iter()
             .enumerate()
-            .filter(|(_, v)| v.len() >= want)
+            .filter(|(_, v)| v.len() >= want && v.len() / 2 <= want)
             .min_by_key(|(_, v)| v.len())?;
         let v = self.bufs.swap_remove(i);
         self.bytes -= v.len();
@@ -305,7 +306,8 @@ mod tests {
         assert_eq!(w2.got.len(), 199_990);
         assert_eq!(spare.len(), 300_000);
         assert!(spare.take(300_001).is_none());
-        assert_eq!(spare.take(1000).map(|v| v.len()), Some(300_000));
+        assert!(spare.take(1000).is_none(), "far too large for it");
+        assert_eq!(spare.take(150_000).map(|v| v.len()), Some(300_000));
         assert_eq!(spare.len(), 0);
     }
 
