@@ -42,7 +42,8 @@ cargo test --workspace --locked
 step "component tests again on the libzmq transport (BANYAN_TRANSPORT=libzmq)"
 BANYAN_TRANSPORT=libzmq cargo test --locked -p banyan-component --lib
 BANYAN_TRANSPORT=libzmq cargo test --locked -p banyan \
-  --test lan_backplane --test lan_transport --test lan_interop --test safety
+  --test lan_backplane --test lan_transport --test lan_interop --test safety \
+  --test lan_examples --test cli
 
 if [ "$QUICK" = 1 ]; then
   step "quick checks passed (fmt, clippy, host tests)"

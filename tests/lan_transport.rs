@@ -306,3 +306,71 @@ fn a_gateway_stops_its_motors_when_its_backplane_goes_silent() {
     stop.store(true, Ordering::Relaxed);
     gateway.join().unwrap();
 }
+
+/// A multi-backplane component finds one of its backplanes silent
+/// (SIGSTOP) by heartbeats: `BackplaneDown` tagged with that backplane,
+/// while the other one routes on; after SIGCONT the silent one is back by
+/// itself and routes again.
+#[test]
+fn a_multi_component_finds_one_silent_backplane_and_routes_on_through_the_other() {
+    use banyan::component::multi::{MultiComponent, Options};
+    use banyan::component::routing::{Entry, Spec};
+
+    let (_bp1, p1, s1) = backplane(0, 0);
+    let (bp2, p2, s2) = backplane(0, 0);
+    let entry = |name: &str, p: u16, s: u16| {
+        Entry::new(name, "127.0.0.1", Some(s), vec!["h".into()], Some(p))
+    };
+    let spec = Spec {
+        entries: vec![entry("BP1", p1, s1), entry("BP2", p2, s2)],
+    };
+    let mut options = Options::default();
+    options.heartbeat_interval = Duration::from_millis(200);
+    options.heartbeat_timeout = Duration::from_millis(800);
+    let mut multi = MultiComponent::connect(&spec, options).unwrap();
+    let mut on1 = Component::connect(Config::new("127.0.0.1", p1, s1)).unwrap();
+    let mut on2 = Component::connect(Config::new("127.0.0.1", p2, s2)).unwrap();
+    // Publishes `value` on `c` until `multi` gets it from `name`.
+    let routed = |multi: &mut MultiComponent, c: &mut Component, name: &str, value: u8| {
+        let until = Instant::now() + T;
+        while Instant::now() < until {
+            let _ = c.publish("h", &value);
+            if let Some(r) = multi.recv_timeout(Duration::from_millis(100)).unwrap() {
+                if r.message.payload == [value] {
+                    return r.backplane == name;
+                }
+            }
+        }
+        false
+    };
+    assert!(routed(&mut multi, &mut on1, "BP1", 1));
+    assert!(routed(&mut multi, &mut on2, "BP2", 2));
+
+    bp2.signal("STOP");
+    let stopped = Instant::now();
+    let until = stopped + T;
+    let mut found = false;
+    while !found && Instant::now() < until {
+        if let Some(e) = multi.recv_event(Some(until - Instant::now())).unwrap() {
+            found = e.backplane == "BP2" && e.event == Event::BackplaneDown;
+        }
+    }
+    let took = stopped.elapsed();
+    // BP1 routes on while BP2 is silent.
+    let bp1_meanwhile = found && routed(&mut multi, &mut on1, "BP1", 3);
+    bp2.signal("CONT");
+    assert!(found, "the silent backplane was never noticed");
+    assert!(bp1_meanwhile, "the other backplane stopped routing");
+    println!(
+        "transport {}: silent backplane of two noticed after {took:?} (timeout 800 ms)",
+        multi.transport()
+    );
+    assert_eq!(multi.link_state("BP1").unwrap(), LinkState::Up);
+    let expired = multi.backplane_stats("BP2").unwrap().heartbeat_expired;
+    assert!(expired >= 1 || multi.transport() == Transport::Libzmq);
+    assert!(
+        routed(&mut multi, &mut on2, "BP2", 4),
+        "BP2 did not route again"
+    );
+    assert_eq!(multi.link_state("BP2").unwrap(), LinkState::Up);
+}

@@ -17,7 +17,7 @@ use banyan_services::client::{Client, Config as ClientConfig, Options, Retry};
 use banyan_services::proto::ErrorCode;
 use banyan_services::worker::{self, Failure, Request};
 use banyan_services::{cli, devices, Error};
-use common::{python, wait_until, workspace_root, Proc};
+use common::{python, wait_until, wait_workers, workspace_root, Proc};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -39,18 +39,6 @@ fn worker_config(port: u16, hb_ms: u64) -> worker::Config {
 
 fn client(port: u16) -> Client {
     Client::connect(ClientConfig::new(endpoint(port))).expect("client")
-}
-
-/// Waits until the broker lists `n` workers for `service`.
-fn wait_workers(b: &broker::Handle, service: &str, n: u64) {
-    assert!(
-        wait_until(WAIT, || b
-            .services()
-            .iter()
-            .any(|s| s.service == service && s.workers == n)),
-        "{service}: expected {n} workers, have {:?}",
-        b.services()
-    );
 }
 
 /// Path of an example of banyan-services, built once per test process.

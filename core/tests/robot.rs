@@ -681,3 +681,31 @@ fn stats_fields_match_the_serde_map() {
         .collect();
     assert_eq!(map, ours);
 }
+
+#[test]
+fn run_limit_edges_poll_at_and_led_levels() {
+    let mut r = rig();
+    let cmd = |ms: u64| pack(&map(&[("left", 0.5.into()), ("duration_ms", ms.into())]));
+    // The limit itself is accepted; the run ends exactly at its duration.
+    let (o, _) = r.handle(0, "run_motors", &cmd(10_000));
+    assert!(matches!(o, Outcome::Changed(_)), "{o:?}");
+    assert_eq!(r.left.value.get(), 0.5);
+    assert_eq!(r.robot.poll_at(), Some(10_000));
+    assert!(!r.robot.poll(9_999));
+    assert!(r.robot.poll(10_000));
+    assert_eq!(r.left.value.get(), 0.0);
+    // A limit of 0 refuses every timed run.
+    r.robot.set_max_run_ms(0);
+    r.refused("run_motors", &cmd(1));
+    assert_eq!(r.left.value.get(), 0.0);
+    // LEDs take levels between off and on, and the report says so.
+    let (o, report) = r.handle(
+        0,
+        "light_leds",
+        &pack(&map(&[("status", true.into()), ("beacon", 0.25.into())])),
+    );
+    assert!(matches!(o, Outcome::Changed(_)), "{o:?}");
+    assert_eq!(r.status.value.get(), 1.0);
+    let leds = field(&unpack(&report), "leds").clone();
+    assert_eq!(field(&leds, "beacon").as_f64(), Some(0.25));
+}

@@ -1,17 +1,25 @@
-//! The ZMTP handshake as the native backplane runs it: the greeting
-//! negotiation (`banyan_zmtp::Negotiation`, ZMTP 3.x and 2.0 peers) and,
-//! after a ZMTP 3 greeting, the READY command's properties.
+//! The ZMTP handshake as the native backplane and the services broker's
+//! native ROUTER run it: the greeting negotiation
+//! (`banyan_zmtp::Negotiation`, ZMTP 3.x and 2.0 peers), after a ZMTP 3
+//! greeting the READY command's properties, and the whole server-side
+//! opening (`banyan_zmtp::opening::Opening`: greeting, our READY, the
+//! peer's READY with its socket type checked and its Identity read).
 //!
 //! Input: byte 0 picks the chunk size (`1 + b0 % 32`) and our socket type
-//! (`b0 & 0x80`: XSUB, else XPUB); the rest is what the peer sends from the
+//! (`b0 & 0x80`: XSUB, else XPUB; for the opening, `b0 & 0x40`: ROUTER
+//! accepting DEALER/REQ/ROUTER); the rest is what the peer sends from the
 //! start of the connection. Checks: no panic; what we send back is at most
 //! the rest of one greeting, sent once; the outcome (the protocol and where
 //! its greeting ends, or the error) is the same whether the peer's bytes
 //! arrive whole, in chunks or one at a time; a ZMTP 2.0 greeting's length
 //! lies within the bytes seen; the READY that follows a ZMTP 3 greeting is
-//! parsed or refused, never a panic.
+//! parsed or refused, never a panic; the opening's outcome (greeted, ready
+//! with the peer's socket type and identity, or the error) is the same
+//! whole, in chunks or byte by byte, and every length it consumes lies
+//! within the bytes it was given.
 #![no_main]
 
+use banyan_zmtp::opening::{Opened, Opening};
 use banyan_zmtp::{split_command, v2, Decoder, Negotiation, Progress, Step, GREETING_LEN};
 use libfuzzer_sys::fuzz_target;
 
@@ -43,6 +51,48 @@ fn negotiate(peer: &[u8], chunk: usize, ours: &str) -> (String, usize, Vec<u8>) 
                 return (format!("v2 {len} {t}"), seen, out);
             }
             Err(e) => return (format!("error {e}"), seen, out),
+        }
+    }
+}
+
+/// The whole opening on `peer` fed `chunk` bytes at a time: its outcome as
+/// text.
+fn open(peer: &[u8], chunk: usize, router: bool) -> String {
+    let mut o = if router {
+        Opening::new(
+            "ROUTER",
+            "fuzz",
+            |t| matches!(t, "DEALER" | "REQ" | "ROUTER"),
+            4096,
+        )
+    } else {
+        Opening::new("XPUB", "fuzz", |t| matches!(t, "SUB" | "XSUB"), 4096)
+    };
+    let mut out = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut fed = 0;
+    let mut greeted = None;
+    loop {
+        match o.step(&buf, &mut out) {
+            Ok(Opened::NeedMore) => {
+                if fed == peer.len() {
+                    return format!("need more, greeted {greeted:?}");
+                }
+                let n = chunk.min(peer.len() - fed);
+                buf.extend_from_slice(&peer[fed..fed + n]);
+                fed += n;
+            }
+            Ok(Opened::Greeted { len, minor }) => {
+                assert!(len <= buf.len(), "greeting of {len}, {} given", buf.len());
+                assert!(greeted.is_none(), "greeted twice");
+                buf.drain(..len);
+                greeted = Some(minor);
+            }
+            Ok(Opened::Ready { len, peer }) => {
+                assert!(len <= buf.len(), "READY of {len}, {} given", buf.len());
+                return format!("ready {greeted:?} {len} {peer:?}");
+            }
+            Err(e) => return format!("error {e}, greeted {greeted:?}"),
         }
     }
 }
@@ -79,4 +129,17 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
+    // The whole opening, as both native engines run it.
+    let router = b0 & 0x40 != 0;
+    let whole = open(peer, peer.len().max(1), router);
+    assert_eq!(
+        whole,
+        open(peer, chunk, router),
+        "opening: whole vs chunks of {chunk}"
+    );
+    assert_eq!(
+        whole,
+        open(peer, 1, router),
+        "opening: whole vs one byte at a time"
+    );
 });

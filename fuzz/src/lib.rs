@@ -101,6 +101,35 @@ pub fn push_op(out: &mut Vec<u8>, tag: u8, dt: u8, data: &[u8]) {
     }
 }
 
+/// Runs an [`OpKind::Rx`] or [`OpKind::RxFrame`] record through a link end:
+/// the record's bytes (or the one valid frame built from them) go to `step`,
+/// which calls `handle_rx` once, handles the event and returns whether there
+/// was one, with the input left. Checks that `handle_rx` always progresses,
+/// that what is left is a suffix of the input, and that it returns no event
+/// only with all input consumed.
+pub fn feed_rx(op: &Op<'_>, mut step: impl for<'b> FnMut(&'b [u8]) -> (bool, &'b [u8])) {
+    let framed;
+    let data = if op.kind == OpKind::RxFrame {
+        framed = frame_from(op.data);
+        &framed[..]
+    } else {
+        op.data
+    };
+    let mut input = data;
+    for _ in 0..data.len() + 64 {
+        let len = input.len();
+        let (event, rest) = step(input);
+        assert!(rest.len() <= len);
+        assert_eq!(rest, &data[data.len() - rest.len()..]);
+        if !event {
+            assert!(rest.is_empty(), "(None, rest) with input left");
+            return;
+        }
+        input = rest;
+    }
+    panic!("handle_rx does not progress");
+}
+
 /// The wire frame an [`OpKind::RxFrame`] record stands for: kind from
 /// `data[0]` (below `0x80`: one of the link's eleven kinds; else the byte
 /// itself), seq `data[1]`, payload the rest.

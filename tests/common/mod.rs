@@ -371,3 +371,16 @@ impl Drop for Proc {
         }
     }
 }
+
+/// Waits (up to 20 s) until the services broker `b` lists `n` workers for
+/// `service`; panics with what it lists otherwise.
+pub fn wait_workers(b: &banyan_services::broker::Handle, service: &str, n: u64) {
+    assert!(
+        wait_until(Duration::from_secs(20), || b
+            .services()
+            .iter()
+            .any(|s| s.service == service && s.workers == n)),
+        "{service}: expected {n} workers, have {:?}",
+        b.services()
+    );
+}

@@ -37,6 +37,8 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::heartbeat::{Expiry, Liveness};
 use super::{Config, Error, Reporter, Result, ShutdownHandle, Stats};
+use banyan_zmtp::busy::BusyPoll;
+use banyan_zmtp::opening::{Opened, Opening, OpeningError};
 use banyan_zmtp::{self as zmtp, Decoder, HandshakeError, Step, Subscription};
 
 // Interoperability additions, kept apart: heartbeats, and what subscribers
@@ -197,12 +199,9 @@ struct Connection {
     /// Listed in the forwarder's `ready` (to read).
     listed: bool,
     decoder: Decoder,
-    output: Output,
-    /// Total bytes written and appended since the connection opened, and the
-    /// range (in appended bytes) of every queued message.
-    written_total: u64,
-    appended_total: u64,
-    queued: VecDeque<(u64, u64)>,
+    /// Bytes queued for it, with the range of every queued message (the
+    /// queue the high-water mark is checked against).
+    out: Output,
     /// The socket may accept more bytes.
     writable: bool,
     /// Listed in the forwarder's `dirty` (output to flush).
@@ -223,8 +222,8 @@ struct Connection {
     sub_bytes: usize,
     /// Bytes counted for this connection in the forwarder's total.
     accounted: usize,
-    /// The greeting exchange (ZMTP 3.x or 2.0).
-    negotiation: zmtp::Negotiation,
+    /// The handshake (ZMTP 3.x or 2.0).
+    opening: Opening,
     /// Heartbeats (see [`super::heartbeat`]).
     liveness: Liveness,
 }
@@ -238,8 +237,12 @@ impl Connection {
         max_command: usize,
         now: Instant,
     ) -> Connection {
-        let mut output = Output::default();
-        output.push(&zmtp::v2::OPENING);
+        let mut out = Output::new();
+        out.push_control(&zmtp::v2::OPENING);
+        let accepts: fn(&str) -> bool = match role {
+            Role::Publisher => |p| Role::Publisher.accepts(p),
+            Role::Subscriber => |p| Role::Subscriber.accepts(p),
+        };
         Connection {
             stream,
             peer,
@@ -254,10 +257,7 @@ impl Connection {
             listed: false,
             // Before READY nothing larger than a command is buffered.
             decoder: Decoder::with_limits(max_command, max_command),
-            output,
-            written_total: 0,
-            appended_total: zmtp::v2::OPENING.len() as u64,
-            queued: VecDeque::new(),
+            out,
             writable: true,
             dirty: false,
             overflow: false,
@@ -266,80 +266,25 @@ impl Connection {
             last_write: now,
             sub_bytes: 0,
             accounted: 0,
-            negotiation: zmtp::Negotiation::new(),
+            opening: Opening::new(role.our_type(), role.port(), accepts, max_command),
             liveness: Liveness::default(),
         }
     }
 
-    /// Bytes appended and not yet written.
-    fn unsent(&self) -> u64 {
-        self.appended_total - self.written_total
-    }
-
     /// Bytes this connection holds, for the memory budget.
     fn held(&self) -> usize {
-        self.unsent() as usize
+        self.out.unsent() as usize
             + (self.input.len() - self.start)
             + self.big.len()
-            + self.queued.len() * QUEUE_ENTRY
+            + self.out.ranges() * QUEUE_ENTRY
             + self.sub_bytes
-    }
-
-    /// Messages queued for this connection and not yet fully written.
-    fn queue_len(&mut self) -> usize {
-        while self
-            .queued
-            .front()
-            .is_some_and(|&(_, e)| e <= self.written_total)
-        {
-            self.queued.pop_front();
-        }
-        self.queued.len()
     }
 
     /// The queue holds `hwm` messages (0 = no limit) or `max_bytes` bytes
     /// (0 = no limit).
     fn is_full(&mut self, hwm: i32, max_bytes: usize) -> bool {
-        (hwm > 0 && self.queue_len() >= hwm as usize)
-            || (max_bytes > 0 && self.unsent() >= max_bytes as u64)
-    }
-
-    /// Appends bytes that are not a message (handshake, subscriptions,
-    /// PONG).
-    fn push_control(&mut self, bytes: &[u8]) {
-        self.output.push(bytes);
-        self.appended_total += bytes.len() as u64;
-    }
-
-    /// Appends one whole message, `buf[start..end]`, by reference.
-    fn push_shared(&mut self, buf: &Arc<Vec<u8>>, start: usize, end: usize) {
-        let begin = self.appended_total;
-        self.output.push_shared(Arc::clone(buf), start, end);
-        self.appended_total += (end - start) as u64;
-        self.queued.push_back((begin, self.appended_total));
-    }
-
-    /// Appends one whole message.
-    fn push_message(&mut self, bytes: &[u8]) {
-        let start = self.appended_total;
-        self.push_control(bytes);
-        self.queued.push_back((start, self.appended_total));
-    }
-
-    /// Removes the newest queued message if nothing of it was written and
-    /// nothing was appended after it; returns its length.
-    fn pop_newest(&mut self) -> Option<usize> {
-        let &(start, end) = self.queued.back()?;
-        if end != self.appended_total || start < self.written_total {
-            return None;
-        }
-        let len = (end - start) as usize;
-        if !self.output.truncate_back(len) {
-            return None;
-        }
-        self.appended_total = start;
-        self.queued.pop_back();
-        Some(len)
+        (hwm > 0 && self.out.queue_len() >= hwm as usize)
+            || (max_bytes > 0 && self.out.unsent() >= max_bytes as u64)
     }
 
     /// Lists the connection for the next flush (once).
@@ -353,22 +298,16 @@ impl Connection {
     /// Writes queued output until done or the socket is full; buffers of
     /// large messages written by their last queue go to `spare`.
     fn flush(&mut self, now: Instant, spare: &mut Spare) -> io::Result<()> {
-        while self.writable && !self.output.is_empty() {
-            match self.output.write_to(&mut self.stream, spare) {
+        while self.writable && self.out.has_output() {
+            match self.out.write_to(&mut self.stream, spare) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.written_total += n as u64;
-                    self.last_write = now;
-                }
+                Ok(_) => self.last_write = now,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        self.queue_len();
-        if self.queued.is_empty() && self.queued.capacity() > 1024 {
-            self.queued.shrink_to(64);
-        }
+        self.out.settle();
         Ok(())
     }
 }
@@ -466,65 +405,17 @@ impl std::fmt::Display for Close {
     }
 }
 
-/// Adaptive busy polling before blocking, after the guest halt-polling
-/// algorithm. Before sleeping in `epoll_wait`, the loop polls without
-/// blocking for up to `window`. The window follows the sleeps: a sleep that
-/// ended (with an event) less than `max` after the loop went idle doubles
-/// it (from `max / 16`, up to `max`); a longer one, or a timeout, closes it.
-/// So a thread polls only while messages keep arriving less than `max`
-/// apart, and a failed poll costs at most one small window before a long
-/// sleep closes it. Waking a sleeping thread costs tens of microseconds on
-/// some machines (virtual CPUs most of all); a thread that is still polling
-/// sees the next message at once.
-struct BusyPoll {
-    max: Duration,
-    window: Duration,
-}
-
-impl BusyPoll {
-    fn new(max: Duration) -> BusyPoll {
-        BusyPoll {
-            max,
-            window: Duration::ZERO,
-        }
-    }
-
-    fn wait(
-        &mut self,
-        poll: &mut Poll,
-        events: &mut Events,
-        timeout: Option<Duration>,
-    ) -> io::Result<()> {
-        if timeout == Some(Duration::ZERO) || self.max.is_zero() {
-            return poll.poll(events, timeout);
-        }
-        let idle_since = Instant::now();
-        if !self.window.is_zero() {
-            let window = timeout.map_or(self.window, |t| t.min(self.window));
-            loop {
-                poll.poll(events, Some(Duration::ZERO))?;
-                if !events.is_empty() {
-                    return Ok(());
-                }
-                if idle_since.elapsed() >= window {
-                    break;
-                }
-                std::hint::spin_loop();
-            }
-        }
-        poll.poll(events, timeout)?;
-        self.adapt(idle_since.elapsed(), !events.is_empty());
-        Ok(())
-    }
-
-    /// After a sleep that lasted `gap` since the loop went idle and ended
-    /// with an event (`woken`) or a timeout.
-    fn adapt(&mut self, gap: Duration, woken: bool) {
-        self.window = if woken && gap <= self.max {
-            (self.window * 2).max(self.max / 16).min(self.max)
-        } else {
-            Duration::ZERO
-        };
+/// Why a failed handshake closes the connection.
+fn opening_failed(e: OpeningError, max_command: usize) -> Close {
+    match e {
+        OpeningError::Handshake(HandshakeError::PeerError(reason)) => Close::PeerError(reason),
+        OpeningError::Handshake(e) => Close::Handshake(e),
+        OpeningError::Frame(e) => Close::Frame(e),
+        OpeningError::Oversize(_) => Close::Limit(format!(
+            "handshake command over {max_command} bytes (--max-command)"
+        )),
+        // (A future kind of failure: a refusal like the others.)
+        _ => Close::Limit(e.to_string()),
     }
 }
 
@@ -649,7 +540,12 @@ impl<'a> Forwarder<'a> {
         loop {
             let now = Instant::now();
             let timeout = self.timeout(now);
-            if let Err(e) = spin.wait(&mut self.sockets.poll, &mut events, timeout) {
+            let poll = &mut self.sockets.poll;
+            let waited = spin.wait(timeout, |t| {
+                poll.poll(&mut events, t)?;
+                Ok(!events.is_empty())
+            });
+            if let Err(e) = waited {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -1064,83 +960,38 @@ impl<'a> Forwarder<'a> {
                 c.decoder.set_max_message(limit);
             }
             let buf = &input[*start..];
+            let max_command = self.config.max_command;
             match c.phase {
-                Phase::Greeting => {
+                Phase::Greeting | Phase::Ready => {
                     self.scratch.clear();
-                    let progress = c
-                        .negotiation
-                        .step(buf, c.role.our_type(), &mut self.scratch)
-                        .map_err(Close::Handshake)?;
+                    let step = c.opening.step(buf, &mut self.scratch);
                     if !self.scratch.is_empty() {
-                        c.push_control(&self.scratch);
+                        c.out.push_control(&self.scratch);
                         c.mark(index, &mut self.dirty);
                     }
-                    match progress {
-                        zmtp::Progress::NeedMore => return Ok(()),
-                        zmtp::Progress::V3 { minor } => {
-                            *start += zmtp::GREETING_LEN;
+                    match step.map_err(|e| opening_failed(e, max_command))? {
+                        Opened::NeedMore => return Ok(()),
+                        Opened::Greeted { len, minor } => {
+                            *start += len;
                             c.phase = Phase::Ready;
-                            self.scratch.clear();
-                            zmtp::put_ready(&mut self.scratch, c.role.our_type());
-                            c.push_control(&self.scratch);
-                            c.mark(index, &mut self.dirty);
                             let pings = zmtp::heartbeat::has_heartbeats(minor);
                             self.start_heartbeats(index, now, pings);
                         }
-                        zmtp::Progress::V2 { len, peer } => {
-                            if !c.role.accepts(peer) {
-                                return Err(Close::Handshake(HandshakeError::SocketType {
-                                    peer: peer.to_owned(),
-                                    port: c.role.port(),
-                                }));
-                            }
+                        Opened::Ready { len, peer } => {
                             *start += len;
-                            log::debug!("backplane: {} {peer} ready (ZMTP 2.0)", c.peer);
-                            self.start_heartbeats(index, now, false);
+                            let version = if peer.zmtp2 { " (ZMTP 2.0)" } else { "" };
+                            log::debug!(
+                                "backplane: {} {:?} ready{version}",
+                                c.peer,
+                                peer.socket_type
+                            );
+                            if peer.zmtp2 {
+                                self.start_heartbeats(index, now, false);
+                            }
                             self.ready(index);
                         }
                     }
                 }
-                Phase::Ready => match c.decoder.step(buf).map_err(Close::Frame)? {
-                    Step::NeedMore => return Ok(()),
-                    Step::Command { len, body } => {
-                        let (name, data) = zmtp::split_command(&buf[body..len])
-                            .map_err(|e| Close::Handshake(HandshakeError::BadReady(e)))?;
-                        if name == b"ERROR" {
-                            return Err(Close::PeerError(
-                                String::from_utf8_lossy(data.get(1..).unwrap_or(&[])).into_owned(),
-                            ));
-                        }
-                        if name != b"READY" {
-                            return Err(Close::Handshake(HandshakeError::BadReady(
-                                "first command is not READY",
-                            )));
-                        }
-                        // No Socket-Type (RFC 37 says SHOULD): the port
-                        // decides, as in libzmq.
-                        let peer = zmtp::ready::socket_type(data).map_err(Close::Handshake)?;
-                        if let Some(peer) = peer.as_deref().filter(|p| !c.role.accepts(p)) {
-                            return Err(Close::Handshake(HandshakeError::SocketType {
-                                peer: peer.to_owned(),
-                                port: c.role.port(),
-                            }));
-                        }
-                        *start += len;
-                        log::debug!("backplane: {} {peer:?} ready", c.peer);
-                        self.ready(index);
-                    }
-                    Step::Oversize { .. } => {
-                        return Err(Close::Limit(format!(
-                            "handshake command over {} bytes (--max-command)",
-                            self.config.max_command
-                        )))
-                    }
-                    Step::Message { .. } | Step::Skipped(_) | Step::Interleaved { .. } => {
-                        return Err(Close::Handshake(HandshakeError::BadReady(
-                            "message before READY",
-                        )))
-                    }
-                },
                 Phase::Traffic => match c.decoder.step(buf).map_err(Close::Frame)? {
                     Step::NeedMore => return Ok(()),
                     Step::Skipped(n) => *start += n,
@@ -1215,7 +1066,7 @@ impl<'a> Forwarder<'a> {
             for topic in self.index.topics() {
                 zmtp::put_subscription(&mut self.scratch, topic, true);
             }
-            c.push_control(&self.scratch);
+            c.out.push_control(&self.scratch);
             c.allowance = self.scratch.len() as u64;
             c.mark(index, &mut self.dirty);
             self.publishers.push(index);
@@ -1243,7 +1094,7 @@ impl<'a> Forwarder<'a> {
                 let Some(c) = self.connections.get_mut(index).and_then(Option::as_mut) else {
                     return Ok(());
                 };
-                if limit > 0 && c.unsent() >= limit {
+                if limit > 0 && c.out.unsent() >= limit {
                     // It does not read what we send: no more answers.
                     let peer = c.peer;
                     self.reporter.stats.limited += 1;
@@ -1257,7 +1108,7 @@ impl<'a> Forwarder<'a> {
                 }
                 self.scratch.clear();
                 zmtp::put_pong(&mut self.scratch, data);
-                c.push_control(&self.scratch);
+                c.out.push_control(&self.scratch);
                 c.mark(index, &mut self.dirty);
                 self.touch(index);
             }
@@ -1367,7 +1218,7 @@ impl<'a> Forwarder<'a> {
             let Some(c) = self.connections.get_mut(i).and_then(Option::as_mut) else {
                 continue;
             };
-            let behind = limit > 0 && c.unsent() > limit + c.allowance;
+            let behind = limit > 0 && c.out.unsent() > limit + c.allowance;
             let stuck = now.saturating_duration_since(c.last_write) >= idle;
             if behind && (stuck || over_budget) {
                 let peer = c.peer;
@@ -1381,7 +1232,7 @@ impl<'a> Forwarder<'a> {
                 k -= 1; // `close` removed it from the list
                 continue;
             }
-            c.push_control(&self.scratch);
+            c.out.push_control(&self.scratch);
             c.mark(i, &mut self.dirty);
             self.touch(i);
         }
@@ -1450,8 +1301,8 @@ impl<'a> Forwarder<'a> {
             }
             if let Some(c) = self.connections.get_mut(i).and_then(Option::as_mut) {
                 match message {
-                    Body::Copy(bytes) => c.push_message(bytes),
-                    Body::Shared(buf, end) => c.push_shared(buf, 0, end),
+                    Body::Copy(bytes) => c.out.push_message(bytes),
+                    Body::Shared(buf, end) => c.out.push_shared_message(buf, 0, end),
                 }
                 c.overflow = false;
                 c.mark(i, &mut self.dirty);
@@ -1483,7 +1334,7 @@ impl<'a> Forwarder<'a> {
                 .enumerate()
                 .filter_map(|(i, c)| Some((i, c.as_ref()?)))
                 .filter(|(i, c)| c.role == Role::Subscriber && !tried.contains(i))
-                .max_by_key(|(_, c)| c.unsent())
+                .max_by_key(|(_, c)| c.out.unsent())
                 .map(|(i, _)| i);
             let Some(i) = largest else { break };
             tried.push(i);
@@ -1492,7 +1343,7 @@ impl<'a> Forwarder<'a> {
                 let Some(c) = self.connections.get_mut(i).and_then(Option::as_mut) else {
                     break;
                 };
-                if c.unsent() == 0 || c.pop_newest().is_none() {
+                if c.out.unsent() == 0 || c.out.pop_newest().is_none() {
                     break;
                 }
                 n += 1;
@@ -1606,7 +1457,7 @@ impl<'a> Forwarder<'a> {
                 );
             }
         }
-        let undelivered = c.queue_len() as u64;
+        let undelivered = c.out.queue_len() as u64;
         if undelivered > 0 {
             self.reporter.stats.undelivered += undelivered;
             log::warn!(
@@ -1632,45 +1483,6 @@ impl<'a> Forwarder<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn busy_poll_window_opens_on_short_gaps_and_closes_on_long_ones() {
-        let max = Duration::from_micros(200);
-        let mut busy = BusyPoll::new(max);
-        let short = Duration::from_micros(50);
-        // Short sleeps open the window and double it up to `max`.
-        for expected in [12_500, 25_000, 50_000, 100_000, 200_000, 200_000] {
-            busy.adapt(short, true);
-            assert_eq!(busy.window, Duration::from_nanos(expected));
-        }
-        // A long sleep, or a timeout, closes it.
-        busy.adapt(Duration::from_millis(1), true);
-        assert_eq!(busy.window, Duration::ZERO);
-        busy.adapt(short, true);
-        busy.adapt(short, false);
-        assert_eq!(busy.window, Duration::ZERO);
-
-        // With a real poll: a pending event is taken while polling (the
-        // window stays); nothing pending times out and closes the window.
-        let mut poll = Poll::new().unwrap();
-        let waker = Waker::new(poll.registry(), WAKER).unwrap();
-        let mut events = Events::with_capacity(4);
-        busy.window = max;
-        waker.wake().unwrap();
-        busy.wait(&mut poll, &mut events, None).unwrap();
-        assert!(!events.is_empty());
-        assert_eq!(busy.window, max);
-        busy.wait(&mut poll, &mut events, Some(Duration::from_millis(2)))
-            .unwrap();
-        assert!(events.is_empty());
-        assert_eq!(busy.window, Duration::ZERO);
-        // Off: the window never opens.
-        let mut off = BusyPoll::new(Duration::ZERO);
-        waker.wake().unwrap();
-        off.wait(&mut poll, &mut events, None).unwrap();
-        assert!(!events.is_empty());
-        assert_eq!(off.window, Duration::ZERO);
-    }
 
     /// A subscriber to "big" that never reads, with small kernel buffers,
     /// and a publisher that knows of it.

@@ -94,11 +94,14 @@ pub struct Args {
     /// apply to us (0 = never close for that).
     #[arg(long, default_value_t = banyan_backplane::DEFAULT_HEARTBEAT_TIMEOUT.as_millis() as u64)]
     pub heartbeat_timeout_ms: u64,
-    /// Forwarding engine: `native` (one thread speaking ZMTP) or `libzmq`.
+    /// Forwarding engine: `native` (one thread speaking ZMTP) or `libzmq`;
+    /// the service broker runs on the same kind of ROUTER (native: the
+    /// broker thread speaks ZMTP; libzmq: libzmq's ROUTER socket).
     #[arg(long, default_value = "native")]
     pub engine: Engine,
-    /// Busy polling (native engine), in microseconds: while messages arrive
-    /// less than this apart, poll instead of sleeping. 0 = off. Try 200.
+    /// Busy polling (native engine, and the native service broker), in
+    /// microseconds: while messages arrive less than this apart, poll
+    /// instead of sleeping. 0 = off. Try 200.
     #[arg(long, default_value_t = banyan_backplane::DEFAULT_BUSY_POLL.as_micros() as u64)]
     pub busy_poll_us: u64,
     /// Do not announce this backplane in the discovery pool (components
@@ -176,6 +179,14 @@ pub fn run(args: Args) -> Result<()> {
             banyan_services::broker::DEFAULT_PORT
         });
         let mut sc = banyan_services::broker::SocketConfig::new(bind.clone(), port);
+        sc.engine = match config.engine {
+            Engine::Libzmq => banyan_services::broker::Engine::Libzmq,
+            _ => banyan_services::broker::Engine::Native,
+        };
+        sc.heartbeat_interval = config.heartbeat_interval;
+        sc.heartbeat_timeout = config.heartbeat_timeout;
+        sc.handshake_timeout = config.handshake_timeout;
+        sc.busy_poll = config.busy_poll;
         sc.stats_to = Some(format!("tcp://127.0.0.1:{}", backplane.publisher_port()));
         sc.name.clone_from(&config.name);
         let broker = banyan_services::broker::spawn(sc)

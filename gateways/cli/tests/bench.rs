@@ -138,3 +138,46 @@ fn large_messages_all_arrive() {
         );
     }
 }
+
+/// Runs `program ARGS` with stdin closed and stdout/stderr pipes whose read
+/// ends are closed at once; returns its exit status (killed after `T`).
+fn run_deaf(program: &str, args: &[&str]) -> std::process::ExitStatus {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let deadline = Instant::now() + T;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{program} {args:?} still running after {T:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn closed_stdout_and_stderr_are_no_panic() {
+    // println! panicked here (exit code 101) before the results went
+    // through output::write_stdout.
+    for args in [
+        &["latency", "--count", "20"][..],
+        &["throughput", "--count", "1000"],
+        &["large", "--size", "1024", "--count", "8"],
+    ] {
+        let st = run_deaf(BENCH, args);
+        assert_eq!(st.code(), Some(0), "banyan-bench {args:?}: {st}");
+    }
+    // A bad argument is still exit code 1, not a panic over the dead stderr.
+    let st = run_deaf(BENCH, &["--backplane", "nowhere", "latency"]);
+    assert_eq!(st.code(), Some(1), "{st}");
+}

@@ -388,6 +388,15 @@ impl Frame {
     }
 }
 
+/// Which connections a component makes: both for a [`Component`]; a
+/// multi-backplane component may only publish to, or only subscribe on,
+/// a backplane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sides {
+    pub(crate) publisher: bool,
+    pub(crate) subscriber: bool,
+}
+
 /// The transport behind a component.
 enum Backend {
     #[cfg(feature = "libzmq")]
@@ -461,8 +470,7 @@ impl std::fmt::Debug for Component {
     }
 }
 
-/// Receiving and checking multipart messages, shared with the
-/// multi-backplane component.
+/// Checking received multipart messages.
 #[derive(Debug, Default)]
 pub(crate) struct Receiver {
     validator: Validator,
@@ -479,18 +487,6 @@ impl Receiver {
             limits,
             ..Receiver::default()
         }
-    }
-
-    /// Reads one multipart message without blocking and checks it.
-    #[cfg(feature = "libzmq")]
-    pub(crate) fn try_recv(
-        &mut self,
-        socket: &zmq::Socket,
-    ) -> std::result::Result<Option<std::result::Result<Message, Rejection>>, zmq::Error> {
-        if !crate::zmq_backend::read_frames(socket, &mut self.frames)? {
-            return Ok(None);
-        }
-        Ok(Some(self.check()))
     }
 
     /// Checks the frames last read (or put back into `self.frames`).
@@ -520,21 +516,6 @@ impl Receiver {
 #[cfg(feature = "libzmq")]
 #[doc(hidden)]
 pub use crate::zmq_backend::send_message;
-#[cfg(feature = "libzmq")]
-pub(crate) use crate::zmq_backend::{poll_timeout, publisher_socket};
-
-/// `Ok(true)` when a poll was interrupted by a signal: blocking calls then
-/// return early (`None`/`false`) so that callers can check their stop flags.
-#[cfg(feature = "libzmq")]
-pub(crate) fn interrupted(
-    r: std::result::Result<i32, zmq::Error>,
-) -> std::result::Result<bool, zmq::Error> {
-    match r {
-        Ok(_) => Ok(false),
-        Err(zmq::Error::EINTR) => Ok(true),
-        Err(e) => Err(e),
-    }
-}
 
 impl Component {
     /// Connects to the backplane described by `config`, in the background,
@@ -555,12 +536,27 @@ impl Component {
     /// # Errors
     /// As [`Component::connect`].
     pub fn connect_with_context(config: Config, context: &Context) -> Result<Component> {
+        let both = Sides {
+            publisher: true,
+            subscriber: true,
+        };
+        Component::connect_sides(config, context, both)
+    }
+
+    /// Like [`Component::connect_with_context`], making only the
+    /// connections in `sides` (the other side's calls then do nothing:
+    /// sends are refused as with a full queue, nothing is received).
+    pub(crate) fn connect_sides(
+        config: Config,
+        context: &Context,
+        sides: Sides,
+    ) -> Result<Component> {
         let backend = match config.transport {
             Transport::Native => {
                 let options = crate::native::Options {
                     address: config.address.clone(),
-                    publisher_port: config.publisher_port,
-                    subscriber_port: config.subscriber_port,
+                    publisher_port: sides.publisher.then_some(config.publisher_port),
+                    subscriber_port: sides.subscriber.then_some(config.subscriber_port),
                     send_hwm: usize::try_from(config.send_hwm.max(0)).unwrap_or(usize::MAX),
                     max_message: config.limits.max_payload.saturating_add(64 * 1024),
                     recv_buffer: config.recv_buffer.max(64 * 1024),
@@ -584,21 +580,19 @@ impl Component {
             #[cfg(feature = "libzmq")]
             Transport::Libzmq => {
                 use crate::zmq_backend::ConnectError;
-                let zmq =
-                    crate::zmq_backend::Zmq::connect(&config, context.0.clone()).map_err(|e| {
-                        match e {
-                            ConnectError::Zmq(e) => zmq_error(e),
-                            ConnectError::Endpoint { endpoint, source } => Error::Connect {
-                                endpoint,
-                                source: source.into(),
-                            },
-                        }
+                let zmq = crate::zmq_backend::Zmq::connect(&config, context.0.clone(), sides)
+                    .map_err(|e| match e {
+                        ConnectError::Zmq(e) => zmq_error(e),
+                        ConnectError::Endpoint { endpoint, source } => Error::Connect {
+                            endpoint,
+                            source: source.into(),
+                        },
                     })?;
                 Backend::Zmq(zmq)
             }
             #[cfg(not(feature = "libzmq"))]
             Transport::Libzmq => {
-                let _ = context;
+                let _ = (context, sides);
                 return Err(Error::Unsupported(Transport::Libzmq));
             }
         };
@@ -727,7 +721,8 @@ impl Component {
         self.send(topic, payload)
     }
 
-    fn send(&mut self, topic: &str, payload: &[u8]) -> Result<()> {
+    /// Sends a payload already checked.
+    pub(crate) fn send(&mut self, topic: &str, payload: &[u8]) -> Result<()> {
         let queued = match &mut self.backend {
             #[cfg(feature = "libzmq")]
             Backend::Zmq(z) => z.send(topic, payload).map_err(zmq_error)?,
@@ -869,6 +864,42 @@ impl Component {
             Backend::Zmq(z) => z.wait(watches, deadline, ready).map_err(zmq_error),
             Backend::Native(n) => n.wait(watches, deadline, ready).map_err(io_error),
         }
+    }
+
+    /// [`Component::wait`] for several components at once (one poll; they
+    /// use one transport), without watches: until one of them may have
+    /// something or `deadline` passes. `Ok(true)` when a signal
+    /// interrupted the wait.
+    pub(crate) fn wait_all(components: &[&Component], deadline: Option<Instant>) -> Result<bool> {
+        let deadline = components
+            .iter()
+            .filter_map(|c| c.feedback.next_deadline())
+            .fold(deadline, |d, f| Some(d.map_or(f, |d| d.min(f))));
+        let mut ready = Vec::new();
+        let mut natives = Vec::new();
+        #[cfg(feature = "libzmq")]
+        let mut zmqs = Vec::new();
+        for c in components.iter() {
+            match &c.backend {
+                #[cfg(feature = "libzmq")]
+                Backend::Zmq(z) => zmqs.push(z),
+                Backend::Native(n) => natives.push(n),
+            }
+        }
+        #[cfg(feature = "libzmq")]
+        if !zmqs.is_empty() {
+            // (One transport per multi-backplane component: a native
+            // connection beside them is only looked at every 10 ms.)
+            let deadline = if natives.is_empty() {
+                deadline
+            } else {
+                let soon = Instant::now() + Duration::from_millis(10);
+                Some(deadline.map_or(soon, |d| d.min(soon)))
+            };
+            return crate::zmq_backend::wait_all(&zmqs, &[], deadline, &mut ready)
+                .map_err(zmq_error);
+        }
+        crate::native::wait_all(&natives, &[], deadline, &mut ready).map_err(io_error)
     }
 
     /// Moves link changes into `pending`, updating `link`.
@@ -1143,22 +1174,31 @@ impl Component {
         }
     }
 
+    /// The next valid message if one is ready, without blocking; rejected
+    /// messages are counted and skipped, connection events stay queued for
+    /// [`Component::recv_event`] (the latest 16).
+    pub(crate) fn try_recv_valid(&mut self) -> Result<Option<Message>> {
+        // Fast path: a message is already queued.
+        while let Some(r) = self.try_recv_message()? {
+            if let Ok(m) = r {
+                return Ok(Some(m));
+            }
+        }
+        self.read_links()?;
+        // Connection events are for recv_event; keep only the latest few.
+        while self.pending.len() > 16 {
+            self.pending.pop_front();
+        }
+        self.drain_subscriptions()?;
+        Ok(None)
+    }
+
     fn recv_message(&mut self, deadline: Option<Instant>) -> Result<Option<Message>> {
         let mut ready = Vec::new();
         loop {
-            // Fast path: a message is already queued.
-            if let Some(r) = self.try_recv_message()? {
-                match r {
-                    Ok(m) => return Ok(Some(m)),
-                    Err(_) => continue,
-                }
+            if let Some(m) = self.try_recv_valid()? {
+                return Ok(Some(m));
             }
-            self.read_links()?;
-            // Connection events are for recv_event; keep only the latest few.
-            while self.pending.len() > 16 {
-                self.pending.pop_front();
-            }
-            self.drain_subscriptions()?;
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(None);
             }

@@ -54,7 +54,10 @@ pub struct Feedback {
 
 impl Feedback {
     /// Feedback for component `name` connecting to the backplane at
-    /// `address` (publisher port, subscriber port), starting to wait at `now`.
+    /// `address` (publisher port, subscriber port; 0: that side is not
+    /// connected, as for a multi-backplane component's backplane that
+    /// it only publishes to or only subscribes on), starting to wait at
+    /// `now`.
     pub fn new(
         name: impl Into<String>,
         address: impl Into<String>,
@@ -101,11 +104,10 @@ impl Feedback {
         log::log!(
             target: TARGET,
             level,
-            "{}: connected to the backplane at {} (publisher port {}, subscriber port {}){}",
+            "{}: connected to the backplane at {} ({}){}",
             self.name,
             self.address,
-            self.publisher_port,
-            self.subscriber_port,
+            self.sides("publisher port", "subscriber port"),
             if was_warned {
                 format!(" after {:.1} s", waited.as_secs_f64())
             } else {
@@ -124,10 +126,14 @@ impl Feedback {
         self.lines += 1;
         log::warn!(
             target: TARGET,
-            "{}: lost the backplane at {} (subscriber port {}); reconnecting",
+            "{}: lost the backplane at {} ({}); reconnecting",
             self.name,
             self.address,
-            self.subscriber_port
+            if self.subscriber_port == 0 {
+                self.sides("publisher port", "")
+            } else {
+                self.sides("", "subscriber port")
+            }
         );
         self.state = State::Lost {
             since: now,
@@ -135,8 +141,12 @@ impl Feedback {
         };
     }
 
-    /// When [`Feedback::poll`] has something to say next, if ever.
+    /// When [`Feedback::poll`] has something to say next, if ever (never
+    /// when both ports are 0: nothing is connected, nothing awaited).
     pub fn next_deadline(&self) -> Option<Instant> {
+        if self.nothing_connected() {
+            return None;
+        }
         match self.state {
             State::Waiting {
                 since,
@@ -152,6 +162,9 @@ impl Feedback {
 
     /// Logs the waiting warning when it is due. Returns whether it did.
     pub fn poll(&mut self, now: Instant) -> bool {
+        if self.nothing_connected() {
+            return false;
+        }
         let (since, lost) = match &mut self.state {
             State::Waiting { since, warned } | State::Lost { since, warned } if !*warned => {
                 if now.saturating_duration_since(*since) < WAIT_WARNING {
@@ -176,7 +189,7 @@ impl Feedback {
         let local = is_loopback(&self.address);
         let mut m = format!(
             "{}: {} {:.0} s for the backplane at {} \
-             (publishing to port {}, subscribing on port {}). Likely causes: ",
+             ({}). Likely causes: ",
             self.name,
             if lost {
                 "connection lost, waiting"
@@ -185,17 +198,23 @@ impl Feedback {
             },
             waited.as_secs_f64(),
             self.address,
-            self.publisher_port,
-            self.subscriber_port,
+            self.sides("publishing to port", "subscribing on port"),
         );
         if lost {
             m.push_str("the backplane stopped or its machine left the network; ");
         } else if local {
             m.push_str("no backplane is running on this machine (start one: `banyan backplane`); ");
         } else {
+            let ports: Vec<String> = [self.publisher_port, self.subscriber_port]
+                .iter()
+                .filter(|&&p| p != 0)
+                .map(u16::to_string)
+                .collect();
             m.push_str(&format!(
-                "no backplane is running on {} or a firewall blocks ports {}/{}; ",
-                self.address, self.publisher_port, self.subscriber_port
+                "no backplane is running on {} or a firewall blocks port{} {}; ",
+                self.address,
+                if ports.len() > 1 { "s" } else { "" },
+                ports.join("/")
             ));
         }
         m.push_str(
@@ -210,6 +229,24 @@ impl Feedback {
         }
         m.push('.');
         m
+    }
+
+    fn nothing_connected(&self) -> bool {
+        self.publisher_port == 0 && self.subscriber_port == 0
+    }
+
+    /// `"{publisher} N, {subscriber} M"` for the connected sides (an empty
+    /// label leaves its side out too).
+    fn sides(&self, publisher: &str, subscriber: &str) -> String {
+        [
+            (publisher, self.publisher_port),
+            (subscriber, self.subscriber_port),
+        ]
+        .iter()
+        .filter(|(label, port)| !label.is_empty() && *port != 0)
+        .map(|(label, port)| format!("{label} {port}"))
+        .collect::<Vec<_>>()
+        .join(", ")
     }
 }
 
@@ -261,6 +298,15 @@ mod tests {
     }
 
     #[test]
+    fn nothing_connected_waits_for_nothing() {
+        let t0 = Instant::now();
+        let mut f = Feedback::new("test", "", 0, 0, t0);
+        assert_eq!(f.next_deadline(), None);
+        assert!(!f.poll(t0 + Duration::from_secs(10)));
+        assert_eq!(f.lines_logged(), 0);
+    }
+
+    #[test]
     fn failed_attempts_while_waiting_are_not_losses() {
         let t0 = Instant::now();
         let mut f = fb("10.0.0.5", t0);
@@ -289,5 +335,21 @@ mod tests {
         assert!(!remote.contains("LAN IP"), "{remote}");
         let lost = fb("127.0.0.1", t0).waiting_message(Duration::from_secs(2), true);
         assert!(lost.contains("connection lost"), "{lost}");
+        assert!(
+            local.contains("(publishing to port 43124, subscribing on port 43125)"),
+            "{local}"
+        );
+        // A side that is not connected is not named.
+        let publish_only = Feedback::new("test", "192.0.2.7", 43124, 0, t0)
+            .waiting_message(Duration::from_secs(2), false);
+        assert!(
+            publish_only.contains("(publishing to port 43124)"),
+            "{publish_only}"
+        );
+        assert!(
+            publish_only.contains("blocks port 43124;"),
+            "{publish_only}"
+        );
+        assert!(!publish_only.contains("subscribing"), "{publish_only}");
     }
 }

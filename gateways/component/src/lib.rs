@@ -5,9 +5,9 @@
 //! routing spec ([`multi`], [`routing`]), what a valid message is ([`wire`])
 //! and the monitor's formatting ([`monitor`]).
 //!
-//! Without the default `libzmq` feature the component builds on its native
-//! transport alone (no libzmq; no [`multi`] or [`monitor`]): that is what
-//! the fuzz targets use.
+//! Without the default `libzmq` feature the component, [`multi`] and
+//! [`monitor`] build on the native transport alone (no libzmq): that is
+//! what the fuzz targets use.
 //!
 //! A [`Component`] connects a publisher to the backplane's publisher port
 //! (43124) and a subscriber to its subscriber port (43125). It publishes serde
@@ -47,6 +47,16 @@
 //! - [`Transport::Libzmq`] (feature `libzmq`, default on): libzmq through
 //!   the `zmq` crate, as before. [`Context`] shares its I/O thread.
 //!
+//! A [`multi::MultiComponent`] takes the same choice
+//! ([`multi::Options::transport`], default from `BANYAN_TRANSPORT` too):
+//! each backplane of its spec gets a component's connections (the sides
+//! the spec has ports for) and all of them are waited on in one `poll`, so
+//! every backplane has the guarantees below on its own (reconnect,
+//! subscriptions re-sent, its own send queue and counted drops,
+//! heartbeats, up/down events). The [`monitor`] module only formats
+//! messages: the `banyan sub` / `banyan monitor` command receives them
+//! with a [`Component`] on either transport.
+//!
 //! Where they differ: the native transport keeps messages published while
 //! the backplane is away in its send queue (up to [`Config::send_hwm`]) and
 //! sends them after the reconnect, holding them until the backplane
@@ -67,7 +77,7 @@
 //! way every banyan-rs program does: an address is used as given (Python
 //! Banyan's `-b`), a name is looked up in the discovery pool, and with
 //! nothing given the only backplane in the pool is taken (else
-//! `127.0.0.1`); [`Config::locate`] fills a config from it. The lookup
+//! `127.0.0.1`); `Config::locate` fills a config from it. The lookup
 //! needs the default `discovery` feature.
 //!
 //! # Bad input
@@ -133,9 +143,7 @@ pub mod driver;
 pub mod feedback;
 pub mod locate;
 pub mod logging;
-#[cfg(feature = "libzmq")]
 pub mod monitor;
-#[cfg(feature = "libzmq")]
 pub mod multi;
 pub mod routing;
 #[cfg(feature = "libzmq")]

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::component::{Config, Frame};
+use crate::component::{Config, Frame, Sides};
 use crate::driver::{Ready, Watch};
 
 static NEXT_MONITOR: AtomicUsize = AtomicUsize::new(0);
@@ -108,7 +108,14 @@ pub(crate) fn poll_timeout(deadline: Option<Instant>) -> i64 {
 }
 
 impl Zmq {
-    pub(crate) fn connect(config: &Config, context: zmq::Context) -> Result<Zmq, ConnectError> {
+    /// Connects the sides asked for (an absent side's socket exists but is
+    /// connected nowhere). The monitor follows the subscriber, or the
+    /// publisher when there is no subscriber.
+    pub(crate) fn connect(
+        config: &Config,
+        context: zmq::Context,
+        sides: Sides,
+    ) -> Result<Zmq, ConnectError> {
         let monitor_endpoint = format!(
             "inproc://banyan-subscriber-monitor-{}",
             NEXT_MONITOR.fetch_add(1, Ordering::Relaxed)
@@ -117,14 +124,19 @@ impl Zmq {
         let subscriber = context.socket(zmq::SUB)?;
         subscriber.set_rcvhwm(config.recv_hwm)?;
         subscriber.set_linger(0)?;
+        let watched = if sides.subscriber || !sides.publisher {
+            &subscriber
+        } else {
+            &publisher
+        };
         if !config.heartbeat_interval.is_zero() {
             // libzmq pings the backplane and drops the connection when
             // nothing comes back within the timeout (a monitor DISCONNECTED).
-            subscriber.set_heartbeat_ivl(millis(config.heartbeat_interval))?;
-            subscriber.set_heartbeat_timeout(millis(config.heartbeat_timeout))?;
-            subscriber.set_heartbeat_ttl(millis(config.heartbeat_timeout))?;
+            watched.set_heartbeat_ivl(millis(config.heartbeat_interval))?;
+            watched.set_heartbeat_timeout(millis(config.heartbeat_timeout))?;
+            watched.set_heartbeat_ttl(millis(config.heartbeat_timeout))?;
         }
-        subscriber.monitor(
+        watched.monitor(
             &monitor_endpoint,
             (zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32)
                 | (zmq::SocketEvent::DISCONNECTED as i32),
@@ -132,20 +144,18 @@ impl Zmq {
         let monitor = context.socket(zmq::PAIR)?;
         monitor.set_linger(0)?;
         monitor.connect(&monitor_endpoint)?;
-        let pub_endpoint = format!("tcp://{}:{}", config.address, config.publisher_port);
-        publisher
-            .connect(&pub_endpoint)
-            .map_err(|source| ConnectError::Endpoint {
-                endpoint: pub_endpoint,
-                source,
-            })?;
-        let sub_endpoint = format!("tcp://{}:{}", config.address, config.subscriber_port);
-        subscriber
-            .connect(&sub_endpoint)
-            .map_err(|source| ConnectError::Endpoint {
-                endpoint: sub_endpoint,
-                source,
-            })?;
+        for (socket, port, wanted) in [
+            (&publisher, config.publisher_port, sides.publisher),
+            (&subscriber, config.subscriber_port, sides.subscriber),
+        ] {
+            if !wanted {
+                continue;
+            }
+            let endpoint = format!("tcp://{}:{port}", config.address);
+            socket
+                .connect(&endpoint)
+                .map_err(|source| ConnectError::Endpoint { endpoint, source })?;
+        }
         Ok(Zmq {
             publisher,
             subscriber,
@@ -219,37 +229,49 @@ impl Zmq {
         deadline: Option<Instant>,
         ready: &mut Vec<(usize, Ready)>,
     ) -> Result<bool, zmq::Error> {
-        let mut items = vec![
-            self.subscriber.as_poll_item(zmq::POLLIN),
-            self.monitor.as_poll_item(zmq::POLLIN),
-            self.publisher.as_poll_item(zmq::POLLIN),
-        ];
-        let own = items.len();
-        for w in watches {
-            let mut ev = zmq::PollEvents::empty();
-            if w.read {
-                ev |= zmq::POLLIN;
-            }
-            if w.write {
-                ev |= zmq::POLLOUT;
-            }
-            items.push(zmq::PollItem::from_fd(w.fd, ev));
-        }
-        match zmq::poll(&mut items, poll_timeout(deadline)) {
-            Ok(_) => {}
-            Err(zmq::Error::EINTR) => return Ok(true),
-            Err(e) => return Err(e),
-        }
-        for (i, item) in items.iter().enumerate().skip(own) {
-            let r = Ready {
-                readable: item.is_readable(),
-                writable: item.is_writable(),
-                error: item.is_error(),
-            };
-            if r != Ready::default() {
-                ready.push((i - own, r));
-            }
-        }
-        Ok(false)
+        wait_all(&[&*self], watches, deadline, ready)
     }
+}
+
+/// [`Zmq::wait`] over several components' sockets at once (one
+/// `zmq_poll`): what a multi-backplane component waits with.
+pub(crate) fn wait_all(
+    zmqs: &[&Zmq],
+    watches: &[Watch],
+    deadline: Option<Instant>,
+    ready: &mut Vec<(usize, Ready)>,
+) -> Result<bool, zmq::Error> {
+    let mut items = Vec::with_capacity(3 * zmqs.len() + watches.len());
+    for z in zmqs {
+        items.push(z.subscriber.as_poll_item(zmq::POLLIN));
+        items.push(z.monitor.as_poll_item(zmq::POLLIN));
+        items.push(z.publisher.as_poll_item(zmq::POLLIN));
+    }
+    let own = items.len();
+    for w in watches {
+        let mut ev = zmq::PollEvents::empty();
+        if w.read {
+            ev |= zmq::POLLIN;
+        }
+        if w.write {
+            ev |= zmq::POLLOUT;
+        }
+        items.push(zmq::PollItem::from_fd(w.fd, ev));
+    }
+    match zmq::poll(&mut items, poll_timeout(deadline)) {
+        Ok(_) => {}
+        Err(zmq::Error::EINTR) => return Ok(true),
+        Err(e) => return Err(e),
+    }
+    for (i, item) in items.iter().enumerate().skip(own) {
+        let r = Ready {
+            readable: item.is_readable(),
+            writable: item.is_writable(),
+            error: item.is_error(),
+        };
+        if r != Ready::default() {
+            ready.push((i - own, r));
+        }
+    }
+    Ok(false)
 }

@@ -20,7 +20,8 @@
 //! (`--ceiling`: the asynchronous throughput of libzmq's own queue device,
 //! `zmq_proxy`, with 10 echo workers — what no libzmq broker can beat here.)
 //! Our client and workers use the transport `BANYAN_TRANSPORT` names
-//! (`native`, the default, or `libzmq`); the broker is libzmq either way.
+//! (`native`, the default, or `libzmq`); the broker runs on the ROUTER
+//! `--engine` names (`native`, the default, or `libzmq`).
 //! Prints a Markdown table (docs/benchmarks/services.md).
 
 // A benchmark tool, not product code: a failed step ends the measurement
@@ -37,7 +38,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use banyan_services::broker::{spawn, SocketConfig};
+use banyan_services::broker::{spawn, Engine, SocketConfig};
 use banyan_services::client::{Client, Config as ClientConfig, Options};
 use banyan_services::worker::{self, Request};
 
@@ -319,6 +320,20 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|c| c.parse().ok())
         .unwrap_or(1);
+    // `--engine native|libzmq`: the broker's ROUTER.
+    let engine: Engine = args
+        .iter()
+        .position(|a| a == "--engine")
+        .and_then(|i| args.get(i + 1))
+        .map_or(Ok(Engine::Native), |e| e.parse())
+        .expect("--engine");
+    // `--busy-poll-us N`: the native broker's busy polling.
+    let busy_poll_us: u64 = args
+        .iter()
+        .position(|a| a == "--busy-poll-us")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     if args.iter().any(|a| a == "--ceiling") {
         // `--ceiling`: only libzmq's queue device, 10 echo workers.
         for size in [8usize, 1024] {
@@ -331,6 +346,7 @@ fn main() {
         "our client and workers: {:?} transport (BANYAN_TRANSPORT)",
         banyan_component::Transport::from_env()
     );
+    println!("broker: {engine:?} ROUTER (--engine), busy poll {busy_poll_us} µs (--busy-poll-us)");
     let sizes = if quick {
         Sizes {
             sync_n: 2_000,
@@ -350,7 +366,10 @@ fn main() {
     for size in [8usize, 1024] {
         let b = body(size);
         // Ours.
-        let broker = spawn(SocketConfig::new("127.0.0.1", 0)).expect("broker");
+        let mut config = SocketConfig::new("127.0.0.1", 0);
+        config.engine = engine;
+        config.busy_poll = Duration::from_micros(busy_poll_us);
+        let broker = spawn(config).expect("broker");
         let port = broker.port();
         let w1 = ours_workers(port, 1, credit);
         wait_ours(&broker, 1);

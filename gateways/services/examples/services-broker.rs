@@ -2,11 +2,12 @@
 //! forwarder), for tests, benchmarks and trying things out:
 //!
 //! ```text
-//! cargo run -p banyan-services --example services-broker -- 43126
+//! cargo run -p banyan-services --example services-broker -- 43126 [native|libzmq]
 //! ```
 //!
-//! Listens on 127.0.0.1:PORT (0 = any free port), prints `listening PORT`,
-//! then its counters every second while they change; runs until killed.
+//! Listens on 127.0.0.1:PORT (0 = any free port) on the ROUTER named (the
+//! native one by default), prints `listening PORT`, then its counters every
+//! second while they change; runs until killed.
 
 use std::time::Duration;
 
@@ -17,7 +18,17 @@ fn main() {
         .nth(1)
         .and_then(|p| p.parse().ok())
         .unwrap_or(banyan_services::broker::DEFAULT_PORT);
-    let handle = match spawn(SocketConfig::new("127.0.0.1", port)) {
+    let mut config = SocketConfig::new("127.0.0.1", port);
+    if let Some(engine) = std::env::args().nth(2) {
+        match engine.parse() {
+            Ok(e) => config.engine = e,
+            Err(e) => {
+                eprintln!("services-broker: {e}");
+                std::process::exit(2);
+            }
+        }
+    }
+    let handle = match spawn(config) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("services-broker: {e}");
@@ -25,12 +36,12 @@ fn main() {
         }
     };
     println!("listening {}", handle.port());
-    let mut last = handle.stats();
+    let mut last = (handle.stats(), handle.peer_stats());
     while handle.is_running() {
         std::thread::sleep(Duration::from_secs(1));
-        let now = handle.stats();
+        let now = (handle.stats(), handle.peer_stats());
         if now != last {
-            println!("{now:?}");
+            println!("{:?} {:?}", now.0, now.1);
             last = now;
         }
     }

@@ -8,8 +8,10 @@
 //! [`Broker::poll`] at [`Broker::poll_at`], and sends what
 //! [`Broker::poll_transmit`] returns. It never reads a clock or touches a
 //! socket, so its unit tests run on simulated time and the fuzz targets
-//! drive it directly. [`spawn`] (feature `libzmq`) runs it on a ZeroMQ
-//! ROUTER socket in a thread of its own, next to a backplane.
+//! drive it directly. [`spawn`] (feature `libzmq`) runs it on a ROUTER in
+//! a thread of its own, next to a backplane: by default a native one that
+//! speaks ZMTP in the broker's own poll loop, or libzmq's
+//! ([`Engine`]).
 //!
 //! # Rules
 //! - **Least-recently-ready**: each service keeps its idle workers in the
@@ -52,9 +54,13 @@ use rmpv::Value;
 use crate::proto::{self, Answer, ErrorCode, FromWorker, Request};
 
 #[cfg(feature = "libzmq")]
+mod native;
+#[cfg(feature = "libzmq")]
 mod socket;
 #[cfg(feature = "libzmq")]
-pub use socket::{spawn, Handle, SocketConfig, DEFAULT_PORT, STATS_TOPIC};
+pub use native::PeerStats;
+#[cfg(feature = "libzmq")]
+pub use socket::{spawn, Engine, Handle, SocketConfig, DEFAULT_PORT, STATS_TOPIC};
 
 #[cfg(test)]
 mod tests;

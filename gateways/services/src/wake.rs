@@ -1,5 +1,6 @@
 //! Waking a thread blocked in `zmq::poll` from another thread: an inproc
-//! PAIR socket pair; the sleeping side polls `rx` with its other sockets.
+//! PAIR socket pair; the sleeping side polls `rx` with its other sockets
+//! (or, for the native broker, a `mio` waker).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -9,8 +10,11 @@ use crate::error::{transport, Error, Result};
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
 /// The sending half, shareable between threads.
-pub(crate) struct Waker {
-    tx: Mutex<zmq::Socket>,
+pub(crate) enum Waker {
+    /// An inproc PAIR socket (the sleeping side polls [`pair`]'s socket).
+    Zmq(Mutex<zmq::Socket>),
+    /// A `mio` waker (the native broker's poll).
+    Mio(mio::Waker),
 }
 
 impl std::fmt::Debug for Waker {
@@ -22,8 +26,15 @@ impl std::fmt::Debug for Waker {
 impl Waker {
     /// Wakes the receiving thread (its `rx` becomes readable).
     pub(crate) fn wake(&self) {
-        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = tx.send(&b""[..], zmq::DONTWAIT);
+        match self {
+            Waker::Zmq(tx) => {
+                let tx = tx.lock().unwrap_or_else(|p| p.into_inner());
+                let _ = tx.send(&b""[..], zmq::DONTWAIT);
+            }
+            Waker::Mio(w) => {
+                let _ = w.wake();
+            }
+        }
     }
 }
 
@@ -38,7 +49,7 @@ pub(crate) fn pair(ctx: &zmq::Context) -> Result<(Waker, zmq::Socket)> {
     let tx = ctx.socket(zmq::PAIR).map_err(transport)?;
     tx.set_linger(0).map_err(transport)?;
     tx.connect(&name).map_err(transport)?;
-    Ok((Waker { tx: Mutex::new(tx) }, rx))
+    Ok((Waker::Zmq(Mutex::new(tx)), rx))
 }
 
 /// A thread that polls its [`pair`]'s socket and returns when woken: the

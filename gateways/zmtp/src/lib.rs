@@ -1,9 +1,13 @@
 //! The parts of ZMTP 3.x (ZeroMQ's wire protocol, RFC 23 and RFC 37) that
-//! the native backplane speaks: the 64-byte greeting, the NULL mechanism's
-//! `READY` handshake, frames and the commands a PUB/SUB peer sends (`PING`,
-//! `SUBSCRIBE`, `CANCEL`, `ERROR`). Sans-IO: everything works on byte
-//! slices, so it is tested without sockets (and against libzmq in the
-//! backplane tests).
+//! the native backplane and the services broker's native ROUTER speak: the
+//! 64-byte greeting, the NULL mechanism's `READY` handshake (the server
+//! side of it in [`opening`]), frames and the commands a PUB/SUB peer sends
+//! (`PING`, `SUBSCRIBE`, `CANCEL`, `ERROR`), heartbeat clocks
+//! ([`liveness`]), a connection's output queue ([`output`]) and the poll
+//! loops' adaptive busy polling ([`busy`]). Sans-IO:
+//! everything works on byte slices and instants passed in, so it is tested
+//! without sockets (and against libzmq in the backplane and services
+//! tests).
 //!
 //! Interoperability notes (libzmq 4.3, which both pyzmq and the `zmq` crate
 //! bundle):
@@ -16,7 +20,11 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod busy;
 pub mod heartbeat;
+pub mod liveness;
+pub mod opening;
+pub mod output;
 pub mod parts;
 pub mod ready;
 pub mod v2;
@@ -533,6 +541,81 @@ pub fn command_subscription<'a>(name: &[u8], data: &'a [u8]) -> Option<Subscript
     }
 }
 
+/// A checked driver of the [`Decoder`] for tests and fuzz targets (feature
+/// `check`; not part of the API). It panics on purpose when the decoder
+/// breaks its contract, so product builds leave it out.
+#[cfg(any(test, feature = "check"))]
+#[doc(hidden)]
+#[allow(clippy::indexing_slicing, clippy::panic)]
+pub mod check {
+    use super::{Decoder, Step};
+
+    /// Every step of a [`Decoder`] over `stream`, fed `chunk` bytes at a time,
+    /// as `(kind, bytes)` pairs (`M` message, `C` command, `I` command cut out
+    /// of a message, `O` oversize message skipped), and whether the stream
+    /// ended in an error. Panics if a step breaks the decoder's contract:
+    /// consumes nothing or more than is buffered, or gives ranges outside it.
+    pub fn decode_steps(stream: &[u8], max: usize, chunk: usize) -> (Vec<(u8, Vec<u8>)>, bool) {
+        let mut decoder = Decoder::new(max);
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        let mut fed = 0;
+        loop {
+            let step = match decoder.step(&buf) {
+                Ok(s) => s,
+                Err(_) => return (out, true),
+            };
+            let used = match step {
+                Step::NeedMore => {
+                    if fed == stream.len() {
+                        return (out, false);
+                    }
+                    let n = chunk.min(stream.len() - fed);
+                    buf.extend_from_slice(&stream[fed..fed + n]);
+                    fed += n;
+                    continue;
+                }
+                Step::Skipped(n) => n,
+                Step::Oversize { skip } => {
+                    out.push((b'O', Vec::new()));
+                    skip
+                }
+                Step::Command { len, body } => {
+                    assert!(body <= len, "command body {body} outside {len}");
+                    out.push((b'C', buf[body..len].to_vec()));
+                    len
+                }
+                Step::Message { len, first } => {
+                    assert!(
+                        first.0 <= first.1 && first.1 <= len,
+                        "{first:?} outside {len}"
+                    );
+                    assert!(len <= max, "message of {len} bytes over the limit {max}");
+                    out.push((b'M', buf[..len].to_vec()));
+                    len
+                }
+                Step::Interleaved { at, len, body } => {
+                    assert!(
+                        at > 0 && at < body && body <= at + len && at + len <= buf.len(),
+                        "interleaved command {at}+{len} (body {body}) outside {}",
+                        buf.len()
+                    );
+                    out.push((b'I', buf[body..at + len].to_vec()));
+                    // Cut the command out, as the backplane does.
+                    buf.drain(at..at + len);
+                    continue;
+                }
+            };
+            assert!(
+                used > 0 && used <= buf.len(),
+                "step {step:?} on {} bytes",
+                buf.len()
+            );
+            buf.drain(..used);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -729,60 +812,13 @@ mod tests {
         );
     }
 
-    /// Every step over `stream` fed whole, as (kind, bytes) pairs.
-    fn decode_all(stream: &[u8], max: usize, chunk: usize) -> (Vec<(u8, Vec<u8>)>, bool) {
-        let mut d = Decoder::new(max);
-        let mut buf = Vec::new();
-        let mut out = Vec::new();
-        let mut fed = 0;
-        loop {
-            let step = match d.step(&buf) {
-                Ok(s) => s,
-                Err(_) => return (out, true),
-            };
-            let used = match step {
-                Step::NeedMore => {
-                    if fed == stream.len() {
-                        return (out, false);
-                    }
-                    let n = chunk.min(stream.len() - fed);
-                    buf.extend_from_slice(&stream[fed..fed + n]);
-                    fed += n;
-                    continue;
-                }
-                Step::Skipped(n) => n,
-                Step::Oversize { skip } => {
-                    out.push((b'O', Vec::new()));
-                    skip
-                }
-                Step::Command { len, body } => {
-                    out.push((b'C', buf[body..len].to_vec()));
-                    len
-                }
-                Step::Message { len, first } => {
-                    assert!(first.0 <= first.1 && first.1 <= len);
-                    out.push((b'M', buf[..len].to_vec()));
-                    len
-                }
-                Step::Interleaved { at, len, body } => {
-                    assert!(at < body && body <= at + len && at + len <= buf.len());
-                    out.push((b'I', buf[body..at + len].to_vec()));
-                    buf.drain(at..at + len);
-                    continue;
-                }
-            };
-            assert!(used > 0 && used <= buf.len());
-            buf.drain(..used);
-        }
-    }
-
     #[test]
     fn decoder_skips_oversize_messages_whatever_the_chunking() {
         let mut stream = frames(&[(MORE, b"a"), (0, b"\x01")]);
         stream.extend(frames(&[(MORE, b"big"), (MORE, &[1; 300]), (0, &[2; 50])]));
         put_pong(&mut stream, b"\0\0ctx");
         stream.extend(frames(&[(MORE, b"b"), (0, b"\x02")]));
-        let (whole, failed) = decode_all(&stream, 100, usize::MAX);
+        let (whole, failed) = super::check::decode_steps(&stream, 100, usize::MAX);
         assert!(!failed);
         let kinds: Vec<u8> = whole.iter().map(|(k, _)| *k).collect();
         assert_eq!(kinds, b"MOCM");
@@ -790,7 +826,7 @@ mod tests {
         assert_eq!(whole[3].1, frames(&[(MORE, b"b"), (0, b"\x02")]));
         for chunk in 1..20 {
             assert_eq!(
-                decode_all(&stream, 100, chunk),
+                super::check::decode_steps(&stream, 100, chunk),
                 (whole.clone(), false),
                 "{chunk}"
             );
@@ -804,7 +840,7 @@ mod tests {
         put_pong(&mut stream, b"\0\0p2");
         stream.extend(frames(&[(0, &[2; 50])]));
         stream.extend(frames(&[(MORE, b"b"), (0, b"\x02")]));
-        let (whole, failed) = decode_all(&stream, 100, usize::MAX);
+        let (whole, failed) = super::check::decode_steps(&stream, 100, usize::MAX);
         assert!(!failed);
         let kinds: Vec<u8> = whole.iter().map(|(k, _)| *k).collect();
         assert_eq!(kinds, b"IMOM");
@@ -813,7 +849,7 @@ mod tests {
         assert_eq!(whole[3].1, frames(&[(MORE, b"b"), (0, b"\x02")]));
         for chunk in 1..20 {
             assert_eq!(
-                decode_all(&stream, 100, chunk),
+                super::check::decode_steps(&stream, 100, chunk),
                 (whole.clone(), false),
                 "{chunk}"
             );
@@ -823,7 +859,7 @@ mod tests {
         let mut broken = frames(&[(0, b"x")]);
         broken.extend_from_slice(&[0x40, 0]);
         for chunk in [1, 2, 100] {
-            let (items, failed) = decode_all(&broken, 100, chunk);
+            let (items, failed) = super::check::decode_steps(&broken, 100, chunk);
             assert!(failed);
             assert_eq!(items.len(), 1);
         }

@@ -8,11 +8,22 @@ use crate::HandshakeError;
 ///
 /// # Errors
 /// [`HandshakeError::BadReady`] when the properties are malformed.
-pub fn socket_type(mut props: &[u8]) -> Result<Option<String>, HandshakeError> {
-    let mut socket_type = None;
+pub fn socket_type(props: &[u8]) -> Result<Option<String>, HandshakeError> {
+    Ok(property(props, "Socket-Type")?.map(|v| String::from_utf8_lossy(v).into_owned()))
+}
+
+/// The value of the property `name` (compared without regard to ASCII
+/// case, as RFC 23 says) in a `READY` command's data: `Identity` (the
+/// routing id a DEALER or REQ peer asks a ROUTER for), `Socket-Type`, …;
+/// the last one when a name repeats, `None` when absent.
+///
+/// # Errors
+/// [`HandshakeError::BadReady`] when the properties are malformed.
+pub fn property<'a>(mut props: &'a [u8], name: &str) -> Result<Option<&'a [u8]>, HandshakeError> {
+    let mut found = None;
     while let Some((&n, rest)) = props.split_first() {
         let n = usize::from(n);
-        let name = rest.get(..n).ok_or(HandshakeError::BadReady(
+        let key = rest.get(..n).ok_or(HandshakeError::BadReady(
             "property name runs past the frame",
         ))?;
         let len = rest
@@ -27,12 +38,12 @@ pub fn socket_type(mut props: &[u8]) -> Result<Option<String>, HandshakeError> {
                 .ok_or(HandshakeError::BadReady(
                     "property value runs past the frame",
                 ))?;
-        if name.eq_ignore_ascii_case(b"Socket-Type") {
-            socket_type = Some(String::from_utf8_lossy(value).into_owned());
+        if key.eq_ignore_ascii_case(name.as_bytes()) {
+            found = Some(value);
         }
         props = rest.get(value_at + len..).unwrap_or_default();
     }
-    Ok(socket_type)
+    Ok(found)
 }
 
 #[cfg(test)]
@@ -50,5 +61,17 @@ mod tests {
         assert!(socket_type(b"\x0bSocket-Type\x00\x00\x00\x09SUB").is_err());
         assert!(socket_type(b"\x20Socket").is_err());
         assert!(socket_type(b"\x03abc\x00\x00").is_err());
+    }
+
+    #[test]
+    fn identity_property() {
+        let props = b"\x0bSocket-Type\x00\x00\x00\x06DEALER\x08Identity\x00\x00\x00\x02w1";
+        assert_eq!(property(props, "identity"), Ok(Some(&b"w1"[..])));
+        assert_eq!(property(props, "Routing-Id"), Ok(None));
+        assert_eq!(
+            property(b"\x08Identity\x00\x00\x00\x00", "Identity"),
+            Ok(Some(&b""[..]))
+        );
+        assert!(property(b"\x08Identity\x00\x00\x00\x05ab", "Identity").is_err());
     }
 }

@@ -62,7 +62,7 @@ impl Forwarder<'_> {
                 Due::Ping => {
                     self.scratch.clear();
                     zmtp::put_ping(&mut self.scratch, settings.ttl(), b"");
-                    c.push_control(&self.scratch);
+                    c.out.push_control(&self.scratch);
                     c.mark(index, &mut self.dirty);
                     let at = c.liveness.next_at();
                     self.touch(index);

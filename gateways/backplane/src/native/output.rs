@@ -6,6 +6,10 @@
 //! subscribers it goes to. Bytes written are freed chunk by chunk: nothing
 //! is ever moved to the front of a buffer.
 //!
+//! The interface is that of `banyan_zmtp::output::Output` (the services
+//! broker's ROUTER uses that one: one buffer, compacted by moving what is
+//! left), plus messages by reference and `writev`.
+//!
 //! When a shared buffer's last reference is written, it is offered to a
 //! [`Spare`] so that the next large message can be read into it (no new
 //! pages to fault in, nothing to zero).
@@ -108,7 +112,9 @@ impl Spare {
     }
 }
 
-/// The queue of bytes to send. See the [module docs](self).
+/// The queue of bytes to send, with the range of every queued message (so
+/// that a high-water mark counts messages exactly and a connection that
+/// closes knows how many messages it cut off). See the [module docs](self).
 #[derive(Debug, Default)]
 pub(super) struct Output {
     chunks: VecDeque<Chunk>,
@@ -116,16 +122,94 @@ pub(super) struct Output {
     sent: usize,
     /// An emptied small owned chunk, reused for the next bytes.
     idle: Vec<u8>,
+    /// Bytes written and appended since the connection opened.
+    written_total: u64,
+    appended_total: u64,
+    /// Range (in appended bytes) of every message not yet fully written.
+    queued: VecDeque<(u64, u64)>,
 }
 
 impl Output {
-    /// Nothing to send.
-    pub(super) fn is_empty(&self) -> bool {
-        self.chunks.is_empty()
+    /// An empty queue.
+    pub(super) fn new() -> Output {
+        Output::default()
+    }
+
+    /// Some bytes wait to be written.
+    pub(super) fn has_output(&self) -> bool {
+        !self.chunks.is_empty()
+    }
+
+    /// Appends bytes that are not a message (handshake, commands).
+    pub(super) fn push_control(&mut self, bytes: &[u8]) {
+        self.push(bytes);
+        self.appended_total += bytes.len() as u64;
+    }
+
+    /// Appends one whole message, already framed (copied).
+    pub(super) fn push_message(&mut self, bytes: &[u8]) {
+        let start = self.appended_total;
+        self.push_control(bytes);
+        self.queued.push_back((start, self.appended_total));
+    }
+
+    /// Appends one whole message, `buf[start..end]`, by reference.
+    pub(super) fn push_shared_message(&mut self, buf: &Arc<Vec<u8>>, start: usize, end: usize) {
+        let begin = self.appended_total;
+        self.push_shared(Arc::clone(buf), start, end);
+        self.appended_total += (end - start) as u64;
+        self.queued.push_back((begin, self.appended_total));
+    }
+
+    /// Bytes appended and not yet written.
+    pub(super) fn unsent(&self) -> u64 {
+        self.appended_total - self.written_total
+    }
+
+    /// Messages queued and not yet fully written.
+    pub(super) fn queue_len(&mut self) -> usize {
+        while self
+            .queued
+            .front()
+            .is_some_and(|&(_, e)| e <= self.written_total)
+        {
+            self.queued.pop_front();
+        }
+        self.queued.len()
+    }
+
+    /// Message ranges held (written ones included until the next
+    /// [`Output::queue_len`] or [`Output::settle`]), for memory accounting.
+    pub(super) fn ranges(&self) -> usize {
+        self.queued.len()
+    }
+
+    /// Removes the newest queued message if nothing of it was written and
+    /// nothing was appended after it; returns its length.
+    pub(super) fn pop_newest(&mut self) -> Option<usize> {
+        let &(start, end) = self.queued.back()?;
+        if end != self.appended_total || start < self.written_total {
+            return None;
+        }
+        let len = (end - start) as usize;
+        if !self.truncate_back(len) {
+            return None;
+        }
+        self.appended_total = start;
+        self.queued.pop_back();
+        Some(len)
+    }
+
+    /// After a round of writes: forgets the messages fully written.
+    pub(super) fn settle(&mut self) {
+        self.queue_len();
+        if self.queued.is_empty() && self.queued.capacity() > 1024 {
+            self.queued.shrink_to(64);
+        }
     }
 
     /// Appends a copy of `bytes`.
-    pub(super) fn push(&mut self, bytes: &[u8]) {
+    fn push(&mut self, bytes: &[u8]) {
         if bytes.is_empty() {
             return;
         }
@@ -141,7 +225,7 @@ impl Output {
     }
 
     /// Appends `buf[start..end]` without copying it.
-    pub(super) fn push_shared(&mut self, buf: Arc<Vec<u8>>, start: usize, end: usize) {
+    fn push_shared(&mut self, buf: Arc<Vec<u8>>, start: usize, end: usize) {
         if start < end && end <= buf.len() {
             self.chunks.push_back(Chunk::Shared { buf, start, end });
         }
@@ -149,7 +233,7 @@ impl Output {
 
     /// Removes the last `len` bytes appended if they are the end of one
     /// chunk and none of them was written; says whether it did.
-    pub(super) fn truncate_back(&mut self, len: usize) -> bool {
+    fn truncate_back(&mut self, len: usize) -> bool {
         let only = self.chunks.len() == 1;
         let sent = self.sent;
         let Some(back) = self.chunks.back_mut() else {
@@ -206,6 +290,7 @@ impl Output {
             None => 0,
         };
         self.advance(n, spare);
+        self.written_total += n as u64;
         Ok(n)
     }
 
@@ -289,7 +374,7 @@ mod tests {
             got: Vec::new(),
             max: 7_777,
         };
-        while !out.is_empty() {
+        while out.has_output() {
             out.write_to(&mut w, &mut spare).unwrap();
         }
         let mut expected = b"head".to_vec();
@@ -302,7 +387,7 @@ mod tests {
             max: 1 << 20,
         };
         other.write_to(&mut w2, &mut spare).unwrap();
-        assert!(other.is_empty());
+        assert!(!other.has_output());
         assert_eq!(w2.got.len(), 199_990);
         assert_eq!(spare.len(), 300_000);
         assert!(spare.take(300_001).is_none());
@@ -322,7 +407,7 @@ mod tests {
         };
         let e = out.write_to(&mut w, &mut spare).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
-        assert!(!out.is_empty());
+        assert!(out.has_output());
     }
 
     #[test]
@@ -356,7 +441,7 @@ mod tests {
             max: 1 << 20,
         };
         out.write_to(&mut w, &mut spare).unwrap();
-        assert!(out.is_empty());
+        assert!(!out.has_output());
         assert_eq!(w.got.len(), 10_000);
         assert!(!out.truncate_back(1));
     }

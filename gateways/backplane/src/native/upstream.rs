@@ -60,7 +60,7 @@ impl Forwarder<'_> {
                 self.reporter.stats.dropped += 1;
                 self.reporter.stats.shed += 1;
             } else {
-                c.push_message(message);
+                c.out.push_message(message);
                 c.mark(i, &mut self.dirty);
                 self.touch(i);
             }

@@ -75,12 +75,12 @@ pub fn large(config: Config, size: usize, count: u64, idle: Duration) -> BoxResu
     let elapsed = last.map_or(sent_in, |l| l - start).as_secs_f64();
     let lost = count - received;
     let payload_bytes = received as f64 * size as f64;
-    println!(
+    say!(
         "large: {size} B payloads: {count} sent in {:.3} s, {received} received in {elapsed:.3} s = {:.1} MB/s ({:.0} msgs/s); lost {lost}; send queue full {refused}; bad {bad}; {bytes} bytes with headers; subscriber heartbeat expiries {expired}",
         sent_in.as_secs_f64(),
         payload_bytes / elapsed / 1e6,
         received as f64 / elapsed,
-    );
+    )?;
     Ok(())
 }
 

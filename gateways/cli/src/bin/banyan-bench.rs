@@ -14,12 +14,22 @@
 //! `backplane` binary, on its own thread, ephemeral ports); `--backplane
 //! ADDR:PUB:SUB` uses a running one instead. See `scripts/bench-lan.sh`.
 
+use std::io::Write as _;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use banyan_backplane::{self as backplane, Backplane};
 use banyan_component::{Component, Config};
 use clap::{Parser, Subcommand};
+
+/// One result line on stdout. `println!` panics when stdout is closed (a
+/// dead pipe, a closed SSH session); a reader that went away is no error
+/// here ([`banyan_cli::output::write_stdout`]).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        banyan_cli::output::write_stdout(format!("{}\n", format_args!($($arg)*)).as_bytes())
+    };
+}
 
 #[path = "../bench/large.rs"]
 mod large;
@@ -118,7 +128,8 @@ struct Value {
 fn main() {
     let args = Args::parse();
     if let Err(e) = run(args) {
-        eprintln!("banyan-bench: {e}");
+        // Not eprintln!: it panics when stderr is closed.
+        let _ = writeln!(std::io::stderr(), "banyan-bench: {e}");
         std::process::exit(1);
     }
 }
@@ -269,13 +280,13 @@ fn throughput(config: Config, count: u64) -> Result<(), Box<dyn std::error::Erro
     let (received, gaps, last) = receiver.join().map_err(|_| "receiver panicked")??;
     let elapsed = last.map_or(sent_in, |l| l - start);
     let lost = count - received;
-    println!(
+    say!(
         "throughput: {count} msgs sent in {:.3} s, {received} received in {:.3} s = {:.0} msgs/s; lost {lost} ({:.2} %); send queue full {refused}; sequence gaps {gaps}",
         sent_in.as_secs_f64(),
         elapsed.as_secs_f64(),
         received as f64 / elapsed.as_secs_f64(),
         lost as f64 * 100.0 / count as f64,
-    );
+    )?;
     Ok(())
 }
 
@@ -328,13 +339,13 @@ fn raw_throughput(config: Config, count: u64) -> Result<(), Box<dyn std::error::
     let sent_in = start.elapsed();
     let (received, last) = receiver.join().map_err(|_| "receiver panicked")?;
     let elapsed = last.map_or(sent_in, |l| l - start);
-    println!(
+    say!(
         "raw zeromq baseline: {count} msgs sent in {:.3} s, {received} received in {:.3} s = {:.0} msgs/s; lost {}",
         sent_in.as_secs_f64(),
         elapsed.as_secs_f64(),
         received as f64 / elapsed.as_secs_f64(),
         count - received
-    );
+    )?;
     Ok(())
 }
 
@@ -483,7 +494,8 @@ fn report_rtts(what: &str, mut rtts: Vec<Duration>) {
         rtts.get(at).copied().unwrap_or_default()
     };
     let us = |p: f64| pct(p).as_secs_f64() * 1e6;
-    println!(
+    // Where stdout fails otherwise than closed, there is no one to tell.
+    let _ = say!(
         "{what}: {} round trips: median {:.1} µs, p99 {:.1} µs, max {:.1} µs (p90 {:.1}, p98 {:.1}, p99.9 {:.1})",
         rtts.len(),
         us(0.5),

@@ -221,6 +221,9 @@ pub(crate) struct Conn {
     /// A large last frame being read into its own buffer (see
     /// [`DIRECT_AT`]); the receive buffer is empty meanwhile.
     direct: Option<Direct>,
+    /// Its ups and downs are queued as [`Change`]s for the owner (the
+    /// subscriber's, or the publisher's when it has no subscriber sibling).
+    reports: bool,
 }
 
 /// A message whose large last frame is read straight into its own buffer.
@@ -307,6 +310,7 @@ impl Conn {
             ahead: VecDeque::new(),
             ahead_frames: VecDeque::new(),
             ahead_bytes: 0,
+            reports: role != Role::Publisher,
         }
     }
 
@@ -327,6 +331,12 @@ impl Conn {
     /// together when either finds the backplane silent.
     pub(crate) fn pair_with(&mut self, other: &mut Conn) {
         self.expired = Arc::clone(&other.expired);
+    }
+
+    /// Makes this connection report its ups and downs ([`Conn::take_change`]):
+    /// for a publisher that goes to a backplane alone.
+    pub(crate) fn report_changes(&mut self) {
+        self.reports = true;
     }
 
     /// A change or a notice waits for the owner.
@@ -654,9 +664,9 @@ impl Conn {
         self.phase = Phase::Up { minor };
         self.backoff = self.settings.reconnect;
         self.counters.connects += 1;
-        if self.role != Role::Publisher {
+        if self.reports {
             // (The component reports its subscriber connection's state;
-            // nobody would take the publisher's changes.)
+            // nobody would take a paired publisher's changes.)
             self.changes.push_back(Change::Up);
         }
         match self.role {
@@ -701,7 +711,7 @@ impl Conn {
         if was_up {
             self.counters.disconnects += 1;
             log::info!("{}: connection lost: {why}", self.endpoint);
-            if self.role != Role::Publisher {
+            if self.reports {
                 self.changes.push_back(Change::Down(why));
             }
         } else {

@@ -75,10 +75,12 @@ pub(crate) struct Counters {
     pub reconnects: u64,
 }
 
-/// The two connections of a component and its wake socket.
+/// The connections of a component to one backplane (publisher and
+/// subscriber; a multi-backplane component may have only one of them) and
+/// its wake socket.
 pub(crate) struct Native {
-    publisher: Arc<Shared>,
-    subscriber: Arc<Shared>,
+    publisher: Option<Arc<Shared>>,
+    subscriber: Option<Arc<Shared>>,
     wake: UnixStream,
     linger: Duration,
 }
@@ -92,8 +94,10 @@ impl std::fmt::Debug for Native {
 /// Settings the component's config gives the transport.
 pub(crate) struct Options {
     pub address: String,
-    pub publisher_port: u16,
-    pub subscriber_port: u16,
+    /// `None`: no publisher connection.
+    pub publisher_port: Option<u16>,
+    /// `None`: no subscriber connection.
+    pub subscriber_port: Option<u16>,
     pub send_hwm: usize,
     pub max_message: usize,
     pub recv_buffer: usize,
@@ -103,9 +107,10 @@ pub(crate) struct Options {
 }
 
 impl Native {
-    /// Starts both connections (in the background: this does not wait for
+    /// Starts the connections (in the background: this does not wait for
     /// the backplane). `Err((endpoint, error))` when the address does not
-    /// resolve.
+    /// resolve. Link changes follow the subscriber connection, or the
+    /// publisher's when there is no subscriber.
     pub(crate) fn connect(o: &Options) -> Result<Native, (String, std::io::Error)> {
         let now = Instant::now();
         let (wake, wake_tx) = UnixStream::pair().map_err(|e| (String::new(), e))?;
@@ -131,16 +136,26 @@ impl Native {
                 .collect();
             Ok(Conn::new(role, endpoint, addrs, settings, now))
         };
-        let mut p = conn(Role::Publisher, o.publisher_port)?;
-        let mut s = conn(Role::Subscriber, o.subscriber_port)?;
-        p.pair_with(&mut s);
+        let mut p = o
+            .publisher_port
+            .map(|port| conn(Role::Publisher, port))
+            .transpose()?;
+        let mut s = o
+            .subscriber_port
+            .map(|port| conn(Role::Subscriber, port))
+            .transpose()?;
+        match (&mut p, &mut s) {
+            (Some(p), Some(s)) => p.pair_with(s),
+            (Some(p), None) => p.report_changes(),
+            _ => {}
+        }
         let native = Native {
-            publisher: Shared::new(p, wake_tx),
-            subscriber: Shared::new(s, wake_tx2),
+            publisher: p.map(|p| Shared::new(p, wake_tx)),
+            subscriber: s.map(|s| Shared::new(s, wake_tx2)),
             wake,
             linger: o.linger,
         };
-        for c in [&native.publisher, &native.subscriber] {
+        for c in native.conns() {
             let mut g = c.lock();
             g.progress(now);
             c.set_due(g.keeper_due());
@@ -148,7 +163,19 @@ impl Native {
         Ok(native)
     }
 
-    fn with<R>(shared: &Shared, f: impl FnOnce(&mut Conn, Instant) -> R) -> R {
+    /// The connections there are.
+    fn conns(&self) -> impl Iterator<Item = &Arc<Shared>> {
+        self.publisher.iter().chain(self.subscriber.iter())
+    }
+
+    /// Runs `f` on the connection, if there is one (else `R::default()`).
+    fn with<R: Default>(
+        shared: &Option<Arc<Shared>>,
+        f: impl FnOnce(&mut Conn, Instant) -> R,
+    ) -> R {
+        let Some(shared) = shared else {
+            return R::default();
+        };
         let mut c = shared.lock();
         let backlog = c.is_up() && c.wants_write();
         let r = f(&mut c, Instant::now());
@@ -174,7 +201,8 @@ impl Native {
         Self::with(&self.subscriber, |c, now| c.unsubscribe(now, topic));
     }
 
-    /// Queues `[topic, payload]`; `false` at the high-water mark.
+    /// Queues `[topic, payload]`; `false` at the high-water mark (or with
+    /// no publisher connection).
     pub(crate) fn send(&mut self, topic: &[u8], payload: &[u8]) -> bool {
         Self::with(&self.publisher, |c, now| c.send(now, &[topic, payload]))
     }
@@ -202,9 +230,15 @@ impl Native {
         })
     }
 
-    /// The next change of the subscriber connection.
+    /// The next change of the subscriber connection (of the publisher
+    /// connection when there is no subscriber).
     pub(crate) fn take_link(&mut self) -> Option<Link> {
-        Self::with(&self.subscriber, |c, _| {
+        let watched = if self.subscriber.is_some() {
+            &self.subscriber
+        } else {
+            &self.publisher
+        };
+        Self::with(watched, |c, _| {
             c.take_change().map(|ch| match ch {
                 Change::Up => Link::Up,
                 Change::Down(why) => Link::Down(why),
@@ -219,16 +253,16 @@ impl Native {
             if !c.is_up() {
                 c.progress(now);
             }
-            c.next_message(now, frames)
+            Some(c.next_message(now, frames))
         });
         match next {
-            Next::Message => Read_::Message,
-            Next::Oversize { topic, len } => Read_::Oversize { topic, len },
-            Next::Empty => Read_::Empty,
+            Some(Next::Message) => Read_::Message,
+            Some(Next::Oversize { topic, len }) => Read_::Oversize { topic, len },
+            Some(Next::Empty) | None => Read_::Empty,
         }
     }
 
-    /// Counters of both connections.
+    /// Counters of the connections.
     pub(crate) fn counters(&self) -> Counters {
         let p = Self::with(&self.publisher, |c, _| c.counters());
         let s = Self::with(&self.subscriber, |c, _| c.counters());
@@ -254,85 +288,7 @@ impl Native {
         deadline: Option<Instant>,
         ready: &mut Vec<(usize, Ready)>,
     ) -> std::io::Result<bool> {
-        let now = Instant::now();
-        let mut fds: Vec<(RawFd, nix::poll::PollFlags)> = Vec::with_capacity(3 + watches.len());
-        let mut slot = [None; 2];
-        let mut wake_at = deadline;
-        let mut news = false;
-        for (k, shared) in [&self.publisher, &self.subscriber].into_iter().enumerate() {
-            let mut c = shared.lock();
-            // The caller has just read until the sockets had nothing more:
-            // no reading here, only timers and what is to be written.
-            c.tend(now);
-            news |= c.read_any || c.has_news();
-            if let Some((fd, r, w)) = c.interest() {
-                let flags = poll_flags(r, w);
-                if let Some(s) = slot.get_mut(k) {
-                    *s = Some(fds.len());
-                }
-                fds.push((fd, flags));
-            }
-            if let Some(d) = c.due() {
-                wake_at = Some(wake_at.map_or(d, |w| w.min(d)));
-            }
-            shared.set_due(c.keeper_due());
-        }
-        let wake_slot = fds.len();
-        fds.push((self.wake.as_raw_fd(), nix::poll::PollFlags::POLLIN));
-        let own = fds.len();
-        for w in watches {
-            fds.push((w.fd, poll_flags(w.read, w.write)));
-        }
-        let timeout = poll_timeout(news, wake_at, now);
-        let mut pollfds: Vec<nix::poll::PollFd> = fds
-            .iter()
-            .map(|&(fd, flags)| nix::poll::PollFd::new(fd, flags))
-            .collect();
-        for s in [&self.publisher, &self.subscriber] {
-            s.waiting.store(true, std::sync::atomic::Ordering::SeqCst);
-        }
-        let polled = nix::poll::poll(&mut pollfds, timeout);
-        for s in [&self.publisher, &self.subscriber] {
-            s.waiting.store(false, std::sync::atomic::Ordering::SeqCst);
-        }
-        let interrupted = match polled {
-            Ok(_) => false,
-            Err(nix::errno::Errno::EINTR) => true,
-            Err(e) => return Err(e.into()),
-        };
-        let fired = |i: Option<usize>| {
-            i.and_then(|i| pollfds.get(i))
-                .and_then(|p| p.revents())
-                .is_some_and(|r| !r.is_empty())
-        };
-        if fired(Some(wake_slot)) {
-            let mut sink = [0u8; 64];
-            while matches!((&self.wake).read(&mut sink), Ok(n) if n > 0) {}
-        }
-        let now = Instant::now();
-        for (k, shared) in [&self.publisher, &self.subscriber].into_iter().enumerate() {
-            let mut c = shared.lock();
-            if fired(slot.get(k).copied().flatten()) {
-                c.progress(now);
-            } else {
-                c.tend(now);
-            }
-            shared.set_due(c.keeper_due());
-        }
-        for (i, p) in pollfds.iter().enumerate().skip(own) {
-            let Some(ev) = p.revents() else { continue };
-            let r = Ready {
-                readable: ev
-                    .intersects(nix::poll::PollFlags::POLLIN | nix::poll::PollFlags::POLLHUP),
-                writable: ev.contains(nix::poll::PollFlags::POLLOUT),
-                error: ev
-                    .intersects(nix::poll::PollFlags::POLLERR | nix::poll::PollFlags::POLLNVAL),
-            };
-            if r != Ready::default() {
-                ready.push((i - own, r));
-            }
-        }
-        Ok(interrupted)
+        wait_all(&[&*self], watches, deadline, ready)
     }
 
     /// Writes what is queued, waiting up to the linger time for the socket
@@ -375,12 +331,104 @@ impl Drop for Native {
             self.linger();
         }
         let now = Instant::now();
-        for s in [&self.publisher, &self.subscriber] {
+        for s in self.conns() {
             let mut c = s.lock();
             c.close(now, "component dropped");
             s.set_due(None);
         }
     }
+}
+
+/// [`Native::wait`] over several components' connections at once (one
+/// `poll`): what a multi-backplane component waits with.
+pub(crate) fn wait_all(
+    natives: &[&Native],
+    watches: &[Watch],
+    deadline: Option<Instant>,
+    ready: &mut Vec<(usize, Ready)>,
+) -> std::io::Result<bool> {
+    let now = Instant::now();
+    let conns: Vec<&Arc<Shared>> = natives.iter().flat_map(|n| n.conns()).collect();
+    let mut fds: Vec<(RawFd, nix::poll::PollFlags)> =
+        Vec::with_capacity(conns.len() + natives.len() + watches.len());
+    let mut slot = vec![None; conns.len()];
+    let mut wake_at = deadline;
+    let mut news = false;
+    for (k, shared) in conns.iter().enumerate() {
+        let mut c = shared.lock();
+        // The caller has just read until the sockets had nothing more:
+        // no reading here, only timers and what is to be written.
+        c.tend(now);
+        news |= c.read_any || c.has_news();
+        if let Some((fd, r, w)) = c.interest() {
+            if let Some(s) = slot.get_mut(k) {
+                *s = Some(fds.len());
+            }
+            fds.push((fd, poll_flags(r, w)));
+        }
+        if let Some(d) = c.due() {
+            wake_at = Some(wake_at.map_or(d, |w| w.min(d)));
+        }
+        shared.set_due(c.keeper_due());
+    }
+    let wakes = fds.len();
+    for n in natives {
+        fds.push((n.wake.as_raw_fd(), nix::poll::PollFlags::POLLIN));
+    }
+    let own = fds.len();
+    for w in watches {
+        fds.push((w.fd, poll_flags(w.read, w.write)));
+    }
+    let timeout = poll_timeout(news, wake_at, now);
+    let mut pollfds: Vec<nix::poll::PollFd> = fds
+        .iter()
+        .map(|&(fd, flags)| nix::poll::PollFd::new(fd, flags))
+        .collect();
+    for s in &conns {
+        s.waiting.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    let polled = nix::poll::poll(&mut pollfds, timeout);
+    for s in &conns {
+        s.waiting.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+    let interrupted = match polled {
+        Ok(_) => false,
+        Err(nix::errno::Errno::EINTR) => true,
+        Err(e) => return Err(e.into()),
+    };
+    let fired = |i: Option<usize>| {
+        i.and_then(|i| pollfds.get(i))
+            .and_then(|p| p.revents())
+            .is_some_and(|r| !r.is_empty())
+    };
+    for (i, n) in natives.iter().enumerate() {
+        if fired(Some(wakes + i)) {
+            let mut sink = [0u8; 64];
+            while matches!((&n.wake).read(&mut sink), Ok(n) if n > 0) {}
+        }
+    }
+    let now = Instant::now();
+    for (k, shared) in conns.iter().enumerate() {
+        let mut c = shared.lock();
+        if fired(slot.get(k).copied().flatten()) {
+            c.progress(now);
+        } else {
+            c.tend(now);
+        }
+        shared.set_due(c.keeper_due());
+    }
+    for (i, p) in pollfds.iter().enumerate().skip(own) {
+        let Some(ev) = p.revents() else { continue };
+        let r = Ready {
+            readable: ev.intersects(nix::poll::PollFlags::POLLIN | nix::poll::PollFlags::POLLHUP),
+            writable: ev.contains(nix::poll::PollFlags::POLLOUT),
+            error: ev.intersects(nix::poll::PollFlags::POLLERR | nix::poll::PollFlags::POLLNVAL),
+        };
+        if r != Ready::default() {
+            ready.push((i - own, r));
+        }
+    }
+    Ok(interrupted)
 }
 
 /// The native transport's receive path without a socket, for the fuzz
