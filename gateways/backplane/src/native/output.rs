@@ -21,8 +21,9 @@ use std::sync::Arc;
 /// An owned chunk is not extended past this many bytes: the next bytes
 /// start a new chunk (so that a long queue is freed as it is written).
 const OWN_CHUNK: usize = 256 * 1024;
-/// An emptied owned chunk up to this capacity is kept for the next bytes
-/// (larger ones are given back: an idle connection keeps no large buffer).
+/// An emptied owned chunk is kept for the next bytes while more are queued
+/// (a burst reuses its chunks); once the queue is empty, only one up to
+/// this capacity (an idle connection keeps no large buffer).
 const KEEP_OWN: usize = 4 << 10;
 /// Chunks written per `writev` at most.
 const MAX_IOV: usize = 64;
@@ -136,17 +137,20 @@ impl Output {
     }
 
     /// Some bytes wait to be written.
+    #[inline]
     pub(super) fn has_output(&self) -> bool {
         !self.chunks.is_empty()
     }
 
     /// Appends bytes that are not a message (handshake, commands).
+    #[inline]
     pub(super) fn push_control(&mut self, bytes: &[u8]) {
         self.push(bytes);
         self.appended_total += bytes.len() as u64;
     }
 
     /// Appends one whole message, already framed (copied).
+    #[inline]
     pub(super) fn push_message(&mut self, bytes: &[u8]) {
         let start = self.appended_total;
         self.push_control(bytes);
@@ -162,11 +166,13 @@ impl Output {
     }
 
     /// Bytes appended and not yet written.
+    #[inline]
     pub(super) fn unsent(&self) -> u64 {
         self.appended_total - self.written_total
     }
 
     /// Messages queued and not yet fully written.
+    #[inline]
     pub(super) fn queue_len(&mut self) -> usize {
         while self
             .queued
@@ -180,6 +186,7 @@ impl Output {
 
     /// Message ranges held (written ones included until the next
     /// [`Output::queue_len`] or [`Output::settle`]), for memory accounting.
+    #[inline]
     pub(super) fn ranges(&self) -> usize {
         self.queued.len()
     }
@@ -200,8 +207,12 @@ impl Output {
         Some(len)
     }
 
-    /// After a round of writes: forgets the messages fully written.
+    /// After a round of writes: forgets the messages fully written; an
+    /// empty queue keeps no large buffer.
     pub(super) fn settle(&mut self) {
+        if self.chunks.is_empty() && self.idle.capacity() > KEEP_OWN {
+            self.idle = Vec::new();
+        }
         self.queue_len();
         if self.queued.is_empty() && self.queued.capacity() > 1024 {
             self.queued.shrink_to(64);
@@ -209,17 +220,25 @@ impl Output {
     }
 
     /// Appends a copy of `bytes`.
+    #[inline]
     fn push(&mut self, bytes: &[u8]) {
         if bytes.is_empty() {
             return;
         }
-        if let Some(Chunk::Own(v)) = self.chunks.back_mut() {
-            if v.len() < OWN_CHUNK {
+        let burst = match self.chunks.back_mut() {
+            Some(Chunk::Own(v)) if v.len() < OWN_CHUNK => {
                 v.extend_from_slice(bytes);
                 return;
             }
-        }
+            Some(_) => true,
+            None => false,
+        };
         let mut v = std::mem::take(&mut self.idle);
+        if burst && v.capacity() < OWN_CHUNK {
+            // More than a chunk is queued: take a whole chunk at once
+            // rather than growing one from small again.
+            v.reserve(OWN_CHUNK);
+        }
         v.extend_from_slice(bytes);
         self.chunks.push_back(Chunk::Own(v));
     }
@@ -309,7 +328,7 @@ impl Output {
             self.sent = 0;
             match self.chunks.pop_front() {
                 Some(Chunk::Own(mut v))
-                    if v.capacity() <= KEEP_OWN && self.idle.capacity() == 0 =>
+                    if v.capacity() <= 2 * OWN_CHUNK && self.idle.capacity() == 0 =>
                 {
                     v.clear();
                     self.idle = v;
