@@ -26,8 +26,9 @@
 //! the limits documented on [`Config`] and in `docs/lan.md` ("Limits").
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use banyan_core::topic::Index;
@@ -38,13 +39,15 @@ use super::heartbeat::{Expiry, Liveness};
 use super::{Config, Error, Reporter, Result, ShutdownHandle, Stats};
 use banyan_zmtp::busy::BusyPoll;
 use banyan_zmtp::opening::{Opened, Opening, OpeningError};
-use banyan_zmtp::output::Output;
 use banyan_zmtp::{self as zmtp, Decoder, HandshakeError, Step, Subscription};
 
 // Interoperability additions, kept apart: heartbeats, and what subscribers
 // send besides one subscription per message.
 mod heartbeats;
+mod output;
 mod upstream;
+
+use output::{Output, Spare};
 
 const PUBLISHERS: Token = Token(0);
 const SUBSCRIBERS: Token = Token(1);
@@ -58,6 +61,10 @@ const READ_BUDGET: usize = 256 * 1024;
 /// the next read; a larger part of a message is completed in the
 /// connection's own buffer.
 const SMALL_PENDING: usize = 16 * 1024;
+/// A message at least this large that arrived in a buffer of its own is
+/// queued for its subscribers by reference, not copied (see
+/// [`output`]).
+const SHARE_AT: usize = 32 * 1024;
 /// After `accept` failed for want of descriptors or memory, it is retried
 /// this often (and at once whenever a connection closes) until it works.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
@@ -183,6 +190,10 @@ struct Connection {
     /// message is partly received.
     input: Vec<u8>,
     start: usize,
+    /// A large message being received: `big[..big_end]` (see
+    /// `Forwarder::read_large`); empty otherwise.
+    big: Vec<u8>,
+    big_end: usize,
     /// The socket may have more to read (edge-triggered readiness).
     readable: bool,
     /// Listed in the forwarder's `ready` (to read).
@@ -240,6 +251,8 @@ impl Connection {
             serial,
             input: Vec::new(),
             start: 0,
+            big: Vec::new(),
+            big_end: 0,
             readable: true,
             listed: false,
             // Before READY nothing larger than a command is buffered.
@@ -262,6 +275,7 @@ impl Connection {
     fn held(&self) -> usize {
         self.out.unsent() as usize
             + (self.input.len() - self.start)
+            + self.big.len()
             + self.out.ranges() * QUEUE_ENTRY
             + self.sub_bytes
     }
@@ -281,21 +295,18 @@ impl Connection {
         }
     }
 
-    /// Writes queued output until done or the socket is full.
-    fn flush(&mut self, now: Instant) -> io::Result<()> {
+    /// Writes queued output until done or the socket is full; buffers of
+    /// large messages written by their last queue go to `spare`.
+    fn flush(&mut self, now: Instant, spare: &mut Spare) -> io::Result<()> {
         while self.writable && self.out.has_output() {
-            match self.stream.write(self.out.pending()) {
+            match self.out.write_to(&mut self.stream, spare) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.out.advance(n);
-                    self.last_write = now;
-                }
+                Ok(_) => self.last_write = now,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        // An idle connection keeps no large buffer.
         self.out.settle();
         Ok(())
     }
@@ -309,6 +320,60 @@ fn read_some(stream: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
             other => return other,
         }
     }
+}
+
+/// A message to route: bytes to copy into each queue, or the first `end`
+/// bytes of a buffer of its own, queued by reference.
+#[derive(Clone, Copy)]
+enum Body<'m> {
+    Copy(&'m [u8]),
+    Shared(&'m Arc<Vec<u8>>, usize),
+}
+
+impl Body<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Body::Copy(bytes) => bytes.len(),
+            Body::Shared(_, end) => *end,
+        }
+    }
+}
+
+/// The end of the frame being received at the start of `buf` (whole
+/// frames of a message skipped, and commands between them), when its
+/// header is in and it is not complete; `None` when the headers are not
+/// all in, or the message (or a command at the start) is complete.
+fn frame_end(buf: &[u8]) -> Option<usize> {
+    let mut at = 0usize;
+    loop {
+        let h = zmtp::parse_header(buf.get(at..)?).ok()??;
+        let end = at
+            .checked_add(h.header_len)?
+            .checked_add(usize::try_from(h.body_len).ok()?)?;
+        if end > buf.len() {
+            return Some(end);
+        }
+        if (h.command() && at == 0) || (!h.command() && !h.more()) {
+            return None;
+        }
+        at = end;
+    }
+}
+
+/// A buffer for a large message whose first bytes are `data`: sized for
+/// the frame being received when its header is in (and the message within
+/// `limit`), else for one more read; a spare one if one is large enough
+/// (no pages to fault in, nothing to zero), else a zeroed one. Holds
+/// `data` at its start.
+fn big_buffer(spare: &mut Spare, data: &[u8], limit: usize) -> Vec<u8> {
+    let want = frame_end(data)
+        .filter(|&n| n > data.len() && n <= limit)
+        .unwrap_or(data.len() + READ_CHUNK);
+    let mut big = spare.take(want).unwrap_or_else(|| vec![0; want]);
+    if let Some(head) = big.get_mut(..data.len()) {
+        head.copy_from_slice(data);
+    }
+    big
 }
 
 /// Why a connection is closed.
@@ -389,6 +454,9 @@ pub(super) struct Forwarder<'a> {
     /// Reused per message: subscribers it goes to.
     targets: Vec<usize>,
     scratch: Vec<u8>,
+    /// Buffers of large messages written to all their subscribers, for
+    /// the next ones (given back when the loop is idle).
+    spare: Spare,
     last_limit_warn: Option<Instant>,
     pub(super) reporter: Reporter,
     /// When a connection's heartbeats next need looking at.
@@ -417,6 +485,7 @@ impl<'a> Forwarder<'a> {
             rx: vec![0; SMALL_PENDING + READ_CHUNK],
             targets: Vec::new(),
             scratch: Vec::new(),
+            spare: Spare::default(),
             last_limit_warn: None,
             reporter: Reporter::new(config, handle.stats()),
             next_heartbeat: None,
@@ -483,6 +552,10 @@ impl<'a> Forwarder<'a> {
                 return Err(e.into());
             }
             let now = Instant::now();
+            if events.is_empty() && timeout != Some(Duration::ZERO) {
+                // A timeout: nothing is moving, give the spare buffers back.
+                self.spare.clear();
+            }
             for event in &events {
                 match event.token() {
                     PUBLISHERS => self.accept(Role::Publisher, now),
@@ -666,9 +739,9 @@ impl<'a> Forwarder<'a> {
     /// it; closes the connection at end of file or on an error.
     #[expect(
         clippy::indexing_slicing,
-        reason = "`old` is the length before the resize; `pending` is at most \
-                  SMALL_PENDING (the branch) and `rx` holds SMALL_PENDING + READ_CHUNK; \
-                  `start <= end <= rx.len()` (handle_bytes only advances within its buffer)"
+        reason = "`pending` is at most SMALL_PENDING (the branch) and `rx` holds \
+                  SMALL_PENDING + READ_CHUNK; `start <= end <= rx.len()` (handle_bytes only \
+                  advances within its buffer)"
     )]
     fn read_connection(&mut self, index: usize, now: Instant) {
         let mut budget = READ_BUDGET;
@@ -677,28 +750,8 @@ impl<'a> Forwarder<'a> {
                 return;
             };
             let pending = c.input.len() - c.start;
-            let (read, handled) = if pending > SMALL_PENDING {
-                // A large message arriving: complete it in its own buffer.
-                if c.start > 0 {
-                    c.input.drain(..c.start);
-                    c.start = 0;
-                }
-                let old = c.input.len();
-                c.input.resize(old + READ_CHUNK, 0);
-                let read = read_some(&mut c.stream, &mut c.input[old..]);
-                c.input.truncate(old + *read.as_ref().unwrap_or(&0));
-                let mut input = std::mem::take(&mut c.input);
-                let mut start = c.start;
-                let handled = self.handle_bytes(index, &mut input, &mut start, now);
-                if let Some(c) = self.connections.get_mut(index).and_then(Option::as_mut) {
-                    c.input = input;
-                    c.start = start;
-                    if c.start == c.input.len() {
-                        c.input = Vec::new();
-                        c.start = 0;
-                    }
-                }
-                (read, handled)
+            let (read, handled) = if pending > SMALL_PENDING || c.big_end > 0 {
+                self.read_large(index, now)
             } else {
                 // The usual case: read into the shared buffer after what is
                 // left of a partial message, keep only what is left then.
@@ -708,11 +761,19 @@ impl<'a> Forwarder<'a> {
                 let end = pending + *read.as_ref().unwrap_or(&0);
                 let mut start = 0;
                 let handled = self.handle_bytes(index, &mut rx[..end], &mut start, now);
+                let rest = &rx[start..end];
+                let limit = self.message_limit(rest.len());
                 if let Some(c) = self.connections.get_mut(index).and_then(Option::as_mut) {
-                    // (A fresh allocation: a buffer that grew for a large
-                    // message is given back here.)
                     c.start = 0;
-                    c.input = rx[start..end].to_vec();
+                    if rest.len() > SMALL_PENDING {
+                        // A large message arriving: on in a buffer of its
+                        // own (see `read_large`).
+                        c.big = big_buffer(&mut self.spare, rest, limit);
+                        c.big_end = rest.len();
+                        c.input = Vec::new();
+                    } else {
+                        c.input = rest.to_vec();
+                    }
                 }
                 self.rx = rx;
                 (read, handled)
@@ -745,6 +806,117 @@ impl<'a> Forwarder<'a> {
                 }
             }
         }
+    }
+
+    /// One read for a large message arriving (more than [`SMALL_PENDING`]
+    /// bytes of it are in): it is completed in a buffer of its own
+    /// (`Connection::big`), sized from the headers for the frame being
+    /// received and read straight up to that frame's end, so that a whole
+    /// message is usually alone in its buffer; then it is queued for its
+    /// subscribers by reference ([`Forwarder::take_whole`]), else handled
+    /// as any input.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "`big_end <= target <= big.len()` (the resize), `pending` bytes fit in \
+                  `big` (it is at least `pending + 1` long), `start <= big_end` \
+                  (handle_bytes only advances within its buffer)"
+    )]
+    fn read_large(
+        &mut self,
+        index: usize,
+        now: Instant,
+    ) -> (io::Result<usize>, std::result::Result<(), Close>) {
+        let pending = self
+            .connections
+            .get(index)
+            .and_then(Option::as_ref)
+            .map_or(0, |c| c.big_end + c.input.len() - c.start);
+        let limit = self.message_limit(pending);
+        let Some(c) = self.connections.get_mut(index).and_then(Option::as_mut) else {
+            return (Ok(0), Ok(()));
+        };
+        if c.big_end == 0 {
+            // Move the start of the message into a buffer of its own: the
+            // spare one if it is large enough (no pages to fault in again),
+            // else a zeroed one of the size the headers announce.
+            let data = c.input.get(c.start..).unwrap_or(&[]);
+            c.big = big_buffer(&mut self.spare, data, limit);
+            c.big_end = data.len();
+            c.input = Vec::new();
+            c.start = 0;
+        }
+        let end = c.big_end;
+        let target = frame_end(&c.big[..end])
+            .filter(|&n| n > end && n <= limit)
+            .unwrap_or(end + READ_CHUNK);
+        if c.big.len() < target {
+            c.big.resize(target, 0);
+        }
+        let read = read_some(&mut c.stream, &mut c.big[end..target]);
+        c.big_end += *read.as_ref().unwrap_or(&0);
+        let mut big = std::mem::take(&mut c.big);
+        let end = std::mem::take(&mut c.big_end);
+        let handled = match self.take_whole(index, &mut big, end, limit, now) {
+            Some(handled) => handled,
+            None => {
+                let mut start = 0;
+                let handled = self.handle_bytes(index, &mut big[..end], &mut start, now);
+                if let Some(c) = self.connections.get_mut(index).and_then(Option::as_mut) {
+                    let rest = end - start;
+                    if rest > SMALL_PENDING {
+                        // Still a large message in progress.
+                        big.copy_within(start..end, 0);
+                        c.big = std::mem::take(&mut big);
+                        c.big_end = rest;
+                    } else if rest > 0 {
+                        c.input = big[start..end].to_vec();
+                        c.start = 0;
+                    }
+                }
+                if !big.is_empty() {
+                    self.spare.keep(big);
+                }
+                handled
+            }
+        };
+        (read, handled)
+    }
+
+    /// If `big[..end]` holds exactly one whole message from publisher
+    /// `index` of at least [`SHARE_AT`] bytes, routes it by reference
+    /// (taking `big`) and returns `Some`; else leaves everything as it was.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "`end <= big.len()` (the caller's read); a decoder step's \
+                  `first` lies within the bytes it was given"
+    )]
+    fn take_whole(
+        &mut self,
+        index: usize,
+        big: &mut Vec<u8>,
+        end: usize,
+        limit: usize,
+        now: Instant,
+    ) -> Option<std::result::Result<(), Close>> {
+        let c = self.connections.get_mut(index)?.as_mut()?;
+        if c.role != Role::Publisher || c.phase != Phase::Traffic || end < SHARE_AT {
+            return None;
+        }
+        let mut decoder = c.decoder;
+        decoder.set_max_message(limit);
+        let Ok(Step::Message { len, first }) = decoder.step(&big[..end]) else {
+            return None;
+        };
+        if len != end {
+            return None;
+        }
+        c.decoder = decoder;
+        let buf = Arc::new(std::mem::take(big));
+        let topic = &buf[first.0..first.1];
+        self.route(Body::Shared(&buf, end), topic, now);
+        // Written already, or queued nowhere: the buffer is free again.
+        self.spare.offer(buf);
+        Some(Ok(()))
     }
 
     /// The largest message publisher `index` may send now: the configured
@@ -871,7 +1043,7 @@ impl<'a> Forwarder<'a> {
                         if c.role == Role::Subscriber {
                             self.subscriber_message(index, message, first, now);
                         } else {
-                            self.route(message, first, now);
+                            self.route(Body::Copy(message), first, now);
                         }
                     }
                 },
@@ -1070,7 +1242,7 @@ impl<'a> Forwarder<'a> {
     /// subscriber whose subscriptions match `topic`. A subscriber whose
     /// queue is full loses it (counted), the others get it. Over the memory
     /// budget, the largest queues lose their newest messages first.
-    fn route(&mut self, message: &[u8], topic: &[u8], now: Instant) {
+    fn route(&mut self, message: Body<'_>, topic: &[u8], now: Instant) {
         let (hwm, max_bytes) = (self.config.hwm, self.config.queue_bytes);
         self.seq += 1;
         let seq = self.seq;
@@ -1101,7 +1273,7 @@ impl<'a> Forwarder<'a> {
                 // Full only if the socket takes nothing more now: a burst
                 // read in one turn must not count against a subscriber
                 // that keeps up. (An error closes it at the next flush.)
-                if c.flush(now).is_err() {
+                if c.flush(now, &mut self.spare).is_err() {
                     c.mark(i, &mut self.dirty);
                 }
                 self.touch(i);
@@ -1128,7 +1300,10 @@ impl<'a> Forwarder<'a> {
                 }
             }
             if let Some(c) = self.connections.get_mut(i).and_then(Option::as_mut) {
-                c.out.push_message(message);
+                match message {
+                    Body::Copy(bytes) => c.out.push_message(bytes),
+                    Body::Shared(buf, end) => c.out.push_shared_message(buf, 0, end),
+                }
                 c.overflow = false;
                 c.mark(i, &mut self.dirty);
                 delivered = true;
@@ -1194,7 +1369,7 @@ impl<'a> Forwarder<'a> {
                 continue;
             };
             c.dirty = false;
-            let result = c.flush(now);
+            let result = c.flush(now, &mut self.spare);
             self.touch(index);
             if let Err(e) = result {
                 self.close(index, &Close::Io(e));
@@ -1242,7 +1417,7 @@ impl<'a> Forwarder<'a> {
         zmtp::put_frame(&mut message, zmtp::MORE, super::STATS_TOPIC.as_bytes());
         zmtp::put_frame(&mut message, 0, &payload);
         let before = self.reporter.stats;
-        self.route(&message, super::STATS_TOPIC.as_bytes(), now);
+        self.route(Body::Copy(&message), super::STATS_TOPIC.as_bytes(), now);
         // Our own reports are not forwarded messages, and nobody listening
         // to them is not news; a subscriber too full for one counts a drop.
         self.reporter.stats.forwarded = before.forwarded;
@@ -1438,6 +1613,95 @@ mod tests {
         }
         assert_eq!(bp.stats().forwarded, 200);
         bp.stop().unwrap();
+    }
+
+    /// Large messages go to their subscribers by reference from a buffer
+    /// of their own, and the buffers are reused: every byte must still
+    /// arrive as sent, in order, at a fast subscriber and at a slow one,
+    /// with small messages between the large ones.
+    #[test]
+    fn large_messages_arrive_intact_at_a_fast_and_a_slow_subscriber() {
+        use crate::{Backplane, Config as BpConfig};
+        use banyan_component::{Component, Config};
+        let mut cfg = BpConfig::new("127.0.0.1", 0, 0);
+        cfg.stats_interval = Duration::ZERO;
+        let bp = Backplane::bind(&cfg).unwrap().spawn().unwrap();
+        let c = Config::new("127.0.0.1", bp.publisher_port(), bp.subscriber_port());
+        let mut publisher = Component::connect(c.clone()).unwrap();
+        let mut fast = Component::connect(c.clone()).unwrap();
+        let mut slow = Component::connect(c).unwrap();
+        fast.subscribe("big").unwrap();
+        slow.subscribe("big").unwrap();
+        // Both subscriptions are in once the second subscriber's own topic
+        // is announced (subscriptions of a connection arrive in order).
+        slow.subscribe("ready").unwrap();
+        fast.subscribe("ready2").unwrap();
+        assert!(publisher
+            .wait_for_subscriber("ready", Duration::from_secs(10))
+            .unwrap());
+        assert!(publisher
+            .wait_for_subscriber("ready2", Duration::from_secs(10))
+            .unwrap());
+        // 16 MiB, then sizes on both sides of the sharing threshold and of
+        // the read chunk; 41 MiB in all (under the 64 MiB queue cap).
+        let sizes = [
+            16 << 20,
+            5,
+            1 << 20,
+            100_000,
+            16 << 20,
+            SHARE_AT - 100,
+            SHARE_AT + 100,
+            READ_CHUNK * 3 + 7,
+            7 << 20,
+            1,
+        ];
+        fn body(i: usize, n: usize) -> Vec<u8> {
+            (0..n).map(|j| (j.wrapping_mul(31) ^ i) as u8).collect()
+        }
+        for (i, &n) in sizes.iter().enumerate() {
+            let v = rmpv::Value::Binary(body(i, n));
+            publisher.publish_value("big", &v).unwrap();
+        }
+        let check = move |sub: &mut Component, pause: Duration| {
+            for (i, &n) in sizes.iter().enumerate() {
+                let m = sub
+                    .recv_timeout(Duration::from_secs(30))
+                    .unwrap()
+                    .unwrap_or_else(|| panic!("message {i} of {n} bytes"));
+                assert_eq!(m.topic, "big");
+                let v = m.value().unwrap();
+                let got = v.as_slice().expect("a bin payload");
+                assert_eq!(got.len(), n, "message {i}");
+                assert!(
+                    got == body(i, n).as_slice(),
+                    "message {i} of {n} bytes altered"
+                );
+                std::thread::sleep(pause);
+            }
+        };
+        let slow_thread = std::thread::spawn(move || {
+            check(&mut slow, Duration::from_millis(100));
+            slow
+        });
+        check(&mut fast, Duration::ZERO);
+        let _slow = slow_thread.join().unwrap();
+        let s = bp.stats();
+        assert_eq!((s.forwarded, s.dropped), (sizes.len() as u64, 0), "{s:?}");
+        bp.stop().unwrap();
+    }
+
+    #[test]
+    fn frame_end_finds_the_end_of_the_frame_being_received() {
+        let mut m = Vec::new();
+        zmtp::put_frame(&mut m, zmtp::MORE, b"topic");
+        let body_at = m.len() + 9; // a long header: 1 + 8 bytes
+        zmtp::put_frame(&mut m, 0, &[7u8; 1000]);
+        assert_eq!(frame_end(&m[..3]), Some(7)); // the topic frame
+        assert_eq!(frame_end(&m[..body_at]), Some(m.len()));
+        assert_eq!(frame_end(&m[..m.len() - 1]), Some(m.len()));
+        assert_eq!(frame_end(&m), None, "whole");
+        assert_eq!(frame_end(&m[..body_at - 1]), None, "header not in");
     }
 
     /// A raw ZMTP 3.1 SUB that completes the handshake and never reads.

@@ -16,6 +16,11 @@
 //! that breaks mid-message knows which message was cut (it is counted in
 //! [`Counters::lost`]; the ones queued behind it are sent after the
 //! reconnect).
+//!
+//! Received bytes are parsed out of one receive buffer and each frame is
+//! copied out of it, except the last frame of a message when it is large
+//! ([`DIRECT_AT`]) and not all in yet: it is read straight into a buffer of
+//! its own, which becomes the frame (no copy of a large payload).
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -31,6 +36,10 @@ use banyan_zmtp as zmtp;
 const READ_CHUNK: usize = 256 * 1024;
 /// A receive buffer grown past this is shrunk again once empty.
 const SHRINK_ABOVE: usize = 64 * 1024 * 1024;
+/// The last frame of a message with a body at least this large is read
+/// straight into a buffer of its own, which becomes the frame handed to the
+/// caller (no copy out of the receive buffer).
+const DIRECT_AT: usize = 128 * 1024;
 /// A message published less than this long after the last write waits in
 /// `out` for the next write, so that a burst is sent with few system calls.
 pub(crate) const COALESCE: Duration = Duration::from_micros(50);
@@ -209,9 +218,47 @@ pub(crate) struct Conn {
     /// The buffered bytes end inside a message: reading goes on past
     /// [`Settings::recv_buffer`] until it is whole.
     starved: bool,
+    /// A large last frame being read into its own buffer (see
+    /// [`DIRECT_AT`]); the receive buffer is empty meanwhile.
+    direct: Option<Direct>,
     /// Its ups and downs are queued as [`Change`]s for the owner (the
     /// subscriber's, or the publisher's when it has no subscriber sibling).
     reports: bool,
+}
+
+/// A message whose large last frame is read straight into its own buffer.
+#[derive(Debug)]
+struct Direct {
+    /// The frames before it.
+    frames: Vec<Vec<u8>>,
+    /// Its body, `got` bytes of it received.
+    body: Vec<u8>,
+    got: usize,
+}
+
+/// Where the message at the start of `buf` has its last frame, when that
+/// frame's header is in, its body is not all in and is at least
+/// [`DIRECT_AT`] long, the message is at most `max` bytes, and no command
+/// sits between its frames: (offset of that frame's body, body length).
+fn direct_tail(buf: &[u8], max: usize) -> Option<(usize, usize)> {
+    let mut at = 0usize;
+    loop {
+        let h = zmtp::parse_header(buf.get(at..)?).ok()??;
+        if h.command() {
+            return None;
+        }
+        let body = at.checked_add(h.header_len)?;
+        let len = usize::try_from(h.body_len).ok()?;
+        let end = body.checked_add(len)?;
+        if end <= buf.len() {
+            if !h.more() {
+                return None; // whole
+            }
+            at = end;
+            continue;
+        }
+        return (!h.more() && len >= DIRECT_AT && end <= max).then_some((body, len));
+    }
 }
 
 fn would_block(e: &io::Error) -> bool {
@@ -257,6 +304,7 @@ impl Conn {
             counters: Counters::default(),
             read_any: false,
             starved: false,
+            direct: None,
             expired: Arc::new(AtomicU64::new(0)),
             expired_seen: 0,
             ahead: VecDeque::new(),
@@ -320,7 +368,8 @@ impl Conn {
         })
     }
 
-    fn wants_write(&self) -> bool {
+    /// Bytes wait to be written (the socket took no more).
+    pub(crate) fn wants_write(&self) -> bool {
         self.ctrl_pos < self.ctrl.len()
             || (self.out_pos < self.out.len() && self.hold_until.is_none())
             || self.head_written > 0
@@ -541,6 +590,7 @@ impl Conn {
         self.ctrl.extend_from_slice(&zmtp::greeting());
         zmtp::put_ready(&mut self.ctrl, self.role.socket_type());
         self.inbuf.clear();
+        self.direct = None;
         self.decoder = zmtp::Decoder::with_limits(self.settings.max_message, 64 * 1024);
         self.phase = Phase::Handshake {
             since: now,
@@ -654,6 +704,7 @@ impl Conn {
         self.ctrl.clear();
         self.ctrl_pos = 0;
         self.inbuf.clear();
+        self.direct = None;
         self.starved = false;
         self.hold_until = None;
         self.tail_since = None;
@@ -814,9 +865,41 @@ impl Conn {
                 self.last_rx = now;
                 return;
             }
+            if self.direct.is_none() && self.role != Role::Publisher && self.is_up() {
+                self.start_direct();
+            }
             let Some(stream) = self.stream.as_mut() else {
                 return;
             };
+            if let Some(d) = self.direct.as_mut() {
+                let Some(rest) = d.body.get_mut(d.got..) else {
+                    return;
+                };
+                if rest.is_empty() {
+                    return; // whole: for `step`
+                }
+                let room = rest.len();
+                match stream.read(rest) {
+                    Ok(0) => {
+                        return self.fail(now, "the backplane closed the connection".into());
+                    }
+                    Ok(n) => {
+                        d.got += n;
+                        self.last_rx = now;
+                        self.read_any = true;
+                        if n < room {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        if !would_block(&e) {
+                            self.fail(now, format!("read: {e}"));
+                        }
+                        return;
+                    }
+                }
+                continue;
+            }
             let spare = self.inbuf.spare(READ_CHUNK);
             let room = spare.len();
             match stream.read(spare) {
@@ -839,6 +922,30 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Starts reading a large last frame into its own buffer when the
+    /// buffered bytes are the start of such a message.
+    fn start_direct(&mut self) {
+        let data = self.inbuf.data();
+        if self.decoder.discarding() || data.is_empty() {
+            return;
+        }
+        let Some((body_at, len)) = direct_tail(data, self.settings.max_message) else {
+            return;
+        };
+        let head = data.get(..body_at).unwrap_or(&[]);
+        let frames: Vec<Vec<u8>> = zmtp::parts::parts(head).map(|(_, b)| b.to_vec()).collect();
+        let have = data.get(body_at..).unwrap_or(&[]);
+        let mut body = vec![0; len];
+        let got = have.len().min(len);
+        if let (Some(dst), Some(src)) = (body.get_mut(..got), have.get(..got)) {
+            dst.copy_from_slice(src);
+        }
+        let used = data.len();
+        self.inbuf.consume(used);
+        self.direct = Some(Direct { frames, body, got });
+        self.starved = true;
     }
 
     fn read_notices(&mut self, now: Instant) {
@@ -925,6 +1032,18 @@ impl Conn {
 
     /// Parses the buffered bytes up to the next message, handling commands.
     fn step(&mut self, now: Instant, frames: &mut Vec<Vec<u8>>) -> Next {
+        if let Some(d) = &self.direct {
+            if d.got < d.body.len() {
+                self.starved = true;
+                return Next::Empty;
+            }
+            if let Some(d) = self.direct.take() {
+                frames.extend(d.frames);
+                frames.push(d.body);
+                self.starved = false;
+                return Next::Message;
+            }
+        }
         loop {
             let buf = self.inbuf.data();
             let step = match self.decoder.step(buf) {
@@ -1169,4 +1288,44 @@ fn connect_nonblocking(addr: SocketAddr) -> io::Result<TcpStream> {
         Err(e) => return Err(e),
     }
     Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(frames: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let last = frames.len() - 1;
+        for (i, f) in frames.iter().enumerate() {
+            zmtp::put_frame(&mut out, if i < last { zmtp::MORE } else { 0 }, f);
+        }
+        out
+    }
+
+    #[test]
+    fn a_large_last_frame_not_all_in_is_read_directly() {
+        let body = vec![9u8; DIRECT_AT + 10];
+        let m = message(&[b"topic", &body]);
+        let body_at = m.len() - body.len();
+        // Headers in, body partly in: direct, from the body's offset.
+        assert_eq!(
+            direct_tail(&m[..body_at + 3], usize::MAX),
+            Some((body_at, body.len()))
+        );
+        // Whole, or over the size limit, or the header not in yet: no.
+        assert_eq!(direct_tail(&m, usize::MAX), None);
+        assert_eq!(direct_tail(&m[..body_at + 3], m.len() - 1), None);
+        assert_eq!(direct_tail(&m[..body_at - 1], usize::MAX), None);
+        // A small last frame, or a large frame that is not the last: no.
+        let small = message(&[b"topic", &[1u8; 100]]);
+        assert_eq!(direct_tail(&small[..small.len() - 1], usize::MAX), None);
+        let mid = message(&[b"topic", &body, b"tail"]);
+        assert_eq!(direct_tail(&mid[..body_at + 3], usize::MAX), None);
+        // A command first: no.
+        let mut ping = Vec::new();
+        zmtp::put_ping(&mut ping, Duration::from_secs(1), b"");
+        ping.extend_from_slice(&m[..body_at + 3]);
+        assert_eq!(direct_tail(&ping, usize::MAX), None);
+    }
 }

@@ -70,6 +70,12 @@ impl Shared {
         }
     }
 
+    /// Wakes the keeper to look at every connection again (what it polls
+    /// for has changed).
+    pub(crate) fn kick_keeper(&self) {
+        keeper().kick();
+    }
+
     /// Tells the keeper when to look at the connection next.
     pub(crate) fn set_due(&self, due: Option<Instant>) {
         let at = due.map_or(u64::MAX, nanos);

@@ -177,8 +177,19 @@ impl Native {
             return R::default();
         };
         let mut c = shared.lock();
+        let backlog = c.is_up() && c.wants_write();
         let r = f(&mut c, Instant::now());
-        shared.set_due(c.keeper_due());
+        let due = c.keeper_due();
+        shared.set_due(due);
+        if due.is_none() && !backlog && c.is_up() && c.wants_write() {
+            // Bytes now wait for room in the socket and no timer will bring
+            // the keeper here: it may be asleep without watching this
+            // socket for room (it had nothing to write), and it is the one
+            // that writes the rest when the caller goes on to other work
+            // (the end of a burst of large messages waited up to a second
+            // for its next timer). Wake it to look again, once per backlog.
+            shared.kick_keeper();
+        }
         r
     }
 

@@ -1,0 +1,467 @@
+//! A connection's bytes to send: a queue of chunks written with one
+//! `writev` per call. Small messages and control bytes are copied into
+//! owned chunks of up to [`OWN_CHUNK`] bytes; a large message received in
+//! a buffer of its own is queued as a shared reference to that buffer
+//! ([`Arc`]), so that it is never copied in user space however many
+//! subscribers it goes to. Bytes written are freed chunk by chunk: nothing
+//! is ever moved to the front of a buffer.
+//!
+//! The interface is that of `banyan_zmtp::output::Output` (the services
+//! broker's ROUTER uses that one: one buffer, compacted by moving what is
+//! left), plus messages by reference and `writev`.
+//!
+//! When a shared buffer's last reference is written, it is offered to a
+//! [`Spare`] so that the next large message can be read into it (no new
+//! pages to fault in, nothing to zero).
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+use std::sync::Arc;
+
+/// An owned chunk is not extended past this many bytes: the next bytes
+/// start a new chunk (so that a long queue is freed as it is written).
+const OWN_CHUNK: usize = 256 * 1024;
+/// An emptied owned chunk is kept for the next bytes while more are queued
+/// (a burst reuses its chunks); once the queue is empty, only one up to
+/// this capacity (an idle connection keeps no large buffer).
+const KEEP_OWN: usize = 4 << 10;
+/// Chunks written per `writev` at most.
+const MAX_IOV: usize = 64;
+/// Bytes of buffers kept in a [`Spare`] at most.
+const POOL_BYTES: usize = 64 << 20;
+
+/// One run of bytes to send.
+#[derive(Debug)]
+enum Chunk {
+    /// Bytes copied in (control bytes, small messages).
+    Own(Vec<u8>),
+    /// `buf[start..end]`: one message in a buffer shared with other
+    /// connections' queues.
+    Shared {
+        buf: Arc<Vec<u8>>,
+        start: usize,
+        end: usize,
+    },
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Own(v) => v,
+            Chunk::Shared { buf, start, end } => buf.get(*start..*end).unwrap_or(&[]),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Chunk::Own(v) => v.len(),
+            Chunk::Shared { start, end, .. } => end - start,
+        }
+    }
+}
+
+/// Buffers of large messages that every queue wrote, kept to read the
+/// next large messages into (no pages to fault in, nothing to zero): at
+/// most [`POOL_BYTES`] in all; the forwarder empties it when idle.
+#[derive(Debug, Default)]
+pub(super) struct Spare {
+    bufs: Vec<Vec<u8>>,
+    bytes: usize,
+}
+
+impl Spare {
+    /// Keeps `buf` if nobody else holds it and there is room.
+    pub(super) fn offer(&mut self, buf: Arc<Vec<u8>>) {
+        if let Ok(v) = Arc::try_unwrap(buf) {
+            self.keep(v);
+        }
+    }
+
+    /// Keeps `v` if there is room.
+    pub(super) fn keep(&mut self, v: Vec<u8>) {
+        if self.bytes + v.len() <= POOL_BYTES {
+            self.bytes += v.len();
+            self.bufs.push(v);
+        }
+    }
+
+    /// The smallest kept buffer of `want` to `2 × want` bytes (its
+    /// initialized length is its `len`), if any: a message never keeps a
+    /// much larger buffer alive.
+    pub(super) fn take(&mut self, want: usize) -> Option<Vec<u8>> {
+        let (i, _) = self
+            .bufs
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.len() >= want && v.len() / 2 <= want)
+            .min_by_key(|(_, v)| v.len())?;
+        let v = self.bufs.swap_remove(i);
+        self.bytes -= v.len();
+        Some(v)
+    }
+
+    /// Bytes kept.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.bytes
+    }
+
+    /// Gives the kept buffers back to the allocator.
+    pub(super) fn clear(&mut self) {
+        self.bufs = Vec::new();
+        self.bytes = 0;
+    }
+}
+
+/// The queue of bytes to send, with the range of every queued message (so
+/// that a high-water mark counts messages exactly and a connection that
+/// closes knows how many messages it cut off). See the [module docs](self).
+#[derive(Debug, Default)]
+pub(super) struct Output {
+    chunks: VecDeque<Chunk>,
+    /// Bytes of the front chunk already written.
+    sent: usize,
+    /// An emptied small owned chunk, reused for the next bytes.
+    idle: Vec<u8>,
+    /// Bytes written and appended since the connection opened.
+    written_total: u64,
+    appended_total: u64,
+    /// Range (in appended bytes) of every message not yet fully written.
+    queued: VecDeque<(u64, u64)>,
+}
+
+impl Output {
+    /// An empty queue.
+    pub(super) fn new() -> Output {
+        Output::default()
+    }
+
+    /// Some bytes wait to be written.
+    #[inline]
+    pub(super) fn has_output(&self) -> bool {
+        !self.chunks.is_empty()
+    }
+
+    /// Appends bytes that are not a message (handshake, commands).
+    #[inline]
+    pub(super) fn push_control(&mut self, bytes: &[u8]) {
+        self.push(bytes);
+        self.appended_total += bytes.len() as u64;
+    }
+
+    /// Appends one whole message, already framed (copied).
+    #[inline]
+    pub(super) fn push_message(&mut self, bytes: &[u8]) {
+        let start = self.appended_total;
+        self.push_control(bytes);
+        self.queued.push_back((start, self.appended_total));
+    }
+
+    /// Appends one whole message, `buf[start..end]`, by reference.
+    pub(super) fn push_shared_message(&mut self, buf: &Arc<Vec<u8>>, start: usize, end: usize) {
+        let begin = self.appended_total;
+        self.push_shared(Arc::clone(buf), start, end);
+        self.appended_total += (end - start) as u64;
+        self.queued.push_back((begin, self.appended_total));
+    }
+
+    /// Bytes appended and not yet written.
+    #[inline]
+    pub(super) fn unsent(&self) -> u64 {
+        self.appended_total - self.written_total
+    }
+
+    /// Messages queued and not yet fully written.
+    #[inline]
+    pub(super) fn queue_len(&mut self) -> usize {
+        while self
+            .queued
+            .front()
+            .is_some_and(|&(_, e)| e <= self.written_total)
+        {
+            self.queued.pop_front();
+        }
+        self.queued.len()
+    }
+
+    /// Message ranges held (written ones included until the next
+    /// [`Output::queue_len`] or [`Output::settle`]), for memory accounting.
+    #[inline]
+    pub(super) fn ranges(&self) -> usize {
+        self.queued.len()
+    }
+
+    /// Removes the newest queued message if nothing of it was written and
+    /// nothing was appended after it; returns its length.
+    pub(super) fn pop_newest(&mut self) -> Option<usize> {
+        let &(start, end) = self.queued.back()?;
+        if end != self.appended_total || start < self.written_total {
+            return None;
+        }
+        let len = (end - start) as usize;
+        if !self.truncate_back(len) {
+            return None;
+        }
+        self.appended_total = start;
+        self.queued.pop_back();
+        Some(len)
+    }
+
+    /// After a round of writes: forgets the messages fully written; an
+    /// empty queue keeps no large buffer.
+    pub(super) fn settle(&mut self) {
+        if self.chunks.is_empty() && self.idle.capacity() > KEEP_OWN {
+            self.idle = Vec::new();
+        }
+        self.queue_len();
+        if self.queued.is_empty() && self.queued.capacity() > 1024 {
+            self.queued.shrink_to(64);
+        }
+    }
+
+    /// Appends a copy of `bytes`.
+    #[inline]
+    fn push(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let burst = match self.chunks.back_mut() {
+            Some(Chunk::Own(v)) if v.len() < OWN_CHUNK => {
+                v.extend_from_slice(bytes);
+                return;
+            }
+            Some(_) => true,
+            None => false,
+        };
+        let mut v = std::mem::take(&mut self.idle);
+        if burst && v.capacity() < OWN_CHUNK {
+            // More than a chunk is queued: take a whole chunk at once
+            // rather than growing one from small again.
+            v.reserve(OWN_CHUNK);
+        }
+        v.extend_from_slice(bytes);
+        self.chunks.push_back(Chunk::Own(v));
+    }
+
+    /// Appends `buf[start..end]` without copying it.
+    fn push_shared(&mut self, buf: Arc<Vec<u8>>, start: usize, end: usize) {
+        if start < end && end <= buf.len() {
+            self.chunks.push_back(Chunk::Shared { buf, start, end });
+        }
+    }
+
+    /// Removes the last `len` bytes appended if they are the end of one
+    /// chunk and none of them was written; says whether it did.
+    fn truncate_back(&mut self, len: usize) -> bool {
+        let only = self.chunks.len() == 1;
+        let sent = self.sent;
+        let Some(back) = self.chunks.back_mut() else {
+            return false;
+        };
+        let written = if only { sent } else { 0 };
+        let emptied = match back {
+            Chunk::Own(v) => {
+                if v.len() < len || v.len() - len < written {
+                    return false;
+                }
+                v.truncate(v.len() - len);
+                v.is_empty()
+            }
+            Chunk::Shared { start, end, .. } => {
+                if *end - *start != len || written > 0 {
+                    return false;
+                }
+                true
+            }
+        };
+        if emptied {
+            self.chunks.pop_back();
+            if self.chunks.is_empty() {
+                self.sent = 0;
+            }
+        }
+        true
+    }
+
+    /// Writes as much as one `writev` takes; returns the bytes written.
+    /// Shared buffers written by their last queue are offered to `spare`.
+    ///
+    /// # Errors
+    /// The writer's (`WouldBlock` when it takes nothing now).
+    pub(super) fn write_to<W: Write>(&mut self, w: &mut W, spare: &mut Spare) -> io::Result<usize> {
+        let mut iov = [IoSlice::new(&[]); MAX_IOV];
+        let mut k = 0;
+        for (i, chunk) in self.chunks.iter().take(MAX_IOV).enumerate() {
+            let bytes = chunk.bytes();
+            let bytes = if i == 0 {
+                bytes.get(self.sent..).unwrap_or(&[])
+            } else {
+                bytes
+            };
+            if let Some(slot) = iov.get_mut(k) {
+                *slot = IoSlice::new(bytes);
+                k += 1;
+            }
+        }
+        let n = match iov.get(..k) {
+            Some([one]) => w.write(one)?,
+            Some(slices) => w.write_vectored(slices)?,
+            None => 0,
+        };
+        self.advance(n, spare);
+        self.written_total += n as u64;
+        Ok(n)
+    }
+
+    /// Accounts `n` more bytes written.
+    fn advance(&mut self, mut n: usize, spare: &mut Spare) {
+        while n > 0 {
+            let Some(front) = self.chunks.front() else {
+                break;
+            };
+            let rest = front.len() - self.sent;
+            if n < rest {
+                self.sent += n;
+                return;
+            }
+            n -= rest;
+            self.sent = 0;
+            match self.chunks.pop_front() {
+                Some(Chunk::Own(mut v))
+                    if v.capacity() <= 2 * OWN_CHUNK && self.idle.capacity() == 0 =>
+                {
+                    v.clear();
+                    self.idle = v;
+                }
+                Some(Chunk::Own(_)) => {}
+                Some(Chunk::Shared { buf, .. }) => spare.offer(buf),
+                None => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Takes at most `max` bytes per call.
+    struct Trickle {
+        got: Vec<u8>,
+        max: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.max == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.max);
+            self.got.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            let mut n = 0;
+            for b in bufs {
+                let k = self.write(b).unwrap_or(0);
+                n += k;
+                if k < b.len() {
+                    break;
+                }
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn writes_owned_and_shared_chunks_in_order_and_recycles_the_shared_buffer() {
+        let mut out = Output::default();
+        let mut spare = Spare::default();
+        let big = Arc::new((0..300_000u32).map(|i| i as u8).collect::<Vec<u8>>());
+        out.push(b"head");
+        out.push_shared(Arc::clone(&big), 10, 200_000);
+        out.push(b"tail");
+        // A copy in another queue: the buffer is not recycled until both
+        // are written.
+        let mut other = Output::default();
+        other.push_shared(Arc::clone(&big), 10, 200_000);
+        drop(big);
+        let mut w = Trickle {
+            got: Vec::new(),
+            max: 7_777,
+        };
+        while out.has_output() {
+            out.write_to(&mut w, &mut spare).unwrap();
+        }
+        let mut expected = b"head".to_vec();
+        expected.extend((10..200_000u32).map(|i| i as u8));
+        expected.extend_from_slice(b"tail");
+        assert_eq!(w.got, expected);
+        assert_eq!(spare.len(), 0, "still queued elsewhere");
+        let mut w2 = Trickle {
+            got: Vec::new(),
+            max: 1 << 20,
+        };
+        other.write_to(&mut w2, &mut spare).unwrap();
+        assert!(!other.has_output());
+        assert_eq!(w2.got.len(), 199_990);
+        assert_eq!(spare.len(), 300_000);
+        assert!(spare.take(300_001).is_none());
+        assert!(spare.take(1000).is_none(), "far too large for it");
+        assert_eq!(spare.take(150_000).map(|v| v.len()), Some(300_000));
+        assert_eq!(spare.len(), 0);
+    }
+
+    #[test]
+    fn would_block_keeps_everything() {
+        let mut out = Output::default();
+        let mut spare = Spare::default();
+        out.push(b"abc");
+        let mut w = Trickle {
+            got: Vec::new(),
+            max: 0,
+        };
+        let e = out.write_to(&mut w, &mut spare).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert!(out.has_output());
+    }
+
+    #[test]
+    fn owned_chunks_are_capped_and_the_newest_unwritten_bytes_can_be_removed() {
+        let mut out = Output::default();
+        let mut spare = Spare::default();
+        let block = vec![7u8; 100_000];
+        for _ in 0..5 {
+            out.push(&block);
+        }
+        // 3 blocks fill the first chunk past OWN_CHUNK, 2 go to the next.
+        assert_eq!(out.chunks.len(), 2);
+        assert!(out.truncate_back(100_000));
+        assert!(out.truncate_back(100_000));
+        assert_eq!(out.chunks.len(), 1, "the emptied chunk is gone");
+        // Partly written: only whole unwritten bytes at the end go.
+        let mut w = Trickle {
+            got: Vec::new(),
+            max: 250_000,
+        };
+        out.write_to(&mut w, &mut spare).unwrap();
+        assert!(!out.truncate_back(100_000), "50,000 of it were written");
+        assert!(out.truncate_back(40_000));
+        // A shared chunk goes only whole and unwritten.
+        let buf = Arc::new(vec![1u8; 1000]);
+        out.push_shared(Arc::clone(&buf), 0, 1000);
+        assert!(!out.truncate_back(999));
+        assert!(out.truncate_back(1000));
+        let mut w = Trickle {
+            got: Vec::new(),
+            max: 1 << 20,
+        };
+        out.write_to(&mut w, &mut spare).unwrap();
+        assert!(!out.has_output());
+        assert_eq!(w.got.len(), 10_000);
+        assert!(!out.truncate_back(1));
+    }
+}
