@@ -24,6 +24,13 @@ fn bench(args: &[&str]) -> Output {
 
 /// Runs `banyan-bench ARGS`, killing it after `T`; also returns its pid.
 fn bench_pid(args: &[&str]) -> (Output, u32) {
+    bench_with(args, false)
+}
+
+/// Starts `banyan-bench ARGS` with stdin closed and stdout/stderr piped —
+/// or, if `deaf`, pipes whose read ends are closed at once — and waits for
+/// it, killing it after `T`. Returns its output and pid.
+fn bench_with(args: &[&str], deaf: bool) -> (Output, u32) {
     let mut child = Command::new(BENCH)
         .args(args)
         .stdin(Stdio::null())
@@ -31,6 +38,10 @@ fn bench_pid(args: &[&str]) -> (Output, u32) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start banyan-bench");
+    if deaf {
+        drop(child.stdout.take());
+        drop(child.stderr.take());
+    }
     let pid = child.id();
     let deadline = Instant::now() + T;
     while child.try_wait().unwrap().is_none() {
@@ -139,32 +150,6 @@ fn large_messages_all_arrive() {
     }
 }
 
-/// Runs `program ARGS` with stdin closed and stdout/stderr pipes whose read
-/// ends are closed at once; returns its exit status (killed after `T`).
-fn run_deaf(program: &str, args: &[&str]) -> std::process::ExitStatus {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start");
-    drop(child.stdout.take());
-    drop(child.stderr.take());
-    let deadline = Instant::now() + T;
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{program} {args:?} still running after {T:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn closed_stdout_and_stderr_are_no_panic() {
     // println! panicked here (exit code 101) before the results went
@@ -174,10 +159,12 @@ fn closed_stdout_and_stderr_are_no_panic() {
         &["throughput", "--count", "1000"],
         &["large", "--size", "1024", "--count", "8"],
     ] {
-        let st = run_deaf(BENCH, args);
+        let st = bench_with(args, true).0.status;
         assert_eq!(st.code(), Some(0), "banyan-bench {args:?}: {st}");
     }
     // A bad argument is still exit code 1, not a panic over the dead stderr.
-    let st = run_deaf(BENCH, &["--backplane", "nowhere", "latency"]);
+    let st = bench_with(&["--backplane", "nowhere", "latency"], true)
+        .0
+        .status;
     assert_eq!(st.code(), Some(1), "{st}");
 }
