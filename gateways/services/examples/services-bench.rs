@@ -24,14 +24,33 @@
 //! `--engine` names (`native`, the default, or `libzmq`).
 //! Prints a Markdown table (docs/benchmarks/services.md).
 
-// A benchmark tool, not product code: a failed step ends the measurement
-// with its message (the workspace lints forbid this in the libraries).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing
 )]
+
+// `println!`/`eprintln!` panic when their stream is closed (a dead pipe, a
+// closed SSH session); these write the same lines and ignore a failure.
+macro_rules! println {
+    () => {
+        println!("")
+    };
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+// A benchmark tool, not product code: a failed step ends the measurement
+// with its message (the workspace lints forbid this in the libraries).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
