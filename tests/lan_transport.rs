@@ -374,3 +374,59 @@ fn a_multi_component_finds_one_silent_backplane_and_routes_on_through_the_other(
     );
     assert_eq!(multi.link_state("BP2").unwrap(), LinkState::Up);
 }
+
+/// A backplane a multi-backplane component only publishes to (no
+/// subscriber connection to watch it) is found silent too: its publisher
+/// connection sends the heartbeats itself. `BackplaneDown` for it within
+/// the timeout, and it is back by itself after SIGCONT.
+#[test]
+fn a_publish_only_backplane_that_goes_silent_is_found_by_heartbeats() {
+    use banyan::component::multi::{MultiComponent, Options};
+    use banyan::component::routing::{Entry, Spec};
+
+    let (bp, publ, sub) = backplane(0, 0);
+    let spec = Spec {
+        entries: vec![Entry::new("OUT", "127.0.0.1", None, vec![], Some(publ))],
+    };
+    let mut options = Options::default();
+    options.heartbeat_interval = Duration::from_millis(200);
+    options.heartbeat_timeout = Duration::from_millis(800);
+    let mut multi = MultiComponent::connect(&spec, options).unwrap();
+    let mut s = Component::connect(Config::new("127.0.0.1", publ, sub)).unwrap();
+    s.subscribe("h").unwrap();
+    // Delivered: the link is up.
+    let until = Instant::now() + T;
+    let mut got = false;
+    while !got && Instant::now() < until {
+        let _ = multi.publish_to("OUT", "h", &1u8);
+        got = s
+            .recv_timeout(Duration::from_millis(100))
+            .unwrap()
+            .is_some();
+    }
+    assert!(got, "nothing arrived through the publish-only backplane");
+
+    bp.signal("STOP");
+    let stopped = Instant::now();
+    let until = stopped + T;
+    let mut found = false;
+    while !found && Instant::now() < until {
+        if let Some(e) = multi.recv_event(Some(until - Instant::now())).unwrap() {
+            found = e.backplane == "OUT" && e.event == Event::BackplaneDown;
+        }
+    }
+    let took = stopped.elapsed();
+    bp.signal("CONT");
+    assert!(found, "the silent publish-only backplane was never noticed");
+    println!(
+        "transport {}: silent publish-only backplane noticed after {took:?} (timeout 800 ms)",
+        multi.transport()
+    );
+    let expired = multi.backplane_stats("OUT").unwrap().heartbeat_expired;
+    assert!(expired >= 1 || multi.transport() == Transport::Libzmq);
+    let until = Instant::now() + T;
+    while multi.link_state("OUT").unwrap() != LinkState::Up {
+        assert!(Instant::now() < until, "the backplane did not come back");
+        let _ = multi.recv_event(Some(Duration::from_millis(50))).unwrap();
+    }
+}

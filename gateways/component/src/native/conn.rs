@@ -387,7 +387,7 @@ impl Conn {
             }
             Phase::Up { minor } => {
                 let mut due = self.hold_until;
-                if self.role != Role::Publisher
+                if self.reports
                     && zmtp::heartbeat::has_heartbeats(minor)
                     && !s.heartbeat_interval.is_zero()
                 {
@@ -519,13 +519,15 @@ impl Conn {
             return;
         }
         let s = self.settings;
-        if self.role == Role::Publisher
+        if !self.reports
             || !zmtp::heartbeat::has_heartbeats(minor)
             || s.heartbeat_interval.is_zero()
         {
-            // The subscriber connection watches the backplane for both: the
-            // publisher connection may be behind a long queue of
-            // subscription notices, where a PING would only be refused.
+            // The connection that reports the link watches the backplane:
+            // a paired publisher's subscriber connection watches for both
+            // (the publisher connection may be behind a long queue of
+            // subscription notices, where a PING would only be refused); a
+            // publisher that goes to a backplane alone watches itself.
             return;
         }
         if now >= self.last_rx + s.heartbeat_timeout {
