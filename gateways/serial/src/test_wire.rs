@@ -46,3 +46,31 @@ pub(crate) fn exchange(
     bridge.poll(now);
     moved
 }
+
+/// Calls `round` (one [`exchange`] and taking the bridge's output; `true`
+/// when bytes moved) until a round moves nothing, at most 64 times.
+pub(crate) fn until_quiet(mut round: impl FnMut() -> bool) {
+    for _ in 0..64 {
+        if !round() {
+            return;
+        }
+    }
+}
+
+/// A bridge test rig on a simulated millisecond clock.
+pub(crate) trait Clocked {
+    /// The clock, in ms.
+    fn now_mut(&mut self) -> &mut u64;
+
+    /// Shuttles bytes both ways until both ends are quiet.
+    fn settle(&mut self);
+
+    /// Advances time in `step` ms increments, settling each time.
+    fn run_for(&mut self, ms: u64, step: u64) {
+        let end = *self.now_mut() + ms;
+        while *self.now_mut() < end {
+            *self.now_mut() += step;
+            self.settle();
+        }
+    }
+}

@@ -6,7 +6,7 @@
 use super::*;
 use banyan_core::link::{self, wire::status};
 use std::collections::HashMap;
-use test_wire::Dev;
+use test_wire::{Clocked, Dev};
 
 /// Bridge + a device application serving `echo` (replies with the body),
 /// `fail` (FAILED), `bad` (an OK reply that is not msgpack) and `slow`
@@ -93,8 +93,28 @@ impl Rig {
         while self.bridge.take_action().is_some() {}
     }
 
+    fn request(&mut self, ticket: u64, service: &str, body: &[u8], budget_ms: u64) {
+        let now = self.t();
+        self.bridge
+            .handle_request(ticket, service, body, budget_ms, now);
+        self.collect();
+    }
+
+    /// The one answer to `ticket` (panics if none or several).
+    fn answer(&self, ticket: u64) -> Result<Vec<u8>, String> {
+        let a = self.answers.get(&ticket).expect("no answer");
+        assert_eq!(a.len(), 1, "ticket {ticket} answered {} times", a.len());
+        a[0].clone()
+    }
+}
+
+impl Clocked for Rig {
+    fn now_mut(&mut self) -> &mut u64 {
+        &mut self.now
+    }
+
     fn settle(&mut self) {
-        for _ in 0..64 {
+        test_wire::until_quiet(|| {
             let now = self.t();
             let serving = self.serving;
             let moved = test_wire::exchange(
@@ -109,32 +129,8 @@ impl Rig {
                 None,
             );
             self.collect();
-            if !moved {
-                return;
-            }
-        }
-    }
-
-    fn run_for(&mut self, ms: u64, step: u64) {
-        let end = self.now + ms;
-        while self.now < end {
-            self.now += step;
-            self.settle();
-        }
-    }
-
-    fn request(&mut self, ticket: u64, service: &str, body: &[u8], budget_ms: u64) {
-        let now = self.t();
-        self.bridge
-            .handle_request(ticket, service, body, budget_ms, now);
-        self.collect();
-    }
-
-    /// The one answer to `ticket` (panics if none or several).
-    fn answer(&self, ticket: u64) -> Result<Vec<u8>, String> {
-        let a = self.answers.get(&ticket).expect("no answer");
-        assert_eq!(a.len(), 1, "ticket {ticket} answered {} times", a.len());
-        a[0].clone()
+            moved
+        });
     }
 }
 
