@@ -60,25 +60,14 @@ fn assert_python_repacks_identically(what: &str, payloads: &[Vec<u8>]) {
     }
 }
 
-/// A deterministic generator (xorshift64*): the same corpus on every run.
-struct Rng(u64);
+/// A deterministic generator (xorshift64*, shared with the core's link
+/// simulation): the same corpus on every run.
+#[path = "../core/tests/support/rng.rs"]
+mod rng;
+use rng::Rng;
 
+/// The corpus' own draws.
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len())]
-    }
-
     /// An integer near an encoding boundary, or with a random bit length.
     fn int(&mut self) -> i128 {
         const EDGES: &[i128] = &[
