@@ -2,10 +2,22 @@
 //! as the fake MCU, bytes shuttled both ways within one process.
 
 use super::*;
-use banyan_core::link::Device;
+use banyan_core::link::{self, Device};
 
 /// The fake MCU of the bridge tests.
 pub(crate) type Dev = Device<256, 512, 4, 8>;
+
+/// The fake MCU the rigs start with: `fake-mcu` 1.2.3, session `session`.
+pub(crate) fn fake_mcu(session: u32) -> Dev {
+    Dev::new("fake-mcu", "1.2.3", session, link::Config::default()).unwrap()
+}
+
+/// The rigs' bridge (gateway id 0xBEEF) with its transport open.
+pub(crate) fn open_bridge(cfg: BridgeConfig) -> Bridge {
+    let mut bridge = Bridge::new(0xBEEF, cfg);
+    bridge.transport_opened();
+    bridge
+}
 
 /// Fault injection on the device → gateway bytes.
 pub(crate) type Filter = dyn FnMut(&mut Vec<u8>);

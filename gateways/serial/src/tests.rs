@@ -31,11 +31,9 @@ struct Rig {
 
 impl Rig {
     fn new(session: u32) -> Rig {
-        let mut bridge = Bridge::new(0xBEEF, cfg());
-        bridge.transport_opened();
         Rig {
-            bridge,
-            dev: Dev::new("fake-mcu", "1.2.3", session, link::Config::default()).unwrap(),
+            bridge: test_wire::open_bridge(cfg()),
+            dev: test_wire::fake_mcu(session),
             now: 0,
             actions: Vec::new(),
             statuses: Vec::new(),

@@ -40,14 +40,12 @@ fn device_app(dev: &mut Dev, now: Instant) {
 
 impl Rig {
     fn new(session: u32, cfg: BridgeConfig) -> Rig {
-        let mut bridge = Bridge::new(0xBEEF, cfg);
-        bridge.transport_opened();
-        let mut dev = Dev::new("fake-mcu", "1.2.3", session, link::Config::default()).unwrap();
+        let mut dev = test_wire::fake_mcu(session);
         for s in ["echo", "fail", "bad", "slow"] {
             dev.serve(s).unwrap();
         }
         Rig {
-            bridge,
+            bridge: test_wire::open_bridge(cfg),
             dev,
             now: 0,
             serving: true,
@@ -259,7 +257,7 @@ fn device_reboot_with_the_same_session_mid_request_answers_with_an_error() {
     // whose session id repeats: the QEMU board's is the host time in
     // seconds): the gateway cannot tell a reboot from a re-synchronised
     // link, and the request is lost either way.
-    let mut dev = Dev::new("fake-mcu", "1.2.3", 1, link::Config::default()).unwrap();
+    let mut dev = test_wire::fake_mcu(1);
     for s in ["echo", "fail", "bad", "slow"] {
         dev.serve(s).unwrap();
     }
