@@ -38,15 +38,20 @@ fn device_app(dev: &mut Dev, now: Instant) {
     }
 }
 
+/// The fake MCU declaring the four services [`device_app`] serves.
+fn serving_mcu(session: u32) -> Dev {
+    let mut dev = test_wire::fake_mcu(session);
+    for s in ["echo", "fail", "bad", "slow"] {
+        dev.serve(s).unwrap();
+    }
+    dev
+}
+
 impl Rig {
     fn new(session: u32, cfg: BridgeConfig) -> Rig {
-        let mut dev = test_wire::fake_mcu(session);
-        for s in ["echo", "fail", "bad", "slow"] {
-            dev.serve(s).unwrap();
-        }
         Rig {
             bridge: test_wire::open_bridge(cfg),
-            dev,
+            dev: serving_mcu(session),
             now: 0,
             serving: true,
             answers: HashMap::new(),
@@ -59,6 +64,22 @@ impl Rig {
         r.run_for(30, 10);
         assert!(r.bridge.link().is_up());
         r
+    }
+
+    /// [`Rig::up`] with request 1 for `slow` (never answered) pending.
+    fn up_with_a_pending_request() -> Rig {
+        let mut r = Rig::up();
+        r.request(1, "slow", b"\x80", 5000);
+        r.settle();
+        assert_eq!(r.bridge.pending_requests(), 1);
+        r
+    }
+
+    /// Asserts that request `ticket` for `echo` gets its body back.
+    fn assert_echo_answers(&mut self, ticket: u64) {
+        self.request(ticket, "echo", b"\x80", 1000);
+        self.settle();
+        assert_eq!(self.answer(ticket), Ok(b"\x80".to_vec()));
     }
 
     fn t(&self) -> Instant {
@@ -225,10 +246,7 @@ fn a_request_the_device_never_answers_times_out_before_the_budget() {
 
 #[test]
 fn device_reset_mid_request_answers_with_an_error_and_services_return() {
-    let mut r = Rig::up();
-    r.request(1, "slow", b"\x80", 5000);
-    r.settle();
-    assert_eq!(r.bridge.pending_requests(), 1);
+    let mut r = Rig::up_with_a_pending_request();
     // The MCU reboots, flashed with another name: a new session, one
     // service.
     let mut dev = Dev::new("new-mcu", "1.2.4", 2, link::Config::default()).unwrap();
@@ -242,35 +260,24 @@ fn device_reset_mid_request_answers_with_an_error_and_services_return() {
     // on an unregistration of a name never registered), the re-declared
     // service registered under the new name.
     assert_eq!(r.registered, ["new-mcu.echo"]);
-    r.request(2, "echo", b"\x80", 1000);
-    r.settle();
-    assert_eq!(r.answer(2), Ok(b"\x80".to_vec()));
+    r.assert_echo_answers(2);
 }
 
 #[test]
 fn device_reboot_with_the_same_session_mid_request_answers_with_an_error() {
-    let mut r = Rig::up();
-    r.request(1, "slow", b"\x80", 5000);
-    r.settle();
-    assert_eq!(r.bridge.pending_requests(), 1);
+    let mut r = Rig::up_with_a_pending_request();
     // The MCU reboots but says HELLO with the same session id (a firmware
     // whose session id repeats: the QEMU board's is the host time in
     // seconds): the gateway cannot tell a reboot from a re-synchronised
     // link, and the request is lost either way.
-    let mut dev = test_wire::fake_mcu(1);
-    for s in ["echo", "fail", "bad", "slow"] {
-        dev.serve(s).unwrap();
-    }
-    r.dev = dev;
+    r.dev = serving_mcu(1);
     // Well within the link timeout and the request's budget.
     r.run_for(300, 10);
     let e = r.answer(1).unwrap_err();
     assert!(e.contains("link restarted"), "{e}");
     assert_eq!(r.bridge.counters().request_lost, 1);
     assert_eq!(r.registered.len(), 4);
-    r.request(2, "echo", b"\x80", 1000);
-    r.settle();
-    assert_eq!(r.answer(2), Ok(b"\x80".to_vec()));
+    r.assert_echo_answers(2);
 }
 
 #[test]
