@@ -1,7 +1,9 @@
 # Shared by the scripts/bench-*.sh side-by-side benchmarks (sourced, not run).
 # Provides: BIN (release binaries, built), TMP (removed on exit), PIDS and
 # stop_all (every process started here is stopped on exit, error or signal),
-# start_backplane, stop_pid, load, transports.
+# start_backplane, stop_pid, load, transports; for the large-message
+# benchmarks also require_python, start_proxy, large_count and the /proc
+# readers hwm_kb, rss_kb, cpu_ms.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BIN=target/release
@@ -64,3 +66,43 @@ with_transport() {
   env $(transport_env "$t") "$@"
 }
 transport_env() { [ "$1" = default ] || echo "BANYAN_TRANSPORT=$1"; }
+
+# require_python: sets PY to $BANYAN_PYTHON, else the repository's venv;
+# exits when it is not there.
+require_python() {
+  PY=${BANYAN_PYTHON:-.venv/bin/python}
+  [ -x "$PY" ] || { echo "venv missing: run bash scripts/venv.sh (or set BANYAN_PYTHON)" >&2; exit 1; }
+}
+
+# start_proxy LOG: pyzmq's plain zmq.proxy(XSUB, XPUB)
+# (tests/zmtp_peers/proxy.py, with $PY) on free ports; sets BP_PID, BP_PUB,
+# BP_SUB once it listens. Stop it with SIGTERM (in the background, python
+# ignores SIGINT).
+start_proxy() {
+  local log=$1
+  "$PY" -u tests/zmtp_peers/proxy.py >"$log" 2>&1 &
+  BP_PID=$!; PIDS+=("$BP_PID")
+  for _ in $(seq 1 200); do
+    if grep -q "^ports " "$log"; then
+      read -r _ BP_PUB BP_SUB < <(grep "^ports " "$log"); return 0
+    fi
+    kill -0 "$BP_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "proxy did not start:" >&2; cat "$log" >&2; exit 1
+}
+
+# large_count MIB SIZE: how many SIZE-byte payloads make MIB MiB, at most
+# 1,000,000 and at least 32.
+large_count() {
+  local count=$(( $1 * 1048576 / $2 ))
+  [ "$count" -le 1000000 ] || count=1000000
+  [ "$count" -ge 32 ] || count=32
+  echo "$count"
+}
+
+# Of process PID: peak RSS (VmHWM) and RSS in KiB, CPU time (utime +
+# stime, 10 ms ticks) in ms.
+hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+cpu_ms() { awk '{print ($14 + $15) * 10}' "/proc/$1/stat"; }

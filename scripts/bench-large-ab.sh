@@ -22,28 +22,10 @@ ROUNDS=${2:-3}
 MIB=${3:-256}
 SIZES=${SIZES:-65536 1048576 16777216}
 TRANSPORT=${BANYAN_TRANSPORT:-native}
-PY=${BANYAN_PYTHON:-.venv/bin/python}
-[ -x "$PY" ] || { echo "venv missing: run bash scripts/venv.sh (or set BANYAN_PYTHON)" >&2; exit 1; }
+require_python
 [ -x "$BEFORE/banyan" ] && [ -x "$BEFORE/banyan-bench" ] || { echo "no banyan, banyan-bench in $BEFORE" >&2; exit 1; }
 cargo build --release --quiet -p banyan-cli --bins
 RES=$TMP/results
-
-cpu_ms() { awk '{print ($14 + $15) * 10}' "/proc/$1/stat"; }
-hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
-
-start_proxy() {
-  local log=$1
-  "$PY" -u tests/zmtp_peers/proxy.py >"$log" 2>&1 &
-  BP_PID=$!; PIDS+=("$BP_PID")
-  for _ in $(seq 1 200); do
-    if grep -q "^ports " "$log"; then
-      read -r _ BP_PUB BP_SUB < <(grep "^ports " "$log"); return 0
-    fi
-    kill -0 "$BP_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "proxy did not start:" >&2; cat "$log" >&2; exit 1
-}
 
 # run NAME SIZE COUNT ROUND
 run() {
@@ -68,9 +50,7 @@ echo "start $(date -u +%H:%M:%S) UTC, $(nproc) cores, load $(load); before: $BEF
 NAMES=(before proxy/before after proxy/after)
 for r in $(seq 1 "$ROUNDS"); do
   for size in $SIZES; do
-    count=$(( MIB * 1048576 / size ))
-    [ "$count" -le 1000000 ] || count=1000000
-    [ "$count" -ge 32 ] || count=32
+    count=$(large_count "$MIB" "$size")
     for k in 0 1 2 3; do run "${NAMES[$(( (k + r) % 4 ))]}" "$size" "$count" "$r"; done
   done
 done

@@ -15,28 +15,10 @@ source "$(dirname "$0")/bench-common.sh"
 ROUNDS=${1:-3}
 MIB=${2:-512}
 SIZES=${SIZES:-16 1024 65536 1048576 16777216}
-PY=${BANYAN_PYTHON:-.venv/bin/python}
-[ -x "$PY" ] || { echo "venv missing: run bash scripts/venv.sh (or set BANYAN_PYTHON)" >&2; exit 1; }
+require_python
 cargo build --release --quiet -p banyan-cli --bins
 RES=$TMP/results
 TS=$(transports)
-
-hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
-rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
-
-start_proxy() {
-  local log=$1
-  "$PY" -u tests/zmtp_peers/proxy.py >"$log" 2>&1 &
-  BP_PID=$!; PIDS+=("$BP_PID")
-  for _ in $(seq 1 200); do
-    if grep -q "^ports " "$log"; then
-      read -r _ BP_PUB BP_SUB < <(grep "^ports " "$log"); return 0
-    fi
-    kill -0 "$BP_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "proxy did not start:" >&2; cat "$log" >&2; exit 1
-}
 
 # run BROKER TRANSPORT SIZE COUNT ROUND
 run() {
@@ -55,9 +37,7 @@ run() {
 echo "start $(date -u +%H:%M:%S) UTC, $(nproc) cores, load $(load); transports: $TS"
 for r in $(seq 1 "$ROUNDS"); do
   for size in $SIZES; do
-    count=$(( MIB * 1048576 / size ))
-    [ "$count" -le 1000000 ] || count=1000000
-    [ "$count" -ge 32 ] || count=32
+    count=$(large_count "$MIB" "$size")
     for t in $TS; do
       # Alternate which broker goes first.
       if [ $(( r % 2 )) = 1 ]; then order="ours proxy"; else order="proxy ours"; fi

@@ -20,6 +20,8 @@
 //! `core/tests/msg_prop.rs`.
 
 mod common;
+#[path = "../core/tests/support/python_msgpack.rs"]
+mod python_msgpack;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -29,67 +31,15 @@ use banyan::component::wire::{encode, encode_value};
 use banyan::component::{Component, Config};
 use banyan::serial::{Bridge, BridgeConfig};
 use common::python;
+use python_msgpack::{hex, unhex};
 use rmpv::Value;
 use serde::Serialize;
 
 const T: Duration = Duration::from_secs(30);
 
-/// Python's verdict per payload: `Ok(packb(unpackb(p, raw=False),
-/// use_bin_type=True))`, or `Err(exception name)`.
+/// Python's verdict per payload (see [`python_msgpack::python_repack`]).
 fn python_repack(payloads: &[Vec<u8>]) -> Vec<Result<Vec<u8>, String>> {
-    const SCRIPT: &str = r#"
-import sys, msgpack
-for line in open(sys.argv[1]):
-    b = bytes.fromhex(line.strip())
-    try:
-        v = msgpack.unpackb(b, raw=False)
-    except Exception as e:
-        print("err", type(e).__name__)
-        continue
-    print("ok", msgpack.packb(v, use_bin_type=True).hex())
-"#;
-    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let path = std::env::temp_dir().join(format!(
-        "banyan-encode-python-{}-{call}.hex",
-        std::process::id()
-    ));
-    let lines: String = payloads.iter().map(|p| hex(p) + "\n").collect();
-    std::fs::write(&path, lines).unwrap();
-    let out = std::process::Command::new(python())
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg(&path)
-        .output();
-    let _ = std::fs::remove_file(&path);
-    let out = out.expect("running the Python reference");
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let verdicts: Vec<_> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| match l.split_once(' ') {
-            Some(("ok", h)) => Ok(unhex(h)),
-            Some(("err", name)) => Err(name.to_string()),
-            _ => panic!("unexpected python output {l:?}"),
-        })
-        .collect();
-    assert_eq!(verdicts.len(), payloads.len());
-    verdicts
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    python_msgpack::python_repack(&python(), payloads)
 }
 
 /// Asserts that Python re-packs every payload to the very same bytes.
@@ -110,25 +60,14 @@ fn assert_python_repacks_identically(what: &str, payloads: &[Vec<u8>]) {
     }
 }
 
-/// A deterministic generator (xorshift64*): the same corpus on every run.
-struct Rng(u64);
+/// A deterministic generator (xorshift64*, shared with the core's link
+/// simulation): the same corpus on every run.
+#[path = "../core/tests/support/rng.rs"]
+mod rng;
+use rng::Rng;
 
+/// The corpus' own draws.
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len())]
-    }
-
     /// An integer near an encoding boundary, or with a random bit length.
     fn int(&mut self) -> i128 {
         const EDGES: &[i128] = &[

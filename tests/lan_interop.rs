@@ -305,18 +305,15 @@ fn python_multi_broadcasts_to_two_of_our_backplanes() {
             (b.subscriber_port(), "unused", b.publisher_port()),
         ],
     );
-    let mut on_a = Component::connect(Config::new(
-        "127.0.0.1",
-        a.publisher_port(),
-        a.subscriber_port(),
-    ))
-    .unwrap();
-    let mut on_b = Component::connect(Config::new(
-        "127.0.0.1",
-        b.publisher_port(),
-        b.subscriber_port(),
-    ))
-    .unwrap();
+    let on = |bp: &Backplane| {
+        Component::connect(Config::new(
+            "127.0.0.1",
+            bp.publisher_port(),
+            bp.subscriber_port(),
+        ))
+        .unwrap()
+    };
+    let (mut on_a, mut on_b) = (on(&a), on(&b));
     on_a.subscribe("multi").unwrap();
     on_b.subscribe("multi").unwrap();
     let (_a, _b) = (a.spawn().unwrap(), b.spawn().unwrap());

@@ -34,6 +34,16 @@ fn backplane(publ: u16, sub: u16) -> (Proc, u16, u16) {
     (bp, publ, sub)
 }
 
+/// A publisher and a subscriber to `topic` on `cfg`, once the publisher
+/// sees the subscription.
+fn pub_sub(cfg: Config, topic: &str) -> (Component, Component) {
+    let mut p = Component::connect(cfg.clone()).unwrap();
+    let mut s = Component::connect(cfg).unwrap();
+    s.subscribe(topic).unwrap();
+    assert!(p.wait_for_subscriber(topic, T).unwrap());
+    (p, s)
+}
+
 /// Waits for `want` among the component's events (other events and
 /// messages are skipped).
 fn wait_event(c: &mut Component, want: &Event, within: Duration) -> bool {
@@ -58,10 +68,7 @@ fn wait_event(c: &mut Component, want: &Event, within: Duration) -> bool {
 fn messages_published_while_the_backplane_is_killed_arrive_after_its_restart() {
     let (mut bp, publ, sub) = backplane(0, 0);
     let cfg = Config::new("127.0.0.1", publ, sub);
-    let mut p = Component::connect(cfg.clone()).unwrap();
-    let mut s = Component::connect(cfg).unwrap();
-    s.subscribe("k").unwrap();
-    assert!(p.wait_for_subscriber("k", T).unwrap());
+    let (mut p, mut s) = pub_sub(cfg, "k");
     p.publish("k", &0u32).unwrap();
     assert_eq!(
         s.recv_timeout(T).unwrap().unwrap().decode::<u32>().unwrap(),
@@ -120,10 +127,7 @@ fn messages_published_while_the_backplane_is_killed_arrive_after_its_restart() {
 fn a_steady_publisher_loses_at_most_the_messages_in_flight_when_the_backplane_is_killed() {
     let (mut bp, publ, sub) = backplane(0, 0);
     let cfg = Config::new("127.0.0.1", publ, sub);
-    let mut p = Component::connect(cfg.clone()).unwrap();
-    let mut s = Component::connect(cfg).unwrap();
-    s.subscribe("k").unwrap();
-    assert!(p.wait_for_subscriber("k", T).unwrap());
+    let (mut p, mut s) = pub_sub(cfg, "k");
 
     let n = 3_000u32;
     let (kill_at, restart_at) = (500u32, 1_500u32);
@@ -196,10 +200,7 @@ fn a_silent_backplane_is_found_by_heartbeats_and_traffic_resumes_after_it_return
     let mut cfg = Config::new("127.0.0.1", publ, sub);
     cfg.heartbeat_interval = Duration::from_millis(200);
     cfg.heartbeat_timeout = Duration::from_millis(800);
-    let mut p = Component::connect(cfg.clone()).unwrap();
-    let mut s = Component::connect(cfg).unwrap();
-    s.subscribe("h").unwrap();
-    assert!(p.wait_for_subscriber("h", T).unwrap());
+    let (mut p, mut s) = pub_sub(cfg, "h");
     p.publish("h", &1u8).unwrap();
     assert!(s.recv_timeout(T).unwrap().is_some());
     assert_eq!(s.link_state(), LinkState::Up);

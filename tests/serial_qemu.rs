@@ -128,6 +128,21 @@ fn wait_state(
     panic!("no matching state report within {timeout:?}; last report: {last:?}");
 }
 
+/// A component on `bp` subscribed to the gateway's status and the robot's
+/// reports, once the firmware's link is up and the gateway subscribes to
+/// `run_motors`.
+fn robot_component(bp: &backplane::Running) -> Component {
+    let mut c = component(bp, &[STATUS, REPORTS]);
+    let mut others = Vec::new();
+    wait_status(&mut c, STATUS, Duration::from_secs(20), &mut others, |s| {
+        firmware_up(s, None)
+    });
+    assert!(c
+        .wait_for_subscriber("run_motors", Duration::from_secs(5))
+        .unwrap());
+    c
+}
+
 #[test]
 #[ignore = "needs qemu-system-arm, the firmware ELF and the venv; run by scripts/ci.d/60-serial-qemu.sh"]
 fn python_banyan_component_drives_the_qemu_firmware() {
@@ -313,14 +328,7 @@ impl Rig {
             1000,
             tweak,
         );
-        let mut c = component(&bp, &[STATUS, REPORTS]);
-        let mut others = Vec::new();
-        wait_status(&mut c, STATUS, Duration::from_secs(20), &mut others, |s| {
-            firmware_up(s, None)
-        });
-        assert!(c
-            .wait_for_subscriber("run_motors", Duration::from_secs(5))
-            .unwrap());
+        let c = robot_component(&bp);
         Rig {
             c,
             _gw: gw,
@@ -393,14 +401,7 @@ fn serial_port_transport_over_a_qemu_pty() {
 
     let bp = backplane();
     let _gw = Gateway::start(bp.publisher_port(), bp.subscriber_port(), &pty, 200);
-    let mut c = component(&bp, &[STATUS, REPORTS]);
-    let mut others = Vec::new();
-    wait_status(&mut c, STATUS, Duration::from_secs(20), &mut others, |s| {
-        firmware_up(s, None)
-    });
-    assert!(c
-        .wait_for_subscriber("run_motors", Duration::from_secs(5))
-        .unwrap());
+    let mut c = robot_component(&bp);
     c.publish_raw("run_motors", &pack(&map(&[("right", 0.75.into())])))
         .unwrap();
     wait_state(&mut c, Duration::from_secs(5), |s| {

@@ -23,22 +23,9 @@ type Gw = Gateway<256, 4096, 8>;
 const STEP_MS: u64 = 5;
 
 /// xorshift64*: deterministic randomness for the fault injector.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    /// True with probability `per_mille` / 1000.
-    fn chance(&mut self, per_mille: u32) -> bool {
-        (self.next() % 1000) < u64::from(per_mille)
-    }
-}
+#[path = "support/rng.rs"]
+mod rng;
+use rng::Rng;
 
 /// Fault rates per frame, in per mille.
 #[derive(Debug, Clone, Copy, Default)]

@@ -7,6 +7,9 @@ use banyan_core::msg::{self, validate, Limits, Value};
 use proptest::prelude::*;
 use rmpv::Value as R;
 
+#[path = "support/python_msgpack.rs"]
+mod python_msgpack;
+
 /// Limits wide enough that only structure, UTF-8, depth and keys matter.
 fn limits(strict: bool) -> Limits {
     Limits::DEFAULT
@@ -259,57 +262,9 @@ fn python() -> std::path::PathBuf {
     p
 }
 
-/// Runs Python's `unpackb(raw=False)` on each payload; per payload `Ok(repacked
-/// bytes)` (Python's `packb(use_bin_type=True)` of what it decoded) or
-/// `Err(exception name)`.
+/// Python's verdict per payload (see [`python_msgpack::python_repack`]).
 fn python_unpack(payloads: &[Vec<u8>]) -> Vec<Result<Vec<u8>, String>> {
-    const SCRIPT: &str = r#"
-import sys, msgpack
-for line in open(sys.argv[1]):
-    b = bytes.fromhex(line.strip())
-    try:
-        v = msgpack.unpackb(b, raw=False)
-    except Exception as e:
-        print("err", type(e).__name__)
-        continue
-    print("ok", msgpack.packb(v, use_bin_type=True).hex())
-"#;
-    // Unique per call: tests run in parallel threads of one process.
-    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let path =
-        std::env::temp_dir().join(format!("banyan-msg-prop-{}-{call}.hex", std::process::id()));
-    let lines: String = payloads
-        .iter()
-        .map(|p| p.iter().map(|b| format!("{b:02x}")).collect::<String>() + "\n")
-        .collect();
-    std::fs::write(&path, lines).unwrap();
-    let out = std::process::Command::new(python())
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg(&path)
-        .output();
-    let _ = std::fs::remove_file(&path);
-    let out = out.expect("running the Python reference");
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let verdicts: Vec<_> = text
-        .lines()
-        .map(|l| match l.split_once(' ') {
-            Some(("ok", hex)) => Ok((0..hex.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-                .collect()),
-            Some(("err", name)) => Err(name.to_string()),
-            _ => panic!("unexpected python output {l:?}"),
-        })
-        .collect();
-    assert_eq!(verdicts.len(), payloads.len());
-    verdicts
+    python_msgpack::python_repack(&python(), payloads)
 }
 
 /// `validate` (with Python-sized limits, strict map keys) accepts exactly what
@@ -621,16 +576,11 @@ fn core_serde_encoder_deviations_are_as_documented() {
     let n = msg::encode(&S { v: 300, x: 0.5 }, &mut buf).unwrap();
     let ours = buf[..n].to_vec();
     // {'v': int16 300, 'x': float32 0.5}
-    assert_eq!(ours, unhex_p("82a176d1012ca178ca3f000000"));
+    assert_eq!(ours, python_msgpack::unhex("82a176d1012ca178ca3f000000"));
     assert_eq!(
         python_unpack(&[ours]),
-        vec![Ok(unhex_p("82a176cd012ca178cb3fe0000000000000"))]
+        vec![Ok(python_msgpack::unhex(
+            "82a176cd012ca178cb3fe0000000000000"
+        ))]
     );
-}
-
-fn unhex_p(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
 }

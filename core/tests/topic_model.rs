@@ -4,6 +4,10 @@
 use banyan_core::topic::{self, Error, Filter, Table};
 use proptest::prelude::*;
 
+#[path = "support/topic_model.rs"]
+mod support;
+use support::TableModel;
+
 const N: usize = 4;
 const L: usize = 3;
 
@@ -32,57 +36,6 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-#[derive(Default)]
-struct Model {
-    entries: Vec<(Vec<u8>, u32)>,
-}
-
-impl Model {
-    fn subscribe(&mut self, t: &[u8]) -> Result<u32, Error> {
-        if t.len() > L {
-            return Err(Error::TooLong);
-        }
-        if let Some(e) = self.entries.iter_mut().find(|e| e.0 == t) {
-            e.1 += 1;
-            return Ok(e.1);
-        }
-        if self.entries.len() == N {
-            return Err(Error::Full);
-        }
-        self.entries.push((t.to_vec(), 1));
-        Ok(1)
-    }
-
-    fn unsubscribe(&mut self, t: &[u8]) -> Result<u32, Error> {
-        let i = self
-            .entries
-            .iter()
-            .position(|e| e.0 == t)
-            .ok_or(Error::NotSubscribed)?;
-        self.entries[i].1 -= 1;
-        let left = self.entries[i].1;
-        if left == 0 {
-            self.entries.remove(i);
-        }
-        Ok(left)
-    }
-
-    fn remove(&mut self, t: &[u8]) -> u32 {
-        match self.entries.iter().position(|e| e.0 == t) {
-            Some(i) => self.entries.remove(i).1,
-            None => 0,
-        }
-    }
-
-    fn matching(&self, t: &[u8]) -> Vec<(Vec<u8>, u32)> {
-        self.entries
-            .iter()
-            .filter(|e| t.starts_with(&e.0))
-            .cloned()
-            .collect()
-    }
-}
-
 fn snapshot<const N2: usize, const L2: usize>(t: &Table<N2, L2>) -> Vec<(Vec<u8>, u32)> {
     t.iter().map(|(k, c)| (k.to_vec(), c)).collect()
 }
@@ -93,7 +46,7 @@ proptest! {
     #[test]
     fn table_follows_model(ops in prop::collection::vec(op(), 0..64)) {
         let mut table: Table<N, L> = Table::new();
-        let mut model = Model::default();
+        let mut model = TableModel::new(N, L);
         for op in ops {
             match op {
                 Op::Subscribe(t) => prop_assert_eq!(table.subscribe(&t), model.subscribe(&t)),
@@ -208,7 +161,7 @@ fn errors_display_terse_lowercase() {
 mod index {
     use std::collections::BTreeSet;
 
-    use banyan_core::topic::{Error, Index, Subscribers};
+    use banyan_core::topic::{Index, Subscribers};
     use proptest::prelude::*;
 
     #[derive(Debug, Clone)]
@@ -234,46 +187,6 @@ mod index {
         ]
     }
 
-    #[derive(Default)]
-    struct Model(Vec<(u8, Vec<u8>, u32)>);
-
-    impl Model {
-        fn held(&self, t: &[u8]) -> bool {
-            self.0.iter().any(|(_, x, _)| x == t)
-        }
-        fn subscribe(&mut self, id: u8, t: &[u8]) -> Result<bool, Error> {
-            let new = !self.held(t);
-            match self.0.iter().position(|(i, x, _)| *i == id && x == t) {
-                Some(p) => self.0[p].2 += 1,
-                None => self.0.push((id, t.to_vec(), 1)),
-            }
-            Ok(new)
-        }
-        fn unsubscribe(&mut self, id: u8, t: &[u8]) -> Result<bool, Error> {
-            let p = self
-                .0
-                .iter()
-                .position(|(i, x, _)| *i == id && x == t)
-                .ok_or(Error::NotSubscribed)?;
-            self.0[p].2 -= 1;
-            if self.0[p].2 == 0 {
-                self.0.remove(p);
-            }
-            Ok(!self.held(t))
-        }
-        fn remove_subscriber(&mut self, id: u8) -> (usize, BTreeSet<Vec<u8>>) {
-            let mine: Vec<Vec<u8>> = self
-                .0
-                .iter()
-                .filter(|(i, _, _)| *i == id)
-                .map(|(_, x, _)| x.clone())
-                .collect();
-            self.0.retain(|(i, _, _)| *i != id);
-            let gone = mine.iter().filter(|x| !self.held(x)).cloned().collect();
-            (mine.len(), gone)
-        }
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
@@ -281,7 +194,7 @@ mod index {
         fn index_follows_model_and_subscribers(ops in prop::collection::vec(op(), 0..80)) {
             let mut index: Index<u8> = Index::new();
             let mut fixed: Subscribers<u8, 512, 8> = Subscribers::new();
-            let mut model = Model::default();
+            let mut model = super::support::SubsModel::new(usize::MAX, usize::MAX);
             for op in ops {
                 match op {
                     Op::Subscribe(id, t) => {
@@ -299,17 +212,18 @@ mod index {
                         let n = index.remove_subscriber(id, |t| {
                             assert!(gone.insert(t.to_vec()), "gone twice");
                         });
-                        prop_assert_eq!((n, gone), model.remove_subscriber(id));
+                        let (m, model_gone) = model.remove_subscriber(id);
+                        prop_assert_eq!((n, gone), (m, model_gone.into_iter().collect::<BTreeSet<_>>()));
                         fixed.remove_subscriber(id, |_| {});
                     }
                     Op::Clear => {
                         index.clear();
                         fixed.clear();
-                        model.0.clear();
+                        model.entries.clear();
                     }
                     Op::Match(t) => {
                         let want: BTreeSet<(Vec<u8>, u8)> = model
-                            .0
+                            .entries
                             .iter()
                             .filter(|(_, x, _)| t.starts_with(x))
                             .map(|(i, x, _)| (x.clone(), *i))
@@ -333,20 +247,20 @@ mod index {
                 // Invariants after every step.
                 let got: BTreeSet<(u8, Vec<u8>, u32)> =
                     index.iter().map(|(i, x, c)| (i, x.to_vec(), c)).collect();
-                let want: BTreeSet<(u8, Vec<u8>, u32)> = model.0.iter().cloned().collect();
+                let want: BTreeSet<(u8, Vec<u8>, u32)> = model.entries.iter().cloned().collect();
                 prop_assert_eq!(&got, &want);
-                prop_assert_eq!(index.len(), model.0.len());
-                prop_assert_eq!(index.is_empty(), model.0.is_empty());
-                let union: BTreeSet<Vec<u8>> = model.0.iter().map(|(_, x, _)| x.clone()).collect();
+                prop_assert_eq!(index.len(), model.entries.len());
+                prop_assert_eq!(index.is_empty(), model.entries.is_empty());
+                let union: BTreeSet<Vec<u8>> = model.entries.iter().map(|(_, x, _)| x.clone()).collect();
                 let topics: Vec<Vec<u8>> = index.topics().map(<[u8]>::to_vec).collect();
                 prop_assert_eq!(topics.len(), union.len());
                 prop_assert_eq!(topics.into_iter().collect::<BTreeSet<_>>(), union.clone());
                 prop_assert_eq!(index.topic_count(), union.len());
                 for id in 0..4u8 {
-                    let mine = model.0.iter().filter(|(i, _, _)| *i == id).count();
+                    let mine = model.entries.iter().filter(|(i, _, _)| *i == id).count();
                     prop_assert_eq!(index.subscriber_len(id), mine);
                 }
-                for (i, x, c) in &model.0 {
+                for (i, x, c) in &model.entries {
                     prop_assert_eq!(index.count(*i, x), *c);
                 }
             }

@@ -15,96 +15,17 @@ use std::collections::BTreeSet;
 use banyan_core::topic::{self, Error, Filter, Index, Subscribers, Table};
 use libfuzzer_sys::fuzz_target;
 
+#[path = "../../core/tests/support/topic_model.rs"]
+mod support;
+use support::{SubsModel, TableModel};
+
 const N: usize = 4;
 const L: usize = 6;
 
-/// The model: entries in first-subscribed order.
-#[derive(Default)]
-struct Model(Vec<(Vec<u8>, u32)>);
-
-impl Model {
-    fn pos(&self, t: &[u8]) -> Option<usize> {
-        self.0.iter().position(|(x, _)| x == t)
-    }
-    fn subscribe(&mut self, t: &[u8]) -> Result<u32, Error> {
-        if t.len() > L {
-            return Err(Error::TooLong);
-        }
-        match self.pos(t) {
-            Some(i) => {
-                self.0[i].1 += 1;
-                Ok(self.0[i].1)
-            }
-            None if self.0.len() == N => Err(Error::Full),
-            None => {
-                self.0.push((t.to_vec(), 1));
-                Ok(1)
-            }
-        }
-    }
-    fn unsubscribe(&mut self, t: &[u8]) -> Result<u32, Error> {
-        let i = self.pos(t).ok_or(Error::NotSubscribed)?;
-        self.0[i].1 -= 1;
-        let left = self.0[i].1;
-        if left == 0 {
-            self.0.remove(i);
-        }
-        Ok(left)
-    }
-    fn remove(&mut self, t: &[u8]) -> u32 {
-        self.pos(t).map_or(0, |i| self.0.remove(i).1)
-    }
-}
-
-/// Model of `Subscribers`: `(id, topic, count)` in first-subscribed order.
-#[derive(Default)]
-struct SubsModel(Vec<(u8, Vec<u8>, u32)>);
-
-impl SubsModel {
-    fn held(&self, t: &[u8]) -> bool {
-        self.0.iter().any(|(_, x, _)| x == t)
-    }
-    fn subscribe(&mut self, id: u8, t: &[u8]) -> Result<bool, Error> {
-        if t.len() > L {
-            return Err(Error::TooLong);
-        }
-        let new = !self.held(t);
-        match self.0.iter().position(|(i, x, _)| *i == id && x == t) {
-            Some(p) => self.0[p].2 += 1,
-            None if self.0.len() == N => return Err(Error::Full),
-            None => self.0.push((id, t.to_vec(), 1)),
-        }
-        Ok(new)
-    }
-    fn unsubscribe(&mut self, id: u8, t: &[u8]) -> Result<bool, Error> {
-        let p = self
-            .0
-            .iter()
-            .position(|(i, x, _)| *i == id && x == t)
-            .ok_or(Error::NotSubscribed)?;
-        self.0[p].2 -= 1;
-        if self.0[p].2 == 0 {
-            self.0.remove(p);
-        }
-        Ok(!self.held(t))
-    }
-    fn remove_subscriber(&mut self, id: u8) -> (usize, Vec<Vec<u8>>) {
-        let mine: Vec<Vec<u8>> = self
-            .0
-            .iter()
-            .filter(|(i, _, _)| *i == id)
-            .map(|(_, x, _)| x.clone())
-            .collect();
-        self.0.retain(|(i, _, _)| *i != id);
-        let gone = mine.iter().filter(|x| !self.held(x)).cloned().collect();
-        (mine.len(), gone)
-    }
-}
-
 fuzz_target!(|data: &[u8]| {
-    let mut smodel = SubsModel::default();
+    let mut smodel = SubsModel::new(N, L);
     let mut table: Table<N, L> = Table::new();
-    let mut model = Model::default();
+    let mut model = TableModel::new(N, L);
     let mut subs: Subscribers<u8, N, L> = Subscribers::new();
     let mut index: Index<u8> = Index::new();
     let mut rest = data;
@@ -126,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
             5 => {
                 if op & 0x20 != 0 {
                     table.clear();
-                    model.0.clear();
+                    model.entries.clear();
                 }
             }
             6 => {
@@ -166,18 +87,13 @@ fuzz_target!(|data: &[u8]| {
 
         // The table equals the model.
         let got: Vec<(Vec<u8>, u32)> = table.iter().map(|(x, c)| (x.to_vec(), c)).collect();
-        assert_eq!(got, model.0);
-        assert_eq!(table.len(), model.0.len());
-        assert_eq!(table.is_empty(), model.0.is_empty());
-        assert_eq!(table.is_full(), model.0.len() == N);
-        assert_eq!(table.count(t), model.pos(t).map_or(0, |i| model.0[i].1));
+        assert_eq!(got, model.entries);
+        assert_eq!(table.len(), model.entries.len());
+        assert_eq!(table.is_empty(), model.entries.is_empty());
+        assert_eq!(table.is_full(), model.entries.len() == N);
+        assert_eq!(table.count(t), model.count(t));
         assert_eq!(table.contains(t), model.pos(t).is_some());
-        let want: Vec<(Vec<u8>, u32)> = model
-            .0
-            .iter()
-            .filter(|(x, _)| t.starts_with(x))
-            .cloned()
-            .collect();
+        let want = model.matching(t);
         let hits: Vec<(Vec<u8>, u32)> = table.matching(t).map(|(x, c)| (x.to_vec(), c)).collect();
         assert_eq!(hits, want);
         assert_eq!(table.matches(t), !want.is_empty());
@@ -185,9 +101,9 @@ fuzz_target!(|data: &[u8]| {
         // Subscribers equal their model.
         let got: Vec<(u8, Vec<u8>, u32)> =
             subs.iter().map(|(i, x, c)| (i, x.to_vec(), c)).collect();
-        assert_eq!(got, smodel.0);
+        assert_eq!(got, smodel.entries);
         let mut union: Vec<Vec<u8>> = Vec::new();
-        for (_, x, _) in &smodel.0 {
+        for (_, x, _) in &smodel.entries {
             if !union.contains(x) {
                 union.push(x.clone());
             }
@@ -218,8 +134,8 @@ fuzz_target!(|data: &[u8]| {
         // The index holds the same pairs and matches the same subscribers.
         let pairs: BTreeSet<(u8, Vec<u8>, u32)> =
             index.iter().map(|(i, x, c)| (i, x.to_vec(), c)).collect();
-        assert_eq!(pairs, smodel.0.iter().cloned().collect());
-        assert_eq!(index.len(), smodel.0.len());
+        assert_eq!(pairs, smodel.entries.iter().cloned().collect());
+        assert_eq!(index.len(), smodel.entries.len());
         let topics: BTreeSet<Vec<u8>> = index.topics().map(<[u8]>::to_vec).collect();
         assert_eq!(topics, union.iter().cloned().collect());
         let mut from_index: Vec<u8> = index.subscribers(t).collect();
@@ -227,7 +143,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(from_index, expect, "index.subscribers");
         for probe in [t, rest] {
             let want: BTreeSet<(Vec<u8>, u8)> = smodel
-                .0
+                .entries
                 .iter()
                 .filter(|(_, x, _)| topic::matches(x, probe))
                 .map(|(i, x, _)| (x.clone(), *i))

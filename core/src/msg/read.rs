@@ -638,10 +638,7 @@ impl<'a> ArrayRef<'a> {
 
     /// The elements in order.
     pub fn iter(&self) -> ArrayIter<'a> {
-        ArrayIter {
-            cur: Cursor::new(self.bytes),
-            left: self.len,
-        }
+        ArrayIter(Walk::new(self.bytes, self.len))
     }
 
     /// The element at `index` (walks the elements before it).
@@ -658,28 +655,52 @@ impl<'a> IntoIterator for ArrayRef<'a> {
     }
 }
 
-/// Iterator over an [`ArrayRef`]'s elements.
-pub struct ArrayIter<'a> {
+/// The walk of [`ArrayIter`] and [`MapIter`]: `left` items (an element, or
+/// a key/value pair) still to read from `cur`.
+struct Walk<'a> {
     cur: Cursor<'a>,
     left: usize,
 }
 
-impl<'a> Iterator for ArrayIter<'a> {
-    type Item = Value<'a>;
-    fn next(&mut self) -> Option<Value<'a>> {
+impl<'a> Walk<'a> {
+    fn new(bytes: &'a [u8], len: usize) -> Self {
+        Walk {
+            cur: Cursor::new(bytes),
+            left: len,
+        }
+    }
+
+    /// The next item, read by `read`; after a failed read (input that was
+    /// not validated) the walk ends.
+    #[inline]
+    fn next_with<T>(&mut self, read: impl FnOnce(&mut Cursor<'a>) -> Option<T>) -> Option<T> {
         if self.left == 0 {
             return None;
         }
         self.left -= 1;
-        let v = read_value(&mut self.cur);
-        if v.is_none() {
+        let item = read(&mut self.cur);
+        if item.is_none() {
             self.left = 0;
         }
-        v
+        item
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         (self.left, Some(self.left))
+    }
+}
+
+/// Iterator over an [`ArrayRef`]'s elements.
+pub struct ArrayIter<'a>(Walk<'a>);
+
+impl<'a> Iterator for ArrayIter<'a> {
+    type Item = Value<'a>;
+    fn next(&mut self) -> Option<Value<'a>> {
+        self.0.next_with(read_value)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
     }
 }
 
@@ -713,10 +734,7 @@ impl<'a> MapRef<'a> {
 
     /// The `(key, value)` pairs in wire order.
     pub fn iter(&self) -> MapIter<'a> {
-        MapIter {
-            cur: Cursor::new(self.bytes),
-            left: self.len,
-        }
+        MapIter(Walk::new(self.bytes, self.len))
     }
 
     /// The value of the last entry whose key is the str `key` (Python `dict`
@@ -743,27 +761,16 @@ impl<'a> IntoIterator for MapRef<'a> {
 }
 
 /// Iterator over a [`MapRef`]'s `(key, value)` pairs.
-pub struct MapIter<'a> {
-    cur: Cursor<'a>,
-    left: usize,
-}
+pub struct MapIter<'a>(Walk<'a>);
 
 impl<'a> Iterator for MapIter<'a> {
     type Item = (Value<'a>, Value<'a>);
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        if self.left == 0 {
-            return None;
-        }
-        self.left -= 1;
-        let pair = read_value(&mut self.cur).zip(read_value(&mut self.cur));
-        if pair.is_none() {
-            self.left = 0;
-        }
-        pair
+        self.0.next_with(|cur| read_value(cur).zip(read_value(cur)))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.left, Some(self.left))
+        self.0.size_hint()
     }
 }

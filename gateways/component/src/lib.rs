@@ -149,6 +149,7 @@ pub mod routing;
 #[cfg(feature = "libzmq")]
 #[doc(hidden)]
 pub mod sockopt;
+pub mod stdio;
 pub mod wire;
 
 pub use component::*;

@@ -618,36 +618,10 @@ mod tests {
     fn broadcast_publish_to_and_receive_from_all() {
         let (a, b) = (backplane(), backplane());
         let spec = Spec {
-            entries: vec![
-                Entry::new(
-                    "A",
-                    "127.0.0.1",
-                    Some(a.subscriber_port()),
-                    vec!["in".into()],
-                    Some(a.publisher_port()),
-                ),
-                Entry::new(
-                    "B",
-                    "127.0.0.1",
-                    Some(b.subscriber_port()),
-                    vec!["in".into()],
-                    Some(b.publisher_port()),
-                ),
-            ],
+            entries: vec![entry("A", &a), entry("B", &b)],
         };
         let mut multi = MultiComponent::connect(&spec, Options::default()).unwrap();
-        let mut on_a = Component::connect(Config::new(
-            "127.0.0.1",
-            a.publisher_port(),
-            a.subscriber_port(),
-        ))
-        .unwrap();
-        let mut on_b = Component::connect(Config::new(
-            "127.0.0.1",
-            b.publisher_port(),
-            b.subscriber_port(),
-        ))
-        .unwrap();
+        let (mut on_a, mut on_b) = (component_on(&a), component_on(&b));
         on_a.subscribe("out").unwrap();
         on_b.subscribe("out").unwrap();
         let t = Duration::from_secs(10);

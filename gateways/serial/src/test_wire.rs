@@ -2,10 +2,22 @@
 //! as the fake MCU, bytes shuttled both ways within one process.
 
 use super::*;
-use banyan_core::link::Device;
+use banyan_core::link::{self, Device};
 
 /// The fake MCU of the bridge tests.
 pub(crate) type Dev = Device<256, 512, 4, 8>;
+
+/// The fake MCU the rigs start with: `fake-mcu` 1.2.3, session `session`.
+pub(crate) fn fake_mcu(session: u32) -> Dev {
+    Dev::new("fake-mcu", "1.2.3", session, link::Config::default()).unwrap()
+}
+
+/// The rigs' bridge (gateway id 0xBEEF) with its transport open.
+pub(crate) fn open_bridge(cfg: BridgeConfig) -> Bridge {
+    let mut bridge = Bridge::new(0xBEEF, cfg);
+    bridge.transport_opened();
+    bridge
+}
 
 /// Fault injection on the device → gateway bytes.
 pub(crate) type Filter = dyn FnMut(&mut Vec<u8>);
@@ -45,4 +57,32 @@ pub(crate) fn exchange(
     bridge.handle_device_bytes(&to_gw, now);
     bridge.poll(now);
     moved
+}
+
+/// Calls `round` (one [`exchange`] and taking the bridge's output; `true`
+/// when bytes moved) until a round moves nothing, at most 64 times.
+pub(crate) fn until_quiet(mut round: impl FnMut() -> bool) {
+    for _ in 0..64 {
+        if !round() {
+            return;
+        }
+    }
+}
+
+/// A bridge test rig on a simulated millisecond clock.
+pub(crate) trait Clocked {
+    /// The clock, in ms.
+    fn now_mut(&mut self) -> &mut u64;
+
+    /// Shuttles bytes both ways until both ends are quiet.
+    fn settle(&mut self);
+
+    /// Advances time in `step` ms increments, settling each time.
+    fn run_for(&mut self, ms: u64, step: u64) {
+        let end = *self.now_mut() + ms;
+        while *self.now_mut() < end {
+            *self.now_mut() += step;
+            self.settle();
+        }
+    }
 }

@@ -3,7 +3,7 @@
 
 use super::*;
 use banyan_core::link;
-use test_wire::Dev;
+use test_wire::{Clocked, Dev};
 
 fn cfg() -> BridgeConfig {
     BridgeConfig {
@@ -31,11 +31,9 @@ struct Rig {
 
 impl Rig {
     fn new(session: u32) -> Rig {
-        let mut bridge = Bridge::new(0xBEEF, cfg());
-        bridge.transport_opened();
         Rig {
-            bridge,
-            dev: Dev::new("fake-mcu", "1.2.3", session, link::Config::default()).unwrap(),
+            bridge: test_wire::open_bridge(cfg()),
+            dev: test_wire::fake_mcu(session),
             now: 0,
             actions: Vec::new(),
             statuses: Vec::new(),
@@ -76,9 +74,18 @@ impl Rig {
         }
     }
 
-    /// Shuttles bytes both ways until both ends are quiet.
+    fn last_status(&self) -> rmpv::Value {
+        rmpv::decode::read_value(&mut &self.statuses.last().expect("a status")[..]).unwrap()
+    }
+}
+
+impl Clocked for Rig {
+    fn now_mut(&mut self) -> &mut u64 {
+        &mut self.now
+    }
+
     fn settle(&mut self) {
-        for _ in 0..64 {
+        test_wire::until_quiet(|| {
             let now = self.t();
             let (consume, received) = (self.consume, &mut self.received);
             let moved = test_wire::exchange(
@@ -95,23 +102,8 @@ impl Rig {
                 self.to_gateway_filter.as_deref_mut(),
             );
             self.collect();
-            if !moved {
-                return;
-            }
-        }
-    }
-
-    /// Advances time in `step` ms increments, settling each time.
-    fn run_for(&mut self, ms: u64, step: u64) {
-        let end = self.now + ms;
-        while self.now < end {
-            self.now += step;
-            self.settle();
-        }
-    }
-
-    fn last_status(&self) -> rmpv::Value {
-        rmpv::decode::read_value(&mut &self.statuses.last().expect("a status")[..]).unwrap()
+            moved
+        });
     }
 }
 

@@ -6,7 +6,7 @@
 use super::*;
 use banyan_core::link::{self, wire::status};
 use std::collections::HashMap;
-use test_wire::Dev;
+use test_wire::{Clocked, Dev};
 
 /// Bridge + a device application serving `echo` (replies with the body),
 /// `fail` (FAILED), `bad` (an OK reply that is not msgpack) and `slow`
@@ -38,17 +38,20 @@ fn device_app(dev: &mut Dev, now: Instant) {
     }
 }
 
+/// The fake MCU declaring the four services [`device_app`] serves.
+fn serving_mcu(session: u32) -> Dev {
+    let mut dev = test_wire::fake_mcu(session);
+    for s in ["echo", "fail", "bad", "slow"] {
+        dev.serve(s).unwrap();
+    }
+    dev
+}
+
 impl Rig {
     fn new(session: u32, cfg: BridgeConfig) -> Rig {
-        let mut bridge = Bridge::new(0xBEEF, cfg);
-        bridge.transport_opened();
-        let mut dev = Dev::new("fake-mcu", "1.2.3", session, link::Config::default()).unwrap();
-        for s in ["echo", "fail", "bad", "slow"] {
-            dev.serve(s).unwrap();
-        }
         Rig {
-            bridge,
-            dev,
+            bridge: test_wire::open_bridge(cfg),
+            dev: serving_mcu(session),
             now: 0,
             serving: true,
             answers: HashMap::new(),
@@ -61,6 +64,22 @@ impl Rig {
         r.run_for(30, 10);
         assert!(r.bridge.link().is_up());
         r
+    }
+
+    /// [`Rig::up`] with request 1 for `slow` (never answered) pending.
+    fn up_with_a_pending_request() -> Rig {
+        let mut r = Rig::up();
+        r.request(1, "slow", b"\x80", 5000);
+        r.settle();
+        assert_eq!(r.bridge.pending_requests(), 1);
+        r
+    }
+
+    /// Asserts that request `ticket` for `echo` gets its body back.
+    fn assert_echo_answers(&mut self, ticket: u64) {
+        self.request(ticket, "echo", b"\x80", 1000);
+        self.settle();
+        assert_eq!(self.answer(ticket), Ok(b"\x80".to_vec()));
     }
 
     fn t(&self) -> Instant {
@@ -93,8 +112,28 @@ impl Rig {
         while self.bridge.take_action().is_some() {}
     }
 
+    fn request(&mut self, ticket: u64, service: &str, body: &[u8], budget_ms: u64) {
+        let now = self.t();
+        self.bridge
+            .handle_request(ticket, service, body, budget_ms, now);
+        self.collect();
+    }
+
+    /// The one answer to `ticket` (panics if none or several).
+    fn answer(&self, ticket: u64) -> Result<Vec<u8>, String> {
+        let a = self.answers.get(&ticket).expect("no answer");
+        assert_eq!(a.len(), 1, "ticket {ticket} answered {} times", a.len());
+        a[0].clone()
+    }
+}
+
+impl Clocked for Rig {
+    fn now_mut(&mut self) -> &mut u64 {
+        &mut self.now
+    }
+
     fn settle(&mut self) {
-        for _ in 0..64 {
+        test_wire::until_quiet(|| {
             let now = self.t();
             let serving = self.serving;
             let moved = test_wire::exchange(
@@ -109,32 +148,8 @@ impl Rig {
                 None,
             );
             self.collect();
-            if !moved {
-                return;
-            }
-        }
-    }
-
-    fn run_for(&mut self, ms: u64, step: u64) {
-        let end = self.now + ms;
-        while self.now < end {
-            self.now += step;
-            self.settle();
-        }
-    }
-
-    fn request(&mut self, ticket: u64, service: &str, body: &[u8], budget_ms: u64) {
-        let now = self.t();
-        self.bridge
-            .handle_request(ticket, service, body, budget_ms, now);
-        self.collect();
-    }
-
-    /// The one answer to `ticket` (panics if none or several).
-    fn answer(&self, ticket: u64) -> Result<Vec<u8>, String> {
-        let a = self.answers.get(&ticket).expect("no answer");
-        assert_eq!(a.len(), 1, "ticket {ticket} answered {} times", a.len());
-        a[0].clone()
+            moved
+        });
     }
 }
 
@@ -231,10 +246,7 @@ fn a_request_the_device_never_answers_times_out_before_the_budget() {
 
 #[test]
 fn device_reset_mid_request_answers_with_an_error_and_services_return() {
-    let mut r = Rig::up();
-    r.request(1, "slow", b"\x80", 5000);
-    r.settle();
-    assert_eq!(r.bridge.pending_requests(), 1);
+    let mut r = Rig::up_with_a_pending_request();
     // The MCU reboots, flashed with another name: a new session, one
     // service.
     let mut dev = Dev::new("new-mcu", "1.2.4", 2, link::Config::default()).unwrap();
@@ -248,35 +260,24 @@ fn device_reset_mid_request_answers_with_an_error_and_services_return() {
     // on an unregistration of a name never registered), the re-declared
     // service registered under the new name.
     assert_eq!(r.registered, ["new-mcu.echo"]);
-    r.request(2, "echo", b"\x80", 1000);
-    r.settle();
-    assert_eq!(r.answer(2), Ok(b"\x80".to_vec()));
+    r.assert_echo_answers(2);
 }
 
 #[test]
 fn device_reboot_with_the_same_session_mid_request_answers_with_an_error() {
-    let mut r = Rig::up();
-    r.request(1, "slow", b"\x80", 5000);
-    r.settle();
-    assert_eq!(r.bridge.pending_requests(), 1);
+    let mut r = Rig::up_with_a_pending_request();
     // The MCU reboots but says HELLO with the same session id (a firmware
     // whose session id repeats: the QEMU board's is the host time in
     // seconds): the gateway cannot tell a reboot from a re-synchronised
     // link, and the request is lost either way.
-    let mut dev = Dev::new("fake-mcu", "1.2.3", 1, link::Config::default()).unwrap();
-    for s in ["echo", "fail", "bad", "slow"] {
-        dev.serve(s).unwrap();
-    }
-    r.dev = dev;
+    r.dev = serving_mcu(1);
     // Well within the link timeout and the request's budget.
     r.run_for(300, 10);
     let e = r.answer(1).unwrap_err();
     assert!(e.contains("link restarted"), "{e}");
     assert_eq!(r.bridge.counters().request_lost, 1);
     assert_eq!(r.registered.len(), 4);
-    r.request(2, "echo", b"\x80", 1000);
-    r.settle();
-    assert_eq!(r.answer(2), Ok(b"\x80".to_vec()));
+    r.assert_echo_answers(2);
 }
 
 #[test]

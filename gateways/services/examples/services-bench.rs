@@ -31,24 +31,6 @@
     clippy::indexing_slicing
 )]
 
-// `println!`/`eprintln!` panic when their stream is closed (a dead pipe, a
-// closed SSH session); these write the same lines and ignore a failure.
-macro_rules! println {
-    () => {
-        println!("")
-    };
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
-}
-macro_rules! eprintln {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
-    }};
-}
-
 // A benchmark tool, not product code: a failed step ends the measurement
 // with its message (the workspace lints forbid this in the libraries).
 
@@ -57,6 +39,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+// `println!`/`eprintln!` panic when their stream is closed (a dead pipe, a
+// closed SSH session); these write the same lines and ignore a failure.
+use banyan_component::{safe_eprintln as eprintln, safe_println as println};
 use banyan_services::broker::{spawn, Engine, SocketConfig};
 use banyan_services::client::{Client, Config as ClientConfig, Options};
 use banyan_services::worker::{self, Request};

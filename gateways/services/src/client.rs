@@ -66,9 +66,8 @@ use std::time::{Duration, Instant};
 use banyan_component::wire::{Validator, MAX_DEPTH};
 use banyan_component::Transport;
 
-use crate::broker::DEFAULT_PORT;
 use crate::error::{Error, Result};
-use crate::link::{Link, LinkOptions};
+use crate::link::{self, Link, LinkOptions};
 use crate::proto::{self, Answer, ErrorCode};
 
 /// Default request deadline.
@@ -92,7 +91,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config::new(format!("tcp://127.0.0.1:{DEFAULT_PORT}"))
+        Config::new(link::default_endpoint())
     }
 }
 

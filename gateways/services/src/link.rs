@@ -9,7 +9,14 @@ use std::time::{Duration, Instant};
 use banyan_component::dealer::{Dealer, DealerOptions};
 use banyan_component::Transport;
 
+use crate::broker::DEFAULT_PORT;
 use crate::error::{connect, transport, Error, Result};
+
+/// The broker endpoint a client or worker [`Config`](crate::client::Config)
+/// starts from: `tcp://127.0.0.1:` and the broker's [`DEFAULT_PORT`].
+pub(crate) fn default_endpoint() -> String {
+    format!("tcp://127.0.0.1:{DEFAULT_PORT}")
+}
 
 /// Settings of a link.
 #[derive(Debug, Clone, Copy)]

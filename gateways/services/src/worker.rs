@@ -36,9 +36,8 @@ use std::time::{Duration, Instant};
 
 use banyan_component::Transport;
 
-use crate::broker::DEFAULT_PORT;
 use crate::error::{transport, Error, Result};
-use crate::link::{Link, LinkOptions};
+use crate::link::{self, Link, LinkOptions};
 use crate::proto::{self, worker_cmd, ToWorker};
 use crate::wake::{self, Waker};
 
@@ -73,7 +72,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config::new(format!("tcp://127.0.0.1:{DEFAULT_PORT}"))
+        Config::new(link::default_endpoint())
     }
 }
 

@@ -20,31 +20,16 @@
 //! not firing, safe state not reached), so it doubles as a smoke test.
 //! `--try-it` prints only the closing command list.
 
-// `println!`/`eprintln!` panic when their stream is closed (a dead pipe, a
-// closed SSH session). These write the same lines and ignore a failure, so
-// the demo runs to its end, motors stopped, whoever is reading.
-macro_rules! println {
-    () => {
-        println!("")
-    };
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
-}
-macro_rules! eprintln {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
-    }};
-}
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use banyan_backplane::{self as backplane, Backplane};
+// `println!`/`eprintln!` panic when their stream is closed (a dead pipe, a
+// closed SSH session); these write the same lines and ignore a failure, so
+// the demo runs to its end, motors stopped, whoever is reading.
 use banyan_component::{self as component, Component};
+use banyan_component::{safe_eprintln as eprintln, safe_println as println};
 use banyan_rpi::gateway::get;
 use clap::Parser;
 use rmpv::Value;
