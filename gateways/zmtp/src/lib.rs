@@ -21,6 +21,7 @@
 #![deny(missing_docs)]
 
 pub mod busy;
+pub mod engine;
 pub mod heartbeat;
 pub mod liveness;
 pub mod opening;
@@ -29,6 +30,7 @@ pub mod parts;
 pub mod ready;
 pub mod v2;
 
+pub use engine::Engine;
 pub use heartbeat::{ping_ttl, put_ping};
 pub use v2::{Negotiation, Progress};
 
