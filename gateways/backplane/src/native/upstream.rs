@@ -61,7 +61,7 @@ impl Forwarder<'_> {
                 self.reporter.stats.shed += 1;
             } else {
                 c.out.push_message(message);
-                c.mark(i, &mut self.dirty);
+                self.lists.mark(i, &mut c.io);
                 self.touch(i);
             }
         }
