@@ -38,16 +38,14 @@ use super::heartbeat::{earliest, Expiry, Liveness};
 use super::{Config, Error, Reporter, Result, ShutdownHandle, Stats};
 use banyan_zmtp::busy::BusyPoll;
 use banyan_zmtp::opening::{Opened, Opening, OpeningError};
+use banyan_zmtp::output::{Output, Spare};
 use banyan_zmtp::server::{self, read_some, AcceptRetry, Deadlines, Flags, Lists, Slots};
 use banyan_zmtp::{self as zmtp, Decoder, HandshakeError, Step, Subscription};
 
 // Interoperability additions, kept apart: heartbeats, and what subscribers
 // send besides one subscription per message.
 mod heartbeats;
-mod output;
 mod upstream;
-
-use output::{Output, Spare};
 
 const PUBLISHERS: Token = Token(0);
 const SUBSCRIBERS: Token = Token(1);
@@ -63,7 +61,7 @@ const READ_BUDGET: usize = 256 * 1024;
 const SMALL_PENDING: usize = 16 * 1024;
 /// A message at least this large that arrived in a buffer of its own is
 /// queued for its subscribers by reference, not copied (see
-/// [`output`]).
+/// [`banyan_zmtp::output`]).
 const SHARE_AT: usize = 32 * 1024;
 /// Bytes counted per subscription for the memory budget besides its prefix
 /// (hash table entries, shared key).
@@ -269,26 +267,16 @@ impl Connection {
             + self.sub_bytes
     }
 
-    /// The queue holds `hwm` messages (0 = no limit) or `max_bytes` bytes
-    /// (0 = no limit).
-    fn is_full(&mut self, hwm: i32, max_bytes: usize) -> bool {
-        (hwm > 0 && self.out.queue_len() >= hwm as usize)
-            || (max_bytes > 0 && self.out.unsent() >= max_bytes as u64)
-    }
-
     /// Writes queued output until done or the socket is full; buffers of
     /// large messages written by their last queue go to `spare`.
+    #[inline]
     fn flush(&mut self, now: Instant, spare: &mut Spare) -> io::Result<()> {
-        while self.io.writable && self.out.has_output() {
-            match self.out.write_to(&mut self.stream, spare) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(_) => self.last_write = now,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.io.writable = false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+        if self
+            .out
+            .flush_to(&mut self.stream, &mut self.io.writable, spare)?
+        {
+            self.last_write = now;
         }
-        self.out.settle();
         Ok(())
     }
 }
@@ -1167,7 +1155,7 @@ impl<'a> Forwarder<'a> {
             let Some(c) = self.connections.get_mut(i).and_then(Option::as_mut) else {
                 continue;
             };
-            if c.is_full(hwm, max_bytes) && c.io.writable {
+            if c.out.is_full(hwm, max_bytes) && c.io.writable {
                 // Full only if the socket takes nothing more now: a burst
                 // read in one turn must not count against a subscriber
                 // that keeps up. (An error closes it at the next flush.)
@@ -1179,7 +1167,7 @@ impl<'a> Forwarder<'a> {
             let Some(c) = self.connections.get_mut(i).and_then(Option::as_mut) else {
                 continue;
             };
-            if c.is_full(hwm, max_bytes) {
+            if c.out.is_full(hwm, max_bytes) {
                 if !c.overflow {
                     c.overflow = true;
                     self.reporter.stats.stalls += 1;

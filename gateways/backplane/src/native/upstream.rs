@@ -54,7 +54,7 @@ impl Forwarder<'_> {
             let Some(c) = self.connections.get_mut(i).and_then(Option::as_mut) else {
                 continue;
             };
-            if c.is_full(hwm, max_bytes) {
+            if c.out.is_full(hwm, max_bytes) {
                 self.reporter.stats.dropped += 1;
             } else if over_budget {
                 self.reporter.stats.dropped += 1;

@@ -39,14 +39,14 @@
 //! backplane).
 
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use banyan_zmtp::busy::BusyPoll;
 use banyan_zmtp::liveness::{earliest, Due, Liveness, Settings};
 use banyan_zmtp::opening::{Opened, Opening, OpeningError};
-use banyan_zmtp::output::Output;
+use banyan_zmtp::output::{Output, Spare};
 use banyan_zmtp::server::{self, read_some, AcceptRetry, Deadlines, Flags, Lists, Slots};
 use banyan_zmtp::{self as zmtp, Decoder, HandshakeError, Step};
 use mio::net::{TcpListener, TcpStream};
@@ -178,18 +178,10 @@ struct Peer {
 
 impl Peer {
     /// Writes queued output until done or the socket is full.
-    fn flush(&mut self) -> io::Result<()> {
-        while self.io.writable && self.out.has_output() {
-            match self.stream.write(self.out.pending()) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.out.advance(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.io.writable = false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        self.out.settle();
-        Ok(())
+    fn flush(&mut self, spare: &mut Spare) -> io::Result<()> {
+        self.out
+            .flush_to(&mut self.stream, &mut self.io.writable, spare)
+            .map(drop)
     }
 }
 
@@ -216,6 +208,9 @@ pub(super) struct Router {
     scratch: Vec<u8>,
     /// Shared read buffer (see `read_peer`).
     rx: Vec<u8>,
+    /// For [`Output::flush_to`]: stays empty (no message is queued by
+    /// reference here).
+    spare: Spare,
     stats: PeerStats,
 }
 
@@ -244,6 +239,7 @@ impl Router {
             max_message,
             scratch: Vec::new(),
             rx: vec![0; SMALL_PENDING + READ_CHUNK],
+            spare: Spare::default(),
             stats: PeerStats::default(),
         }
     }
@@ -742,10 +738,8 @@ impl Router {
         let Some(Some(p)) = self.peers.get_mut(slot) else {
             return Err(SendFailure::Unreachable);
         };
-        let hwm = self.core.config.hwm;
-        let max_bytes = self.core.config.queue_bytes;
-        if (hwm > 0 && p.out.queue_len() >= hwm as usize)
-            || (max_bytes > 0 && p.out.unsent() >= max_bytes as u64)
+        if p.out
+            .is_full(self.core.config.hwm, self.core.config.queue_bytes)
         {
             return Err(SendFailure::Full);
         }
@@ -779,7 +773,7 @@ impl Slots for Router {
         let Some(Some(p)) = self.peers.get_mut(slot) else {
             return;
         };
-        if let Err(e) = p.flush() {
+        if let Err(e) = p.flush(&mut self.spare) {
             self.close(slot, &Close::Io(e));
         }
     }
