@@ -319,7 +319,11 @@ impl Output {
                     return false;
                 }
                 v.truncate(v.len() - len);
-                v.is_empty()
+                // All that is left of it was written (it is the front
+                // chunk): it goes too, else the queue would look non-empty
+                // with nothing to write (a write of 0 bytes, taken for a
+                // closed socket).
+                v.len() == written
             }
             Chunk::Shared { start, end, .. } => {
                 if *end - *start != len || written > 0 {
@@ -581,6 +585,9 @@ mod tests {
         // Part of the newest was not written: it can be taken back.
         assert_eq!(o.pop_newest(), Some(4));
         assert_eq!(o.pop_newest(), None);
+        // What is left of the chunk was written: nothing is left to write
+        // (a queue that said otherwise would write 0 bytes, taken for a
+        // closed socket).
         assert!(!o.has_output());
         assert_eq!(w.got, b"hiabc");
         o.push_message(b"x");
