@@ -5,6 +5,9 @@
 #              (BANYAN_TRANSPORT=libzmq / native when the component has both);
 #   mosquitto: banyan-bench mqtt-latency, rumqttc (sync client, QoS 0)
 #              through a mosquitto it starts on a free port (fresh per round).
+#   floor:     banyan-bench tcp-floor, the same four loopback TCP hops with
+#              blocking sockets and nothing else (no bus can beat it; the
+#              ratio mosquitto/floor is the most any bus can reach here).
 # Same message ({"value": i}, MessagePack), count and 100 warm-up round trips.
 # Prints each run, then medians, p99s and the ratio mosquitto median / ours.
 # Usage: bash scripts/bench-latency-side-by-side.sh [ROUNDS (5)] [ROUND_TRIPS (10000)]
@@ -32,6 +35,9 @@ for r in $(seq 1 "$ROUNDS"); do
   out=$("$BIN/banyan-bench" mqtt-latency --count "$COUNT" 2>&1) || out="FAILED: $out"
   echo "round $r [mosquitto] $out (load $(load))"
   echo "$r mosquitto $out" >>"$RES"
+  out=$("$BIN/banyan-bench" tcp-floor --count "$COUNT" 2>&1) || out="FAILED: $out"
+  echo "round $r [floor] $out (load $(load))"
+  echo "$r floor $out" >>"$RES"
 done
 echo "end $(date -u +%H:%M:%S) UTC, load $(load)"
 echo

@@ -636,13 +636,14 @@ impl<'a> Forwarder<'a> {
                 return;
             };
             let pending = c.input.len() - c.start;
-            let (read, handled) = if pending > SMALL_PENDING || c.big_end > 0 {
+            let (read, asked, handled) = if pending > SMALL_PENDING || c.big_end > 0 {
                 self.read_large(index, now)
             } else {
                 // The usual case: read into the shared buffer after what is
                 // left of a partial message, keep only what is left then.
                 let mut rx = std::mem::take(&mut self.rx);
                 rx[..pending].copy_from_slice(&c.input[c.start..]);
+                let asked = rx.len() - pending;
                 let read = read_some(&mut c.stream, &mut rx[pending..]);
                 let end = pending + *read.as_ref().unwrap_or(&0);
                 let mut start = 0;
@@ -662,7 +663,7 @@ impl<'a> Forwarder<'a> {
                     }
                 }
                 self.rx = rx;
-                (read, handled)
+                (read, asked, handled)
             };
             self.touch(index);
             if let Err(reason) = handled {
@@ -675,8 +676,16 @@ impl<'a> Forwarder<'a> {
                     return;
                 }
                 Ok(n) => {
-                    if let Some(c) = self.connections.get_mut(index).and_then(Option::as_mut) {
-                        c.liveness.heard();
+                    let Some(c) = self.connections.get_mut(index).and_then(Option::as_mut) else {
+                        return;
+                    };
+                    c.liveness.heard();
+                    if n < asked {
+                        // A short read took all the socket had (epoll(7)):
+                        // the next bytes bring a new edge. No read that
+                        // would only say `WouldBlock`.
+                        c.io.readable = false;
+                        return;
                     }
                     budget = budget.saturating_sub(n);
                 }
@@ -700,7 +709,8 @@ impl<'a> Forwarder<'a> {
     /// received and read straight up to that frame's end, so that a whole
     /// message is usually alone in its buffer; then it is queued for its
     /// subscribers by reference ([`Forwarder::take_whole`]), else handled
-    /// as any input.
+    /// as any input. Returns the read's result, how many bytes it asked
+    /// for, and the handling's.
     #[expect(
         clippy::indexing_slicing,
         reason = "`big_end <= target <= big.len()` (the resize), `pending` bytes fit in \
@@ -711,7 +721,7 @@ impl<'a> Forwarder<'a> {
         &mut self,
         index: usize,
         now: Instant,
-    ) -> (io::Result<usize>, std::result::Result<(), Close>) {
+    ) -> (io::Result<usize>, usize, std::result::Result<(), Close>) {
         let pending = self
             .connections
             .get(index)
@@ -719,7 +729,7 @@ impl<'a> Forwarder<'a> {
             .map_or(0, |c| c.big_end + c.input.len() - c.start);
         let limit = self.message_limit(pending);
         let Some(c) = self.connections.get_mut(index).and_then(Option::as_mut) else {
-            return (Ok(0), Ok(()));
+            return (Ok(0), 1, Ok(()));
         };
         if c.big_end == 0 {
             // Move the start of the message into a buffer of its own: the
@@ -738,6 +748,7 @@ impl<'a> Forwarder<'a> {
         if c.big.len() < target {
             c.big.resize(target, 0);
         }
+        let asked = target - end;
         let read = read_some(&mut c.stream, &mut c.big[end..target]);
         c.big_end += *read.as_ref().unwrap_or(&0);
         let mut big = std::mem::take(&mut c.big);
@@ -765,7 +776,7 @@ impl<'a> Forwarder<'a> {
                 handled
             }
         };
-        (read, handled)
+        (read, asked, handled)
     }
 
     /// If `big[..end]` holds exactly one whole message from publisher

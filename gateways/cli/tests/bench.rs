@@ -168,3 +168,21 @@ fn closed_stdout_and_stderr_are_no_panic() {
         .status;
     assert_eq!(st.code(), Some(1), "{st}");
 }
+
+#[test]
+fn tcp_floor_measures_every_round_trip() {
+    let out = bench(&["tcp-floor", "--count", "50"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("tcp floor: 50 round trips: median "),
+        "{text}"
+    );
+    let median: f64 = text
+        .split("median ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("no median in {text}"));
+    assert!(median > 0.0, "{text}");
+}

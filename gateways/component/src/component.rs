@@ -941,16 +941,19 @@ impl Component {
     }
 
     /// Reads one message into `self.receiver.frames` without blocking;
-    /// `Ok(false)` when none is there. A message over the size limit is
-    /// rejected (counted) and reported as read.
-    fn read_frames(&mut self) -> Result<Option<bool>> {
+    /// `Ok(None)` when none is there. A message over the size limit is
+    /// rejected (counted) and reported as read (`Ok(Some(false))`). With
+    /// `read_socket` false the native transport only takes what it has
+    /// buffered: for callers that wait on the socket when there is nothing
+    /// (one system call fewer per message).
+    fn read_frames(&mut self, read_socket: bool) -> Result<Option<bool>> {
         match &mut self.backend {
             #[cfg(feature = "libzmq")]
             Backend::Zmq(z) => Ok(z
                 .read(&mut self.receiver.frames)
                 .map_err(zmq_error)?
                 .then_some(true)),
-            Backend::Native(n) => match n.read(&mut self.native_frames) {
+            Backend::Native(n) => match n.read(&mut self.native_frames, read_socket) {
                 crate::native::Read_::Message => {
                     self.receiver.frames.clear();
                     self.receiver
@@ -972,9 +975,13 @@ impl Component {
         }
     }
 
-    /// Reads and checks one message without blocking.
-    fn try_recv_message(&mut self) -> Result<Option<std::result::Result<Message, Rejection>>> {
-        match self.read_frames()? {
+    /// Reads and checks one message without blocking (`read_socket`: see
+    /// [`Component::read_frames`]).
+    fn try_recv_message(
+        &mut self,
+        read_socket: bool,
+    ) -> Result<Option<std::result::Result<Message, Rejection>>> {
+        match self.read_frames(read_socket)? {
             None => Ok(None),
             Some(true) => Ok(Some(self.receiver.check())),
             Some(false) => Ok(Some(Err(self
@@ -997,7 +1004,7 @@ impl Component {
             return Ok(Some(event));
         }
         self.drain_subscriptions()?;
-        Ok(self.try_recv_message()?.map(|r| match r {
+        Ok(self.try_recv_message(true)?.map(|r| match r {
             Ok(m) => Event::Message(m),
             Err(rej) => Event::Rejected(rej),
         }))
@@ -1096,7 +1103,7 @@ impl Component {
         batch: &mut Batch,
     ) -> Result<()> {
         while batch.events < max_events && batch.read < max_reads {
-            let Some(whole) = self.read_frames()? else {
+            let Some(whole) = self.read_frames(true)? else {
                 batch.drained = true;
                 return Ok(());
             };
@@ -1178,8 +1185,14 @@ impl Component {
     /// messages are counted and skipped, connection events stay queued for
     /// [`Component::recv_event`] (the latest 16).
     pub(crate) fn try_recv_valid(&mut self) -> Result<Option<Message>> {
+        self.take_valid(true)
+    }
+
+    /// [`Component::try_recv_valid`]; `read_socket`: see
+    /// [`Component::read_frames`].
+    fn take_valid(&mut self, read_socket: bool) -> Result<Option<Message>> {
         // Fast path: a message is already queued.
-        while let Some(r) = self.try_recv_message()? {
+        while let Some(r) = self.try_recv_message(read_socket)? {
             if let Ok(m) = r {
                 return Ok(Some(m));
             }
@@ -1196,11 +1209,13 @@ impl Component {
     fn recv_message(&mut self, deadline: Option<Instant>) -> Result<Option<Message>> {
         let mut ready = Vec::new();
         loop {
-            if let Some(m) = self.try_recv_valid()? {
+            // What the socket has, the wait finds (and reads) at once.
+            if let Some(m) = self.take_valid(false)? {
                 return Ok(Some(m));
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(None);
+                // No wait left: a last look at the socket itself.
+                return self.take_valid(true);
             }
             if self.wait(&[], deadline, &mut ready)? {
                 return Ok(None);

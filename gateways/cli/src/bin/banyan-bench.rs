@@ -7,6 +7,9 @@
 //! - `mqtt-latency`: the same echo round trip with `rumqttc` (a Rust MQTT
 //!   client, QoS 0) through a `mosquitto` broker it starts on a free port;
 //!   see `scripts/bench-latency-side-by-side.sh`.
+//! - `tcp-floor`: the same four loopback TCP hops as an echo round trip
+//!   through a broker, with blocking sockets and nothing else: the floor
+//!   under the two figures above on this machine.
 //! - `large`: a burst of large messages (MessagePack `bin` payloads);
 //!   prints MB/s and losses; see `scripts/bench-large.sh`.
 //!
@@ -31,6 +34,8 @@ macro_rules! say {
     };
 }
 
+#[path = "../bench/floor.rs"]
+mod floor;
 #[path = "../bench/large.rs"]
 mod large;
 #[cfg(feature = "mqtt")]
@@ -105,6 +110,15 @@ enum What {
         #[arg(long)]
         nagle: bool,
     },
+    /// Floor of an echo round trip on this machine: the four loopback TCP
+    /// hops (client → relay → echo server → relay → client) of 16-byte
+    /// messages between threads blocked in `read`, nothing else (the global
+    /// options do not apply).
+    TcpFloor {
+        /// Round trips to measure (after 100 warm-up ones).
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+    },
     /// Burst of large messages (a MessagePack `bin` of --size bytes):
     /// payload MB/s delivered, messages lost.
     Large {
@@ -143,6 +157,10 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     } = &args.what
     {
         return mqtt_latency(*count, mosquitto, broker.as_deref(), !nagle);
+    }
+    if let What::TcpFloor { count } = args.what {
+        report_rtts("tcp floor", floor::floor(count)?);
+        return Ok(());
     }
     let mut _running = None;
     let (addr, publ, sub) = match &args.backplane {
@@ -187,7 +205,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 .map_err(|e| format!("--idle-s {idle_s}: {e}"))?;
             large::large(config, size, count, idle)
         }
-        What::MqttLatency { .. } => Ok(()),
+        What::MqttLatency { .. } | What::TcpFloor { .. } => Ok(()),
     }
 }
 

@@ -978,8 +978,16 @@ impl Conn {
     }
 
     /// The next message for the subscriber: parses buffered bytes, reading
-    /// more when they hold no whole message.
-    pub(crate) fn next_message(&mut self, now: Instant, frames: &mut Vec<Vec<u8>>) -> Next {
+    /// more when they hold no whole message and `read` is set. A caller
+    /// that waits for the socket when there is nothing passes `false`: the
+    /// wait (a level-triggered `poll`) finds bytes that are there, so the
+    /// read that would only say `WouldBlock` is saved.
+    pub(crate) fn next_message(
+        &mut self,
+        now: Instant,
+        frames: &mut Vec<Vec<u8>>,
+        read: bool,
+    ) -> Next {
         if let Some(ahead) = self.ahead.pop_front() {
             return self.take_ahead(ahead, frames);
         }
@@ -987,7 +995,7 @@ impl Conn {
             return Next::Empty;
         }
         let next = self.step(now, frames);
-        if next == Next::Empty && self.is_up() {
+        if read && next == Next::Empty && self.is_up() {
             self.fill(now);
             let next = self.step(now, frames);
             self.flush(now);

@@ -221,7 +221,7 @@ impl Dealer {
             }
             loop {
                 frames.clear();
-                match c.next_message(now, frames) {
+                match c.next_message(now, frames, true) {
                     Next::Message => return true,
                     // Counted in the connection's `oversize`.
                     Next::Oversize { .. } => continue,

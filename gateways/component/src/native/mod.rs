@@ -246,14 +246,16 @@ impl Native {
         })
     }
 
-    /// Reads one message into `frames` (replacing them) without blocking.
-    pub(crate) fn read(&mut self, frames: &mut Vec<Vec<u8>>) -> Read_ {
+    /// Takes one message into `frames` (replacing them) without blocking;
+    /// reads the socket for it only if `read_socket` (see
+    /// [`Conn::next_message`]).
+    pub(crate) fn read(&mut self, frames: &mut Vec<Vec<u8>>, read_socket: bool) -> Read_ {
         frames.clear();
         let next = Self::with(&self.subscriber, |c, now| {
             if !c.is_up() {
                 c.progress(now);
             }
-            Some(c.next_message(now, frames))
+            Some(c.next_message(now, frames, read_socket))
         });
         match next {
             Some(Next::Message) => Read_::Message,
