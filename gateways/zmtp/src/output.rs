@@ -439,6 +439,15 @@ mod tests {
         max: usize,
     }
 
+    impl Trickle {
+        fn new(max: usize) -> Trickle {
+            Trickle {
+                got: Vec::new(),
+                max,
+            }
+        }
+    }
+
     impl Write for Trickle {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
             if self.max == 0 {
@@ -477,10 +486,7 @@ mod tests {
         let mut other = Output::default();
         other.push_shared(Arc::clone(&big), 10, 200_000);
         drop(big);
-        let mut w = Trickle {
-            got: Vec::new(),
-            max: 7_777,
-        };
+        let mut w = Trickle::new(7_777);
         while out.has_output() {
             out.write_to(&mut w, &mut spare).unwrap();
         }
@@ -489,10 +495,7 @@ mod tests {
         expected.extend_from_slice(b"tail");
         assert_eq!(w.got, expected);
         assert_eq!(spare.len(), 0, "still queued elsewhere");
-        let mut w2 = Trickle {
-            got: Vec::new(),
-            max: 1 << 20,
-        };
+        let mut w2 = Trickle::new(1 << 20);
         other.write_to(&mut w2, &mut spare).unwrap();
         assert!(!other.has_output());
         assert_eq!(w2.got.len(), 199_990);
@@ -508,10 +511,7 @@ mod tests {
         let mut out = Output::default();
         let mut spare = Spare::default();
         out.push(b"abc");
-        let mut w = Trickle {
-            got: Vec::new(),
-            max: 0,
-        };
+        let mut w = Trickle::new(0);
         let e = out.write_to(&mut w, &mut spare).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
         assert!(out.has_output());
@@ -531,10 +531,7 @@ mod tests {
         assert!(out.truncate_back(100_000));
         assert_eq!(out.chunks.len(), 1, "the emptied chunk is gone");
         // Partly written: only whole unwritten bytes at the end go.
-        let mut w = Trickle {
-            got: Vec::new(),
-            max: 250_000,
-        };
+        let mut w = Trickle::new(250_000);
         out.write_to(&mut w, &mut spare).unwrap();
         assert!(!out.truncate_back(100_000), "50,000 of it were written");
         assert!(out.truncate_back(40_000));
@@ -543,10 +540,7 @@ mod tests {
         out.push_shared(Arc::clone(&buf), 0, 1000);
         assert!(!out.truncate_back(999));
         assert!(out.truncate_back(1000));
-        let mut w = Trickle {
-            got: Vec::new(),
-            max: 1 << 20,
-        };
+        let mut w = Trickle::new(1 << 20);
         out.write_to(&mut w, &mut spare).unwrap();
         assert!(!out.has_output());
         assert_eq!(w.got.len(), 10_000);
@@ -554,10 +548,7 @@ mod tests {
     }
 
     fn write_all(out: &mut Output, max: usize) -> Vec<u8> {
-        let mut w = Trickle {
-            got: Vec::new(),
-            max,
-        };
+        let mut w = Trickle::new(max);
         let mut writable = true;
         let mut spare = Spare::default();
         out.flush_to(&mut w, &mut writable, &mut spare).unwrap();
@@ -571,10 +562,7 @@ mod tests {
         o.push_message(b"abc");
         o.push_message_with(|b| b.extend_from_slice(b"defg"));
         assert_eq!((o.unsent(), o.queue_len()), (9, 2));
-        let mut w = Trickle {
-            got: Vec::new(),
-            max: 4,
-        };
+        let mut w = Trickle::new(4);
         let mut spare = Spare::default();
         assert_eq!(o.write_to(&mut w, &mut spare).unwrap(), 4);
         o.settle();
@@ -620,10 +608,7 @@ mod tests {
     fn flush_stops_when_the_writer_is_full() {
         let mut o = Output::new();
         o.push_message(b"abc");
-        let mut w = Trickle {
-            got: Vec::new(),
-            max: 0,
-        };
+        let mut w = Trickle::new(0);
         let (mut writable, mut spare) = (true, Spare::default());
         assert!(!o.flush_to(&mut w, &mut writable, &mut spare).unwrap());
         assert!(!writable && o.has_output());
@@ -638,10 +623,7 @@ mod tests {
     fn a_partly_written_message_is_not_taken_back() {
         let mut o = Output::new();
         o.push_message(b"abc");
-        let mut w = Trickle {
-            got: Vec::new(),
-            max: 1,
-        };
+        let mut w = Trickle::new(1);
         o.write_to(&mut w, &mut Spare::default()).unwrap();
         assert_eq!(o.pop_newest(), None);
         o.push_control(b"z");
