@@ -19,7 +19,10 @@
 //! Work per turn is proportional to the connections that had an event (a
 //! list of readable ones, a list of ones with output to flush, handshake
 //! deadlines in a queue in accept order), never to the number of
-//! connections.
+//! connections. That scaffolding (the lists, the event dispatch, accepting
+//! with retry, the deadlines) and the output queue are
+//! [`banyan_zmtp::server`] and [`banyan_zmtp::output`], shared with the
+//! services broker's native ROUTER.
 //!
 //! A subscriber whose queue is full loses the message (counted): nothing
 //! waits for it, so no subscriber can hold up another. Memory is bounded by

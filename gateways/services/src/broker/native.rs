@@ -29,6 +29,11 @@
 //! clocks ([`PeerStats::silent`]). Reads are bounded per turn, writes never
 //! wait: a peer that stalls holds up nobody.
 //!
+//! The poll loop's scaffolding (ready and dirty lists, event dispatch,
+//! accepting with retry, handshake deadlines) is
+//! [`banyan_zmtp::server`] and each peer's send queue is
+//! [`banyan_zmtp::output`], both shared with the backplane.
+//!
 //! Optionally, while messages arrive less than [`SocketConfig::busy_poll`]
 //! apart, the thread polls instead of sleeping ([`banyan_zmtp::busy`], as
 //! the backplane does), saving the wake-up a sleeping thread costs.
