@@ -181,31 +181,11 @@ pub enum Error {
 /// Result of the backplane.
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// How the backplane moves messages.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Engine {
-    /// One thread speaking ZMTP 3 directly over `epoll`; drops only for the
-    /// subscriber whose queue is full. The default.
-    #[default]
-    Native,
-    /// libzmq's XSUB/XPUB sockets with our forwarding loop (what the
-    /// backplane used before the native engine; kept for comparison). A
-    /// refused message is dropped for every subscriber it was going to.
-    Libzmq,
-}
-
-impl std::str::FromStr for Engine {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<Engine, String> {
-        match s {
-            "native" => Ok(Engine::Native),
-            "libzmq" => Ok(Engine::Libzmq),
-            _ => Err(format!("unknown engine {s:?} (native or libzmq)")),
-        }
-    }
-}
+/// How the backplane moves messages: [`Engine::Native`] (one thread
+/// speaking ZMTP 3 directly over `epoll`, the default) or
+/// [`Engine::Libzmq`] (libzmq's XSUB/XPUB with our forwarding loop). The
+/// type is shared with the services broker.
+pub use banyan_zmtp::Engine;
 
 /// Backplane settings. Build with `Config::default()` and change fields.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,14 +19,16 @@
 //! Work per turn is proportional to the connections that had an event (a
 //! list of readable ones, a list of ones with output to flush, handshake
 //! deadlines in a queue in accept order), never to the number of
-//! connections.
+//! connections. That scaffolding (the lists, the event dispatch, accepting
+//! with retry, the deadlines) and the output queue are
+//! [`banyan_zmtp::server`] and [`banyan_zmtp::output`], shared with the
+//! services broker's native ROUTER.
 //!
 //! A subscriber whose queue is full loses the message (counted): nothing
 //! waits for it, so no subscriber can hold up another. Memory is bounded by
 //! the limits documented on [`Config`] and in `docs/lan.md` ("Limits").
 
-use std::collections::VecDeque;
-use std::io::{self, Read};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,19 +37,18 @@ use banyan_core::topic::Index;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::heartbeat::{Expiry, Liveness};
+use super::heartbeat::{earliest, Expiry, Liveness};
 use super::{Config, Error, Reporter, Result, ShutdownHandle, Stats};
 use banyan_zmtp::busy::BusyPoll;
 use banyan_zmtp::opening::{Opened, Opening, OpeningError};
+use banyan_zmtp::output::{Output, Spare};
+use banyan_zmtp::server::{self, read_some, AcceptRetry, Deadlines, Flags, Lists, Slots};
 use banyan_zmtp::{self as zmtp, Decoder, HandshakeError, Step, Subscription};
 
 // Interoperability additions, kept apart: heartbeats, and what subscribers
 // send besides one subscription per message.
 mod heartbeats;
-mod output;
 mod upstream;
-
-use output::{Output, Spare};
 
 const PUBLISHERS: Token = Token(0);
 const SUBSCRIBERS: Token = Token(1);
@@ -63,11 +64,8 @@ const READ_BUDGET: usize = 256 * 1024;
 const SMALL_PENDING: usize = 16 * 1024;
 /// A message at least this large that arrived in a buffer of its own is
 /// queued for its subscribers by reference, not copied (see
-/// [`output`]).
+/// [`banyan_zmtp::output`]).
 const SHARE_AT: usize = 32 * 1024;
-/// After `accept` failed for want of descriptors or memory, it is retried
-/// this often (and at once whenever a connection closes) until it works.
-const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 /// Bytes counted per subscription for the memory budget besides its prefix
 /// (hash table entries, shared key).
 pub(super) const SUBSCRIPTION_OVERHEAD: usize = 128;
@@ -194,18 +192,13 @@ struct Connection {
     /// `Forwarder::read_large`); empty otherwise.
     big: Vec<u8>,
     big_end: usize,
-    /// The socket may have more to read (edge-triggered readiness).
-    readable: bool,
-    /// Listed in the forwarder's `ready` (to read).
-    listed: bool,
+    /// Readable, writable, and where it is listed in the forwarder's
+    /// [`Lists`].
+    io: Flags,
     decoder: Decoder,
     /// Bytes queued for it, with the range of every queued message (the
     /// queue the high-water mark is checked against).
     out: Output,
-    /// The socket may accept more bytes.
-    writable: bool,
-    /// Listed in the forwarder's `dirty` (output to flush).
-    dirty: bool,
     /// Subscriber: its queue was full for the last message for it (it is
     /// losing messages until one can be queued again).
     overflow: bool,
@@ -253,13 +246,10 @@ impl Connection {
             start: 0,
             big: Vec::new(),
             big_end: 0,
-            readable: true,
-            listed: false,
+            io: Flags::new(),
             // Before READY nothing larger than a command is buffered.
             decoder: Decoder::with_limits(max_command, max_command),
             out,
-            writable: true,
-            dirty: false,
             overflow: false,
             stamp: 0,
             allowance: 0,
@@ -280,45 +270,17 @@ impl Connection {
             + self.sub_bytes
     }
 
-    /// The queue holds `hwm` messages (0 = no limit) or `max_bytes` bytes
-    /// (0 = no limit).
-    fn is_full(&mut self, hwm: i32, max_bytes: usize) -> bool {
-        (hwm > 0 && self.out.queue_len() >= hwm as usize)
-            || (max_bytes > 0 && self.out.unsent() >= max_bytes as u64)
-    }
-
-    /// Lists the connection for the next flush (once).
-    fn mark(&mut self, index: usize, dirty: &mut Vec<usize>) {
-        if !self.dirty {
-            self.dirty = true;
-            dirty.push(index);
-        }
-    }
-
     /// Writes queued output until done or the socket is full; buffers of
     /// large messages written by their last queue go to `spare`.
+    #[inline]
     fn flush(&mut self, now: Instant, spare: &mut Spare) -> io::Result<()> {
-        while self.writable && self.out.has_output() {
-            match self.out.write_to(&mut self.stream, spare) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(_) => self.last_write = now,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+        if self
+            .out
+            .flush_to(&mut self.stream, &mut self.io.writable, spare)?
+        {
+            self.last_write = now;
         }
-        self.out.settle();
         Ok(())
-    }
-}
-
-/// Reads into `buf`; `Ok(0)` is end of file.
-fn read_some(stream: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        match stream.read(buf) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            other => return other,
-        }
     }
 }
 
@@ -430,18 +392,13 @@ pub(super) struct Forwarder<'a> {
     index: Index<usize>,
     /// Publishers past their handshake (they are told subscriptions).
     publishers: Vec<usize>,
-    /// Connections that may have input (`Connection::listed`).
-    ready: Vec<usize>,
-    ready_spare: Vec<usize>,
-    /// Connections with output to flush (`Connection::dirty`).
-    dirty: Vec<usize>,
-    /// Handshake deadlines in accept order: (deadline, slot, serial).
-    handshakes: VecDeque<(Instant, usize, u64)>,
-    /// Per port: when to retry `accept` after it failed (out of
-    /// descriptors or memory).
-    accept_retry: [Option<Instant>; 2],
-    /// A connection closed in this turn (a descriptor is free again).
-    closed_any: bool,
+    /// Connections that may have input, and ones with output to flush.
+    lists: Lists,
+    /// Handshake deadlines in accept order.
+    handshakes: Deadlines,
+    /// Per port: retrying `accept` after it failed (out of descriptors or
+    /// memory).
+    accept_retry: [AcceptRetry; 2],
     next_serial: u64,
     /// Number of the message being routed (see `Connection::stamp`).
     seq: u64,
@@ -473,12 +430,9 @@ impl<'a> Forwarder<'a> {
             free: Vec::new(),
             index: Index::new(),
             publishers: Vec::new(),
-            ready: Vec::new(),
-            ready_spare: Vec::new(),
-            dirty: Vec::new(),
-            handshakes: VecDeque::new(),
-            accept_retry: [None; 2],
-            closed_any: false,
+            lists: Lists::new(),
+            handshakes: Deadlines::new(),
+            accept_retry: [AcceptRetry::default(); 2],
             next_serial: 0,
             seq: 0,
             memory: 0,
@@ -566,20 +520,9 @@ impl<'a> Forwarder<'a> {
                         let Some(Some(c)) = self.connections.get_mut(index) else {
                             continue;
                         };
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            c.readable = true;
-                            if !c.listed {
-                                c.listed = true;
-                                self.ready.push(index);
-                            }
-                        }
-                        if event.is_writable() || event.is_write_closed() || event.is_error() {
-                            if !c.writable && event.is_writable() {
-                                // The peer took bytes that were waiting.
-                                c.liveness.progressed();
-                            }
-                            c.writable = true;
-                            c.mark(index, &mut self.dirty);
+                        if self.lists.event(index, &mut c.io, event) {
+                            // The peer took bytes that were waiting.
+                            c.liveness.progressed();
                         }
                     }
                 }
@@ -587,37 +530,27 @@ impl<'a> Forwarder<'a> {
             if self.handle.stop_requested() {
                 return Ok(());
             }
-            self.read_all(now);
+            server::read_all(self, now);
             self.expire_handshakes(now);
             self.heartbeats(now);
             self.report(now);
             // Closing a subscriber queues cancellations for publishers:
             // flush after everything else, so that they leave in this turn.
-            self.flush_all(now);
+            server::flush_all(self, now);
             self.retry_accepts(now);
             self.handle.counters.store(self.reporter.stats);
         }
     }
 
     fn timeout(&self, now: Instant) -> Option<Duration> {
-        if !self.ready.is_empty() {
+        if self.lists.has_ready() {
             return Some(Duration::ZERO);
         }
-        let mut deadline = self.reporter.next_report;
-        let mut earliest = |t: Instant| {
-            deadline = Some(deadline.map_or(t, |d| d.min(t)));
-        };
-        if let Some(&(t, _, _)) = self.handshakes.front() {
-            earliest(t);
+        let mut at = earliest(self.reporter.next_report, self.handshakes.next());
+        for retry in &self.accept_retry {
+            at = earliest(at, retry.at());
         }
-        for t in self.accept_retry.iter().flatten() {
-            earliest(*t);
-        }
-        if let Some(t) = self.next_heartbeat {
-            earliest(t);
-        }
-        // Round up so the deadline has passed when poll returns.
-        deadline.map(|d| d.saturating_duration_since(now) + Duration::from_millis(1))
+        server::poll_timeout(earliest(at, self.next_heartbeat), now)
     }
 
     fn accept(&mut self, role: Role, now: Instant) {
@@ -626,28 +559,15 @@ impl<'a> Forwarder<'a> {
                 Role::Publisher => &self.sockets.publishers,
                 Role::Subscriber => &self.sockets.subscribers,
             };
-            let (mut stream, peer) = match listener.accept() {
-                Ok(s) => s,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    *role.of(&mut self.accept_retry) = None;
-                    return;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // Out of file descriptors, for example: the peer stays
-                    // in the backlog. The listener is edge-triggered, so no
-                    // new event comes for it: retry when a connection
-                    // closes, and every ACCEPT_RETRY (never in a spin).
-                    if role.of(&mut self.accept_retry).is_none() {
-                        log::warn!(
-                            "backplane: cannot accept a {} connection: {e} (retrying every {} ms)",
-                            role.port(),
-                            ACCEPT_RETRY.as_millis()
-                        );
-                    }
-                    *role.of(&mut self.accept_retry) = Some(now + ACCEPT_RETRY);
-                    return;
-                }
+            let accepted = role.of(&mut self.accept_retry).accept(listener, now, |e| {
+                log::warn!(
+                    "backplane: cannot accept a {} connection: {e} (retrying every {} ms)",
+                    role.port(),
+                    server::ACCEPT_RETRY.as_millis()
+                );
+            });
+            let Some((mut stream, peer)) = accepted else {
+                return;
             };
             if self.budget_reached() {
                 // Refuse new peers while the memory budget is used up.
@@ -663,30 +583,28 @@ impl<'a> Forwarder<'a> {
                 });
                 continue;
             }
-            let _ = stream.set_nodelay(true);
-            let index = self.free.pop().unwrap_or_else(|| {
-                self.connections.push(None);
-                self.connections.len() - 1
-            });
-            let registered = self.sockets.poll.registry().register(
+            let adopted = server::adopt(
+                self.sockets.poll.registry(),
                 &mut stream,
-                Token(FIRST_CONNECTION + index),
-                Interest::READABLE | Interest::WRITABLE,
+                &mut self.connections,
+                &mut self.free,
+                FIRST_CONNECTION,
             );
-            if let Err(e) = registered {
-                log::warn!("backplane: cannot watch connection from {peer}: {e}");
-                self.free.push(index);
-                continue;
-            }
+            let index = match adopted {
+                Ok(index) => index,
+                Err(e) => {
+                    log::warn!("backplane: cannot watch connection from {peer}: {e}");
+                    continue;
+                }
+            };
             log::debug!("backplane: {} connection from {peer}", role.port());
             self.next_serial += 1;
             let serial = self.next_serial;
             let mut c = Connection::new(stream, peer, role, serial, self.config.max_command, now);
-            c.mark(index, &mut self.dirty);
-            c.listed = true;
-            self.ready.push(index);
+            self.lists.mark(index, &mut c.io);
+            self.lists.list(index, &mut c.io);
             self.handshakes
-                .push_back((now + self.config.handshake_timeout, index, serial));
+                .push(now + self.config.handshake_timeout, index, serial);
             match self.connections.get_mut(index) {
                 Some(slot) => *slot = Some(c),
                 // (Cannot happen: `index` was just taken from `free` or
@@ -699,40 +617,11 @@ impl<'a> Forwarder<'a> {
 
     /// Retries a failed `accept` when a descriptor may be free again.
     fn retry_accepts(&mut self, now: Instant) {
-        let closed = std::mem::take(&mut self.closed_any);
         for role in [Role::Publisher, Role::Subscriber] {
-            if let Some(at) = *role.of(&mut self.accept_retry) {
-                if closed || now >= at {
-                    self.accept(role, now);
-                }
+            if role.of(&mut self.accept_retry).due(now) {
+                self.accept(role, now);
             }
         }
-    }
-
-    /// Reads and handles the input of the connections that have some.
-    fn read_all(&mut self, now: Instant) {
-        let list = std::mem::replace(&mut self.ready, std::mem::take(&mut self.ready_spare));
-        for &index in &list {
-            let Some(Some(c)) = self.connections.get_mut(index) else {
-                continue;
-            };
-            if !c.listed {
-                continue; // listed twice (a slot reused)
-            }
-            c.listed = false;
-            if !c.readable {
-                continue;
-            }
-            self.read_connection(index, now);
-            if let Some(Some(c)) = self.connections.get_mut(index) {
-                if c.readable && !c.listed {
-                    c.listed = true;
-                    self.ready.push(index);
-                }
-            }
-        }
-        self.ready_spare = list;
-        self.ready_spare.clear();
     }
 
     /// Reads what one connection has (up to [`READ_BUDGET`]) and handles
@@ -798,14 +687,14 @@ impl<'a> Forwarder<'a> {
                         // A short read took all the socket had (epoll(7)):
                         // the next bytes bring a new edge. No read that
                         // would only say `WouldBlock`.
-                        c.readable = false;
+                        c.io.readable = false;
                         return;
                     }
                     budget = budget.saturating_sub(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if let Some(c) = self.connections.get_mut(index).and_then(Option::as_mut) {
-                        c.readable = false;
+                        c.io.readable = false;
                     }
                     return;
                 }
@@ -978,7 +867,7 @@ impl<'a> Forwarder<'a> {
                     let step = c.opening.step(buf, &mut self.scratch);
                     if !self.scratch.is_empty() {
                         c.out.push_control(&self.scratch);
-                        c.mark(index, &mut self.dirty);
+                        self.lists.mark(index, &mut c.io);
                     }
                     match step.map_err(|e| opening_failed(e, max_command))? {
                         Opened::NeedMore => return Ok(()),
@@ -1079,7 +968,7 @@ impl<'a> Forwarder<'a> {
             }
             c.out.push_control(&self.scratch);
             c.allowance = self.scratch.len() as u64;
-            c.mark(index, &mut self.dirty);
+            self.lists.mark(index, &mut c.io);
             self.publishers.push(index);
             self.touch(index);
         } else {
@@ -1120,7 +1009,7 @@ impl<'a> Forwarder<'a> {
                 self.scratch.clear();
                 zmtp::put_pong(&mut self.scratch, data);
                 c.out.push_control(&self.scratch);
-                c.mark(index, &mut self.dirty);
+                self.lists.mark(index, &mut c.io);
                 self.touch(index);
             }
             b"ERROR" => {
@@ -1244,7 +1133,7 @@ impl<'a> Forwarder<'a> {
                 continue;
             }
             c.out.push_control(&self.scratch);
-            c.mark(i, &mut self.dirty);
+            self.lists.mark(i, &mut c.io);
             self.touch(i);
         }
     }
@@ -1280,19 +1169,19 @@ impl<'a> Forwarder<'a> {
             let Some(c) = self.connections.get_mut(i).and_then(Option::as_mut) else {
                 continue;
             };
-            if c.is_full(hwm, max_bytes) && c.writable {
+            if c.out.is_full(hwm, max_bytes) && c.io.writable {
                 // Full only if the socket takes nothing more now: a burst
                 // read in one turn must not count against a subscriber
                 // that keeps up. (An error closes it at the next flush.)
                 if c.flush(now, &mut self.spare).is_err() {
-                    c.mark(i, &mut self.dirty);
+                    self.lists.mark(i, &mut c.io);
                 }
                 self.touch(i);
             }
             let Some(c) = self.connections.get_mut(i).and_then(Option::as_mut) else {
                 continue;
             };
-            if c.is_full(hwm, max_bytes) {
+            if c.out.is_full(hwm, max_bytes) {
                 if !c.overflow {
                     c.overflow = true;
                     self.reporter.stats.stalls += 1;
@@ -1316,7 +1205,7 @@ impl<'a> Forwarder<'a> {
                     Body::Shared(buf, end) => c.out.push_shared_message(buf, 0, end),
                 }
                 c.overflow = false;
-                c.mark(i, &mut self.dirty);
+                self.lists.mark(i, &mut c.io);
                 delivered = true;
             }
             self.touch(i);
@@ -1374,34 +1263,14 @@ impl<'a> Forwarder<'a> {
         }
     }
 
-    fn flush_all(&mut self, now: Instant) {
-        while let Some(index) = self.dirty.pop() {
-            let Some(c) = self.connections.get_mut(index).and_then(Option::as_mut) else {
-                continue;
-            };
-            c.dirty = false;
-            let result = c.flush(now, &mut self.spare);
-            self.touch(index);
-            if let Err(e) = result {
-                self.close(index, &Close::Io(e));
-            }
-        }
-    }
-
     fn expire_handshakes(&mut self, now: Instant) {
-        while let Some(&(deadline, index, serial)) = self.handshakes.front() {
-            if deadline > now {
-                return;
-            }
-            self.handshakes.pop_front();
-            let pending = self
-                .connections
+        while let Some(index) = self.handshakes.expired(now, |index, serial| {
+            self.connections
                 .get(index)
                 .and_then(Option::as_ref)
-                .is_some_and(|c| c.serial == serial && c.phase != Phase::Traffic);
-            if pending {
-                self.close(index, &Close::Timeout(self.config.handshake_timeout));
-            }
+                .is_some_and(|c| c.serial == serial && c.phase != Phase::Traffic)
+        }) {
+            self.close(index, &Close::Timeout(self.config.handshake_timeout));
         }
     }
 
@@ -1444,7 +1313,9 @@ impl<'a> Forwarder<'a> {
             return;
         };
         self.free.push(index);
-        self.closed_any = true;
+        for retry in &mut self.accept_retry {
+            retry.closed();
+        }
         self.memory -= c.accounted;
         let _ = self.sockets.poll.registry().deregister(&mut c.stream);
         match reason {
@@ -1487,6 +1358,35 @@ impl<'a> Forwarder<'a> {
                     self.upstream_change(&topic, false, now);
                 }
             }
+        }
+    }
+}
+
+impl Slots for Forwarder<'_> {
+    #[inline]
+    fn lists(&mut self) -> &mut Lists {
+        &mut self.lists
+    }
+
+    #[inline]
+    fn flags(&mut self, slot: usize) -> Option<&mut Flags> {
+        Some(&mut self.connections.get_mut(slot)?.as_mut()?.io)
+    }
+
+    #[inline]
+    fn read(&mut self, slot: usize, now: Instant) {
+        self.read_connection(slot, now);
+    }
+
+    #[inline]
+    fn flush(&mut self, slot: usize, now: Instant) {
+        let Some(c) = self.connections.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let result = c.flush(now, &mut self.spare);
+        self.touch(slot);
+        if let Err(e) = result {
+            self.close(slot, &Close::Io(e));
         }
     }
 }

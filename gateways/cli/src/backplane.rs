@@ -179,10 +179,8 @@ pub fn run(args: Args) -> Result<()> {
             banyan_services::broker::DEFAULT_PORT
         });
         let mut sc = banyan_services::broker::SocketConfig::new(bind.clone(), port);
-        sc.engine = match config.engine {
-            Engine::Libzmq => banyan_services::broker::Engine::Libzmq,
-            _ => banyan_services::broker::Engine::Native,
-        };
+        // One engine type for both (banyan_zmtp::Engine).
+        sc.engine = config.engine;
         sc.heartbeat_interval = config.heartbeat_interval;
         sc.heartbeat_timeout = config.heartbeat_timeout;
         sc.handshake_timeout = config.handshake_timeout;

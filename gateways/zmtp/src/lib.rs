@@ -7,7 +7,9 @@
 //! loops' adaptive busy polling ([`busy`]). Sans-IO:
 //! everything works on byte slices and instants passed in, so it is tested
 //! without sockets (and against libzmq in the backplane and services
-//! tests).
+//! tests) — except `server` (feature `server`, with `mio`): the poll-loop
+//! scaffolding both native servers share (connection slots and their
+//! ready/dirty lists, accepting with retry, handshake deadlines).
 //!
 //! Interoperability notes (libzmq 4.3, which both pyzmq and the `zmq` crate
 //! bundle):
@@ -21,14 +23,18 @@
 #![deny(missing_docs)]
 
 pub mod busy;
+pub mod engine;
 pub mod heartbeat;
 pub mod liveness;
 pub mod opening;
 pub mod output;
 pub mod parts;
 pub mod ready;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod v2;
 
+pub use engine::Engine;
 pub use heartbeat::{ping_ttl, put_ping};
 pub use v2::{Negotiation, Progress};
 

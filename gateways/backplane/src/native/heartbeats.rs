@@ -52,7 +52,7 @@ impl Forwarder<'_> {
                 next = earliest(next, c.liveness.next_at());
                 continue;
             }
-            if c.readable {
+            if c.io.readable {
                 // Bytes wait in the socket (a publisher not read during a
                 // stall): the peer is there.
                 c.liveness.heard();
@@ -63,7 +63,7 @@ impl Forwarder<'_> {
                     self.scratch.clear();
                     zmtp::put_ping(&mut self.scratch, settings.ttl(), b"");
                     c.out.push_control(&self.scratch);
-                    c.mark(index, &mut self.dirty);
+                    self.lists.mark(index, &mut c.io);
                     let at = c.liveness.next_at();
                     self.touch(index);
                     next = earliest(next, at);

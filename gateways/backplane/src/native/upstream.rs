@@ -54,14 +54,14 @@ impl Forwarder<'_> {
             let Some(c) = self.connections.get_mut(i).and_then(Option::as_mut) else {
                 continue;
             };
-            if c.is_full(hwm, max_bytes) {
+            if c.out.is_full(hwm, max_bytes) {
                 self.reporter.stats.dropped += 1;
             } else if over_budget {
                 self.reporter.stats.dropped += 1;
                 self.reporter.stats.shed += 1;
             } else {
                 c.out.push_message(message);
-                c.mark(i, &mut self.dirty);
+                self.lists.mark(i, &mut c.io);
                 self.touch(i);
             }
         }

@@ -29,6 +29,11 @@
 //! clocks ([`PeerStats::silent`]). Reads are bounded per turn, writes never
 //! wait: a peer that stalls holds up nobody.
 //!
+//! The poll loop's scaffolding (ready and dirty lists, event dispatch,
+//! accepting with retry, handshake deadlines) is
+//! [`banyan_zmtp::server`] and each peer's send queue is
+//! [`banyan_zmtp::output`], both shared with the backplane.
+//!
 //! Optionally, while messages arrive less than [`SocketConfig::busy_poll`]
 //! apart, the thread polls instead of sleeping ([`banyan_zmtp::busy`], as
 //! the backplane does), saving the wake-up a sleeping thread costs.
@@ -38,15 +43,16 @@
 //! `PING` asks for is honoured ([`banyan_zmtp::liveness`], as in the
 //! backplane).
 
-use std::collections::{HashMap, VecDeque};
-use std::io::{self, Read, Write};
+use std::collections::HashMap;
+use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use banyan_zmtp::busy::BusyPoll;
 use banyan_zmtp::liveness::{earliest, Due, Liveness, Settings};
 use banyan_zmtp::opening::{Opened, Opening, OpeningError};
-use banyan_zmtp::output::Output;
+use banyan_zmtp::output::{Output, Spare};
+use banyan_zmtp::server::{self, read_some, AcceptRetry, Deadlines, Flags, Lists, Slots};
 use banyan_zmtp::{self as zmtp, Decoder, HandshakeError, Step};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -69,8 +75,6 @@ const MAX_COMMAND: usize = 4096;
 /// for the next read; a larger part of a message is completed in the
 /// connection's own buffer.
 const SMALL_PENDING: usize = 16 * 1024;
-/// After `accept` failed (out of descriptors), retry this often.
-const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 /// No `PONG` is queued for a peer with this many bytes unsent.
 const PONG_LIMIT: u64 = 64 * 1024;
 /// Socket type we announce.
@@ -168,40 +172,21 @@ struct Peer {
     /// Unconsumed input is `input[start..]`.
     input: Vec<u8>,
     start: usize,
-    /// The socket may have more to read (edge-triggered readiness).
-    readable: bool,
-    /// Listed in `ready`.
-    listed: bool,
+    /// Readable, writable, and where it is listed in the router's
+    /// [`Lists`].
+    io: Flags,
     /// The traffic's decoder (after the handshake).
     decoder: Decoder,
     out: Output,
-    writable: bool,
-    /// Listed in `dirty`.
-    dirty: bool,
     liveness: Liveness,
 }
 
 impl Peer {
-    fn mark(&mut self, slot: usize, dirty: &mut Vec<usize>) {
-        if !self.dirty {
-            self.dirty = true;
-            dirty.push(slot);
-        }
-    }
-
     /// Writes queued output until done or the socket is full.
-    fn flush(&mut self) -> io::Result<()> {
-        while self.writable && self.out.has_output() {
-            match self.stream.write(self.out.pending()) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.out.advance(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        self.out.settle();
-        Ok(())
+    fn flush(&mut self, spare: &mut Spare) -> io::Result<()> {
+        self.out
+            .flush_to(&mut self.stream, &mut self.io.writable, spare)
+            .map(drop)
     }
 }
 
@@ -217,19 +202,20 @@ pub(super) struct Router {
     routes: HashMap<PeerId, usize>,
     next_generated: u32,
     next_serial: u64,
-    /// Connections that may have input.
-    ready: Vec<usize>,
-    /// Connections with output to flush.
-    dirty: Vec<usize>,
-    /// Handshake deadlines in accept order: (deadline, slot, serial).
-    handshakes: VecDeque<(Instant, usize, u64)>,
-    accept_retry: Option<Instant>,
+    /// Connections that may have input, and ones with output to flush.
+    lists: Lists,
+    /// Handshake deadlines in accept order.
+    handshakes: Deadlines,
+    accept_retry: AcceptRetry,
     next_heartbeat: Option<Instant>,
     heartbeat: Settings,
     max_message: usize,
     scratch: Vec<u8>,
     /// Shared read buffer (see `read_peer`).
     rx: Vec<u8>,
+    /// For [`Output::flush_to`]: stays empty (no message is queued by
+    /// reference here).
+    spare: Spare,
     stats: PeerStats,
 }
 
@@ -250,15 +236,15 @@ impl Router {
             routes: HashMap::new(),
             next_generated: 1,
             next_serial: 0,
-            ready: Vec::new(),
-            dirty: Vec::new(),
-            handshakes: VecDeque::new(),
-            accept_retry: None,
+            lists: Lists::new(),
+            handshakes: Deadlines::new(),
+            accept_retry: AcceptRetry::default(),
             next_heartbeat: None,
             heartbeat,
             max_message,
             scratch: Vec::new(),
             rx: vec![0; SMALL_PENDING + READ_CHUNK],
+            spare: Spare::default(),
             stats: PeerStats::default(),
         }
     }
@@ -275,7 +261,7 @@ impl Router {
         let now = Instant::now();
         self.core.broker.shutdown(now);
         self.route(now);
-        self.flush_all();
+        server::flush_all(&mut self, now);
         self.core.publish(now, true, self.stats);
         self.core.share(self.stats);
         // Give the last answers and DISCONNECTs a moment to leave (like a
@@ -292,11 +278,11 @@ impl Router {
                     continue;
                 };
                 if let Some(Some(p)) = self.peers.get_mut(slot) {
-                    p.writable = true;
-                    p.mark(slot, &mut self.dirty);
+                    p.io.writable = true;
+                    self.lists.mark(slot, &mut p.io);
                 }
             }
-            self.flush_all();
+            server::flush_all(&mut self, Instant::now());
         }
         result
     }
@@ -311,7 +297,7 @@ impl Router {
         loop {
             let now = Instant::now();
             let timeout = self.timeout(now);
-            if self.ready.is_empty() && self.core.idle_share_due() {
+            if !self.lists.has_ready() && self.core.idle_share_due() {
                 self.core.share(self.stats);
             }
             let poll = &mut self.poll;
@@ -334,32 +320,21 @@ impl Router {
                         let Some(Some(p)) = self.peers.get_mut(slot) else {
                             continue;
                         };
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            p.readable = true;
-                            if !p.listed {
-                                p.listed = true;
-                                self.ready.push(slot);
-                            }
-                        }
-                        if event.is_writable() || event.is_write_closed() || event.is_error() {
-                            if !p.writable && event.is_writable() {
-                                // The peer took bytes that were waiting.
-                                p.liveness.progressed();
-                            }
-                            p.writable = true;
-                            p.mark(slot, &mut self.dirty);
+                        if self.lists.event(slot, &mut p.io, event) {
+                            // The peer took bytes that were waiting.
+                            p.liveness.progressed();
                         }
                     }
                 }
             }
-            self.read_all(now);
+            server::read_all(self, now);
             self.expire_handshakes(now);
             self.heartbeats(now);
             let now = Instant::now();
             self.core.broker.poll(now);
             self.route(now);
-            self.flush_all();
-            if self.accept_retry.is_some_and(|t| now >= t) {
+            server::flush_all(self, now);
+            if self.accept_retry.due(now) {
                 self.accept(now);
             }
             self.core.turn_done(now, self.stats);
@@ -367,56 +342,43 @@ impl Router {
     }
 
     fn timeout(&self, now: Instant) -> Option<Duration> {
-        if !self.ready.is_empty() {
+        if self.lists.has_ready() {
             return Some(Duration::ZERO);
         }
         let mut at = self.core.broker.poll_at();
         at = earliest(at, self.core.next_report());
-        at = earliest(at, self.handshakes.front().map(|&(t, _, _)| t));
-        at = earliest(at, self.accept_retry);
-        at = earliest(at, self.next_heartbeat);
-        // Round up so that the deadline has passed when poll returns.
-        at.map(|t| t.saturating_duration_since(now) + Duration::from_millis(1))
+        at = earliest(at, self.handshakes.next());
+        at = earliest(at, self.accept_retry.at());
+        server::poll_timeout(earliest(at, self.next_heartbeat), now)
     }
 
     fn accept(&mut self, now: Instant) {
         loop {
-            let (mut stream, addr) = match self.listener.accept() {
-                Ok(s) => s,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.accept_retry = None;
-                    return;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // Out of descriptors: the peer waits in the backlog; the
-                    // listener is edge-triggered, so retry on a timer.
-                    if self.accept_retry.is_none() {
-                        log::warn!("services: cannot accept a connection: {e} (retrying)");
-                    }
-                    self.accept_retry = Some(now + ACCEPT_RETRY);
-                    return;
-                }
+            let accepted = self.accept_retry.accept(&self.listener, now, |e| {
+                log::warn!("services: cannot accept a connection: {e} (retrying)");
+            });
+            let Some((mut stream, addr)) = accepted else {
+                return;
             };
             if self.stats.connections >= self.core.config.max_peers as u64 {
                 self.stats.rejected += 1;
                 log::warn!("services: refused {addr}: too many connections (max_peers)");
                 continue;
             }
-            let _ = stream.set_nodelay(true);
-            let slot = self.free.pop().unwrap_or_else(|| {
-                self.peers.push(None);
-                self.peers.len() - 1
-            });
-            if let Err(e) = self.poll.registry().register(
+            let adopted = server::adopt(
+                self.poll.registry(),
                 &mut stream,
-                Token(FIRST_PEER + slot),
-                Interest::READABLE | Interest::WRITABLE,
-            ) {
-                log::warn!("services: cannot watch the connection from {addr}: {e}");
-                self.free.push(slot);
-                continue;
-            }
+                &mut self.peers,
+                &mut self.free,
+                FIRST_PEER,
+            );
+            let slot = match adopted {
+                Ok(slot) => slot,
+                Err(e) => {
+                    log::warn!("services: cannot watch the connection from {addr}: {e}");
+                    continue;
+                }
+            };
             self.next_serial += 1;
             let mut out = Output::new();
             out.push_control(&zmtp::v2::OPENING);
@@ -428,21 +390,18 @@ impl Router {
                 identity: None,
                 input: Vec::new(),
                 start: 0,
-                readable: true,
-                listed: true,
+                io: Flags::new(),
                 decoder: Decoder::with_limits(self.max_message, MAX_COMMAND),
                 out,
-                writable: true,
-                dirty: false,
                 liveness: Liveness::default(),
             };
-            p.mark(slot, &mut self.dirty);
-            self.ready.push(slot);
-            self.handshakes.push_back((
+            self.lists.mark(slot, &mut p.io);
+            self.lists.list(slot, &mut p.io);
+            self.handshakes.push(
                 now + self.core.config.handshake_timeout,
                 slot,
                 self.next_serial,
-            ));
+            );
             if let Some(s) = self.peers.get_mut(slot) {
                 *s = Some(p);
             }
@@ -481,56 +440,22 @@ impl Router {
             Close::Eof => log::debug!("services: {} {why}", p.addr),
             _ => log::info!("services: closed the connection from {}: {why}", p.addr),
         }
-        // A connection accepted later cannot wait for a retry that only a
-        // close would have triggered.
-        if self.accept_retry.is_some() {
-            self.accept_retry = Some(Instant::now());
-        }
+        // A descriptor is free again: a failed accept is retried at once.
+        self.accept_retry.closed();
     }
 
     fn expire_handshakes(&mut self, now: Instant) {
-        while let Some(&(at, slot, serial)) = self.handshakes.front() {
-            let pending = self
-                .peers
+        while let Some(slot) = self.handshakes.expired(now, |slot, serial| {
+            self.peers
                 .get(slot)
                 .and_then(Option::as_ref)
-                .is_some_and(|p| p.serial == serial && p.opening.is_some());
-            if !pending {
-                self.handshakes.pop_front();
-                continue;
-            }
-            if now < at {
-                return;
-            }
-            self.handshakes.pop_front();
+                .is_some_and(|p| p.serial == serial && p.opening.is_some())
+        }) {
             let t = self.core.config.handshake_timeout;
             self.close(
                 slot,
                 &Close::Silent(format!("no ZeroMQ handshake within {t:?}")),
             );
-        }
-    }
-
-    fn read_all(&mut self, now: Instant) {
-        let list = std::mem::take(&mut self.ready);
-        for &slot in &list {
-            let Some(Some(p)) = self.peers.get_mut(slot) else {
-                continue;
-            };
-            if !p.listed {
-                continue;
-            }
-            p.listed = false;
-            if !p.readable {
-                continue;
-            }
-            self.read_peer(slot, now);
-            if let Some(Some(p)) = self.peers.get_mut(slot) {
-                if p.readable && !p.listed {
-                    p.listed = true;
-                    self.ready.push(slot);
-                }
-            }
         }
     }
 
@@ -574,7 +499,7 @@ impl Router {
                 }
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    p.readable = false;
+                    p.io.readable = false;
                     return;
                 }
                 Err(e) => {
@@ -643,7 +568,7 @@ impl Router {
                 let step = opening.step(buf, &mut self.scratch);
                 if !self.scratch.is_empty() {
                     p.out.push_control(&self.scratch);
-                    p.mark(slot, &mut self.dirty);
+                    self.lists.mark(slot, &mut p.io);
                 }
                 match step.map_err(Close::Opening)? {
                     Opened::NeedMore => return Ok(()),
@@ -750,7 +675,7 @@ impl Router {
                 self.scratch.clear();
                 zmtp::put_pong(&mut self.scratch, data);
                 p.out.push_control(&self.scratch);
-                p.mark(slot, &mut self.dirty);
+                self.lists.mark(slot, &mut p.io);
             }
             b"ERROR" => {
                 return Err(Close::Handshake(HandshakeError::PeerError(
@@ -778,7 +703,7 @@ impl Router {
             if p.opening.is_some() {
                 continue;
             }
-            if p.readable {
+            if p.io.readable {
                 p.liveness.heard();
             }
             match p.liveness.poll(now, &self.heartbeat) {
@@ -787,7 +712,7 @@ impl Router {
                     self.scratch.clear();
                     zmtp::put_ping(&mut self.scratch, self.heartbeat.ttl(), b"");
                     p.out.push_control(&self.scratch);
-                    p.mark(slot, &mut self.dirty);
+                    self.lists.mark(slot, &mut p.io);
                 }
                 Due::Expired(why) => {
                     expired.push((slot, why.to_string()));
@@ -818,10 +743,8 @@ impl Router {
         let Some(Some(p)) = self.peers.get_mut(slot) else {
             return Err(SendFailure::Unreachable);
         };
-        let hwm = self.core.config.hwm;
-        let max_bytes = self.core.config.queue_bytes;
-        if (hwm > 0 && p.out.queue_len() >= hwm as usize)
-            || (max_bytes > 0 && p.out.unsent() >= max_bytes as u64)
+        if p.out
+            .is_full(self.core.config.hwm, self.core.config.queue_bytes)
         {
             return Err(SendFailure::Full);
         }
@@ -833,24 +756,30 @@ impl Router {
                 zmtp::put_frame(out, flags, f);
             }
         });
-        p.mark(slot, &mut self.dirty);
+        self.lists.mark(slot, &mut p.io);
         Ok(())
     }
+}
 
-    fn flush_all(&mut self) {
-        let dirty = std::mem::take(&mut self.dirty);
-        for &slot in &dirty {
-            let Some(Some(p)) = self.peers.get_mut(slot) else {
-                continue;
-            };
-            p.dirty = false;
-            if let Err(e) = p.flush() {
-                self.close(slot, &Close::Io(e));
-            }
-        }
-        if self.dirty.is_empty() {
-            self.dirty = dirty;
-            self.dirty.clear();
+impl Slots for Router {
+    fn lists(&mut self) -> &mut Lists {
+        &mut self.lists
+    }
+
+    fn flags(&mut self, slot: usize) -> Option<&mut Flags> {
+        Some(&mut self.peers.get_mut(slot)?.as_mut()?.io)
+    }
+
+    fn read(&mut self, slot: usize, now: Instant) {
+        self.read_peer(slot, now);
+    }
+
+    fn flush(&mut self, slot: usize, _now: Instant) {
+        let Some(Some(p)) = self.peers.get_mut(slot) else {
+            return;
+        };
+        if let Err(e) = p.flush(&mut self.spare) {
+            self.close(slot, &Close::Io(e));
         }
     }
 }
@@ -858,14 +787,4 @@ impl Router {
 /// The socket types that can talk to a ROUTER (libzmq's list).
 fn accepts(peer: &str) -> bool {
     matches!(peer, "DEALER" | "REQ" | "ROUTER")
-}
-
-/// Reads into `buf`, again when interrupted; `Ok(0)` is end of file.
-fn read_some(stream: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        match stream.read(buf) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            other => return other,
-        }
-    }
 }

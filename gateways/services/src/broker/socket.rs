@@ -23,31 +23,10 @@ const BATCH: usize = 1024;
 /// How often the counters seen by [`Handle`] are refreshed under load.
 const SHARE_EVERY: Duration = Duration::from_millis(5);
 
-/// Which ROUTER the broker runs on.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Engine {
-    /// The broker thread speaks ZMTP itself: it accepts the connections,
-    /// reads and writes them in its own poll loop (no libzmq I/O thread).
-    /// The default.
-    #[default]
-    Native,
-    /// libzmq's ROUTER socket (what the broker used before; kept for
-    /// comparison). Its I/O thread reads and writes the connections.
-    Libzmq,
-}
-
-impl std::str::FromStr for Engine {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<Engine, String> {
-        match s {
-            "native" => Ok(Engine::Native),
-            "libzmq" => Ok(Engine::Libzmq),
-            other => Err(format!("unknown engine '{other}' (native or libzmq)")),
-        }
-    }
-}
+/// Which ROUTER the broker runs on: [`Engine::Native`] (the broker thread
+/// speaks ZMTP itself, the default) or [`Engine::Libzmq`] (libzmq's ROUTER
+/// socket). The type is shared with the backplane.
+pub use banyan_zmtp::Engine;
 
 /// Where and how to run the broker.
 #[derive(Debug, Clone)]
