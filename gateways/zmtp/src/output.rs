@@ -199,6 +199,44 @@ impl Output {
         self.queued.push_back((start, self.appended_total));
     }
 
+    /// Appends one whole message, already framed in a buffer of its own
+    /// (a large message: queued as it is, by reference like a shared one
+    /// with a single holder, so never copied, and nothing is appended to
+    /// its buffer).
+    #[inline]
+    pub fn push_owned_message(&mut self, v: Vec<u8>) {
+        let len = v.len();
+        self.push_shared_message(&Arc::new(v), 0, len);
+    }
+
+    /// The oldest queued message is partly written: the next bytes must be
+    /// the rest of it (nothing may be written in between).
+    #[inline]
+    pub fn in_message(&self) -> bool {
+        self.queued
+            .iter()
+            .find(|&&(_, e)| e > self.written_total)
+            .is_some_and(|&(s, _)| s < self.written_total)
+    }
+
+    /// Drops the rest of a partly written oldest message, as a connection
+    /// that broke in the middle of it must (the next connection starts
+    /// with the next message); says whether there was one.
+    pub fn drop_partial(&mut self) -> bool {
+        if !self.in_message() {
+            return false;
+        }
+        let Some(&(_, end)) = self.queued.iter().find(|&&(_, e)| e > self.written_total) else {
+            return false;
+        };
+        let rest = end - self.written_total;
+        let mut none = Spare::default();
+        self.advance(usize::try_from(rest).unwrap_or(usize::MAX), &mut none);
+        self.written_total = end;
+        self.queue_len();
+        true
+    }
+
     /// Appends one whole message, `buf[start..end]`, by reference.
     #[inline]
     pub fn push_shared_message(&mut self, buf: &Arc<Vec<u8>>, start: usize, end: usize) {
@@ -630,5 +668,58 @@ mod tests {
         o.push_message(b"q");
         o.push_control(b"z");
         assert_eq!(o.pop_newest(), None, "bytes after it");
+    }
+
+    #[test]
+    fn an_owned_message_is_its_own_chunk_and_a_cut_one_is_dropped_whole() {
+        let mut o = Output::new();
+        o.push_message(b"ab");
+        let big = vec![7u8; 1000];
+        o.push_owned_message(big.clone());
+        o.push_message(b"cd");
+        assert_eq!(
+            o.chunks.len(),
+            3,
+            "the owned message is not copied into a chunk"
+        );
+        assert_eq!(o.queue_len(), 3);
+        assert!(!o.in_message());
+        assert!(!o.drop_partial(), "nothing written: nothing to drop");
+        // The first message and 12 bytes of the large one go out (the
+        // writer takes up to 12 bytes of each slice).
+        let mut w = Trickle::new(12);
+        o.write_to(&mut w, &mut Spare::default()).unwrap();
+        assert_eq!(w.got.len(), 14);
+        assert!(o.in_message());
+        // The connection breaks: the rest of the large message is dropped,
+        // the message behind it is kept, whole.
+        assert!(o.drop_partial());
+        assert!(!o.in_message());
+        assert_eq!(o.queue_len(), 1);
+        assert_eq!(o.unsent(), 2);
+        assert_eq!(write_all(&mut o, 1), b"cd");
+        assert!(!o.has_output());
+        assert_eq!(o.queue_len(), 0);
+    }
+
+    #[test]
+    fn a_message_written_to_its_last_byte_is_not_in_progress() {
+        let mut o = Output::new();
+        o.push_message(b"abc");
+        o.push_message(b"de");
+        let mut w = Trickle::new(3);
+        o.write_to(&mut w, &mut Spare::default()).unwrap();
+        assert!(
+            !o.in_message(),
+            "a whole message written, the next not begun"
+        );
+        assert!(!o.drop_partial());
+        assert_eq!(o.queue_len(), 1);
+        let mut w = Trickle::new(1);
+        o.write_to(&mut w, &mut Spare::default()).unwrap();
+        assert!(o.in_message());
+        assert!(o.drop_partial());
+        assert!(!o.has_output());
+        assert_eq!(o.unsent(), 0);
     }
 }

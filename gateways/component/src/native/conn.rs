@@ -11,11 +11,13 @@
 //!
 //! Bytes to send live in two queues. `ctrl` holds the handshake and
 //! commands (`PING`, `PONG`, subscriptions) and is written only between
-//! messages; `out` holds the messages published, each one's length kept in
-//! `lens`, so the high-water mark counts messages exactly and a connection
-//! that breaks mid-message knows which message was cut (it is counted in
-//! [`Counters::lost`]; the ones queued behind it are sent after the
-//! reconnect).
+//! messages; `out` holds the messages published, in the output queue the
+//! backplane uses ([`zmtp::output::Output`]: chunks written with one
+//! `writev`, nothing ever moved, a large message in a buffer of its own),
+//! which keeps each message's range, so the high-water mark counts
+//! messages exactly and a connection that breaks mid-message knows which
+//! message was cut (it is counted in [`Counters::lost`]; the ones queued
+//! behind it are sent after the reconnect).
 //!
 //! Received bytes are parsed out of one receive buffer and each frame is
 //! copied out of it, except the last frame of a message when it is large
@@ -45,6 +47,9 @@ const DIRECT_AT: usize = 128 * 1024;
 pub(crate) const COALESCE: Duration = Duration::from_micros(50);
 /// Queued bytes written at once regardless of [`COALESCE`].
 const FLUSH_BYTES: usize = 64 * 1024;
+/// A message with this many bytes of frames or more is framed into a
+/// buffer of its own in the send queue.
+const OWN_BUFFER_AT: usize = 64 * 1024;
 /// Longest a coalesced message waits when the caller goes quiet: the
 /// process's keeper thread writes it then.
 pub(crate) const LINGER: Duration = Duration::from_millis(1);
@@ -186,10 +191,7 @@ pub(crate) struct Conn {
     backoff: Duration,
     ctrl: Vec<u8>,
     ctrl_pos: usize,
-    out: Vec<u8>,
-    out_pos: usize,
-    lens: VecDeque<usize>,
-    head_written: usize,
+    out: zmtp::output::Output,
     inbuf: InBuf,
     decoder: zmtp::Decoder,
     last_rx: Instant,
@@ -288,10 +290,7 @@ impl Conn {
             backoff: settings.reconnect,
             ctrl: Vec::new(),
             ctrl_pos: 0,
-            out: Vec::new(),
-            out_pos: 0,
-            lens: VecDeque::new(),
-            head_written: 0,
+            out: zmtp::output::Output::new(),
             inbuf: InBuf::default(),
             decoder: zmtp::Decoder::with_limits(settings.max_message, 64 * 1024),
             last_rx: now,
@@ -323,8 +322,8 @@ impl Conn {
     }
 
     /// Messages queued and not yet wholly written.
-    pub(crate) fn queued(&self) -> usize {
-        self.lens.len()
+    pub(crate) fn queued(&mut self) -> usize {
+        self.out.queue_len()
     }
 
     /// Makes this connection and `other` (to the same backplane) close
@@ -371,8 +370,8 @@ impl Conn {
     /// Bytes wait to be written (the socket took no more).
     pub(crate) fn wants_write(&self) -> bool {
         self.ctrl_pos < self.ctrl.len()
-            || (self.out_pos < self.out.len() && self.hold_until.is_none())
-            || self.head_written > 0
+            || (self.out.has_output() && self.hold_until.is_none())
+            || self.out.in_message()
     }
 
     /// When this connection must be looked at next if nothing happens on
@@ -679,7 +678,7 @@ impl Conn {
             }
             Role::Dealer => {}
             Role::Publisher => {
-                if !self.lens.is_empty() {
+                if self.out.queue_len() > 0 {
                     // Messages published while the backplane was away wait
                     // until it announces a subscriber (subscribers reconnect
                     // at the same time), at most one reconnect interval
@@ -695,12 +694,8 @@ impl Conn {
     fn fail(&mut self, now: Instant, why: String) {
         let was_up = self.is_up();
         self.stream = None;
-        if self.head_written > 0 {
+        if self.out.drop_partial() {
             // The backplane got part of the head message: it is lost.
-            if let Some(len) = self.lens.pop_front() {
-                self.out_pos += len - self.head_written;
-            }
-            self.head_written = 0;
             self.counters.lost += 1;
         }
         self.ctrl.clear();
@@ -739,25 +734,35 @@ impl Conn {
     /// poll, or the keeper after [`LINGER`]).
     pub(crate) fn send(&mut self, now: Instant, frames: &[&[u8]]) -> bool {
         let hwm = self.settings.send_hwm;
-        if hwm > 0 && self.lens.len() >= hwm {
+        if hwm > 0 && self.out.queue_len() >= hwm {
             // Full: make room if the socket takes bytes now.
             if self.is_up() {
                 self.flush(now);
             }
-            if self.lens.len() >= hwm {
+            if self.out.queue_len() >= hwm {
                 return false;
             }
         }
         if self.is_up() && self.expired.load(Ordering::Relaxed) != self.expired_seen {
             self.timers(now);
         }
-        let before = self.out.len();
-        let last = frames.len().saturating_sub(1);
-        for (i, f) in frames.iter().enumerate() {
-            let flags = if i < last { zmtp::MORE } else { 0 };
-            zmtp::put_frame(&mut self.out, flags, f);
+        let put = |v: &mut Vec<u8>| {
+            let last = frames.len().saturating_sub(1);
+            for (i, f) in frames.iter().enumerate() {
+                let flags = if i < last { zmtp::MORE } else { 0 };
+                zmtp::put_frame(v, flags, f);
+            }
+        };
+        let body: usize = frames.iter().map(|f| f.len()).sum();
+        if body >= OWN_BUFFER_AT {
+            // Large: framed into a buffer of its own, not into (and
+            // growing) a chunk shared with other messages.
+            let mut v = Vec::with_capacity(body + 9 * frames.len());
+            put(&mut v);
+            self.out.push_owned_message(v);
+        } else {
+            self.out.push_message_with(put);
         }
-        self.lens.push_back(self.out.len() - before);
         if !self.is_up() {
             if let Phase::Waiting { retry_at } = self.phase {
                 if now >= retry_at {
@@ -768,7 +773,7 @@ impl Conn {
         }
         if self.hold_until.is_none()
             && (now.saturating_duration_since(self.last_tx) >= COALESCE
-                || self.out.len() - self.out_pos >= FLUSH_BYTES)
+                || self.out.unsent() >= FLUSH_BYTES as u64)
         {
             self.flush(now);
         } else if self.tail_since.is_none() {
@@ -780,7 +785,7 @@ impl Conn {
     /// Writes what can be written now: commands between messages, messages
     /// unless held.
     pub(crate) fn flush(&mut self, now: Instant) {
-        if self.role == Role::Publisher && self.is_up() && self.out_pos < self.out.len() {
+        if self.role == Role::Publisher && self.is_up() && self.out.has_output() {
             // Read before writing messages: a backplane that went away has
             // left a FIN (or RST) here, and messages written after it would
             // be lost without a trace. Now they stay queued for the next
@@ -790,14 +795,24 @@ impl Conn {
                 return;
             }
         }
+        self.write_queued(now);
+        self.out.settle();
+        if !self.out.has_output() {
+            self.tail_since = None;
+        }
+    }
+
+    /// [`Conn::flush`]'s writes: commands between messages, messages
+    /// unless held, until done or the socket takes no more.
+    fn write_queued(&mut self, now: Instant) {
+        let mut none = zmtp::output::Spare::default();
         loop {
             let Some(stream) = self.stream.as_mut() else {
                 return;
             };
             let up = matches!(self.phase, Phase::Up { .. });
-            let result = if self.ctrl_pos > 0
-                || (self.head_written == 0 && self.ctrl_pos < self.ctrl.len())
-            {
+            let in_message = self.out.in_message();
+            let result = if self.ctrl_pos > 0 || (!in_message && self.ctrl_pos < self.ctrl.len()) {
                 let bytes = self.ctrl.get(self.ctrl_pos..).unwrap_or(&[]);
                 if bytes.is_empty() {
                     self.ctrl.clear();
@@ -805,13 +820,8 @@ impl Conn {
                     continue;
                 }
                 stream.write(bytes).map(|n| (n, true))
-            } else if up && (self.head_written > 0 || self.hold_until.is_none()) {
-                let bytes = self.out.get(self.out_pos..).unwrap_or(&[]);
-                if bytes.is_empty() {
-                    self.tail_since = None;
-                    return;
-                }
-                stream.write(bytes).map(|n| (n, false))
+            } else if up && (in_message || self.hold_until.is_none()) && self.out.has_output() {
+                self.out.write_to(stream, &mut none).map(|n| (n, false))
             } else {
                 return;
             };
@@ -825,37 +835,10 @@ impl Conn {
                     }
                     self.last_tx = now;
                 }
-                Ok((n, false)) => {
-                    self.wrote_out(n);
-                    self.last_tx = now;
-                }
+                Ok((_, false)) => self.last_tx = now,
                 Err(e) if would_block(&e) => return,
                 Err(e) => return self.fail(now, format!("write: {e}")),
             }
-        }
-    }
-
-    /// Accounts `n` bytes of `out` written.
-    fn wrote_out(&mut self, n: usize) {
-        self.out_pos += n;
-        let mut n = n + self.head_written;
-        self.head_written = 0;
-        while let Some(&len) = self.lens.front() {
-            if n >= len {
-                n -= len;
-                self.lens.pop_front();
-            } else {
-                self.head_written = n;
-                break;
-            }
-        }
-        if self.out_pos >= self.out.len() {
-            self.out.clear();
-            self.out_pos = 0;
-            self.tail_since = None;
-        } else if self.out_pos > 1024 * 1024 && self.out_pos * 2 > self.out.len() {
-            self.out.drain(..self.out_pos);
-            self.out_pos = 0;
         }
     }
 
@@ -1196,7 +1179,7 @@ impl Conn {
 
     /// Bytes queued to write.
     pub(crate) fn pending_bytes(&self) -> usize {
-        (self.ctrl.len() - self.ctrl_pos) + (self.out.len() - self.out_pos)
+        (self.ctrl.len() - self.ctrl_pos) + usize::try_from(self.out.unsent()).unwrap_or(usize::MAX)
     }
 }
 
