@@ -683,10 +683,12 @@ impl<'a> Forwarder<'a> {
                         return;
                     };
                     c.liveness.heard();
-                    if n < asked {
+                    if n < asked && !c.io.read_closed {
                         // A short read took all the socket had (epoll(7)):
                         // the next bytes bring a new edge. No read that
-                        // would only say `WouldBlock`.
+                        // would only say `WouldBlock`. (Not after the
+                        // peer's FIN: its end of file is behind the data,
+                        // and no edge will come for it.)
                         c.io.readable = false;
                         return;
                     }

@@ -1301,6 +1301,65 @@ mod tests {
         (bp, publisher, subscriber)
     }
 
+    /// A dropped component's connections end at once and are never made
+    /// again. Its connections are up and idle, so the keeper thread polls
+    /// them until its next heartbeat timer: that poll used to hold the
+    /// sockets open past the close (the backplane saw the end a heartbeat
+    /// interval late), and the keeper then reconnected them.
+    #[test]
+    fn a_dropped_component_closes_at_once_and_never_reconnects() {
+        use std::io::{Read as _, Write as _};
+        use std::net::{TcpListener, TcpStream};
+        let listeners = [
+            TcpListener::bind("127.0.0.1:0").unwrap(),
+            TcpListener::bind("127.0.0.1:0").unwrap(),
+        ];
+        let port = |l: &TcpListener| l.local_addr().unwrap().port();
+        let mut cfg = Config::new("127.0.0.1", port(&listeners[0]), port(&listeners[1]));
+        cfg.transport = Transport::Native;
+        cfg.heartbeat_interval = Duration::from_secs(5);
+        cfg.heartbeat_timeout = Duration::from_secs(15);
+        let mut c = Component::connect(cfg).unwrap();
+        // A backplane's side of the handshake, by hand: greeting and READY.
+        let accept = |l: &TcpListener, socket_type: &str| -> TcpStream {
+            let mut s = l.accept().unwrap().0;
+            let mut out = banyan_zmtp::greeting().to_vec();
+            banyan_zmtp::put_ready(&mut out, socket_type);
+            s.write_all(&out).unwrap();
+            s
+        };
+        let mut peers = [accept(&listeners[0], "XSUB"), accept(&listeners[1], "XPUB")];
+        let until = Instant::now() + Duration::from_secs(10);
+        while c.link_state() != LinkState::Up {
+            assert!(Instant::now() < until, "the handshake did not finish");
+            let _ = c.recv_event(Some(Duration::from_millis(10))).unwrap();
+        }
+        // Unattended: the keeper polls them now, until its heartbeat timer.
+        std::thread::sleep(Duration::from_millis(50));
+        drop(c);
+        for s in &mut peers {
+            s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+            let mut buf = [0u8; 256];
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(_) => {} // the greeting and READY
+                    Err(e) => panic!("no end of file within 1 s of the drop: {e}"),
+                }
+            }
+        }
+        for l in &listeners {
+            l.set_nonblocking(true).unwrap();
+        }
+        let until = Instant::now() + Duration::from_millis(1500);
+        while Instant::now() < until {
+            for l in &listeners {
+                assert!(l.accept().is_err(), "a dropped component connected again");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     #[test]
     fn publish_subscribe_roundtrip_and_counters() {
         let (_bp, mut p, mut s) = pair();

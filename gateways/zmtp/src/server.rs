@@ -43,6 +43,10 @@ pub struct Flags {
     pub readable: bool,
     /// The socket may accept more bytes (until a write would block).
     pub writable: bool,
+    /// The peer ended its side (or the socket failed): an end of file (or
+    /// the error) waits behind the data, so a short read does not mean the
+    /// socket is drained; read until a read says so.
+    pub read_closed: bool,
     /// Listed in [`Lists`]' ready list.
     listed: bool,
     /// Listed in [`Lists`]' dirty list.
@@ -64,6 +68,7 @@ impl Flags {
         Flags {
             readable: true,
             writable: true,
+            read_closed: false,
             listed: false,
             dirty: false,
         }
@@ -123,6 +128,7 @@ impl Lists {
         let mut progressed = false;
         if event.is_readable() || event.is_read_closed() || event.is_error() {
             flags.readable = true;
+            flags.read_closed |= event.is_read_closed() || event.is_error();
             self.list(slot, flags);
         }
         if event.is_writable() || event.is_write_closed() || event.is_error() {

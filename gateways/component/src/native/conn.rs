@@ -226,6 +226,9 @@ pub(crate) struct Conn {
     /// Its ups and downs are queued as [`Change`]s for the owner (the
     /// subscriber's, or the publisher's when it has no subscriber sibling).
     reports: bool,
+    /// Its owner dropped it: closed for good, never reconnected (the
+    /// keeper may still hold it for a moment).
+    retired: bool,
 }
 
 /// A message whose large last frame is read straight into its own buffer.
@@ -310,6 +313,7 @@ impl Conn {
             ahead_frames: VecDeque::new(),
             ahead_bytes: 0,
             reports: role != Role::Publisher,
+            retired: false,
         }
     }
 
@@ -378,6 +382,9 @@ impl Conn {
     /// its socket (reconnect, handshake or heartbeat timers, a held
     /// backlog). `None`: only socket events.
     pub(crate) fn due(&self) -> Option<Instant> {
+        if self.retired {
+            return None;
+        }
         let s = &self.settings;
         match self.phase {
             Phase::Waiting { retry_at } => Some(retry_at),
@@ -440,6 +447,9 @@ impl Conn {
     /// write, read (into the buffer, up to a bound), timers.
     pub(crate) fn progress(&mut self, now: Instant) {
         self.read_any = false;
+        if self.retired {
+            return;
+        }
         if let Phase::Waiting { retry_at } = self.phase {
             if now >= retry_at {
                 self.start_connect(now);
@@ -693,7 +703,13 @@ impl Conn {
     /// Closes the connection after a failure and schedules the next attempt.
     fn fail(&mut self, now: Instant, why: String) {
         let was_up = self.is_up();
-        self.stream = None;
+        if let Some(stream) = self.stream.take() {
+            // Shut down before the close: the keeper thread may be in
+            // `poll` on this socket, which holds it open past our close
+            // until that poll returns (up to a heartbeat interval later);
+            // a shutdown reaches the backplane now.
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
         if self.out.drop_partial() {
             // The backplane got part of the head message: it is lost.
             self.counters.lost += 1;
@@ -726,6 +742,13 @@ impl Conn {
         if self.stream.is_some() {
             self.fail(now, why.into());
         }
+    }
+
+    /// Closes the connection for good: its owner dropped it.
+    pub(crate) fn retire(&mut self, now: Instant, why: &str) {
+        self.close(now, why);
+        self.retired = true;
+        self.phase = Phase::Waiting { retry_at: now };
     }
 
     /// Queues a message; `false` when the high-water mark is reached

@@ -345,8 +345,10 @@ impl Dealer {
 impl Drop for Dealer {
     fn drop(&mut self) {
         let mut c = self.conn.lock();
-        c.close(Instant::now(), "dealer dropped");
+        c.retire(Instant::now(), "dealer dropped");
         self.conn.set_due(None);
+        drop(c);
+        self.conn.kick_keeper();
     }
 }
 

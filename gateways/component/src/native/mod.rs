@@ -335,8 +335,12 @@ impl Drop for Native {
         let now = Instant::now();
         for s in self.conns() {
             let mut c = s.lock();
-            c.close(now, "component dropped");
+            c.retire(now, "component dropped");
             s.set_due(None);
+        }
+        if let Some(s) = self.conns().next() {
+            // The keeper lets go of them at once, not at its next timer.
+            s.kick_keeper();
         }
     }
 }
