@@ -229,6 +229,13 @@ pub(crate) struct Conn {
     /// Its owner dropped it: closed for good, never reconnected (the
     /// keeper may still hold it for a moment).
     retired: bool,
+    /// The last read took all the socket had (it returned less than it
+    /// asked for, or nothing): until it is polled, another read would most
+    /// likely say `WouldBlock`.
+    drained: bool,
+    /// Subscriber: bytes came in since parsing last stopped for want of
+    /// more (a whole message may be buffered: news for a wait).
+    unparsed: bool,
 }
 
 /// A message whose large last frame is read straight into its own buffer.
@@ -314,6 +321,8 @@ impl Conn {
             ahead_bytes: 0,
             reports: role != Role::Publisher,
             retired: false,
+            drained: false,
+            unparsed: false,
         }
     }
 
@@ -344,7 +353,10 @@ impl Conn {
 
     /// A change or a notice waits for the owner.
     pub(crate) fn has_news(&self) -> bool {
-        !self.changes.is_empty() || !self.notices.is_empty() || !self.ahead.is_empty()
+        !self.changes.is_empty()
+            || !self.notices.is_empty()
+            || !self.ahead.is_empty()
+            || self.unparsed
     }
 
     pub(crate) fn take_change(&mut self) -> Option<Change> {
@@ -446,6 +458,17 @@ impl Conn {
     /// Does everything possible now without blocking: connect, handshake,
     /// write, read (into the buffer, up to a bound), timers.
     pub(crate) fn progress(&mut self, now: Instant) {
+        self.progress_with(now, true);
+    }
+
+    /// [`Conn::progress`] for the owner, who takes the messages next:
+    /// what is read stays in the receive buffer, not parsed ahead (no
+    /// second copy of each message).
+    pub(crate) fn progress_owner(&mut self, now: Instant) {
+        self.progress_with(now, false);
+    }
+
+    fn progress_with(&mut self, now: Instant, ahead: bool) {
         self.read_any = false;
         if self.retired {
             return;
@@ -481,7 +504,8 @@ impl Conn {
             match self.role {
                 // The publisher's only input is subscription notices.
                 Role::Publisher => self.read_notices(now),
-                Role::Subscriber | Role::Dealer => self.read_ahead(now),
+                Role::Subscriber | Role::Dealer if ahead => self.read_ahead(now),
+                Role::Subscriber | Role::Dealer => {}
             }
         }
         self.timers(now);
@@ -895,11 +919,14 @@ impl Conn {
                         d.got += n;
                         self.last_rx = now;
                         self.read_any = true;
+                        self.unparsed = true;
+                        self.drained = n < room;
                         if n < room {
                             return;
                         }
                     }
                     Err(e) => {
+                        self.drained = true;
                         if !would_block(&e) {
                             self.fail(now, format!("read: {e}"));
                         }
@@ -918,11 +945,14 @@ impl Conn {
                     self.inbuf.commit(n);
                     self.last_rx = now;
                     self.read_any = true;
+                    self.unparsed = self.role != Role::Publisher;
+                    self.drained = n < room;
                     if n < room {
                         return;
                     }
                 }
                 Err(e) => {
+                    self.drained = true;
                     if !would_block(&e) {
                         self.fail(now, format!("read: {e}"));
                     }
@@ -986,10 +1016,12 @@ impl Conn {
     }
 
     /// The next message for the subscriber: parses buffered bytes, reading
-    /// more when they hold no whole message and `read` is set. A caller
-    /// that waits for the socket when there is nothing passes `false`: the
-    /// wait (a level-triggered `poll`) finds bytes that are there, so the
-    /// read that would only say `WouldBlock` is saved.
+    /// more when they hold no whole message. A caller that waits for the
+    /// socket when there is nothing passes `read: false`: then the socket
+    /// is read only if the last read filled its buffer (more is likely
+    /// there); after a short one, the wait (a level-triggered `poll`) finds
+    /// bytes that came since, and the read that would only say
+    /// `WouldBlock` is saved.
     pub(crate) fn next_message(
         &mut self,
         now: Instant,
@@ -1003,7 +1035,7 @@ impl Conn {
             return Next::Empty;
         }
         let next = self.step(now, frames);
-        if read && next == Next::Empty && self.is_up() {
+        if (read || !self.drained) && next == Next::Empty && self.is_up() {
             self.fill(now);
             let next = self.step(now, frames);
             self.flush(now);
@@ -1051,6 +1083,7 @@ impl Conn {
         if let Some(d) = &self.direct {
             if d.got < d.body.len() {
                 self.starved = true;
+                self.unparsed = false;
                 return Next::Empty;
             }
             if let Some(d) = self.direct.take() {
@@ -1073,6 +1106,7 @@ impl Conn {
             match step {
                 zmtp::Step::NeedMore => {
                     self.starved = true;
+                    self.unparsed = false;
                     return Next::Empty;
                 }
                 zmtp::Step::Skipped(n) => self.inbuf.consume(n),

@@ -417,7 +417,9 @@ pub(crate) fn wait_all(
     for (k, shared) in conns.iter().enumerate() {
         let mut c = shared.lock();
         if fired(slot.get(k).copied().flatten()) {
-            c.progress(now);
+            // The caller takes what is read next (or waits again at once:
+            // unparsed bytes are news).
+            c.progress_owner(now);
         } else {
             c.tend(now);
         }
