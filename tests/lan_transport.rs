@@ -44,6 +44,26 @@ fn pub_sub(cfg: Config, topic: &str) -> (Component, Component) {
     (p, s)
 }
 
+/// SIGSTOPs `bp` and waits (up to `T`) for `multi`'s `BackplaneDown` of
+/// backplane `name`; returns whether it came and how long after the stop.
+fn stop_until_down(
+    bp: &Proc,
+    multi: &mut banyan::component::multi::MultiComponent,
+    name: &str,
+) -> (bool, Duration) {
+    bp.signal("STOP");
+    let stopped = Instant::now();
+    let until = stopped + T;
+    while Instant::now() < until {
+        if let Some(e) = multi.recv_event(Some(until - Instant::now())).unwrap() {
+            if e.backplane == name && e.event == Event::BackplaneDown {
+                return (true, stopped.elapsed());
+            }
+        }
+    }
+    (false, stopped.elapsed())
+}
+
 /// Waits for `want` among the component's events (other events and
 /// messages are skipped).
 fn wait_event(c: &mut Component, want: &Event, within: Duration) -> bool {
@@ -347,16 +367,7 @@ fn a_multi_component_finds_one_silent_backplane_and_routes_on_through_the_other(
     assert!(routed(&mut multi, &mut on1, "BP1", 1));
     assert!(routed(&mut multi, &mut on2, "BP2", 2));
 
-    bp2.signal("STOP");
-    let stopped = Instant::now();
-    let until = stopped + T;
-    let mut found = false;
-    while !found && Instant::now() < until {
-        if let Some(e) = multi.recv_event(Some(until - Instant::now())).unwrap() {
-            found = e.backplane == "BP2" && e.event == Event::BackplaneDown;
-        }
-    }
-    let took = stopped.elapsed();
+    let (found, took) = stop_until_down(&bp2, &mut multi, "BP2");
     // BP1 routes on while BP2 is silent.
     let bp1_meanwhile = found && routed(&mut multi, &mut on1, "BP1", 3);
     bp2.signal("CONT");
@@ -407,16 +418,7 @@ fn a_publish_only_backplane_that_goes_silent_is_found_by_heartbeats() {
     }
     assert!(got, "nothing arrived through the publish-only backplane");
 
-    bp.signal("STOP");
-    let stopped = Instant::now();
-    let until = stopped + T;
-    let mut found = false;
-    while !found && Instant::now() < until {
-        if let Some(e) = multi.recv_event(Some(until - Instant::now())).unwrap() {
-            found = e.backplane == "OUT" && e.event == Event::BackplaneDown;
-        }
-    }
-    let took = stopped.elapsed();
+    let (found, took) = stop_until_down(&bp, &mut multi, "OUT");
     bp.signal("CONT");
     assert!(found, "the silent publish-only backplane was never noticed");
     println!(
