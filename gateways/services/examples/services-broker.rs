@@ -9,6 +9,7 @@
 //! native one by default), prints `listening PORT`, then its counters every
 //! second while they change; runs until killed.
 
+use banyan_component::{safe_eprintln as eprintln, safe_println as println};
 use std::time::Duration;
 
 use banyan_services::broker::{spawn, SocketConfig};

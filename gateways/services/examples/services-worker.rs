@@ -8,6 +8,7 @@
 //! cargo run -p banyan-services --example services-worker -- tcp://127.0.0.1:43126 echo w1 0 1000
 //! ```
 
+use banyan_component::{safe_eprintln as eprintln, safe_println as println};
 use std::time::Duration;
 
 use banyan_services::worker::{serve, Config, Failure, Request};
