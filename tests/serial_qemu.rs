@@ -1650,14 +1650,16 @@ fn device_reset_mid_request_through_banyan_processes_errors_then_recovers() {
     let details = [
         "the device reset before the device replied",
         "the device's link went down before the device replied",
+        // The firmware came back with its old session id (QEMU's clock can
+        // lag the host's under load): a rejoin, the same loss.
+        "the device's link restarted before the device replied",
     ];
-    expect_gateway_error(
-        p.answer(id, sent, deadline),
-        &details,
-        "QEMU reset mid-request",
-        reset,
-        deadline,
+    let answer = p.answer(id, sent, deadline);
+    let rejoined = matches!(
+        &answer.0.result,
+        Err(banyan_services::Error::Service { detail, .. }) if detail.contains("link restarted")
     );
+    expect_gateway_error(answer, &details, "QEMU reset mid-request", reset, deadline);
     // The Python client's request too: ServiceError worker_error.
     let line = py.wait_line(Duration::from_secs(30), |l| l.starts_with("answer "));
     assert!(
@@ -1671,7 +1673,7 @@ fn device_reset_mid_request_through_banyan_processes_errors_then_recovers() {
     );
     println!("the python client: {line}");
     p.wait_counted_lost_n(lost, 2);
-    p.wait_device_back(session);
+    p.wait_device_back(if rejoined { None } else { session });
     p.state_succeeds();
 }
 
